@@ -1,0 +1,1 @@
+//! Admission rules of KubeVirt's snapshot, restore and VM webhooks, as pure functions.

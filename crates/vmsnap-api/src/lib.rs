@@ -1,0 +1,19 @@
+//! Typed Kubernetes API objects served and used by vmsnap: KubeVirt (`kubevirt.io/v1`), CDI
+//! (`cdi.kubevirt.io/v1beta1`), the CSI snapshot API (`snapshot.storage.k8s.io/v1`) and KubeVirt's
+//! snapshot API (`snapshot.kubevirt.io`), plus the registry describing every kind the embedded API
+//! server serves.
+//!
+//! This crate is pure data: no HTTP, no storage, no QEMU. Field names and JSON shapes copy the
+//! upstream APIs exactly so that manifests written for KubeVirt work unchanged.
+
+mod builtin_columns;
+pub mod cdi;
+pub mod duration;
+pub mod kubevirt;
+pub mod registry;
+pub mod schema;
+pub mod snapshot;
+pub mod volumesnapshot;
+
+pub use builtin_columns::access_modes;
+pub use k8s_openapi;

@@ -1,0 +1,110 @@
+//! `VirtualMachineSnapshot`: a request for a point-in-time copy of a VM.
+
+use k8s_openapi::api::core::v1::TypedLocalObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, SnapshotError};
+
+/// The desired snapshot.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "snapshot.kubevirt.io",
+    version = "v1beta1",
+    kind = "VirtualMachineSnapshot",
+    namespaced,
+    status = "VirtualMachineSnapshotStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    shortname = "vmsnapshot",
+    shortname = "vmsnapshots",
+    category = "all",
+    doc = "VirtualMachineSnapshot defines the operation of snapshotting a VM",
+    printcolumn(name = "SourceKind", type_ = "string", json_path = ".spec.source.kind"),
+    printcolumn(name = "SourceName", type_ = "string", json_path = ".spec.source.name"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"),
+    printcolumn(name = "CreationTime", type_ = "date", json_path = ".status.creationTime"),
+    printcolumn(name = "Error", type_ = "string", json_path = ".status.error.message")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineSnapshotSpec {
+    /// The VM to snapshot (`apiGroup: kubevirt.io`, `kind: VirtualMachine`).
+    pub source: TypedLocalObjectReference,
+    /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<String>,
+    /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_deadline: Option<String>,
+}
+
+/// Deletion policies.
+pub mod deletion_policy {
+    /// Delete the content with the snapshot.
+    pub const DELETE: &str = "Delete";
+    /// Keep a ready content after the snapshot is deleted.
+    pub const RETAIN: &str = "Retain";
+}
+
+/// The observed snapshot.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineSnapshotStatus {
+    /// UID of the source VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "sourceUID")]
+    pub source_uid: Option<String>,
+    /// Name of the content holding the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_machine_snapshot_content_name: Option<String>,
+    /// When the point in time was fixed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
+    pub creation_time: Option<Time>,
+    /// InProgress, Succeeded, Failed, Deleting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The snapshot can be restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_to_use: Option<bool>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<SnapshotError>,
+    /// Progressing, Ready, Failure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Deprecated: the indications without messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub indications: Vec<String>,
+    /// The indications with their messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_indications: Vec<SourceIndication>,
+    /// Which volumes are in the snapshot and which are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_volumes: Option<SnapshotVolumesLists>,
+}
+
+/// An indication with its message.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceIndication {
+    /// The indication.
+    pub indication: String,
+    /// What it means.
+    pub message: String,
+}
+
+/// `status.snapshotVolumes`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotVolumesLists {
+    /// Volumes with a VolumeSnapshot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub included_volumes: Vec<String>,
+    /// Volumes without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_volumes: Vec<String>,
+}

@@ -1,0 +1,2 @@
+//! The `vmsnap` binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! VirtualMachineSnapshot, VirtualMachineSnapshotContent and VirtualMachineRestore controllers on kube-runtime.

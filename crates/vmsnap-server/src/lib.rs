@@ -1,0 +1,1 @@
+//! Assembles the embedded control plane: store, API server, agent, storage driver, controllers and console.

@@ -1,0 +1,148 @@
+//! Reads: a small pool of read-only connections used from blocking tasks. In WAL mode each read
+//! transaction sees one consistent snapshot, so a list and its revision always agree.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::Value;
+
+use crate::{EventType, ObjectKey, StoreError, StoreEvent, WatchError};
+
+pub(crate) struct ReaderPool {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl ReaderPool {
+    pub fn new(path: PathBuf) -> Self {
+        ReaderPool {
+            path,
+            idle: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs `f` with a read connection on a blocking thread.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let idle = self.idle.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match idle.lock().expect("reader pool lock").pop() {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            let mut pool = idle.lock().expect("reader pool lock");
+            if pool.len() < 8 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn parse(text: String) -> Result<Arc<Value>, StoreError> {
+    Ok(Arc::new(serde_json::from_str(&text)?))
+}
+
+pub(crate) fn get(conn: &Connection, key: &ObjectKey) -> Result<Option<Arc<Value>>, StoreError> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")?
+        .query_row(params![key.resource, key.namespace, key.name], |r| r.get(0))
+        .optional()?;
+    text.map(parse).transpose()
+}
+
+pub(crate) fn list(
+    conn: &Connection,
+    resource: &str,
+    namespace: Option<&str>,
+) -> Result<(Vec<Arc<Value>>, u64), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let revision: i64 = tx
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut items = Vec::new();
+    {
+        let mut stmt;
+        let mut rows = match namespace {
+            Some(ns) => {
+                stmt = tx.prepare_cached(
+                    "SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 ORDER BY namespace, name",
+                )?;
+                stmt.query(params![resource, ns])?
+            }
+            None => {
+                stmt = tx.prepare_cached(
+                    "SELECT value FROM objects WHERE resource = ?1 ORDER BY namespace, name",
+                )?;
+                stmt.query(params![resource])?
+            }
+        };
+        while let Some(row) = rows.next()? {
+            items.push(parse(row.get(0)?)?);
+        }
+    }
+    tx.finish()?;
+    Ok((items, revision as u64))
+}
+
+pub(crate) fn log_after(
+    conn: &Connection,
+    resource: &str,
+    namespace: Option<&str>,
+    after: u64,
+    compacted: &AtomicU64,
+) -> Result<Result<Vec<StoreEvent>, WatchError>, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let oldest: i64 = tx
+        .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let oldest = (oldest as u64).max(compacted.load(Ordering::Acquire));
+    if after < oldest {
+        return Ok(Err(WatchError::Expired {
+            requested: after,
+            oldest,
+        }));
+    }
+    let mut stmt = tx.prepare_cached(
+        "SELECT revision, namespace, name, event, value, previous FROM log
+         WHERE resource = ?1 AND revision > ?2 ORDER BY revision",
+    )?;
+    let mut rows = stmt.query(params![resource, after as i64])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let ns: String = row.get(1)?;
+        if namespace.is_some_and(|want| want != ns) {
+            continue;
+        }
+        let previous: Option<String> = row.get(5)?;
+        events.push(StoreEvent {
+            revision: row.get::<_, i64>(0)? as u64,
+            key: ObjectKey::new(resource, ns, row.get::<_, String>(2)?),
+            event_type: EventType::from_code(row.get(3)?),
+            object: parse(row.get(4)?)?,
+            previous: previous.map(parse).transpose()?,
+        });
+    }
+    drop(rows);
+    drop(stmt);
+    tx.finish()?;
+    Ok(Ok(events))
+}

@@ -1,0 +1,332 @@
+//! The single writer thread, with group commit.
+//!
+//! Requests queue on a channel. The thread takes everything queued (up to a batch limit), applies
+//! each request in one transaction, commits once (`synchronous=FULL`: durable), and only then
+//! publishes the events and answers the callers. A crash before the commit loses the whole batch,
+//! none of which was acknowledged; a crash after it loses nothing.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::{EventType, ObjectKey, StoreError, StoreEvent};
+
+const MAX_BATCH: usize = 512;
+
+/// What a write does, decided from the current value.
+#[derive(Debug)]
+pub enum Mutation {
+    /// Store this value (create or replace).
+    Put(Value),
+    /// Remove the object.
+    Delete,
+    /// Leave it as it is.
+    Unchanged,
+}
+
+/// The result of a write.
+#[derive(Clone, Debug)]
+pub struct WriteOutcome {
+    /// The object after the write (for a delete, its last value); `None` if it does not exist.
+    pub object: Option<Arc<Value>>,
+    /// What changed, or `None` for a no-op.
+    pub event: Option<EventType>,
+}
+
+type Decide = Box<dyn FnOnce(Option<&Value>) -> Result<Mutation, Box<dyn Any + Send>> + Send>;
+
+enum Request {
+    Mutate {
+        key: ObjectKey,
+        decide: Decide,
+        reply: oneshot::Sender<Result<Result<WriteOutcome, Box<dyn Any + Send>>, StoreError>>,
+    },
+    Compact {
+        revision: u64,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+pub(crate) struct WriterHandle {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl WriterHandle {
+    pub async fn mutate<E, F>(&self, key: ObjectKey, decide: F) -> Result<Result<WriteOutcome, E>, StoreError>
+    where
+        E: Send + 'static,
+        F: FnOnce(Option<&Value>) -> Result<Mutation, E> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let decide: Decide =
+            Box::new(move |current| decide(current).map_err(|e| Box::new(e) as Box<dyn Any + Send>));
+        self.tx
+            .send(Request::Mutate { key, decide, reply })
+            .map_err(|_| StoreError::Closed)?;
+        match rx.await.map_err(|_| StoreError::Closed)?? {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(any) => Ok(Err(*any
+                .downcast::<E>()
+                .expect("the error type of a mutation is the caller's"))),
+        }
+    }
+
+    pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Compact { revision, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+pub(crate) fn spawn(
+    conn: Connection,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+    revision: Arc<AtomicU64>,
+    compacted: Arc<AtomicU64>,
+    retention: u64,
+) -> WriterHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut writer = Writer {
+        conn,
+        events,
+        revision,
+        compacted,
+        retention,
+        rx,
+    };
+    std::thread::Builder::new()
+        .name("vmsnap-store-writer".into())
+        .spawn(move || writer.run())
+        .expect("spawn the store writer thread");
+    WriterHandle { tx }
+}
+
+struct Writer {
+    conn: Connection,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+    revision: Arc<AtomicU64>,
+    compacted: Arc<AtomicU64>,
+    retention: u64,
+    rx: mpsc::UnboundedReceiver<Request>,
+}
+
+type Reply = Box<dyn FnOnce(Result<(), &StoreError>)>;
+
+impl Writer {
+    fn run(&mut self) {
+        while let Some(first) = self.rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.apply(batch);
+        }
+    }
+
+    fn apply(&mut self, batch: Vec<Request>) {
+        let start_rev = self.revision.load(Ordering::Acquire);
+        let mut rev = start_rev;
+        let mut published = Vec::new();
+        let mut replies: Vec<Reply> = Vec::new();
+        let result = (|| -> Result<(), StoreError> {
+            let tx = self.conn.transaction()?;
+            for request in batch {
+                match request {
+                    Request::Mutate { key, decide, reply } => {
+                        let outcome = apply_mutation(&tx, &key, decide, &mut rev, &mut published)?;
+                        replies.push(Box::new(move |r: Result<(), &StoreError>| {
+                            let _ = reply.send(match r {
+                                Ok(()) => Ok(outcome),
+                                Err(e) => Err(clone_error(e)),
+                            });
+                        }));
+                    }
+                    Request::Compact { revision, reply } => {
+                        compact(&tx, revision.min(rev))?;
+                        replies.push(Box::new(move |r: Result<(), &StoreError>| {
+                            let _ = reply.send(r.map_err(clone_error));
+                        }));
+                    }
+                }
+            }
+            if rev != start_rev {
+                tx.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('revision', ?1)",
+                    params![rev as i64],
+                )?;
+                let oldest = self.compacted.load(Ordering::Acquire);
+                if rev.saturating_sub(oldest) > self.retention + self.retention / 10 + 16 {
+                    compact(&tx, rev - self.retention)?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        match result {
+            Ok(()) => {
+                self.revision.store(rev, Ordering::Release);
+                if let Ok(Some(c)) = self
+                    .conn
+                    .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                {
+                    self.compacted.store(c as u64, Ordering::Release);
+                }
+                for event in published {
+                    let _ = self.events.send(Arc::new(event));
+                }
+                for reply in replies {
+                    reply(Ok(()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "store batch failed; nothing in it was written");
+                for reply in replies {
+                    reply(Err(&err));
+                }
+            }
+        }
+    }
+}
+
+fn clone_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Closed => StoreError::Closed,
+        other => StoreError::Batch(other.to_string()),
+    }
+}
+
+fn set_resource_version(value: &mut Value, revision: u64) {
+    if let Some(obj) = value.as_object_mut() {
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(meta) = meta.as_object_mut() {
+            meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        }
+    }
+}
+
+fn apply_mutation(
+    tx: &rusqlite::Transaction<'_>,
+    key: &ObjectKey,
+    decide: Decide,
+    rev: &mut u64,
+    published: &mut Vec<StoreEvent>,
+) -> Result<Result<WriteOutcome, Box<dyn Any + Send>>, StoreError> {
+    let current_text: Option<String> = tx
+        .prepare_cached("SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")?
+        .query_row(params![key.resource, key.namespace, key.name], |r| r.get(0))
+        .optional()?;
+    let current: Option<Value> = current_text.as_deref().map(serde_json::from_str).transpose()?;
+    let mutation = match decide(current.as_ref()) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(e)),
+    };
+    let unchanged = |current: Option<Value>| {
+        Ok(Ok(WriteOutcome {
+            object: current.map(Arc::new),
+            event: None,
+        }))
+    };
+    match mutation {
+        Mutation::Unchanged => unchanged(current),
+        Mutation::Put(mut value) => {
+            if let Some(cur) = &current {
+                let cur_rv = cur
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("0");
+                set_resource_version(&mut value, cur_rv.parse().unwrap_or(0));
+                if &value == cur {
+                    return unchanged(current);
+                }
+            }
+            *rev += 1;
+            set_resource_version(&mut value, *rev);
+            let text = serde_json::to_string(&value)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO objects (resource, namespace, name, revision, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![key.resource, key.namespace, key.name, *rev as i64, text])?;
+            let event_type = if current.is_some() {
+                EventType::Modified
+            } else {
+                EventType::Added
+            };
+            log(tx, *rev, key, event_type, &text, current_text.as_deref())?;
+            let object = Arc::new(value);
+            published.push(StoreEvent {
+                revision: *rev,
+                key: key.clone(),
+                event_type,
+                object: object.clone(),
+                previous: current.map(Arc::new),
+            });
+            Ok(Ok(WriteOutcome {
+                object: Some(object),
+                event: Some(event_type),
+            }))
+        }
+        Mutation::Delete => {
+            let Some(cur) = current else {
+                return unchanged(None);
+            };
+            *rev += 1;
+            let mut last = cur.clone();
+            set_resource_version(&mut last, *rev);
+            let text = serde_json::to_string(&last)?;
+            tx.prepare_cached("DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")?
+                .execute(params![key.resource, key.namespace, key.name])?;
+            log(tx, *rev, key, EventType::Deleted, &text, current_text.as_deref())?;
+            let object = Arc::new(last);
+            published.push(StoreEvent {
+                revision: *rev,
+                key: key.clone(),
+                event_type: EventType::Deleted,
+                object: object.clone(),
+                previous: Some(Arc::new(cur)),
+            });
+            Ok(Ok(WriteOutcome {
+                object: Some(object),
+                event: Some(EventType::Deleted),
+            }))
+        }
+    }
+}
+
+fn log(
+    tx: &rusqlite::Transaction<'_>,
+    rev: u64,
+    key: &ObjectKey,
+    event: EventType,
+    value: &str,
+    previous: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO log (revision, resource, namespace, name, event, value, previous) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![rev as i64, key.resource, key.namespace, key.name, event.code(), value, previous])?;
+    Ok(())
+}
+
+fn compact(tx: &rusqlite::Transaction<'_>, revision: u64) -> Result<(), StoreError> {
+    tx.execute("DELETE FROM log WHERE revision <= ?1", params![revision as i64])?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('compacted', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+        params![revision as i64],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Developer tasks, run through `./x TASK` (which first installs what is missing) or `cargo xtask TASK`.
+//!
+//! Every task prints the commands it runs, so what CI does can be repeated by hand.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const HELP: &str = "\
+cargo xtask TASK
+
+Tasks:
+  up [ARGS...]   build vmsnap (release) and the test guest image, then run `vmsnap serve ARGS...`
+  test           what CI runs: rustfmt check, clippy -D warnings, the whole test suite, browser tests
+  bench [ARGS]   the benchmark command (release build): vmsnap against its baselines, as ratios
+  help           this text
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let task = args.next().unwrap_or_else(|| "help".into());
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "up" => up(&rest),
+        "test" => test(),
+        "bench" => bench(&rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => bail!("unknown task `{other}`; run `cargo xtask help` for the list"),
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", render(cmd));
+    let status = cmd.current_dir(root()).status().with_context(|| format!("could not start {}", render(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", render(cmd));
+    }
+    Ok(())
+}
+
+fn render(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Builds vmsnap in release mode, prepares the guest image, and runs `vmsnap serve` in the foreground.
+fn up(serve_args: &[String]) -> Result<()> {
+    run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
+    let vmsnap = root().join("target/release/vmsnap");
+    run(Command::new(&vmsnap).args(["guest-image", "build"]))?;
+    let err = exec(Command::new(&vmsnap).arg("serve").args(serve_args));
+    Err(err).context("could not run vmsnap serve")
+}
+
+fn exec(cmd: &mut Command) -> std::io::Error {
+    use std::os::unix::process::CommandExt;
+    eprintln!("xtask: $ {}", render(cmd));
+    cmd.exec()
+}
+
+/// Runs exactly what CI runs.
+fn test() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    run(Command::new(root().join("target/debug/vmsnap")).args(["guest-image", "build"]))?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VMSNAP_REQUIRE_QEMU", "1"))?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Result<()> {
+    run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
+    run(Command::new(root().join("target/release/vmsnap")).arg("bench").args(args))
+}
