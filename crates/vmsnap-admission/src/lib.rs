@@ -1,1 +1,67 @@
-//! Admission rules of KubeVirt's snapshot, restore and VM webhooks, as pure functions.
+//! Admission rules of KubeVirt's snapshot, restore and VirtualMachine webhooks, as pure functions.
+//!
+//! The embedded API server runs them in-process; `vmsnap webhook` serves them to a real cluster as a
+//! validating webhook. Messages, field paths and the quirks listed in the contract are KubeVirt's.
+//! Callers look up the objects a rule needs (the snapshot, the target VM, other restores) and pass them in.
+
+mod restore;
+mod snapshot;
+mod vm;
+
+pub use restore::{RestoreContext, validate_restore};
+pub use snapshot::validate_snapshot;
+pub use vm::validate_vm_update;
+
+/// Name of KubeVirt's snapshot webhook.
+pub const SNAPSHOT_WEBHOOK: &str = "virtualmachinesnapshot-validator.snapshot.kubevirt.io";
+/// Name of KubeVirt's restore webhook.
+pub const RESTORE_WEBHOOK: &str = "virtualmachinerestore-validator.snapshot.kubevirt.io";
+/// Name of KubeVirt's VirtualMachine webhook.
+pub const VM_WEBHOOK: &str = "virtualmachine-validator.kubevirt.io";
+
+/// The operation being admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// A new object.
+    Create,
+    /// A change to an existing object.
+    Update,
+}
+
+/// One reason for a denial: a field path and a message (a Kubernetes `StatusCause`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// `FieldValueInvalid`, `FieldValueNotFound`, ...
+    pub reason: &'static str,
+    /// Field path, e.g. `spec.source.apiGroup`.
+    pub field: String,
+    /// KubeVirt's message.
+    pub message: String,
+}
+
+impl Cause {
+    pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
+    }
+}
+
+/// A denied request: which webhook denied it and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// The webhook's name.
+    pub webhook: &'static str,
+    /// The causes, in order.
+    pub causes: Vec<Cause>,
+}
+
+impl Denial {
+    /// The message the API server shows: `admission webhook "NAME" denied the request: A, B`.
+    pub fn message(&self) -> String {
+        let joined: Vec<&str> = self.causes.iter().map(|c| c.message.as_str()).collect();
+        format!("admission webhook \"{}\" denied the request: {}", self.webhook, joined.join(", "))
+    }
+
+    pub(crate) fn check(webhook: &'static str, causes: Vec<Cause>) -> Result<(), Denial> {
+        if causes.is_empty() { Ok(()) } else { Err(Denial { webhook, causes }) }
+    }
+}

@@ -103,12 +103,7 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
                     CellSource::Computed(|o| access_modes(&o["status"]["accessModes"])),
                 ),
                 col("StorageClass", "string", 0, path(".spec.storageClassName")),
-                col(
-                    "VolumeAttributesClass",
-                    "string",
-                    0,
-                    path(".spec.volumeAttributesClassName"),
-                ),
+                col("VolumeAttributesClass", "string", 0, path(".spec.volumeAttributesClassName")),
                 age_column(),
                 col("VolumeMode", "string", 1, path(".spec.volumeMode")),
             ],
@@ -130,12 +125,7 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
                     0,
                     CellSource::Computed(|o| access_modes(&o["spec"]["accessModes"])),
                 ),
-                col(
-                    "Reclaim Policy",
-                    "string",
-                    0,
-                    path(".spec.persistentVolumeReclaimPolicy"),
-                ),
+                col("Reclaim Policy", "string", 0, path(".spec.persistentVolumeReclaimPolicy")),
                 col("Status", "string", 0, path(".status.phase")),
                 col(
                     "Claim",
@@ -236,10 +226,7 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
             Scope::Namespaced,
             &[],
             false,
-            vec![
-                col("Holder", "string", 0, path(".spec.holderIdentity")),
-                age_column(),
-            ],
+            vec![col("Holder", "string", 0, path(".spec.holderIdentity")), age_column()],
             builtin_schema::<Lease>(),
         ),
     ]

@@ -23,9 +23,7 @@ impl std::error::Error for ParseDurationError {}
 
 /// Parses a Go duration (`"1h2m3.5s"`, `"300ms"`, `"0s"`, `"0"`). Negative durations are refused.
 pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
-    let err = || ParseDurationError {
-        input: input.to_owned(),
-    };
+    let err = || ParseDurationError { input: input.to_owned() };
     if input.is_empty() || input.starts_with('-') {
         return Err(err());
     }

@@ -6,6 +6,9 @@
 //! This crate is pure data: no HTTP, no storage, no QEMU. Field names and JSON shapes copy the
 //! upstream APIs exactly so that manifests written for KubeVirt work unchanged.
 
+// kube's `printcolumn(name = .., type_ = ..)` attributes repeat the same keys by design.
+#![allow(clippy::duplicated_attributes)]
+
 mod builtin_columns;
 pub mod cdi;
 pub mod duration;

@@ -82,20 +82,12 @@ pub struct ResourceType {
 impl ResourceType {
     /// `plural.group` (or `plural` for the core group), as in error messages.
     pub fn qualified_plural(&self) -> String {
-        if self.group.is_empty() {
-            self.plural.clone()
-        } else {
-            format!("{}.{}", self.plural, self.group)
-        }
+        if self.group.is_empty() { self.plural.clone() } else { format!("{}.{}", self.plural, self.group) }
     }
 
     /// `group/version` (or `version` for the core group).
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() {
-            version.to_owned()
-        } else {
-            format!("{}/{version}", self.group)
-        }
+        if self.group.is_empty() { version.to_owned() } else { format!("{}/{version}", self.group) }
     }
 
     /// The storage version.
@@ -129,17 +121,13 @@ impl Registry {
 
     /// The kind served at `group/version/plural`.
     pub fn by_plural(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceType> {
-        self.types
-            .iter()
-            .find(|t| t.group == group && t.plural == plural && t.versions.contains(&version))
+        self.types.iter().find(|t| t.group == group && t.plural == plural && t.versions.contains(&version))
     }
 
     /// The kind for an `apiVersion` and `kind`.
     pub fn by_kind(&self, api_version: &str, kind: &str) -> Option<&ResourceType> {
         let (group, version) = split_api_version(api_version);
-        self.types
-            .iter()
-            .find(|t| t.group == group && t.kind == kind && t.versions.contains(&version))
+        self.types.iter().find(|t| t.group == group && t.kind == kind && t.versions.contains(&version))
     }
 
     /// Every group with its versions, in a stable order.
@@ -220,30 +208,17 @@ fn custom<K: CustomResourceExt + kube::Resource<DynamicType = ()>>(
             source: CellSource::JsonPath(c.json_path.clone()),
         })
         .collect::<Vec<_>>();
-    let versions = std::iter::once(leak(K::version(&())))
-        .chain(extra_versions.iter().copied())
-        .collect();
+    let versions = std::iter::once(leak(K::version(&()))).chain(extra_versions.iter().copied()).collect();
     ResourceType {
         group: leak(K::group(&())),
         versions,
         kind: names.kind.clone(),
         plural: names.plural.clone(),
-        singular: names
-            .singular
-            .clone()
-            .unwrap_or_else(|| names.kind.to_lowercase()),
-        scope: if crd.spec.scope == "Namespaced" {
-            Scope::Namespaced
-        } else {
-            Scope::Cluster
-        },
+        singular: names.singular.clone().unwrap_or_else(|| names.kind.to_lowercase()),
+        scope: if crd.spec.scope == "Namespaced" { Scope::Namespaced } else { Scope::Cluster },
         short_names: names.short_names.clone().unwrap_or_default(),
         categories: names.categories.clone().unwrap_or_default(),
-        columns: if columns.is_empty() {
-            vec![age_column()]
-        } else {
-            columns
-        },
+        columns: if columns.is_empty() { vec![age_column()] } else { columns },
         has_status: version.subresources.as_ref().is_some_and(|s| s.status.is_some()),
         builtin: false,
         schema,

@@ -175,16 +175,8 @@ pub struct VolumeSnapshotClassFields {
     printcolumn(name = "RestoreSize", type_ = "integer", json_path = ".status.restoreSize"),
     printcolumn(name = "DeletionPolicy", type_ = "string", json_path = ".spec.deletionPolicy"),
     printcolumn(name = "Driver", type_ = "string", json_path = ".spec.driver"),
-    printcolumn(
-        name = "VolumeSnapshotClass",
-        type_ = "string",
-        json_path = ".spec.volumeSnapshotClassName"
-    ),
-    printcolumn(
-        name = "VolumeSnapshot",
-        type_ = "string",
-        json_path = ".spec.volumeSnapshotRef.name"
-    ),
+    printcolumn(name = "VolumeSnapshotClass", type_ = "string", json_path = ".spec.volumeSnapshotClassName"),
+    printcolumn(name = "VolumeSnapshot", type_ = "string", json_path = ".spec.volumeSnapshotRef.name"),
     printcolumn(
         name = "VolumeSnapshotNamespace",
         type_ = "string",

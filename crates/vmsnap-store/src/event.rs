@@ -19,11 +19,7 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// A key.
     pub fn new(resource: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectKey {
-            resource: resource.into(),
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        ObjectKey { resource: resource.into(), namespace: namespace.into(), name: name.into() }
     }
 }
 

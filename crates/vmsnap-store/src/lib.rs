@@ -44,10 +44,7 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig {
-            log_retention: 100_000,
-            broadcast_capacity: 4096,
-        }
+        StoreConfig { log_retention: 100_000, broadcast_capacity: 4096 }
     }
 }
 
@@ -70,33 +67,18 @@ struct Shared {
 impl Store {
     /// Opens (or creates) the store in `dir/store.db`.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store, OpenError> {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
-            dir: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| OpenError::Directory { dir: dir.to_owned(), source })?;
         let path = dir.join("store.db");
         let conn = schema::open_connection(&path)?;
         let (revision, compacted) = schema::read_meta(&conn)?;
         let revision = Arc::new(AtomicU64::new(revision));
         let compacted = Arc::new(AtomicU64::new(compacted));
         let (events, _) = broadcast::channel(config.broadcast_capacity);
-        let writer = writer::spawn(
-            conn,
-            events.clone(),
-            revision.clone(),
-            compacted.clone(),
-            config.log_retention,
-        );
+        let writer =
+            writer::spawn(conn, events.clone(), revision.clone(), compacted.clone(), config.log_retention);
         let readers = reader::ReaderPool::new(path);
-        Ok(Store {
-            shared: Arc::new(Shared {
-                writer,
-                readers,
-                events,
-                revision,
-                compacted,
-            }),
-        })
+        Ok(Store { shared: Arc::new(Shared { writer, readers, events, revision, compacted }) })
     }
 
     /// The highest committed revision.
@@ -123,10 +105,7 @@ impl Store {
     ) -> Result<(Vec<Arc<Value>>, u64), StoreError> {
         let resource = resource.to_owned();
         let namespace = namespace.map(str::to_owned);
-        self.shared
-            .readers
-            .run(move |conn| reader::list(conn, &resource, namespace.as_deref()))
-            .await
+        self.shared.readers.run(move |conn| reader::list(conn, &resource, namespace.as_deref())).await
     }
 
     /// Runs `decide` on the current value of `key` on the writer thread and applies the mutation it

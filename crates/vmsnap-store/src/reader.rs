@@ -17,10 +17,7 @@ pub(crate) struct ReaderPool {
 
 impl ReaderPool {
     pub fn new(path: PathBuf) -> Self {
-        ReaderPool {
-            path,
-            idle: Arc::new(Mutex::new(Vec::new())),
-        }
+        ReaderPool { path, idle: Arc::new(Mutex::new(Vec::new())) }
     }
 
     /// Runs `f` with a read connection on a blocking thread.
@@ -116,10 +113,7 @@ pub(crate) fn log_after(
         .unwrap_or(0);
     let oldest = (oldest as u64).max(compacted.load(Ordering::Acquire));
     if after < oldest {
-        return Ok(Err(WatchError::Expired {
-            requested: after,
-            oldest,
-        }));
+        return Ok(Err(WatchError::Expired { requested: after, oldest }));
     }
     let mut stmt = tx.prepare_cached(
         "SELECT revision, namespace, name, event, value, previous FROM log

@@ -45,21 +45,14 @@ pub fn open_connection(path: &Path) -> Result<Connection, OpenError> {
     let conn = Connection::open(path)?;
     configure(&conn)?;
     conn.execute_batch(DDL)?;
-    let format: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0))
-        .optional()?;
+    let format: Option<i64> =
+        conn.query_row("SELECT value FROM meta WHERE key = 'format'", [], |r| r.get(0)).optional()?;
     match format {
         None => {
-            conn.execute(
-                "INSERT INTO meta (key, value) VALUES ('format', ?1)",
-                params![FORMAT_VERSION],
-            )?;
+            conn.execute("INSERT INTO meta (key, value) VALUES ('format', ?1)", params![FORMAT_VERSION])?;
         }
         Some(found) if found > FORMAT_VERSION => {
-            return Err(OpenError::TooNew {
-                found,
-                supported: FORMAT_VERSION,
-            });
+            return Err(OpenError::TooNew { found, supported: FORMAT_VERSION });
         }
         Some(_) => {}
     }
@@ -78,9 +71,8 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Reads the committed revision and the compaction point.
 pub fn read_meta(conn: &Connection) -> Result<(u64, u64), OpenError> {
     let get = |key: &str| -> rusqlite::Result<u64> {
-        let v: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?;
+        let v: Option<i64> =
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
         Ok(v.unwrap_or(0) as u64)
     };
     Ok((get("revision")?, get("compacted")?))

@@ -27,15 +27,7 @@ impl Watch {
         from: u64,
         live: broadcast::Receiver<Arc<StoreEvent>>,
     ) -> Self {
-        Watch {
-            store,
-            resource,
-            namespace,
-            progress: from,
-            live,
-            pending: VecDeque::new(),
-            needs_log: true,
-        }
+        Watch { store, resource, namespace, progress: from, live, pending: VecDeque::new(), needs_log: true }
     }
 
     /// The revision up to which this watch has seen everything (safe to use in a bookmark).
@@ -66,10 +58,7 @@ impl Watch {
                         continue;
                     }
                     if event.key.resource != self.resource
-                        || self
-                            .namespace
-                            .as_deref()
-                            .is_some_and(|ns| ns != event.key.namespace)
+                        || self.namespace.as_deref().is_some_and(|ns| ns != event.key.namespace)
                     {
                         self.progress = event.revision;
                         continue;

@@ -37,18 +37,15 @@ pub struct WriteOutcome {
     pub event: Option<EventType>,
 }
 
+/// The caller's error, type-erased while it crosses the writer thread.
+type ErasedError = Box<dyn Any + Send>;
+type MutationReply = oneshot::Sender<Result<Result<WriteOutcome, ErasedError>, StoreError>>;
+
 type Decide = Box<dyn FnOnce(Option<&Value>) -> Result<Mutation, Box<dyn Any + Send>> + Send>;
 
 enum Request {
-    Mutate {
-        key: ObjectKey,
-        decide: Decide,
-        reply: oneshot::Sender<Result<Result<WriteOutcome, Box<dyn Any + Send>>, StoreError>>,
-    },
-    Compact {
-        revision: u64,
-        reply: oneshot::Sender<Result<(), StoreError>>,
-    },
+    Mutate { key: ObjectKey, decide: Decide, reply: MutationReply },
+    Compact { revision: u64, reply: oneshot::Sender<Result<(), StoreError>> },
 }
 
 pub(crate) struct WriterHandle {
@@ -64,22 +61,16 @@ impl WriterHandle {
         let (reply, rx) = oneshot::channel();
         let decide: Decide =
             Box::new(move |current| decide(current).map_err(|e| Box::new(e) as Box<dyn Any + Send>));
-        self.tx
-            .send(Request::Mutate { key, decide, reply })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(Request::Mutate { key, decide, reply }).map_err(|_| StoreError::Closed)?;
         match rx.await.map_err(|_| StoreError::Closed)?? {
             Ok(outcome) => Ok(Ok(outcome)),
-            Err(any) => Ok(Err(*any
-                .downcast::<E>()
-                .expect("the error type of a mutation is the caller's"))),
+            Err(any) => Ok(Err(*any.downcast::<E>().expect("the error type of a mutation is the caller's"))),
         }
     }
 
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Request::Compact { revision, reply })
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(Request::Compact { revision, reply }).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
@@ -92,14 +83,7 @@ pub(crate) fn spawn(
     retention: u64,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut writer = Writer {
-        conn,
-        events,
-        revision,
-        compacted,
-        retention,
-        rx,
-    };
+    let mut writer = Writer { conn, events, revision, compacted, retention, rx };
     std::thread::Builder::new()
         .name("vmsnap-store-writer".into())
         .spawn(move || writer.run())
@@ -176,9 +160,7 @@ impl Writer {
                 self.revision.store(rev, Ordering::Release);
                 if let Ok(Some(c)) = self
                     .conn
-                    .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| {
-                        r.get::<_, i64>(0)
-                    })
+                    .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| r.get::<_, i64>(0))
                     .optional()
                 {
                     self.compacted.store(c as u64, Ordering::Release);
@@ -209,9 +191,7 @@ fn clone_error(e: &StoreError) -> StoreError {
 
 fn set_resource_version(value: &mut Value, revision: u64) {
     if let Some(obj) = value.as_object_mut() {
-        let meta = obj
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
         if let Some(meta) = meta.as_object_mut() {
             meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
@@ -234,20 +214,13 @@ fn apply_mutation(
         Ok(m) => m,
         Err(e) => return Ok(Err(e)),
     };
-    let unchanged = |current: Option<Value>| {
-        Ok(Ok(WriteOutcome {
-            object: current.map(Arc::new),
-            event: None,
-        }))
-    };
+    let unchanged =
+        |current: Option<Value>| Ok(Ok(WriteOutcome { object: current.map(Arc::new), event: None }));
     match mutation {
         Mutation::Unchanged => unchanged(current),
         Mutation::Put(mut value) => {
             if let Some(cur) = &current {
-                let cur_rv = cur
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or("0");
+                let cur_rv = cur.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0");
                 set_resource_version(&mut value, cur_rv.parse().unwrap_or(0));
                 if &value == cur {
                     return unchanged(current);
@@ -260,11 +233,7 @@ fn apply_mutation(
                 "INSERT OR REPLACE INTO objects (resource, namespace, name, revision, value) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?
             .execute(params![key.resource, key.namespace, key.name, *rev as i64, text])?;
-            let event_type = if current.is_some() {
-                EventType::Modified
-            } else {
-                EventType::Added
-            };
+            let event_type = if current.is_some() { EventType::Modified } else { EventType::Added };
             log(tx, *rev, key, event_type, &text, current_text.as_deref())?;
             let object = Arc::new(value);
             published.push(StoreEvent {
@@ -274,10 +243,7 @@ fn apply_mutation(
                 object: object.clone(),
                 previous: current.map(Arc::new),
             });
-            Ok(Ok(WriteOutcome {
-                object: Some(object),
-                event: Some(event_type),
-            }))
+            Ok(Ok(WriteOutcome { object: Some(object), event: Some(event_type) }))
         }
         Mutation::Delete => {
             let Some(cur) = current else {
@@ -298,10 +264,7 @@ fn apply_mutation(
                 object: object.clone(),
                 previous: Some(Arc::new(cur)),
             });
-            Ok(Ok(WriteOutcome {
-                object: Some(object),
-                event: Some(EventType::Deleted),
-            }))
+            Ok(Ok(WriteOutcome { object: Some(object), event: Some(EventType::Deleted) }))
         }
     }
 }

@@ -10,20 +10,13 @@ fn key(name: &str) -> ObjectKey {
 }
 
 async fn put(store: &Store, name: &str, value: Value) -> Value {
-    let outcome = store
-        .mutate(key(name), move |_| Ok::<_, Infallible>(Mutation::Put(value)))
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome =
+        store.mutate(key(name), move |_| Ok::<_, Infallible>(Mutation::Put(value))).await.unwrap().unwrap();
     (*outcome.object.unwrap()).clone()
 }
 
 fn rv(v: &Value) -> u64 {
-    v["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap()
+    v["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap()
 }
 
 #[tokio::test]
@@ -57,10 +50,7 @@ async fn writing_an_identical_object_changes_nothing() {
 async fn a_refused_mutation_returns_the_callers_error_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
-    let result = store
-        .mutate(key("a"), |_| Err::<Mutation, _>("conflict"))
-        .await
-        .unwrap();
+    let result = store.mutate(key("a"), |_| Err::<Mutation, _>("conflict")).await.unwrap();
     assert_eq!(result.unwrap_err(), "conflict");
     assert_eq!(store.revision(), 0);
     assert!(store.get(&key("a")).await.unwrap().is_none());
@@ -84,10 +74,8 @@ async fn concurrent_writes_are_all_applied_with_distinct_revisions() {
     revs.sort();
     revs.dedup();
     assert_eq!(revs.len(), 200);
-    let (items, list_rev) = store
-        .list("snapshot.kubevirt.io/virtualmachinesnapshots", Some("default"))
-        .await
-        .unwrap();
+    let (items, list_rev) =
+        store.list("snapshot.kubevirt.io/virtualmachinesnapshots", Some("default")).await.unwrap();
     assert_eq!(items.len(), 200);
     assert_eq!(list_rev, 200);
 }
@@ -102,11 +90,7 @@ async fn a_watch_replays_history_then_follows_live_changes() {
     let first = watch.next().await.unwrap();
     assert_eq!((first.revision, first.event_type), (2, EventType::Modified));
     assert_eq!(first.previous.as_ref().unwrap()["v"], 1);
-    store
-        .mutate(key("a"), |_| Ok::<_, Infallible>(Mutation::Delete))
-        .await
-        .unwrap()
-        .unwrap();
+    store.mutate(key("a"), |_| Ok::<_, Infallible>(Mutation::Delete)).await.unwrap().unwrap();
     let deleted = watch.next().await.unwrap();
     assert_eq!((deleted.revision, deleted.event_type), (3, EventType::Deleted));
     assert_eq!(rv(&deleted.object), 3);
@@ -118,17 +102,9 @@ async fn a_watch_ignores_other_resources_and_namespaces() {
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
     let mut watch = store.watch("snapshot.kubevirt.io/virtualmachinesnapshots", Some("default"), 0);
     let other = ObjectKey::new("kubevirt.io/virtualmachines", "default", "vm");
-    store
-        .mutate(other, |_| Ok::<_, Infallible>(Mutation::Put(json!({}))))
-        .await
-        .unwrap()
-        .unwrap();
+    store.mutate(other, |_| Ok::<_, Infallible>(Mutation::Put(json!({})))).await.unwrap().unwrap();
     let elsewhere = ObjectKey::new("snapshot.kubevirt.io/virtualmachinesnapshots", "other", "x");
-    store
-        .mutate(elsewhere, |_| Ok::<_, Infallible>(Mutation::Put(json!({}))))
-        .await
-        .unwrap()
-        .unwrap();
+    store.mutate(elsewhere, |_| Ok::<_, Infallible>(Mutation::Put(json!({})))).await.unwrap().unwrap();
     put(&store, "mine", json!({"metadata": {"name": "mine"}})).await;
     let event = watch.next().await.unwrap();
     assert_eq!(event.key.name, "mine");
@@ -144,13 +120,7 @@ async fn a_watch_from_a_compacted_revision_expires() {
     }
     store.compact(8).await.unwrap();
     let mut old = store.watch("snapshot.kubevirt.io/virtualmachinesnapshots", None, 3);
-    assert_eq!(
-        old.next().await.unwrap_err(),
-        WatchError::Expired {
-            requested: 3,
-            oldest: 8
-        }
-    );
+    assert_eq!(old.next().await.unwrap_err(), WatchError::Expired { requested: 3, oldest: 8 });
     let mut recent = store.watch("snapshot.kubevirt.io/virtualmachinesnapshots", None, 8);
     assert_eq!(recent.next().await.unwrap().revision, 9);
 }
@@ -158,22 +128,11 @@ async fn a_watch_from_a_compacted_revision_expires() {
 #[tokio::test]
 async fn the_log_is_trimmed_to_its_retention() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(
-        dir.path(),
-        StoreConfig {
-            log_retention: 20,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let store = Store::open(dir.path(), StoreConfig { log_retention: 20, ..Default::default() }).unwrap();
     for i in 0..100 {
         put(&store, "a", json!({"metadata": {"name": "a"}, "v": i})).await;
     }
-    assert!(
-        store.compacted_revision() >= 60,
-        "compacted at {}",
-        store.compacted_revision()
-    );
+    assert!(store.compacted_revision() >= 60, "compacted at {}", store.compacted_revision());
     assert!(store.compacted_revision() <= 80);
 }
 
@@ -191,8 +150,5 @@ async fn everything_survives_a_reopen() {
     assert_eq!(a["v"], 1);
     let mut watch = store.watch("snapshot.kubevirt.io/virtualmachinesnapshots", None, 0);
     assert_eq!(watch.next().await.unwrap().key.name, "a");
-    assert_eq!(
-        put(&store, "c", json!({})).await["metadata"]["resourceVersion"],
-        "3"
-    );
+    assert_eq!(put(&store, "c", json!({})).await["metadata"]["resourceVersion"], "3");
 }

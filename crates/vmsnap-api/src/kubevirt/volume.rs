@@ -75,13 +75,8 @@ impl Volume {
 
     /// Whether this volume is hotpluggable (attached after boot).
     pub fn is_hotpluggable(&self) -> bool {
-        self.persistent_volume_claim
-            .as_ref()
-            .is_some_and(|p| p.hotpluggable == Some(true))
-            || self
-                .data_volume
-                .as_ref()
-                .is_some_and(|d| d.hotpluggable == Some(true))
+        self.persistent_volume_claim.as_ref().is_some_and(|p| p.hotpluggable == Some(true))
+            || self.data_volume.as_ref().is_some_and(|d| d.hotpluggable == Some(true))
     }
 }
 

@@ -114,11 +114,7 @@ mod tests {
         let mut conds = Vec::new();
         update_condition(&mut conds, Condition::new("Progressing", true, "x"), t(1));
         update_condition(&mut conds, Condition::new("Ready", false, "Not ready"), t(1));
-        update_condition(
-            &mut conds,
-            Condition::new("Progressing", false, "Operation complete"),
-            t(2),
-        );
+        update_condition(&mut conds, Condition::new("Progressing", false, "Operation complete"), t(2));
         assert_eq!(conds[0].type_, "Progressing");
         assert_eq!(conds[0].reason.as_deref(), Some("Operation complete"));
         assert_eq!(conds[0].last_transition_time, Some(t(2)));
