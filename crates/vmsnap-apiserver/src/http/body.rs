@@ -1,0 +1,60 @@
+//! Request bodies (JSON or YAML) and responses (JSON, Status errors, Warning headers).
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// Parses a request body as JSON, or as YAML when the content type says so (JSON is YAML too).
+pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("the request body is empty"));
+    }
+    if ct.contains("yaml") {
+        return serde_norway::from_slice::<Value>(bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
+    }
+    if ct.contains("protobuf") {
+        return Err(ApiError::unsupported_media_type(
+            "the protobuf encoding is not supported; send application/json",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}"))
+    })
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, value: &Value) -> Response {
+    json_with_type(status, value, "application/json")
+}
+
+/// A JSON response with a specific content type (tables).
+pub fn json_with_type(status: StatusCode, value: &Value, content_type: &'static str) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// Adds `Warning: 299 - "..."` headers.
+pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            r.headers_mut().append(header::WARNING, v);
+        }
+    }
+    r
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json(status, &self.to_status())
+    }
+}

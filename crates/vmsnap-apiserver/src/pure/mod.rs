@@ -1,0 +1,13 @@
+//! Pure request logic: no I/O, exhaustively unit-tested, fuzzed. The HTTP layer and the object
+//! service call into these.
+
+pub mod accept;
+pub mod fieldset;
+pub mod jsonpath;
+pub mod names;
+pub mod patch;
+pub mod path;
+pub mod selector;
+pub mod table;
+pub mod time;
+pub mod validation;
