@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     let task = args.next().unwrap_or_else(|| "help".into());
     let rest: Vec<String> = args.collect();
     match task.as_str() {
-        "up" => up(&rest),
+        "up" => up(rest.strip_prefix(&["--".to_string()]).unwrap_or(&rest)),
         "test" => test(),
         "bench" => bench(&rest),
         "help" | "--help" | "-h" => {
@@ -39,7 +39,8 @@ fn root() -> PathBuf {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", render(cmd));
-    let status = cmd.current_dir(root()).status().with_context(|| format!("could not start {}", render(cmd)))?;
+    let status =
+        cmd.current_dir(root()).status().with_context(|| format!("could not start {}", render(cmd)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", render(cmd));
     }
@@ -79,8 +80,16 @@ fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    run(Command::new(root().join("target/debug/vmsnap")).args(["guest-image", "build"]))?;
-    run(cargo().args(["test", "--workspace", "--no-fail-fast"]).env("VMSNAP_REQUIRE_QEMU", "1"))?;
+    let guest_cache = root().join("target/guest-cache");
+    run(Command::new(root().join("target/debug/vmsnap"))
+        .arg("guest-image")
+        .arg("build")
+        .arg("--cache-dir")
+        .arg(&guest_cache))?;
+    run(cargo()
+        .args(["test", "--workspace", "--no-fail-fast"])
+        .env("VMSNAP_REQUIRE_QEMU", "1")
+        .env("VMSNAP_GUEST_CACHE", &guest_cache))?;
     eprintln!("xtask: all checks passed");
     Ok(())
 }

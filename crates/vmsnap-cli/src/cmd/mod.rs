@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod guest_image;
 mod serve;
 
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use clap::{Parser, Subcommand};
 
 /// vmsnap: VM snapshots and restores with KubeVirt's API, on one machine or in a cluster.
 #[derive(Parser, Debug)]
-#[command(name = "vmsnap", version, about, long_about = None, propagate_version = true)]
+#[command(name = "vmsnap", version, long_about = None, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +20,8 @@ pub struct Cli {
 enum Command {
     /// Run the embedded control plane: API server, node agent, storage driver, controllers, web console.
     Serve(serve::ServeArgs),
+    /// Build the test guest image (a small Linux with the QEMU guest agent) used by the examples.
+    GuestImage(guest_image::GuestImageArgs),
 }
 
 /// The default data directory: `$VMSNAP_DATA_DIR`, else `/var/lib/vmsnap` for root, else `~/.local/share/vmsnap`.
@@ -46,5 +49,6 @@ fn nix_is_root() -> bool {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
+        Command::GuestImage(args) => guest_image::run(args).await,
     }
 }
