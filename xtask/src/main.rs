@@ -37,6 +37,11 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace root").to_path_buf()
 }
 
+/// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", render(cmd));
     let status =
@@ -63,7 +68,7 @@ fn cargo() -> Command {
 /// Builds vmsnap in release mode, prepares the guest image, and runs `vmsnap serve` in the foreground.
 fn up(serve_args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
-    let vmsnap = root().join("target/release/vmsnap");
+    let vmsnap = target_dir().join("release/vmsnap");
     run(Command::new(&vmsnap).args(["guest-image", "build"]))?;
     let err = exec(Command::new(&vmsnap).arg("serve").args(serve_args));
     Err(err).context("could not run vmsnap serve")
@@ -80,8 +85,8 @@ fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
-    let guest_cache = root().join("target/guest-cache");
-    run(Command::new(root().join("target/debug/vmsnap"))
+    let guest_cache = target_dir().join("guest-cache");
+    run(Command::new(target_dir().join("debug/vmsnap"))
         .arg("guest-image")
         .arg("build")
         .arg("--cache-dir")
@@ -96,5 +101,5 @@ fn test() -> Result<()> {
 
 fn bench(args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
-    run(Command::new(root().join("target/release/vmsnap")).arg("bench").args(args))
+    run(Command::new(target_dir().join("release/vmsnap")).arg("bench").args(args))
 }
