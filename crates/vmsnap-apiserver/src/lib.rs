@@ -27,6 +27,11 @@ use vmsnap_api::registry::registry;
 use vmsnap_store::{Store, StoreConfig};
 
 pub use crate::core::Core;
+
+/// Every served kind (re-exported for the fuzz targets, which do not depend on vmsnap-api directly).
+pub fn registry_kinds() -> &'static [vmsnap_api::registry::ResourceType] {
+    registry().all()
+}
 pub use error::ApiError;
 pub use http::MetricsSource;
 pub use subresources::VmSubresources;
@@ -98,6 +103,7 @@ pub struct ApiServer {
     pub ca_pem: Option<String>,
     state: http::AppState,
     tasks: Vec<JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl ApiServer {
@@ -138,10 +144,11 @@ impl ApiServer {
             app = app.merge(extra);
         }
         let mut tasks = vec![gc::spawn(core)];
-        tasks.push(tokio::spawn(serve(listener, app, tls.server_config, allow_plain)));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tasks.push(tokio::spawn(serve(listener, app, tls.server_config, allow_plain, stopped)));
         tracing::info!(%url, "API server listening");
         let console_url = if allow_plain { format!("http://{addr}/") } else { format!("{url}/") };
-        Ok(ApiServer { addr, url, console_url, token, kubeconfig_path, ca_pem, state, tasks })
+        Ok(ApiServer { addr, url, console_url, token, kubeconfig_path, ca_pem, state, tasks, stop })
     }
 
     /// The object service, for in-process use (tests, bootstrap).
@@ -159,8 +166,9 @@ impl ApiServer {
         self.state.metrics.write().expect("metrics lock").push(source);
     }
 
-    /// Stops serving.
+    /// Stops serving and closes every open connection (watches included).
     pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
         for t in &self.tasks {
             t.abort();
         }
@@ -196,9 +204,13 @@ async fn seed(core: &Core, seed: Vec<Value>) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::ServerConfig>, allow_plain: bool) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
+async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    allow_plain: bool,
+    stopped: tokio::sync::watch::Receiver<bool>,
+) {
     use hyper_util::service::TowerToHyperService;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
@@ -213,19 +225,34 @@ async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::ServerCon
         let _ = stream.set_nodelay(true);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
+        let mut stopped = stopped.clone();
         tokio::spawn(async move {
-            let mut first = [0u8; 1];
-            let is_tls = match stream.peek(&mut first).await {
-                Ok(1) => first[0] == 0x16,
-                _ => return,
-            };
-            let builder = Builder::new(TokioExecutor::new());
-            if is_tls {
-                let Ok(tls) = acceptor.accept(stream).await else { return };
-                let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
-            } else if allow_plain {
-                let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+            tokio::select! {
+                _ = stopped.wait_for(|s| *s) => {}
+                _ = serve_connection(stream, acceptor, service, allow_plain) => {}
             }
         });
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    allow_plain: bool,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    let mut first = [0u8; 1];
+    let is_tls = match stream.peek(&mut first).await {
+        Ok(1) => first[0] == 0x16,
+        _ => return,
+    };
+    let builder = Builder::new(TokioExecutor::new());
+    if is_tls {
+        let Ok(tls) = acceptor.accept(stream).await else { return };
+        let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
+    } else if allow_plain {
+        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
     }
 }
