@@ -77,14 +77,14 @@ async fn bad_requests_get_4xx_statuses_with_reasons() {
 #[tokio::test]
 async fn requests_without_the_token_are_refused() {
     let server = TestServer::start().await.unwrap();
-    let url = format!("http://{}{SNAPS}", server.server.api.addr);
+    let url = format!("http://{}{SNAPS}", server.api.addr);
     let out = tokio::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
         .output()
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
-    let health = format!("http://{}/healthz", server.server.api.addr);
+    let health = format!("http://{}/healthz", server.api.addr);
     let out = tokio::process::Command::new("curl").args(["-s", &health]).output().await.unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ok");
 }

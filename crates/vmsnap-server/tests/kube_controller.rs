@@ -140,7 +140,6 @@ async fn converged(api: &Api<VirtualMachineSnapshot>, children: &Api<VolumeSnaps
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kube_controller_converges_and_survives_restart_and_compaction() {
     let mut server = TestServer::start().await.unwrap();
-    let port = server.server.api.addr.port();
     let client = server.client().await.unwrap();
     let seen = Arc::new(Mutex::new(Observed::default()));
     let controller = start_controller(client.clone(), seen.clone());
@@ -171,7 +170,7 @@ async fn a_kube_controller_converges_and_survives_restart_and_compaction() {
     // Stop the server; while it is down, change things behind the controller's back and compact the
     // log past what its watches have seen, so that resuming them gets 410 Expired.
     let data_dir = server.data_dir.path().to_owned();
-    server.server.api.shutdown();
+    server.api.shutdown();
     let store = Store::open(&data_dir.join("store"), StoreConfig::default()).unwrap();
     let key = |n: &str| ObjectKey::new("snapshot.kubevirt.io/virtualmachinesnapshots", "default", n);
     let mut outage = serde_json::to_value(snapshot("during-outage")).unwrap();
@@ -193,13 +192,7 @@ async fn a_kube_controller_converges_and_survives_restart_and_compaction() {
         .unwrap();
     store.compact(store.revision()).await.unwrap();
     drop(store);
-    server.server = vmsnap_server::EmbeddedServer::start({
-        let mut c = vmsnap_server::ServeConfig::new(data_dir.clone());
-        c.listen = format!("127.0.0.1:{port}").parse().unwrap();
-        c
-    })
-    .await
-    .unwrap();
+    server.restart().await.unwrap();
 
     eventually("the object created during the outage to converge", Duration::from_secs(60), || async {
         converged(&snaps, &children, "during-outage").await.then_some(())

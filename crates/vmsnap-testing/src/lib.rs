@@ -4,6 +4,8 @@
 //! Tests that need QEMU call [`require_qemu`]: with `VMSNAP_REQUIRE_QEMU=1` (set by `cargo xtask test`)
 //! a missing QEMU fails the test instead of skipping it.
 
+pub mod fakes;
+pub mod fixtures;
 mod kubectl;
 mod process;
 mod wait;
@@ -11,39 +13,46 @@ mod wait;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use vmsnap_server::{EmbeddedServer, ServeConfig};
+use serde_json::Value;
+use vmsnap_apiserver::{ApiServer, ApiServerConfig};
 
 pub use kubectl::{Kubectl, KubectlOutput};
 pub use process::ServerProcess;
 pub use wait::{await_condition, await_value, eventually};
 
-/// An embedded server running inside the test process, on a free loopback port.
+/// An API server (only the API server: no agent, storage driver or controllers) running inside the
+/// test process on a free loopback port. Components under test are started beside it as API clients.
 pub struct TestServer {
-    /// The server.
-    pub server: EmbeddedServer,
+    /// The API server.
+    pub api: ApiServer,
     /// Its data directory (removed on drop).
     pub data_dir: tempfile::TempDir,
 }
 
 impl TestServer {
-    /// Starts a server with a fresh data directory.
+    /// Starts an API server with a fresh data directory.
     pub async fn start() -> anyhow::Result<TestServer> {
-        Self::start_with(|_| {}).await
+        Self::start_with_seed(Vec::new()).await
     }
 
-    /// Starts a server, letting the caller adjust the configuration.
-    pub async fn start_with(adjust: impl FnOnce(&mut ServeConfig)) -> anyhow::Result<TestServer> {
+    /// Starts an API server that creates `seed` objects at start (e.g. a StorageClass).
+    pub async fn start_with_seed(seed: Vec<Value>) -> anyhow::Result<TestServer> {
         let data_dir = tempfile::Builder::new().prefix("vmsnap-test-").tempdir()?;
-        let mut config = ServeConfig::new(data_dir.path().to_owned());
-        config.listen = "127.0.0.1:0".parse().expect("a valid address");
-        adjust(&mut config);
-        let server = EmbeddedServer::start(config).await.context("start the embedded server")?;
-        Ok(TestServer { server, data_dir })
+        let api = start_api(data_dir.path(), "127.0.0.1:0", seed).await?;
+        Ok(TestServer { api, data_dir })
+    }
+
+    /// Stops the API server and starts it again on the same port and data directory.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let listen = self.api.addr.to_string();
+        self.api.shutdown();
+        self.api = start_api(self.data_dir.path(), &listen, Vec::new()).await?;
+        Ok(())
     }
 
     /// The kubeconfig path.
     pub fn kubeconfig(&self) -> PathBuf {
-        self.server.api.kubeconfig_path.clone()
+        self.api.kubeconfig_path.clone()
     }
 
     /// A `kube` client for this server.
@@ -55,6 +64,18 @@ impl TestServer {
     pub fn kubectl(&self) -> Kubectl {
         Kubectl::new(&self.kubeconfig())
     }
+}
+
+async fn start_api(dir: &Path, listen: &str, seed: Vec<Value>) -> anyhow::Result<ApiServer> {
+    ApiServer::start(ApiServerConfig {
+        data_dir: dir.to_owned(),
+        listen: listen.parse().context("listen address")?,
+        store: Default::default(),
+        seed,
+        extra_routes: None,
+    })
+    .await
+    .context("start the API server")
 }
 
 /// A `kube` client from a kubeconfig file.

@@ -69,8 +69,27 @@ pub fn to_version(rt: &ResourceType, version: &str, mut obj: Value) -> Value {
     obj
 }
 
+/// Drops empty metadata lists and maps, as Go's `omitempty` encoding of ObjectMeta does: an object
+/// whose last finalizer was removed has no `finalizers` field at all.
+pub fn normalize_metadata(obj: &mut Value) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in ["finalizers", "labels", "annotations", "ownerReferences", "managedFields"] {
+            let empty = match meta.get(field) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                meta.remove(field);
+            }
+        }
+    }
+}
+
 /// Converts an object received from a client of any served version into the stored form.
 pub fn to_storage(rt: &ResourceType, mut obj: Value) -> Value {
+    normalize_metadata(&mut obj);
     if rt.group == "events.k8s.io" {
         return events_view::events_v1_to_core(&obj);
     }
