@@ -72,12 +72,15 @@ async fn an_offline_snapshot_captures_the_vm_and_one_backup_per_snapshottable_vo
     );
     assert_eq!(env.agent.calls_of("freeze"), 0, "an offline VM is not frozen");
 
-    let vm_after = env.vms().get("vm").await.unwrap();
-    assert!(
-        vm_after.status.as_ref().and_then(|s| s.snapshot_in_progress.clone()).is_none(),
-        "the VM is unlocked"
-    );
-    assert!(!vm_after.finalizers().iter().any(|f| f == "snapshot.kubevirt.io/snapshot-source-protection"));
+    let vm_after = eventually("the VM to be unlocked and its volume statuses written", WAIT, || async {
+        let vm = env.vms().get("vm").await.unwrap();
+        let st = vm.status.as_ref()?;
+        let unlocked = st.snapshot_in_progress.is_none()
+            && !vm.finalizers().iter().any(|f| f == "snapshot.kubevirt.io/snapshot-source-protection");
+        (unlocked && st.volume_snapshot_statuses.len() == 3).then_some(vm)
+    })
+    .await
+    .unwrap();
     let statuses = vm_after.status.unwrap().volume_snapshot_statuses;
     let shared = statuses.iter().find(|s| s.name == "shared").unwrap();
     assert!(!shared.enabled);
