@@ -12,6 +12,7 @@ mod error;
 pub mod kube_util;
 pub mod metrics;
 pub mod naming;
+pub mod restore;
 pub mod snapshot;
 mod source;
 mod vm_status;
@@ -48,7 +49,8 @@ pub fn start(client: Client, config: ControllerConfig) -> Controllers {
     let tasks = vec![
         tokio::spawn(snapshot::run(client.clone(), ctx.clone())),
         tokio::spawn(content::run(client.clone(), ctx.clone())),
-        tokio::spawn(vm_status::run(client, ctx)),
+        tokio::spawn(vm_status::run(client.clone(), ctx.clone())),
+        tokio::spawn(restore::run(client, ctx)),
     ];
     Controllers { tasks, metrics }
 }

@@ -13,7 +13,7 @@ use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 use vmsnap_controllers::{ControllerConfig, Controllers};
 use vmsnap_testing::TestServer;
-use vmsnap_testing::fakes::{FakeAgent, FakeSnapshotter};
+use vmsnap_testing::fakes::{FakeAgent, FakeProvisioner, FakeSnapshotter};
 use vmsnap_testing::fixtures;
 
 pub struct Env {
@@ -21,6 +21,7 @@ pub struct Env {
     pub client: Client,
     pub agent: Arc<FakeAgent>,
     pub snapshotter: Option<FakeSnapshotter>,
+    pub provisioner: FakeProvisioner,
     pub controllers: Option<Controllers>,
 }
 
@@ -41,8 +42,9 @@ impl Env {
         let agent = FakeAgent::new(client.clone());
         server.api.set_subresources(agent.clone());
         let snapshotter = Some(FakeSnapshotter::start(client.clone(), ready_after));
+        let provisioner = FakeProvisioner::start(client.clone());
         let controllers = Some(vmsnap_controllers::start(client.clone(), ControllerConfig::default()));
-        Env { server, client, agent, snapshotter, controllers }
+        Env { server, client, agent, snapshotter, provisioner, controllers }
     }
 
     pub fn snapshots(&self) -> Api<VirtualMachineSnapshot> {

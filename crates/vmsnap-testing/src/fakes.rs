@@ -122,3 +122,108 @@ impl Drop for FakeSnapshotter {
         self.task.abort();
     }
 }
+
+/// A provisioner: binds every Pending PVC and completes every DataVolume, as the storage driver
+/// would (without any data). Stops when dropped.
+pub struct FakeProvisioner {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeProvisioner {
+    /// Starts watching all namespaces.
+    pub fn start(client: Client) -> FakeProvisioner {
+        let pvc_client = client.clone();
+        let pvcs = tokio::spawn(async move {
+            let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::all(pvc_client.clone());
+            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                let (watcher::Event::Apply(pvc) | watcher::Event::InitApply(pvc)) = event else { continue };
+                if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")
+                    || pvc.metadata.deletion_timestamp.is_some()
+                {
+                    continue;
+                }
+                let ns = pvc.namespace().unwrap_or_default();
+                let api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                    Api::namespaced(pvc_client.clone(), &ns);
+                let size = pvc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.resources.as_ref())
+                    .and_then(|r| r.requests.as_ref())
+                    .and_then(|r| r.get("storage"))
+                    .cloned();
+                let status = json!({"status": {"phase": "Bound", "capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"]}});
+                let _ =
+                    api.patch_status(&pvc.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await;
+            }
+        });
+        let dvs = tokio::spawn(async move {
+            let api: Api<vmsnap_api::cdi::DataVolume> = Api::all(client.clone());
+            let mut stream = watcher::watcher(api, watcher::Config::default()).boxed();
+            while let Some(Ok(event)) = stream.next().await {
+                let (watcher::Event::Apply(dv) | watcher::Event::InitApply(dv)) = event else { continue };
+                if dv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded") {
+                    continue;
+                }
+                let ns = dv.namespace().unwrap_or_default();
+                let name = dv.name_any();
+                let pvc_api: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+                    Api::namespaced(client.clone(), &ns);
+                if pvc_api.get_opt(&name).await.ok().flatten().is_none() {
+                    let mut spec = dv.spec.claim_spec().cloned().unwrap_or_default();
+                    if spec.access_modes.as_ref().is_none_or(|m| m.is_empty()) {
+                        spec.access_modes = Some(vec!["ReadWriteOnce".into()]);
+                    }
+                    let pvc = k8s_openapi::api::core::v1::PersistentVolumeClaim {
+                        metadata: kube::api::ObjectMeta {
+                            name: Some(name.clone()),
+                            owner_references: Some(vec![
+                                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                                    api_version: "cdi.kubevirt.io/v1beta1".into(),
+                                    kind: "DataVolume".into(),
+                                    name: name.clone(),
+                                    uid: dv.uid().unwrap_or_default(),
+                                    controller: Some(true),
+                                    block_owner_deletion: Some(true),
+                                },
+                            ]),
+                            ..Default::default()
+                        },
+                        spec: Some(spec),
+                        status: None,
+                    };
+                    let _ = pvc_api.create(&Default::default(), &pvc).await;
+                } else if let Some(mut pvc) = pvc_api.get_opt(&name).await.ok().flatten()
+                    && pvc.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
+                {
+                    pvc.metadata.owner_references =
+                        Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                            api_version: "cdi.kubevirt.io/v1beta1".into(),
+                            kind: "DataVolume".into(),
+                            name: name.clone(),
+                            uid: dv.uid().unwrap_or_default(),
+                            controller: Some(true),
+                            block_owner_deletion: Some(true),
+                        }]);
+                    let _ = pvc_api.replace(&name, &Default::default(), &pvc).await;
+                }
+                let dv_api: Api<vmsnap_api::cdi::DataVolume> = Api::namespaced(client.clone(), &ns);
+                let status =
+                    json!({"status": {"phase": "Succeeded", "progress": "100.0%", "claimName": name}});
+                let _ = dv_api
+                    .patch_status(&dv.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
+            }
+        });
+        FakeProvisioner { tasks: vec![pvcs, dvs] }
+    }
+}
+
+impl Drop for FakeProvisioner {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

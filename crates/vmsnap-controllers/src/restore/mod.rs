@@ -1,0 +1,93 @@
+//! The VirtualMachineRestore controller (`VMRestoreController`).
+
+mod names;
+mod pvc;
+mod reconcile;
+mod status;
+mod vmspec;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use vmsnap_api::cdi::DataVolume;
+use vmsnap_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot, annotation};
+
+pub use names::restore_volume_name;
+
+use crate::context::Context;
+use crate::error::ReconcileError;
+
+fn by_target(
+    store: &Store<VirtualMachineRestore>,
+    ns: Option<String>,
+    name: String,
+) -> Vec<ObjectRef<VirtualMachineRestore>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| {
+            r.namespace() == ns && r.spec.target.name == name && r.spec.target.kind == "VirtualMachine"
+        })
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+fn by_annotation<K: ResourceExt>(obj: &K) -> Option<ObjectRef<VirtualMachineRestore>> {
+    let name = obj.annotations().get(annotation::RESTORE_NAME)?;
+    Some(ObjectRef::new(name).within(&obj.namespace().unwrap_or_default()))
+}
+
+fn by_snapshot(
+    store: &Store<VirtualMachineRestore>,
+    ns: Option<String>,
+    name: String,
+) -> Vec<ObjectRef<VirtualMachineRestore>> {
+    store
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns && r.spec.virtual_machine_snapshot_name == name)
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+/// Runs the controller until the stream ends.
+pub async fn run(client: Client, ctx: Arc<Context>) {
+    let controller =
+        Controller::new(Api::<VirtualMachineRestore>::all(client.clone()), watcher::Config::default());
+    let store = controller.store();
+    let (s1, s2, s3) = (store.clone(), store.clone(), store);
+    controller
+        .watches(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default(), move |vm| {
+            by_target(&s1, vm.namespace(), vm.name_any())
+        })
+        .watches(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default(), move |vmi| {
+            by_target(&s2, vmi.namespace(), vmi.name_any())
+        })
+        .watches(Api::<VirtualMachineSnapshot>::all(client.clone()), watcher::Config::default(), move |s| {
+            by_snapshot(&s3, s.namespace(), s.name_any())
+        })
+        .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), |p| {
+            by_annotation(&p)
+        })
+        .watches(Api::<DataVolume>::all(client), watcher::Config::default(), |d| by_annotation(&d))
+        .run(reconcile::reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()))
+        .await;
+}
+
+fn error_policy(
+    restore: Arc<VirtualMachineRestore>,
+    error: &kube::runtime::finalizer::Error<ReconcileError>,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::info!(restore = %restore.name_any(), error = %error, "VirtualMachineRestore waits; retrying");
+    Action::requeue(Duration::from_secs(2))
+}

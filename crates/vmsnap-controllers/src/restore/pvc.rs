@@ -1,0 +1,175 @@
+//! The PVC a restore creates from a VolumeSnapshot (`CreateRestorePVCDef`).
+
+use std::collections::BTreeMap;
+
+use vmsnap_api::cdi::annotations as cdi;
+use vmsnap_api::k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, TypedLocalObjectReference, TypedObjectReference,
+};
+use vmsnap_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use vmsnap_api::snapshot::{
+    VirtualMachineRestore, VolumeBackup, VolumeRestore, annotation, label, volume_ownership_policy,
+};
+use vmsnap_api::volumesnapshot::VolumeSnapshot;
+
+use crate::error::ReconcileError;
+
+const DROPPED_ANNOTATION_PREFIXES: &[&str] = &[
+    "pv.kubernetes.io",
+    "volume.beta.kubernetes.io",
+    "cdi.kubevirt.io",
+    "volume.kubernetes.io",
+    "k8s.io/CloneRequest",
+    "k8s.io/CloneOf",
+];
+
+/// Where the restored PVC's ownership comes from.
+pub enum Ownership<'a> {
+    /// The target VM exists: it owns the PVC.
+    TargetVm(OwnerReference),
+    /// The target VM will be created; the source PVC was owned by the source VM named here.
+    SourceVm { name: &'a str, uid: &'a str },
+}
+
+/// Parses a quantity into bytes (for comparing sizes).
+pub fn quantity_bytes(q: &Quantity) -> Option<u128> {
+    let text = q.0.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (num, suffix) = text.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        _ => return None,
+    };
+    Some((n * mult).round() as u128)
+}
+
+/// Builds the restored PVC for one volume.
+pub fn restore_pvc(
+    restore: &VirtualMachineRestore,
+    backup: &VolumeBackup,
+    vr: &VolumeRestore,
+    vs: Option<&VolumeSnapshot>,
+    source_vm: (&str, &str),
+    ownership: Option<Ownership<'_>>,
+) -> Result<PersistentVolumeClaim, ReconcileError> {
+    let vs = vs.ok_or_else(|| {
+        ReconcileError::Message(format!("missing volumeSnapshot {}", vr.volume_snapshot_name))
+    })?;
+    if vr.volume_snapshot_name.is_empty() {
+        return Err(ReconcileError::Message("missing VolumeSnapshot name".into()));
+    }
+    let source = &backup.persistent_volume_claim;
+    let over = restore
+        .spec
+        .volume_restore_overrides
+        .iter()
+        .find(|o| o.volume_name.as_deref() == Some(vr.volume_name.as_str()));
+    let mut labels: BTreeMap<String, String> = source.metadata.labels.clone().unwrap_or_default();
+    labels.remove(label::PERSISTENT_STATE_FOR);
+    labels.insert(label::RESTORE_SOURCE_VM_NAME.into(), source_vm.0.into());
+    labels.insert(label::RESTORE_SOURCE_VM_NAMESPACE.into(), source_vm.1.into());
+    if let Some(extra) = over.and_then(|o| o.labels.clone()) {
+        labels.extend(extra);
+    }
+    let mut annotations: BTreeMap<String, String> = source
+        .metadata
+        .annotations
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| {
+            k == cdi::CONTENT_TYPE || !DROPPED_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
+        })
+        .collect();
+    let restore_name = restore.metadata.name.clone().unwrap_or_default();
+    annotations.insert(annotation::RESTORE_NAME.into(), restore_name.clone());
+    annotations.insert(
+        annotation::LAST_RESTORE_UID.into(),
+        format!("{restore_name}-{}", restore.metadata.uid.clone().unwrap_or_default()),
+    );
+    if let Some(extra) = over.and_then(|o| o.annotations.clone()) {
+        annotations.extend(extra);
+    }
+    let mut owner_references = None;
+    if let Some(dv) = &vr.data_volume_name {
+        annotations.insert(cdi::POPULATED_FOR.into(), dv.clone());
+    } else if restore.spec.volume_ownership_policy.as_deref() != Some(volume_ownership_policy::NONE) {
+        match ownership {
+            Some(Ownership::TargetVm(owner)) => owner_references = Some(vec![owner]),
+            Some(Ownership::SourceVm { name, uid }) => {
+                let owned_by_source = source
+                    .metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.kind == "VirtualMachine" && o.name == name && o.uid == uid);
+                if owned_by_source {
+                    annotations.insert(annotation::OWNED_BY_VM.into(), restore_name.clone());
+                }
+            }
+            None => {}
+        }
+    }
+    let mut resources = source.spec.resources.clone().unwrap_or_default();
+    let requested = resources.requests.as_ref().and_then(|r| r.get("storage")).cloned();
+    let restore_size = vs.status.as_ref().and_then(|s| s.restore_size.clone());
+    let size = match (requested, restore_size) {
+        (Some(r), Some(s)) => Some(if quantity_bytes(&s) > quantity_bytes(&r) { s } else { r }),
+        (r, s) => r.or(s),
+    };
+    if let Some(size) = size {
+        resources.requests.get_or_insert_with(Default::default).insert("storage".into(), size);
+    }
+    let data_source = TypedLocalObjectReference {
+        api_group: Some("snapshot.storage.k8s.io".into()),
+        kind: "VolumeSnapshot".into(),
+        name: vr.volume_snapshot_name.clone(),
+    };
+    Ok(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(vr.persistent_volume_claim.clone()),
+            namespace: restore.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references,
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: source.spec.access_modes.clone(),
+            resources: Some(resources),
+            storage_class_name: source.spec.storage_class_name.clone(),
+            volume_mode: source.spec.volume_mode.clone(),
+            data_source: Some(data_source.clone()),
+            data_source_ref: Some(TypedObjectReference {
+                api_group: data_source.api_group,
+                kind: data_source.kind,
+                name: data_source.name,
+                namespace: None,
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_compare_in_bytes() {
+        assert_eq!(quantity_bytes(&Quantity("1Gi".into())), Some(1 << 30));
+        assert!(quantity_bytes(&Quantity("2Gi".into())) > quantity_bytes(&Quantity("1500Mi".into())));
+        assert_eq!(quantity_bytes(&Quantity("1G".into())), Some(1_000_000_000));
+    }
+}
