@@ -10,6 +10,7 @@ mod content;
 mod context;
 mod error;
 pub mod kube_util;
+pub mod leader;
 pub mod metrics;
 pub mod naming;
 pub mod restore;

@@ -18,12 +18,19 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Store log retention (number of changes kept for watch resumption).
     pub log_retention: u64,
+    /// Run the snapshot and restore controllers in-process (off for `--no-controllers`).
+    pub controllers: bool,
 }
 
 impl ServeConfig {
     /// Defaults for a data directory: loopback, a stable port.
     pub fn new(data_dir: PathBuf) -> Self {
-        ServeConfig { data_dir, listen: SocketAddr::from(([127, 0, 0, 1], 7443)), log_retention: 100_000 }
+        ServeConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            log_retention: 100_000,
+            controllers: true,
+        }
     }
 }
 
@@ -33,12 +40,17 @@ pub enum ServeError {
     /// The API server failed to start.
     #[error(transparent)]
     ApiServer(#[from] vmsnap_apiserver::StartError),
+    /// The components could not connect to the API server.
+    #[error("cannot connect the components to the API server: {0}")]
+    Client(String),
 }
 
 /// The running embedded control plane.
 pub struct EmbeddedServer {
     /// The API server.
     pub api: ApiServer,
+    /// The snapshot and restore controllers, when running in-process.
+    pub controllers: Option<vmsnap_controllers::Controllers>,
 }
 
 impl EmbeddedServer {
@@ -52,6 +64,24 @@ impl EmbeddedServer {
             extra_routes: None,
         })
         .await?;
-        Ok(EmbeddedServer { api })
+        let client = client_for(&api).await?;
+        let controllers = config.controllers.then(|| {
+            let c =
+                vmsnap_controllers::start(client.clone(), vmsnap_controllers::ControllerConfig::default());
+            let metrics = c.metrics.clone();
+            api.add_metrics(std::sync::Arc::new(move || metrics.render()));
+            c
+        });
+        Ok(EmbeddedServer { api, controllers })
     }
+}
+
+/// A kube client for the embedded API server, from the kubeconfig it wrote.
+async fn client_for(api: &ApiServer) -> Result<kube::Client, ServeError> {
+    let err = |e: String| ServeError::Client(e);
+    let kc = kube::config::Kubeconfig::read_from(&api.kubeconfig_path).map_err(|e| err(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
 }

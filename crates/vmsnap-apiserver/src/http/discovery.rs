@@ -95,6 +95,7 @@ pub const KUBEVIRT_SUBRESOURCES: &[(&str, &str)] = &[
     ("virtualmachineinstances", "unpause"),
     ("virtualmachineinstances", "addvolume"),
     ("virtualmachineinstances", "removevolume"),
+    ("virtualmachineinstances", "guestexec"),
     ("virtualmachines", "start"),
     ("virtualmachines", "stop"),
     ("virtualmachines", "restart"),

@@ -47,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", any(handle))
         .route("/apis", any(handle))
         .route("/apis/{*rest}", any(handle))
+        .route(
+            "/apis/subresources.kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances/{name}/console",
+            axum::routing::get(kubevirt::console),
+        )
         .route("/openapi/{*rest}", any(handle))
         .route("/version", any(handle))
         .route("/healthz", any(handle))

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod controller;
 mod guest_image;
 mod serve;
 
@@ -20,6 +21,8 @@ pub struct Cli {
 enum Command {
     /// Run the embedded control plane: API server, node agent, storage driver, controllers, web console.
     Serve(serve::ServeArgs),
+    /// Run only the snapshot and restore controllers against a cluster (with leader election).
+    Controller(controller::ControllerArgs),
     /// Build the test guest image (a small Linux with the QEMU guest agent) used by the examples.
     GuestImage(guest_image::GuestImageArgs),
 }
@@ -50,5 +53,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::GuestImage(args) => guest_image::run(args).await,
+        Command::Controller(args) => controller::run(args).await,
     }
+}
+
+/// Logs to stderr, filtered by `VMSNAP_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

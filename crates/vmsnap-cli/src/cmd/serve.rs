@@ -22,14 +22,18 @@ pub struct ServeArgs {
     /// Number of changes kept for resuming watches (older resumptions get 410 Expired).
     #[arg(long, default_value_t = 100_000)]
     log_retention: u64,
+    /// Do not run the snapshot and restore controllers in-process (run `vmsnap controller` instead).
+    #[arg(long)]
+    no_controllers: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    super::init_logging();
     let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
     let mut config = ServeConfig::new(data_dir.clone());
     config.listen = args.listen;
     config.log_retention = args.log_retention;
+    config.controllers = !args.no_controllers;
     let server = EmbeddedServer::start(config)
         .await
         .with_context(|| format!("cannot start vmsnap in {}", data_dir.display()))?;
@@ -47,9 +51,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
     println!("vmsnap: stopping (virtual machines keep running and are picked up at the next start)");
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
