@@ -1,9 +1,13 @@
 //! Built-in Kubernetes kinds served by the embedded API server, with the columns `kubectl get` shows
 //! for them on a real cluster.
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::events::v1::Event as EventsV1Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::{Value, json};
 
@@ -228,6 +232,155 @@ pub(crate) fn builtin_types() -> Vec<ResourceType> {
             false,
             vec![col("Holder", "string", 0, path(".spec.holderIdentity")), age_column()],
             builtin_schema::<Lease>(),
+        ),
+        builtin(
+            "",
+            "v1",
+            "ServiceAccount",
+            "serviceaccounts",
+            Scope::Namespaced,
+            &["sa"],
+            false,
+            vec![age_column()],
+            builtin_schema::<ServiceAccount>(),
+        ),
+        builtin(
+            "",
+            "v1",
+            "ConfigMap",
+            "configmaps",
+            Scope::Namespaced,
+            &["cm"],
+            false,
+            vec![age_column()],
+            builtin_schema::<ConfigMap>(),
+        ),
+        builtin(
+            "",
+            "v1",
+            "Secret",
+            "secrets",
+            Scope::Namespaced,
+            &[],
+            false,
+            vec![col("Type", "string", 0, path(".type")), age_column()],
+            builtin_schema::<Secret>(),
+        ),
+        builtin(
+            "",
+            "v1",
+            "Service",
+            "services",
+            Scope::Namespaced,
+            &["svc"],
+            true,
+            vec![
+                col("Type", "string", 0, path(".spec.type")),
+                col("Cluster-IP", "string", 0, path(".spec.clusterIP")),
+                age_column(),
+            ],
+            builtin_schema::<Service>(),
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "Deployment",
+            "deployments",
+            Scope::Namespaced,
+            &["deploy"],
+            true,
+            vec![col("Replicas", "integer", 0, path(".spec.replicas")), age_column()],
+            builtin_schema::<Deployment>(),
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            Scope::Namespaced,
+            &[],
+            false,
+            vec![age_column()],
+            builtin_schema::<ControllerRevision>(),
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            Scope::Cluster,
+            &[],
+            false,
+            vec![age_column()],
+            builtin_schema::<ClusterRole>(),
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            Scope::Cluster,
+            &[],
+            false,
+            vec![col("Role", "string", 0, path(".roleRef.name")), age_column()],
+            builtin_schema::<ClusterRoleBinding>(),
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            Scope::Namespaced,
+            &[],
+            false,
+            vec![age_column()],
+            builtin_schema::<Role>(),
+        ),
+        builtin(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            Scope::Namespaced,
+            &[],
+            false,
+            vec![col("Role", "string", 0, path(".roleRef.name")), age_column()],
+            builtin_schema::<RoleBinding>(),
+        ),
+        builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            Scope::Cluster,
+            &[],
+            false,
+            vec![
+                col(
+                    "Webhooks",
+                    "string",
+                    0,
+                    CellSource::Computed(|o| json!(o["webhooks"].as_array().map_or(0, Vec::len))),
+                ),
+                age_column(),
+            ],
+            builtin_schema::<ValidatingWebhookConfiguration>(),
+        ),
+        builtin(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            Scope::Cluster,
+            &["crd", "crds"],
+            true,
+            vec![col("Created At", "date", 0, path(".metadata.creationTimestamp"))],
+            // The CRD's own schema type (JSONSchemaProps) is recursive; only the envelope is checked.
+            json!({"type": "object", "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+            }}),
         ),
     ]
 }

@@ -33,7 +33,7 @@ pub fn registry_kinds() -> &'static [vmsnap_api::registry::ResourceType] {
     registry().all()
 }
 pub use error::ApiError;
-pub use http::MetricsSource;
+pub use http::{MetricsSource, RecordedRequest};
 pub use subresources::VmSubresources;
 
 /// How to start the API server.
@@ -138,6 +138,7 @@ impl ApiServer {
             server_address: Arc::new(addr.to_string()),
             subresources: Arc::new(RwLock::new(None)),
             metrics: Arc::new(RwLock::new(Vec::new())),
+            recorded: Arc::new(std::sync::Mutex::new(None)),
         };
         let mut app = http::router(state.clone());
         if let Some(extra) = config.extra_routes {
@@ -164,6 +165,16 @@ impl ApiServer {
     /// Adds a source of Prometheus text to `/metrics`.
     pub fn add_metrics(&self, source: http::MetricsSource) {
         self.state.metrics.write().expect("metrics lock").push(source);
+    }
+
+    /// Starts recording every request (for tests that check RBAC rules against real traffic).
+    pub fn record_requests(&self) {
+        *self.state.recorded.lock().expect("request log lock") = Some(Vec::new());
+    }
+
+    /// The requests recorded since [`ApiServer::record_requests`].
+    pub fn recorded_requests(&self) -> Vec<http::RecordedRequest> {
+        self.state.recorded.lock().expect("request log lock").clone().unwrap_or_default()
     }
 
     /// Stops serving and closes every open connection (watches included).

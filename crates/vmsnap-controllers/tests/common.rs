@@ -30,6 +30,13 @@ impl Env {
         Self::start_with_ready_delay(Duration::ZERO).await
     }
 
+    /// An environment whose controllers the test starts itself (e.g. with a tagged client).
+    pub async fn start_untagged_controllers() -> Env {
+        let mut env = Self::start().await;
+        env.controllers = None;
+        env
+    }
+
     pub async fn start_with_ready_delay(ready_after: Duration) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(

@@ -86,6 +86,19 @@ pub async fn client_for(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(config)?)
 }
 
+/// A `kube` client that sends `X-Vmsnap-Component: <component>` on every request, so that tests can
+/// tell its requests apart in the API server's request log.
+pub async fn client_tagged(kubeconfig: &Path, component: &str) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("read the kubeconfig")?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("load the kubeconfig")?;
+    config.headers.push((
+        http::HeaderName::from_static("x-vmsnap-component"),
+        http::HeaderValue::from_str(component).context("a header value")?,
+    ));
+    Ok(kube::Client::try_from(config)?)
+}
+
 /// Whether QEMU is usable; panics when it is missing and `VMSNAP_REQUIRE_QEMU=1`.
 pub fn require_qemu() -> bool {
     let found = ["qemu-system-x86_64", "qemu-img"].iter().all(|bin| {

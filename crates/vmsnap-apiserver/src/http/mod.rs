@@ -22,6 +22,20 @@ use crate::core::Core;
 use crate::error::ApiError;
 use crate::subresources::VmSubresources;
 
+/// One request, as recorded for RBAC tests: method, path and query, and the client's
+/// `X-Vmsnap-Component` header.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path.
+    pub path: String,
+    /// Query string.
+    pub query: String,
+    /// The `X-Vmsnap-Component` header, if the client sent one.
+    pub component: Option<String>,
+}
+
 /// A source of Prometheus exposition text for `/metrics`.
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
 
@@ -38,6 +52,8 @@ pub struct AppState {
     pub subresources: Arc<RwLock<Option<Arc<dyn VmSubresources>>>>,
     /// Extra text appended to `/metrics` (Prometheus exposition format), provided by other components.
     pub metrics: Arc<RwLock<Vec<MetricsSource>>>,
+    /// When set, every request is appended here (tests that check RBAC rules).
+    pub recorded: Arc<std::sync::Mutex<Option<Vec<RecordedRequest>>>>,
 }
 
 /// The API router: everything under `/api`, `/apis`, `/openapi`, plus `/version`, health and metrics.
@@ -64,6 +80,18 @@ pub fn router(state: AppState) -> Router {
 const ANONYMOUS_PATHS: &[&str] = &["/healthz", "/livez", "/readyz", "/version"];
 
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(log) = state.recorded.lock().expect("request log lock").as_mut() {
+        log.push(RecordedRequest {
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+            query: request.uri().query().unwrap_or("").to_owned(),
+            component: request
+                .headers()
+                .get("x-vmsnap-component")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+    }
     if ANONYMOUS_PATHS.contains(&request.uri().path()) {
         return next.run(request).await;
     }

@@ -1,0 +1,72 @@
+//! The CRDs in `deploy/crds/` are generated from the Rust types: this golden test keeps them in sync
+//! (`VMSNAP_UPDATE_GOLDEN=1 cargo test -p vmsnap-api --test crds` rewrites them), and KubeVirt's own
+//! example objects validate against their schemas.
+
+use std::path::PathBuf;
+
+use vmsnap_api::registry::registry;
+
+fn deploy_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/crds")
+}
+
+fn generated() -> Vec<(String, String)> {
+    registry()
+        .all()
+        .iter()
+        .filter(|t| t.group == "snapshot.kubevirt.io")
+        .map(|t| {
+            let crd = t.crd.clone().expect("snapshot kinds are CRDs");
+            let yaml = serde_norway::to_string(&crd).expect("a CRD serializes");
+            (
+                format!("{}.yaml", t.plural),
+                format!(
+                    "# Generated from vmsnap-api; do not edit (see crates/vmsnap-api/tests/crds.rs).\n{yaml}"
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn deploy_crds_match_the_rust_types() {
+    let update = std::env::var("VMSNAP_UPDATE_GOLDEN").is_ok_and(|v| v == "1");
+    for (file, yaml) in generated() {
+        let path = deploy_dir().join(&file);
+        if update {
+            std::fs::write(&path, &yaml).unwrap();
+            continue;
+        }
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} is missing; run with VMSNAP_UPDATE_GOLDEN=1", path.display()));
+        assert_eq!(
+            on_disk, yaml,
+            "{file} is out of date; run `VMSNAP_UPDATE_GOLDEN=1 cargo test -p vmsnap-api --test crds` and review the diff"
+        );
+    }
+}
+
+#[test]
+fn the_crds_serve_both_versions_with_v1beta1_stored_and_kubevirts_names() {
+    for (_, yaml) in generated() {
+        let crd: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+        let versions: Vec<(String, bool, bool)> = crd["spec"]["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["name"].as_str().unwrap().to_owned(),
+                    v["served"].as_bool().unwrap(),
+                    v["storage"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(versions, vec![("v1beta1".into(), true, true), ("v1alpha1".into(), true, false)]);
+        assert_eq!(crd["spec"]["scope"], "Namespaced");
+        assert_eq!(crd["spec"]["names"]["categories"], serde_json::json!(["all"]));
+        for v in crd["spec"]["versions"].as_array().unwrap() {
+            assert!(v["subresources"]["status"].is_object());
+        }
+    }
+}
