@@ -1,0 +1,106 @@
+//! The webhook over TLS answers AdmissionReviews with KubeVirt's decisions and messages.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use vmsnap_admission::RestoreContext;
+use vmsnap_api::snapshot::VirtualMachineRestore;
+use vmsnap_webhook::{Lookup, WebhookConfig, serve};
+
+struct NothingExists;
+
+#[async_trait]
+impl Lookup for NothingExists {
+    async fn restore_context(&self, _: &VirtualMachineRestore) -> Result<RestoreContext, String> {
+        Ok(RestoreContext::default())
+    }
+}
+
+async fn post(url: &str, ca: &std::path::Path, body: &Value) -> Value {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--fail-with-body", "--cacert"])
+        .arg(ca)
+        .args(["-H", "Content-Type: application/json", "-d", &body.to_string(), url])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn review(resource: &str, operation: &str, object: Value, old: Value) -> Value {
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "7f0e-1", "operation": operation, "resource": {"group": "snapshot.kubevirt.io", "version": "v1beta1", "resource": resource},
+        "object": object, "oldObject": old
+    }})
+}
+
+fn snapshot(kind: &str, name: &str) -> Value {
+    json!({"apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineSnapshot", "metadata": {"name": "s", "namespace": "default"},
+           "spec": {"source": {"apiGroup": "kubevirt.io", "kind": kind, "name": name}}})
+}
+
+#[tokio::test]
+async fn snapshot_and_restore_reviews_get_kubevirts_answers_over_tls() {
+    let running = serve(
+        Arc::new(NothingExists),
+        WebhookConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tls_dir: None,
+            host: "vmsnap-webhook.vmsnap-system.svc".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, running.self_signed_pem.clone().unwrap()).unwrap();
+    let base = format!("https://127.0.0.1:{}", running.addr.port());
+
+    let ok = post(
+        &format!("{base}/virtualmachinesnapshots-validate"),
+        &ca,
+        &review("virtualmachinesnapshots", "CREATE", snapshot("VirtualMachine", "vm"), Value::Null),
+    )
+    .await;
+    assert_eq!(ok["response"]["allowed"], true);
+    assert_eq!(ok["response"]["uid"], "7f0e-1");
+
+    let denied = post(
+        &format!("{base}/virtualmachinesnapshots-validate"),
+        &ca,
+        &review("virtualmachinesnapshots", "CREATE", snapshot("Pod", "vm"), Value::Null),
+    )
+    .await;
+    assert_eq!(denied["response"]["allowed"], false);
+    assert_eq!(denied["response"]["status"]["code"], 422);
+    assert_eq!(denied["response"]["status"]["message"], "invalid kind");
+    assert_eq!(denied["response"]["status"]["details"]["causes"][0]["field"], "spec.source.kind");
+
+    let changed = post(
+        &format!("{base}/virtualmachinesnapshots-validate"),
+        &ca,
+        &review(
+            "virtualmachinesnapshots",
+            "UPDATE",
+            snapshot("VirtualMachine", "other"),
+            snapshot("VirtualMachine", "vm"),
+        ),
+    )
+    .await;
+    assert_eq!(changed["response"]["status"]["message"], "spec in immutable after creation");
+
+    let restore = json!({"apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineRestore", "metadata": {"name": "r", "namespace": "default"},
+        "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"}, "virtualMachineSnapshotName": "s", "volumeRestorePolicy": "Shuffle"}});
+    let bad_policy = post(
+        &format!("{base}/virtualmachinerestores-validate"),
+        &ca,
+        &review("virtualmachinerestores", "CREATE", restore, Value::Null),
+    )
+    .await;
+    assert_eq!(
+        bad_policy["response"]["status"]["message"],
+        "volume restore policy \"Shuffle\" doesn't exist"
+    );
+}
