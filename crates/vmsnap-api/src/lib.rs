@@ -13,6 +13,7 @@ mod builtin_columns;
 pub mod cdi;
 pub mod duration;
 pub mod kubevirt;
+pub mod quantity;
 pub mod registry;
 pub mod schema;
 pub mod snapshot;
