@@ -88,27 +88,11 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Vec<Cause
     causes
 }
 
-/// Parses a Kubernetes quantity (`1Gi`, `512Mi`, `1G`, `1073741824`) into bytes.
-pub fn quantity_bytes(q: &Value) -> Option<u128> {
-    let text = match q {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => return None,
-    };
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (num, suffix) = text.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult).round() as u128)
+/// Parses a Kubernetes quantity (a string or a number) into bytes.
+pub fn quantity_bytes(q: &Value) -> Option<u64> {
+    match q {
+        Value::String(s) => vmsnap_api::quantity::parse_bytes(s).ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
 }

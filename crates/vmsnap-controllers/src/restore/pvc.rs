@@ -32,25 +32,9 @@ pub enum Ownership<'a> {
     SourceVm { name: &'a str, uid: &'a str },
 }
 
-/// Parses a quantity into bytes (for comparing sizes).
-pub fn quantity_bytes(q: &Quantity) -> Option<u128> {
-    let text = q.0.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (num, suffix) = text.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult).round() as u128)
+/// Bytes of a quantity (for comparing sizes).
+fn quantity_bytes(q: &Quantity) -> Option<u64> {
+    vmsnap_api::quantity::parse_bytes(&q.0).ok()
 }
 
 /// Builds the restored PVC for one volume.
@@ -160,16 +144,4 @@ pub fn restore_pvc(
         }),
         status: None,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantities_compare_in_bytes() {
-        assert_eq!(quantity_bytes(&Quantity("1Gi".into())), Some(1 << 30));
-        assert!(quantity_bytes(&Quantity("2Gi".into())) > quantity_bytes(&Quantity("1500Mi".into())));
-        assert_eq!(quantity_bytes(&Quantity("1G".into())), Some(1_000_000_000));
-    }
 }
