@@ -6,7 +6,11 @@ pub struct ParseQuantityError(pub String);
 
 impl std::fmt::Display for ParseQuantityError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got {:?}", self.0)
+        write!(
+            f,
+            "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got {:?}",
+            self.0
+        )
     }
 }
 
@@ -43,7 +47,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, ParseQuantityError> {
 /// (`1Gi`, `1536Mi`), else plain bytes.
 pub fn format_bytes(bytes: u64) -> String {
     for (unit, size) in [("Ti", 1u64 << 40), ("Gi", 1 << 30), ("Mi", 1 << 20), ("Ki", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -59,7 +63,13 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes} B") } else if value >= 10.0 { format!("{value:.0} {}", units[i]) } else { format!("{value:.1} {}", units[i]) }
+    if i == 0 {
+        format!("{bytes} B")
+    } else if value >= 10.0 {
+        format!("{value:.0} {}", units[i])
+    } else {
+        format!("{value:.1} {}", units[i])
+    }
 }
 
 #[cfg(test)]
