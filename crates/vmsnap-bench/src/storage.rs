@@ -28,6 +28,9 @@ fn fill(path: &Path, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Picks one of the measured times.
+type Pick = fn(&Times) -> Duration;
+
 struct Times {
     snapshot: Duration,
     restore: Duration,
@@ -94,23 +97,22 @@ pub async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::Result<
         });
         results.push((gib, l, c));
     }
-    if let (Some(small), Some(large)) = (results.first(), results.last()) {
-        if large.0 > small.0 {
-            let label = format!("{} GiB / {} GiB", large.0, small.0);
-            let pick: [(&str, fn(&Times) -> Duration); 2] =
-                [("snapshot", |t| t.snapshot), ("restore", |t| t.restore)];
-            for (what, f) in pick {
-                let vm = ms(f(&large.1)) / ms(f(&small.1));
-                let base = ms(f(&large.2)) / ms(f(&small.2));
-                report.add(Row {
-                    section: "storage".into(),
-                    what: format!("{what} time ratio {label}"),
-                    vmsnap: vm,
-                    baseline: Some(base),
-                    unit: "x".into(),
-                    target: Some(("<= 1.2".into(), vm <= 1.2)),
-                });
-            }
+    if let (Some(small), Some(large)) = (results.first(), results.last())
+        && large.0 > small.0
+    {
+        let label = format!("{} GiB / {} GiB", large.0, small.0);
+        let pick: [(&str, Pick); 2] = [("snapshot", |t| t.snapshot), ("restore", |t| t.restore)];
+        for (what, f) in pick {
+            let vm = ms(f(&large.1)) / ms(f(&small.1));
+            let base = ms(f(&large.2)) / ms(f(&small.2));
+            report.add(Row {
+                section: "storage".into(),
+                what: format!("{what} time ratio {label}"),
+                vmsnap: vm,
+                baseline: Some(base),
+                unit: "x".into(),
+                target: Some(("<= 1.2".into(), vm <= 1.2)),
+            });
         }
     }
     Ok(())
