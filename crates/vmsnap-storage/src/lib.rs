@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod controllers;
 mod copy;
 mod driver;
 mod error;
@@ -55,6 +56,10 @@ mod options;
 mod qemu_img;
 mod steps;
 
+pub use controllers::{
+    ControllerConfig, PROVISIONER, StartControllersError, StorageControllers, default_objects,
+    run_controllers,
+};
 pub use copy::CopyDriver;
 pub use driver::{
     CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeFormat,
