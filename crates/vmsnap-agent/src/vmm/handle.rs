@@ -228,6 +228,19 @@ impl VmHandle {
         self.inner.freezer.status().await
     }
 
+    /// Whether this runtime has the guest frozen (or is still thawing it after
+    /// a failed thaw), from the persisted freeze record; `Some(deadline)` is
+    /// the auto-thaw deadline, `Some(None)` a freeze without one. A file read,
+    /// no agent call.
+    pub fn frozen_by_runtime(&self) -> Option<Option<std::time::SystemTime>> {
+        match super::freeze_record::FreezeRecord::read(&self.inner.paths.freeze_record()) {
+            Ok(Some(record)) => Some(record.deadline()),
+            Ok(None) => None,
+            // Unreadable: the runtime treats it as overdue and thaws, so it is on its way out.
+            Err(_) => Some(Some(std::time::SystemTime::now())),
+        }
+    }
+
     pub(crate) async fn recover_freeze(&self) {
         self.inner.freezer.recover().await;
     }

@@ -1,0 +1,156 @@
+//! The tasks that keep a running VMI's status true: QEMU's lifecycle events
+//! (pause, resume, shutdown, exit) and the guest agent's health.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+use tokio::sync::watch;
+use vmsnap_api::kubevirt::vmi_phase;
+
+use super::RunningVmi;
+use crate::vmi_status;
+use crate::vmm::{ShutdownCause, ShutdownInfo, VmEvent, VmEvents};
+
+/// How often guest OS and network details are refreshed while the agent answers.
+const REFRESH: Duration = Duration::from_secs(15);
+
+/// The first refresh after the agent connects; the pause doubles up to [`REFRESH`].
+const FIRST_REFRESH: Duration = Duration::from_secs(1);
+
+/// How long the first agent ping may take to give a verdict.
+const FIRST_VERDICT: Duration = Duration::from_secs(3);
+
+/// How long QEMU may take to exit once its monitor connection closed.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The final phase of a VMI whose QEMU exited, and the reason to report.
+pub fn exit_phase(requested: bool, shutdown: Option<ShutdownInfo>) -> (&'static str, Option<&'static str>) {
+    match shutdown {
+        _ if requested => (vmi_phase::SUCCEEDED, None),
+        Some(info) if info.reason == ShutdownCause::GuestPanic => (vmi_phase::FAILED, Some("GuestPanicked")),
+        Some(info) if info.guest => (vmi_phase::SUCCEEDED, None),
+        Some(_) => (vmi_phase::FAILED, Some("HypervisorStopped")),
+        None => (vmi_phase::FAILED, Some("HypervisorCrashed")),
+    }
+}
+
+/// Follows QEMU's events until it exits, then records the final phase.
+pub async fn follow_events(vm: Arc<RunningVmi>, mut events: VmEvents) {
+    let mut shutdown = None;
+    while let Some(event) = events.next().await {
+        match event {
+            VmEvent::Stop | VmEvent::Resume => {
+                let paused = event == VmEvent::Stop;
+                vm.update_facts(|f| f.paused = paused);
+                vm.publish().await;
+            }
+            VmEvent::Lagged { .. } => {
+                if let Ok(status) = vm.handle.status().await {
+                    vm.update_facts(|f| f.paused = !status.running);
+                    vm.publish().await;
+                }
+            }
+            VmEvent::Shutdown(info) => shutdown = Some(info),
+            VmEvent::Reset(_) | VmEvent::Powerdown => {}
+        }
+    }
+    // The monitor connection closed: QEMU exited (it is the agent's only client).
+    let report = match vm.handle.wait_exit(EXIT_TIMEOUT).await {
+        Ok(report) => report,
+        Err(error) => {
+            tracing::error!(vmi = %vm.key(), %error, "lost the QMP connection but QEMU still runs");
+            return;
+        }
+    };
+    let requested = vm.stopping.load(Ordering::SeqCst);
+    let (phase, reason) = exit_phase(requested, report.shutdown.or(shutdown));
+    tracing::info!(vmi = %vm.key(), phase, ?reason, "QEMU exited");
+    let now = crate::time::now_time();
+    vm.update_facts(|f| {
+        f.set_phase(phase, &now);
+        f.reason = reason.map(Into::into);
+        f.agent_connected = false;
+        f.paused = false;
+    });
+    vm.publish().await;
+    let (type_, note) = match reason {
+        None => (EventType::Normal, "The VirtualMachineInstance was shut down.".to_owned()),
+        Some(reason) => (EventType::Warning, format!("The VirtualMachineInstance crashed ({reason}).")),
+    };
+    vm.event(type_, if reason.is_none() { "Stopped" } else { "Failed" }, note);
+    if let Some(registry) = vm.deps.registry.upgrade() {
+        registry.remove(&vm);
+    }
+    vm.exited.send_replace(true);
+}
+
+/// Mirrors the agent health flag into `AgentConnected`. Nothing else runs in
+/// this task, so a hung agent call elsewhere never delays the flag.
+pub async fn follow_agent(vm: Arc<RunningVmi>, mut connected: watch::Receiver<bool>) {
+    // The flag reads `false` until the first ping has been answered or has
+    // timed out: wait for that verdict rather than report a guess (an agent
+    // that re-attaches would otherwise flap `AgentConnected` off and on).
+    let _ = tokio::time::timeout(FIRST_VERDICT, connected.changed()).await;
+    vm.health_known.store(true, Ordering::SeqCst);
+    loop {
+        let now = *connected.borrow_and_update();
+        vm.update_facts(|f| f.agent_connected = now);
+        vm.publish().await;
+        if connected.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Refreshes the guest OS and interfaces while the agent answers: soon after
+/// it connects (addresses come a little later, with DHCP), then less and less often.
+pub async fn follow_guest_info(vm: Arc<RunningVmi>, mut connected: watch::Receiver<bool>) {
+    loop {
+        if connected.wait_for(|up| *up).await.is_err() {
+            return;
+        }
+        let mut pause = FIRST_REFRESH;
+        while *connected.borrow() {
+            refresh_guest_info(&vm).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(REFRESH);
+        }
+    }
+}
+
+async fn refresh_guest_info(vm: &RunningVmi) {
+    let os = vm.handle.guest_os_info().await.ok().map(|info| vmi_status::guest_os(&info));
+    let Ok(guest) = vm.handle.guest_interfaces().await else { return };
+    let interfaces = vmi_status::interfaces(&vm.nics, &guest);
+    vm.update_facts(|f| {
+        if os.is_some() {
+            f.guest_os = os;
+        }
+        f.interfaces = interfaces;
+    });
+    vm.publish().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(guest: bool, reason: ShutdownCause) -> Option<ShutdownInfo> {
+        Some(ShutdownInfo { guest, reason })
+    }
+
+    #[test]
+    fn guest_power_offs_succeed_and_crashes_fail() {
+        assert_eq!(exit_phase(false, info(true, ShutdownCause::GuestShutdown)), ("Succeeded", None));
+        assert_eq!(
+            exit_phase(false, info(true, ShutdownCause::GuestPanic)),
+            ("Failed", Some("GuestPanicked"))
+        );
+        assert_eq!(exit_phase(false, info(false, ShutdownCause::HostSignal)).0, "Failed");
+        assert_eq!(exit_phase(false, None), ("Failed", Some("HypervisorCrashed")));
+        // A stop the agent asked for succeeds, even if QEMU had to be killed.
+        assert_eq!(exit_phase(true, None), ("Succeeded", None));
+    }
+}

@@ -1,0 +1,177 @@
+//! The `subresources.kubevirt.io/v1` actions ([`VmSubresources`]), with
+//! virt-api's checks and messages and virt-handler's behaviour.
+//!
+//! VMI actions that touch the guest (freeze, unfreeze, pause, unpause,
+//! hotplug) go to the running QEMU directly; VM actions (start, stop,
+//! restart) only record the request on the VM through the API, as virt-api
+//! does, and the VM controller acts on it. VM spec changes go through the API
+//! server, so its admission rules (the snapshot and restore locks) apply and
+//! their errors reach the caller unchanged.
+
+mod exec;
+mod guest;
+mod hotplug;
+mod lifecycle;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kube::api::Api;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use vmsnap_api::kubevirt::{
+    GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, vmi_phase,
+};
+use vmsnap_api::registry::registry;
+use vmsnap_apiserver::{ApiError, VmSubresources};
+
+use crate::agent::Agent;
+use crate::error::error_chain;
+use crate::running::RunningVmi;
+
+/// KubeVirt's messages.
+pub mod message {
+    /// 409 when the VM (or VMI) does not run.
+    pub const VM_NOT_RUNNING: &str = "VM is not running";
+    /// 409 for unfreeze and unpause of a VMI that does not run.
+    pub const VMI_NOT_RUNNING: &str = "VMI is not running";
+    /// 409 for unpause of a VMI that is not paused.
+    pub const VMI_NOT_PAUSED: &str = "VMI is not paused";
+    /// 409 for pause of a paused VMI.
+    pub const VMI_ALREADY_PAUSED: &str = "VMI is already paused";
+    /// 409 for start of a running VM.
+    pub const VM_ALREADY_RUNNING: &str = "VM is already running";
+    /// 400 for freeze without a timeout.
+    pub const NO_UNFREEZE_TIMEOUT: &str = "Unfreeze timeout in freeze request is not set";
+}
+
+#[async_trait]
+impl VmSubresources for Agent {
+    async fn vmi(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+        match action {
+            "freeze" => guest::freeze(self, namespace, name, body).await,
+            "unfreeze" => guest::unfreeze(self, namespace, name).await,
+            "pause" => guest::pause(self, namespace, name, body).await,
+            "unpause" => guest::unpause(self, namespace, name, body).await,
+            "addvolume" => hotplug::add_to_vmi(self, namespace, name, parse(body)?).await,
+            "removevolume" => hotplug::remove_from_vmi(self, namespace, name, parse(body)?).await,
+            other => Err(ApiError::bad_request(format!("unknown VirtualMachineInstance action {other:?}"))),
+        }
+    }
+
+    async fn vm(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+        match action {
+            "start" => lifecycle::start(self, namespace, name, parse(body)?).await,
+            "stop" => lifecycle::stop(self, namespace, name, parse(body)?).await,
+            "restart" => lifecycle::restart(self, namespace, name, parse(body)?).await,
+            "addvolume" => hotplug::add_to_vm(self, namespace, name, parse(body)?).await,
+            "removevolume" => hotplug::remove_from_vm(self, namespace, name, parse(body)?).await,
+            other => Err(ApiError::bad_request(format!("unknown VirtualMachine action {other:?}"))),
+        }
+    }
+
+    async fn guest_exec(
+        &self,
+        namespace: &str,
+        name: &str,
+        request: GuestExecRequest,
+    ) -> Result<GuestExecResult, ApiError> {
+        exec::guest_exec(self, namespace, name, request).await
+    }
+
+    async fn console_socket(&self, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {
+        exec::console_socket(self, namespace, name).await
+    }
+}
+
+/// Decodes a request body (an absent body is `{}`).
+fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    let body = if body.is_null() { Value::Object(Default::default()) } else { body };
+    serde_json::from_value(body).map_err(|error| {
+        ApiError::bad_request(format!("Can not unmarshal Request body to struct, error: {error}"))
+    })
+}
+
+/// A kube client error as the API server's error, keeping code, reason and message.
+pub fn api_error(error: kube::Error) -> ApiError {
+    match error {
+        kube::Error::Api(status) => {
+            let reason: &'static str = match status.reason.as_str() {
+                "NotFound" => "NotFound",
+                "AlreadyExists" => "AlreadyExists",
+                "Conflict" => "Conflict",
+                "Invalid" => "Invalid",
+                "BadRequest" => "BadRequest",
+                "Forbidden" => "Forbidden",
+                "Unauthorized" => "Unauthorized",
+                "MethodNotAllowed" => "MethodNotAllowed",
+                "Expired" => "Expired",
+                "Gone" => "Gone",
+                "Timeout" => "Timeout",
+                "ServiceUnavailable" => "ServiceUnavailable",
+                "UnsupportedMediaType" => "UnsupportedMediaType",
+                "TooManyRequests" => "TooManyRequests",
+                _ => "InternalError",
+            };
+            // A failed JSON patch `test`: someone changed the object meanwhile (virt-api's Conflict).
+            if status.code == 422 && status.message.contains("test failed") {
+                return ApiError::conflict_message(status.message);
+            }
+            ApiError {
+                code: if status.code == 0 { 500 } else { status.code },
+                reason,
+                message: status.message,
+                details: status.details.and_then(|d| serde_json::to_value(d).ok()),
+            }
+        }
+        other => ApiError::internal(error_chain(&other)),
+    }
+}
+
+fn not_found(kind: &str, name: &str) -> ApiError {
+    match registry().by_kind("kubevirt.io/v1", kind) {
+        Some(rt) => ApiError::not_found(rt, name),
+        None => ApiError::bad_request(format!("{kind} {name} not found")),
+    }
+}
+
+/// The VM, or 404.
+async fn get_vm(agent: &Agent, namespace: &str, name: &str) -> Result<VirtualMachine, ApiError> {
+    let api: Api<VirtualMachine> = Api::namespaced(agent.client.clone(), namespace);
+    api.get_opt(name).await.map_err(api_error)?.ok_or_else(|| not_found("VirtualMachine", name))
+}
+
+/// The VMI, if it exists.
+async fn get_vmi(
+    agent: &Agent,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<VirtualMachineInstance>, ApiError> {
+    let api: Api<VirtualMachineInstance> = Api::namespaced(agent.client.clone(), namespace);
+    api.get_opt(name).await.map_err(api_error)
+}
+
+/// The running VMI `namespace/name`: 404 if there is no such VMI, 409
+/// `not_running` if it exists but does not run on this agent.
+async fn running_vmi(
+    agent: &Agent,
+    namespace: &str,
+    name: &str,
+    not_running: &str,
+) -> Result<Arc<RunningVmi>, ApiError> {
+    if let Some(running) = agent.running(namespace, name)
+        && running.facts().phase == vmi_phase::RUNNING
+    {
+        return Ok(running);
+    }
+    match get_vmi(agent, namespace, name).await? {
+        None => Err(not_found("VirtualMachineInstance", name)),
+        Some(_) => Err(ApiError::conflict_message(not_running)),
+    }
+}
+
+/// Whether a body's `dryRun` asks only for validation.
+fn is_dry_run(dry_run: &[String]) -> bool {
+    dry_run.iter().any(|d| d == "All")
+}

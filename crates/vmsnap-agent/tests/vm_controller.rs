@@ -1,0 +1,192 @@
+//! The VM controller's run strategies, state change requests, DataVolume
+//! templates and printable statuses, against the API server. No guest boots:
+//! the VMs' volumes are never ready, so these tests need no QEMU.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::api::{Api, PostParams};
+use support::cluster::{Cluster, NS, phase, printable, vmi_condition};
+use vmsnap_api::cdi::DataVolume;
+use vmsnap_testing::await_value;
+
+const SHORT: Duration = Duration::from_secs(20);
+const VMS: &str = "virtualmachines";
+
+const MANUAL_YAML: &str = r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: manual
+spec:
+  runStrategy: Manual
+  template:
+    spec:
+      domain:
+        firmware:
+          kernelBoot:
+            container:
+              image: vmsnap.local/test-guest:latest
+        devices: {}
+      volumes:
+      - name: data
+        persistentVolumeClaim:
+          claimName: missing-pvc
+"#;
+
+const TEMPLATED_YAML: &str = r#"
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: templated
+spec:
+  runStrategy: Halted
+  dataVolumeTemplates:
+  - metadata:
+      name: templated-disk
+    spec:
+      source:
+        blank: {}
+      storage:
+        resources:
+          requests:
+            storage: 64Mi
+  template:
+    spec:
+      domain:
+        devices: {}
+      volumes:
+      - name: disk
+        dataVolume:
+          name: templated-disk
+"#;
+
+async fn refused(call: impl Future<Output = Result<Duration, kube::Error>>) -> (u16, String) {
+    match call.await {
+        Ok(_) => (200, String::new()),
+        Err(kube::Error::Api(status)) => (status.code, status.message),
+        Err(other) => (0, other.to_string()),
+    }
+}
+
+fn requests(vm: &vmsnap_api::kubevirt::VirtualMachine) -> usize {
+    vm.status.as_ref().map_or(0, |s| s.state_change_requests.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_vm_starts_and_stops_only_on_request_and_reports_its_missing_claim() -> Result<()> {
+    let cluster = Cluster::start_without_guests().await?;
+    cluster.apply(MANUAL_YAML).await?;
+
+    // Created but not started: Stopped, never run.
+    let vm =
+        await_value(&cluster.vms(), "manual", SHORT, |vm| (printable(vm) == "Stopped").then(|| vm.clone()))
+            .await?;
+    let status = vm.status.clone().unwrap_or_default();
+    assert_eq!((status.created, status.run_strategy.as_deref()), (false, None));
+    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").context("no Ready condition")?;
+    assert_eq!((ready.status.as_str(), ready.reason.as_deref()), ("False", Some("VMINotExists")));
+    assert!(cluster.vmis().get_opt("manual").await?.is_none());
+
+    // start: a start request, served by creating the VMI, which waits for its PVC.
+    cluster.subresource(VMS, "manual", "start", None).await?;
+    let vmi = await_value(&cluster.vmis(), "manual", SHORT, |v| {
+        vmi_condition(v, "Synchronized").map(|_| v.clone())
+    })
+    .await?;
+    assert_eq!(phase(&vmi), "Pending");
+    assert_eq!(vmi_condition(&vmi, "Synchronized"), Some(("False".into(), Some("FailedPvcNotFound".into()))));
+    let owner = &vmi.metadata.owner_references.clone().unwrap_or_default()[0];
+    assert_eq!((owner.kind.as_str(), owner.controller), ("VirtualMachine", Some(true)));
+    let vm = await_value(&cluster.vms(), "manual", SHORT, |vm| {
+        (printable(vm) == "ErrorPvcNotFound" && requests(vm) == 0).then(|| vm.clone())
+    })
+    .await?;
+    let status = vm.status.clone().unwrap_or_default();
+    assert_eq!((status.created, status.ready, status.run_strategy.as_deref()), (true, false, Some("Manual")));
+    let (code, message) = refused(cluster.subresource(VMS, "manual", "start", None)).await;
+    assert_eq!((code, message.as_str()), (409, "VM is already running"));
+
+    // stop: a stop request for that VMI, served by deleting it.
+    cluster.subresource(VMS, "manual", "stop", None).await?;
+    await_value(&cluster.vms(), "manual", SHORT, |vm| {
+        (printable(vm) == "Stopped" && requests(vm) == 0).then_some(())
+    })
+    .await?;
+    assert!(cluster.vmis().get_opt("manual").await?.is_none());
+    let (code, message) = refused(cluster.subresource(VMS, "manual", "stop", None)).await;
+    assert_eq!((code, message.as_str()), (409, "VM is not running"));
+    let (code, message) = refused(cluster.subresource(VMS, "manual", "restart", None)).await;
+    assert_eq!((code, message.as_str()), (409, "VM is not running"));
+    let (code, _) = refused(cluster.subresource(VMS, "nosuchvm", "start", None)).await;
+    assert_eq!(code, 404);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_volume_templates_are_created_owned_and_hold_the_start_until_populated() -> Result<()> {
+    let cluster = Cluster::start_without_guests().await?;
+    cluster.apply(TEMPLATED_YAML).await?;
+
+    // The DataVolume is created at once, owned by the VM; the VM is Provisioning even while Halted.
+    let dvs: Api<DataVolume> = Api::namespaced(cluster.client.clone(), NS);
+    let dv = await_value(&dvs, "templated-disk", SHORT, |dv| Some(dv.clone())).await?;
+    let vm = cluster.vms().get("templated").await?;
+    let owner = dv.metadata.owner_references.clone().unwrap_or_default();
+    assert_eq!(owner.len(), 1);
+    assert_eq!(
+        (owner[0].uid.as_str(), owner[0].controller),
+        (vm.metadata.uid.as_deref().unwrap_or_default(), Some(true))
+    );
+    await_value(&cluster.vms(), "templated", SHORT, |vm| (printable(vm) == "Provisioning").then_some(()))
+        .await?;
+
+    // start on a Halted VM switches it to Always; the VMI waits for the DataVolume.
+    cluster.subresource(VMS, "templated", "start", None).await?;
+    assert_eq!(cluster.vms().get("templated").await?.spec.run_strategy.as_deref(), Some("Always"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        cluster.vmis().get_opt("templated").await?.is_none(),
+        "a VMI was created before its DataVolume was ready"
+    );
+    assert_eq!(printable(&cluster.vms().get("templated").await?), "Provisioning");
+
+    // Populated but its PVC not bound yet: the VMI exists and waits; WaitingForVolumeBinding.
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "templated-disk"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "64Mi"}}},
+    }))?;
+    Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), NS)
+        .create(&PostParams::default(), &pvc)
+        .await?;
+    cluster.set_data_volume_phase("templated-disk", "Succeeded").await?;
+    let vmi = await_value(&cluster.vmis(), "templated", SHORT, |v| {
+        vmi_condition(v, "Synchronized").map(|_| v.clone())
+    })
+    .await?;
+    assert_eq!(vmi_condition(&vmi, "Synchronized").and_then(|(_, r)| r).as_deref(), Some("VolumeNotReady"));
+    await_value(&cluster.vms(), "templated", SHORT, |vm| {
+        (printable(vm) == "WaitingForVolumeBinding").then_some(())
+    })
+    .await?;
+
+    // A failed DataVolume shows as such.
+    cluster.set_data_volume_phase("templated-disk", "Failed").await?;
+    await_value(&cluster.vms(), "templated", SHORT, |vm| (printable(vm) == "DataVolumeError").then_some(()))
+        .await?;
+
+    // Deleting the VM takes its VMI and DataVolume with it.
+    cluster.kubectl(&["delete", "vm", "templated", "--wait=true"]).await?;
+    for _ in 0..100 {
+        if cluster.vmis().get_opt("templated").await?.is_none()
+            && dvs.get_opt("templated-disk").await?.is_none()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the VMI or the DataVolume outlived their VM")
+}
