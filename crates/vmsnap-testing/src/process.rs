@@ -35,9 +35,9 @@ impl ServerProcess {
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.data_dir.join("serve.log"))?;
-        std::fs::create_dir_all(&self.data_dir)?;
         let child = Command::new(&self.binary)
             .arg("serve")
             .arg("--data-dir")

@@ -1,18 +1,47 @@
 //! Command-line definitions and dispatch.
 
+mod client;
+mod completions;
+mod console;
 mod controller;
+mod errors;
+mod exec;
 mod guest_image;
+mod output;
+mod progress;
+mod quantity;
+mod restore;
 mod serve;
+mod snapshot;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+/// The exit codes, for `vmsnap --help` (also in docs/cli.md).
+const EXIT_CODES: &str = "Exit codes of the user commands:
+  0  success
+  1  other error
+  2  wrong command line
+  3  not found: the VM, snapshot or restore does not exist
+  4  conflict: the VM runs, the name is taken, the snapshot is not ready, a lock is held
+  5  the snapshot or restore failed
+  6  timed out waiting (the operation goes on in the background)
+  7  cannot reach the API server, or it refuses the credentials or the permission
+`vmsnap exec` exits with the guest command's status once the command ran.
+
+Example:
+  vmsnap snapshot create db && vmsnap snapshot list db";
+
 /// vmsnap: VM snapshots and restores with KubeVirt's API, on one machine or in a cluster.
 #[derive(Parser, Debug)]
-#[command(name = "vmsnap", version, long_about = None, propagate_version = true)]
+#[command(name = "vmsnap", version, long_about = None, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Cli {
+    #[command(flatten)]
+    connection: client::ConnectionArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -25,6 +54,18 @@ enum Command {
     Controller(controller::ControllerArgs),
     /// Build the test guest image (a small Linux with the QEMU guest agent) used by the examples.
     GuestImage(guest_image::GuestImageArgs),
+    /// List, start, stop, restart, pause and unpause VMs.
+    Vm(vm::VmArgs),
+    /// Take, list, describe and delete VM snapshots.
+    Snapshot(snapshot::SnapshotArgs),
+    /// Restore a VM from a snapshot, in place or as a new VM.
+    Restore(restore::RestoreArgs),
+    /// Run a command in a VM's guest through its guest agent.
+    Exec(exec::ExecArgs),
+    /// Connect to a VM's serial console (Ctrl-] to leave).
+    Console(console::ConsoleArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
 }
 
 /// The default data directory: `$VMSNAP_DATA_DIR`, else `/var/lib/vmsnap` for root, else `~/.local/share/vmsnap`.
@@ -50,15 +91,80 @@ fn nix_is_root() -> bool {
 
 /// Runs a command; the exit code is the command's.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
-        Command::Serve(args) => serve::run(args).await,
-        Command::GuestImage(args) => guest_image::run(args).await,
-        Command::Controller(args) => controller::run(args).await,
-    }
+    let conn = &cli.connection;
+    let result = match cli.command {
+        Command::Serve(args) => return serve::run(args).await,
+        Command::GuestImage(args) => return guest_image::run(args).await,
+        Command::Controller(args) => return controller::run(args).await,
+        Command::Completions(args) => return Ok(completions::run(args)),
+        Command::Vm(args) => vm::run(args, conn).await,
+        Command::Snapshot(args) => snapshot::run(args, conn).await,
+        Command::Restore(args) => restore::run(args, conn).await,
+        Command::Exec(args) => exec::run(args, conn).await,
+        Command::Console(args) => console::run(args, conn).await,
+    };
+    Ok(result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        e.exit.into()
+    }))
+}
+
+/// Parses a Go duration (`30s`, `5m`, `1h30m`) from the command line.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    vmsnap_api::duration::parse(text).map_err(|e| e.to_string())
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, for default object names.
+pub fn timestamp_suffix() -> String {
+    vmsnap_api::k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
 }
 
 /// Logs to stderr, filtered by `VMSNAP_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent_and_the_global_flags_do_not_clash_with_controller() {
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["vmsnap", "-n", "prod", "--kubeconfig", "/k", "snapshot", "list"]).unwrap();
+        assert_eq!(cli.connection.namespace.as_deref(), Some("prod"));
+        let cli = Cli::try_parse_from(["vmsnap", "snapshot", "list", "db", "-n", "prod"]).unwrap();
+        assert_eq!(cli.connection.namespace.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn every_leaf_command_has_an_example() {
+        fn walk(cmd: &clap::Command, path: String, missing: &mut Vec<String>) {
+            let subs: Vec<_> = cmd.get_subcommands().filter(|s| s.get_name() != "help").collect();
+            if subs.is_empty() {
+                let help = cmd.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                if !help.contains("Example") {
+                    missing.push(path);
+                }
+                return;
+            }
+            for sub in subs {
+                walk(sub, format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "vmsnap".into(), &mut missing);
+        assert!(missing.is_empty(), "no Example in the help of: {missing:?}");
+    }
+
+    #[test]
+    fn default_names_carry_a_sortable_utc_timestamp() {
+        let suffix = timestamp_suffix();
+        assert_eq!(suffix.len(), "20250101-120000".len());
+        assert!(suffix.chars().all(|c| c.is_ascii_digit() || c == '-'), "{suffix}");
+    }
 }

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// Do not run the snapshot and restore controllers in-process (run `vmsnap controller` instead).
     #[arg(long)]
     no_controllers: bool,
+    /// The accelerator of VMs: `auto` (try KVM with a short probe boot, else TCG), `kvm` or `tcg`.
+    #[arg(long, default_value = "auto")]
+    accel: vmsnap_agent::AccelSetting,
+    /// Where the test guest image is built and looked up [default: <data dir>/images]
+    #[arg(long)]
+    image_cache: Option<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -34,6 +40,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.listen = args.listen;
     config.log_retention = args.log_retention;
     config.controllers = !args.no_controllers;
+    config.accel = args.accel;
+    if let Some(cache) = args.image_cache {
+        config.image_cache = cache;
+    }
     let server = EmbeddedServer::start(config)
         .await
         .with_context(|| format!("cannot start vmsnap in {}", data_dir.display()))?;
@@ -48,7 +58,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         server.api.console_url,
         data_dir.join("token").display()
     );
-    tokio::signal::ctrl_c().await.context("cannot wait for Ctrl-C")?;
+    wait_for_stop_signal().await?;
     println!("vmsnap: stopping (virtual machines keep running and are picked up at the next start)");
+    server.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM.
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result.context("cannot wait for Ctrl-C"),
+        _ = term.recv() => Ok(()),
+    }
 }

@@ -1,0 +1,184 @@
+//! Live progress of a snapshot or restore, from WATCHES on the objects involved.
+//!
+//! The trackers ([`snapshot::SnapshotTracker`], [`restore::RestoreTracker`]) are pure: they take
+//! what the watches saw, with the time since the request, and say which steps were reached, in a
+//! fixed order. [`watch`] merges the watch streams and runs a tracker to its outcome; [`Progress`]
+//! shows the steps: spinners on a terminal, plain lines otherwise (tests, CI, logs).
+
+pub mod restore;
+pub mod snapshot;
+pub mod watch;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::output::seconds;
+
+/// Something to show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A step was reached `at` this long after the request.
+    Step {
+        /// `source locked`, `guest frozen`, ...
+        label: &'static str,
+        /// Time since the request, measured by this client when the watch event arrived.
+        at: Duration,
+        /// More about it (`2 volumes`, `frozen for 0.031s`).
+        detail: Option<String>,
+    },
+    /// A remark: why it waits, an error the controller retries.
+    Note(String),
+}
+
+impl Report {
+    /// The line printed for it.
+    pub fn line(&self) -> String {
+        match self {
+            Report::Step { label, at, detail: None } => format!("  {label:<18}{:>10}", seconds(*at)),
+            Report::Step { label, at, detail: Some(d) } => format!("  {label:<18}{:>10}   {d}", seconds(*at)),
+            Report::Note(text) => format!("  {text}"),
+        }
+    }
+}
+
+/// How an operation ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step was reached.
+    Done,
+    /// The controller gave up: why.
+    Failed(String),
+}
+
+/// What a step is, at a given moment.
+pub enum StepState {
+    /// Reached, at this time, with this detail.
+    Reached(Duration, Option<String>),
+    /// Will not happen (optional step), or is over without having been seen.
+    Skip,
+    /// Not yet.
+    Wait,
+}
+
+/// Steps reported in a fixed order, whatever order the watch events arrive in.
+#[derive(Debug)]
+pub struct Sequence {
+    labels: &'static [&'static str],
+    /// `Some(true)` printed, `Some(false)` skipped, `None` not yet.
+    done: Vec<Option<bool>>,
+}
+
+impl Sequence {
+    /// A sequence of steps with these labels.
+    pub fn new(labels: &'static [&'static str]) -> Sequence {
+        Sequence { labels, done: vec![None; labels.len()] }
+    }
+
+    /// Reports every step that can be reported now, in order, stopping at the first to wait for.
+    pub fn advance(&mut self, state: impl Fn(usize) -> StepState) -> Vec<Report> {
+        let mut out = Vec::new();
+        for i in 0..self.labels.len() {
+            if self.done[i].is_some() {
+                continue;
+            }
+            match state(i) {
+                StepState::Reached(at, detail) => {
+                    out.push(Report::Step { label: self.labels[i], at, detail });
+                    self.done[i] = Some(true);
+                }
+                StepState::Skip => self.done[i] = Some(false),
+                StepState::Wait => break,
+            }
+        }
+        out
+    }
+
+    /// Whether step `i` was printed.
+    pub fn printed(&self, i: usize) -> bool {
+        self.done[i] == Some(true)
+    }
+
+    /// Whether every step was printed or skipped.
+    pub fn finished(&self) -> bool {
+        self.done.iter().all(Option::is_some)
+    }
+}
+
+/// Shows reports on stderr: under a spinner on a terminal, as plain lines otherwise.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// Prints `title` and starts showing progress.
+    pub fn start(title: &str) -> Progress {
+        eprintln!("{title}");
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg} ({elapsed})") {
+                bar.set_style(style);
+            }
+            bar.set_message("waiting");
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        Progress { bar }
+    }
+
+    /// Shows reports.
+    pub fn show(&self, reports: &[Report]) {
+        for report in reports {
+            match &self.bar {
+                Some(bar) => bar.println(report.line()),
+                None => eprintln!("{}", report.line()),
+            }
+        }
+    }
+
+    /// What the spinner says it waits for.
+    pub fn waiting_for(&self, what: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("waiting for {what}"));
+        }
+    }
+
+    /// Removes the spinner.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_reported_in_order_and_a_waiting_step_holds_back_later_ones() {
+        let mut seq = Sequence::new(&["a", "b", "c"]);
+        let ms = Duration::from_millis;
+        let out = seq.advance(|i| match i {
+            0 => StepState::Reached(ms(1), None),
+            1 => StepState::Wait,
+            _ => StepState::Reached(ms(3), None),
+        });
+        assert_eq!(out.len(), 1);
+        let out = seq.advance(|i| if i == 1 { StepState::Skip } else { StepState::Reached(ms(3), None) });
+        assert_eq!(out, vec![Report::Step { label: "c", at: ms(3), detail: None }]);
+        assert!(seq.finished());
+        assert!(seq.printed(0) && !seq.printed(1));
+    }
+
+    #[test]
+    fn a_step_line_has_aligned_label_time_and_detail() {
+        let r = Report::Step {
+            label: "volumes cut",
+            at: Duration::from_millis(67),
+            detail: Some("1 volume".into()),
+        };
+        assert_eq!(r.line(), "  volumes cut           0.067s   1 volume");
+    }
+}

@@ -1,0 +1,268 @@
+//! `vmsnap restore VM --snapshot NAME`: creates a VirtualMachineRestore (in place, or `--to` a new
+//! VM) and, unless `--no-wait`, follows it with watches until it completes.
+
+mod checks;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use futures::StreamExt;
+use kube::api::PostParams;
+use serde_json::json;
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, run_strategy};
+use vmsnap_api::snapshot::{
+    VirtualMachineRestore, VirtualMachineSnapshot, target_readiness_policy, volume_restore_policy,
+};
+
+use super::client::{ConnectionArgs, Session};
+use super::errors::{CliError, CliResult, Exit, Kind};
+use super::output::{OutputArgs, print_objects, seconds};
+use super::progress::restore::RestoreTracker;
+use super::progress::watch::{self, Change, Followed, Seen, Signal};
+use super::progress::{Outcome, Progress, Report};
+use super::{parse_duration, timestamp_suffix};
+use checks::RunningTarget;
+
+/// `vmsnap restore`.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  vmsnap restore db --snapshot before-upgrade                 # VM db must be stopped
+  vmsnap restore db --snapshot before-upgrade --stop-target   # stop it if it runs
+  vmsnap restore db --snapshot before-upgrade --to db-copy    # a new VM from the snapshot
+  vmsnap restore db --snapshot s1 --volume-policy in-place --no-wait")]
+pub struct RestoreArgs {
+    /// The VM the snapshot was taken of (restored in place unless --to is given).
+    vm: String,
+    /// The snapshot to restore.
+    #[arg(long, value_name = "NAME")]
+    snapshot: String,
+    /// Create a new VM with this name from the snapshot instead of restoring VM in place.
+    #[arg(long, value_name = "NEW_VM")]
+    to: Option<String>,
+    /// Stop the target VM if it runs (targetReadinessPolicy StopTarget).
+    #[arg(long, conflicts_with = "fail_if_running")]
+    stop_target: bool,
+    /// Let the restore fail at once if the target VM runs (targetReadinessPolicy FailImmediate).
+    #[arg(long)]
+    fail_if_running: bool,
+    /// How the restored volumes are named [default: the server's, randomize-names]
+    #[arg(long, value_enum, value_name = "POLICY")]
+    volume_policy: Option<VolumePolicy>,
+    /// Name of the VirtualMachineRestore [default: TARGET-restore-YYYYMMDD-HHMMSS]
+    #[arg(long)]
+    name: Option<String>,
+    /// Print the restore's name and return without waiting.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the restore to complete.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `volumeRestorePolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VolumePolicy {
+    /// New PVCs named restore-<restore uid>-<volume>.
+    RandomizeNames,
+    /// Replace the original PVCs under their names.
+    InPlace,
+    /// New PVCs named <target VM>-<volume>.
+    PrefixTargetName,
+}
+
+impl VolumePolicy {
+    fn api_value(self) -> &'static str {
+        match self {
+            VolumePolicy::RandomizeNames => volume_restore_policy::RANDOMIZE_NAMES,
+            VolumePolicy::InPlace => volume_restore_policy::IN_PLACE,
+            VolumePolicy::PrefixTargetName => volume_restore_policy::PREFIX_TARGET_NAME,
+        }
+    }
+}
+
+enum RestoreSeen {
+    Restore(Change<VirtualMachineRestore>),
+    Vm(Change<VirtualMachine>),
+    Vmi(Change<VirtualMachineInstance>),
+}
+
+impl Seen for RestoreSeen {
+    fn signal(&self) -> (usize, Signal<'_>) {
+        let (i, signal) = match self {
+            RestoreSeen::Restore(c) => (0, signal_of(c)),
+            RestoreSeen::Vm(c) => (1, signal_of(c)),
+            RestoreSeen::Vmi(c) => (2, signal_of(c)),
+        };
+        (i, signal)
+    }
+}
+
+fn signal_of<K>(c: &Change<K>) -> Signal<'_> {
+    match c {
+        Change::Synced => Signal::Synced,
+        Change::Failed(e) => Signal::Failed(e),
+        _ => Signal::Object,
+    }
+}
+
+fn observe(t: &mut RestoreTracker, seen: RestoreSeen, at: Duration) -> Vec<Report> {
+    match seen {
+        RestoreSeen::Restore(Change::Applied(r)) => t.on_restore(&r, at),
+        RestoreSeen::Vm(Change::Applied(vm)) => t.on_vm(&vm, at),
+        RestoreSeen::Vmi(c) => c.object().map(|vmi| t.on_vmi(vmi, at)).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Runs `vmsnap restore`.
+pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    let snapshot: VirtualMachineSnapshot = session.get(Kind::Snapshot, &args.snapshot).await?;
+    checks::check_snapshot(&snapshot, &args.snapshot, &args.vm)?;
+    let target = args.to.clone().unwrap_or_else(|| args.vm.clone());
+    let target_vm = session.get_opt::<VirtualMachine>(Kind::Vm, &target).await?;
+    if args.to.is_some() {
+        checks::check_new_target(&snapshot, target_vm.as_ref(), &target, &args.vm)?;
+    }
+    let vmi = match &target_vm {
+        Some(_) => session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &target).await?,
+        None => None,
+    };
+    let policy = match (args.stop_target, args.fail_if_running) {
+        (true, _) => RunningTarget::Stop,
+        (_, true) => RunningTarget::Fail,
+        _ => RunningTarget::Refuse,
+    };
+    checks::check_running(&target, vmi.as_ref(), policy)?;
+
+    let name = args.name.clone().unwrap_or_else(|| format!("{target}-restore-{}", timestamp_suffix()));
+    let object = restore_object(&args, &name, &target, policy)?;
+    let api = session.api::<VirtualMachineRestore>();
+    if args.no_wait {
+        let created = api
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| session.error(e, "create", Kind::Restore, &name))?;
+        match args.output.output {
+            Some(format) => print_objects(&[created], format, true)?,
+            None => println!("{name}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut stream = watch::merge(vec![
+        watch::named(api.clone(), &name).map(RestoreSeen::Restore).boxed(),
+        watch::named(session.api::<VirtualMachine>(), &target).map(RestoreSeen::Vm).boxed(),
+        watch::named(session.api::<VirtualMachineInstance>(), &target).map(RestoreSeen::Vmi).boxed(),
+    ]);
+    watch::sync(&mut stream, 3, &[], &session, |_| {}).await?;
+    let title = format!("Restore \"{name}\" of VM \"{target}\" from snapshot \"{}\":", args.snapshot);
+    let progress = Progress::start(&title);
+    let start = Instant::now();
+    let created = match api.create(&PostParams::default(), &object).await {
+        Ok(c) => c,
+        Err(e) => {
+            progress.finish();
+            return Err(session.error(e, "create", Kind::Restore, &name));
+        }
+    };
+    let tracker = std::cell::RefCell::new(RestoreTracker::new(&name, vmi.is_some()));
+    progress.show(&tracker.borrow_mut().created(&created));
+    progress.waiting_for("the restore");
+    let followed = watch::follow(
+        &mut stream,
+        &progress,
+        start,
+        args.timeout,
+        |seen, at| observe(&mut tracker.borrow_mut(), seen, at),
+        || tracker.borrow().outcome(),
+        || false,
+        Vec::new,
+    )
+    .await;
+    progress.finish();
+    let tracker = tracker.into_inner();
+    match followed {
+        Followed::Outcome(Outcome::Done) => {}
+        Followed::Outcome(Outcome::Failed(why)) => {
+            return Err(CliError::new(
+                Exit::Failed,
+                format!(
+                    "restore \"{name}\" of VM \"{target}\" failed: {why}: delete it before trying again with: kubectl delete vmrestore {name}"
+                ),
+            ));
+        }
+        Followed::TimedOut => {
+            return Err(CliError::new(
+                Exit::Timeout,
+                format!(
+                    "restore \"{name}\" of VM \"{target}\" is not complete after {}: it goes on in the background; follow it with: kubectl get vmrestore {name} -o yaml",
+                    vmsnap_api::duration::format(args.timeout)
+                ),
+            ));
+        }
+    }
+    let restore = tracker.last.clone().unwrap_or(created);
+    match args.output.output {
+        Some(format) => print_objects(&[restore], format, true)?,
+        None => summary(&session, &restore, &target, &args.snapshot, start.elapsed()).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore_object(
+    args: &RestoreArgs,
+    name: &str,
+    target: &str,
+    policy: RunningTarget,
+) -> CliResult<VirtualMachineRestore> {
+    let mut spec = json!({
+        "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target},
+        "virtualMachineSnapshotName": args.snapshot,
+    });
+    match policy {
+        RunningTarget::Stop => spec["targetReadinessPolicy"] = json!(target_readiness_policy::STOP_TARGET),
+        RunningTarget::Fail => spec["targetReadinessPolicy"] = json!(target_readiness_policy::FAIL_IMMEDIATE),
+        RunningTarget::Refuse => {}
+    }
+    if let Some(p) = args.volume_policy {
+        spec["volumeRestorePolicy"] = json!(p.api_value());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineRestore",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .map_err(|e| CliError::new(Exit::Usage, format!("invalid restore: {e}")))
+}
+
+async fn summary(
+    session: &Session,
+    restore: &VirtualMachineRestore,
+    target: &str,
+    snapshot: &str,
+    elapsed: Duration,
+) {
+    let name = restore.metadata.name.clone().unwrap_or_default();
+    println!(
+        "VM \"{target}\" restored from snapshot \"{snapshot}\" (restore \"{name}\", {}).",
+        seconds(elapsed)
+    );
+    let restores = restore.status.as_ref().map(|s| s.restores.clone()).unwrap_or_default();
+    if !restores.is_empty() {
+        println!("  Volumes:");
+        let width = restores.iter().map(|r| r.volume_name.len()).max().unwrap_or(0);
+        for r in &restores {
+            println!("    {:<width$}   {}", r.volume_name, r.persistent_volume_claim);
+        }
+    }
+    let vm = session.get_opt::<VirtualMachine>(Kind::Vm, target).await.ok().flatten();
+    let running = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, target).await.ok().flatten().is_some();
+    if let Some(vm) = vm
+        && !running
+        && vm.spec.effective_run_strategy() == run_strategy::HALTED
+    {
+        println!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
+    }
+}

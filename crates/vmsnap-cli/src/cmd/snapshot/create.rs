@@ -1,0 +1,252 @@
+//! `vmsnap snapshot create VM`: creates a VirtualMachineSnapshot and, unless `--no-wait`, follows
+//! it with watches until it is ready, then prints a summary (indications, disks, freeze window).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use kube::api::PostParams;
+use serde_json::json;
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotContent, label};
+use vmsnap_api::volumesnapshot::VolumeSnapshot;
+
+use super::details::{Catalog, disk_lines, disks, indication_lines};
+use crate::cmd::client::{ConnectionArgs, Session};
+use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
+use crate::cmd::output::{OutputArgs, print_objects, seconds};
+use crate::cmd::progress::snapshot::SnapshotTracker;
+use crate::cmd::progress::watch::{self, Change, Followed, Seen, Signal};
+use crate::cmd::progress::{Outcome, Progress};
+use crate::cmd::{parse_duration, timestamp_suffix};
+
+pub const EXAMPLES: &str = "Examples:
+  vmsnap snapshot create db                      # wait, showing progress, then a summary
+  vmsnap snapshot create db --name before-upgrade --failure-deadline 2m
+  vmsnap snapshot create db --retain --no-wait   # print the name and return";
+
+/// `vmsnap snapshot create`.
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// The VM to snapshot.
+    vm: String,
+    /// Name of the snapshot [default: VM-YYYYMMDD-HHMMSS]
+    #[arg(long)]
+    name: Option<String>,
+    /// How long the snapshot may take before it fails (`0s`: no limit) [default: the server's, 5m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    failure_deadline: Option<Duration>,
+    /// Keep the volume snapshots when the snapshot is deleted (deletionPolicy Retain).
+    #[arg(long)]
+    retain: bool,
+    /// Print the snapshot's name and return without waiting.
+    #[arg(long)]
+    no_wait: bool,
+    /// How long to wait for the snapshot to be ready.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// What the merged watches of a snapshot saw.
+enum SnapshotSeen {
+    Snapshot(Change<VirtualMachineSnapshot>),
+    Vm(Change<VirtualMachine>),
+    Vmi(Change<VirtualMachineInstance>),
+    Content(Change<VirtualMachineSnapshotContent>),
+    VolumeSnapshot(Change<VolumeSnapshot>),
+}
+
+/// The VolumeSnapshot watch: optional, a cluster user may not be allowed to read them.
+const VOLUME_SNAPSHOT_WATCH: usize = 4;
+
+impl Seen for SnapshotSeen {
+    fn signal(&self) -> (usize, Signal<'_>) {
+        fn of<K>(i: usize, c: &Change<K>) -> (usize, Signal<'_>) {
+            match c {
+                Change::Synced => (i, Signal::Synced),
+                Change::Failed(e) => (i, Signal::Failed(e)),
+                _ => (i, Signal::Object),
+            }
+        }
+        match self {
+            SnapshotSeen::Snapshot(c) => of(0, c),
+            SnapshotSeen::Vm(c) => of(1, c),
+            SnapshotSeen::Vmi(c) => of(2, c),
+            SnapshotSeen::Content(c) => of(3, c),
+            SnapshotSeen::VolumeSnapshot(c) => of(VOLUME_SNAPSHOT_WATCH, c),
+        }
+    }
+}
+
+fn observe(t: &mut SnapshotTracker, seen: SnapshotSeen, at: Duration) -> Vec<crate::cmd::progress::Report> {
+    match seen {
+        SnapshotSeen::Snapshot(Change::Applied(s)) => t.on_snapshot(&s, at),
+        SnapshotSeen::Vm(Change::Applied(vm)) => t.on_vm(&vm, at),
+        SnapshotSeen::Vmi(c) => c.object().map(|vmi| t.on_vmi(vmi, at)).unwrap_or_default(),
+        SnapshotSeen::Content(Change::Applied(c)) => t.on_content(&c, at),
+        SnapshotSeen::VolumeSnapshot(Change::Applied(vs)) => t.on_volume_snapshot(&vs, at),
+        _ => Vec::new(),
+    }
+}
+
+fn snapshot_object(args: &CreateArgs, name: &str) -> CliResult<VirtualMachineSnapshot> {
+    let mut spec = json!({"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": args.vm}});
+    if let Some(deadline) = args.failure_deadline {
+        spec["failureDeadline"] = json!(vmsnap_api::duration::format(deadline));
+    }
+    if args.retain {
+        spec["deletionPolicy"] = json!("Retain");
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineSnapshot",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .map_err(|e| CliError::new(Exit::Usage, format!("invalid snapshot: {e}")))
+}
+
+/// Runs `vmsnap snapshot create`.
+pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    session.get::<VirtualMachine>(Kind::Vm, &args.vm).await?;
+    let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", args.vm, timestamp_suffix()));
+    let object = snapshot_object(&args, &name)?;
+    let api = session.api::<VirtualMachineSnapshot>();
+    if args.no_wait {
+        let created = api
+            .create(&PostParams::default(), &object)
+            .await
+            .map_err(|e| session.error(e, "create", Kind::Snapshot, &name))?;
+        match args.output.output {
+            Some(format) => print_objects(&[created], format, true)?,
+            None => println!("{name}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let vmi = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &args.vm).await?;
+    let expect_freeze = vmi.as_ref().is_some_and(can_freeze);
+    let mut stream = watch::merge(vec![
+        watch::named(api.clone(), &name).map(SnapshotSeen::Snapshot).boxed(),
+        watch::named(session.api::<VirtualMachine>(), &args.vm).map(SnapshotSeen::Vm).boxed(),
+        watch::named(session.api::<VirtualMachineInstance>(), &args.vm).map(SnapshotSeen::Vmi).boxed(),
+        watch::changes(session.api::<VirtualMachineSnapshotContent>(), Default::default())
+            .map(SnapshotSeen::Content)
+            .boxed(),
+        volume_snapshots(&session, &args.vm),
+    ]);
+    watch::sync(&mut stream, 5, &[VOLUME_SNAPSHOT_WATCH], &session, |_| {}).await?;
+
+    let progress = Progress::start(&format!("Snapshot \"{name}\" of VM \"{}\":", args.vm));
+    let start = Instant::now();
+    let created = match api.create(&PostParams::default(), &object).await {
+        Ok(c) => c,
+        Err(e) => {
+            progress.finish();
+            return Err(session.error(e, "create", Kind::Snapshot, &name));
+        }
+    };
+    let tracker = std::cell::RefCell::new(SnapshotTracker::new(&name, expect_freeze));
+    progress.show(&tracker.borrow_mut().created(&created));
+    progress.waiting_for("the snapshot");
+    let followed = watch::follow(
+        &mut stream,
+        &progress,
+        start,
+        args.timeout,
+        |seen, at| observe(&mut tracker.borrow_mut(), seen, at),
+        || tracker.borrow().outcome(),
+        || tracker.borrow().awaiting_thaw(),
+        || tracker.borrow_mut().thaw_not_observed(),
+    )
+    .await;
+    progress.finish();
+    let tracker = tracker.into_inner();
+    let elapsed = start.elapsed();
+    match followed {
+        Followed::Outcome(Outcome::Done) => {}
+        Followed::Outcome(Outcome::Failed(why)) => {
+            return Err(CliError::new(
+                Exit::Failed,
+                format!(
+                    "snapshot \"{name}\" of VM \"{}\" failed: {why}: see the details with: vmsnap snapshot describe {name}",
+                    args.vm
+                ),
+            ));
+        }
+        Followed::TimedOut => return Err(timed_out(&name, &args, tracker.last.as_ref())),
+    }
+    let snapshot = tracker.last.clone().unwrap_or(created);
+    match args.output.output {
+        Some(format) => print_objects(&[snapshot], format, true)?,
+        None => summary(&session, &snapshot, &args.vm, elapsed, tracker.freeze_window(), vmi.as_ref()).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The VolumeSnapshots of the VM's snapshots (by the label the controller puts on them).
+fn volume_snapshots(session: &Session, vm: &str) -> BoxStream<'static, SnapshotSeen> {
+    let config = kube::runtime::watcher::Config::default().labels(&format!("{}={vm}", label::SOURCE_VM_NAME));
+    watch::changes(session.api::<VolumeSnapshot>(), config).map(SnapshotSeen::VolumeSnapshot).boxed()
+}
+
+/// Whether the controller will freeze this VMI: running, with a guest agent, not paused.
+fn can_freeze(vmi: &VirtualMachineInstance) -> bool {
+    let Some(st) = &vmi.status else { return false };
+    let has = |t: &str| st.conditions.iter().any(|c| c.type_ == t && c.status == "True");
+    st.phase.as_deref() == Some("Running") && has("AgentConnected") && !has("Paused")
+}
+
+fn timed_out(name: &str, args: &CreateArgs, last: Option<&VirtualMachineSnapshot>) -> CliError {
+    let phase = last
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "not started".into());
+    CliError::new(
+        Exit::Timeout,
+        format!(
+            "snapshot \"{name}\" of VM \"{}\" is not ready after {} (phase {phase}): it goes on in the background; follow it with: vmsnap snapshot describe {name}",
+            args.vm,
+            vmsnap_api::duration::format(args.timeout)
+        ),
+    )
+}
+
+async fn summary(
+    session: &Session,
+    snapshot: &VirtualMachineSnapshot,
+    vm_name: &str,
+    elapsed: Duration,
+    freeze_window: Option<Duration>,
+    vmi: Option<&VirtualMachineInstance>,
+) {
+    let name = snapshot.metadata.name.clone().unwrap_or_default();
+    println!("Snapshot \"{name}\" of VM \"{vm_name}\" is ready ({}).", seconds(elapsed));
+    let window = match (freeze_window, vmi) {
+        (Some(w), _) => {
+            format!("{} (guest frozen to thawed, measured by this client from watch events)", seconds(w))
+        }
+        (None, None) => "none: the VM was stopped".into(),
+        (None, Some(v))
+            if v.status
+                .as_ref()
+                .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Paused" && c.status == "True")) =>
+        {
+            "none: the VM was paused, the snapshot is crash-consistent".into()
+        }
+        (None, Some(_)) => {
+            "none: the guest was not frozen (no guest agent), the snapshot is crash-consistent".into()
+        }
+    };
+    println!("  Freeze window: {window}");
+    let catalog = Catalog::load(session).await;
+    let vm = session.get_opt::<VirtualMachine>(Kind::Vm, vm_name).await.ok().flatten();
+    for line in
+        indication_lines(snapshot).into_iter().chain(disk_lines(&disks(snapshot, &catalog, vm.as_ref())))
+    {
+        println!("  {line}");
+    }
+}

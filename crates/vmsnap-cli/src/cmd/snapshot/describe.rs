@@ -1,0 +1,74 @@
+//! `vmsnap snapshot describe NAME`: everything about one snapshot, in words.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use vmsnap_api::kubevirt::VirtualMachine;
+use vmsnap_api::snapshot::VirtualMachineSnapshot;
+
+use super::details::{Catalog, disk_lines, disks, indication_lines};
+use crate::cmd::client::ConnectionArgs;
+use crate::cmd::errors::{CliResult, Kind};
+use crate::cmd::output::{OutputArgs, age, print_objects, timestamp};
+
+pub const EXAMPLES: &str = "Examples:
+  vmsnap snapshot describe db-20250101-120000
+  vmsnap snapshot describe s1 -o yaml     # the VirtualMachineSnapshot object";
+
+/// `vmsnap snapshot describe`.
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// The snapshot.
+    name: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// Runs `vmsnap snapshot describe`.
+pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    let snapshot: VirtualMachineSnapshot = session.get(Kind::Snapshot, &args.name).await?;
+    if let Some(format) = args.output.output {
+        print_objects(&[snapshot], format, true)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let catalog = Catalog::load(&session).await;
+    let vm = session.get_opt::<VirtualMachine>(Kind::Vm, &snapshot.spec.source.name).await?;
+    let st = snapshot.status.clone().unwrap_or_default();
+    let created = snapshot.metadata.creation_timestamp.as_ref();
+    let mut fields = vec![
+        ("Name", args.name.clone()),
+        ("Namespace", session.namespace.clone()),
+        ("VM", format!("{}{}", snapshot.spec.source.name, if vm.is_none() { " (deleted)" } else { "" })),
+        ("Phase", st.phase.clone().unwrap_or_else(|| "Pending".into())),
+        ("Ready", st.ready_to_use.unwrap_or(false).to_string()),
+        ("Created", format!("{} ({} ago)", timestamp(created), age(created))),
+        ("Point in time", timestamp(st.creation_time.as_ref())),
+        ("Deletion policy", snapshot.spec.deletion_policy.clone().unwrap_or_else(|| "Delete".into())),
+        ("Failure deadline", snapshot.spec.failure_deadline.clone().unwrap_or_else(|| "5m0s".into())),
+        (
+            "Content",
+            catalog.content(&snapshot).and_then(|c| c.metadata.name.clone()).unwrap_or_else(|| "-".into()),
+        ),
+        ("Size", catalog.size_text(&snapshot)),
+    ];
+    if let Some(message) = st.error.as_ref().and_then(|e| e.message.clone()) {
+        fields.push(("Error", message));
+    }
+    for (key, value) in fields {
+        println!("{:<18}{value}", format!("{key}:"));
+    }
+    for line in
+        indication_lines(&snapshot).into_iter().chain(disk_lines(&disks(&snapshot, &catalog, vm.as_ref())))
+    {
+        println!("{line}");
+    }
+    if !st.conditions.is_empty() {
+        println!("Conditions:");
+        for c in &st.conditions {
+            let reason = c.reason.clone().unwrap_or_default();
+            println!("  {:<12}{:<7}{reason}", c.type_, c.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,140 @@
+//! `vmsnap vm list | start | stop | restart | pause | unpause`, in the style of `virtctl`: the
+//! lifecycle commands call KubeVirt's subresources and return once the request is accepted.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+
+use super::client::{ConnectionArgs, Session};
+use super::errors::{CliResult, Kind};
+use super::output::{OutputArgs, Table, age, print_objects};
+
+/// `vmsnap vm`.
+#[derive(Args, Debug)]
+pub struct VmArgs {
+    #[command(subcommand)]
+    command: VmCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum VmCommand {
+    /// List VMs: status, readiness, guest agent, age.
+    #[command(after_help = "Examples:\n  vmsnap vm list\n  vmsnap vm list -n prod -o name")]
+    List(OutputArgs),
+    /// Start a VM.
+    #[command(after_help = "Examples:\n  vmsnap vm start db\n  vmsnap vm start db --paused")]
+    Start {
+        /// The VM.
+        name: String,
+        /// Start with the vCPUs paused.
+        #[arg(long)]
+        paused: bool,
+    },
+    /// Stop a VM.
+    #[command(
+        after_help = "Examples:\n  vmsnap vm stop db\n  vmsnap vm stop db --grace-period 0   # no graceful shutdown"
+    )]
+    Stop {
+        /// The VM.
+        name: String,
+        /// Seconds the guest gets to shut down, instead of the VM's terminationGracePeriodSeconds.
+        #[arg(long, value_name = "SECONDS")]
+        grace_period: Option<i64>,
+    },
+    /// Restart a running VM.
+    #[command(after_help = "Example:\n  vmsnap vm restart db")]
+    Restart(Name),
+    /// Pause a running VM's vCPUs.
+    #[command(after_help = "Example:\n  vmsnap vm pause db")]
+    Pause(Name),
+    /// Resume a paused VM.
+    #[command(after_help = "Example:\n  vmsnap vm unpause db")]
+    Unpause(Name),
+}
+
+/// A VM name.
+#[derive(Args, Debug)]
+struct Name {
+    /// The VM.
+    name: String,
+}
+
+/// Runs a VM command.
+pub async fn run(args: VmArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    let (name, plural, action, body, done) = match args.command {
+        VmCommand::List(output) => return list(&session, output).await,
+        VmCommand::Start { name, paused } => {
+            let body = if paused { json!({"paused": true}) } else { json!({}) };
+            (name, "virtualmachines", "start", body, "was scheduled to start")
+        }
+        VmCommand::Stop { name, grace_period } => {
+            let body = grace_period.map_or(json!({}), |g| json!({"gracePeriod": g}));
+            (name, "virtualmachines", "stop", body, "was scheduled to stop")
+        }
+        VmCommand::Restart(n) => {
+            (n.name, "virtualmachines", "restart", json!({}), "was scheduled to restart")
+        }
+        VmCommand::Pause(n) => (n.name, "virtualmachineinstances", "pause", json!({}), "was paused"),
+        VmCommand::Unpause(n) => (n.name, "virtualmachineinstances", "unpause", json!({}), "was unpaused"),
+    };
+    lifecycle(&session, &name, plural, action, &body).await?;
+    println!("VM \"{name}\" {done}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Calls a VM or VMI subresource after checking that the VM exists, so that a missing VMI reads
+/// "not running" rather than "not found".
+async fn lifecycle(session: &Session, name: &str, plural: &str, action: &str, body: &Value) -> CliResult<()> {
+    session.get::<VirtualMachine>(Kind::Vm, name).await?;
+    let kind = if plural == "virtualmachineinstances" { Kind::Vmi } else { Kind::Vm };
+    session
+        .put_subresource(plural, name, action, body)
+        .await
+        .map_err(|e| session.error(e, action, kind, name))?;
+    Ok(())
+}
+
+async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
+    let mut vms: Vec<VirtualMachine> = session.list(Kind::Vm, "").await?;
+    vms.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    if let Some(format) = output.output {
+        print_objects(&vms, format, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if vms.is_empty() {
+        eprintln!("No VMs in namespace \"{}\".", session.namespace);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let vmis: BTreeMap<String, VirtualMachineInstance> = session
+        .list::<VirtualMachineInstance>(Kind::Vmi, "")
+        .await?
+        .into_iter()
+        .map(|v| (v.metadata.name.clone().unwrap_or_default(), v))
+        .collect();
+    let mut table = Table::new(&["NAME", "STATUS", "READY", "AGENT", "AGE"]);
+    for vm in &vms {
+        let name = vm.metadata.name.clone().unwrap_or_default();
+        let status = vm.status.clone().unwrap_or_default();
+        let ready = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
+        let agent = match vmis.get(&name).and_then(|v| v.status.as_ref()) {
+            Some(st) if st.conditions.iter().any(|c| c.type_ == "AgentConnected" && c.status == "True") => {
+                "connected"
+            }
+            Some(_) => "none",
+            None => "-",
+        };
+        table.row(vec![
+            name,
+            status.printable_status.unwrap_or_else(|| "-".into()),
+            ready.unwrap_or_else(|| "False".into()),
+            agent.into(),
+            age(vm.metadata.creation_timestamp.as_ref()),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,10 @@
+//! The `vmsnap` user commands against an in-process API server with the real snapshot and restore
+//! controllers and fakes for the node agent and the storage: each command's success path, its main
+//! failures and their exit codes, the progress of `snapshot create` and `restore`.
+
+mod console_exec;
+mod restore;
+mod snapshot;
+mod support;
+mod surface;
+mod vm;

@@ -1,0 +1,120 @@
+//! `vmsnap vm list | start | stop | restart | pause | unpause`.
+
+use crate::support::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_runs_a_stopped_vm_and_list_shows_it_running_with_its_agent() {
+    let env = Env::start().await;
+    env.stopped_vm("db").await;
+    env.stopped_vm("web").await;
+
+    let out = env.run(&["vm", "start", "db"]).await;
+    out.expect(0);
+    assert_eq!(out.stdout, "VM \"db\" was scheduled to start\n");
+
+    let list = env.run(&["vm", "list"]).await;
+    list.expect(0);
+    let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["NAME", "STATUS", "READY", "AGENT", "AGE"]);
+    assert_eq!(lines[1][..4], ["db", "Running", "True", "connected"]);
+    assert_eq!(lines[2][..4], ["web", "-", "False", "-"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_an_unknown_vm_is_not_found_with_exit_3() {
+    let env = Env::start().await;
+    let out = env.run(&["vm", "start", "nope"]).await;
+    out.expect(3);
+    assert_eq!(
+        out.stderr,
+        "error: VM \"nope\" not found in namespace \"default\": list VMs with: vmsnap vm list\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_a_running_vm_is_a_conflict_with_exit_4() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    let out = env.run(&["vm", "start", "db"]).await;
+    out.expect(4);
+    assert_eq!(out.stderr, "error: VM \"db\" is already running\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_stops_a_running_vm_and_a_second_stop_says_it_is_not_running() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    env.run(&["vm", "stop", "db"]).await.expect(0);
+    let vm = env.vms().get("db").await.unwrap();
+    assert_eq!(vm.spec.run_strategy.as_deref(), Some("Halted"));
+
+    let again = env.run(&["vm", "stop", "db"]).await;
+    again.expect(4);
+    assert_eq!(again.stderr, "error: VM \"db\" is not running: start it with: vmsnap vm start db\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_unpause_a_running_vm_and_pausing_a_stopped_one_says_it_is_not_running() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    env.stopped_vm("off").await;
+    env.run(&["vm", "pause", "db"]).await.expect(0);
+    let twice = env.run(&["vm", "pause", "db"]).await;
+    twice.expect(4);
+    assert!(twice.stderr.contains("VM \"db\" is already paused"), "{}", twice.stderr);
+    env.run(&["vm", "unpause", "db"]).await.expect(0);
+
+    let off = env.run(&["vm", "pause", "off"]).await;
+    off.expect(4);
+    assert_eq!(off.stderr, "error: VM \"off\" is not running: start it with: vmsnap vm start off\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_replaces_the_instance_of_a_running_vm() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    let vmis: kube::Api<vmsnap_api::kubevirt::VirtualMachineInstance> =
+        kube::Api::namespaced(env.client.clone(), "default");
+    let before = vmis.get("db").await.unwrap().metadata.uid;
+    env.run(&["vm", "restart", "db"]).await.expect(0);
+    let after = vmis.get("db").await.unwrap().metadata.uid;
+    assert_ne!(before, after);
+    assert_eq!(env.agent.calls_of("restart"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_list_prints_the_objects_with_o_name_and_json() {
+    let env = Env::start().await;
+    env.stopped_vm("db").await;
+    let names = env.run(&["vm", "list", "-o", "name"]).await;
+    names.expect(0);
+    assert_eq!(names.stdout, "virtualmachine.kubevirt.io/db\n");
+    let json = env.run(&["vm", "list", "-o", "json"]).await;
+    json.expect(0);
+    let list: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(list["kind"], "List");
+    assert_eq!(list["items"][0]["kind"], "VirtualMachine");
+    assert_eq!(list["items"][0]["metadata"]["name"], "db");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_vm_during_a_snapshot_reports_the_lock_with_exit_4() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent busy".into());
+    env.create_snapshot("s1", "db").await;
+    vmsnap_testing::eventually("the VM to be locked", crate::support::WAIT, || async {
+        let vm = env.vms().get("db").await.ok()?;
+        (vm.status?.snapshot_in_progress.as_deref() == Some("s1")).then_some(())
+    })
+    .await
+    .unwrap();
+    let out = env.run(&["vm", "stop", "db"]).await;
+    out.expect(4);
+    assert!(
+        out.stderr.starts_with("error: cannot stop VM \"db\": ") && out.stderr.contains("snapshot \"s1\""),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("vmsnap snapshot describe s1"), "{}", out.stderr);
+}
