@@ -94,6 +94,7 @@ fn test() -> Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         .env("VMSNAP_REQUIRE_QEMU", "1")
+        .env("VMSNAP_REQUIRE_BROWSER", "1")
         .env("VMSNAP_GUEST_CACHE", &guest_cache))?;
     eprintln!("xtask: all checks passed");
     Ok(())

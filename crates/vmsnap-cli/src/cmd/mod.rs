@@ -14,6 +14,7 @@ mod restore;
 mod serve;
 mod snapshot;
 mod vm;
+mod vm_wait;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

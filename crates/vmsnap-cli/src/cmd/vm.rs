@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -11,6 +12,7 @@ use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use super::client::{ConnectionArgs, Session};
 use super::errors::{CliResult, Kind};
 use super::output::{OutputArgs, Table, age, print_objects};
+use super::vm_wait::{self, Until, WaitArgs};
 
 /// `vmsnap vm`.
 #[derive(Args, Debug)]
@@ -25,17 +27,21 @@ enum VmCommand {
     #[command(after_help = "Examples:\n  vmsnap vm list\n  vmsnap vm list -n prod -o name")]
     List(OutputArgs),
     /// Start a VM.
-    #[command(after_help = "Examples:\n  vmsnap vm start db\n  vmsnap vm start db --paused")]
+    #[command(
+        after_help = "Examples:\n  vmsnap vm start db\n  vmsnap vm start db --wait   # until its guest agent answers\n  vmsnap vm start db --paused"
+    )]
     Start {
         /// The VM.
         name: String,
         /// Start with the vCPUs paused.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "wait")]
         paused: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Stop a VM.
     #[command(
-        after_help = "Examples:\n  vmsnap vm stop db\n  vmsnap vm stop db --grace-period 0   # no graceful shutdown"
+        after_help = "Examples:\n  vmsnap vm stop db\n  vmsnap vm stop db --grace-period 0   # no graceful shutdown\n  vmsnap vm stop db --wait"
     )]
     Stop {
         /// The VM.
@@ -43,10 +49,17 @@ enum VmCommand {
         /// Seconds the guest gets to shut down, instead of the VM's terminationGracePeriodSeconds.
         #[arg(long, value_name = "SECONDS")]
         grace_period: Option<i64>,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Restart a running VM.
-    #[command(after_help = "Example:\n  vmsnap vm restart db")]
-    Restart(Name),
+    #[command(after_help = "Examples:\n  vmsnap vm restart db\n  vmsnap vm restart db --wait")]
+    Restart {
+        /// The VM.
+        name: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
     /// Pause a running VM's vCPUs.
     #[command(after_help = "Example:\n  vmsnap vm pause db")]
     Pause(Name),
@@ -65,25 +78,52 @@ struct Name {
 /// Runs a VM command.
 pub async fn run(args: VmArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let (name, plural, action, body, done) = match args.command {
+    let no_wait = WaitArgs { wait: false, timeout: Duration::ZERO };
+    let (name, plural, action, body, wait, until) = match args.command {
         VmCommand::List(output) => return list(&session, output).await,
-        VmCommand::Start { name, paused } => {
+        VmCommand::Start { name, paused, wait } => {
             let body = if paused { json!({"paused": true}) } else { json!({}) };
-            (name, "virtualmachines", "start", body, "was scheduled to start")
+            (name, "virtualmachines", "start", body, wait, Until::AgentConnected)
         }
-        VmCommand::Stop { name, grace_period } => {
+        VmCommand::Stop { name, grace_period, wait } => {
             let body = grace_period.map_or(json!({}), |g| json!({"gracePeriod": g}));
-            (name, "virtualmachines", "stop", body, "was scheduled to stop")
+            (name, "virtualmachines", "stop", body, wait, Until::Stopped)
         }
-        VmCommand::Restart(n) => {
-            (n.name, "virtualmachines", "restart", json!({}), "was scheduled to restart")
+        VmCommand::Restart { name, wait } => {
+            (name, "virtualmachines", "restart", json!({}), wait, Until::AgentConnected)
         }
-        VmCommand::Pause(n) => (n.name, "virtualmachineinstances", "pause", json!({}), "was paused"),
-        VmCommand::Unpause(n) => (n.name, "virtualmachineinstances", "unpause", json!({}), "was unpaused"),
+        VmCommand::Pause(n) => {
+            (n.name, "virtualmachineinstances", "pause", json!({}), no_wait, Until::Stopped)
+        }
+        VmCommand::Unpause(n) => {
+            (n.name, "virtualmachineinstances", "unpause", json!({}), no_wait, Until::Stopped)
+        }
+    };
+    let running_before = if action == "restart" {
+        session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &name).await?.and_then(|vmi| vmi.metadata.uid)
+    } else {
+        None
     };
     lifecycle(&session, &name, plural, action, &body).await?;
-    println!("VM \"{name}\" {done}");
+    if wait.wait {
+        vm_wait::wait(&session, &name, until, running_before, wait.timeout).await?;
+    }
+    println!("VM \"{name}\" {}", done_message(action, wait.wait));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the command reports once it is done.
+fn done_message(action: &str, waited: bool) -> &'static str {
+    match (action, waited) {
+        ("start", false) => "was scheduled to start",
+        ("start", true) => "is running and its guest agent answers",
+        ("stop", false) => "was scheduled to stop",
+        ("stop", true) => "is stopped",
+        ("restart", false) => "was scheduled to restart",
+        ("restart", true) => "was restarted and its guest agent answers",
+        ("pause", _) => "was paused",
+        _ => "was unpaused",
+    }
 }
 
 /// Calls a VM or VMI subresource after checking that the VM exists, so that a missing VMI reads

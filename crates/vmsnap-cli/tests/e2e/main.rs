@@ -4,4 +4,5 @@
 //! it first); with `VMSNAP_REQUIRE_QEMU=1` a missing QEMU is a failure, not a skip.
 
 mod kubectl_flow;
+mod readme;
 mod support;
