@@ -11,28 +11,32 @@ use crate::support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
     let Some(vmsnap) = start("auto") else { return };
+    kubectl_flow(&vmsnap).await;
+}
+
+/// The whole flow, against a server whose snapshot and restore controllers run in-process or as
+/// separate `vmsnap controller` processes.
+pub async fn kubectl_flow(vmsnap: &Vmsnap) {
     let vm_yaml = example("vm.yaml");
     assert!(
-        kubectl(&vmsnap, &["apply", "-f", &vm_yaml])
-            .await
-            .contains("virtualmachine.kubevirt.io/demo created")
+        kubectl(vmsnap, &["apply", "-f", &vm_yaml]).await.contains("virtualmachine.kubevirt.io/demo created")
     );
-    await_running_with_agent(&vmsnap, "demo").await;
+    await_running_with_agent(vmsnap, "demo").await;
     vmsnap.sh("demo", "echo A > /mnt/data/f && sync").await.unwrap();
 
     // Online snapshot, quiesced by the guest agent.
-    kubectl(&vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
+    kubectl(vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
     let timeout = format!("--timeout={OPERATION_TIMEOUT}");
-    kubectl(&vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
-    let snapshot = get_json(&vmsnap, "vmsnapshot", "demo-snapshot").await.unwrap();
-    let vm = get_json(&vmsnap, "vm", "demo").await.unwrap();
+    kubectl(vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
+    let snapshot = get_json(vmsnap, "vmsnapshot", "demo-snapshot").await.unwrap();
+    let vm = get_json(vmsnap, "vm", "demo").await.unwrap();
     assert_eq!(snapshot["status"]["phase"], "Succeeded");
     assert_eq!(snapshot["status"]["readyToUse"], true);
     assert_eq!(strings(&snapshot["status"]["indications"]), ["GuestAgent", "Online"]);
     assert_eq!(snapshot["status"]["sourceUID"], vm["metadata"]["uid"]);
     assert_eq!(strings(&snapshot["status"]["snapshotVolumes"]["includedVolumes"]), ["data"]);
     let content_name = snapshot["status"]["virtualMachineSnapshotContentName"].as_str().unwrap().to_owned();
-    let content = get_json(&vmsnap, "vmsnapshotcontent", &content_name).await.unwrap();
+    let content = get_json(vmsnap, "vmsnapshotcontent", &content_name).await.unwrap();
     let backups = content["spec"]["volumeBackups"].as_array().unwrap();
     assert_eq!(backups.len(), 1, "{content:#}");
     assert_eq!(backups[0]["volumeName"], "data");
@@ -43,9 +47,9 @@ async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
         hook_log.contains("freeze") && hook_log.contains("thaw"),
         "the guest's fsfreeze hook: {hook_log}"
     );
-    let described = kubectl(&vmsnap, &["describe", "vmsnapshot", "demo-snapshot"]).await;
+    let described = kubectl(vmsnap, &["describe", "vmsnapshot", "demo-snapshot"]).await;
     assert!(described.contains("SuccessfulVirtualMachineSnapshotContentCreate"), "{described}");
-    let listed = kubectl(&vmsnap, &["get", "vmsnapshot"]).await;
+    let listed = kubectl(vmsnap, &["get", "vmsnapshot"]).await;
     assert!(listed.starts_with("NAME"), "{listed}");
     for column in ["SOURCEKIND", "SOURCENAME", "PHASE", "READYTOUSE", "CREATIONTIME", "ERROR"] {
         assert!(listed.lines().next().unwrap().contains(column), "{listed}");
@@ -54,10 +58,10 @@ async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
 
     // The original moves on; a copy restored beside it comes back with the snapshot's data.
     vmsnap.sh("demo", "echo B > /mnt/data/f && sync").await.unwrap();
-    kubectl(&vmsnap, &["create", "-f", &example("restore-new-vm.yaml")]).await;
-    await_restore_complete(&vmsnap, "demo-restore-copy").await;
+    kubectl(vmsnap, &["create", "-f", &example("restore-new-vm.yaml")]).await;
+    await_restore_complete(vmsnap, "demo-restore-copy").await;
     vmsnap.cli(&["vm", "start", "demo-copy"]).await.ok();
-    await_running_with_agent(&vmsnap, "demo-copy").await;
+    await_running_with_agent(vmsnap, "demo-copy").await;
     assert_eq!(vmsnap.sh("demo-copy", "cat /mnt/data/f").await.unwrap(), "A\n");
     assert_eq!(vmsnap.sh("demo", "cat /mnt/data/f").await.unwrap(), "B\n");
     let identity = "cat /sys/class/dmi/id/product_uuid; cat /sys/class/net/eth0/address";
@@ -70,7 +74,7 @@ async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
     // A snapshot of one VM cannot overwrite a different VM that exists (once stopped: a running
     // target is waited for first, as in KubeVirt).
     vmsnap.cli(&["vm", "stop", "demo-copy"]).await.ok();
-    await_stopped(&vmsnap, "demo-copy").await;
+    await_stopped(vmsnap, "demo-copy").await;
     let clash = r#"{"apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineRestore",
         "metadata": {"name": "clash"},
         "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "demo-copy"},
@@ -78,26 +82,26 @@ async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
     vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], clash).await.ok();
     let refused = "restore source and restore target are different but restore target already exists";
     until("the restore to a different VM to be refused", Duration::from_secs(60), async || {
-        let clash = get_json(&vmsnap, "vmrestore", "clash").await.unwrap();
+        let clash = get_json(vmsnap, "vmrestore", "clash").await.unwrap();
         conditions(&clash).iter().any(|(_, status, reason)| status == "False" && reason == refused)
     })
     .await;
     assert!(
-        get_json(&vmsnap, "vmrestore", "clash").await.unwrap()["status"]["complete"] != true,
+        get_json(vmsnap, "vmrestore", "clash").await.unwrap()["status"]["complete"] != true,
         "a refused restore does not complete"
     );
-    kubectl(&vmsnap, &["delete", "vmrestore", "clash"]).await;
+    kubectl(vmsnap, &["delete", "vmrestore", "clash"]).await;
 
     // In place: stop the VM, restore, start it: the data of the snapshot is back.
     vmsnap.cli(&["vm", "stop", "demo"]).await.ok();
-    await_stopped(&vmsnap, "demo").await;
-    kubectl(&vmsnap, &["create", "-f", &example("restore.yaml")]).await;
-    let restore = await_restore_complete(&vmsnap, "demo-restore").await;
+    await_stopped(vmsnap, "demo").await;
+    kubectl(vmsnap, &["create", "-f", &example("restore.yaml")]).await;
+    let restore = await_restore_complete(vmsnap, "demo-restore").await;
     assert_restore_completed_as_kubevirt_says(&restore, &vm);
     assert_eq!(strings(&restore["status"]["deletedDataVolumes"]), ["demo-data"]);
-    assert!(!exists(&vmsnap, "dv", "demo-data").await, "the replaced DataVolume is deleted");
+    assert!(!exists(vmsnap, "dv", "demo-data").await, "the replaced DataVolume is deleted");
     let first_claim = restore["status"]["restores"][0]["persistentVolumeClaim"].as_str().unwrap().to_owned();
-    let listed = kubectl(&vmsnap, &["get", "vmrestore", "demo-restore"]).await;
+    let listed = kubectl(vmsnap, &["get", "vmrestore", "demo-restore"]).await;
     let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "TARGETKIND", "TARGETNAME", "COMPLETE", "RESTORETIME"]);
     assert!(listed.contains("demo-restore   VirtualMachine   demo         true"), "{listed}");
@@ -108,20 +112,20 @@ async fn online_snapshot_restores_in_place_and_as_a_new_vm_with_kubectl() {
         "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "demo"},
                  "virtualMachineSnapshotName": "demo-snapshot"}}"#;
     vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], again).await.ok();
-    let restore = await_restore_complete(&vmsnap, "demo-restore-again").await;
+    let restore = await_restore_complete(vmsnap, "demo-restore-again").await;
     let second_claim = restore["status"]["restores"][0]["persistentVolumeClaim"].as_str().unwrap();
     assert_ne!(second_claim, first_claim);
     assert_eq!(strings(&restore["status"]["deletedDataVolumes"]), vec![first_claim.clone()]);
-    assert!(!exists(&vmsnap, "dv", &first_claim).await);
+    assert!(!exists(vmsnap, "dv", &first_claim).await);
 
     vmsnap.cli(&["vm", "start", "demo"]).await.ok();
-    await_running_with_agent(&vmsnap, "demo").await;
+    await_running_with_agent(vmsnap, "demo").await;
     assert_eq!(vmsnap.sh("demo", "cat /mnt/data/f").await.unwrap(), "A\n");
 
     // Deleting the snapshot removes its content and VolumeSnapshots.
-    kubectl(&vmsnap, &["delete", "vmsnapshot", "demo-snapshot", "--timeout=60s"]).await;
-    assert!(!exists(&vmsnap, "vmsnapshotcontent", &content_name).await);
-    let left = kubectl(&vmsnap, &["get", "volumesnapshots", "-o", "name"]).await;
+    kubectl(vmsnap, &["delete", "vmsnapshot", "demo-snapshot", "--timeout=60s"]).await;
+    assert!(!exists(vmsnap, "vmsnapshotcontent", &content_name).await);
+    let left = kubectl(vmsnap, &["get", "volumesnapshots", "-o", "name"]).await;
     assert_eq!(left.trim(), "", "VolumeSnapshots left after the snapshot was deleted: {left}");
 }
 

@@ -3,6 +3,7 @@
 //! CLI as a user drives them. They need QEMU and the test guest image (`cargo xtask test` builds
 //! it first); with `VMSNAP_REQUIRE_QEMU=1` a missing QEMU is a failure, not a skip.
 
+mod cluster_mode;
 mod kubectl_flow;
 mod readme;
 mod support;

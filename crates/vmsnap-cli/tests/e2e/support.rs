@@ -46,6 +46,9 @@ pub async fn kubectl(vmsnap: &Vmsnap, args: &[&str]) -> String {
 /// Waits until VM `vm` runs with its guest agent connected (`kubectl wait`, as a user would).
 pub async fn await_running_with_agent(vmsnap: &Vmsnap, vm: &str) {
     let timeout = format!("--timeout={}s", BOOT_TIMEOUT.as_secs());
+    // The VM exists already; its instance may not yet, and `kubectl wait` fails on a missing object.
+    let out = vmsnap.kubectl_run(&["wait", "vm", vm, "--for", "condition=Ready", &timeout]).await;
+    assert_eq!(out.code, 0, "{vm} did not become ready: {}\n{}", out.stderr, tail(&vmsnap.log()));
     let out = vmsnap.kubectl_run(&["wait", "vmi", vm, "--for", "condition=AgentConnected", &timeout]).await;
     assert_eq!(out.code, 0, "{vm} did not get its guest agent: {}\n{}", out.stderr, tail(&vmsnap.log()));
 }
