@@ -4,6 +4,7 @@
 //! it first); with `VMSNAP_REQUIRE_QEMU=1` a missing QEMU is a failure, not a skip.
 
 mod cluster_mode;
+mod crash;
 mod kubectl_flow;
 mod readme;
 mod support;
