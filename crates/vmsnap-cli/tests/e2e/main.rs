@@ -7,4 +7,5 @@ mod cluster_mode;
 mod crash;
 mod kubectl_flow;
 mod readme;
+mod snapshot_cases;
 mod support;
