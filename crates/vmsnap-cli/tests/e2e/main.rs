@@ -9,3 +9,4 @@ mod kubectl_flow;
 mod readme;
 mod snapshot_cases;
 mod support;
+mod volume_snapshot;
