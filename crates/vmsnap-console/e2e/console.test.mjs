@@ -3,21 +3,25 @@
 // VMs. Settings come from the environment (see harness.mjs); a screenshot of each screen is saved.
 //
 // Expects: VM_NAME running with a guest agent and only snapshottable disks; VM_PARTIAL stopped,
-// with a disk that cannot be snapshotted (e.g. on a StorageClass without a VolumeSnapshotClass).
+// with a disk that cannot be snapshotted (e.g. on a StorageClass without a VolumeSnapshotClass);
+// no VM named "copy" (the scenario restores VM_NAME as a new VM of that name, then starts it).
 
 import { Scenario, StepFailed, check, expectText, kubectlRunner, launch, settings, until } from './harness.mjs';
 
 const cfg = settings();
 const kubectl = kubectlRunner(cfg.kubeconfig);
 const { namespace: ns, vm, partialVm } = cfg;
+const copyVm = 'copy';
 const READY = cfg.readyTimeout;
+/// How long a test guest may take to boot under TCG.
+const BOOT = 2 * READY;
 
 const browser = await launch(cfg.chromium);
 const watchdog = setTimeout(async () => {
-  console.error('console.test: the scenario took more than 6 minutes; giving up');
+  console.error('console.test: the scenario took more than 4.5 minutes; giving up');
   await browser.close().catch(() => {});
   process.exit(1);
-}, 6 * 60 * 1000);
+}, 4.5 * 60 * 1000);
 
 const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
 const page = await context.newPage();
@@ -48,6 +52,26 @@ async function openSnapshotsTab() {
 
 async function waitReady(name) {
   await until(`snapshot ${name} to be ready`, async () => (await snapshotRow(name).getAttribute('data-ready', { timeout: 1000 })) === 'true', READY);
+}
+
+/// Records every state the restore dialog `d` shows (its data-restore-state) from now on.
+async function recordRestoreStates(d) {
+  await d.evaluate((el) => {
+    el.__states = [];
+    new MutationObserver(() => {
+      const state = el.dataset.restoreState;
+      if (state && el.__states[el.__states.length - 1] !== state) el.__states.push(state);
+    }).observe(el, { attributes: true, attributeFilter: ['data-restore-state'] });
+  });
+}
+
+/// Waits until the restore shown in `d` is complete; checks that its progress was shown first.
+async function restoreStates(d) {
+  await until('the restore to complete', async () => (await d.getAttribute('data-restore-state')) === 'Complete', READY);
+  const states = await d.evaluate((el) => el.__states);
+  check(states[0] === 'In progress' && states[states.length - 1] === 'Complete', `the dialog showed the progress, then completion: ${states.join(' → ')}`);
+  process.stdout.write(`  restore progress shown: ${states.join(' → ')}\n`);
+  return states;
 }
 
 async function rowMenu(snapshot, item) {
@@ -85,27 +109,6 @@ try {
     await expectText(vmRow(vm), new RegExp(`${vm}\\s+${ns}\\s+Running\\s+\\d+[smhd]`));
     await expectText(vmRow(partialVm), new RegExp(`${partialVm}\\s+${ns}\\s+Stopped`));
     await s.screenshot('vms');
-  });
-
-  await s.step('start, restart and stop a VirtualMachine from the list', async () => {
-    const row = vmRow(partialVm);
-    check(await row.getByRole('button', { name: `Stop ${partialVm}`, exact: true }).isDisabled(), 'Stop is disabled for a stopped VM');
-    await row.getByRole('button', { name: `Start ${partialVm}`, exact: true }).click();
-    await expectText(row, /Running/, READY);
-    const uid = () => kubectl(['get', 'virtualmachineinstances', partialVm, '-n', ns, '-o', 'jsonpath={.metadata.uid}']).trim();
-    const before = await until('the VMI to exist', () => uid());
-    await row.getByRole('button', { name: `Restart ${partialVm}`, exact: true }).click();
-    await until('a new VMI after the restart', () => {
-      try {
-        const now = uid();
-        return now && now !== before;
-      } catch {
-        return false;
-      }
-    }, READY);
-    await expectText(row, /Running/, READY);
-    await row.getByRole('button', { name: `Stop ${partialVm}`, exact: true }).click();
-    await expectText(row, /Stopped/, READY);
   });
 
   await s.step('open the VirtualMachine: Overview shows status, guest agent and disks', async () => {
@@ -243,8 +246,10 @@ try {
     await s.screenshot('restore-vm-running');
     await d.getByRole('button', { name: 'Stop VirtualMachine' }).click();
     await expectText(d, new RegExp(`${vm} is stopped`), READY);
+    await recordRestoreStates(d);
     await d.getByRole('button', { name: 'Restore' }).click();
-    await expectText(d, new RegExp(`${vm} was restored from snapshot ${firstSnapshot}`), READY);
+    await restoreStates(d);
+    await expectText(d, new RegExp(`${vm} was restored from snapshot ${firstSnapshot}`));
     await s.screenshot('restore-complete');
     await d.getByRole('button', { name: 'Close', exact: true }).click();
     await d.waitFor({ state: 'detached' });
@@ -259,14 +264,44 @@ try {
     await d.getByLabel('Name of the new VirtualMachine').fill(vm);
     await d.getByRole('button', { name: 'Restore' }).click();
     await expectText(d.getByRole('alert'), new RegExp(`A VirtualMachine named ${vm} already exists`));
-    await d.getByLabel('Name of the new VirtualMachine').fill('copy');
+    await d.getByLabel('Name of the new VirtualMachine').fill(copyVm);
+    await d.getByRole('alert').waitFor({ state: 'detached' });
     await s.screenshot('restore-as-new');
+    await recordRestoreStates(d);
     await d.getByRole('button', { name: 'Restore' }).click();
-    await expectText(d, /VirtualMachine copy was created from snapshot/, READY);
-    await d.getByRole('link', { name: 'Open VirtualMachine copy' }).click();
-    await expectText(page.getByRole('heading', { level: 1 }), /^copy\b/);
+    await restoreStates(d);
+    await expectText(d, new RegExp(`VirtualMachine ${copyVm} was created from snapshot`));
+    await d.getByRole('link', { name: `Open VirtualMachine ${copyVm}` }).click();
+    await expectText(page.getByRole('heading', { level: 1 }), new RegExp(`^${copyVm}\\b`));
     await expectText(page.locator('.overview'), /Status\s+Stopped/, READY);
     await s.screenshot('restored-copy');
+  });
+
+  await s.step('the copy starts, restarts and stops from the VirtualMachines list', async () => {
+    await page.getByRole('link', { name: 'VirtualMachines', exact: true }).first().click();
+    const row = vmRow(copyVm);
+    check(await row.getByRole('button', { name: `Stop ${copyVm}`, exact: true }).isDisabled(), 'Stop is disabled for a stopped VM');
+    await row.getByRole('button', { name: `Start ${copyVm}`, exact: true }).click();
+    await expectText(row, /Running/, READY);
+    // The copy really runs on its restored disks: its guest agent connects.
+    await row.getByRole('link', { name: copyVm, exact: true }).click();
+    await expectText(page.locator('.overview'), /Guest agent\s+Connected/, BOOT);
+    await s.screenshot('copy-running');
+    await page.getByRole('link', { name: 'VirtualMachines', exact: true }).first().click();
+    const uid = () => kubectl(['get', 'virtualmachineinstances', copyVm, '-n', ns, '-o', 'jsonpath={.metadata.uid}']).trim();
+    const before = await until('the VMI to exist', () => uid());
+    await row.getByRole('button', { name: `Restart ${copyVm}`, exact: true }).click();
+    await until('a new VMI after the restart', () => {
+      try {
+        const now = uid();
+        return now && now !== before;
+      } catch {
+        return false;
+      }
+    }, READY);
+    await expectText(row, /Running/, READY);
+    await row.getByRole('button', { name: `Stop ${copyVm}`, exact: true }).click();
+    await expectText(row, /Stopped/, READY);
   });
 
   await s.step('nothing is polled: an idle page makes no requests', async () => {
@@ -297,13 +332,21 @@ try {
     await snapshotRow('from-kubectl').waitFor({ state: 'detached', timeout: READY });
   });
 
-  await s.step('delete a snapshot after confirming', async () => {
-    await rowMenu(firstSnapshot, 'Delete snapshot');
+  await s.step('delete a snapshot after confirming, with the keyboard only', async () => {
+    const focused = (locator) => locator.evaluate((el) => el === document.activeElement);
+    await snapshotRow(firstSnapshot).getByRole('button', { name: `Actions for snapshot ${firstSnapshot}` }).focus();
+    await page.keyboard.press('Enter');
+    const item = page.getByRole('menuitem', { name: 'Delete snapshot' });
+    await page.keyboard.press('End');
+    check(await focused(item), 'End moves to "Delete snapshot", the last item of the row menu');
+    await page.keyboard.press('Enter');
     const d = dialog('Delete snapshot?');
     await expectText(d, new RegExp(`Delete snapshot ${firstSnapshot}`));
-    check(await d.getByRole('button', { name: 'Cancel' }).evaluate((el) => el === document.activeElement), 'Cancel has the focus');
+    check(await focused(d.getByRole('button', { name: 'Cancel' })), 'Cancel has the focus');
     await s.screenshot('delete-confirmation');
-    await d.getByRole('button', { name: 'Delete' }).click();
+    await page.keyboard.press('Shift+Tab');
+    check(await focused(d.getByRole('button', { name: 'Delete', exact: true })), 'Shift+Tab moves to Delete');
+    await page.keyboard.press('Enter');
     await d.waitFor({ state: 'detached' });
     await snapshotRow(firstSnapshot).waitFor({ state: 'detached', timeout: READY });
     check(!kubectl(['get', 'vmsnapshot', '-n', ns, '-o', 'name']).includes(`/${firstSnapshot}\n`), 'the snapshot is gone from the API');

@@ -25,6 +25,11 @@ export function openRestoreAsNew(snapshot) {
         spellcheck: 'false',
         autofocus: true,
         'aria-describedby': 'new-vm-name-help',
+        // A refusal is about the name that was submitted: editing it makes the message stale.
+        oninput: () => {
+          dialog.error.clear();
+          nameInput.removeAttribute('aria-invalid');
+        },
       });
       const save = button('Restore', 'primary', null, { type: 'submit', form: 'restore-new-form' });
       dialog.setActions(save, button('Cancel', 'secondary', () => dialog.close()));

@@ -14,7 +14,7 @@ export function showRestoreProgress(dialog, namespace, restoreName, { doneText, 
   const closeButton = button('Close', 'secondary', () => dialog.close());
   dialog.setActions(closeButton);
   const help = h('p', { class: 'help' }, 'Closing this dialog does not stop the restore; its progress is also shown under Restores.');
-  replace(dialog.body, h('p', {}, `Restore ${restoreName}:`), state, help);
+  replace(dialog.body, h('p', {}, 'Progress of restore ', h('strong', {}, restoreName), ':'), state, help);
   closeButton.focus();
   dialog.scope.watch(paths.restores(namespace), {}, (restores) => {
     const restore = restores.get(namespace, restoreName);

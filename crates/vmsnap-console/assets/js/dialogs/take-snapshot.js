@@ -22,6 +22,11 @@ export function openTakeSnapshot(initialVm, { onCreated } = {}) {
         autocomplete: 'off',
         spellcheck: 'false',
         'aria-describedby': 'snapshot-name-help',
+        // A refusal is about the name that was submitted: editing it makes the message stale.
+        oninput: () => {
+          dialog.error.clear();
+          nameInput.removeAttribute('aria-invalid');
+        },
       });
       const nameHelp = h('p', { id: 'snapshot-name-help', class: 'help' }, `A snapshot of ${vmName} in namespace ${namespace}.`);
       const included = h('ul', { class: 'disk-list' });
