@@ -40,6 +40,9 @@ pub struct ServeConfig {
     pub image_cache: PathBuf,
     /// How often the storage driver shortens long layer chains (`None`: never).
     pub compaction_interval: Option<Duration>,
+    /// Directories whose files DataVolumes may import with `file://` URLs (default
+    /// `<data dir>/import`); any other `file://` URL is refused.
+    pub file_import_roots: Vec<PathBuf>,
 }
 
 impl ServeConfig {
@@ -47,6 +50,7 @@ impl ServeConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         ServeConfig {
             image_cache: DataPaths::new(&data_dir).images(),
+            file_import_roots: vec![DataPaths::new(&data_dir).import()],
             data_dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
             log_retention: 100_000,
@@ -127,6 +131,12 @@ impl EmbeddedServer {
 
         let mut storage_config = vmsnap_storage::ControllerConfig::new(paths.scratch());
         storage_config.instance = node_name();
+        storage_config.file_import_roots = config.file_import_roots.clone();
+        for root in &config.file_import_roots {
+            if let Err(error) = std::fs::create_dir_all(root) {
+                tracing::warn!(root = %root.display(), %error, "cannot create the file import directory");
+            }
+        }
         let storage =
             vmsnap_storage::run_controllers(client.clone(), driver.clone(), agent.clone(), storage_config)
                 .await?;

@@ -23,6 +23,11 @@ impl DataPaths {
         self.root.join("images")
     }
 
+    /// Where users put disk images for DataVolumes to import with `file://` URLs.
+    pub fn import(&self) -> PathBuf {
+        self.root.join("import")
+    }
+
     /// The storage driver's volume store (layers and their manifest).
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")

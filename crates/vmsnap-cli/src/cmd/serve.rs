@@ -31,6 +31,9 @@ pub struct ServeArgs {
     /// Where the test guest image is built and looked up [default: <data dir>/images]
     #[arg(long)]
     image_cache: Option<PathBuf>,
+    /// A directory whose disk images DataVolumes may import with file:// URLs (repeatable) [default: <data dir>/import]
+    #[arg(long = "import-dir", value_name = "DIR")]
+    import_dirs: Vec<PathBuf>,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -43,6 +46,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.accel = args.accel;
     if let Some(cache) = args.image_cache {
         config.image_cache = cache;
+    }
+    if !args.import_dirs.is_empty() {
+        config.file_import_roots = args.import_dirs;
     }
     let server = EmbeddedServer::start(config)
         .await

@@ -65,3 +65,35 @@ async fn a_volume_snapshot_taken_during_writes_restores_exactly_the_data_up_to_t
         "the cut is between the snapshot's creation and its readiness: {written_before} <= {restored_lines} <= {written_after}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disk_image_in_the_import_directory_becomes_a_data_volume_and_other_files_are_refused() {
+    let Some(vmsnap) = start("tcg") else { return };
+    let image = vmsnap.data_dir().join("import/disk.raw");
+    std::fs::create_dir_all(image.parent().unwrap()).unwrap();
+    std::fs::write(&image, vec![7u8; 4 << 20]).unwrap();
+    let dv = |name: &str, url: &str| {
+        format!(
+            r#"{{"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {{"name": "{name}"}},
+                "spec": {{"source": {{"http": {{"url": "{url}"}}}},
+                         "storage": {{"resources": {{"requests": {{"storage": "16Mi"}}}}}}}}}}"#
+        )
+    };
+    let url = format!("file://{}", image.display());
+    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &dv("imported", &url)).await.ok();
+    let done = "--for=jsonpath={.status.phase}=Succeeded";
+    kubectl(&vmsnap, &["wait", "dv", "imported", done, "--timeout=60s"]).await;
+    assert_eq!(get_json(&vmsnap, "pvc", "imported").await.unwrap()["status"]["phase"], "Bound");
+
+    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &dv("sneaky", "file:///etc/passwd")).await.ok();
+    until(
+        "the import of a file outside the import directories to be refused",
+        Duration::from_secs(30),
+        async || {
+            let dv = get_json(&vmsnap, "dv", "sneaky").await.unwrap();
+            let said = dv["status"]["conditions"].to_string();
+            dv["status"]["phase"] != "Succeeded" && said.contains("/etc/passwd")
+        },
+    )
+    .await;
+}
