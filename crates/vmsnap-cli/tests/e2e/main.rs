@@ -7,6 +7,7 @@ mod cluster_mode;
 mod crash;
 mod kubectl_flow;
 mod readme;
+mod restore_policies;
 mod snapshot_cases;
 mod support;
 mod volume_snapshot;
