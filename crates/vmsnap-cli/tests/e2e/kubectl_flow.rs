@@ -122,6 +122,16 @@ pub async fn kubectl_flow(vmsnap: &Vmsnap) {
     await_running_with_agent(vmsnap, "demo").await;
     assert_eq!(vmsnap.sh("demo", "cat /mnt/data/f").await.unwrap(), "A\n");
 
+    // Deleting the copy leaves the record of the restore that made it (unlike KubeVirt, #13956).
+    kubectl(vmsnap, &["delete", "vm", "demo-copy", "--timeout=120s"]).await;
+    until("the restore to drop its owners", Duration::from_secs(30), async || {
+        let restore = get_json(vmsnap, "vmrestore", "demo-restore-copy").await.unwrap();
+        restore["metadata"]["ownerReferences"].is_null()
+    })
+    .await;
+    let kept = get_json(vmsnap, "vmrestore", "demo-restore-copy").await.unwrap();
+    assert_eq!(kept["status"]["complete"], true, "{kept:#}");
+
     // Deleting the snapshot removes its content and VolumeSnapshots.
     kubectl(vmsnap, &["delete", "vmsnapshot", "demo-snapshot", "--timeout=60s"]).await;
     assert!(!exists(vmsnap, "vmsnapshotcontent", &content_name).await);

@@ -222,6 +222,7 @@ impl<'a> Restore<'a> {
             format!("Successfully completed VirtualMachineRestore {}", self.r.name_any()),
         )
         .await;
+        self.also_owned_by_snapshot(&snapshot).await?;
         self.st.complete = Some(true);
         self.st.restore_time = Some(now());
         set_progress(&mut self.st, false, "Operation complete", true, "Operation complete");
@@ -229,14 +230,39 @@ impl<'a> Restore<'a> {
         Ok(Action::await_change())
     }
 
-    /// Beyond KubeVirt (issue kubevirt#13956): a finished restore drops its owner reference to a target
-    /// VM that is being deleted, so deleting the VM does not garbage-collect the record of the restore.
+    /// Beyond KubeVirt (issue kubevirt#13956): a completed restore is also owned by its snapshot, so
+    /// that the garbage collector, which deletes a dependent only once all its owners are gone, keeps
+    /// it when the target VM is deleted, until [`Self::keep_record_when_target_goes`] drops the owners.
+    async fn also_owned_by_snapshot(&self, snapshot: &VirtualMachineSnapshot) -> Result<(), ReconcileError> {
+        let mut owners = self.r.owner_references().to_vec();
+        if owners.iter().any(|o| Some(&o.uid) == snapshot.uid().as_ref()) {
+            return Ok(());
+        }
+        owners.push(OwnerReference {
+            api_version: "snapshot.kubevirt.io/v1beta1".into(),
+            kind: "VirtualMachineSnapshot".into(),
+            name: snapshot.name_any(),
+            uid: snapshot.uid().unwrap_or_default(),
+            controller: None,
+            block_owner_deletion: None,
+        });
+        let patch = json!({"metadata": {"ownerReferences": owners}});
+        self.api::<VirtualMachineRestore>()
+            .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
+    /// Beyond KubeVirt (issue kubevirt#13956): a finished restore drops its owner references once its
+    /// target VM is being deleted or gone, so deleting the VM does not garbage-collect the record of
+    /// the restore. (Its snapshot, a second owner since completion, keeps it meanwhile.)
     async fn keep_record_when_target_goes(
         &self,
         target: Option<&VirtualMachine>,
     ) -> Result<Action, ReconcileError> {
-        let target_deleting = target.is_some_and(|vm| vm.metadata.deletion_timestamp.is_some());
-        if target_deleting && !self.r.owner_references().is_empty() {
+        let target_going = target.is_none_or(|vm| vm.metadata.deletion_timestamp.is_some());
+        let owned_by_a_vm = self.r.owner_references().iter().any(|o| o.kind == "VirtualMachine");
+        if target_going && owned_by_a_vm {
             let patch = json!({"metadata": {"ownerReferences": null}});
             self.api::<VirtualMachineRestore>()
                 .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
