@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::try_join_all;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -72,52 +73,70 @@ pub async fn reconcile(
 
     let vss: Api<VolumeSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
     let created_before = content.status.as_ref().and_then(|s| s.creation_time.clone());
-    let mut statuses = Vec::new();
-    let (mut deleted, mut skipped) = (Vec::new(), Vec::new());
-    let mut froze = false;
-    for backup in &content.spec.volume_backups {
-        let Some(vs_name) = backup.volume_snapshot_name.clone() else { continue };
-        let mut vs = vss.get_opt(&vs_name).await?;
-        if vs.is_none() {
-            if created_before.is_some() {
-                ctx.event(
-                    Component::Snapshot,
-                    &content.object_ref(&()),
-                    true,
-                    event::VOLUME_SNAPSHOT_MISSING,
-                    format!("VolumeSnapshot {vs_name} no longer exists"),
-                )
-                .await;
-                deleted.push(vs_name);
-                continue;
-            }
-            let (Some(s), Some(src)) =
-                (snap.as_ref().filter(|s| s.metadata.deletion_timestamp.is_none()), source.as_ref())
-            else {
-                skipped.push(vs_name);
-                continue;
-            };
-            if !froze {
-                froze = true;
-                if let Err(e) = freeze(&ctx, s, src, &content).await {
-                    let mut st = content.status.clone().unwrap_or_default();
-                    st.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
-                    st.ready_to_use = Some(false);
-                    patch_status(&contents, &content.name_any(), content.status.as_ref(), &st).await?;
-                    return Ok(Action::requeue(RETRY));
-                }
-            }
-            vs = Some(create_volume_snapshot(&ctx, &content, backup, &vs_name).await?);
+    let backups: Vec<(&VolumeBackup, String)> = content
+        .spec
+        .volume_backups
+        .iter()
+        .filter_map(|b| Some((b, b.volume_snapshot_name.clone()?)))
+        .collect();
+    // Every lookup at once: after the cut, this pass stands between the cut and the thaw.
+    let mut found: Vec<Option<VolumeSnapshot>> =
+        try_join_all(backups.iter().map(|(_, name)| vss.get_opt(name))).await?;
+    let (mut deleted, mut skipped, mut missing) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (_, vs_name)) in backups.iter().enumerate() {
+        if found[i].is_some() {
+            continue;
         }
-        let vs = vs.expect("found or created");
-        let st = vs.status.clone().unwrap_or_default();
-        statuses.push(VolumeSnapshotStatus {
-            volume_snapshot_name: vs_name,
-            creation_time: st.creation_time,
-            ready_to_use: st.ready_to_use,
-            error: st.error.map(|e| SnapshotError { time: e.time, message: e.message }),
-        });
+        if created_before.is_some() {
+            ctx.event(
+                Component::Snapshot,
+                &content.object_ref(&()),
+                true,
+                event::VOLUME_SNAPSHOT_MISSING,
+                format!("VolumeSnapshot {vs_name} no longer exists"),
+            )
+            .await;
+            deleted.push(vs_name.clone());
+        } else if snap.as_ref().is_some_and(|s| s.metadata.deletion_timestamp.is_none()) && source.is_some() {
+            missing.push(i);
+        } else {
+            skipped.push(vs_name.clone());
+        }
     }
+    if let (false, Some(s), Some(src)) = (missing.is_empty(), &snap, &source) {
+        // Everything that can be resolved is resolved before the guest is frozen, so that the
+        // freeze window holds only the creations, made all at once.
+        let mut definitions = Vec::new();
+        for &i in &missing {
+            let (backup, name) = &backups[i];
+            definitions.push(volume_snapshot_definition(&ctx, &content, backup, name).await?);
+        }
+        if let Err(e) = freeze(&ctx, s, src, &content).await {
+            let mut st = content.status.clone().unwrap_or_default();
+            st.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
+            st.ready_to_use = Some(false);
+            patch_status(&contents, &content.name_any(), content.status.as_ref(), &st).await?;
+            return Ok(Action::requeue(RETRY));
+        }
+        let created = try_join_all(definitions.iter().map(|vs| create_volume_snapshot(&vss, vs))).await?;
+        for (&i, vs) in missing.iter().zip(created) {
+            found[i] = Some(vs);
+        }
+        record_creations(&ctx, &content, &definitions);
+    }
+    let statuses: Vec<VolumeSnapshotStatus> = backups
+        .iter()
+        .zip(&found)
+        .filter_map(|((_, vs_name), vs)| {
+            let st = vs.as_ref()?.status.clone().unwrap_or_default();
+            Some(VolumeSnapshotStatus {
+                volume_snapshot_name: vs_name.clone(),
+                creation_time: st.creation_time,
+                ready_to_use: st.ready_to_use,
+                error: st.error.map(|e| SnapshotError { time: e.time, message: e.message }),
+            })
+        })
+        .collect();
 
     let agg = aggregate(&statuses, &deleted, &skipped);
     let mut new = content.status.clone().unwrap_or_default();
@@ -176,8 +195,9 @@ fn finish_freeze_clock(ctx: &Context, content: &VirtualMachineSnapshotContent) {
     }
 }
 
-/// `createVolumeSnapshot`: named, labelled and owned as KubeVirt does; errors before any status write.
-async fn create_volume_snapshot(
+/// The VolumeSnapshot of one backup, named, labelled and owned as KubeVirt's `createVolumeSnapshot`
+/// makes it, with its class resolved; errors before any status write.
+async fn volume_snapshot_definition(
     ctx: &Context,
     content: &VirtualMachineSnapshotContent,
     backup: &VolumeBackup,
@@ -206,7 +226,7 @@ async fn create_volume_snapshot(
         controller: Some(true),
         block_owner_deletion: Some(true),
     };
-    let vs = VolumeSnapshot {
+    Ok(VolumeSnapshot {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             namespace: Some(ns.clone()),
@@ -228,20 +248,30 @@ async fn create_volume_snapshot(
             volume_snapshot_class_name: Some(class),
         },
         status: None,
-    };
-    let vss: Api<VolumeSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
-    let created = match vss.create(&PostParams::default(), &vs).await {
-        Ok(v) => v,
-        Err(kube::Error::Api(e)) if e.reason == "AlreadyExists" => vss.get(name).await?,
-        Err(e) => return Err(ReconcileError::Message(error_message(&e))),
-    };
-    ctx.event(
-        Component::Snapshot,
-        &content.object_ref(&()),
-        false,
-        event::VOLUME_SNAPSHOT_CREATED,
-        format!("Successfully created VolumeSnapshot {name}"),
-    )
-    .await;
-    Ok(created)
+    })
+}
+
+/// Creates a VolumeSnapshot (one that exists already is taken as it is).
+async fn create_volume_snapshot(
+    vss: &Api<VolumeSnapshot>,
+    vs: &VolumeSnapshot,
+) -> Result<VolumeSnapshot, ReconcileError> {
+    match vss.create(&PostParams::default(), vs).await {
+        Ok(v) => Ok(v),
+        Err(kube::Error::Api(e)) if e.reason == "AlreadyExists" => Ok(vss.get(&vs.name_any()).await?),
+        Err(e) => Err(ReconcileError::Message(error_message(&e))),
+    }
+}
+
+/// `SuccessfulVolumeSnapshotCreate` events, recorded in the background: they are not part of the
+/// snapshot, and the guest is frozen while this reconcile runs.
+fn record_creations(ctx: &Arc<Context>, content: &VirtualMachineSnapshotContent, created: &[VolumeSnapshot]) {
+    let (ctx, regarding) = (ctx.clone(), content.object_ref(&()));
+    let names: Vec<String> = created.iter().map(|vs| vs.name_any()).collect();
+    tokio::spawn(async move {
+        for name in names {
+            let note = format!("Successfully created VolumeSnapshot {name}");
+            ctx.event(Component::Snapshot, &regarding, false, event::VOLUME_SNAPSHOT_CREATED, note).await;
+        }
+    });
 }
