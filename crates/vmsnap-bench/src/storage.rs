@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vmsnap_storage::{CopyDriver, LayeredDriver, SnapshotId, StorageOptions, VolumeDriver, VolumeId};
 
+use crate::stats::ms;
 use crate::{BenchOptions, Report, Row};
 
 const CHUNK: u64 = 256 << 20;
@@ -63,16 +64,74 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// Fails unless the file system of `dir` has `bytes` free, saying how much it has.
+pub(crate) fn ensure_free(dir: &Path, bytes: u64) -> anyhow::Result<()> {
+    let stat = nix::sys::statvfs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    anyhow::ensure!(
+        free >= bytes,
+        "needs {:.1} GiB free in {} but it has {:.1} GiB; free some space or pass --scratch DIR",
+        bytes as f64 / GIB,
+        dir.display(),
+        free as f64 / GIB
+    );
+    Ok(())
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// The full-copy baseline of a restore: the median time of `cp` of a disk file full of data, then
+/// fsync of the copy. The file is `source` if given (the file holding a VM disk's data), else a
+/// raw file of `gib` GiB written with `qemu-io` here first. Returns the time and the bytes copied.
+pub(crate) async fn copy_baseline(
+    scratch: &Path,
+    source: Option<&Path>,
+    gib: u64,
+    runs: usize,
+) -> anyhow::Result<(Duration, u64)> {
+    let size = match source {
+        Some(path) => std::fs::metadata(path)?.len(),
+        None => gib << 30,
+    };
+    let copies = if source.is_some() { 1 } else { 2 };
+    ensure_free(scratch, copies * size + (1 << 30))?;
+    let dir = tempfile::Builder::new().prefix("vb-copy").tempdir_in(scratch)?;
+    let source = match source {
+        Some(path) => path.to_owned(),
+        None => {
+            let path = dir.path().join("disk.raw");
+            std::fs::File::create(&path)?.set_len(size)?;
+            let filler = path.clone();
+            tokio::task::spawn_blocking(move || fill(&filler, size)).await??;
+            path
+        }
+    };
+    let target = dir.path().join("copy");
+    let mut times = Vec::new();
+    for _ in 0..runs.max(1) {
+        let start = Instant::now();
+        let status = tokio::process::Command::new("cp").arg(&source).arg(&target).status().await?;
+        anyhow::ensure!(status.success(), "cp failed");
+        let status = tokio::process::Command::new("sync").arg(&target).status().await?;
+        anyhow::ensure!(status.success(), "sync failed");
+        times.push(start.elapsed());
+        std::fs::remove_file(&target)?;
+    }
+    Ok((median(times), size))
 }
 
 /// Runs the section.
-pub async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::Result<()> {
-    println!("\n## storage: snapshot and restore of full disks (median), qcow2 layers vs whole-file copy");
+pub(crate) async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::Result<()> {
+    report.section(
+        "storage: driver-level snapshot and restore of full disks (median), qcow2 layers vs whole-file copy",
+    );
     let mut results = Vec::new();
     for &gib in &options.sizes_gib {
         let size = gib << 30;
+        if let Err(e) = ensure_free(&options.scratch, 3 * size + (1 << 30)) {
+            report.note("storage", format!("{gib} GiB not measured: {e}"));
+            continue;
+        }
         let dir = tempfile::tempdir_in(&options.scratch)?;
         let layered = LayeredDriver::open(dir.path().join("layers"), StorageOptions::default()).await?;
         let l = measure(&layered, size, 5).await?;

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod bench;
 mod client;
 mod completions;
 mod console;
@@ -67,6 +68,8 @@ enum Command {
     Console(console::ConsoleArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
+    /// Measure vmsnap against its baselines (libvirt, full copies) and print ratios and targets.
+    Bench(bench::BenchArgs),
 }
 
 /// The default data directory: `$VMSNAP_DATA_DIR`, else `/var/lib/vmsnap` for root, else `~/.local/share/vmsnap`.
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::GuestImage(args) => return guest_image::run(args).await,
         Command::Controller(args) => return controller::run(args).await,
         Command::Completions(args) => return Ok(completions::run(args)),
+        Command::Bench(args) => return bench::run(args).await,
         Command::Vm(args) => vm::run(args, conn).await,
         Command::Snapshot(args) => snapshot::run(args, conn).await,
         Command::Restore(args) => restore::run(args, conn).await,

@@ -1,0 +1,160 @@
+//! The vmsnap side of the benchmark: the embedded control plane started in this process on a
+//! scratch data directory, with kube clients for it. Dropping or shutting it down kills the QEMU
+//! processes of its VMs (and only those) and removes its files.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use vmsnap_agent::AccelSetting;
+use vmsnap_server::{DataPaths, EmbeddedServer, ServeConfig};
+
+/// A running embedded vmsnap on a fresh data directory.
+pub(crate) struct Lab {
+    server: Option<EmbeddedServer>,
+    /// A client without read timeout (guest commands can take minutes).
+    pub client: kube::Client,
+    /// The kubeconfig the API server wrote.
+    pub kubeconfig: PathBuf,
+    runtime: PathBuf,
+    dir: Option<tempfile::TempDir>,
+}
+
+/// How a lab is set up.
+pub(crate) struct LabConfig<'a> {
+    /// Where its data directory goes.
+    pub scratch: &'a Path,
+    /// The test guest image cache (built first if `guests`).
+    pub image_cache: &'a Path,
+    /// Whether VMs will run (then the guest image must exist).
+    pub guests: bool,
+    /// How often layer chains are compacted (`None`: never).
+    pub compaction: Option<Duration>,
+}
+
+impl Lab {
+    /// Starts the embedded control plane (TCG guests, port chosen by the system).
+    pub async fn start(config: LabConfig<'_>) -> anyhow::Result<Lab> {
+        if config.guests {
+            ensure_guest_image(config.image_cache).await?;
+        }
+        // Short: QEMU's socket paths live under it and must fit 107 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("vb")
+            .tempdir_in(config.scratch)
+            .with_context(|| format!("cannot create a directory in {}", config.scratch.display()))?;
+        let data = dir.path().join("d");
+        let mut serve = ServeConfig::new(data.clone());
+        serve.listen = "127.0.0.1:0".parse().expect("a socket address");
+        serve.accel = AccelSetting::Tcg;
+        serve.image_cache = config.image_cache.to_owned();
+        serve.compaction_interval = config.compaction;
+        let runtime = DataPaths::new(&data).runtime();
+        let server = EmbeddedServer::start(serve).await.context("cannot start the embedded vmsnap")?;
+        let kubeconfig = server.api.kubeconfig_path.clone();
+        let client = client_for(&kubeconfig, None).await?;
+        Ok(Lab { server: Some(server), client, kubeconfig, runtime, dir: Some(dir) })
+    }
+
+    /// A second client with its own connections and a 30 s read timeout.
+    pub async fn separate_client(&self) -> anyhow::Result<kube::Client> {
+        client_for(&self.kubeconfig, Some(Duration::from_secs(30))).await
+    }
+
+    /// The file of the volume store with the most data allocated, at most `max_bytes`: the layer
+    /// holding the data of a filled disk of about that size.
+    pub fn largest_layer(&self, max_bytes: u64) -> Option<PathBuf> {
+        let dir = self.dir.as_ref()?;
+        let volumes = DataPaths::new(&dir.path().join("d")).volumes();
+        let mut files = Vec::new();
+        collect_files(&volumes, &mut files);
+        files
+            .into_iter()
+            .filter(|(_, len)| *len <= max_bytes)
+            .max_by_key(|(_, len)| *len)
+            .map(|(path, _)| path)
+    }
+
+    /// Stops the control plane, kills the QEMU processes of its VMs and removes its files.
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&mut self) {
+        // Twice: a VM controller still running (see `drop`) may have restarted one meanwhile.
+        for _ in 0..2 {
+            for pid in qemu_pids(&self.runtime) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if let Some(dir) = self.dir.take() {
+            if !self.runtime.starts_with(dir.path()) {
+                let _ = std::fs::remove_dir_all(&self.runtime);
+            }
+            let _ = dir.close();
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // Dropped without `shutdown` (an error unwinding, Ctrl-C): stop the control plane first,
+        // or its VM controller restarts the VMs killed below.
+        if let Some(server) = self.server.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    tokio::task::block_in_place(|| handle.block_on(server.shutdown()));
+                }
+                _ => drop(server),
+            }
+        }
+        self.cleanup();
+    }
+}
+
+/// Builds the test guest into `cache` unless it is there already.
+pub(crate) async fn ensure_guest_image(cache: &Path) -> anyhow::Result<vmsnap_guestimage::GuestImage> {
+    let cache = cache.to_owned();
+    tokio::task::spawn_blocking(move || {
+        vmsnap_guestimage::ensure_built(&cache, &mut |line| eprintln!("guest image: {line}"))
+    })
+    .await?
+    .context("cannot build the test guest image (run `vmsnap guest-image build`, see its help)")
+}
+
+/// A kube client from a kubeconfig file.
+async fn client_for(kubeconfig: &Path, read_timeout: Option<Duration>) -> anyhow::Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("read the kubeconfig")?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("load the kubeconfig")?;
+    config.read_timeout = read_timeout;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        match entry.metadata() {
+            Ok(meta) if meta.is_dir() => collect_files(&entry.path(), out),
+            Ok(meta) => out.push((entry.path(), std::os::unix::fs::MetadataExt::blocks(&meta) * 512)),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The pids in `<runtime>/*/qemu.pid` whose process is alive.
+fn qemu_pids(runtime: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(runtime) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("qemu.pid")).ok())
+        .filter_map(|text| text.trim().parse().ok())
+        .filter(|pid| kill(Pid::from_raw(*pid), None).is_ok())
+        .collect()
+}

@@ -1,0 +1,57 @@
+//! Snapshot section: VirtualMachineSnapshot create -> `readyToUse` of a running VM whose one data
+//! disk is full of data, at each size, and the large/small ratio (the cost must not grow with the
+//! disk). Uses the same VMs as the freeze section.
+
+use std::time::Duration;
+
+use crate::freeze::vm_name;
+use crate::stats::{median, ms};
+use crate::{BenchOptions, Report, Row, SharedLab};
+
+const SECTION: &str = "snapshot";
+
+/// Runs the section.
+pub(crate) async fn run(
+    options: &BenchOptions,
+    shared: &mut SharedLab,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    report.section(&format!(
+        "snapshot: VirtualMachineSnapshot create -> readyToUse, running VM, one data disk full of data (median of {} runs)",
+        options.runs
+    ));
+    let lab = shared.get(options).await?;
+    let mut medians = Vec::new();
+    for &gib in &options.sizes_gib {
+        let name = vm_name(1, gib);
+        if !lab.has_vm(&name).await? {
+            crate::storage::ensure_free(&options.scratch, (gib << 30) + (2 << 30))?;
+        }
+        lab.running_vm(&name, 1, &format!("{gib}Gi"), true).await?;
+        let mut times = Vec::new();
+        for i in 0..options.runs {
+            let snapshot = format!("{name}-s{i}");
+            times.push(ms(lab.snapshot(&name, &snapshot).await?));
+            lab.delete_snapshot(&snapshot).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        lab.stop_vm(&name).await?;
+        let value = median(&times);
+        report.add(
+            Row::new(SECTION, format!("create -> readyToUse, {gib} GiB full disk"), value, "ms")
+                .target("<= 500 ms", value <= 500.0),
+        );
+        medians.push((gib, value));
+    }
+    if let Some((small, large)) = options.size_pair() {
+        let find = |gib| medians.iter().find(|m| m.0 == gib).map(|m| m.1);
+        if let (Some(s), Some(l)) = (find(small), find(large)) {
+            let ratio = l / s;
+            report.add(
+                Row::new(SECTION, format!("time ratio {large} GiB / {small} GiB"), ratio, "x")
+                    .target("<= 1.2", ratio <= 1.2),
+            );
+        }
+    }
+    Ok(())
+}
