@@ -185,6 +185,15 @@ impl Freezer {
     pub(crate) async fn unfreeze(self: &Arc<Self>) -> Result<ThawReport, FreezeError> {
         let started = Instant::now();
         let mut slot = self.slot.lock().await;
+        // Not frozen by this runtime: thaw only a guest that says it is frozen (by someone else),
+        // so that the repeated unfreezes of level-triggered controllers do not run the guest's
+        // thaw hooks again and again. A thaw we owe goes straight to the agent.
+        if slot.record.is_none()
+            && !slot.thaw_pending
+            && self.status().await.map_err(FreezeError::from)? == FsfreezeStatus::Thawed
+        {
+            return Ok(ThawReport { filesystems: 0, took: started.elapsed() });
+        }
         let filesystems = self.thaw_locked(&mut slot, self.timeouts.thaw).await?;
         let took = started.elapsed();
         tracing::info!(filesystems, took_ms = took.as_secs_f64() * 1e3, "thawed the guest filesystems");
