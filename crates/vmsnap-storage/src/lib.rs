@@ -53,6 +53,7 @@ mod live;
 mod locks;
 mod manifest_file;
 mod options;
+mod qcow2;
 mod qemu_img;
 mod steps;
 

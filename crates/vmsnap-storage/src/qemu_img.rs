@@ -32,6 +32,15 @@ pub enum QemuImgError {
         /// What it printed on stderr, trimmed.
         stderr: String,
     },
+    /// An empty image could not be written directly.
+    #[error("could not write the empty qcow2 image {}", path.display())]
+    Write {
+        /// The image.
+        path: PathBuf,
+        /// The file-system error.
+        #[source]
+        source: std::io::Error,
+    },
     /// It succeeded but printed something this crate cannot read.
     #[error("`qemu-img {command}` printed output that could not be read")]
     Output {
@@ -87,6 +96,21 @@ impl QemuImg {
         cluster_size: u64,
         backing: Option<&str>,
     ) -> Result<(), QemuImgError> {
+        if crate::qcow2::fits(size, cluster_size, backing) {
+            // The common case, written directly: no process start (see `crate::qcow2`).
+            let (path, backing) = (path.to_owned(), backing.map(str::to_owned));
+            let written = tokio::task::spawn_blocking(move || {
+                crate::qcow2::create(&path, size, cluster_size, backing.as_deref())
+                    .map_err(|source| QemuImgError::Write { path, source })
+            })
+            .await;
+            return written.unwrap_or_else(|join| {
+                Err(QemuImgError::Write {
+                    path: PathBuf::new(),
+                    source: std::io::Error::other(join.to_string()),
+                })
+            });
+        }
         let mut args = args(["create", "-q", "-f", "qcow2", "-o"]);
         args.push(format!("cluster_size={cluster_size}").into());
         if let Some(backing) = backing {

@@ -25,9 +25,15 @@ pub const CONTENT_FINALIZER: &str = "snapshot.storage.kubernetes.io/volumesnapsh
 pub const POPULATING_DATA_VOLUME_ANNOTATION: &str = "local.storage.vmsnap.io/populating-data-volume";
 
 /// The DataVolume that populates `claim`: the one named by
-/// [`POPULATING_DATA_VOLUME_ANNOTATION`], if it is also the PVC's controller.
+/// [`POPULATING_DATA_VOLUME_ANNOTATION`], if it is also the PVC's controller, and unless the PVC
+/// says it was populated for its DataVolume by other means (`cdi.kubevirt.io/storage.populatedFor`,
+/// as a PVC restored from a snapshot for a DataVolume is).
 pub fn populating_data_volume(claim: &k8s_openapi::api::core::v1::PersistentVolumeClaim) -> Option<&str> {
-    let name = claim.metadata.annotations.as_ref()?.get(POPULATING_DATA_VOLUME_ANNOTATION)?;
+    let annotations = claim.metadata.annotations.as_ref()?;
+    if annotations.contains_key(vmsnap_api::cdi::annotations::POPULATED_FOR) {
+        return None;
+    }
+    let name = annotations.get(POPULATING_DATA_VOLUME_ANNOTATION)?;
     let controlled = claim
         .metadata
         .owner_references
@@ -113,5 +119,13 @@ mod tests {
         assert_eq!(populating_data_volume(&claim(Some("dv"), None)), None);
         assert_eq!(populating_data_volume(&claim(Some("dv"), Some(("DataVolume", "other")))), None);
         assert_eq!(populating_data_volume(&claim(None, Some(("DataVolume", "dv")))), None);
+    }
+
+    #[test]
+    fn a_claim_populated_for_its_data_volume_elsewhere_is_not_populated_again() {
+        let mut restored = claim(Some("dv"), Some(("DataVolume", "dv")));
+        let annotations = restored.metadata.annotations.as_mut().unwrap();
+        annotations.insert(vmsnap_api::cdi::annotations::POPULATED_FOR.into(), "dv".into());
+        assert_eq!(populating_data_volume(&restored), None);
     }
 }

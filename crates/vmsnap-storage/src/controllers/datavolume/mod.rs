@@ -135,7 +135,8 @@ async fn reconcile_dv(dv: &DataVolume, ctx: &Arc<Context>) -> Result<Action, Rec
         }
     };
     let bound = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-    let populating = populating_data_volume(&claim) == dv.metadata.name.as_deref();
+    // A pre-populated DataVolume (a restore made its PVC from a snapshot) never imports into it.
+    let populating = !pre_populated && populating_data_volume(&claim) == dv.metadata.name.as_deref();
     let succeeded = dv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(dv_phase::SUCCEEDED);
     if bound && (succeeded || !populating) {
         // Populated (here, or by whoever made the adopted PVC): keep the conditions current.
