@@ -107,9 +107,14 @@ async fn a_vm_applied_with_kubectl_runs_freezes_hotplugs_and_keeps_its_data_acro
     let vmi =
         await_value(&cluster.vmis(), "testvm", BOOT, |v| running_with_agent(v).then(|| v.clone())).await?;
     println!("kubectl apply to AgentConnected: {:.1} s", applied.elapsed().as_secs_f64());
+    // The VM mirrors its instance's conditions a moment after the instance has them.
     let vm = await_value(&cluster.vms(), "testvm", SHORT, |vm| {
         let ready = vm.status.as_ref().is_some_and(|s| s.ready);
-        (printable(vm) == "Running" && ready).then(|| vm.clone())
+        let agent = vm
+            .status
+            .as_ref()
+            .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "AgentConnected" && c.status == "True"));
+        (printable(vm) == "Running" && ready && agent).then(|| vm.clone())
     })
     .await?;
     let table = cluster.kubectl(&["get", "vm", "testvm"]).await?;
@@ -161,7 +166,10 @@ async fn a_vm_applied_with_kubectl_runs_freezes_hotplugs_and_keeps_its_data_acro
     let freeze_body = json!({"unfreezeTimeout": "5m0s"});
     let freeze_took = cluster.subresource(VMIS, "testvm", "freeze", Some(freeze_body.clone())).await?;
     let frozen_at = Instant::now();
-    let while_frozen = freeze_status(&cluster.vmis().get("testvm").await?);
+    let while_frozen =
+        await_value(&cluster.vmis(), "testvm", SHORT, |v| freeze_status(v).filter(|s| s == "frozen"))
+            .await
+            .ok();
     let second_took = cluster.subresource(VMIS, "testvm", "freeze", Some(freeze_body.clone())).await?;
     tokio::time::sleep(Duration::from_millis(300).saturating_sub(frozen_at.elapsed())).await;
     let unfreeze_took = cluster.subresource(VMIS, "testvm", "unfreeze", None).await?;
@@ -200,6 +208,7 @@ async fn a_vm_applied_with_kubectl_runs_freezes_hotplugs_and_keeps_its_data_acro
     // An unfreezeTimeout of 5 s thaws by itself and clears fsFreezeStatus.
     let auto = Instant::now();
     cluster.subresource(VMIS, "testvm", "freeze", Some(json!({"unfreezeTimeout": "5s"}))).await?;
+    await_value(&cluster.vmis(), "testvm", SHORT, |v| freeze_status(v).is_some().then_some(())).await?;
     await_value(&cluster.vmis(), "testvm", SHORT, |v| freeze_status(v).is_none().then_some(())).await?;
     let auto_after = auto.elapsed();
     println!("automatic thaw cleared fsFreezeStatus after {:.2} s", auto_after.as_secs_f64());

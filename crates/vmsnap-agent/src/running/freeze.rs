@@ -72,9 +72,9 @@ pub enum FreezeFailure {
 
 impl RunningVmi {
     /// Freezes the guest filesystems with an auto-thaw after `unfreeze_timeout`
-    /// (zero: none) and marks the VMI `fsFreezeStatus: frozen`. A second freeze is a no-op.
+    /// (zero: none) and marks the VMI `fsFreezeStatus: frozen` right after. A second freeze is a no-op.
     pub async fn freeze(self: &Arc<Self>, unfreeze_timeout: Duration) -> Result<FreezeReport, FreezeFailure> {
-        let mut slot = self.freeze.lock().await;
+        let mut slot = self.freeze.clone().lock_owned().await;
         if self.facts().paused {
             return Err(FreezeFailure::Paused);
         }
@@ -87,8 +87,16 @@ impl RunningVmi {
             slot.watcher = Some(self.spawn_thaw_watcher(generation, deadline));
         }
         if !slot.frozen_written {
-            self.write_freeze_status(true).await.map_err(FreezeFailure::Api)?;
-            slot.frozen_written = true;
+            // Reported in the background, as virt-handler reports it: the caller's freeze window
+            // does not wait for this write. The slot stays locked until the write is done, so a
+            // thaw and its own status write always come after it.
+            let vm = self.clone();
+            tokio::spawn(async move {
+                match vm.write_freeze_status(true).await {
+                    Ok(()) => slot.frozen_written = true,
+                    Err(error) => tracing::warn!(vmi = %vm.key(), %error, "could not report fsFreezeStatus"),
+                }
+            });
         }
         Ok(report)
     }

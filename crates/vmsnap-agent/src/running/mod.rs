@@ -89,7 +89,7 @@ pub struct RunningVmi {
     nics: Vec<(String, Option<MacAddress>)>,
     /// The status fields last written, so that unchanged ones are not written again.
     published: tokio::sync::Mutex<Option<Map<String, Value>>>,
-    freeze: tokio::sync::Mutex<FreezeSlot>,
+    freeze: Arc<tokio::sync::Mutex<FreezeSlot>>,
     hotplug: tokio::sync::Mutex<()>,
     health: AgentHealth,
     /// Whether the health loop has given its first verdict (until then its flag reads `false`).
@@ -123,7 +123,7 @@ impl RunningVmi {
             volumes: Mutex::new(volumes),
             nics,
             published: tokio::sync::Mutex::new(None),
-            freeze: tokio::sync::Mutex::new(FreezeSlot::default()),
+            freeze: Arc::new(tokio::sync::Mutex::new(FreezeSlot::default())),
             hotplug: tokio::sync::Mutex::new(()),
             health,
             health_known: AtomicBool::new(false),
