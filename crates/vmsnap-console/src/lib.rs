@@ -10,6 +10,7 @@
 //!   them, so a URL always names the same bytes and is cached as immutable.
 
 pub mod assets;
+pub mod proxy;
 
 use axum::Router;
 use axum::extract::Path;

@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod completions;
 mod console;
+mod console_server;
 mod controller;
 mod errors;
 mod exec;
@@ -66,6 +67,8 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Connect to a VM's serial console (Ctrl-] to leave).
     Console(console::ConsoleArgs),
+    /// Serve the web console for another cluster, passing its API calls through.
+    ConsoleServer(console_server::ConsoleServerArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Measure vmsnap against its baselines (libvirt, full copies) and print ratios and targets.
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::GuestImage(args) => return guest_image::run(args).await,
         Command::Controller(args) => return controller::run(args).await,
         Command::Completions(args) => return Ok(completions::run(args)),
+        Command::ConsoleServer(args) => return console_server::run(args).await,
         Command::Bench(args) => return bench::run(args).await,
         Command::Vm(args) => vm::run(args, conn).await,
         Command::Snapshot(args) => snapshot::run(args, conn).await,
