@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -78,26 +77,22 @@ struct Name {
 /// Runs a VM command.
 pub async fn run(args: VmArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let no_wait = WaitArgs { wait: false, timeout: Duration::ZERO };
-    let (name, plural, action, body, wait, until) = match args.command {
+    // What to call, and what to wait for afterwards (with `--wait`).
+    let (name, plural, action, body, wait) = match args.command {
         VmCommand::List(output) => return list(&session, output).await,
         VmCommand::Start { name, paused, wait } => {
             let body = if paused { json!({"paused": true}) } else { json!({}) };
-            (name, "virtualmachines", "start", body, wait, Until::AgentConnected)
+            (name, "virtualmachines", "start", body, wait.until(Until::AgentConnected))
         }
         VmCommand::Stop { name, grace_period, wait } => {
             let body = grace_period.map_or(json!({}), |g| json!({"gracePeriod": g}));
-            (name, "virtualmachines", "stop", body, wait, Until::Stopped)
+            (name, "virtualmachines", "stop", body, wait.until(Until::Stopped))
         }
         VmCommand::Restart { name, wait } => {
-            (name, "virtualmachines", "restart", json!({}), wait, Until::AgentConnected)
+            (name, "virtualmachines", "restart", json!({}), wait.until(Until::AgentConnected))
         }
-        VmCommand::Pause(n) => {
-            (n.name, "virtualmachineinstances", "pause", json!({}), no_wait, Until::Stopped)
-        }
-        VmCommand::Unpause(n) => {
-            (n.name, "virtualmachineinstances", "unpause", json!({}), no_wait, Until::Stopped)
-        }
+        VmCommand::Pause(n) => (n.name, "virtualmachineinstances", "pause", json!({}), None),
+        VmCommand::Unpause(n) => (n.name, "virtualmachineinstances", "unpause", json!({}), None),
     };
     let running_before = if action == "restart" {
         session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &name).await?.and_then(|vmi| vmi.metadata.uid)
@@ -105,10 +100,10 @@ pub async fn run(args: VmArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
         None
     };
     lifecycle(&session, &name, plural, action, &body).await?;
-    if wait.wait {
-        vm_wait::wait(&session, &name, until, running_before, wait.timeout).await?;
+    if let Some((until, timeout)) = wait {
+        vm_wait::wait(&session, &name, until, running_before, timeout).await?;
     }
-    println!("VM \"{name}\" {}", done_message(action, wait.wait));
+    println!("VM \"{name}\" {}", done_message(action, wait.is_some()));
     Ok(ExitCode::SUCCESS)
 }
 

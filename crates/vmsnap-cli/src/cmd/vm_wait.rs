@@ -29,6 +29,13 @@ pub struct WaitArgs {
     pub timeout: Duration,
 }
 
+impl WaitArgs {
+    /// `until` and the timeout, if `--wait` was given.
+    pub fn until(&self, until: Until) -> Option<(Until, Duration)> {
+        self.wait.then_some((until, self.timeout))
+    }
+}
+
 /// Waits until VM `name` reaches `until`, for at most `timeout`. `old_uid` is the instance that ran
 /// before a restart, which does not count.
 pub async fn wait(
