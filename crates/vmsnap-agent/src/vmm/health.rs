@@ -8,6 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use vmsnap_qemu::client::QgaClient;
+use vmsnap_qemu::error::CommandError;
 use vmsnap_qemu::qga::commands::GuestPing;
 
 /// The agent health flag, updated by a background task that pings the agent.
@@ -46,6 +47,10 @@ impl Drop for AgentHealth {
 
 /// Pings the agent behind `qga` every `interval`, each ping bounded by
 /// `ping_timeout`, and publishes whether it answered. The flag starts `false`.
+/// A ping that never got the channel because another command held it (a
+/// freeze whose hooks take seconds) is no verdict: the flag keeps its value, as
+/// KubeVirt's stays connected while the agent serves a long call. A hung call
+/// is noticed when it times out and the next ping has to resynchronise.
 /// A hung agent costs one timed-out ping per interval, never a stuck loop; the
 /// loop ends when the client is dropped (it holds it weakly) or the returned
 /// [`AgentHealth`] is dropped.
@@ -68,6 +73,9 @@ async fn health_loop(
         let Some(client) = qga.upgrade() else { return };
         let answered = client.execute_with_timeout::<GuestPing>((), ping_timeout).await;
         drop(client);
+        if matches!(answered, Err(CommandError::Busy { .. })) {
+            continue;
+        }
         let now = answered.is_ok();
         let changed = tx.send_if_modified(|connected| std::mem::replace(connected, now) != now);
         if changed {
@@ -129,6 +137,28 @@ mod tests {
 
         assert!(to_false < Duration::from_secs(2), "took {to_false:?} to notice a slow agent");
         assert!(to_true < Duration::from_secs(3), "took {to_true:?} to notice the agent answering again");
+    }
+
+    #[tokio::test]
+    async fn the_flag_stays_up_while_the_agent_serves_a_long_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
+        let qga = Arc::new(QgaClient::new(agent.path(), QgaOptions::default()));
+        let mut health = spawn_agent_health(&qga, INTERVAL, PING_TIMEOUT);
+        flips_to(&mut health, true).await;
+        let mut flag = health.subscribe();
+        flag.mark_unchanged();
+
+        // A freeze whose hooks take 1.5 s holds the channel for five ping timeouts.
+        agent.set_behavior(
+            "guest-fsfreeze-freeze",
+            Behavior::delayed(Duration::from_millis(1500), Behavior::Reply(serde_json::json!(1))),
+        );
+        let frozen = qga.execute_raw("guest-fsfreeze-freeze", serde_json::Value::Null).await;
+
+        assert_eq!(frozen.unwrap(), serde_json::json!(1));
+        assert!(!flag.has_changed().unwrap(), "the flag flipped while the agent was busy");
+        assert!(health.is_connected());
     }
 
     #[tokio::test]
