@@ -4,10 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::Client;
+use kube::api::Api;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
 
+use crate::expectations::Expectations;
 use crate::metrics::Metrics;
 
 /// Settings of the controllers.
@@ -33,6 +37,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// When each content's guest was frozen, to measure the freeze window.
     pub freeze_started: Mutex<HashMap<String, Instant>>,
+    /// Our status writes the caches have not shown yet.
+    pub expectations: Expectations,
 }
 
 /// Which controller reports an event.
@@ -57,7 +63,29 @@ impl Context {
             client,
             metrics,
             freeze_started: Mutex::new(HashMap::new()),
+            expectations: Expectations::default(),
         })
+    }
+
+    /// [`crate::kube_util::patch_status`], remembering the version it wrote so that reconciles of
+    /// older cached copies are skipped (see [`Expectations`]). Returns the written object, `None`
+    /// when nothing changed.
+    pub async fn patch_status<K, S>(
+        &self,
+        api: &Api<K>,
+        obj: &K,
+        old: Option<&S>,
+        new: &S,
+    ) -> Result<Option<K>, kube::Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+        S: Serialize,
+    {
+        let written = crate::kube_util::patch_status(api, obj, old, new).await?;
+        if let Some(object) = &written {
+            self.expectations.wrote(object);
+        }
+        Ok(written)
     }
 
     /// Publishes an event; failures are logged, never fatal.

@@ -9,6 +9,7 @@ mod backend;
 mod content;
 mod context;
 mod error;
+mod expectations;
 pub mod kube_util;
 pub mod leader;
 pub mod metrics;

@@ -17,7 +17,7 @@ use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotContent
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
 use crate::context::Context;
-use crate::error::ReconcileError;
+use crate::error::{ReconcileError, STALE_RETRY};
 
 fn contents_of_vm(
     store: &Store<VirtualMachineSnapshotContent>,
@@ -64,6 +64,9 @@ fn error_policy(
     error: &ReconcileError,
     _ctx: Arc<Context>,
 ) -> Action {
+    if error.is_stale() {
+        return Action::requeue(STALE_RETRY);
+    }
     tracing::warn!(content = %content.name_any(), error = %error, "VirtualMachineSnapshotContent reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }

@@ -18,7 +18,8 @@ use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSna
 use super::aggregate::{aggregate, next_error};
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
-use crate::kube_util::{error_message, now, patch_status, remove_finalizer};
+use crate::expectations::AWAITING_OWN_WRITE;
+use crate::kube_util::{error_message, now, remove_finalizer};
 use crate::snapshot::deadline::{deadline_exceeded, unfreeze_timeout};
 use crate::snapshot::should_delete_content;
 use crate::source::{self, Source};
@@ -35,6 +36,9 @@ pub async fn reconcile(
     content: Arc<VirtualMachineSnapshotContent>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
+    if !ctx.expectations.fresh(content.as_ref()) {
+        return Ok(Action::requeue(AWAITING_OWN_WRITE));
+    }
     let ns = content.namespace().unwrap_or_default();
     let Some(snap_name) = content.spec.virtual_machine_snapshot_name.clone() else {
         return Err(ReconcileError::Message(
@@ -115,7 +119,7 @@ pub async fn reconcile(
             let mut st = content.status.clone().unwrap_or_default();
             st.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
             st.ready_to_use = Some(false);
-            patch_status(&contents, &content.name_any(), content.status.as_ref(), &st).await?;
+            ctx.patch_status(&contents, &content, content.status.as_ref(), &st).await?;
             return Ok(Action::requeue(RETRY));
         }
         let created = try_join_all(definitions.iter().map(|vs| create_volume_snapshot(&vss, vs))).await?;
@@ -148,7 +152,7 @@ pub async fn reconcile(
                 Err(e) if e.to_string().contains("fsfreeze is limited") => {
                     new.creation_time = None;
                     new.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
-                    patch_status(&contents, &content.name_any(), content.status.as_ref(), &new).await?;
+                    ctx.patch_status(&contents, &content, content.status.as_ref(), &new).await?;
                     return Ok(Action::requeue(RETRY));
                 }
                 Err(e) => return Err(e),
@@ -158,7 +162,7 @@ pub async fn reconcile(
     new.error = next_error(new.error.as_ref(), agg.error_message.as_deref(), agg.ready, now());
     new.ready_to_use = Some(agg.ready);
     new.volume_snapshot_status = statuses;
-    patch_status(&contents, &content.name_any(), content.status.as_ref(), &new).await?;
+    ctx.patch_status(&contents, &content, content.status.as_ref(), &new).await?;
     Ok(Action::await_change())
 }
 

@@ -23,7 +23,7 @@ use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot, annota
 pub use names::restore_volume_name;
 
 use crate::context::Context;
-use crate::error::ReconcileError;
+use crate::error::{ReconcileError, STALE_RETRY};
 
 fn by_target(
     store: &Store<VirtualMachineRestore>,
@@ -88,6 +88,12 @@ fn error_policy(
     error: &kube::runtime::finalizer::Error<ReconcileError>,
     _ctx: Arc<Context>,
 ) -> Action {
+    use kube::runtime::finalizer::Error as F;
+    if let F::ApplyFailed(e) | F::CleanupFailed(e) = error
+        && e.is_stale()
+    {
+        return Action::requeue(STALE_RETRY);
+    }
     tracing::info!(restore = %restore.name_any(), error = %error, "VirtualMachineRestore waits; retrying");
     Action::requeue(Duration::from_secs(2))
 }

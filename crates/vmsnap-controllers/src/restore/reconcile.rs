@@ -27,7 +27,8 @@ use super::status::{finished, set_failed, set_progress, set_waiting};
 use super::vmspec::{apply_patches, restored_vm};
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
-use crate::kube_util::{error_message, now, patch_status};
+use crate::expectations::AWAITING_OWN_WRITE;
+use crate::kube_util::{error_message, now};
 
 const WAIT: Duration = Duration::from_secs(2);
 const INITIALIZING: &str = "Initializing VirtualMachineRestore";
@@ -44,12 +45,15 @@ pub async fn reconcile(
     restore: Arc<VirtualMachineRestore>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+    if !ctx.expectations.fresh(restore.as_ref()) {
+        return Ok(Action::requeue(AWAITING_OWN_WRITE));
+    }
     let api: Api<VirtualMachineRestore> =
         Api::namespaced(ctx.client.clone(), &restore.namespace().unwrap_or_default());
     if restore.status.is_none() && restore.metadata.deletion_timestamp.is_none() {
         let mut st = VirtualMachineRestoreStatus { complete: Some(false), ..Default::default() };
         set_progress(&mut st, true, INITIALIZING, false, INITIALIZING);
-        patch_status(&api, &restore.name_any(), None::<&VirtualMachineRestoreStatus>, &st)
+        ctx.patch_status(&api, restore.as_ref(), None::<&VirtualMachineRestoreStatus>, &st)
             .await
             .map_err(|e| kube::runtime::finalizer::Error::ApplyFailed(ReconcileError::Kube(e)))?;
         return Ok(Action::await_change());
@@ -68,11 +72,14 @@ struct Restore<'a> {
     r: &'a VirtualMachineRestore,
     ns: String,
     st: VirtualMachineRestoreStatus,
+    /// The restore as this reconcile last wrote it: the base of its next status write.
+    written: Option<VirtualMachineRestore>,
 }
 
 impl<'a> Restore<'a> {
     fn new(ctx: &'a Context, r: &'a VirtualMachineRestore) -> Self {
-        Restore { ctx, r, ns: r.namespace().unwrap_or_default(), st: r.status.clone().unwrap_or_default() }
+        let (ns, st) = (r.namespace().unwrap_or_default(), r.status.clone().unwrap_or_default());
+        Restore { ctx, r, ns, st, written: None }
     }
 
     fn api<K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>>(&self) -> Api<K> {
@@ -87,14 +94,12 @@ impl<'a> Restore<'a> {
         vm.annotations().get(annotation::LAST_RESTORE_UID) == Some(&self.last_restore_uid())
     }
 
-    async fn save(&self) -> Result<(), ReconcileError> {
-        patch_status(
-            &self.api::<VirtualMachineRestore>(),
-            &self.r.name_any(),
-            self.r.status.as_ref(),
-            &self.st,
-        )
-        .await?;
+    async fn save(&mut self) -> Result<(), ReconcileError> {
+        let base = self.written.as_ref().unwrap_or(self.r);
+        let api = self.api::<VirtualMachineRestore>();
+        if let Some(written) = self.ctx.patch_status(&api, base, base.status.as_ref(), &self.st).await? {
+            self.written = Some(written);
+        }
         Ok(())
     }
 

@@ -18,7 +18,8 @@ use super::deadline::{deadline_exceeded, progressing, time_until_deadline};
 use super::status::{self, SourceFacts};
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
-use crate::kube_util::{now, patch_status};
+use crate::expectations::AWAITING_OWN_WRITE;
+use crate::kube_util::now;
 use crate::source::{self, Source};
 
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
@@ -28,6 +29,9 @@ pub async fn reconcile(
     snap: Arc<VirtualMachineSnapshot>,
     ctx: Arc<Context>,
 ) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+    if !ctx.expectations.fresh(snap.as_ref()) {
+        return Ok(Action::requeue(AWAITING_OWN_WRITE));
+    }
     let api: Api<VirtualMachineSnapshot> =
         Api::namespaced(ctx.client.clone(), &snap.namespace().unwrap_or_default());
     finalizer(&api, fin::VMSNAPSHOT, snap, |event| async {
@@ -121,7 +125,7 @@ async fn update(
     });
     let new_status = status::compute(snap, facts.as_ref(), &lock_msg, content.as_ref(), now());
     let api: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
-    patch_status(&api, &snap.name_any(), snap.status.as_ref(), &new_status).await?;
+    ctx.patch_status(&api, snap, snap.status.as_ref(), &new_status).await?;
     record_metrics(ctx, snap, &new_status);
 
     if deleting && !finalizer_removable {
