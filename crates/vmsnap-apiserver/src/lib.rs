@@ -11,6 +11,7 @@ pub mod core;
 mod error;
 mod gc;
 mod http;
+mod listener;
 pub mod pure;
 mod subresources;
 pub mod tls;
@@ -102,6 +103,8 @@ pub struct ApiServer {
     /// The CA certificate (PEM) when serving TLS.
     pub ca_pem: Option<String>,
     state: http::AppState,
+    app: Router,
+    listener: Option<listener::Listener>,
     tasks: Vec<JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -144,12 +147,32 @@ impl ApiServer {
         if let Some(extra) = config.extra_routes {
             app = app.merge(extra);
         }
-        let mut tasks = vec![gc::spawn(core)];
+        let tasks = vec![gc::spawn(core)];
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        tasks.push(tokio::spawn(serve(listener, app, tls.server_config, allow_plain, stopped)));
+        let listener =
+            listener::Listener::start(listener, app.clone(), tls.server_config, allow_plain, stopped)
+                .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         tracing::info!(%url, "API server listening");
         let console_url = if allow_plain { format!("http://{addr}/") } else { format!("{url}/") };
-        Ok(ApiServer { addr, url, console_url, token, kubeconfig_path, ca_pem, state, tasks, stop })
+        Ok(ApiServer {
+            addr,
+            url,
+            console_url,
+            token,
+            kubeconfig_path,
+            ca_pem,
+            state,
+            app,
+            listener: Some(listener),
+            tasks,
+            stop,
+        })
+    }
+
+    /// The routes the listener serves, authentication included, as a tower service: what an
+    /// in-process client calls without a socket or TLS in between.
+    pub fn router(&self) -> Router {
+        self.app.clone()
     }
 
     /// The object service, for in-process use (tests, bootstrap).
@@ -180,6 +203,9 @@ impl ApiServer {
     /// Stops serving and closes every open connection (watches included).
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
+        if let Some(listener) = &self.listener {
+            listener.stop_accepting();
+        }
         for t in &self.tasks {
             t.abort();
         }
@@ -189,6 +215,9 @@ impl ApiServer {
 impl Drop for ApiServer {
     fn drop(&mut self) {
         self.shutdown();
+        if let Some(listener) = self.listener.take() {
+            listener.close();
+        }
     }
 }
 
@@ -213,57 +242,4 @@ async fn seed(core: &Core, seed: Vec<Value>) -> Result<(), StartError> {
         }
     }
     Ok(())
-}
-
-async fn serve(
-    listener: TcpListener,
-    app: Router,
-    config: Arc<rustls::ServerConfig>,
-    allow_plain: bool,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) {
-    use hyper_util::service::TowerToHyperService;
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let mut stopped = stopped.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stopped.wait_for(|s| *s) => {}
-                _ = serve_connection(stream, acceptor, service, allow_plain) => {}
-            }
-        });
-    }
-}
-
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
-    acceptor: tokio_rustls::TlsAcceptor,
-    service: hyper_util::service::TowerToHyperService<Router>,
-    allow_plain: bool,
-) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto::Builder;
-    let mut first = [0u8; 1];
-    let is_tls = match stream.peek(&mut first).await {
-        Ok(1) => first[0] == 0x16,
-        _ => return,
-    };
-    let builder = Builder::new(TokioExecutor::new());
-    if is_tls {
-        let Ok(tls) = acceptor.accept(stream).await else { return };
-        let _ = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
-    } else if allow_plain {
-        let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
-    }
 }

@@ -58,11 +58,6 @@ impl Lab {
         Ok(Lab { server: Some(server), client, kubeconfig, runtime, dir: Some(dir) })
     }
 
-    /// A second client with its own connections and a 30 s read timeout.
-    pub async fn separate_client(&self) -> anyhow::Result<kube::Client> {
-        client_for(&self.kubeconfig, Some(Duration::from_secs(30))).await
-    }
-
     /// The file of the volume store with the most data allocated, at most `max_bytes`: the layer
     /// holding the data of a filled disk of about that size.
     pub fn largest_layer(&self, max_bytes: u64) -> Option<PathBuf> {
@@ -129,7 +124,10 @@ pub(crate) async fn ensure_guest_image(cache: &Path) -> anyhow::Result<vmsnap_gu
 }
 
 /// A kube client from a kubeconfig file.
-async fn client_for(kubeconfig: &Path, read_timeout: Option<Duration>) -> anyhow::Result<kube::Client> {
+pub(crate) async fn client_for(
+    kubeconfig: &Path,
+    read_timeout: Option<Duration>,
+) -> anyhow::Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("read the kubeconfig")?;
     let mut config =
         kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("load the kubeconfig")?;

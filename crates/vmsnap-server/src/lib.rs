@@ -1,7 +1,9 @@
 //! Assembles the embedded control plane behind `vmsnap serve`: the object store and API server, the
 //! node agent, the local storage driver, the snapshot and restore controllers, and the web console.
 //!
-//! Every component other than the API server is an API client of it, exactly as in a cluster. The
+//! Every component other than the API server is an API client of it, exactly as in a cluster,
+//! through the same routes and authentication, but called in-process: no loopback socket or TLS
+//! between the components of one binary (users and `kubectl` use the listener). The
 //! start order matters: the API server first (everything else is its client), then the node agent,
 //! which re-attaches to the QEMU processes of an earlier run before anything touches their disks,
 //! then the storage driver, whose recovery asks the agent which files running VMs write, and last
@@ -114,7 +116,7 @@ impl EmbeddedServer {
             extra_routes: Some(vmsnap_console::router()),
         })
         .await?;
-        let client = client_for(&api).await?;
+        let client = in_process_client(&api)?;
 
         let driver = LayeredDriver::open(paths.volumes(), StorageOptions::default())
             .await
@@ -177,12 +179,15 @@ fn node_name() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// A kube client for the embedded API server, from the kubeconfig it wrote.
-async fn client_for(api: &ApiServer) -> Result<kube::Client, ServeError> {
-    let err = |e: String| ServeError::Client(e);
-    let kc = kube::config::Kubeconfig::read_from(&api.kubeconfig_path).map_err(|e| err(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+/// A kube client that calls the embedded API server's routes directly, with its bearer token.
+fn in_process_client(api: &ApiServer) -> Result<kube::Client, ServeError> {
+    let bearer = http::HeaderValue::try_from(format!("Bearer {}", api.token))
+        .map_err(|e| ServeError::Client(format!("the API token is not a valid header value: {e}")))?;
+    let service = tower::ServiceBuilder::new()
+        .map_request(move |mut request: http::Request<kube::client::Body>| {
+            request.headers_mut().insert(http::header::AUTHORIZATION, bearer.clone());
+            request
+        })
+        .service(api.router());
+    Ok(kube::Client::new(service, "default"))
 }

@@ -121,7 +121,18 @@ async fn handle(
     bytes: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    match dispatch(&state, &method, &path, &query, &headers, &bytes).await {
+    let started = std::time::Instant::now();
+    let response = dispatch(&state, &method, &path, &query, &headers, &bytes).await;
+    tracing::debug!(
+        target: "vmsnap_apiserver::requests",
+        %method,
+        %path,
+        query = uri.query().unwrap_or_default(),
+        status = response.as_ref().map_or_else(|e| e.code, |r| r.status().as_u16()),
+        micros = started.elapsed().as_micros() as u64,
+        "request",
+    );
+    match response {
         Ok(r) => r,
         Err(e) => {
             if e.code >= 500 {
