@@ -316,8 +316,11 @@ impl Gc {
     async fn terminate_namespace(&self, namespace: &str) -> Result<(), ApiError> {
         let mut remaining = 0usize;
         for rt in self.kinds.values().filter(|t| t.namespaced()) {
-            let (items, _) =
-                self.core.list(rt, rt.storage_version(), Some(namespace), &ListOptions::default()).await?;
+            let items = self
+                .core
+                .list(rt, rt.storage_version(), Some(namespace), &ListOptions::default())
+                .await?
+                .items;
             remaining += items.len();
             for item in items {
                 if is_deleting(&item) {

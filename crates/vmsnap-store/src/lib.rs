@@ -16,6 +16,7 @@
 
 mod error;
 mod event;
+mod page;
 mod reader;
 mod schema;
 mod watch;
@@ -30,6 +31,7 @@ use tokio::sync::broadcast;
 
 pub use error::{OpenError, StoreError, WatchError};
 pub use event::{EventType, ObjectKey, StoreEvent};
+pub use page::{Page, PageRequest, Select};
 pub use watch::Watch;
 pub use writer::{Mutation, WriteOutcome};
 
@@ -103,9 +105,31 @@ impl Store {
         resource: &str,
         namespace: Option<&str>,
     ) -> Result<(Vec<Arc<Value>>, u64), StoreError> {
+        let select: Select<Arc<Value>> = Box::new(|object| Some(Arc::new(object)));
+        let everything = self.list_page(resource, namespace, PageRequest::default(), select).await?;
+        let page = everything.expect("a list read now cannot have expired");
+        Ok((page.items, page.revision))
+    }
+
+    /// One page of a list: what `select` makes of the objects it keeps, in `(namespace, name)`
+    /// order, as they were at the revision of the list's first page. [`WatchError::Expired`] when
+    /// the log has been trimmed past that revision.
+    pub async fn list_page<T: Send + 'static>(
+        &self,
+        resource: &str,
+        namespace: Option<&str>,
+        request: PageRequest,
+        mut select: Select<T>,
+    ) -> Result<Result<Page<T>, WatchError>, StoreError> {
         let resource = resource.to_owned();
         let namespace = namespace.map(str::to_owned);
-        self.shared.readers.run(move |conn| reader::list(conn, &resource, namespace.as_deref())).await
+        let compacted = self.shared.compacted.clone();
+        self.shared
+            .readers
+            .run(move |conn| {
+                page::list_page(conn, &resource, namespace.as_deref(), &request, &mut select, &compacted)
+            })
+            .await
     }
 
     /// Runs `decide` on the current value of `key` on the writer thread and applies the mutation it

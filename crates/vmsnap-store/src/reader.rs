@@ -64,41 +64,6 @@ pub(crate) fn get(conn: &Connection, key: &ObjectKey) -> Result<Option<Arc<Value
     text.map(parse).transpose()
 }
 
-pub(crate) fn list(
-    conn: &Connection,
-    resource: &str,
-    namespace: Option<&str>,
-) -> Result<(Vec<Arc<Value>>, u64), StoreError> {
-    let tx = conn.unchecked_transaction()?;
-    let revision: i64 = tx
-        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
-    let mut items = Vec::new();
-    {
-        let mut stmt;
-        let mut rows = match namespace {
-            Some(ns) => {
-                stmt = tx.prepare_cached(
-                    "SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 ORDER BY namespace, name",
-                )?;
-                stmt.query(params![resource, ns])?
-            }
-            None => {
-                stmt = tx.prepare_cached(
-                    "SELECT value FROM objects WHERE resource = ?1 ORDER BY namespace, name",
-                )?;
-                stmt.query(params![resource])?
-            }
-        };
-        while let Some(row) = rows.next()? {
-            items.push(parse(row.get(0)?)?);
-        }
-    }
-    tx.finish()?;
-    Ok((items, revision as u64))
-}
-
 pub(crate) fn log_after(
     conn: &Connection,
     resource: &str,

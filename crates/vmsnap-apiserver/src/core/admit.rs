@@ -93,7 +93,7 @@ impl Core {
         let restores_rt = registry()
             .by_kind("snapshot.kubevirt.io/v1beta1", "VirtualMachineRestore")
             .expect("kind is registered");
-        let (others, _) = self.list(restores_rt, "v1beta1", Some(&ns), &Default::default()).await?;
+        let others = self.list(restores_rt, "v1beta1", Some(&ns), &Default::default()).await?.items;
         let other_restores = others.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
         Ok(RestoreContext { snapshot, content, target_vm, other_restores })
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use vmsnap_store::Store;
 
-pub use read::{ListOptions, Selection};
+pub use read::{ListOptions, ListResult, Selection};
 pub use write::{DeleteOptions, FieldValidation, Propagation, WriteOptions, WriteResult};
 
 /// Shared state of the object service.

@@ -1,11 +1,13 @@
-//! get and list, with label and field selectors.
+//! get and list, with label and field selectors, in pages (`limit`, `continue`).
 
 use serde_json::Value;
 use vmsnap_api::registry::ResourceType;
+use vmsnap_store::{PageRequest, WatchError};
 
 use super::Core;
 use super::objects::{key, storage_resource, to_version};
 use crate::error::ApiError;
+use crate::pure::continue_token::ContinueToken;
 use crate::pure::selector::{FieldSelector, LabelSelector};
 
 /// Which objects a list or watch selects.
@@ -42,7 +44,24 @@ impl Selection {
 pub struct ListOptions {
     /// Selectors.
     pub selection: Selection,
+    /// At most this many objects in the answer (`limit`; `None` or 0: all).
+    pub limit: Option<usize>,
+    /// Where the previous page ended (`continue`).
+    pub continue_token: Option<String>,
 }
+
+/// A list, or one page of it.
+#[derive(Clone, Debug, Default)]
+pub struct ListResult<T = Value> {
+    /// The objects, in the client's version (or what the caller made of them).
+    pub items: Vec<T>,
+    /// The revision the list is consistent at (every page of a list has the first page's).
+    pub revision: u64,
+    /// Where the next page starts, when more objects follow.
+    pub continue_token: Option<String>,
+}
+
+const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
 impl Core {
     /// Reads one object as a client of `version` sees it.
@@ -69,20 +88,58 @@ impl Core {
         Ok(self.store.get(&key(rt, ns, name)).await?.map(|v| (*v).clone()))
     }
 
-    /// Lists objects (in one namespace or all) with the revision the list is consistent at.
+    /// Lists objects (in one namespace or all), or one page of them, with the revision the list is
+    /// consistent at.
     pub async fn list(
         &self,
         rt: &ResourceType,
         version: &str,
         ns: Option<&str>,
         options: &ListOptions,
-    ) -> Result<(Vec<Value>, u64), ApiError> {
-        let (items, revision) = self.store.list(&storage_resource(rt), ns).await?;
-        let items = items
-            .iter()
-            .filter(|o| options.selection.matches(o))
-            .map(|o| to_version(rt, version, (**o).clone()))
-            .collect();
-        Ok((items, revision))
+    ) -> Result<ListResult, ApiError> {
+        let (rt_owned, version) = (rt.clone(), version.to_owned());
+        self.list_as(rt, ns, options, move |object| to_version(&rt_owned, &version, object)).await
+    }
+
+    /// [`Core::list`] with each object serialized as JSON as soon as it is read, for a response:
+    /// the server never holds a whole list of parsed objects, whatever its length.
+    pub async fn list_json(
+        &self,
+        rt: &ResourceType,
+        version: &str,
+        ns: Option<&str>,
+        options: &ListOptions,
+    ) -> Result<ListResult<Vec<u8>>, ApiError> {
+        let (rt_owned, version) = (rt.clone(), version.to_owned());
+        self.list_as(rt, ns, options, move |object| {
+            serde_json::to_vec(&to_version(&rt_owned, &version, object)).expect("a JSON value serializes")
+        })
+        .await
+    }
+
+    async fn list_as<T: Send + 'static>(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        options: &ListOptions,
+        mut convert: impl FnMut(Value) -> T + Send + 'static,
+    ) -> Result<ListResult<T>, ApiError> {
+        let resume = options.continue_token.as_deref().map(ContinueToken::decode).transpose()?;
+        let request = PageRequest {
+            at: resume.as_ref().map(|token| token.revision),
+            after: resume.map(|token| (token.namespace, token.name)),
+            limit: options.limit.filter(|limit| *limit > 0),
+        };
+        let selection = options.selection.clone();
+        let select = Box::new(move |object: Value| selection.matches(&object).then(|| convert(object)));
+        let page = match self.store.list_page(&storage_resource(rt), ns, request, select).await? {
+            Ok(page) => page,
+            Err(WatchError::Expired { .. }) => return Err(ApiError::expired(EXPIRED_CONTINUE)),
+            Err(other) => return Err(ApiError::internal(other.to_string())),
+        };
+        let continue_token = page
+            .next_after
+            .map(|(namespace, name)| ContinueToken { revision: page.revision, namespace, name }.encode());
+        Ok(ListResult { items: page.items, revision: page.revision, continue_token })
     }
 }

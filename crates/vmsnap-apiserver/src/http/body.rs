@@ -41,6 +41,25 @@ pub fn json_with_type(status: StatusCode, value: &Value, content_type: &'static 
     r
 }
 
+/// A list response whose items are already serialized: `envelope` (kind, apiVersion, metadata)
+/// with `"items": [...]` appended, without parsing or copying the items into one JSON value.
+pub fn json_list(envelope: &Value, items: &[Vec<u8>]) -> Response {
+    let mut body = serde_json::to_vec(envelope).unwrap_or_default();
+    body.pop(); // the envelope's closing brace
+    body.reserve(items.iter().map(|i| i.len() + 1).sum::<usize>() + 12);
+    body.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(item);
+    }
+    body.extend_from_slice(b"]}");
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// Adds `Warning: 299 - "..."` headers.
 pub fn with_warnings(mut r: Response, warnings: &[String]) -> Response {
     for w in warnings {

@@ -10,7 +10,9 @@ use vmsnap_api::registry::{ResourceType, registry};
 
 use super::body;
 use super::{AppState, watch};
-use crate::core::{DeleteOptions, FieldValidation, ListOptions, Propagation, Selection, WriteOptions};
+use crate::core::{
+    DeleteOptions, FieldValidation, ListOptions, ListResult, Propagation, Selection, WriteOptions,
+};
 use crate::error::ApiError;
 use crate::pure::accept::{Representation, representation};
 use crate::pure::patch::PatchType;
@@ -85,35 +87,35 @@ pub async fn handle(
             watch::handle(state, rt, version, ns, query, headers).await
         }
         (Method::GET, None) => {
-            let selection = Selection::parse(
-                rt,
-                query.get("labelSelector").map(String::as_str),
-                query.get("fieldSelector").map(String::as_str),
-            )?;
-            let (items, revision) = core.list(rt, version, ns, &ListOptions { selection }).await?;
-            let rv = revision.to_string();
+            let options = list_options(rt, query)?;
             Ok(match accept(headers) {
-                Representation::Table => {
-                    body::json_with_type(StatusCode::OK, &table::table(rt, &items, &rv), TABLE_TYPE)
-                }
-                Representation::Metadata => body::json(
-                    StatusCode::OK,
-                    &json!({
-                        "kind": "PartialObjectMetadataList",
-                        "apiVersion": "meta.k8s.io/v1",
-                        "metadata": {"resourceVersion": rv},
-                        "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>()
-                    }),
-                ),
-                Representation::Object => body::json(
-                    StatusCode::OK,
-                    &json!({
+                Representation::Object => {
+                    let list = core.list_json(rt, version, ns, &options).await?;
+                    let envelope = json!({
                         "kind": format!("{}List", rt.kind),
                         "apiVersion": rt.api_version(version),
-                        "metadata": {"resourceVersion": rv},
-                        "items": items
-                    }),
-                ),
+                        "metadata": list_metadata(&list),
+                    });
+                    body::json_list(&envelope, &list.items)
+                }
+                Representation::Table => {
+                    let list = core.list(rt, version, ns, &options).await?;
+                    let mut t = table::table(rt, &list.items, &list.revision.to_string());
+                    t["metadata"] = list_metadata(&list);
+                    body::json_with_type(StatusCode::OK, &t, TABLE_TYPE)
+                }
+                Representation::Metadata => {
+                    let list = core.list(rt, version, ns, &options).await?;
+                    body::json(
+                        StatusCode::OK,
+                        &json!({
+                            "kind": "PartialObjectMetadataList",
+                            "apiVersion": "meta.k8s.io/v1",
+                            "metadata": list_metadata(&list),
+                            "items": list.items.iter().map(table::partial_metadata).collect::<Vec<_>>()
+                        }),
+                    )
+                }
             })
         }
         (Method::GET, Some(name)) => {
@@ -162,7 +164,8 @@ pub async fn handle(
                 query.get("labelSelector").map(String::as_str),
                 query.get("fieldSelector").map(String::as_str),
             )?;
-            let (items, revision) = core.list(rt, version, ns, &ListOptions { selection }).await?;
+            let ListResult { items, revision, .. } =
+                core.list(rt, version, ns, &ListOptions { selection, ..ListOptions::default() }).await?;
             let mut deleted = Vec::new();
             for item in items {
                 let name =
@@ -183,6 +186,32 @@ pub async fn handle(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// A list's `metadata`: its `resourceVersion`, and `continue` when more pages follow.
+fn list_metadata<T>(list: &ListResult<T>) -> Value {
+    let mut metadata = json!({"resourceVersion": list.revision.to_string()});
+    if let Some(token) = &list.continue_token {
+        metadata["continue"] = json!(token);
+    }
+    metadata
+}
+
+/// `labelSelector`, `fieldSelector`, `limit` and `continue`.
+fn list_options(rt: &ResourceType, query: &Query) -> Result<ListOptions, ApiError> {
+    let selection = Selection::parse(
+        rt,
+        query.get("labelSelector").map(String::as_str),
+        query.get("fieldSelector").map(String::as_str),
+    )?;
+    let limit = match query.get("limit").map(String::as_str) {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("limit must be a non-negative integer, got {text:?}"))
+        })?),
+    };
+    let continue_token = query.get("continue").filter(|token| !token.is_empty()).cloned();
+    Ok(ListOptions { selection, limit, continue_token })
 }
 
 fn delete_options(query: &Query, headers: &HeaderMap, bytes: &[u8]) -> Result<DeleteOptions, ApiError> {

@@ -117,10 +117,9 @@ pub async fn handle(
     let (initial, start) = match (requested, send_initial) {
         (Some(rv), None | Some(false)) if rv != 0 => (None, rv),
         _ => {
-            let (items, rev) = core
-                .list(rt, rt.storage_version(), ns, &ListOptions { selection: selection.clone() })
-                .await?;
-            (Some(items), rev)
+            let options = ListOptions { selection: selection.clone(), ..ListOptions::default() };
+            let list = core.list(rt, rt.storage_version(), ns, &options).await?;
+            (Some(list.items), list.revision)
         }
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);

@@ -2,6 +2,7 @@
 //! service call into these.
 
 pub mod accept;
+pub mod continue_token;
 pub mod fieldset;
 pub mod jsonpath;
 pub mod names;
