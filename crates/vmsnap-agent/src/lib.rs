@@ -56,3 +56,10 @@ mod volumes;
 pub use agent::{Agent, AgentConfig};
 pub use error::{AgentStartError, ConsoleError, ExecError};
 pub use vmm::{AccelSetting, ExecOutput};
+
+/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
+/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
+/// and the process's memory peaks with it (and stays there: the allocator keeps it).
+pub(crate) fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(16)
+}

@@ -48,6 +48,7 @@ pub enum VmReconcileError {
 pub async fn run(agent: Arc<Agent>) {
     let client = agent.client.clone();
     let controller = Controller::new(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default())
+        .with_config(crate::controller_config())
         .owns(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default());
     let (claims, dvs) = (controller.store(), controller.store());
     controller

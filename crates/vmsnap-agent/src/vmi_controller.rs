@@ -70,7 +70,8 @@ async fn attach(agent: &Agent, uid: &str) -> Result<Option<VmHandle>, VmiReconci
 pub async fn run(agent: Arc<Agent>) {
     let client = agent.client.clone();
     let controller =
-        Controller::new(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default());
+        Controller::new(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default())
+            .with_config(crate::controller_config());
     let (claims, dvs) = (controller.store(), controller.store());
     controller
         .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), move |pvc| {

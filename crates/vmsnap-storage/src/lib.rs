@@ -76,6 +76,13 @@ pub use qemu_img::QemuImgError;
 #[cfg(feature = "fault-injection")]
 pub use steps::StepHook;
 
+/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
+/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
+/// and the process's memory peaks with it (and stays there: the allocator keeps it).
+pub(crate) fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(16)
+}
+
 /// Rounds a size up to a whole number of 512-byte sectors, as QEMU does.
 pub(crate) fn round_to_sector(size: u64) -> u64 {
     size.div_ceil(512) * 512

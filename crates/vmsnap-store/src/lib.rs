@@ -168,13 +168,16 @@ impl Store {
         resource: &str,
         namespace: Option<&str>,
         after: u64,
-    ) -> Result<Result<Vec<StoreEvent>, WatchError>, StoreError> {
+        batch: usize,
+    ) -> Result<Result<reader::LogBatch, WatchError>, StoreError> {
         let resource = resource.to_owned();
         let namespace = namespace.map(str::to_owned);
         let compacted = self.shared.compacted.clone();
         self.shared
             .readers
-            .run(move |conn| reader::log_after(conn, &resource, namespace.as_deref(), after, &compacted))
+            .run(move |conn| {
+                reader::log_after(conn, &resource, namespace.as_deref(), after, batch, &compacted)
+            })
             .await
     }
 }

@@ -64,13 +64,26 @@ pub(crate) fn get(conn: &Connection, key: &ObjectKey) -> Result<Option<Arc<Value
     text.map(parse).transpose()
 }
 
+/// Log entries read in one go by a catching-up watch.
+pub(crate) struct LogBatch {
+    /// The entries of the watched resource (and namespace), oldest first.
+    pub events: Vec<StoreEvent>,
+    /// The highest revision read (of any namespace): the next batch starts after it.
+    pub scanned_to: u64,
+    /// Whether the log may hold more entries after this batch.
+    pub more: bool,
+}
+
+/// At most `batch` log entries of `resource` after revision `after`: a watch that fell far behind
+/// catches up a batch at a time, never with the whole backlog parsed in memory at once.
 pub(crate) fn log_after(
     conn: &Connection,
     resource: &str,
     namespace: Option<&str>,
     after: u64,
+    batch: usize,
     compacted: &AtomicU64,
-) -> Result<Result<Vec<StoreEvent>, WatchError>, StoreError> {
+) -> Result<Result<LogBatch, WatchError>, StoreError> {
     let tx = conn.unchecked_transaction()?;
     let oldest: i64 = tx
         .query_row("SELECT value FROM meta WHERE key = 'compacted'", [], |r| r.get(0))
@@ -82,26 +95,31 @@ pub(crate) fn log_after(
     }
     let mut stmt = tx.prepare_cached(
         "SELECT revision, namespace, name, event, value, previous FROM log
-         WHERE resource = ?1 AND revision > ?2 ORDER BY revision",
+         WHERE resource = ?1 AND revision > ?2 ORDER BY revision LIMIT ?3",
     )?;
-    let mut rows = stmt.query(params![resource, after as i64])?;
-    let mut events = Vec::new();
+    let mut rows = stmt.query(params![resource, after as i64, batch as i64])?;
+    let mut read = LogBatch { events: Vec::new(), scanned_to: after, more: false };
+    let mut count = 0;
     while let Some(row) = rows.next()? {
+        count += 1;
+        let revision = row.get::<_, i64>(0)? as u64;
+        read.scanned_to = revision;
         let ns: String = row.get(1)?;
         if namespace.is_some_and(|want| want != ns) {
             continue;
         }
         let previous: Option<String> = row.get(5)?;
-        events.push(StoreEvent {
-            revision: row.get::<_, i64>(0)? as u64,
+        read.events.push(StoreEvent {
+            revision,
             key: ObjectKey::new(resource, ns, row.get::<_, String>(2)?),
             event_type: EventType::from_code(row.get(3)?),
             object: parse(row.get(4)?)?,
             previous: previous.map(parse).transpose()?,
         });
     }
+    read.more = count == batch;
     drop(rows);
     drop(stmt);
     tx.finish()?;
-    Ok(Ok(events))
+    Ok(Ok(read))
 }

@@ -17,7 +17,12 @@ pub struct Watch {
     live: broadcast::Receiver<Arc<StoreEvent>>,
     pending: VecDeque<Arc<StoreEvent>>,
     needs_log: bool,
+    /// Where the next read of the log starts (the log is read in batches).
+    log_cursor: u64,
 }
+
+/// How many log entries a catching-up watch reads at a time.
+const LOG_BATCH: usize = 256;
 
 impl Watch {
     pub(crate) fn new(
@@ -27,7 +32,16 @@ impl Watch {
         from: u64,
         live: broadcast::Receiver<Arc<StoreEvent>>,
     ) -> Self {
-        Watch { store, resource, namespace, progress: from, live, pending: VecDeque::new(), needs_log: true }
+        Watch {
+            store,
+            resource,
+            namespace,
+            progress: from,
+            live,
+            pending: VecDeque::new(),
+            needs_log: true,
+            log_cursor: from,
+        }
     }
 
     /// The revision up to which this watch has seen everything (safe to use in a bookmark).
@@ -43,13 +57,15 @@ impl Watch {
                 return Ok(event);
             }
             if self.needs_log {
-                let events = self
+                let from = self.progress.max(self.log_cursor);
+                let batch = self
                     .store
-                    .log_after(&self.resource, self.namespace.as_deref(), self.progress)
+                    .log_after(&self.resource, self.namespace.as_deref(), from, LOG_BATCH)
                     .await
                     .map_err(|e| WatchError::Store(e.to_string()))??;
-                self.pending.extend(events.into_iter().map(Arc::new));
-                self.needs_log = false;
+                self.pending.extend(batch.events.into_iter().map(Arc::new));
+                self.log_cursor = batch.scanned_to;
+                self.needs_log = batch.more;
                 continue;
             }
             match self.live.recv().await {

@@ -112,6 +112,36 @@ async fn a_watch_ignores_other_resources_and_namespaces() {
 }
 
 #[tokio::test]
+async fn a_watch_far_behind_catches_up_in_order_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { broadcast_capacity: 8, ..StoreConfig::default() };
+    let store = Store::open(dir.path(), config).unwrap();
+    let mut watch = store.watch("snapshot.kubevirt.io/virtualmachinesnapshots", Some("default"), 0);
+    // More than a few log batches, interleaved with changes the watch does not select.
+    for i in 0..700 {
+        put(&store, &format!("s{i}"), json!({"metadata": {"name": format!("s{i}")}})).await;
+        if i % 3 == 0 {
+            let elsewhere = ObjectKey::new("snapshot.kubevirt.io/virtualmachinesnapshots", "other", "x");
+            let value = json!({"v": i});
+            store
+                .mutate(elsewhere, move |_| Ok::<_, Infallible>(Mutation::Put(value)))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 700 {
+        let event = watch.next().await.unwrap();
+        assert_eq!(event.key.namespace, "default");
+        seen.push(event.key.name.clone());
+    }
+    assert_eq!(seen, (0..700).map(|i| format!("s{i}")).collect::<Vec<_>>());
+    put(&store, "live", json!({"metadata": {"name": "live"}})).await;
+    assert_eq!(watch.next().await.unwrap().key.name, "live");
+}
+
+#[tokio::test]
 async fn a_watch_from_a_compacted_revision_expires() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreConfig::default()).unwrap();

@@ -41,7 +41,8 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller = Controller::new(
         Api::<VirtualMachineSnapshotContent>::all(client.clone()),
         watcher::Config::default(),
-    );
+    )
+    .with_config(crate::controller_config());
     let store = controller.store();
     controller
         .owns(Api::<VolumeSnapshot>::all(client.clone()), watcher::Config::default())

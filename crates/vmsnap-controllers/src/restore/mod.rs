@@ -61,7 +61,8 @@ fn by_snapshot(
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller =
-        Controller::new(Api::<VirtualMachineRestore>::all(client.clone()), watcher::Config::default());
+        Controller::new(Api::<VirtualMachineRestore>::all(client.clone()), watcher::Config::default())
+            .with_config(crate::controller_config());
     let store = controller.store();
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     controller

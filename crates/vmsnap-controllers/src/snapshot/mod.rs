@@ -40,7 +40,8 @@ fn by_source(
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller =
-        Controller::new(Api::<VirtualMachineSnapshot>::all(client.clone()), watcher::Config::default());
+        Controller::new(Api::<VirtualMachineSnapshot>::all(client.clone()), watcher::Config::default())
+            .with_config(crate::controller_config());
     let store = controller.store();
     let (s1, s2) = (store.clone(), store);
     controller

@@ -40,7 +40,8 @@ const SOURCE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     let claims = ctx.watched::<PersistentVolumeClaim>();
-    let controller = Controller::new(claims.clone(), watcher::Config::default());
+    let controller =
+        Controller::new(claims.clone(), watcher::Config::default()).with_config(crate::controller_config());
     let by_snapshot = controller.store();
     let by_claim = controller.store();
     controller

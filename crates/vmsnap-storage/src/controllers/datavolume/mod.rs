@@ -45,7 +45,8 @@ use super::sources::{Resolved, resolve_claim, resolve_snapshot};
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
-    let controller = Controller::new(ctx.watched::<DataVolume>(), watcher::Config::default());
+    let controller = Controller::new(ctx.watched::<DataVolume>(), watcher::Config::default())
+        .with_config(crate::controller_config());
     let by_claim = controller.store();
     let by_snapshot = controller.store();
     controller

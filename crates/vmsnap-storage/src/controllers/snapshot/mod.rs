@@ -38,7 +38,8 @@ use crate::id::SnapshotId;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
-    let controller = Controller::new(ctx.watched::<VolumeSnapshot>(), watcher::Config::default());
+    let controller = Controller::new(ctx.watched::<VolumeSnapshot>(), watcher::Config::default())
+        .with_config(crate::controller_config());
     let store = controller.store();
     let waiting = controller.store();
     controller
