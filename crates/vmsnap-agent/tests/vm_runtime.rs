@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
@@ -208,6 +209,20 @@ async fn a_running_guest_freezes_hotplugs_snapshots_and_survives_an_agent_restar
     assert!(!has_open(vm.pid(), &second)?, "QEMU still holds the streamed-away middle layer");
     assert_eq!(backing_file_of(&third)?, "data-1.qcow2");
     assert_eq!(guest_sh(&vm, "cat /mnt/data/snap2 /mnt/data/third").await?, "after\nthird\n");
+
+    // A chain deeper than QEMU's 4,095-byte filenames can describe (layers recording their backing
+    // by relative name, as the storage driver's do, are described as nested `json:` options): each
+    // layer is still found.
+    let mut below = logs_overlay.clone();
+    for i in 0..40 {
+        let layer = root.path().join(format!("logs-deep-{i}.qcow2"));
+        qcow2(&layer, "32M", Some(Path::new(below.file_name().unwrap())))?;
+        vm.snapshot_disks_checked(&[("logs", &below, &layer)]).await?;
+        below = layer;
+    }
+    assert_eq!(vm.active_file("logs").await?, below);
+    let chain: Vec<_> = vm.disk_chain("logs").await?.into_iter().map(|layer| layer.path).collect();
+    assert_eq!((chain.len(), chain.first(), chain.last()), (42, Some(&below), Some(&logs)));
 
     // Agent restart: a freeze whose deadline passes while no agent runs is thawed on attach.
     let pid = vm.pid();

@@ -75,7 +75,11 @@ impl VmHandle {
     /// The file of the disk's current top layer: what the guest writes to.
     pub async fn active_file(&self, disk: &str) -> Result<PathBuf, BlockError> {
         let attached = self.attached_disk(disk).await?;
-        Ok(PathBuf::from(plain_filename(&attached.top.image.filename)))
+        let filename = &attached.top.image.filename;
+        if let Some(plain) = plain_filename(filename) {
+            return Ok(PathBuf::from(plain));
+        }
+        Ok(resolve_file(&self.named_nodes().await?, filename))
     }
 
     /// The disk's backing chain as QEMU has it open, top (active) layer first.
@@ -85,13 +89,13 @@ impl VmHandle {
         let mut layers = Vec::new();
         let mut image: Option<&ImageInfo> = Some(&attached.top.image);
         while let Some(info) = image {
-            let path = PathBuf::from(plain_filename(&info.filename));
+            let path = resolve_file(&named, &info.filename);
             let node = if layers.is_empty() {
                 attached.top.node_name.clone()
             } else {
                 named
                     .iter()
-                    .find(|n| n.drv != "file" && same_file(Path::new(&plain_filename(&n.file)), &path))
+                    .find(|n| n.drv != "file" && same_file(&resolve_file(&named, &n.file), &path))
                     .and_then(|n| n.node_name.clone())
             };
             layers.push(DiskLayer { path, format: info.format.clone(), node });
@@ -149,7 +153,7 @@ impl VmHandle {
                 .find(|d| d.name == disk)
                 .ok_or_else(|| BlockError::NoSuchDisk { disk: disk.to_owned() })?;
             if let Some(expected) = expected {
-                let actual = PathBuf::from(plain_filename(&current.top.image.filename));
+                let actual = resolve_file(&named, &current.top.image.filename);
                 if !same_file(&actual, expected) {
                     let expected = expected.to_path_buf();
                     return Err(BlockError::ActiveFileChanged { disk: disk.to_owned(), expected, actual });
@@ -409,16 +413,38 @@ fn next_generation(named: &[BlockDeviceInfo], disk: &str) -> u32 {
 }
 
 /// The plain file behind a QEMU filename, which may be a `json:{...}`
-/// description when a node's options cannot be written as a path.
-fn plain_filename(filename: &str) -> String {
+/// description when a node's options cannot be written as a path (a layer
+/// put on top with `blockdev-snapshot` describes its whole backing chain).
+/// `None` for a description that does not parse: QEMU cuts filenames at
+/// 4,095 bytes, which a chain of a few dozen layers exceeds, and the cut
+/// falls on the top layer's own file, which comes last.
+fn plain_filename(filename: &str) -> Option<String> {
     fn find(value: &Value) -> Option<&str> {
         match value.get("filename").and_then(Value::as_str) {
             Some(name) => Some(name),
             None => find(value.get("file")?),
         }
     }
-    let parsed = filename.strip_prefix("json:").and_then(|json| serde_json::from_str::<Value>(json).ok());
-    parsed.as_ref().and_then(find).unwrap_or(filename).to_owned()
+    let Some(json) = filename.strip_prefix("json:") else { return Some(filename.to_owned()) };
+    let parsed = serde_json::from_str::<Value>(json).ok()?;
+    find(&parsed).map(str::to_owned)
+}
+
+/// [`plain_filename`], and for a cut description the file of the format
+/// node that shows it: the `file` node of the same layer (`fileN-key` below
+/// `fmtN-key`), whose filename is always a plain path. The description
+/// itself when neither works (a node this agent did not name).
+fn resolve_file(named: &[BlockDeviceInfo], filename: &str) -> PathBuf {
+    if let Some(plain) = plain_filename(filename) {
+        return PathBuf::from(plain);
+    }
+    named
+        .iter()
+        .filter(|n| n.drv != "file" && n.file == filename)
+        .filter_map(|n| parse_node(n.node_name.as_deref()?).filter(|p| p.is_format))
+        .map(|p| layer_nodes(p.key, p.generation).file)
+        .find_map(|file_node| named.iter().find(|n| n.node_name.as_deref() == Some(file_node.as_str())))
+        .map_or_else(|| PathBuf::from(filename), |file| PathBuf::from(&file.file))
 }
 
 /// Whether two paths name the same file (by device and inode, else by text).
@@ -436,9 +462,44 @@ mod tests {
 
     #[test]
     fn json_filenames_resolve_to_their_file() {
-        assert_eq!(plain_filename("/v/data.qcow2"), "/v/data.qcow2");
+        assert_eq!(plain_filename("/v/data.qcow2").unwrap(), "/v/data.qcow2");
         let json = r#"json:{"backing": "fmt-data", "driver": "qcow2", "file": {"driver": "file", "filename": "/v/o.qcow2"}}"#;
-        assert_eq!(plain_filename(json), "/v/o.qcow2");
+        assert_eq!(plain_filename(json).unwrap(), "/v/o.qcow2");
+    }
+
+    #[test]
+    fn a_description_qemu_cut_short_resolves_through_the_layers_file_node() {
+        // What QEMU 7.2 shows for a disk dozens of snapshots deep: 4,095 bytes, cut before the top's file.
+        let nested = (0..80).fold(r#"{"driver": "file", "filename": "/v/base.qcow2"}"#.to_owned(), |inner, i| {
+            format!(r#"{{"backing": {inner}, "driver": "qcow2", "file": {{"driver": "file", "filename": "/v/l{i}.qcow2"}}}}"#)
+        });
+        let cut: String = format!("json:{nested}").chars().take(4095).collect();
+        assert_eq!(plain_filename(&cut), None);
+        let node = |name: &str, drv: &str, file: &str| BlockDeviceInfo {
+            node_name: Some(name.into()),
+            drv: drv.into(),
+            file: file.into(),
+            ro: false,
+            backing_file: None,
+            backing_file_depth: 0,
+            image: ImageInfo {
+                filename: file.into(),
+                format: drv.into(),
+                virtual_size: 0,
+                actual_size: None,
+                backing_filename: None,
+                backing_image: None,
+            },
+        };
+        let named = [
+            node("fmt-data", "qcow2", "/v/base.qcow2"),
+            node("file-data", "file", "/v/base.qcow2"),
+            node("fmt80-data", "qcow2", &cut),
+            node("file80-data", "file", "/v/l79.qcow2"),
+        ];
+        assert_eq!(resolve_file(&named, &cut), PathBuf::from("/v/l79.qcow2"));
+        assert_eq!(resolve_file(&named, "/v/base.qcow2"), PathBuf::from("/v/base.qcow2"));
+        assert_eq!(resolve_file(&named[..2], &cut), PathBuf::from(&cut), "no node shows it: kept as is");
     }
 
     #[test]
