@@ -20,10 +20,58 @@ pub enum ReconcileError {
     Waiting(String),
 }
 
+/// What an error of kube-runtime's finalizer helper calls for when it says nothing is wrong: the
+/// object is gone (404: nothing left to do), or the reconcile worked on a stale copy (409, or 422
+/// from the finalizer patch's `test`: retry soon). `None` for real failures.
+pub fn quiet_finalizer_outcome(
+    error: &kube::runtime::finalizer::Error<ReconcileError>,
+) -> Option<kube::runtime::controller::Action> {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status)) => {
+            match status.code {
+                404 => Some(Action::await_change()),
+                409 | 422 => Some(Action::requeue(STALE_RETRY)),
+                _ => None,
+            }
+        }
+        F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_stale() => Some(Action::requeue(STALE_RETRY)),
+        _ => None,
+    }
+}
+
 impl ReconcileError {
     /// A write was refused because the reconcile worked on a stale copy: the watch brings the
     /// newer one and with it another reconcile, so a short retry is enough and nothing is wrong.
     pub fn is_stale(&self) -> bool {
         matches!(self, ReconcileError::Kube(e) if crate::kube_util::is_conflict(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::Error as F;
+
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": "m", "reason": "r"})).unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_gone_object_ends_quietly_a_stale_copy_retries_soon_and_real_failures_are_reported() {
+        let outcome = |e: F<ReconcileError>| quiet_finalizer_outcome(&e);
+        assert_eq!(outcome(F::RemoveFinalizer(api(404))), Some(Action::await_change()));
+        assert_eq!(outcome(F::AddFinalizer(api(422))), Some(Action::requeue(STALE_RETRY)));
+        assert_eq!(
+            outcome(F::ApplyFailed(ReconcileError::Kube(api(409)))),
+            Some(Action::requeue(STALE_RETRY))
+        );
+        assert_eq!(outcome(F::RemoveFinalizer(api(500))), None);
+        assert_eq!(outcome(F::ApplyFailed(ReconcileError::Message("no".into()))), None);
     }
 }

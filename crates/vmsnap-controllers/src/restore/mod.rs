@@ -23,7 +23,7 @@ use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot, annota
 pub use names::restore_volume_name;
 
 use crate::context::Context;
-use crate::error::{ReconcileError, STALE_RETRY};
+use crate::error::{ReconcileError, quiet_finalizer_outcome};
 
 fn by_target(
     store: &Store<VirtualMachineRestore>,
@@ -89,11 +89,8 @@ fn error_policy(
     error: &kube::runtime::finalizer::Error<ReconcileError>,
     _ctx: Arc<Context>,
 ) -> Action {
-    use kube::runtime::finalizer::Error as F;
-    if let F::ApplyFailed(e) | F::CleanupFailed(e) = error
-        && e.is_stale()
-    {
-        return Action::requeue(STALE_RETRY);
+    if let Some(action) = quiet_finalizer_outcome(error) {
+        return action;
     }
     tracing::info!(restore = %restore.name_any(), error = %error, "VirtualMachineRestore waits; retrying");
     Action::requeue(Duration::from_secs(2))

@@ -20,7 +20,7 @@ use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotContent
 pub use reconcile::should_delete_content;
 
 use crate::context::Context;
-use crate::error::{ReconcileError, STALE_RETRY};
+use crate::error::{ReconcileError, quiet_finalizer_outcome};
 
 fn by_source(
     store: &Store<VirtualMachineSnapshot>,
@@ -68,9 +68,11 @@ fn error_policy(
     _ctx: Arc<Context>,
 ) -> Action {
     use kube::runtime::finalizer::Error as F;
+    if let Some(action) = quiet_finalizer_outcome(error) {
+        return action;
+    }
     match error {
         F::CleanupFailed(ReconcileError::Waiting(_)) => Action::requeue(Duration::from_millis(500)),
-        F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_stale() => Action::requeue(STALE_RETRY),
         e => {
             tracing::warn!(snapshot = %snap.name_any(), error = %e, "VirtualMachineSnapshot reconcile failed; retrying");
             Action::requeue(Duration::from_secs(2))
