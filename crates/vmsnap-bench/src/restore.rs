@@ -2,7 +2,6 @@
 //! its one data disk full of data, at each size, beside the full-copy baseline (`cp` of the file
 //! that holds that disk's data, then fsync), and the large/small ratios.
 
-use crate::freeze::vm_name;
 use crate::stats::{median, ms};
 use crate::{BenchOptions, Report, Row, SharedLab};
 
@@ -21,11 +20,7 @@ pub(crate) async fn run(
     let lab = shared.get(options).await?;
     let mut results = Vec::new();
     for &gib in &options.sizes_gib {
-        let name = vm_name(1, gib);
-        if !lab.has_vm(&name).await? {
-            crate::storage::ensure_free(&options.scratch, (gib << 30) + (2 << 30))?;
-            lab.running_vm(&name, 1, &format!("{gib}Gi"), true).await?;
-        }
+        let name = lab.running_full_vm(&options.scratch, gib).await?;
         lab.stop_vm(&name).await?;
         let snapshot = format!("{name}-r");
         lab.snapshot(&name, &snapshot).await?;

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use crate::freeze::vm_name;
 use crate::stats::{median, ms};
 use crate::{BenchOptions, Report, Row, SharedLab};
 
@@ -23,11 +22,7 @@ pub(crate) async fn run(
     let lab = shared.get(options).await?;
     let mut medians = Vec::new();
     for &gib in &options.sizes_gib {
-        let name = vm_name(1, gib);
-        if !lab.has_vm(&name).await? {
-            crate::storage::ensure_free(&options.scratch, (gib << 30) + (2 << 30))?;
-        }
-        lab.running_vm(&name, 1, &format!("{gib}Gi"), true).await?;
+        let name = lab.running_full_vm(&options.scratch, gib).await?;
         let mut times = Vec::new();
         for i in 0..options.runs {
             let snapshot = format!("{name}-s{i}");

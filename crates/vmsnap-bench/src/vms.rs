@@ -110,6 +110,17 @@ impl Lab {
         Ok(self.vms().get_opt(name).await?.is_some())
     }
 
+    /// The freeze section's VM with one full data disk of `gib` GiB, running: created (after
+    /// checking `scratch` has room for its disk) if an earlier section did not. Returns its name.
+    pub async fn running_full_vm(&self, scratch: &std::path::Path, gib: u64) -> anyhow::Result<String> {
+        let name = crate::freeze::vm_name(1, gib);
+        if !self.has_vm(&name).await? {
+            crate::storage::ensure_free(scratch, (gib << 30) + (2 << 30))?;
+        }
+        self.running_vm(&name, 1, &format!("{gib}Gi"), true).await?;
+        Ok(name)
+    }
+
     /// The VM `name` running with its guest agent and its disks mounted; created first (with
     /// `disks` blank disks of `size`, the first filled with data when `fill`) if it does not exist,
     /// started if it is stopped.
