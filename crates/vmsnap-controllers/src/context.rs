@@ -13,6 +13,7 @@ use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
 
 use crate::expectations::Expectations;
 use crate::metrics::Metrics;
+use crate::retry_clock::RetryClock;
 
 /// Settings of the controllers.
 #[derive(Clone, Debug)]
@@ -39,6 +40,8 @@ pub struct Context {
     pub freeze_started: Mutex<HashMap<String, Instant>>,
     /// Our status writes the caches have not shown yet.
     pub expectations: Expectations,
+    /// When each content's failed freeze may be tried again.
+    pub freeze_retry: RetryClock,
 }
 
 /// Which controller reports an event.
@@ -64,6 +67,7 @@ impl Context {
             metrics,
             freeze_started: Mutex::new(HashMap::new()),
             expectations: Expectations::default(),
+            freeze_retry: RetryClock::default(),
         })
     }
 

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod metrics;
 pub mod naming;
 pub mod restore;
+mod retry_clock;
 pub mod snapshot;
 mod source;
 mod vm_status;

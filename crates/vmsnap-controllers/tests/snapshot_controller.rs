@@ -206,6 +206,33 @@ async fn a_failing_freeze_reports_the_error_and_no_creation_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_freeze_is_retried_once_per_period_as_kubevirt_does() {
+    let env = Env::start().await;
+    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent refused".into());
+    create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
+    let vm = env.create_vm(&VmBuilder::new("vm").with_pvc("data", "data-pvc").running().build()).await;
+    create_running_vmi(&env.client, &vm, VmiState { agent: true, paused: false }, vec![]).await.unwrap();
+    env.create_snapshot("snap", "vm", json!({})).await;
+    vmsnap_testing::await_value(&env.snapshots(), "snap", WAIT, |s| {
+        s.status.as_ref()?.error.as_ref().map(drop)
+    })
+    .await
+    .unwrap();
+    let first = std::time::Instant::now();
+    let at_first_error = env.agent.calls_of("freeze");
+    // KubeVirt requeues a failed freeze after 5 s: in 7 s after the first failure at most one more
+    // attempt (the status write that reports an error must not bring an immediate second one).
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let attempts = env.agent.calls_of("freeze");
+    assert!(at_first_error <= 1, "{at_first_error} freeze attempts before the first error was reported");
+    assert!(
+        (2..=2).contains(&attempts),
+        "{attempts} freeze attempts in the {:?} after the first failure (expected the first and one retry)",
+        first.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_passed_deadline_fails_the_snapshot_thaws_the_guest_and_unlocks_the_vm() {
     let mut env = Env::start().await;
     env.snapshotter = None; // the point in time is never fixed, so the deadline passes while frozen

@@ -43,6 +43,12 @@ impl Condition {
         }
     }
 
+    /// The same condition with a message.
+    pub fn with_message(mut self, message: Option<String>) -> Self {
+        self.message = message;
+        self
+    }
+
     /// Whether the status is `True`.
     pub fn is_true(&self) -> bool {
         self.status == "True"
@@ -51,12 +57,17 @@ impl Condition {
 
 /// KubeVirt's `updateCondition`: replace a condition of the same type only when its status or reason
 /// changed (stamping `lastTransitionTime` with `now`); append a new type at the end.
+///
+/// vmsnap also keeps the message current when only the message changed (the transition time is kept
+/// then): KubeVirt's controllers leave messages empty, vmsnap's put the cause of a wait there.
 pub fn update_condition(conditions: &mut Vec<Condition>, mut new: Condition, now: Time) {
     match conditions.iter_mut().find(|c| c.type_ == new.type_) {
         Some(existing) => {
             if existing.status != new.status || existing.reason != new.reason {
                 new.last_transition_time = Some(now);
                 *existing = new;
+            } else if existing.message != new.message {
+                existing.message = new.message;
             }
         }
         None => {
@@ -118,6 +129,16 @@ mod tests {
         assert_eq!(conds[0].type_, "Progressing");
         assert_eq!(conds[0].reason.as_deref(), Some("Operation complete"));
         assert_eq!(conds[0].last_transition_time, Some(t(2)));
+    }
+
+    #[test]
+    fn a_changed_message_alone_is_kept_current_without_a_transition() {
+        let mut conds = Vec::new();
+        update_condition(&mut conds, Condition::new("Progressing", true, "x"), t(1));
+        let with_cause = Condition::new("Progressing", true, "x").with_message(Some("refused".into()));
+        update_condition(&mut conds, with_cause, t(2));
+        assert_eq!(conds[0].message.as_deref(), Some("refused"));
+        assert_eq!(conds[0].last_transition_time, Some(t(1)));
     }
 
     #[test]

@@ -142,6 +142,9 @@ pub mod event {
     pub const CONTENT_CREATED: &str = "SuccessfulVirtualMachineSnapshotContentCreate";
     /// Normal, on the content.
     pub const VOLUME_SNAPSHOT_CREATED: &str = "SuccessfulVolumeSnapshotCreate";
+    /// Warning, on the content and its VMSnapshot: the API refused a VolumeSnapshot (vmsnap's; KubeVirt
+    /// retries silently).
+    pub const VOLUME_SNAPSHOT_CREATE_FAILED: &str = "FailedVolumeSnapshotCreate";
     /// Warning, on the content.
     pub const VOLUME_SNAPSHOT_MISSING: &str = "VolumeSnapshotMissing";
     /// Warning, on the VMI.

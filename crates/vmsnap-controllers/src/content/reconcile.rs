@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -115,32 +115,41 @@ pub async fn reconcile(
             let (backup, name) = &backups[i];
             definitions.push(volume_snapshot_definition(&ctx, &content, backup, name).await?);
         }
+        // KubeVirt retries a failed freeze once per period; the status write below brings this
+        // content back at once, and that reconcile must not run the guest's hooks again.
+        if let Some(wait) = ctx.freeze_retry.wait(&content_key(&content)) {
+            return Ok(Action::requeue(wait));
+        }
         if let Err(e) = freeze(&ctx, s, src, &content).await {
+            ctx.freeze_retry.failed(&content_key(&content), RETRY);
             let mut st = content.status.clone().unwrap_or_default();
             st.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
             st.ready_to_use = Some(false);
             ctx.patch_status(&contents, &content, content.status.as_ref(), &st).await?;
             return Ok(Action::requeue(RETRY));
         }
-        let created = try_join_all(definitions.iter().map(|vs| create_volume_snapshot(&vss, vs))).await?;
-        for (&i, vs) in missing.iter().zip(created) {
-            found[i] = Some(vs);
+        ctx.freeze_retry.succeeded(&content_key(&content));
+        let results = join_all(definitions.iter().map(|vs| create_volume_snapshot(&vss, vs))).await;
+        let mut refused = Vec::new();
+        let mut created = Vec::new();
+        for ((&i, definition), result) in missing.iter().zip(&definitions).zip(results) {
+            match result {
+                Ok(vs) => {
+                    created.push(definition.name_any());
+                    found[i] = Some(vs);
+                }
+                Err(e) => refused.push((definition.name_any(), error_message(&e))),
+            }
         }
-        record_creations(&ctx, &content, &definitions);
+        record_creations(&ctx, &content, created);
+        if !refused.is_empty() {
+            // KubeVirt retries a refused VolumeSnapshot silently, with the guest frozen, until the
+            // deadline. vmsnap keeps that outcome but says why, on the content and its snapshot.
+            report_refusals(&ctx, &contents, &content, s, &backups, &found, &refused).await?;
+            return Ok(Action::requeue(RETRY));
+        }
     }
-    let statuses: Vec<VolumeSnapshotStatus> = backups
-        .iter()
-        .zip(&found)
-        .filter_map(|((_, vs_name), vs)| {
-            let st = vs.as_ref()?.status.clone().unwrap_or_default();
-            Some(VolumeSnapshotStatus {
-                volume_snapshot_name: vs_name.clone(),
-                creation_time: st.creation_time,
-                ready_to_use: st.ready_to_use,
-                error: st.error.map(|e| SnapshotError { time: e.time, message: e.message }),
-            })
-        })
-        .collect();
+    let statuses = found_statuses(&backups, &found);
 
     let agg = aggregate(&statuses, &deleted, &skipped);
     let mut new = content.status.clone().unwrap_or_default();
@@ -164,6 +173,80 @@ pub async fn reconcile(
     new.volume_snapshot_status = statuses;
     ctx.patch_status(&contents, &content, content.status.as_ref(), &new).await?;
     Ok(Action::await_change())
+}
+
+/// The status of each VolumeSnapshot that exists, in the order of the backups.
+fn found_statuses(
+    backups: &[(&VolumeBackup, String)],
+    found: &[Option<VolumeSnapshot>],
+) -> Vec<VolumeSnapshotStatus> {
+    backups
+        .iter()
+        .zip(found)
+        .filter_map(|((_, vs_name), vs)| {
+            let st = vs.as_ref()?.status.clone().unwrap_or_default();
+            Some(VolumeSnapshotStatus {
+                volume_snapshot_name: vs_name.clone(),
+                creation_time: st.creation_time,
+                ready_to_use: st.ready_to_use,
+                error: st.error.map(|e| SnapshotError { time: e.time, message: e.message }),
+            })
+        })
+        .collect()
+}
+
+/// Records VolumeSnapshots the API refused: a `FailedVolumeSnapshotCreate` warning on the content and
+/// on its snapshot, and an entry with the refusal in `volumeSnapshotStatus` (which the snapshot shows
+/// in its `Progressing` condition). The content's `error` stays unset, as KubeVirt leaves it, so the
+/// snapshot's phase and reasons are KubeVirt's (`InProgress`, then `Failed` at the deadline).
+async fn report_refusals(
+    ctx: &Arc<Context>,
+    contents: &Api<VirtualMachineSnapshotContent>,
+    content: &VirtualMachineSnapshotContent,
+    snap: &VirtualMachineSnapshot,
+    backups: &[(&VolumeBackup, String)],
+    found: &[Option<VolumeSnapshot>],
+    refused: &[(String, String)],
+) -> Result<(), ReconcileError> {
+    let old = content.status.clone().unwrap_or_default();
+    let mut statuses = found_statuses(backups, found);
+    for (name, why) in refused {
+        let note = format!("Failed to create VolumeSnapshot {name}: {why}");
+        for regarding in [content.object_ref(&()), snap.object_ref(&())] {
+            ctx.event(
+                Component::Snapshot,
+                &regarding,
+                true,
+                event::VOLUME_SNAPSHOT_CREATE_FAILED,
+                note.clone(),
+            )
+            .await;
+        }
+        let message = format!("{REFUSED_PREFIX}{why}");
+        let earlier = old.volume_snapshot_status.iter().find(|s| &s.volume_snapshot_name == name);
+        let time = match earlier.and_then(|s| s.error.as_ref()) {
+            Some(e) if e.message.as_deref() == Some(message.as_str()) => e.time.clone(),
+            _ => Some(now()),
+        };
+        statuses.push(VolumeSnapshotStatus {
+            volume_snapshot_name: name.clone(),
+            creation_time: None,
+            ready_to_use: Some(false),
+            error: Some(SnapshotError { time, message: Some(message) }),
+        });
+    }
+    let mut new = old.clone();
+    new.ready_to_use = Some(false);
+    new.volume_snapshot_status = statuses;
+    ctx.patch_status(contents, content, content.status.as_ref(), &new).await?;
+    Ok(())
+}
+
+/// How a refused creation starts its `volumeSnapshotStatus` error message.
+const REFUSED_PREFIX: &str = "could not be created: ";
+
+fn content_key(content: &VirtualMachineSnapshotContent) -> String {
+    format!("{}/{}", content.namespace().unwrap_or_default(), content.name_any())
 }
 
 async fn freeze(
@@ -259,19 +342,21 @@ async fn volume_snapshot_definition(
 async fn create_volume_snapshot(
     vss: &Api<VolumeSnapshot>,
     vs: &VolumeSnapshot,
-) -> Result<VolumeSnapshot, ReconcileError> {
+) -> Result<VolumeSnapshot, kube::Error> {
     match vss.create(&PostParams::default(), vs).await {
         Ok(v) => Ok(v),
-        Err(kube::Error::Api(e)) if e.reason == "AlreadyExists" => Ok(vss.get(&vs.name_any()).await?),
-        Err(e) => Err(ReconcileError::Message(error_message(&e))),
+        Err(kube::Error::Api(e)) if e.reason == "AlreadyExists" => vss.get(&vs.name_any()).await,
+        Err(e) => Err(e),
     }
 }
 
 /// `SuccessfulVolumeSnapshotCreate` events, recorded in the background: they are not part of the
 /// snapshot, and the guest is frozen while this reconcile runs.
-fn record_creations(ctx: &Arc<Context>, content: &VirtualMachineSnapshotContent, created: &[VolumeSnapshot]) {
+fn record_creations(ctx: &Arc<Context>, content: &VirtualMachineSnapshotContent, names: Vec<String>) {
+    if names.is_empty() {
+        return;
+    }
     let (ctx, regarding) = (ctx.clone(), content.object_ref(&()));
-    let names: Vec<String> = created.iter().map(|vs| vs.name_any()).collect();
     tokio::spawn(async move {
         for name in names {
             let note = format!("Successfully created VolumeSnapshot {name}");

@@ -4,7 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::Volume;
 use vmsnap_api::snapshot::{
     Condition, SnapshotVolumesLists, SourceIndication, VirtualMachineSnapshot, VirtualMachineSnapshotContent,
-    VirtualMachineSnapshotStatus, condition_type, indication, phase, reason, update_condition,
+    VirtualMachineSnapshotStatus, condition_type, find_condition, indication, phase, reason,
+    update_condition,
 };
 
 use super::deadline::deadline_exceeded;
@@ -53,11 +54,17 @@ pub fn compute(
     }
     let deleting = snap.metadata.deletion_timestamp.is_some();
     let cond = |t: &str, s: bool, r: &str| Condition::new(t, s, r);
+    // What holds the snapshot up, in words; KubeVirt's reasons stay as they are.
+    let problem = content.and_then(volume_snapshot_problem);
     if deadline_exceeded(snap, now.0) {
         st.phase = Some(phase::FAILED.into());
+        // The cause is kept once the content (which carried it) is gone.
+        let cause = problem.or_else(|| {
+            find_condition(&st.conditions, condition_type::FAILURE).and_then(|c| c.message.clone())
+        });
         update_condition(
             &mut st.conditions,
-            cond(condition_type::FAILURE, true, reason::DEADLINE_EXCEEDED),
+            cond(condition_type::FAILURE, true, reason::DEADLINE_EXCEEDED).with_message(cause),
             now.clone(),
         );
         update_condition(
@@ -81,7 +88,7 @@ pub fn compute(
         match source {
             Some(src) => {
                 let progressing = if src.locked {
-                    cond(condition_type::PROGRESSING, true, reason::SOURCE_LOCKED)
+                    cond(condition_type::PROGRESSING, true, reason::SOURCE_LOCKED).with_message(problem)
                 } else {
                     cond(condition_type::PROGRESSING, false, lock_msg)
                 };
@@ -120,6 +127,14 @@ pub fn compute(
         );
     }
     st
+}
+
+/// The first VolumeSnapshot error the content reports (including a creation the API refused).
+fn volume_snapshot_problem(content: &VirtualMachineSnapshotContent) -> Option<String> {
+    content.status.as_ref()?.volume_snapshot_status.iter().find_map(|s| {
+        let message = s.error.as_ref()?.message.as_deref()?;
+        Some(format!("VolumeSnapshot {}: {message}", s.volume_snapshot_name))
+    })
 }
 
 fn update_indications(st: &mut VirtualMachineSnapshotStatus, src: &SourceFacts) {
@@ -340,5 +355,59 @@ mod tests {
         let st = compute(&s, Some(&facts(true, true, false, true)), "", None, now());
         assert_eq!(st.phase.as_deref(), Some("Deleting"));
         assert_eq!(conds(&st)[0], t("Progressing", "False", "VM snapshot is deleting"));
+    }
+
+    fn refused_content() -> VirtualMachineSnapshotContent {
+        let mut content = VirtualMachineSnapshotContent::new("c", Default::default());
+        content.status = Some(VirtualMachineSnapshotContentStatus {
+            ready_to_use: Some(false),
+            volume_snapshot_status: vec![vmsnap_api::snapshot::VolumeSnapshotStatus {
+                volume_snapshot_name: "vs-1".into(),
+                creation_time: None,
+                ready_to_use: Some(false),
+                error: Some(vmsnap_api::snapshot::SnapshotError {
+                    time: Some(now()),
+                    message: Some("could not be created: denied by policy".into()),
+                }),
+            }],
+            ..Default::default()
+        });
+        content
+    }
+
+    #[test]
+    fn a_refused_volume_snapshot_is_named_in_progressing_with_kubevirts_reason() {
+        let content = refused_content();
+        let st = compute(&snap(0), Some(&facts(true, true, false, true)), "", Some(&content), now());
+        assert_eq!(st.phase.as_deref(), Some("InProgress"));
+        let progressing = find_condition(&st.conditions, "Progressing").unwrap();
+        assert_eq!(progressing.reason.as_deref(), Some("Source locked and operation in progress"));
+        assert_eq!(
+            progressing.message.as_deref(),
+            Some("VolumeSnapshot vs-1: could not be created: denied by policy")
+        );
+        assert!(st.error.is_none(), "KubeVirt leaves the error unset for a refused VolumeSnapshot");
+    }
+
+    #[test]
+    fn the_deadline_failure_keeps_the_cause_after_the_content_is_gone() {
+        let content = refused_content();
+        let mut s = snap(400);
+        s.status = Some(compute(&snap(0), Some(&facts(true, true, false, true)), "", Some(&content), now()));
+        s.status = Some(compute(&s, Some(&facts(true, true, false, true)), "", Some(&content), now()));
+        let st = compute(&s, Some(&facts(true, true, false, true)), "", None, now());
+        assert_eq!(
+            conds(&st),
+            vec![
+                t("Progressing", "False", "Operation failed"),
+                t("Ready", "False", "Not ready"),
+                t("Failure", "True", "snapshot deadline exceeded")
+            ]
+        );
+        let failure = find_condition(&st.conditions, "Failure").unwrap();
+        assert_eq!(
+            failure.message.as_deref(),
+            Some("VolumeSnapshot vs-1: could not be created: denied by policy")
+        );
     }
 }
