@@ -30,6 +30,17 @@ pub fn validate_snapshot(
                     }
                 }
             }
+            // vmsnap's: KubeVirt's controller cannot read such a value and the snapshot hangs.
+            if let Some(deadline) = new.spec.failure_deadline.as_deref()
+                && vmsnap_api::duration::parse_deadline(deadline).is_err()
+            {
+                causes.push(Cause::invalid(
+                    "spec.failureDeadline",
+                    format!(
+                        "invalid failureDeadline {deadline:?}: expected a non-negative duration such as \"5m0s\" or \"30s\", or a number of seconds such as 20"
+                    ),
+                ));
+            }
         }
         Operation::Update => {
             if let Some(old) = old
@@ -80,6 +91,23 @@ mod tests {
             kind.message(),
             "admission webhook \"virtualmachinesnapshot-validator.snapshot.kubevirt.io\" denied the request: invalid kind"
         );
+    }
+
+    #[test]
+    fn a_failure_deadline_is_a_duration_or_seconds_and_anything_else_is_refused_naming_the_field() {
+        let with = |d: &str| {
+            let mut s = snap(Some("kubevirt.io"), "VirtualMachine");
+            s.spec.failure_deadline = Some(d.into());
+            validate_snapshot(Operation::Create, None, &s)
+        };
+        assert!(with("20").is_ok());
+        assert!(with("1m30s").is_ok());
+        assert!(with("0s").is_ok());
+        for bad in ["-20", "-1m", "soon", "20 seconds"] {
+            let denial = with(bad).unwrap_err();
+            assert_eq!(denial.causes[0].field, "spec.failureDeadline", "{bad}");
+            assert!(denial.causes[0].message.contains(&format!("{bad:?}")), "{}", denial.causes[0].message);
+        }
     }
 
     #[test]

@@ -31,6 +31,24 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     Ok(parsed.into())
 }
 
+/// Parses a `failureDeadline`: a Go duration (`"5m0s"`, `"30s"`), or a bare number of seconds
+/// (`20`, `"20"`, `"1.5"`), as vmsnap's documentation promises and users write it. Negative values
+/// and anything else are refused.
+pub fn parse_deadline(input: &str) -> Result<Duration, ParseDurationError> {
+    let text = input.trim();
+    if !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && text.matches('.').count() <= 1
+    {
+        let secs: f64 = text.parse().map_err(|_| ParseDurationError { input: input.to_owned() })?;
+        if secs.is_finite() && secs <= u32::MAX as f64 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(ParseDurationError { input: input.to_owned() });
+    }
+    parse(text)
+}
+
 /// Formats a duration the way Go's `time.Duration.String()` does: `5m0s`, `1h0m0s`, `1.5s`, `300ms`, `0s`.
 pub fn format(d: Duration) -> String {
     let nanos = d.as_nanos();
@@ -92,6 +110,20 @@ mod tests {
         assert_eq!(parse("0s").unwrap(), Duration::ZERO);
         assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse("250ms").unwrap(), Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_deadline_is_a_go_duration_or_a_number_of_seconds() {
+        assert_eq!(parse_deadline("20").unwrap(), Duration::from_secs(20));
+        assert_eq!(parse_deadline("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_deadline("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_deadline("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_deadline("-20").is_err());
+        assert!(parse_deadline("-1m").is_err());
+        assert!(parse_deadline("soon").is_err());
+        assert!(parse_deadline("1.2.3").is_err());
+        assert!(parse_deadline("").is_err());
+        assert!(parse_deadline("99999999999999999999").is_err());
     }
 
     #[test]

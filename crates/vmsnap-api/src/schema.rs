@@ -31,6 +31,14 @@ pub fn quantity(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+/// A duration: a Go duration string (`5m0s`) or a number of seconds (`20`).
+pub fn duration_or_seconds(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [{ "type": "integer" }, { "type": "string" }],
+        "x-kubernetes-int-or-string": true
+    })
+}
+
 /// A map of resource names to quantities (`requests: {storage: 1Gi}`).
 pub fn quantity_map(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

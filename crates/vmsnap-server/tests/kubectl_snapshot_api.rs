@@ -253,3 +253,29 @@ async fn kubectl_reports_bad_input_readably() {
     let denied = k.run_stdin_async(&["create", "-f", "-"], &kind).await;
     assert!(denied.err().contains("spec.source.kind: invalid kind"), "{denied:?}");
 }
+
+#[tokio::test]
+async fn a_failure_deadline_in_seconds_is_kept_and_a_bad_one_is_refused_naming_the_field() {
+    let server = TestServer::start().await.unwrap();
+    let k = server.kubectl();
+    let seconds = SNAPSHOT_V1BETA1.replace("spec:\n", "spec:\n  failureDeadline: 20\n");
+    k.run_stdin_async(&["create", "-f", "-"], &seconds).await.ok();
+    let client = server.client().await.unwrap();
+    let snap = Api::<VirtualMachineSnapshot>::default_namespaced(client).get("my-vmsnapshot").await.unwrap();
+    assert_eq!(snap.spec.failure_deadline.as_deref(), Some("20"));
+    assert_eq!(
+        vmsnap_api::duration::parse_deadline(snap.spec.failure_deadline.as_deref().unwrap()).unwrap(),
+        Duration::from_secs(20)
+    );
+    for bad in ["soon", "\"-20\"", "-1m"] {
+        let manifest = SNAPSHOT_V1BETA1
+            .replace("spec:\n", &format!("spec:\n  failureDeadline: {bad}\n"))
+            .replace("my-vmsnapshot", "bad-deadline");
+        let err = k.run_stdin_async(&["create", "-f", "-"], &manifest).await;
+        let shown = bad.trim_matches('"');
+        assert!(
+            err.err().contains(&format!("spec.failureDeadline: invalid failureDeadline \"{shown}\"")),
+            "{bad}: {err:?}"
+        );
+    }
+}

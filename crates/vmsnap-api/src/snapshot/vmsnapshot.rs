@@ -36,9 +36,25 @@ pub struct VirtualMachineSnapshotSpec {
     /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<String>,
-    /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no
+    /// limit): a Go duration, or a number of seconds (`20`; read as the string `"20"`).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_number")]
+    #[schemars(schema_with = "crate::schema::duration_or_seconds")]
     pub failure_deadline: Option<String>,
+}
+
+/// Reads a string, or a JSON number as its decimal text.
+fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        String(String),
+        Number(serde_json::Number),
+    }
+    Ok(Option::<Text>::deserialize(deserializer)?.map(|t| match t {
+        Text::String(s) => s,
+        Text::Number(n) => n.to_string(),
+    }))
 }
 
 /// Deletion policies.

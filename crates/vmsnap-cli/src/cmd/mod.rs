@@ -123,6 +123,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     vmsnap_api::duration::parse(text).map_err(|e| e.to_string())
 }
 
+/// Parses a `failureDeadline` flag: a Go duration or a number of seconds, as the API takes it.
+pub fn parse_deadline(text: &str) -> Result<Duration, String> {
+    vmsnap_api::duration::parse_deadline(text).map_err(|e| e.to_string())
+}
+
 /// `YYYYMMDD-HHMMSS` in UTC, for default object names.
 pub fn timestamp_suffix() -> String {
     vmsnap_api::k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()

@@ -10,7 +10,8 @@ use vmsnap_api::snapshot::{DEFAULT_FAILURE_DEADLINE, VirtualMachineSnapshot, pha
 pub fn failure_deadline(snap: &VirtualMachineSnapshot) -> Option<Duration> {
     let d = match snap.spec.failure_deadline.as_deref() {
         None => DEFAULT_FAILURE_DEADLINE,
-        Some(text) => duration::parse(text).unwrap_or(DEFAULT_FAILURE_DEADLINE),
+        // Admission refuses anything else at create; an object stored before that rule keeps the default.
+        Some(text) => duration::parse_deadline(text).unwrap_or(DEFAULT_FAILURE_DEADLINE),
     };
     (!d.is_zero()).then_some(d)
 }

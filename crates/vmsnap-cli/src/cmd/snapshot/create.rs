@@ -20,7 +20,7 @@ use crate::cmd::output::{OutputArgs, print_objects, seconds};
 use crate::cmd::progress::snapshot::SnapshotTracker;
 use crate::cmd::progress::watch::{self, Change, Followed, Seen, Signal};
 use crate::cmd::progress::{Outcome, Progress};
-use crate::cmd::{parse_duration, timestamp_suffix};
+use crate::cmd::{parse_deadline, parse_duration, timestamp_suffix};
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap snapshot create db                      # wait, showing progress, then a summary
@@ -35,8 +35,9 @@ pub struct CreateArgs {
     /// Name of the snapshot [default: VM-YYYYMMDD-HHMMSS]
     #[arg(long)]
     name: Option<String>,
-    /// How long the snapshot may take before it fails (`0s`: no limit) [default: the server's, 5m]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// How long the snapshot may take before it fails (`0s`: no limit; a bare number is seconds)
+    /// [default: the server's, 5m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_deadline)]
     failure_deadline: Option<Duration>,
     /// Keep the volume snapshots when the snapshot is deleted (deletionPolicy Retain).
     #[arg(long)]
