@@ -43,6 +43,10 @@ impl Cause {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
     }
+
+    pub(crate) fn required(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause { reason: "FieldValueRequired", field: field.into(), message: message.into() }
+    }
 }
 
 /// A denied request: which webhook denied it and why.
