@@ -43,25 +43,42 @@ impl Cause {
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
     }
+
+    pub(crate) fn required(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause { reason: "FieldValueRequired", field: field.into(), message: message.into() }
+    }
 }
 
 /// A denied request: which webhook denied it and why.
+///
+/// KubeVirt's webhooks refuse in one of two ways: with causes (a 422 `Invalid` `Status` listing
+/// them), or with an error when a rule cannot be evaluated (a 400 `Status` carrying only a message,
+/// e.g. when the snapshot's content cannot be read). Exactly one of `causes` and `error` is set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Denial {
     /// The webhook's name.
     pub webhook: &'static str,
-    /// The causes, in order.
+    /// The causes, in order; empty when `error` is set.
     pub causes: Vec<Cause>,
+    /// KubeVirt's error message, when the webhook answered with an error instead of causes.
+    pub error: Option<String>,
 }
 
 impl Denial {
     /// The message the API server shows: `admission webhook "NAME" denied the request: A, B`.
     pub fn message(&self) -> String {
-        let joined: Vec<&str> = self.causes.iter().map(|c| c.message.as_str()).collect();
-        format!("admission webhook \"{}\" denied the request: {}", self.webhook, joined.join(", "))
+        format!("admission webhook \"{}\" denied the request: {}", self.webhook, self.status_message())
+    }
+
+    /// The message of the webhook's own `Status`: the error, or the causes' messages joined by `, `.
+    pub fn status_message(&self) -> String {
+        match &self.error {
+            Some(error) => error.clone(),
+            None => self.causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join(", "),
+        }
     }
 
     pub(crate) fn check(webhook: &'static str, causes: Vec<Cause>) -> Result<(), Denial> {
-        if causes.is_empty() { Ok(()) } else { Err(Denial { webhook, causes }) }
+        if causes.is_empty() { Ok(()) } else { Err(Denial { webhook, causes, error: None }) }
     }
 }

@@ -1,45 +1,88 @@
 //! The VirtualMachine update locks (`pkg/storage/admitters/vm-storage-status.go`).
 
-use vmsnap_api::kubevirt::VirtualMachine;
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineSpec, VirtualMachineStatus};
 
 use crate::{Cause, Denial, VM_WEBHOOK};
 
 /// While a snapshot holds the VM, its volumes and running state cannot change; while a restore
 /// is in progress, its run strategy cannot change.
+///
+/// As in KubeVirt, only the first broken lock is reported, in this order: volumes, running state,
+/// run strategy. A VM being deleted is let through, as KubeVirt's VM webhook does before any rule.
 pub fn validate_vm_update(old: &VirtualMachine, new: &VirtualMachine) -> Result<(), Denial> {
-    let mut causes = Vec::new();
-    let status = new.status.as_ref().or(old.status.as_ref());
-    if let Some(snapshot) = status.and_then(|s| s.snapshot_in_progress.as_deref()) {
-        let (o, n) = (&old.spec.template.spec, &new.spec.template.spec);
-        if o.volumes != n.volumes || o.domain.devices.disks != n.domain.devices.disks {
-            causes.push(Cause::invalid(
-                "spec",
-                format!("Cannot update vm disks or volumes until snapshot {snapshot:?} completes"),
-            ));
-        }
-        if old.spec.running != new.spec.running || old.spec.run_strategy != new.spec.run_strategy {
-            causes.push(Cause::invalid(
-                "spec",
-                format!("Cannot update vm running state until snapshot {snapshot:?} completes"),
-            ));
-        }
+    if new.metadata.deletion_timestamp.is_some() {
+        return Ok(());
     }
-    if let Some(restore) = status.and_then(|s| s.restore_in_progress.as_deref())
-        && old.spec != new.spec
-        && old.spec.effective_run_strategy() != new.spec.effective_run_strategy()
-    {
-        causes.push(Cause::invalid(
-            "spec",
-            format!("Cannot update VM runStrategy until restore {restore:?} completes"),
-        ));
+    let cause = snapshot_lock(old, new).or_else(|| restore_lock(old, new));
+    Denial::check(VM_WEBHOOK, cause.into_iter().collect())
+}
+
+/// The status the locks are read from: the new object's, as in KubeVirt (the API server has
+/// copied it from the stored object); an update that carries no status keeps the stored one.
+fn status<'a>(old: &'a VirtualMachine, new: &'a VirtualMachine) -> Option<&'a VirtualMachineStatus> {
+    new.status.as_ref().or(old.status.as_ref())
+}
+
+fn snapshot_lock(old: &VirtualMachine, new: &VirtualMachine) -> Option<Cause> {
+    let snapshot = status(old, new)?.snapshot_in_progress.as_ref()?;
+    // Only the volumes are compared, not the disks: KubeVirt lets a disk's bus or boot order
+    // change under a snapshot, since the volume behind it stays the same.
+    if old.spec.template.spec.volumes != new.spec.template.spec.volumes {
+        return Some(not_supported(format!(
+            "Cannot update vm disks or volumes until snapshot {snapshot:?} completes"
+        )));
     }
-    Denial::check(VM_WEBHOOK, causes)
+    if !same_running_spec(&old.spec, &new.spec) {
+        return Some(not_supported(format!(
+            "Cannot update vm running state until snapshot {snapshot:?} completes"
+        )));
+    }
+    None
+}
+
+fn restore_lock(old: &VirtualMachine, new: &VirtualMachine) -> Option<Cause> {
+    let restore = status(old, new)?.restore_in_progress.as_ref()?;
+    if old.spec != new.spec && run_strategy(&old.spec) != run_strategy(&new.spec) {
+        return Some(not_supported(format!(
+            "Cannot update VM runStrategy until restore {restore:?} completes"
+        )));
+    }
+    None
+}
+
+fn not_supported(message: String) -> Cause {
+    Cause { reason: "FieldValueNotSupported", field: "spec".into(), message }
+}
+
+/// KubeVirt's `compareRunningSpec`: `running` against `running`, else `runStrategy` against
+/// `runStrategy`; switching from one field to the other is a change.
+fn same_running_spec(old: &VirtualMachineSpec, new: &VirtualMachineSpec) -> bool {
+    match (old.running, new.running, &old.run_strategy, &new.run_strategy) {
+        (Some(old), Some(new), _, _) => old == new,
+        (_, _, Some(old), Some(new)) => old == new,
+        // KubeVirt never gets here: its VM webhook refuses a VM with neither field ("RunStrategy
+        // must be specified") and would call any update of it a change. vmsnap accepts such a VM
+        // (it runs as `Halted`), so an update that sets neither field changes nothing.
+        (None, None, None, None) => true,
+        _ => false,
+    }
+}
+
+/// KubeVirt's `VirtualMachine.RunStrategy()`, whose error the restore rule ignores: `Unknown`
+/// when both fields are set, `Always`/`Halted` from `running`, else `runStrategy`, else `Halted`.
+fn run_strategy(spec: &VirtualMachineSpec) -> &str {
+    match (spec.running, spec.run_strategy.as_deref()) {
+        (Some(_), Some(_)) => "Unknown",
+        (Some(true), None) => "Always",
+        (Some(false), None) | (None, None) => "Halted",
+        (None, Some(strategy)) => strategy,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vmsnap_api::kubevirt::{PersistentVolumeClaimVolumeSource, VirtualMachineStatus, Volume};
+    use vmsnap_api::kubevirt::{Disk, PersistentVolumeClaimVolumeSource, Volume};
 
     fn vm(snapshot: Option<&str>, restore: Option<&str>) -> VirtualMachine {
         let mut vm = VirtualMachine::new("vm", Default::default());
@@ -53,7 +96,7 @@ mod tests {
     }
 
     #[test]
-    fn a_locked_vm_cannot_start_or_change_volumes() {
+    fn a_locked_vm_reports_only_its_first_broken_lock() {
         let old = vm(Some("snap"), None);
         let mut new = old.clone();
         new.spec.run_strategy = Some("Always".into());
@@ -67,13 +110,51 @@ mod tests {
         });
         let denial = validate_vm_update(&old, &new).unwrap_err();
         let msgs: Vec<_> = denial.causes.iter().map(|c| c.message.as_str()).collect();
-        assert_eq!(
-            msgs,
-            vec![
-                "Cannot update vm disks or volumes until snapshot \"snap\" completes",
-                "Cannot update vm running state until snapshot \"snap\" completes",
-            ]
-        );
+        assert_eq!(msgs, vec!["Cannot update vm disks or volumes until snapshot \"snap\" completes"]);
+    }
+
+    #[test]
+    fn a_locked_vm_may_change_a_disk_but_not_the_volume_behind_it() {
+        let mut old = vm(Some("snap"), None);
+        old.spec.template.spec.domain.devices.disks = vec![Disk { name: "d".into(), ..Default::default() }];
+        let mut new = old.clone();
+        new.spec.template.spec.domain.devices.disks[0].boot_order = Some(1);
+        assert_eq!(validate_vm_update(&old, &new), Ok(()));
+    }
+
+    #[test]
+    fn a_locked_vm_with_neither_running_nor_run_strategy_can_be_relabelled() {
+        let mut old = vm(Some("snap"), None);
+        old.spec.run_strategy = None;
+        let mut new = old.clone();
+        new.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
+        assert_eq!(validate_vm_update(&old, &new), Ok(()));
+        new.spec.running = Some(false);
+        assert!(validate_vm_update(&old, &new).unwrap_err().message().contains("running state"));
+    }
+
+    #[test]
+    fn a_vm_being_deleted_is_let_through() {
+        let old = vm(Some("snap"), Some("r"));
+        let mut new = old.clone();
+        new.spec.run_strategy = Some("Always".into());
+        new.metadata.deletion_timestamp =
+            Some(vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        assert_eq!(validate_vm_update(&old, &new), Ok(()));
+    }
+
+    #[test]
+    fn a_restore_lock_reads_both_running_and_run_strategy_as_kubevirt_does() {
+        let mut old = vm(None, Some("r"));
+        old.spec.run_strategy = None;
+        old.spec.running = Some(false);
+        let mut same = old.clone();
+        same.spec.running = None;
+        same.spec.run_strategy = Some("Halted".into());
+        assert_eq!(validate_vm_update(&old, &same), Ok(()));
+        let mut both = old.clone();
+        both.spec.run_strategy = Some("Halted".into());
+        assert!(validate_vm_update(&old, &both).is_err(), "both fields set is KubeVirt's Unknown strategy");
     }
 
     #[test]

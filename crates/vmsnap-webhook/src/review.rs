@@ -52,6 +52,8 @@ impl Lookup for KubeLookup {
 fn response(uid: &Value, result: Result<(), Denial>) -> Value {
     let response = match result {
         Ok(()) => json!({"uid": uid, "allowed": true}),
+        // KubeVirt answers a rule it could not evaluate with an error, not with causes.
+        Err(Denial { error: Some(error), .. }) => return error_response(uid, error),
         Err(denial) => {
             let causes: Vec<Value> = denial
                 .causes
