@@ -258,6 +258,12 @@ pub enum AgentError {
         #[source]
         source: CommandError,
     },
+    /// The task waiting for the agent's answer ended before it came (the runtime is shutting down).
+    #[error("the wait for the guest agent's answer to {command} was interrupted")]
+    Interrupted {
+        /// The command.
+        command: String,
+    },
     /// The agent answered something that does not fit the protocol or the command.
     #[error("the guest agent sent a bad reply to {command}")]
     BadReply {
@@ -318,6 +324,26 @@ pub enum FreezeError {
     /// the thaw) and the thaw is being retried, so a new freeze cannot be trusted.
     #[error("the guest is being thawed after an earlier failure and cannot be frozen again yet; retry later")]
     ThawPending,
+    /// The agent did not answer the freeze in the time the caller allowed. Its freeze hooks may
+    /// still run; when the freeze completes the guest is thawed at once.
+    #[error(
+        "the guest agent did not answer guest-fsfreeze-freeze within {}s (a freeze hook in the guest may hang); the guest is thawed as soon as that freeze completes",
+        waited.as_secs_f64().round()
+    )]
+    Unanswered {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// An earlier freeze is still unanswered; sending another would freeze the guest again after
+    /// the first is undone.
+    #[error(
+        "the guest agent has not answered the guest-fsfreeze-freeze sent {}s ago (a freeze hook in the guest may hang); no new freeze is sent until it does",
+        since.as_secs_f64().round()
+    )]
+    PreviousFreezeUnanswered {
+        /// How long ago the unanswered freeze was sent.
+        since: Duration,
+    },
     /// The freeze record (the auto-thaw deadline) could not be written or removed.
     #[error("could not {what} the freeze record {}", path.display())]
     Record {

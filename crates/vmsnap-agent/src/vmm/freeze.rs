@@ -1,11 +1,17 @@
 //! Freezing the guest filesystems through the agent, with a safety auto-thaw.
 //!
-//! The state machine is small: *thawed* (no record) or *frozen by us* (a
-//! [`FreezeRecord`] in memory and on disk, and usually an armed timer). Every
-//! transition runs under one async lock, so a freeze, an unfreeze and the
-//! timer never interleave. Thaws that fail are retried in the background
-//! while the handle lives, and by the next `attach` after that: the guest is
-//! never knowingly left frozen.
+//! The state machine is small: *thawed* (no record), *frozen by us* (a
+//! [`FreezeRecord`] in memory and on disk, and usually an armed timer), or
+//! *freeze unanswered* (the caller stopped waiting for a `guest-fsfreeze-freeze`
+//! whose freeze hooks still run in the guest). Every transition runs under one
+//! async lock, so a freeze, an unfreeze and the timer never interleave.
+//!
+//! An unanswered freeze is never repeated (a second request would queue in the
+//! guest agent and freeze the guest again after the first is undone), and when
+//! its answer finally comes nobody counts on that freeze any more: the guest is
+//! thawed at once. So a guest is never left frozen for a snapshot that is over.
+//! Thaws that fail are retried in the background while the handle lives, and by
+//! the next `attach` after that: the guest is never knowingly left frozen.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -62,7 +68,11 @@ pub struct ThawReport {
 /// Deadlines of the freeze commands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FreezeTimeouts {
+    /// How long a caller waits for `guest-fsfreeze-freeze` (at most; never longer than the
+    /// freeze's own auto-thaw timeout).
     pub(crate) freeze: Duration,
+    /// How long the agent's answer to a freeze is awaited in the background after the caller gave up.
+    pub(crate) late_answer: Duration,
     pub(crate) thaw: Duration,
     pub(crate) status: Duration,
 }
@@ -85,6 +95,9 @@ struct Slot {
     /// A thaw failed and is being retried: the guest may still be frozen, but
     /// it is on its way out of that state, so a new freeze must not count on it.
     thaw_pending: bool,
+    /// Since when a freeze the caller stopped waiting for is unanswered; its answer is followed
+    /// by a thaw at once.
+    unanswered: Option<Instant>,
     /// The auto-thaw (or thaw retry) timer.
     timer: Option<JoinHandle<()>>,
     /// Bumped whenever the timer is replaced or cancelled, so a stale one does nothing.
@@ -119,6 +132,9 @@ impl Freezer {
     }
 
     /// Freezes all filesystems (`mountpoints: None`) or the given ones, unless already frozen.
+    /// Waits for the agent at most [`FreezeTimeouts::freeze`], and at most four fifths of
+    /// `unfreeze_timeout` (when set, it is the snapshot's deadline): the caller learns why before
+    /// its deadline passes, and a freeze answered later would only be thawed again.
     pub(crate) async fn freeze(
         self: &Arc<Self>,
         mountpoints: Option<Vec<String>>,
@@ -126,6 +142,9 @@ impl Freezer {
     ) -> Result<FreezeReport, FreezeError> {
         let started = Instant::now();
         let mut slot = self.slot.lock().await;
+        if let Some(since) = slot.unanswered {
+            return Err(FreezeError::PreviousFreezeUnanswered { since: since.elapsed() });
+        }
         if slot.thaw_pending {
             return Err(FreezeError::ThawPending);
         }
@@ -139,15 +158,34 @@ impl Freezer {
         }
         let record = FreezeRecord::new(SystemTime::now(), unfreeze_timeout, mountpoints.clone());
         record.write(&self.record_path).map_err(|source| self.record_error("write", source))?;
-        let result = match mountpoints {
-            None => self.qga.execute_with_timeout::<GuestFsfreezeFreeze>((), self.timeouts.freeze).await,
-            Some(list) => {
-                let args = FreezeListArgs { mountpoints: Some(list) };
-                self.qga.execute_with_timeout::<GuestFsfreezeFreezeList>(args, self.timeouts.freeze).await
+        // The call runs on its own: if the caller stops waiting, its answer is still read, and
+        // the freeze it reports undone.
+        let mut call = tokio::spawn(freeze_call(self.qga.clone(), mountpoints, self.timeouts.late_answer));
+        let wait = match unfreeze_timeout.is_zero() {
+            true => self.timeouts.freeze,
+            false => self.timeouts.freeze.min(unfreeze_timeout * 4 / 5),
+        };
+        let result = match tokio::time::timeout(wait, &mut call).await {
+            Ok(joined) => joined.unwrap_or_else(|_| Err(interrupted())),
+            Err(_) => {
+                tracing::warn!(
+                    waited_s = wait.as_secs_f64(),
+                    "the guest agent has not answered the freeze (a freeze hook may hang); it is thawed when it does"
+                );
+                slot.unanswered = Some(started);
+                slot.record = Some(record);
+                let freezer = Arc::downgrade(self);
+                tokio::spawn(async move {
+                    let answer = call.await.unwrap_or_else(|_| Err(interrupted()));
+                    if let Some(freezer) = freezer.upgrade() {
+                        freezer.late_answer(answer).await;
+                    }
+                });
+                return Err(FreezeError::Unanswered { waited: wait });
             }
         };
         let took = started.elapsed();
-        let outcome = match result.map_err(AgentError::from) {
+        let outcome = match result {
             Ok(filesystems) => FreezeOutcome::Frozen { filesystems },
             // qemu-ga thaws by itself when a freeze fails, so an error reply
             // leaves the guest as it was: frozen only if it already was.
@@ -161,9 +199,9 @@ impl Freezer {
                 );
                 FreezeOutcome::AlreadyFrozen
             }
-            // No answer: the freeze may have happened. Do not leave it in
-            // place. A hung agent will not answer the thaw either, so try
-            // briefly and leave the rest to the background retries.
+            // No answer within the late-answer patience either, or the connection failed: the
+            // freeze may have happened. Do not leave it in place. A hung agent will not answer
+            // the thaw either, so try briefly and leave the rest to the background retries.
             Err(error) => {
                 tracing::warn!(%error, "freeze did not complete; thawing to be safe");
                 slot.record = Some(record);
@@ -180,11 +218,44 @@ impl Freezer {
         Ok(FreezeReport { outcome, thaw_deadline, took })
     }
 
+    /// The answer to a freeze whose caller gave up: nobody counts on that freeze, so a guest it
+    /// froze is thawed at once.
+    async fn late_answer(self: &Arc<Self>, answer: Result<i64, AgentError>) {
+        let mut slot = self.slot.lock().await;
+        let waited = slot.unanswered.take().map(|since| since.elapsed()).unwrap_or_default();
+        match answer {
+            Ok(filesystems) => {
+                tracing::warn!(
+                    filesystems,
+                    after_s = waited.as_secs_f64(),
+                    "the guest agent froze the guest after the caller gave up; thawing it at once"
+                );
+                if let Err(error) = self.thaw_locked(&mut slot, self.timeouts.thaw).await {
+                    tracing::warn!(%error, "the thaw after a late freeze failed; retrying in the background");
+                }
+            }
+            // qemu-ga thawed by itself when the freeze failed.
+            Err(AgentError::Failed { .. }) => self.forget(&mut slot),
+            Err(error) => {
+                tracing::warn!(%error, "the late freeze never completed; thawing to be safe");
+                if let Err(error) = self.thaw_locked(&mut slot, self.timeouts.thaw).await {
+                    tracing::warn!(%error, "the thaw failed; retrying in the background");
+                }
+            }
+        }
+    }
+
     /// Thaws (always asks the agent, so it also thaws a freeze made by someone
     /// else) and cancels the auto-thaw.
     pub(crate) async fn unfreeze(self: &Arc<Self>) -> Result<ThawReport, FreezeError> {
         let started = Instant::now();
         let mut slot = self.slot.lock().await;
+        // A freeze still unanswered is thawed as soon as it is answered; asking now would only
+        // queue behind it.
+        if slot.unanswered.is_some() {
+            tracing::info!("unfreeze while the freeze is unanswered: the guest is thawed when it is");
+            return Ok(ThawReport { filesystems: 0, took: started.elapsed() });
+        }
         // Not frozen by this runtime: thaw only a guest that says it is frozen (by someone else),
         // so that the repeated unfreezes of level-triggered controllers do not run the guest's
         // thaw hooks again and again. A thaw we owe goes straight to the agent.
@@ -306,9 +377,35 @@ impl Freezer {
         }
     }
 
+    /// Whether a freeze the caller gave up on is still unanswered.
+    #[cfg(test)]
+    pub(crate) async fn unanswered(&self) -> bool {
+        self.slot.lock().await.unanswered.is_some()
+    }
+
     fn record_error(&self, what: &'static str, source: std::io::Error) -> FreezeError {
         FreezeError::Record { what, path: self.record_path.clone(), source }
     }
+}
+
+fn interrupted() -> AgentError {
+    AgentError::Interrupted { command: "guest-fsfreeze-freeze".into() }
+}
+
+/// `guest-fsfreeze-freeze`, or `guest-fsfreeze-freeze-list` for `mountpoints`.
+async fn freeze_call(
+    qga: Arc<QgaClient>,
+    mountpoints: Option<Vec<String>>,
+    timeout: Duration,
+) -> Result<i64, AgentError> {
+    let result = match mountpoints {
+        None => qga.execute_with_timeout::<GuestFsfreezeFreeze>((), timeout).await,
+        Some(list) => {
+            let args = FreezeListArgs { mountpoints: Some(list) };
+            qga.execute_with_timeout::<GuestFsfreezeFreezeList>(args, timeout).await
+        }
+    };
+    result.map_err(AgentError::from)
 }
 
 #[cfg(test)]

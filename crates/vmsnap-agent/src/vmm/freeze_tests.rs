@@ -10,6 +10,7 @@ use super::*;
 
 const TIMEOUTS: FreezeTimeouts = FreezeTimeouts {
     freeze: Duration::from_millis(300),
+    late_answer: Duration::from_secs(3),
     thaw: Duration::from_secs(5),
     status: Duration::from_millis(500),
 };
@@ -87,24 +88,75 @@ async fn an_agent_error_carries_the_agents_message_and_leaves_no_record() {
 }
 
 #[tokio::test]
-async fn a_freeze_that_times_out_is_undone_and_blocks_new_freezes_until_then() {
+async fn a_freeze_answered_after_the_caller_gave_up_is_never_repeated_and_thawed_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
-    // The agent freezes, but answers long after the deadline.
+    // A freeze hook that hangs: the agent freezes and answers long after the caller's wait.
     let late = Behavior::delayed(Duration::from_secs(1), Behavior::Reply(json!(1)));
     agent.set_behavior_once("guest-fsfreeze-freeze", late);
-    agent.with_state(|state| state.frozen = true);
     let freezer = freezer(&agent, dir.path());
     let started = Instant::now();
 
     let error = freezer.freeze(None, Duration::from_secs(60)).await.unwrap_err();
     let took = started.elapsed();
     let retry = freezer.freeze(None, Duration::from_secs(60)).await.unwrap_err();
+    let unfreeze = freezer.unfreeze().await;
 
-    assert!(matches!(&error, FreezeError::Agent(e) if e.is_timeout()), "{error:?}");
-    assert!(took < TIMEOUTS.freeze + TIMEOUTS.status + Duration::from_millis(500), "took {took:?}");
-    assert!(matches!(retry, FreezeError::ThawPending), "{retry:?}");
+    assert!(matches!(error, FreezeError::Unanswered { waited } if waited == TIMEOUTS.freeze), "{error:?}");
+    assert!(error.to_string().contains("a freeze hook in the guest may hang"), "{error}");
+    assert!(took < TIMEOUTS.freeze + Duration::from_millis(200), "took {took:?}");
+    assert!(matches!(retry, FreezeError::PreviousFreezeUnanswered { .. }), "{retry:?}");
+    assert!(unfreeze.is_ok(), "an unfreeze is satisfied by the thaw that follows the late answer");
+    assert!(freezer.unanswered().await);
+    // The agent answers at 1 s (frozen), and the thaw follows at once.
+    eventually("the late freeze", || frozen(&agent) || count(&agent, "guest-fsfreeze-thaw") > 0).await;
     eventually("the thaw", || !frozen(&agent)).await;
+    assert!(started.elapsed() < Duration::from_millis(1500), "thawed only after {:?}", started.elapsed());
+    assert_eq!(count(&agent, "guest-fsfreeze-freeze"), 1, "a freeze was repeated behind the unanswered one");
+    eventually("the record removal", || !dir.path().join("freeze.json").exists()).await;
+    assert!(!freezer.unanswered().await);
+    let again = freezer.freeze(None, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(again.outcome, FreezeOutcome::Frozen { filesystems: 1 });
+}
+
+#[tokio::test]
+async fn the_caller_learns_of_a_hanging_freeze_before_the_auto_thaw_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
+    let late = Behavior::delayed(Duration::from_millis(600), Behavior::Reply(json!(1)));
+    agent.set_behavior_once("guest-fsfreeze-freeze", late);
+    let freezer = freezer(&agent, dir.path());
+
+    let error = freezer.freeze(None, Duration::from_millis(100)).await.unwrap_err();
+
+    assert!(
+        matches!(error, FreezeError::Unanswered { waited } if waited == Duration::from_millis(80)),
+        "{error:?}"
+    );
+    eventually("the thaw after the late freeze", || count(&agent, "guest-fsfreeze-thaw") == 1).await;
+    assert!(!frozen(&agent));
+}
+
+#[tokio::test]
+async fn a_freeze_that_never_completes_is_undone_and_blocks_new_freezes_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
+    // The agent freezes, but answers only after the late-answer patience too.
+    let late = Behavior::delayed(Duration::from_secs(4), Behavior::Reply(json!(1)));
+    agent.set_behavior_once("guest-fsfreeze-freeze", late);
+    agent.with_state(|state| state.frozen = true);
+    let freezer = freezer(&agent, dir.path());
+
+    let error = freezer.freeze(None, Duration::from_secs(60)).await.unwrap_err();
+    let retry = freezer.freeze(None, Duration::from_secs(60)).await.unwrap_err();
+
+    assert!(matches!(error, FreezeError::Unanswered { .. }), "{error:?}");
+    assert!(matches!(retry, FreezeError::PreviousFreezeUnanswered { .. }), "{retry:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frozen(&agent) {
+        assert!(Instant::now() < deadline, "never thawed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     eventually("the record removal", || !dir.path().join("freeze.json").exists()).await;
     let again = freezer.freeze(None, Duration::from_secs(60)).await.unwrap();
     assert_eq!(again.outcome, FreezeOutcome::Frozen { filesystems: 1 });

@@ -78,8 +78,12 @@ impl VmHandle {
     ) -> Self {
         let options = QgaOptions { command_timeout: timeouts.agent_command, ..QgaOptions::default() };
         let qga = Arc::new(QgaClient::new(paths.qga_socket(), options));
-        let freeze_timeouts =
-            FreezeTimeouts { freeze: timeouts.freeze, thaw: timeouts.thaw, status: timeouts.agent_ping };
+        let freeze_timeouts = FreezeTimeouts {
+            freeze: timeouts.freeze,
+            late_answer: timeouts.freeze_late_answer,
+            thaw: timeouts.thaw,
+            status: timeouts.agent_ping,
+        };
         let freezer = Freezer::new(qga.clone(), paths.freeze_record(), freeze_timeouts);
         let (observer, observed) = watch::channel(Observed::default());
         let follower = tokio::spawn(follow(VmEvents::new(qmp.events()), observer));

@@ -38,8 +38,13 @@ pub struct Timeouts {
     pub agent_ping: Duration,
     /// Other guest agent commands.
     pub agent_command: Duration,
-    /// `guest-fsfreeze-freeze`, which syncs dirty data first.
+    /// How long a caller waits for `guest-fsfreeze-freeze` (which syncs dirty data and runs the
+    /// guest's freeze hooks first): KubeVirt's 60 s for Windows VSS, and never longer than the
+    /// freeze's auto-thaw timeout.
     pub freeze: Duration,
+    /// How long an answer to a freeze is still awaited after the caller gave up (then the guest is
+    /// thawed at once).
+    pub freeze_late_answer: Duration,
     /// `guest-fsfreeze-thaw`.
     pub thaw: Duration,
     /// How long [`crate::vmm::VmHandle::kill`] waits after `quit` before SIGKILL.
@@ -56,7 +61,8 @@ impl Default for Timeouts {
             qmp_command: Duration::from_secs(30),
             agent_ping: Duration::from_secs(2),
             agent_command: Duration::from_secs(10),
-            freeze: Duration::from_secs(15),
+            freeze: Duration::from_secs(60),
+            freeze_late_answer: Duration::from_secs(600),
             thaw: Duration::from_secs(10),
             kill_grace: Duration::from_secs(5),
             device_removal: Duration::from_secs(30),

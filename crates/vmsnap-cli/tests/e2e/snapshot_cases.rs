@@ -138,3 +138,66 @@ async fn a_vm_without_disks_to_snapshot_succeeds_at_once_without_a_freeze() {
     assert!(content["spec"]["volumeBackups"].is_null(), "{content:#}");
     assert_eq!(freezes(&vmsnap, "diskless").await, 0, "nothing to cut, nothing to freeze");
 }
+
+/// A freeze hook that hangs longer than `failureDeadline` (given in seconds): the snapshot fails at
+/// its deadline, the same way every time, with the hanging freeze named in its error; the guest is
+/// thawed the moment the hook finally returns, and no freeze is sent twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_freeze_hook_that_outlasts_the_deadline_fails_the_snapshot_and_never_freezes_late() {
+    let Some(vmsnap) = start("tcg") else { return };
+    kubectl(&vmsnap, &["apply", "-f", &example("vm.yaml")]).await;
+    await_running_with_agent(&vmsnap, "demo").await;
+    let slow_hook = "printf '#!/bin/sh\\n[ \"$1\" = freeze ] && sleep 20\\nexit 0\\n' > /etc/qemu/fsfreeze-hook.d/00-slow \
+                     && chmod +x /etc/qemu/fsfreeze-hook.d/00-slow";
+    vmsnap.sh("demo", slow_hook).await.unwrap();
+
+    let manifest = snapshot_of("demo", "slow").replace(r#""spec": {"#, r#""spec": {"failureDeadline": 10, "#);
+    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &manifest).await.ok();
+    let failed = "--for=jsonpath={.status.phase}=Failed";
+    let waited = vmsnap.kubectl_run(&["wait", "vmsnapshot", "slow", failed, "--timeout=40s"]).await;
+    let snap = get_json(&vmsnap, "vmsnapshot", "slow").await.unwrap();
+    assert_eq!(waited.code, 0, "the snapshot did not fail at its deadline: {snap:#}");
+
+    let error = snap["status"]["error"]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("command Freeze failed"), "{snap:#}");
+    assert!(error.contains("a freeze hook in the guest may hang"), "{snap:#}");
+    let reasons = conditions(&snap);
+    assert!(
+        reasons.contains(&("Failure".into(), "True".into(), "snapshot deadline exceeded".into())),
+        "{snap:#}"
+    );
+    assert!(snap["status"]["creationTime"].is_null());
+
+    // The hook returns 20 s after it started: the guest freezes then, and is thawed at once
+    // (a guest-exec that reaches the agent in between is refused: "the agent is in frozen state").
+    until("the late freeze and its thaw", Duration::from_secs(40), async || {
+        let log = vmsnap.sh("demo", "cat /run/fsfreeze-hook.log 2>/dev/null || true").await;
+        log.is_ok_and(|log| log.lines().any(|l| l.starts_with("thaw")))
+    })
+    .await;
+    let log = vmsnap.sh("demo", "cat /run/fsfreeze-hook.log").await.unwrap();
+    let at = |kind: &str| -> Vec<u64> {
+        log.lines()
+            .filter(|l| l.starts_with(kind))
+            .filter_map(|l| l.split(' ').nth(1)?.parse().ok())
+            .collect()
+    };
+    let (freezes, thaws) = (at("freeze"), at("thaw"));
+    assert_eq!((freezes.len(), thaws.len()), (1, 1), "one freeze and one thaw expected:\n{log}");
+    let frozen_for_ms = (thaws[0] - freezes[0]) / 1000;
+    assert!(frozen_for_ms < 3000, "the late freeze lasted {frozen_for_ms} ms:\n{log}");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let later = vmsnap.sh("demo", "cat /run/fsfreeze-hook.log").await.unwrap();
+    assert_eq!(later, log, "the guest was frozen again after the snapshot was over");
+    let vmi = get_json(&vmsnap, "vmi", "demo").await.unwrap();
+    assert!(vmi["status"]["fsFreezeStatus"].is_null(), "{vmi:#}");
+    assert!(
+        conditions(&vmi).iter().any(|(kind, status, _)| kind == "AgentConnected" && status == "True"),
+        "{vmi:#}"
+    );
+
+    // The guest agent serves the next snapshot normally.
+    vmsnap.sh("demo", "rm /etc/qemu/fsfreeze-hook.d/00-slow").await.unwrap();
+    let next = snapshot(&vmsnap, "demo", "after").await;
+    assert_eq!(strings(&next["status"]["indications"]), ["GuestAgent", "Online"], "{next:#}");
+}
