@@ -1,6 +1,7 @@
 //! The VirtualMachineRestore controller (`VMRestoreController`).
 
 mod names;
+mod patches;
 mod pvc;
 mod reconcile;
 mod status;

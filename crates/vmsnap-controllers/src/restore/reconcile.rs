@@ -22,9 +22,10 @@ use vmsnap_api::snapshot::{
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
 use super::names::restore_volume_name;
+use super::patches::apply_patches;
 use super::pvc::{Ownership, restore_pvc};
 use super::status::{finished, set_failed, set_progress, set_waiting};
-use super::vmspec::{apply_patches, restored_vm};
+use super::vmspec::restored_vm;
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
 use crate::expectations::AWAITING_OWN_WRITE;

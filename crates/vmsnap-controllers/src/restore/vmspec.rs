@@ -151,24 +151,6 @@ fn rewrite_volumes(spec: &mut VirtualMachineSpec, restores: &[VolumeRestore]) ->
     Ok(())
 }
 
-/// Applies the restore's `patches` (one JSON patch operation per string) to a VM being created.
-pub fn apply_patches(vm: &VirtualMachine, patches: &[String]) -> Result<VirtualMachine, ReconcileError> {
-    if patches.is_empty() {
-        return Ok(vm.clone());
-    }
-    let name = vm.metadata.name.clone().unwrap_or_default();
-    let err = |e: String| ReconcileError::Message(format!("error patching VM {name}: {e}"));
-    let ops: Vec<serde_json::Value> = patches
-        .iter()
-        .map(|p| serde_json::from_str(p).map_err(|e| err(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::Value::Array(ops)).map_err(|e| err(e.to_string()))?;
-    let mut doc = serde_json::to_value(vm).expect("a VM serializes");
-    json_patch::patch(&mut doc, &patch).map_err(|e| err(e.to_string()))?;
-    serde_json::from_value(doc).map_err(|e| err(e.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,19 +280,5 @@ mod tests {
         running.spec.running = Some(true);
         let vm = restored_vm(&restore("vm"), &snapshot_vm("vm"), &restores(), Some(&running)).unwrap();
         assert_eq!((vm.spec.running, vm.spec.run_strategy.clone()), (Some(false), None));
-    }
-
-    #[test]
-    fn patches_apply_to_a_created_vm_and_win() {
-        let vm = restored_vm(&restore("copy"), &snapshot_vm("vm"), &restores(), None).unwrap();
-        let patched = apply_patches(
-            &vm,
-            &[r#"{"op": "replace", "path": "/spec/template/spec/domain/firmware/uuid", "value": "abc"}"#
-                .into()],
-        )
-        .unwrap();
-        assert_eq!(patched.spec.template.spec.domain.firmware.unwrap().uuid.as_deref(), Some("abc"));
-        let err = apply_patches(&vm, &[r#"{"op": "remove", "path": "/spec/nothing"}"#.into()]).unwrap_err();
-        assert!(err.to_string().starts_with("error patching VM copy: "));
     }
 }
