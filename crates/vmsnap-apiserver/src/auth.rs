@@ -23,14 +23,32 @@ pub fn load_or_create_token(dir: &Path) -> std::io::Result<String> {
     Ok(token)
 }
 
-/// Writes a file readable only by its owner, atomically.
+/// Writes a file readable only by its owner, atomically. A failed write (a full disk) leaves the
+/// file as it was and no temporary file behind.
 pub fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)
+    let written = (|| {
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Like [`write_private`], but leaves the file untouched when it already holds `contents`, so that a
+/// restart writes nothing (it must succeed on a full disk). Returns whether it wrote.
+pub fn write_private_if_changed(path: &Path, contents: &[u8]) -> std::io::Result<bool> {
+    if std::fs::read(path).is_ok_and(|existing| existing == contents) {
+        return Ok(false);
+    }
+    write_private(path, contents)?;
+    Ok(true)
 }
 
 /// The kubeconfig for `server` (an `http://` or `https://` URL), with the CA for TLS.
