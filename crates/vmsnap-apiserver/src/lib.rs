@@ -134,7 +134,8 @@ impl ApiServer {
         let url = format!("https://{}", local_address(addr));
         let ca_pem = Some(tls.ca_pem.clone());
         let kubeconfig_path = config.data_dir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig_path, &auth::kubeconfig(&url, &token, ca_pem.as_deref()))?;
+        auth::write_kubeconfig(&kubeconfig_path, &auth::kubeconfig(&url, &token, ca_pem.as_deref()))
+            .map_err(write_err(kubeconfig_path.clone()))?;
 
         seed(&core, config.seed).await?;
         let state = http::AppState {
@@ -233,35 +234,6 @@ fn local_address(addr: SocketAddr) -> SocketAddr {
         }
         _ => addr,
     }
-}
-
-/// Writes the kubeconfig unless it is already there as it should be. On a full disk the start goes
-/// on with the file of an earlier start (the user must be able to start vmsnap to free space).
-fn write_kubeconfig(path: &std::path::Path, contents: &str) -> Result<(), StartError> {
-    match auth::write_private_if_changed(path, contents.as_bytes()) {
-        Ok(_) => Ok(()),
-        Err(error) if is_disk_full(&error) && path.exists() => {
-            tracing::warn!(
-                path = %path.display(),
-                "the disk is full: the kubeconfig is left as an earlier start wrote it (if --listen changed since, \
-                 it names the old address); free space and restart to update it"
-            );
-            Ok(())
-        }
-        Err(error) if is_disk_full(&error) => {
-            tracing::warn!(
-                path = %path.display(),
-                "the disk is full: no kubeconfig could be written; free space and restart to get one"
-            );
-            Ok(())
-        }
-        Err(source) => Err(StartError::Write { path: path.to_owned(), source }),
-    }
-}
-
-/// ENOSPC or EDQUOT: no room left for this user on the file system.
-fn is_disk_full(error: &std::io::Error) -> bool {
-    matches!(error.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
 }
 
 async fn seed(core: &Core, seed: Vec<Value>) -> Result<(), StartError> {

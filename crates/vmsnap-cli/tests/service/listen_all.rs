@@ -119,6 +119,9 @@ fn a_server_on_every_address_has_a_certificate_for_each_of_them() {
     let (code, stderr) = curl_as("not-named.example.test", port, &ca);
     assert_eq!(code, 60, "a name not in the certificate must not verify: {stderr}");
     kubectl_works(&serve);
+    let (soft, hard) = serve.open_files_limits();
+    assert_eq!(soft, hard, "vmsnap serve started with a soft limit of 1024 open files and did not raise it");
+    assert_ne!(hard, "1024", "the hard limit is 1024 here: the test cannot tell whether vmsnap raised it");
 
     // On loopback again, without --tls-san: a new certificate, from the same CA.
     serve.stop();

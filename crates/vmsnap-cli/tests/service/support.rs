@@ -156,8 +156,12 @@ impl Serve {
     fn launch(&mut self) {
         self.run_start = self.log().len();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).unwrap();
-        let mut command = Command::new(vmsnap_binary());
+        // Under a service manager's usual soft limit of open files (systemd's 1024), which vmsnap
+        // raises; prlimit sets it and execs vmsnap (same pid).
+        let mut command = Command::new("prlimit");
         command
+            .arg("--nofile=1024:")
+            .arg(vmsnap_binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -217,6 +221,15 @@ impl Serve {
         self.stop();
         self.launch();
         self.await_serving();
+    }
+
+    /// The soft and hard limits of open files of the running process, from `/proc/PID/limits`.
+    pub fn open_files_limits(&self) -> (String, String) {
+        let pid = self.child.as_ref().expect("running").id();
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a limit of open files");
+        let mut values = line["Max open files".len()..].split_whitespace();
+        (values.next().unwrap().to_owned(), values.next().unwrap().to_owned())
     }
 
     /// What it printed so far.
