@@ -33,7 +33,9 @@ pkg_installed() {
 # qemu-system-x86 from Debian 12 conflicts with a newer qemu-utils (some images ship
 # a backport); installing both at the version of qemu-system-x86 resolves it.
 runtime_pkgs="qemu-system-x86 qemu-utils qemu-guest-agent busybox-static cpio e2fsprogs gcc libc6-dev curl ca-certificates"
-test_pkgs="chromium"    # the browser tests of the web console drive Debian's Chromium
+# The browser tests of the web console drive Debian's Chromium; fonts-liberation is the one of its
+# recommendations the pages need (metric-compatible Arial/Times/Courier).
+test_pkgs="chromium fonts-liberation"
 want="$runtime_pkgs"
 [ "$with_test" = yes ] && want="$want $test_pkgs"
 command -v node >/dev/null 2>&1 || { [ "$with_test" = yes ] && want="$want nodejs npm"; }
@@ -55,8 +57,10 @@ if [ -n "$need_pkgs" ]; then
                 need_pkgs=$(echo "$need_pkgs" | sed 's/ qemu-utils\b//')
                 ;;
         esac
+        # Without recommendations: Chromium alone recommends ~150 packages (a desktop's worth)
+        # that neither vmsnap nor its tests use; what is needed is listed above.
         # shellcheck disable=SC2086
-        sudo_if_needed apt-get install -y -qq --allow-downgrades $need_pkgs $extra </dev/null
+        sudo_if_needed apt-get install -y -qq --no-install-recommends --allow-downgrades $need_pkgs $extra </dev/null
     fi
 fi
 

@@ -43,6 +43,9 @@ pub struct ApiServerConfig {
     pub data_dir: PathBuf,
     /// Address to listen on; port 0 picks a free port. Non-loopback addresses get TLS.
     pub listen: SocketAddr,
+    /// More names of the serving certificate (IP addresses or DNS names) beside the listen
+    /// address, `127.0.0.1` and `localhost`: the host's addresses when listening on all of them.
+    pub certificate_names: Vec<String>,
     /// Store tuning.
     pub store: StoreConfig,
     /// Objects created at start if absent (default StorageClass, VolumeSnapshotClass, ...).
@@ -126,12 +129,12 @@ impl ApiServer {
         // kubectl sends credentials only over TLS, so the API is always served with TLS. On a
         // loopback address the same port also answers plain HTTP (the first byte tells them
         // apart), for the web console in a local browser.
-        let tls = tls::prepare(&config.data_dir, addr.ip())?;
+        let tls = tls::prepare(&config.data_dir, addr.ip(), &config.certificate_names)?;
         let allow_plain = addr.ip().is_loopback();
-        let url = format!("https://{addr}");
+        let url = format!("https://{}", local_address(addr));
         let ca_pem = Some(tls.ca_pem.clone());
         let kubeconfig_path = config.data_dir.join("kubeconfig");
-        auth::write_private(&kubeconfig_path, auth::kubeconfig(&url, &token, ca_pem.as_deref()).as_bytes())
+        auth::write_kubeconfig(&kubeconfig_path, &auth::kubeconfig(&url, &token, ca_pem.as_deref()))
             .map_err(write_err(kubeconfig_path.clone()))?;
 
         seed(&core, config.seed).await?;
@@ -218,6 +221,18 @@ impl Drop for ApiServer {
         if let Some(listener) = self.listener.take() {
             listener.close();
         }
+    }
+}
+
+/// Where a client on this host reaches a listener on `addr`: the loopback address of its family
+/// when it listens on every address (`0.0.0.0` is not an address to connect to).
+fn local_address(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
     }
 }
 

@@ -26,8 +26,10 @@ pub enum TlsError {
     Certificate(String),
 }
 
-/// Loads the CA (creating it at first start) and issues a server certificate for `ip`.
-pub fn prepare(dir: &Path, ip: IpAddr) -> Result<TlsMaterial, TlsError> {
+/// Loads the CA (creating it at first start, then keeping it, so that kubeconfigs stay valid) and
+/// issues a server certificate, at every start, for `ip`, `127.0.0.1`, `localhost` and `names` (IP
+/// addresses or DNS names).
+pub fn prepare(dir: &Path, ip: IpAddr, names: &[String]) -> Result<TlsMaterial, TlsError> {
     let tls_dir = dir.join("tls");
     std::fs::create_dir_all(&tls_dir).map_err(|e| TlsError::Io(tls_dir.display().to_string(), e))?;
     let ca_cert_path = tls_dir.join("ca.crt");
@@ -54,8 +56,18 @@ pub fn prepare(dir: &Path, ip: IpAddr) -> Result<TlsMaterial, TlsError> {
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(cert_err)?;
     let server_key = KeyPair::generate().map_err(cert_err)?;
     let mut params = CertificateParams::new(vec!["localhost".to_string()]).map_err(cert_err)?;
-    params.subject_alt_names.push(SanType::IpAddress(ip));
-    params.subject_alt_names.push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
+    let mut sans = vec![SanType::IpAddress(IpAddr::from([127, 0, 0, 1]))];
+    if !ip.is_unspecified() {
+        sans.push(SanType::IpAddress(ip));
+    }
+    for name in names {
+        sans.push(subject_alt_name(name)?);
+    }
+    for san in sans {
+        if !params.subject_alt_names.contains(&san) {
+            params.subject_alt_names.push(san);
+        }
+    }
     params.distinguished_name.push(DnType::CommonName, "vmsnap apiserver");
     let server_cert = params.signed_by(&server_key, &issuer).map_err(cert_err)?;
     let chain = vec![rustls::pki_types::CertificateDer::from(server_cert.der().to_vec())];
@@ -69,4 +81,14 @@ pub fn prepare(dir: &Path, ip: IpAddr) -> Result<TlsMaterial, TlsError> {
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Certificate(e.to_string()))?;
     Ok(TlsMaterial { ca_pem, server_config: Arc::new(config) })
+}
+
+/// An IP address or DNS name as a subject alternative name.
+fn subject_alt_name(name: &str) -> Result<SanType, TlsError> {
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    name.try_into()
+        .map(SanType::DnsName)
+        .map_err(|e| TlsError::Certificate(format!("{name:?} is neither an IP address nor a DNS name: {e}")))
 }

@@ -8,11 +8,20 @@
 //! which re-attaches to the QEMU processes of an earlier run before anything touches their disks,
 //! then the storage driver, whose recovery asks the agent which files running VMs write, and last
 //! the snapshot and restore controllers.
+//!
+//! Before anything opens, the data directory is made private to the service user
+//! ([`privacy::make_private`]) and its space reserve is checked ([`reserve`]), so that a full disk
+//! does not keep vmsnap from starting. `vmsnap serve` also sets a umask of 077
+//! ([`privacy::restrict_umask`]) so that everything created later is private too.
 
 mod compaction;
+pub mod limits;
+pub mod network;
 mod paths;
+pub mod privacy;
+pub mod reserve;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +54,11 @@ pub struct ServeConfig {
     /// Directories whose files DataVolumes may import with `file://` URLs (default
     /// `<data dir>/import`); any other `file://` URL is refused.
     pub file_import_roots: Vec<PathBuf>,
+    /// More names (IP addresses or DNS names) for the API's certificate (`--tls-san`), beside
+    /// those of the listen address.
+    pub tls_sans: Vec<String>,
+    /// How often the space reserve is checked for a full disk.
+    pub reserve_check_interval: Duration,
 }
 
 impl ServeConfig {
@@ -59,6 +73,8 @@ impl ServeConfig {
             controllers: true,
             accel: AccelSetting::Auto,
             compaction_interval: Some(Duration::from_secs(60)),
+            tls_sans: Vec::new(),
+            reserve_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -66,6 +82,18 @@ impl ServeConfig {
 /// Why `vmsnap serve` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The data directory could not be made private to the service user.
+    #[error(transparent)]
+    Privacy(#[from] privacy::PrivacyError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The API server failed to start.
     #[error(transparent)]
     ApiServer(#[from] vmsnap_apiserver::StartError),
@@ -101,16 +129,38 @@ pub struct EmbeddedServer {
     pub storage: Option<StorageControllers>,
     /// The snapshot and restore controllers, when running in-process.
     pub controllers: Option<vmsnap_controllers::Controllers>,
+    /// The host's addresses the API answers on when it listens on all of them (loopback excluded;
+    /// empty otherwise).
+    pub host_addresses: Vec<IpAddr>,
     compaction: Option<JoinHandle<()>>,
+    reserve_watch: JoinHandle<()>,
 }
 
 impl EmbeddedServer {
     /// Starts every component.
     pub async fn start(config: ServeConfig) -> Result<EmbeddedServer, ServeError> {
         let paths = DataPaths::new(&config.data_dir);
+        make_private(&config.data_dir)?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| ServeError::DataDir { path: config.data_dir.clone(), source })?;
+        if !paths.runtime().starts_with(&config.data_dir) {
+            make_private(&paths.runtime())?;
+        }
+        let reserve = reserve::SpaceReserve::new(&config.data_dir);
+        check_reserve(&reserve);
+        let host_addresses = network::host_addresses(config.listen);
+        if config.listen.ip().is_unspecified() {
+            tracing::warn!(
+                listen = %config.listen,
+                addresses = ?host_addresses,
+                "the API and the web console are exposed on every network interface of this host \
+                 (requests need the bearer token); listen on 127.0.0.1 to keep them local"
+            );
+        }
         let api = ApiServer::start(ApiServerConfig {
             data_dir: config.data_dir.clone(),
             listen: config.listen,
+            certificate_names: network::certificate_names(config.listen, &node_name(), &config.tls_sans),
             store: StoreConfig { log_retention: config.log_retention, ..Default::default() },
             seed: vmsnap_storage::default_objects(),
             extra_routes: Some(vmsnap_console::router()),
@@ -152,13 +202,24 @@ impl EmbeddedServer {
             api.add_metrics(Arc::new(move || metrics.render()));
             c
         });
-        Ok(EmbeddedServer { api, agent, driver, storage: Some(storage), controllers, compaction })
+        let reserve_watch = reserve.watch(config.reserve_check_interval);
+        Ok(EmbeddedServer {
+            api,
+            agent,
+            driver,
+            storage: Some(storage),
+            controllers,
+            host_addresses,
+            compaction,
+            reserve_watch,
+        })
     }
 
     /// Stops every component in the reverse order of their start. The VMs keep running; the next
     /// start re-attaches to them.
     pub async fn shutdown(mut self) {
         drop(self.controllers.take());
+        self.reserve_watch.abort();
         if let Some(task) = self.compaction.take() {
             task.abort();
         }
@@ -167,6 +228,37 @@ impl EmbeddedServer {
         }
         self.agent.shutdown().await;
         self.api.shutdown();
+    }
+}
+
+/// Makes `dir` private to the service user, with one warning line when something was open.
+fn make_private(dir: &std::path::Path) -> Result<(), privacy::PrivacyError> {
+    let report = privacy::make_private(dir)?;
+    if !report.fixed.is_empty() {
+        tracing::warn!(
+            dir = %dir.display(),
+            "made {} of {} paths private to the service user (other users could read or write them)",
+            report.fixed.len(),
+            report.checked
+        );
+    }
+    Ok(())
+}
+
+/// Gives the space reserve back on a full disk (before the store opens: SQLite needs room to open)
+/// or makes it; a failure is only worth a warning, the start goes on.
+fn check_reserve(reserve: &reserve::SpaceReserve) {
+    match reserve.at_start() {
+        Ok(reserve::ReserveAction::Released) => reserve.warn_released(),
+        Ok(reserve::ReserveAction::Missing) => tracing::warn!(
+            path = %reserve.path().display(),
+            "the data disk is nearly full and there is no space reserve: if it fills up, vmsnap may not \
+             be able to record deletes; free space and restart vmsnap"
+        ),
+        Ok(_) => {}
+        Err(error) => {
+            tracing::warn!(path = %reserve.path().display(), %error, "cannot check the space reserve")
+        }
     }
 }
 

@@ -94,6 +94,7 @@ async fn start_api(
     let mut config = ApiServerConfig {
         data_dir: dir.to_owned(),
         listen: listen.parse().context("listen address")?,
+        certificate_names: Vec::new(),
         store: Default::default(),
         seed,
         extra_routes: None,

@@ -53,7 +53,15 @@ pub async fn serve(listener: TcpListener, app: Router, config: Arc<rustls::Serve
     use hyper_util::service::TowerToHyperService;
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, most likely: wait for connections to close rather than spin.
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {

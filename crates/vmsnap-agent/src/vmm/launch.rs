@@ -196,6 +196,9 @@ impl Vmm {
         }
         let pid = read_pidfile(&paths.pidfile()).ok_or(LaunchError::NoPid { path: paths.pidfile() })?;
         guard.pid = Some(pid);
+        // QEMU daemonizes with a umask of 027 (whatever vmsnap's is), so the sockets and the console
+        // log it made are open to its group: the runtime directory is private to the service user.
+        make_private(runtime_dir);
 
         let handle = self.connect(paths, record, pid).await.map_err(LaunchError::Qmp)?;
         if !handle.spec().start_paused {
@@ -275,6 +278,23 @@ impl Vmm {
         };
         let qmp = connect_qmp(&paths.qmp_socket(), options).await?;
         Ok(VmHandle::new(paths, record, pid, qmp, timeouts))
+    }
+}
+
+/// Takes group and other access away from the entries of `dir`.
+fn make_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        // `DirEntry::metadata` does not follow links; a link's mode means nothing.
+        let Ok(meta) = entry.metadata() else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 && !meta.file_type().is_symlink() {
+            let private = std::fs::Permissions::from_mode(mode & !0o077);
+            if let Err(error) = std::fs::set_permissions(entry.path(), private) {
+                tracing::warn!(path = %entry.path().display(), %error, "cannot make a QEMU file private");
+            }
+        }
     }
 }
 

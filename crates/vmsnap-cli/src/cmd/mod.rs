@@ -6,6 +6,8 @@ mod completions;
 mod console;
 mod console_server;
 mod controller;
+#[cfg(test)]
+mod deploy_args;
 mod errors;
 mod exec;
 mod guest_image;
@@ -17,6 +19,7 @@ mod serve;
 mod snapshot;
 mod vm;
 mod vm_wait;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +58,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run only the snapshot and restore controllers against a cluster (with leader election).
     Controller(controller::ControllerArgs),
+    /// Serve KubeVirt's snapshot, restore and VM-lock admission rules as a validating webhook for a cluster.
+    Webhook(webhook::WebhookArgs),
     /// Build the test guest image (a small Linux with the QEMU guest agent) used by the examples.
     GuestImage(guest_image::GuestImageArgs),
     /// List, start, stop, restart, pause and unpause VMs.
@@ -103,6 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => return serve::run(args).await,
         Command::GuestImage(args) => return guest_image::run(args).await,
         Command::Controller(args) => return controller::run(args).await,
+        Command::Webhook(args) => return webhook::run(args).await,
         Command::Completions(args) => return Ok(completions::run(args)),
         Command::ConsoleServer(args) => return console_server::run(args).await,
         Command::Bench(args) => return bench::run(args).await,
