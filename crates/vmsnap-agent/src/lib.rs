@@ -28,8 +28,7 @@
 //! QEMU outlives the agent; [`Agent::start`] re-attaches to what runs and
 //! never starts a VMI twice.
 //!
-//! Not implemented: ControllerRevisions (`status.virtualMachineRevisionName`
-//! stays unset, as vmsnap serves none), live migration, instance types,
+//! Not implemented: live migration, instance types,
 //! cloud-init and other config volumes (ignored with a warning event), and
 //! buses other than virtio (every disk is a virtio disk).
 
@@ -48,6 +47,7 @@ mod subresources;
 mod time;
 mod vm_controller;
 mod vm_status;
+mod vm_upkeep;
 mod vmi_controller;
 mod vmi_status;
 pub mod vmm;

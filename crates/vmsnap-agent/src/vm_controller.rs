@@ -34,6 +34,7 @@ use crate::kubevirt::{
 use crate::running::patch_params;
 use crate::runstrategy::{self, StartFailure, VmAction, VmView, first_request_served};
 use crate::vm_status::{self, StatusInput, SyncError, VolumeFacts, vmi_view};
+use crate::vm_upkeep;
 use crate::volumes::claim_of;
 
 /// A VM reconcile failed; it is retried.
@@ -144,7 +145,8 @@ async fn ensure_data_volumes(agent: &Agent, vm: &VirtualMachine) -> Result<(), S
             reason: condition::REASON_FAILED_CREATE,
             message: format!("Error encountered while creating DataVolumes: {error}"),
         };
-        if api.get_opt(&name).await.map_err(failed)?.is_some() {
+        if let Some(existing) = api.get_opt(&name).await.map_err(failed)? {
+            adopt_data_volume(&api, vm, &existing).await.map_err(failed)?;
             continue;
         }
         let mut dv = DataVolume::new(&name, template.spec.clone());
@@ -173,6 +175,36 @@ async fn ensure_data_volumes(agent: &Agent, vm: &VirtualMachine) -> Result<(), S
         }
     }
     Ok(())
+}
+
+/// Takes a DataVolume of a template that no controller owns (one a restore recreated, as KubeVirt's
+/// VM controller claims it), so that it goes with the VM.
+async fn adopt_data_volume(
+    api: &Api<DataVolume>,
+    vm: &VirtualMachine,
+    dv: &DataVolume,
+) -> Result<(), kube::Error> {
+    let controlled = dv.owner_references().iter().any(|o| o.controller == Some(true));
+    if controlled || dv.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let mut owners = dv.owner_references().to_vec();
+    owners.push(owner_reference(vm));
+    let patch = json!([
+        {"op": "test", "path": "/metadata/ownerReferences", "value": dv.metadata.owner_references},
+        {"op": "add", "path": "/metadata/ownerReferences", "value": owners},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+    match api.patch(&dv.name_any(), &patch_params(), &Patch::Json::<()>(patch)).await {
+        Ok(_) => Ok(()),
+        // Changed or gone meanwhile: the next reconcile looks again.
+        Err(kube::Error::Api(status))
+            if status.code == 422 || status.is_conflict() || status.is_not_found() =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error),
+    }
 }
 
 /// What the VM's volumes are up to.
@@ -218,6 +250,13 @@ async fn reconcile(vm: Arc<VirtualMachine>, agent: Arc<Agent>) -> Result<Action,
     let vms: Api<VirtualMachine> = Api::namespaced(agent.client.clone(), &namespace);
     let vmis: Api<VirtualMachineInstance> = Api::namespaced(agent.client.clone(), &namespace);
     let now = crate::time::now_time();
+    if vm.metadata.deletion_timestamp.is_none()
+        && let Some(patch) = vm_upkeep::upkeep_patch(&vm)
+    {
+        // The watch brings the VM back with its finalizer and firmware UUID.
+        vm_upkeep::apply_upkeep(&vms, &vm, patch).await?;
+        return Ok(Action::await_change());
+    }
     let mut sync_error = ensure_data_volumes(&agent, &vm).await.err();
     let volumes = volume_facts(&agent, &vm).await?;
     let found = vmis.get_opt(&name).await?;
@@ -235,6 +274,7 @@ async fn reconcile(vm: Arc<VirtualMachine>, agent: Arc<Agent>) -> Result<Action,
         backoff_left: runstrategy::backoff_left(start_failure.as_ref(), now.0),
     };
     let action = if vm.metadata.deletion_timestamp.is_some() {
+        vm_upkeep::finish_deletion(&vms, &vmis, &vm, vmi.as_ref()).await?;
         VmAction::Nothing
     } else {
         runstrategy::decide(view, vmi.as_ref().map(vmi_view)).unwrap_or_else(|error| {
@@ -251,8 +291,10 @@ async fn reconcile(vm: Arc<VirtualMachine>, agent: Arc<Agent>) -> Result<Action,
             if volumes.provisioning || volumes.data_volume_failed {
                 start_expected = true;
             } else {
+                let revision = vm_upkeep::record_start_revision(&agent.client, &vm).await?;
                 match vmis.create(&PostParams::default(), &vmi_for(&vm, paused)).await {
                     Ok(created) => {
+                        vm_upkeep::name_start_revision(&vmis, &name, &revision).await?;
                         record(
                             &agent,
                             &vm,

@@ -190,3 +190,92 @@ async fn data_volume_templates_are_created_owned_and_hold_the_start_until_popula
     }
     anyhow::bail!("the VMI or the DataVolume outlived their VM")
 }
+
+/// KubeVirt's VM controller keeps its finalizer and a firmware UUID on every VM, records the spec a
+/// VMI starts from in a ControllerRevision named in the VMI's status, and on deletion stops the VMI
+/// before the VM goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_carry_kubevirts_finalizer_and_firmware_uuid_and_each_start_records_its_revision() -> Result<()> {
+    use k8s_openapi::api::apps::v1::ControllerRevision;
+    let cluster = Cluster::start_without_guests().await?;
+    cluster.apply(MANUAL_YAML).await?;
+    let vm = await_value(&cluster.vms(), "manual", SHORT, |vm| {
+        let uuid = vm.spec.template.spec.domain.firmware.as_ref()?.uuid.clone()?;
+        vm.metadata
+            .finalizers
+            .as_ref()?
+            .iter()
+            .any(|f| f == "kubevirt.io/virtualMachineControllerFinalizer")
+            .then(|| (vm.clone(), uuid))
+    })
+    .await?;
+    let (vm, uuid) = vm;
+    // KubeVirt's CalculateLegacyUUID("manual"): uuid.NewSHA1(6a1a24a1-4061-4607-8bf4-a3963d0c5895, "manual").
+    assert_eq!(
+        uuid,
+        uuid::Uuid::new_v5(&uuid::uuid!("6a1a24a1-4061-4607-8bf4-a3963d0c5895"), b"manual").to_string()
+    );
+    assert_eq!(vm.spec.template.spec.domain.firmware.as_ref().unwrap().kernel_boot.is_some(), true);
+
+    cluster.subresource(VMS, "manual", "start", None).await?;
+    let revision_name = await_value(&cluster.vmis(), "manual", SHORT, |v| {
+        v.status.as_ref()?.virtual_machine_revision_name.clone()
+    })
+    .await?;
+    let vm = cluster.vms().get("manual").await?;
+    let uid = vm.metadata.uid.clone().unwrap_or_default();
+    let generation = vm.metadata.generation.unwrap_or_default();
+    assert_eq!(revision_name, format!("revision-start-vm-{uid}-{generation}"));
+    let revisions: Api<ControllerRevision> = Api::namespaced(cluster.client.clone(), NS);
+    let revision = revisions.get(&revision_name).await?;
+    let stored: vmsnap_api::kubevirt::VirtualMachineSpec =
+        serde_json::from_value(revision.data.clone().context("no data")?.0["spec"].clone())?;
+    assert_eq!(stored, vm.spec, "the revision holds the spec the VMI started from");
+    assert_eq!(revision.revision, generation);
+    let owner = &revision.metadata.owner_references.clone().unwrap_or_default()[0];
+    assert_eq!((owner.uid.as_str(), owner.controller), (uid.as_str(), Some(true)));
+
+    // Deleting the VM: it stays (finalizer) until its VMI is gone, then goes with its revision.
+    cluster.vms().delete("manual", &Default::default()).await?;
+    let deleting = cluster.vms().get("manual").await?;
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    for _ in 0..100 {
+        let vm_gone = cluster.vms().get_opt("manual").await?.is_none();
+        let vmi_gone = cluster.vmis().get_opt("manual").await?.is_none();
+        assert!(!vm_gone || vmi_gone, "the VM went before its VMI");
+        if vm_gone && revisions.get_opt(&revision_name).await?.is_none() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the VM, its VMI or its revision outlived the deletion")
+}
+
+/// A DataVolume of a template that exists without a controller (a restore recreated it) is claimed
+/// by the VM, as KubeVirt's VM controller claims it, so that deleting the VM deletes it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_data_volume_of_a_template_is_adopted_by_its_vm() -> Result<()> {
+    let cluster = Cluster::start_without_guests().await?;
+    let dvs: Api<DataVolume> = Api::namespaced(cluster.client.clone(), NS);
+    let orphan: DataVolume = serde_json::from_value(serde_json::json!({
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+        "metadata": {"name": "templated-disk", "annotations": {"cdi.kubevirt.io/storage.prePopulated": "true"}},
+        "spec": {"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "64Mi"}}}},
+    }))?;
+    dvs.create(&PostParams::default(), &orphan).await?;
+    cluster.apply(TEMPLATED_YAML).await?;
+    let vm =
+        await_value(&cluster.vms(), "templated", SHORT, |vm| vm.metadata.uid.clone().map(|_| vm.clone()))
+            .await?;
+    let owners = await_value(&dvs, "templated-disk", SHORT, |dv| {
+        let owners = dv.metadata.owner_references.clone()?;
+        (!owners.is_empty()).then_some(owners)
+    })
+    .await?;
+    assert_eq!(owners.len(), 1);
+    assert_eq!(
+        (owners[0].uid.as_str(), owners[0].kind.as_str(), owners[0].controller),
+        (vm.metadata.uid.as_deref().unwrap_or_default(), "VirtualMachine", Some(true))
+    );
+    Ok(())
+}

@@ -144,6 +144,8 @@ fn assert_restore_completed_as_kubevirt_says(restore: &Value, vm: &Value) {
         ("Ready".to_owned(), "True".to_owned(), "Operation complete".to_owned()),
     ];
     assert_eq!(conditions(restore), expected, "{restore:#}");
+    let owners = restore["metadata"]["ownerReferences"].as_array().map(Vec::len);
+    assert_eq!(owners, Some(1), "KubeVirt's restore has exactly one owner, its target VM: {restore:#}");
     let owner = &restore["metadata"]["ownerReferences"][0];
     assert_eq!(
         (owner["apiVersion"].as_str(), owner["kind"].as_str()),

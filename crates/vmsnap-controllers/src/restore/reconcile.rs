@@ -158,8 +158,11 @@ impl<'a> Restore<'a> {
             return self.error(format!("unknown source {target_ref:?}")).await;
         }
         let target = self.target().await?;
+        if let Next::Stop(a) = self.keep_record_when_target_goes(target.as_ref()).await? {
+            return Ok(a);
+        }
         if finished(&self.st) {
-            return self.keep_record_when_target_goes(target.as_ref()).await;
+            return Ok(Action::await_change());
         }
         if let Next::Stop(a) = self.ownership(target.as_ref()).await? {
             return Ok(a);
@@ -228,7 +231,6 @@ impl<'a> Restore<'a> {
             format!("Successfully completed VirtualMachineRestore {}", self.r.name_any()),
         )
         .await;
-        self.also_owned_by_snapshot(&snapshot).await?;
         self.st.complete = Some(true);
         self.st.restore_time = Some(now());
         set_progress(&mut self.st, false, "Operation complete", true, "Operation complete");
@@ -236,45 +238,24 @@ impl<'a> Restore<'a> {
         Ok(Action::await_change())
     }
 
-    /// Beyond KubeVirt (issue kubevirt#13956): a completed restore is also owned by its snapshot, so
-    /// that the garbage collector, which deletes a dependent only once all its owners are gone, keeps
-    /// it when the target VM is deleted, until [`Self::keep_record_when_target_goes`] drops the owners.
-    async fn also_owned_by_snapshot(&self, snapshot: &VirtualMachineSnapshot) -> Result<(), ReconcileError> {
-        let mut owners = self.r.owner_references().to_vec();
-        if owners.iter().any(|o| Some(&o.uid) == snapshot.uid().as_ref()) {
-            return Ok(());
-        }
-        owners.push(OwnerReference {
-            api_version: "snapshot.kubevirt.io/v1beta1".into(),
-            kind: "VirtualMachineSnapshot".into(),
-            name: snapshot.name_any(),
-            uid: snapshot.uid().unwrap_or_default(),
-            controller: None,
-            block_owner_deletion: None,
-        });
-        let patch = json!({"metadata": {"ownerReferences": owners}});
-        self.api::<VirtualMachineRestore>()
-            .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
-    }
-
-    /// Beyond KubeVirt (issue kubevirt#13956): a finished restore drops its owner references once its
-    /// target VM is being deleted or gone, so deleting the VM does not garbage-collect the record of
-    /// the restore. (Its snapshot, a second owner since completion, keeps it meanwhile.)
+    /// Beyond KubeVirt (issue kubevirt#13956): a restore drops its owner reference (its one owner,
+    /// the target VM, as in KubeVirt) as soon as that VM is being deleted, before the VM controller
+    /// lets the VM go, so that the garbage collector does not delete the record of the restore with
+    /// the VM; an unfinished restore then goes on and creates the target anew.
     async fn keep_record_when_target_goes(
         &self,
         target: Option<&VirtualMachine>,
-    ) -> Result<Action, ReconcileError> {
+    ) -> Result<Next, ReconcileError> {
         let target_going = target.is_none_or(|vm| vm.metadata.deletion_timestamp.is_some());
         let owned_by_a_vm = self.r.owner_references().iter().any(|o| o.kind == "VirtualMachine");
-        if target_going && owned_by_a_vm {
-            let patch = json!({"metadata": {"ownerReferences": null}});
-            self.api::<VirtualMachineRestore>()
-                .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
+        if !(target_going && owned_by_a_vm) {
+            return Ok(Next::Continue);
         }
-        Ok(Action::await_change())
+        let patch = json!({"metadata": {"ownerReferences": null}});
+        self.api::<VirtualMachineRestore>()
+            .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(Next::Stop(Action::await_change()))
     }
 
     async fn ownership(&self, target: Option<&VirtualMachine>) -> Result<Next, ReconcileError> {

@@ -3,8 +3,9 @@
 
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::{Client, ResourceExt};
+use vmsnap_api::k8s_openapi::api::apps::v1::ControllerRevision;
 use vmsnap_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineStatus};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineSpec, VirtualMachineStatus};
 use vmsnap_api::snapshot::{
     PersistentVolumeClaimCopy, SnapshotVirtualMachine, SourceSpec, VirtualMachineSnapshot,
     VirtualMachineSnapshotContent, VirtualMachineSnapshotContentSpec, VolumeBackup, content_name, finalizer,
@@ -56,16 +57,35 @@ fn without_managed_fields(mut meta: ObjectMeta) -> ObjectMeta {
     meta
 }
 
-/// The VM spec stored in the content. For a running VM, KubeVirt reads the ControllerRevision the
-/// VMI started from and overwrites volumes, disks and DataVolume templates with the current VM's.
-/// vmsnap's embedded agent does not write ControllerRevisions (`virtualMachineRevisionName` unset),
-/// so it stores the current VM spec, which is what those overwrites produce for the storage parts.
-fn source_spec(source: &Source) -> SnapshotVirtualMachine {
-    SnapshotVirtualMachine {
-        metadata: without_managed_fields(source.vm.metadata.clone()),
-        spec: source.vm.spec.clone(),
-        status: VirtualMachineStatus::default(),
-    }
+/// The VM spec stored in the content (`source.Spec()`). A stopped VM's is its current spec. A running
+/// VM's is the spec its VMI started from (the ControllerRevision named by the VMI's
+/// `virtualMachineRevisionName`), with the volumes, disks and DataVolume templates of the current
+/// VM (which is how persistent hotplugs get in); the rest, memory for one, stays as it runs.
+async fn source_spec(client: &Client, source: &Source) -> Result<SnapshotVirtualMachine, ReconcileError> {
+    let metadata = without_managed_fields(source.vm.metadata.clone());
+    let status = VirtualMachineStatus::default();
+    let Some(vmi) = &source.vmi else {
+        return Ok(SnapshotVirtualMachine { metadata, spec: source.vm.spec.clone(), status });
+    };
+    let revision_name = vmi.status.as_ref().and_then(|s| s.virtual_machine_revision_name.clone());
+    let Some(revision_name) = revision_name.filter(|n| !n.is_empty()) else {
+        // A VMI started by an agent older than its revisions: its current spec is all there is.
+        tracing::warn!(vm = %source.vm.name_any(), "the VMI names no revision; storing the VM's current spec");
+        return Ok(SnapshotVirtualMachine { metadata, spec: source.vm.spec.clone(), status });
+    };
+    let ns = source.vm.namespace().unwrap_or_default();
+    let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
+    let Some(revision) = revisions.get_opt(&revision_name).await? else {
+        return Err(ReconcileError::Message(format!("vm revision {revision_name} doesn't exist")));
+    };
+    let data = revision.data.map(|raw| raw.0).unwrap_or_default();
+    let mut spec: VirtualMachineSpec = serde_json::from_value(data.get("spec").cloned().unwrap_or_default())
+        .map_err(|e| ReconcileError::Message(format!("vm revision {revision_name} holds no VM spec: {e}")))?;
+    let current = &source.vm.spec;
+    spec.template.spec.volumes = current.template.spec.volumes.clone();
+    spec.template.spec.domain.devices.disks = current.template.spec.domain.devices.disks.clone();
+    spec.data_volume_templates = current.data_volume_templates.clone();
+    Ok(SnapshotVirtualMachine { metadata, spec, status })
 }
 
 /// Creates the content (AlreadyExists is fine) and returns its name.
@@ -116,7 +136,7 @@ pub async fn create(
         },
         spec: VirtualMachineSnapshotContentSpec {
             virtual_machine_snapshot_name: Some(snap.name_any()),
-            source: SourceSpec { virtual_machine: Some(source_spec(source)) },
+            source: SourceSpec { virtual_machine: Some(source_spec(client, source).await?) },
             volume_backups: backups,
         },
         status: None,
