@@ -34,7 +34,7 @@ pub fn upkeep_patch(vm: &VirtualMachine) -> Option<Value> {
     }
     let firmware = vm.spec.template.spec.domain.firmware.clone();
     if firmware.as_ref().and_then(|f| f.uuid.as_deref()).is_none_or(str::is_empty) {
-        let mut updated = firmware.clone().unwrap_or_else(Firmware::default);
+        let mut updated = firmware.clone().unwrap_or_default();
         updated.uuid = Some(firmware_uuid(&vm.name_any()).to_string());
         ops.push(json!({"op": "test", "path": "/spec/template/spec/domain/firmware", "value": firmware}));
         ops.push(json!({"op": "add", "path": "/spec/template/spec/domain/firmware", "value": updated}));
