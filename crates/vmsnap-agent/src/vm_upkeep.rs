@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use vmsnap_api::kubevirt::{Firmware, VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 
 use crate::kubevirt::firmware_uuid;
 use crate::running::patch_params;
@@ -163,7 +163,7 @@ pub async fn name_start_revision(
 
 #[cfg(test)]
 mod tests {
-    use vmsnap_api::kubevirt::VirtualMachineSpec;
+    use vmsnap_api::kubevirt::{Firmware, VirtualMachineSpec};
 
     use super::*;
 
