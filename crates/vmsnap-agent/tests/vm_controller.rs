@@ -215,7 +215,10 @@ async fn vms_carry_kubevirts_finalizer_and_firmware_uuid_and_each_start_records_
         uuid,
         uuid::Uuid::new_v5(&uuid::uuid!("6a1a24a1-4061-4607-8bf4-a3963d0c5895"), b"manual").to_string()
     );
-    assert_eq!(vm.spec.template.spec.domain.firmware.as_ref().unwrap().kernel_boot.is_some(), true);
+    assert!(
+        vm.spec.template.spec.domain.firmware.as_ref().unwrap().kernel_boot.is_some(),
+        "the rest of the firmware is kept"
+    );
 
     cluster.subresource(VMS, "manual", "start", None).await?;
     let revision_name = await_value(&cluster.vmis(), "manual", SHORT, |v| {
