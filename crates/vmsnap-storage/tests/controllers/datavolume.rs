@@ -245,6 +245,15 @@ async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
     env.write("source", &mut model, 8 * MIB, MIB, 0x22).await;
 
     env.apply(&data_volume("copy", "{pvc: {name: source}}", "16Mi")).await;
+    // No size: the source claim's size is used, as CDI does.
+    env.apply(
+        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: sized-like-source}\nspec:\n  source: {pvc: {name: source}}\n  storage: {}\n",
+    )
+    .await;
+    env.apply(
+        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: pvc-sized-like-source}\nspec:\n  source: {pvc: {namespace: default, name: source}}\n  pvc: {accessModes: [ReadWriteOnce]}\n",
+    )
+    .await;
     // No size: the snapshot's restore size is used.
     env.apply(
         "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: restored}\nspec:\n  source: {snapshot: {name: source-snap}}\n  storage: {}\n",
@@ -252,12 +261,16 @@ async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
     .await;
     let copy = await_succeeded(&env, "copy").await;
     await_succeeded(&env, "restored").await;
+    await_succeeded(&env, "sized-like-source").await;
+    assert_eq!(env.volume_of("sized-like-source").await.size_bytes, 16 * MIB);
+    await_succeeded(&env, "pvc-sized-like-source").await;
+    assert_eq!(env.volume_of("pvc-sized-like-source").await.size_bytes, 16 * MIB);
     env.assert_data("copy", &model).await;
     env.assert_data("restored", &at_snapshot).await;
     env.assert_data("source", &model).await;
     assert_eq!(env.volume_of("restored").await.size_bytes, 16 * MIB);
     env.await_event("default", "copy", "Successfully cloned from default/source into default/copy").await;
-    assert_eq!(env.driver.calls_of("clone_volume"), 1);
+    assert_eq!(env.driver.calls_of("clone_volume"), 3);
     assert_eq!(env.driver.calls_of("restore_volume"), 1);
     assert_eq!(condition(&copy, "Ready").0, "True");
 }
