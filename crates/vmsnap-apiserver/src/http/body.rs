@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::pure::protobuf::ProtobufError;
 
 /// Parses a request body as JSON, or as YAML when the content type says so (JSON is YAML too).
 pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
@@ -18,9 +19,10 @@ pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
     if ct.contains("protobuf") {
-        return Err(ApiError::unsupported_media_type(
-            "the protobuf encoding is not supported; send application/json",
-        ));
+        return crate::pure::protobuf::decode(bytes).map_err(|e| match e {
+            ProtobufError::Malformed(_) => ApiError::bad_request(e.to_string()),
+            ProtobufError::UnsupportedKind { .. } => ApiError::unsupported_media_type(e.to_string()),
+        });
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request(format!("the body of the request could not be decoded as JSON: {e}"))
