@@ -176,6 +176,10 @@ impl ApiError {
 
 impl From<vmsnap_store::StoreError> for ApiError {
     fn from(e: vmsnap_store::StoreError) -> Self {
-        ApiError::internal(format!("storage error: {e}"))
+        match e {
+            // What a patch made of an object, not a failure of the store.
+            vmsnap_store::StoreError::TooDeep { .. } => ApiError::bad_request(e.to_string()),
+            e => ApiError::internal(format!("storage error: {e}")),
+        }
     }
 }

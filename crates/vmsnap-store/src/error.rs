@@ -44,6 +44,15 @@ pub enum StoreError {
     /// The writer thread is gone (the process is shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// A value nests objects and arrays deeper than the store keeps: JSON readers (the store's
+    /// own, and every API client's) refuse such documents, so it is refused before it is written.
+    #[error("the object is nested {depth} levels deep; at most {limit} are allowed")]
+    TooDeep {
+        /// How deep the value nests.
+        depth: usize,
+        /// [`crate::MAX_NESTING`].
+        limit: usize,
+    },
 }
 
 /// A watch cannot continue.

@@ -14,6 +14,7 @@
 //!   or falls behind, catches up from the log; if the log no longer reaches back that far it gets
 //!   [`WatchError::Expired`] (the API server turns it into an in-stream 410).
 
+mod depth;
 mod error;
 mod event;
 mod page;
@@ -29,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use depth::{MAX_NESTING, nesting_depth};
 pub use error::{OpenError, StoreError, WatchError};
 pub use event::{EventType, ObjectKey, StoreEvent};
 pub use page::{Page, PageRequest, Select};

@@ -39,7 +39,16 @@ pub struct WriteOutcome {
 
 /// The caller's error, type-erased while it crosses the writer thread.
 type ErasedError = Box<dyn Any + Send>;
-type MutationReply = oneshot::Sender<Result<Result<WriteOutcome, ErasedError>, StoreError>>;
+
+/// Why one mutation of a batch was not applied; the rest of the batch is.
+enum Rejected {
+    /// The caller's `decide` refused.
+    Caller(ErasedError),
+    /// The store refused the value (e.g. [`StoreError::TooDeep`]).
+    Store(StoreError),
+}
+
+type MutationReply = oneshot::Sender<Result<Result<WriteOutcome, Rejected>, StoreError>>;
 
 type Decide = Box<dyn FnOnce(Option<&Value>) -> Result<Mutation, Box<dyn Any + Send>> + Send>;
 
@@ -64,7 +73,10 @@ impl WriterHandle {
         self.tx.send(Request::Mutate { key, decide, reply }).map_err(|_| StoreError::Closed)?;
         match rx.await.map_err(|_| StoreError::Closed)?? {
             Ok(outcome) => Ok(Ok(outcome)),
-            Err(any) => Ok(Err(*any.downcast::<E>().expect("the error type of a mutation is the caller's"))),
+            Err(Rejected::Caller(any)) => {
+                Ok(Err(*any.downcast::<E>().expect("the error type of a mutation is the caller's")))
+            }
+            Err(Rejected::Store(error)) => Err(error),
         }
     }
 
@@ -185,6 +197,7 @@ impl Writer {
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
         StoreError::Closed => StoreError::Closed,
+        StoreError::TooDeep { depth, limit } => StoreError::TooDeep { depth: *depth, limit: *limit },
         other => StoreError::Batch(other.to_string()),
     }
 }
@@ -204,21 +217,25 @@ fn apply_mutation(
     decide: Decide,
     rev: &mut u64,
     published: &mut Vec<StoreEvent>,
-) -> Result<Result<WriteOutcome, Box<dyn Any + Send>>, StoreError> {
+) -> Result<Result<WriteOutcome, Rejected>, StoreError> {
     let current_text: Option<String> = tx
         .prepare_cached("SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")?
         .query_row(params![key.resource, key.namespace, key.name], |r| r.get(0))
         .optional()?;
-    let current: Option<Value> = current_text.as_deref().map(serde_json::from_str).transpose()?;
+    let current: Option<Value> = current_text.as_deref().map(crate::depth::parse_stored).transpose()?;
     let mutation = match decide(current.as_ref()) {
         Ok(m) => m,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(Rejected::Caller(e))),
     };
     let unchanged =
         |current: Option<Value>| Ok(Ok(WriteOutcome { object: current.map(Arc::new), event: None }));
     match mutation {
         Mutation::Unchanged => unchanged(current),
         Mutation::Put(mut value) => {
+            let depth = crate::nesting_depth(&value);
+            if depth > crate::MAX_NESTING {
+                return Ok(Err(Rejected::Store(StoreError::TooDeep { depth, limit: crate::MAX_NESTING })));
+            }
             if let Some(cur) = &current {
                 let cur_rv = cur.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0");
                 set_resource_version(&mut value, cur_rv.parse().unwrap_or(0));

@@ -8,8 +8,22 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::pure::protobuf::ProtobufError;
 
-/// Parses a request body as JSON, or as YAML when the content type says so (JSON is YAML too).
+/// Parses a request body as JSON, or as YAML when the content type says so (JSON is YAML too),
+/// or as Kubernetes' protobuf encoding. A body nested deeper than the store keeps is refused here,
+/// before anything is done with it.
 pub fn parse(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
+    let value = decode(headers, bytes)?;
+    let depth = vmsnap_store::nesting_depth(&value);
+    if depth > vmsnap_store::MAX_NESTING {
+        return Err(ApiError::bad_request(format!(
+            "the request body is nested {depth} levels deep; at most {} are allowed",
+            vmsnap_store::MAX_NESTING
+        )));
+    }
+    Ok(value)
+}
+
+fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
