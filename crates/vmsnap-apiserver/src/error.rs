@@ -102,6 +102,22 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// 413: `Request entity too large: limit is 3145728`.
+    pub fn request_entity_too_large(message: impl Into<String>) -> Self {
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {}", message.into()))
+    }
+
+    /// 504 `Too large resource version: X, current: Y` for a read or watch from a revision the
+    /// store has not reached, with the cause and retry delay kube-apiserver's watch cache gives.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let mut e = ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"));
+        e.details = Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1
+        }));
+        e
+    }
+
     /// 415 for a patch type a kind does not support.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         ApiError::new(415, "UnsupportedMediaType", message)

@@ -44,3 +44,17 @@ pub async fn get(client: &Client, path: &str) -> (u16, Value) {
 pub async fn post(client: &Client, path: &str, body: &Value) -> (u16, Value) {
     send(client, Method::POST, path, "application/json", &body.to_string()).await
 }
+
+/// A request over plain HTTP (the loopback listener also answers it) with `curl`, which neither
+/// retries nor normalizes the path: `(code, body)`. `token` adds the bearer token.
+pub async fn curl(method: &str, url: &str, token: Option<&str>, extra: &[&str]) -> (u16, Value) {
+    let mut cmd = tokio::process::Command::new("curl");
+    cmd.args(["-s", "--path-as-is", "-X", method, "-w", "\n%{http_code}"]).args(extra);
+    if let Some(token) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {token}")]);
+    }
+    let out = cmd.arg(url).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (code.parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(Value::Null))
+}
