@@ -195,6 +195,8 @@ impl From<vmsnap_store::StoreError> for ApiError {
         match e {
             // What a patch made of an object, not a failure of the store.
             vmsnap_store::StoreError::TooDeep { .. } => ApiError::bad_request(e.to_string()),
+            // Not the server's fault nor the request's: say what to do about it.
+            vmsnap_store::StoreError::Full { .. } => ApiError::new(507, "InsufficientStorage", e.to_string()),
             e => ApiError::internal(format!("storage error: {e}")),
         }
     }
