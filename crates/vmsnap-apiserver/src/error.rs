@@ -102,6 +102,22 @@ impl ApiError {
         ApiError::new(410, "Expired", message)
     }
 
+    /// 413: `Request entity too large: limit is 3145728`.
+    pub fn request_entity_too_large(message: impl Into<String>) -> Self {
+        ApiError::new(413, "RequestEntityTooLarge", format!("Request entity too large: {}", message.into()))
+    }
+
+    /// 504 `Too large resource version: X, current: Y` for a read or watch from a revision the
+    /// store has not reached, with the cause and retry delay kube-apiserver's watch cache gives.
+    pub fn too_large_resource_version(requested: u64, current: u64) -> Self {
+        let mut e = ApiError::timeout(format!("Too large resource version: {requested}, current: {current}"));
+        e.details = Some(json!({
+            "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+            "retryAfterSeconds": 1
+        }));
+        e
+    }
+
     /// 415 for a patch type a kind does not support.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         ApiError::new(415, "UnsupportedMediaType", message)
@@ -176,6 +192,12 @@ impl ApiError {
 
 impl From<vmsnap_store::StoreError> for ApiError {
     fn from(e: vmsnap_store::StoreError) -> Self {
-        ApiError::internal(format!("storage error: {e}"))
+        match e {
+            // What a patch made of an object, not a failure of the store.
+            vmsnap_store::StoreError::TooDeep { .. } => ApiError::bad_request(e.to_string()),
+            // Not the server's fault nor the request's: say what to do about it.
+            vmsnap_store::StoreError::Full { .. } => ApiError::new(507, "InsufficientStorage", e.to_string()),
+            e => ApiError::internal(format!("storage error: {e}")),
+        }
     }
 }

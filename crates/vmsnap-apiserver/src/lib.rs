@@ -35,6 +35,7 @@ pub fn registry_kinds() -> &'static [vmsnap_api::registry::ResourceType] {
 }
 pub use error::ApiError;
 pub use http::{MetricsSource, RecordedRequest};
+pub use listener::{ConnectionLimits, open_file_limit, raise_open_file_limit};
 pub use subresources::VmSubresources;
 
 /// How to start the API server.
@@ -113,8 +114,17 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    /// Opens the store, writes the kubeconfig and starts serving.
+    /// Opens the store, writes the kubeconfig and starts serving, with the default
+    /// [`ConnectionLimits`].
     pub async fn start(config: ApiServerConfig) -> Result<ApiServer, StartError> {
+        Self::start_with_limits(config, ConnectionLimits::default()).await
+    }
+
+    /// [`ApiServer::start`] with chosen limits on the connections the listener keeps.
+    pub async fn start_with_limits(
+        config: ApiServerConfig,
+        limits: ConnectionLimits,
+    ) -> Result<ApiServer, StartError> {
         let write_err = |path: PathBuf| move |source| StartError::Write { path: path.clone(), source };
         std::fs::create_dir_all(&config.data_dir).map_err(write_err(config.data_dir.clone()))?;
         let store = Store::open(&config.data_dir.join("store"), config.store)?;
@@ -153,7 +163,7 @@ impl ApiServer {
         let tasks = vec![gc::spawn(core)];
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let listener =
-            listener::Listener::start(listener, app.clone(), tls.server_config, allow_plain, stopped)
+            listener::Listener::start(listener, app.clone(), tls.server_config, allow_plain, limits, stopped)
                 .map_err(|source| StartError::Listen { addr: config.listen, source })?;
         tracing::info!(%url, "API server listening");
         let console_url = if allow_plain { format!("http://{addr}/") } else { format!("{url}/") };

@@ -44,6 +44,24 @@ pub enum StoreError {
     /// The writer thread is gone (the process is shutting down).
     #[error("the store is shutting down")]
     Closed,
+    /// The disk holding the store is full (SQLite's `SQLITE_FULL`, the system's `ENOSPC`).
+    #[error(
+        "no space left on the device of the data directory {}: delete objects you no longer need or free disk space",
+        dir.display()
+    )]
+    Full {
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// A value nests objects and arrays deeper than the store keeps: JSON readers (the store's
+    /// own, and every API client's) refuse such documents, so it is refused before it is written.
+    #[error("the object is nested {depth} levels deep; at most {limit} are allowed")]
+    TooDeep {
+        /// How deep the value nests.
+        depth: usize,
+        /// [`crate::MAX_NESTING`].
+        limit: usize,
+    },
 }
 
 /// A watch cannot continue.

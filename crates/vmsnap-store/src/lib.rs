@@ -14,10 +14,12 @@
 //!   or falls behind, catches up from the log; if the log no longer reaches back that far it gets
 //!   [`WatchError::Expired`] (the API server turns it into an in-stream 410).
 
+mod depth;
 mod error;
 mod event;
 mod page;
 mod reader;
+mod reserve;
 mod schema;
 mod watch;
 mod writer;
@@ -29,9 +31,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+pub use depth::{MAX_NESTING, nesting_depth};
 pub use error::{OpenError, StoreError, WatchError};
 pub use event::{EventType, ObjectKey, StoreEvent};
 pub use page::{Page, PageRequest, Select};
+pub use reserve::RESERVE_BYTES;
 pub use watch::Watch;
 pub use writer::{Mutation, WriteOutcome};
 
@@ -77,8 +81,14 @@ impl Store {
         let revision = Arc::new(AtomicU64::new(revision));
         let compacted = Arc::new(AtomicU64::new(compacted));
         let (events, _) = broadcast::channel(config.broadcast_capacity);
-        let writer =
-            writer::spawn(conn, events.clone(), revision.clone(), compacted.clone(), config.log_retention);
+        let writer = writer::spawn(
+            conn,
+            dir,
+            events.clone(),
+            revision.clone(),
+            compacted.clone(),
+            config.log_retention,
+        );
         let readers = reader::ReaderPool::new(path);
         Ok(Store { shared: Arc::new(Shared { writer, readers, events, revision, compacted }) })
     }

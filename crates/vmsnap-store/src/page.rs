@@ -66,7 +66,7 @@ pub(crate) fn list_page<T>(
 
     let mut page = Page { items: Vec::new(), revision: at, next_after: None };
     let mut push = |key: &Key, text: &str| -> Result<bool, StoreError> {
-        let Some(item) = select(serde_json::from_str::<Value>(text)?) else { return Ok(true) };
+        let Some(item) = select(crate::depth::parse_stored(text)?) else { return Ok(true) };
         if request.limit.is_some_and(|limit| page.items.len() >= limit) {
             // One more than fits: the page ends at the last object pushed.
             return Ok(false);

@@ -53,7 +53,7 @@ impl ReaderPool {
 }
 
 fn parse(text: String) -> Result<Arc<Value>, StoreError> {
-    Ok(Arc::new(serde_json::from_str(&text)?))
+    Ok(Arc::new(crate::depth::parse_stored(&text)?))
 }
 
 pub(crate) fn get(conn: &Connection, key: &ObjectKey) -> Result<Option<Arc<Value>>, StoreError> {

@@ -39,7 +39,16 @@ pub struct WriteOutcome {
 
 /// The caller's error, type-erased while it crosses the writer thread.
 type ErasedError = Box<dyn Any + Send>;
-type MutationReply = oneshot::Sender<Result<Result<WriteOutcome, ErasedError>, StoreError>>;
+
+/// Why one mutation of a batch was not applied; the rest of the batch is.
+enum Rejected {
+    /// The caller's `decide` refused.
+    Caller(ErasedError),
+    /// The store refused the value (e.g. [`StoreError::TooDeep`]).
+    Store(StoreError),
+}
+
+type MutationReply = oneshot::Sender<Result<Result<WriteOutcome, Rejected>, StoreError>>;
 
 type Decide = Box<dyn FnOnce(Option<&Value>) -> Result<Mutation, Box<dyn Any + Send>> + Send>;
 
@@ -64,7 +73,10 @@ impl WriterHandle {
         self.tx.send(Request::Mutate { key, decide, reply }).map_err(|_| StoreError::Closed)?;
         match rx.await.map_err(|_| StoreError::Closed)?? {
             Ok(outcome) => Ok(Ok(outcome)),
-            Err(any) => Ok(Err(*any.downcast::<E>().expect("the error type of a mutation is the caller's"))),
+            Err(Rejected::Caller(any)) => {
+                Ok(Err(*any.downcast::<E>().expect("the error type of a mutation is the caller's")))
+            }
+            Err(Rejected::Store(error)) => Err(error),
         }
     }
 
@@ -77,13 +89,16 @@ impl WriterHandle {
 
 pub(crate) fn spawn(
     conn: Connection,
+    dir: &std::path::Path,
     events: broadcast::Sender<Arc<StoreEvent>>,
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
     retention: u64,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut writer = Writer { conn, events, revision, compacted, retention, rx };
+    let reserve = crate::reserve::Reserve::open(dir);
+    let dir = dir.to_owned();
+    let mut writer = Writer { conn, dir, reserve, events, revision, compacted, retention, rx };
     std::thread::Builder::new()
         .name("vmsnap-store-writer".into())
         .spawn(move || writer.run())
@@ -93,6 +108,9 @@ pub(crate) fn spawn(
 
 struct Writer {
     conn: Connection,
+    /// The store's directory, named in [`StoreError::Full`].
+    dir: std::path::PathBuf,
+    reserve: crate::reserve::Reserve,
     events: broadcast::Sender<Arc<StoreEvent>>,
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
@@ -117,6 +135,8 @@ impl Writer {
     }
 
     fn apply(&mut self, batch: Vec<Request>) {
+        let refuse_new = self.reserve.short_of_space();
+        let full = || StoreError::Full { dir: self.dir.clone() };
         let start_rev = self.revision.load(Ordering::Acquire);
         let mut rev = start_rev;
         let mut published = Vec::new();
@@ -126,7 +146,14 @@ impl Writer {
             for request in batch {
                 match request {
                     Request::Mutate { key, decide, reply } => {
-                        let outcome = apply_mutation(&tx, &key, decide, &mut rev, &mut published)?;
+                        let outcome = apply_mutation(
+                            &tx,
+                            &key,
+                            decide,
+                            &mut rev,
+                            &mut published,
+                            refuse_new.then(full),
+                        )?;
                         replies.push(Box::new(move |r: Result<(), &StoreError>| {
                             let _ = reply.send(match r {
                                 Ok(()) => Ok(outcome),
@@ -173,6 +200,12 @@ impl Writer {
                 }
             }
             Err(err) => {
+                let err = if is_disk_full(&err) {
+                    self.reserve.release();
+                    full()
+                } else {
+                    err
+                };
                 tracing::error!(error = %err, "store batch failed; nothing in it was written");
                 for reply in replies {
                     reply(Err(&err));
@@ -182,9 +215,16 @@ impl Writer {
     }
 }
 
+/// Whether SQLite failed for lack of space (it reports `ENOSPC` as `SQLITE_FULL`).
+fn is_disk_full(e: &StoreError) -> bool {
+    matches!(e, StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+}
+
 fn clone_error(e: &StoreError) -> StoreError {
     match e {
+        StoreError::Full { dir } => StoreError::Full { dir: dir.clone() },
         StoreError::Closed => StoreError::Closed,
+        StoreError::TooDeep { depth, limit } => StoreError::TooDeep { depth: *depth, limit: *limit },
         other => StoreError::Batch(other.to_string()),
     }
 }
@@ -204,21 +244,30 @@ fn apply_mutation(
     decide: Decide,
     rev: &mut u64,
     published: &mut Vec<StoreEvent>,
-) -> Result<Result<WriteOutcome, Box<dyn Any + Send>>, StoreError> {
+    refuse_new: Option<StoreError>,
+) -> Result<Result<WriteOutcome, Rejected>, StoreError> {
     let current_text: Option<String> = tx
         .prepare_cached("SELECT value FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3")?
         .query_row(params![key.resource, key.namespace, key.name], |r| r.get(0))
         .optional()?;
-    let current: Option<Value> = current_text.as_deref().map(serde_json::from_str).transpose()?;
+    let current: Option<Value> = current_text.as_deref().map(crate::depth::parse_stored).transpose()?;
     let mutation = match decide(current.as_ref()) {
         Ok(m) => m,
-        Err(e) => return Ok(Err(e)),
+        Err(e) => return Ok(Err(Rejected::Caller(e))),
     };
     let unchanged =
         |current: Option<Value>| Ok(Ok(WriteOutcome { object: current.map(Arc::new), event: None }));
     match mutation {
         Mutation::Unchanged => unchanged(current),
         Mutation::Put(mut value) => {
+            if let (None, Some(full)) = (&current, refuse_new) {
+                // Short of space: what is left goes to updates and deletes.
+                return Ok(Err(Rejected::Store(full)));
+            }
+            let depth = crate::nesting_depth(&value);
+            if depth > crate::MAX_NESTING {
+                return Ok(Err(Rejected::Store(StoreError::TooDeep { depth, limit: crate::MAX_NESTING })));
+            }
             if let Some(cur) = &current {
                 let cur_rv = cur.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("0");
                 set_resource_version(&mut value, cur_rv.parse().unwrap_or(0));

@@ -182,3 +182,38 @@ async fn everything_survives_a_reopen() {
     assert_eq!(watch.next().await.unwrap().key.name, "a");
     assert_eq!(put(&store, "c", json!({})).await["metadata"]["resourceVersion"], "3");
 }
+
+fn nested(depth: usize) -> Value {
+    let mut v = json!({});
+    for _ in 1..depth {
+        v = json!({ "a": v });
+    }
+    v
+}
+
+#[tokio::test]
+async fn a_value_nested_too_deep_to_read_back_is_refused_and_the_rest_of_its_batch_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    put(&store, "deep", json!({"metadata": {"name": "deep"}, "spec": 1})).await;
+    let deep = json!({"metadata": {"name": "deep"}, "spec": nested(vmsnap_store::MAX_NESTING)});
+    let (refused, other) = tokio::join!(
+        store.mutate(key("deep"), move |_| Ok::<_, Infallible>(Mutation::Put(deep))),
+        store
+            .mutate(key("other"), |_| Ok::<_, Infallible>(Mutation::Put(json!({"metadata": {"name": "o"}})))),
+    );
+    match refused {
+        Err(vmsnap_store::StoreError::TooDeep { depth, limit }) => {
+            assert_eq!((depth, limit), (vmsnap_store::MAX_NESTING + 1, vmsnap_store::MAX_NESTING));
+        }
+        other => panic!("expected TooDeep, got {other:?}"),
+    }
+    assert!(other.unwrap().is_ok(), "the other write of the batch is applied");
+    let kept = store.get(&key("deep")).await.unwrap().unwrap();
+    assert_eq!(kept["spec"], 1, "the stored object is unchanged and still readable");
+    let at_limit = json!({"metadata": {"name": "deep"}, "spec": nested(vmsnap_store::MAX_NESTING - 1)});
+    put(&store, "deep", at_limit).await;
+    drop(store);
+    let store = Store::open(dir.path(), StoreConfig::default()).unwrap();
+    assert!(store.get(&key("deep")).await.unwrap().is_some(), "read back after a restart");
+}

@@ -63,7 +63,28 @@ pub struct ListResult<T = Value> {
 
 const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.";
 
+/// How long a read or watch from a revision the store has not reached yet waits for it, as
+/// kube-apiserver's watch cache does (`blockTimeout`).
+const FRESHNESS_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Core {
+    /// Waits until the store has reached `revision`, for at most [`FRESHNESS_WAIT`]; then a
+    /// 504 "Too large resource version". A watch from a future revision would otherwise stay
+    /// open and deliver nothing.
+    pub async fn wait_for_revision(&self, revision: u64) -> Result<(), ApiError> {
+        let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+        loop {
+            let current = self.store.revision();
+            if current >= revision {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::too_large_resource_version(revision, current));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Reads one object as a client of `version` sees it.
     pub async fn get(
         &self,

@@ -21,6 +21,11 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
             *labels = json!({});
         }
         labels["kubernetes.io/metadata.name"] = name;
+    } else if is_core(rt, "secrets") {
+        // SetDefaults_Secret: a Secret without a type is Opaque.
+        if obj.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            obj["type"] = json!("Opaque");
+        }
     } else if is_core(rt, "persistentvolumeclaims") || is_core(rt, "persistentvolumes") {
         obj["status"] = json!({ "phase": "Pending" });
     } else if rt.has_status

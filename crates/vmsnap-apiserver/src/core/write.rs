@@ -13,9 +13,10 @@ use super::objects::{
 };
 use super::{strategy, typed};
 use crate::error::ApiError;
+use crate::pure::names::{self, NameRule};
 use crate::pure::patch::{self, PatchError, PatchType};
 use crate::pure::validation::{self, Cause};
-use crate::pure::{fieldset, names, time};
+use crate::pure::{fieldset, time};
 
 /// `fieldValidation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -278,22 +279,7 @@ impl Core {
             }
         }
         let name = name_of(&body);
-        let name_check = if rt.group.is_empty() && rt.plural == "namespaces" {
-            names::check_label(&name)
-        } else {
-            names::check_subdomain(&name)
-        };
-        if let Err(msg) = name_check {
-            return Err(ApiError::invalid(
-                rt,
-                &name,
-                &[Cause {
-                    reason: "FieldValueInvalid",
-                    field: "metadata.name".into(),
-                    message: format!("Invalid value: {name:?}: {msg}"),
-                }],
-            ));
-        }
+        check_names(rt, &name, generate.as_deref())?;
         self.check_namespace(rt, ns, &name).await?;
         let warnings = self.validate_body(rt, version, &mut body, opts)?;
         {
@@ -702,6 +688,30 @@ fn set_managed_fields(obj: &mut Value, manager: &str, api_version: &str, applied
     }
     entries.push(new_entry);
     meta_mut(obj).insert("managedFields".into(), json!(entries));
+}
+
+/// Refuses a name (or `generateName` prefix) the kind's name rule does not allow, with one cause
+/// per problem, as `ValidateObjectMeta` reports them.
+fn check_names(rt: &ResourceType, name: &str, generate: Option<&str>) -> Result<(), ApiError> {
+    let rule = NameRule::for_kind(rt.group, &rt.plural);
+    let mut causes = Vec::new();
+    if let Some(prefix) = generate.filter(|p| !p.is_empty())
+        && let Err(messages) = rule.check_prefix(prefix)
+    {
+        causes.extend(messages.into_iter().map(|m| Cause {
+            reason: "FieldValueInvalid",
+            field: "metadata.generateName".into(),
+            message: format!("Invalid value: {prefix:?}: {m}"),
+        }));
+    }
+    if let Err(messages) = rule.check(name) {
+        causes.extend(messages.into_iter().map(|m| Cause {
+            reason: "FieldValueInvalid",
+            field: "metadata.name".into(),
+            message: format!("Invalid value: {name:?}: {m}"),
+        }));
+    }
+    if causes.is_empty() { Ok(()) } else { Err(ApiError::invalid(rt, name, &causes)) }
 }
 
 fn truncate(s: &str) -> String {

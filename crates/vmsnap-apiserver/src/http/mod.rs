@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
@@ -73,6 +72,9 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", any(handle))
         .route("/readyz", any(handle))
         .route("/metrics", any(handle))
+        // Paths that serve nothing still go through authentication first, as in kube-apiserver:
+        // an anonymous `//api/...` or `/version/../api/...` is 401, not 404.
+        .fallback(no_such_path)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -108,6 +110,10 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     }
 }
 
+async fn no_such_path() -> Response {
+    ApiError::no_such_path().into_response()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -118,11 +124,14 @@ async fn handle(
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    bytes: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let path = uri.path().to_owned();
     let started = std::time::Instant::now();
-    let response = dispatch(&state, &method, &path, &query, &headers, &bytes).await;
+    let response = match body::read_limited(&headers, body).await {
+        Ok(bytes) => dispatch(&state, &method, &path, &query, &headers, &bytes).await,
+        Err(e) => Err(e),
+    };
     tracing::debug!(
         target: "vmsnap_apiserver::requests",
         %method,

@@ -88,6 +88,9 @@ pub async fn handle(
         }
         (Method::GET, None) => {
             let options = list_options(rt, query)?;
+            if let Some(rv) = watch::resource_version_parameter(query)? {
+                core.wait_for_revision(rv).await?;
+            }
             Ok(match accept(headers) {
                 Representation::Object => {
                     let list = core.list_json(rt, version, ns, &options).await?;
@@ -204,12 +207,8 @@ fn list_options(rt: &ResourceType, query: &Query) -> Result<ListOptions, ApiErro
         query.get("labelSelector").map(String::as_str),
         query.get("fieldSelector").map(String::as_str),
     )?;
-    let limit = match query.get("limit").map(String::as_str) {
-        None | Some("") => None,
-        Some(text) => Some(text.parse::<usize>().map_err(|_| {
-            ApiError::bad_request(format!("limit must be a non-negative integer, got {text:?}"))
-        })?),
-    };
+    // A negative limit means no limit, as in kube-apiserver.
+    let limit = watch::int_parameter(query, "limit")?.and_then(|n| usize::try_from(n).ok());
     let continue_token = query.get("continue").filter(|token| !token.is_empty()).cloned();
     Ok(ListOptions { selection, limit, continue_token })
 }

@@ -82,6 +82,28 @@ fn line(v: &Value) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// An integer query parameter, refused as kube-apiserver's parameter codec refuses it.
+pub fn int_parameter(query: &Query, name: &str) -> Result<Option<i64>, ApiError> {
+    match query.get(name).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(text) => text.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("strconv.ParseInt: parsing {text:?}: invalid syntax"))
+        }),
+    }
+}
+
+/// `resourceVersion` of a list or watch: `None` when unset or `0` (any revision).
+pub fn resource_version_parameter(query: &Query) -> Result<Option<u64>, ApiError> {
+    match query.get("resourceVersion").map(String::as_str) {
+        None | Some("") | Some("0") => Ok(None),
+        Some(rv) => rv.parse().map(Some).map_err(|_| {
+            ApiError::bad_request(format!(
+                "resourceVersion: Invalid value: {rv:?}: strconv.ParseUint: parsing {rv:?}: invalid syntax"
+            ))
+        }),
+    }
+}
+
 /// Starts a watch response.
 pub async fn handle(
     state: &AppState,
@@ -98,24 +120,21 @@ pub async fn handle(
     )?;
     let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true" || v == "1");
     let send_initial = query.get("sendInitialEvents").map(|v| v == "true" || v == "1");
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(DEFAULT_TIMEOUT);
-    let requested: Option<u64> = match query.get("resourceVersion").map(String::as_str) {
-        None | Some("") => None,
-        Some(rv) => {
-            Some(rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv:?}")))?)
-        }
+    let timeout = match int_parameter(query, "timeoutSeconds")? {
+        Some(seconds) if seconds > 0 => Duration::from_secs(seconds as u64),
+        _ => DEFAULT_TIMEOUT,
     };
+    let requested = resource_version_parameter(query)?;
+    if let Some(rv) = requested {
+        state.core.wait_for_revision(rv).await?;
+    }
     let representation =
         representation(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or(""));
     let mut encoder = Encoder { rt, version: version.to_owned(), representation, columns_sent: false };
 
     let core = state.core.clone();
     let (initial, start) = match (requested, send_initial) {
-        (Some(rv), None | Some(false)) if rv != 0 => (None, rv),
+        (Some(rv), None | Some(false)) => (None, rv),
         _ => {
             let options = ListOptions { selection: selection.clone(), ..ListOptions::default() };
             let list = core.list(rt, rt.storage_version(), ns, &options).await?;

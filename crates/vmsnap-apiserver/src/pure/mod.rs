@@ -8,6 +8,7 @@ pub mod jsonpath;
 pub mod names;
 pub mod patch;
 pub mod path;
+pub mod protobuf;
 pub mod selector;
 pub mod table;
 pub mod time;
