@@ -17,6 +17,7 @@ async fn start(dir: &std::path::Path, limits: ConnectionLimits) -> ApiServer {
         store: Default::default(),
         seed: Vec::new(),
         extra_routes: None,
+        certificate_names: Vec::new(),
     };
     ApiServer::start_with_limits(config, limits).await.unwrap()
 }

@@ -60,6 +60,7 @@ async fn a_full_disk_is_named_reads_and_deletes_go_on_and_writes_resume_once_spa
         store: Default::default(),
         seed: Vec::new(),
         extra_routes: None,
+        certificate_names: Vec::new(),
     };
     let server = ApiServer::start(config).await.unwrap();
     let c = vmsnap_testing::client_for(&server.kubeconfig_path).await.unwrap();

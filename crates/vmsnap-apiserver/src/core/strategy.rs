@@ -1,5 +1,6 @@
 //! Kind-specific rules the real API server applies on create and update: initial status of
-//! built-ins, status reset of custom resources, and the few validations of built-in kinds.
+//! built-ins, status reset of custom resources, the defaults KubeVirt's VM mutating webhook sets,
+//! and the few validations of built-in kinds.
 
 use serde_json::{Value, json};
 use vmsnap_api::registry::ResourceType;
@@ -32,6 +33,25 @@ pub fn prepare_create(rt: &ResourceType, obj: &mut Value) {
         && let Some(m) = obj.as_object_mut()
     {
         m.remove("status");
+    }
+    if rt.group == "kubevirt.io" && rt.kind == "VirtualMachine" {
+        set_firmware_defaults_if_empty(obj);
+    }
+}
+
+/// KubeVirt's VM mutating webhook on create (`setFirmwareDefaultsIfEmpty`): a VM without a firmware
+/// UUID or serial gets new random ones, so that its identity is in its spec from the start and
+/// snapshots and in-place restores carry it.
+fn set_firmware_defaults_if_empty(vm: &mut Value) {
+    let Some(domain) = vm.pointer_mut("/spec/template/spec/domain").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let firmware = domain.entry("firmware").or_insert_with(|| json!({}));
+    let Some(firmware) = firmware.as_object_mut() else { return };
+    for field in ["uuid", "serial"] {
+        if firmware.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+            firmware.insert(field.into(), json!(uuid::Uuid::new_v4().to_string()));
+        }
     }
 }
 
@@ -99,5 +119,38 @@ pub fn quantity_bytes(q: &Value) -> Option<u64> {
         Value::String(s) => vmsnap_api::quantity::parse_bytes(s).ok(),
         Value::Number(n) => n.as_u64(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vmsnap_api::registry::registry;
+
+    use super::*;
+
+    fn vm_type() -> &'static ResourceType {
+        registry().by_kind("kubevirt.io/v1", "VirtualMachine").unwrap()
+    }
+
+    #[test]
+    fn a_new_vm_gets_a_random_firmware_uuid_and_serial_as_kubevirts_mutator_gives_it() {
+        let mut vm = json!({"spec": {"template": {"spec": {"domain": {"devices": {}}}}}});
+        prepare_create(vm_type(), &mut vm);
+        let firmware = &vm["spec"]["template"]["spec"]["domain"]["firmware"];
+        let uuid = firmware["uuid"].as_str().unwrap();
+        assert!(uuid::Uuid::parse_str(uuid).is_ok(), "{uuid}");
+        assert!(uuid::Uuid::parse_str(firmware["serial"].as_str().unwrap()).is_ok());
+        let mut other = json!({"spec": {"template": {"spec": {"domain": {}}}}});
+        prepare_create(vm_type(), &mut other);
+        assert_ne!(other["spec"]["template"]["spec"]["domain"]["firmware"]["uuid"], uuid);
+    }
+
+    #[test]
+    fn a_vm_keeps_the_firmware_identity_it_was_given() {
+        let given =
+            json!({"uuid": "11111111-2222-3333-4444-555555555555", "serial": "s-1", "bootloader": {}});
+        let mut vm = json!({"spec": {"template": {"spec": {"domain": {"firmware": given.clone()}}}}});
+        prepare_create(vm_type(), &mut vm);
+        assert_eq!(vm["spec"]["template"]["spec"]["domain"]["firmware"], given);
     }
 }
