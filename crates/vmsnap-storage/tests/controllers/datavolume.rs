@@ -312,3 +312,20 @@ async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() 
     assert_eq!(env.driver.volumes().await.unwrap().len(), volumes_before);
     assert_eq!(env.driver.calls_of("create_volume"), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_the_driver_cannot_clone_is_named_as_the_reason_not_a_missing_size() {
+    let Some(env) = Env::start().await else { return };
+    env.apply(
+        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-elsewhere}\nspec:\n  source: {pvc: {namespace: golden, name: image}}\n  storage: {}\n",
+    )
+    .await;
+    let dvs: Api<DataVolume> = env.api();
+    let message = await_some(&dvs, "from-elsewhere", |dv| {
+        let running = dv.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Running")?;
+        running.message.clone().filter(|m| !m.is_empty())
+    })
+    .await;
+    assert!(message.contains("golden/image is in another namespace"), "{message}");
+    assert!(!message.contains("gives no size"), "{message}");
+}

@@ -273,6 +273,10 @@ async fn create_claim(
                 Resolved::Ready(source) => source.size_bytes,
                 Resolved::Waiting(message) => return Ok(Resolved::Waiting(message)),
             },
+            // The source is refused for its own reason, not for a missing size.
+            DvSource::Unsupported(why) => {
+                return Err(ReconcileError::Invalid(format!("DataVolume {name}: {why}")));
+            }
             _ => {
                 return Err(ReconcileError::Invalid(format!(
                     "DataVolume {name} gives no size; set spec.storage.resources.requests.storage (e.g. 1Gi)"
