@@ -279,3 +279,28 @@ async fn a_failure_deadline_in_seconds_is_kept_and_a_bad_one_is_refused_naming_t
         );
     }
 }
+
+#[tokio::test]
+async fn an_admission_error_answer_is_a_400_without_causes_as_kubevirts_webhook_gives_it() {
+    let server = TestServer::start().await.unwrap();
+    let k = server.kubectl();
+    k.run_stdin_async(&["create", "-f", "-"], SNAPSHOT_V1BETA1).await.ok();
+    let client = server.client().await.unwrap();
+    let snaps = Api::<VirtualMachineSnapshot>::default_namespaced(client.clone());
+    let status = json!({"status": {"virtualMachineSnapshotContentName": "gone", "sourceUID": "other-uid"}});
+    snaps.patch_status("my-vmsnapshot", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let restore: vmsnap_api::snapshot::VirtualMachineRestore = serde_json::from_value(json!({
+        "apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineRestore",
+        "metadata": {"name": "r"},
+        "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "new-vm"},
+                 "virtualMachineSnapshotName": "my-vmsnapshot"}
+    }))
+    .unwrap();
+    let err = Api::<vmsnap_api::snapshot::VirtualMachineRestore>::default_namespaced(client)
+        .create(&PostParams::default(), &restore)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else { panic!("{err:?}") };
+    assert_eq!(status.code, 400, "{status:?}");
+    assert!(status.message.contains("not found"), "{status:?}");
+}

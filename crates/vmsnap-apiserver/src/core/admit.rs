@@ -15,6 +15,10 @@ fn typed<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
 }
 
 fn denied(denial: Denial) -> ApiError {
+    // KubeVirt answers errors (as opposed to refusals with causes) with a 400 and no causes.
+    if denial.error.is_some() {
+        return ApiError::bad_request(denial.message());
+    }
     let causes: Vec<Value> = denial
         .causes
         .iter()
