@@ -145,3 +145,48 @@ pub fn restore_pvc(
         status: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn restored_request(requested: &str, restore_size: Option<&str>) -> String {
+        let restore: VirtualMachineRestore = serde_json::from_value(json!({
+            "metadata": {"name": "r", "namespace": "default", "uid": "u"},
+            "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"},
+                     "virtualMachineSnapshotName": "s"}
+        }))
+        .unwrap();
+        let backup: VolumeBackup = serde_json::from_value(json!({
+            "volumeName": "disk0",
+            "persistentVolumeClaim": {"metadata": {"name": "pvc"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": requested}}}},
+            "volumeSnapshotName": "vs"
+        }))
+        .unwrap();
+        let vr = VolumeRestore {
+            volume_name: "disk0".into(),
+            persistent_volume_claim: "restore-u-disk0".into(),
+            volume_snapshot_name: "vs".into(),
+            data_volume_name: None,
+        };
+        let vs: VolumeSnapshot = serde_json::from_value(json!({
+            "metadata": {"name": "vs"}, "spec": {"source": {"persistentVolumeClaimName": "pvc"}},
+            "status": {"restoreSize": restore_size}
+        }))
+        .unwrap();
+        let pvc = restore_pvc(&restore, &backup, &vr, Some(&vs), ("vm", "default"), None).unwrap();
+        pvc.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0.clone()
+    }
+
+    #[test]
+    fn the_restored_claim_asks_for_the_larger_of_the_source_request_and_the_restore_size() {
+        // KubeVirt's "should restore a vm with restore size bigger then PVC size": 1528Mi rounded to 2Gi.
+        assert_eq!(restored_request("1528Mi", Some("2Gi")), "2Gi");
+        assert_eq!(restored_request("2Gi", Some("1528Mi")), "2Gi");
+        assert_eq!(restored_request("1Gi", None), "1Gi");
+        assert_eq!(restored_request("1Gi", Some("1073741824")), "1Gi");
+    }
+}
