@@ -84,6 +84,8 @@ fn exec(cmd: &mut Command) -> std::io::Error {
 fn test() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    // The benchmark is linked into `vmsnap` only with this feature; check that build too.
+    run(cargo().args(["clippy", "--package", "vmsnap-cli", "--features", "bench", "--", "-D", "warnings"]))?;
     run(cargo().args(["build", "--workspace", "--bins"]))?;
     let guest_cache = target_dir().join("guest-cache");
     run(Command::new(target_dir().join("debug/vmsnap"))
@@ -101,6 +103,15 @@ fn test() -> Result<()> {
 }
 
 fn bench(args: &[String]) -> Result<()> {
-    run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "--package",
+        "vmsnap-cli",
+        "--bin",
+        "vmsnap",
+        "--features",
+        "bench",
+    ]))?;
     run(Command::new(target_dir().join("release/vmsnap")).arg("bench").args(args))
 }

@@ -1,6 +1,8 @@
 //! Command-line definitions and dispatch.
 
 mod bench;
+#[cfg(feature = "bench")]
+mod bench_run;
 mod client;
 mod completions;
 mod console;
