@@ -2,7 +2,7 @@
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -27,6 +27,7 @@ pub mod annotations {
 /// The desired DataVolume.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "cdi.kubevirt.io",
     version = "v1beta1",
     kind = "DataVolume",
@@ -223,6 +224,7 @@ pub struct DataVolumeCondition {
 /// StorageProfile: CDI's per-StorageClass defaults, including the VolumeSnapshotClass to use.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "cdi.kubevirt.io",
     version = "v1beta1",
     kind = "StorageProfile",

@@ -27,7 +27,7 @@ pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     if input.is_empty() || input.starts_with('-') {
         return Err(err());
     }
-    let parsed: kube::core::Duration = input.trim_start_matches('+').parse().map_err(|_| err())?;
+    let parsed: kube_core::Duration = input.trim_start_matches('+').parse().map_err(|_| err())?;
     Ok(parsed.into())
 }
 

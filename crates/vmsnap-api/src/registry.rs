@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube_core::CustomResourceExt;
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
@@ -177,7 +177,7 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     }
 }
 
-fn custom<K: CustomResourceExt + kube::Resource<DynamicType = ()>>(
+fn custom<K: CustomResourceExt + kube_core::Resource<DynamicType = ()>>(
     extra_versions: &[&'static str],
 ) -> ResourceType {
     let mut crd = K::crd();

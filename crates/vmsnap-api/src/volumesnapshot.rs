@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::CustomResource;
+use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,7 @@ pub const IS_DEFAULT_CLASS_ANNOTATION: &str = "snapshot.storage.kubernetes.io/is
 /// A request for a point-in-time copy of a PVC.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "snapshot.storage.k8s.io",
     version = "v1",
     kind = "VolumeSnapshot",
@@ -130,6 +131,7 @@ pub struct VolumeSnapshotError {
 /// How to take snapshots for one CSI driver (cluster-scoped; fields at the top level).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "snapshot.storage.k8s.io",
     version = "v1",
     kind = "VolumeSnapshotClass",
@@ -162,6 +164,7 @@ pub struct VolumeSnapshotClassFields {
 /// The actual snapshot on the storage system (cluster-scoped).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
+    crates(kube_core = "::kube_core"),
     group = "snapshot.storage.k8s.io",
     version = "v1",
     kind = "VolumeSnapshotContent",
