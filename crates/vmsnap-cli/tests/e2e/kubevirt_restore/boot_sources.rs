@@ -70,7 +70,7 @@ async fn restore_should_stop_target_if_target_readiness_policy_is_stop_target() 
 
     // "Making sure VM was stopped in the restore"
     let name = ctx.vm_name();
-    consistently("the VM stays not ready", secs(60), secs(5), async || {
+    consistently("the VM stays not ready", secs(60), POLL, async || {
         let vm = ctx.cluster.get(VM, &name).await;
         if vm["status"]["ready"] == true { Err(status_of(&vm)) } else { Ok(()) }
     })
@@ -279,7 +279,7 @@ async fn should_reject_vm_start_if_restore_in_progress(unblock: Unblock) {
         create_restore_def_with_mac_address_patch(&ctx.vm, &ctx.vm_name(), &name_of(ctx.snapshot()));
     ctx.create_restore(&restore).await;
     let (name, restore_name) = (ctx.vm_name(), name_of(ctx.restore()));
-    eventually("the restore to be refused by the webhook, the VM locked", secs(180), secs(3), async || {
+    eventually("the restore to be refused by the webhook, the VM locked", secs(180), POLL, async || {
         let r = ctx.cluster.get(RESTORE, &restore_name).await;
         let vm = ctx.cluster.get(VM, &name).await;
         let conditions = items(&r["status"]["conditions"]);
@@ -304,7 +304,7 @@ async fn should_reject_vm_start_if_restore_in_progress(unblock: Unblock) {
         }
         Unblock::DeleteRestore => delete_restore(&ctx.cluster, &restore_name).await,
     }
-    eventually("the VM to be unlocked", secs(30), secs(3), async || {
+    eventually("the VM to be unlocked", secs(30), POLL, async || {
         let vm = ctx.cluster.get(VM, &name).await;
         if vm["status"]["restoreInProgress"].is_null() { Ok(()) } else { Err(status_of(&vm)) }
     })

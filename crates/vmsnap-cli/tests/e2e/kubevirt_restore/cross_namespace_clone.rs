@@ -100,7 +100,7 @@ async fn network_cloned_datavolumetemplate(
     check_clone_annotations(&ctx.cluster, &ctx.vm, true).await;
     if delete_source_namespace {
         ctx.cluster.delete(NAMESPACE, ALTERNATIVE_NAMESPACE).await;
-        eventually("the source namespace to be gone", secs(60), secs(1), async || {
+        eventually("the source namespace to be gone", secs(60), POLL, async || {
             match ctx.cluster.get_opt(NAMESPACE, ALTERNATIVE_NAMESPACE).await {
                 None => Ok(()),
                 Some(ns) => Err(status_of(&ns)),

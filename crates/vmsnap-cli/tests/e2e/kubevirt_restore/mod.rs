@@ -18,7 +18,7 @@ use crate::kubevirt_support::libstorage::{
     has_condition_missing_or_false, has_condition_true, status_of, wait_vmi_phase,
 };
 use crate::kubevirt_support::libvmi::name_of;
-use crate::kubevirt_support::{Api, Cluster, DV, RESTORE, SNAPSHOT, VM, VMI, eventually, secs};
+use crate::kubevirt_support::{Api, Cluster, DV, POLL, RESTORE, SNAPSHOT, VM, VMI, eventually, secs};
 use crate::support::BOOT_TIMEOUT;
 
 /// `createRestoreDef`: `restore-<vm>` of `snapshot` onto VM `vm`.
@@ -46,7 +46,7 @@ pub async fn create_snapshot(api: &Api, vm: &Value) -> Value {
         }),
     )
     .await;
-    eventually(&format!("snapshot {name} to be ready"), secs(180), secs(1), async || {
+    eventually(&format!("snapshot {name} to be ready"), secs(180), POLL, async || {
         let snapshot = api.get(SNAPSHOT, &name).await;
         let vm = api.get(VM, &vm_name).await;
         if snapshot["status"]["readyToUse"] == true && vm["status"]["snapshotInProgress"].is_null() {
@@ -67,7 +67,7 @@ pub async fn create_and_start_vm(cluster: &Cluster, mut vm: Value) -> (Value, Va
     let vm = cluster.create(VM, &vm).await;
     let name = name_of(&vm);
     let volumes = items(&vm["spec"]["template"]["spec"]["volumes"]);
-    eventually(&format!("VMI {name} to run"), BOOT_TIMEOUT, secs(1), async || {
+    eventually(&format!("VMI {name} to run"), BOOT_TIMEOUT, POLL, async || {
         for dv in volumes.iter().filter_map(|v| v["dataVolume"]["name"].as_str()) {
             if let Some(dv) = cluster.get_opt(DV, dv).await
                 && dv["status"]["phase"] == "Failed"
@@ -93,7 +93,7 @@ pub async fn create_and_start_vm(cluster: &Cluster, mut vm: Value) -> (Value, Va
 /// `waitRestoreComplete`: complete within 180 s, owned by the target VM (with `vm_uid` when
 /// known), with a restore time and exactly two conditions: not Progressing, Ready.
 pub async fn wait_restore_complete(api: &Api, restore: &str, vm_name: &str, vm_uid: Option<&str>) -> Value {
-    let r = eventually(&format!("restore {restore} to complete"), secs(180), secs(1), async || {
+    let r = eventually(&format!("restore {restore} to complete"), secs(180), POLL, async || {
         let r = api.get(RESTORE, restore).await;
         if r["status"]["complete"] == true { Ok(r) } else { Err(status_of(&r)) }
     })
@@ -116,7 +116,7 @@ pub async fn wait_restore_complete(api: &Api, restore: &str, vm_name: &str, vm_u
 /// `deleteRestore`: deleted, and gone within 30 s.
 pub async fn delete_restore(api: &Api, restore: &str) {
     api.delete(RESTORE, restore).await;
-    eventually(&format!("restore {restore} to be gone"), secs(30), secs(2), async || {
+    eventually(&format!("restore {restore} to be gone"), secs(30), POLL, async || {
         match api.get_opt(RESTORE, restore).await {
             None => Ok(()),
             Some(r) => Err(format!("{:#}", r["metadata"])),
@@ -150,7 +150,7 @@ pub fn create_restore_def_with_mac_address_patch(source_vm: &Value, vm: &str, sn
 
 /// `expectNewVMCreation`: the VM appears within 90 s.
 pub async fn expect_new_vm_creation(api: &Api, name: &str) -> Value {
-    eventually(&format!("new VM ({name}) is not being created"), secs(90), secs(5), async || {
+    eventually(&format!("new VM ({name}) is not being created"), secs(90), POLL, async || {
         match api.get_opt(VM, name).await {
             Some(vm) => Ok(vm),
             // What the restores say, for the failure message.

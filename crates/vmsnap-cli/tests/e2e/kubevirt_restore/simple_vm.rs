@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::kubevirt_support::libstorage::{deny_webhook, expect_event, has_condition};
 use crate::kubevirt_support::libvmi::{Vmi, name_of, new_virtual_machine, uid_of};
-use crate::kubevirt_support::{Cluster, RESTORE, VM, WEBHOOK, assert_json_eq, eventually, rand_string, secs};
+use crate::kubevirt_support::{
+    Cluster, POLL, RESTORE, VM, WEBHOOK, assert_json_eq, eventually, rand_string, secs,
+};
 
 /// The `BeforeEach`: the VM (not yet created), labelled `kubevirt.io/dummy-webhook-identifier`.
 async fn simple_vm() -> Option<(Cluster, Value)> {
@@ -50,7 +52,7 @@ async fn test_id_5256_should_successfully_restore() {
     let Some((cluster, vm, snapshot)) = with_good_snapshot().await else { return };
     let name = name_of(&vm);
     // "Wait for snapshot to be finished"
-    let vm = eventually("the VM to be unlocked", secs(180), secs(1), async || {
+    let vm = eventually("the VM to be unlocked", secs(180), POLL, async || {
         let vm = cluster.get(VM, &name).await;
         if vm["status"]["snapshotInProgress"].is_null() { Ok(vm) } else { Err(format!("{:#}", vm["status"])) }
     })
@@ -90,7 +92,7 @@ async fn test_id_5258_should_reject_restore_if_another_in_progress() {
 
     let restore = cluster.create(RESTORE, &create_restore_def(&name, &name_of(&snapshot))).await;
     let restore_name = name_of(&restore);
-    let restore = eventually("the restore to be refused by the webhook", secs(180), secs(1), async || {
+    let restore = eventually("the restore to be refused by the webhook", secs(180), POLL, async || {
         let r = cluster.get(RESTORE, &restore_name).await;
         let conditions = items(&r["status"]["conditions"]);
         let refused = conditions.len() == 2
@@ -128,7 +130,7 @@ async fn should_fail_restoring_to_a_different_vm_that_already_exists() {
     expect_event(&cluster, "VirtualMachineRestore", &restore_name, "Warning", "VirtualMachineRestoreError")
         .await;
     let reason = "restore source and restore target are different but restore target already exists";
-    eventually("the restore to be refused", secs(30), secs(2), async || {
+    eventually("the restore to be refused", secs(30), POLL, async || {
         let r = cluster.get(RESTORE, &restore_name).await;
         let refused = has_condition(&r, "Ready", "False", Some(reason))
             && has_condition(&r, "Progressing", "False", Some(reason));

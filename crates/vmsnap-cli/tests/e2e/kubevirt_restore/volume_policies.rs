@@ -103,7 +103,7 @@ async fn should_restore_with_volume_restore_policy_in_place_and_dv_template_as_d
     let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
     assert_eq!(pvc["metadata"]["annotations"]["test"], "value", "{:#}", pvc["metadata"]);
     // "PVC should have owner reference back to the DV (which has same name as itself)"
-    eventually("the PVC to be owned by its DataVolume", secs(60), secs(1), async || {
+    eventually("the PVC to be owned by its DataVolume", secs(60), POLL, async || {
         let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
         let owner = &pvc["metadata"]["ownerReferences"][0]["name"];
         if owner == original_pvc_name.as_str() { Ok(()) } else { Err(format!("{:#}", pvc["metadata"])) }
@@ -167,7 +167,7 @@ async fn should_restore_with_volume_restore_policy_in_place_and_dv_not_template_
     let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
     assert_eq!(pvc["metadata"]["annotations"]["test"], "value", "{:#}", pvc["metadata"]);
     // "PVC should have owner reference back to the DV (which has same name as itself)"
-    eventually("the PVC to be owned by its DataVolume", secs(60), secs(1), async || {
+    eventually("the PVC to be owned by its DataVolume", secs(60), POLL, async || {
         let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
         let owner = &pvc["metadata"]["ownerReferences"][0]["name"];
         if owner == original_pvc_name.as_str() { Ok(()) } else { Err(format!("{:#}", pvc["metadata"])) }

@@ -71,7 +71,7 @@ async fn should_successfully_recreate_status() {
     let updated = cluster.try_update_status(SNAPSHOT, &snapshot).await.expect("UpdateStatus");
     assert!(updated["status"].is_null(), "the status is gone: {updated:#}");
 
-    eventually("the status to be recreated", secs(180), secs(1), async || {
+    eventually("the status to be recreated", secs(180), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &name).await;
         let status = &snapshot["status"];
         let same = !status.is_null()
@@ -93,12 +93,12 @@ async fn vm_should_contain_snapshot_status_for_all_volumes() {
     let Some((cluster, vm)) = complicated_vm().await else { return };
     let name = name_of(&vm);
     let volumes = items(&vm["spec"]["template"]["spec"]["volumes"]).len();
-    eventually("a snapshot status per volume", secs(180), secs(1), async || {
+    eventually("a snapshot status per volume", secs(180), POLL, async || {
         let statuses = items(&cluster.get(VM, &name).await["status"]["volumeSnapshotStatuses"]);
         if statuses.len() == volumes { Ok(()) } else { Err(format!("{statuses:?}")) }
     })
     .await;
-    eventually("every volume can be snapshotted", secs(180), secs(1), async || {
+    eventually("every volume can be snapshotted", secs(180), POLL, async || {
         let statuses = items(&cluster.get(VM, &name).await["status"]["volumeSnapshotStatuses"]);
         if statuses.len() == 1 && statuses[0]["enabled"] == true {
             Ok(())
@@ -130,7 +130,7 @@ async fn should_error_if_volume_snapshot_deleted() {
     cluster.delete(VOLUME_SNAPSHOT, volume_snapshot).await;
 
     let name = name_of(&snapshot);
-    let snapshot = eventually("the snapshot to be no longer ready", secs(180), secs(1), async || {
+    let snapshot = eventually("the snapshot to be no longer ready", secs(180), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &name).await;
         if snapshot["status"]["readyToUse"] == false { Ok(snapshot) } else { Err(status_of(&snapshot)) }
     })
@@ -148,7 +148,7 @@ async fn should_not_error_if_volume_snapshot_has_error() {
     let volume_snapshot = backup["volumeSnapshotName"].as_str().expect("a name");
 
     let message = "bad stuff";
-    eventually("the VolumeSnapshot's status to take an error", secs(180), secs(1), async || {
+    eventually("the VolumeSnapshot's status to take an error", secs(180), POLL, async || {
         let mut object = cluster.get(VOLUME_SNAPSHOT, volume_snapshot).await;
         // Any time will do (`metav1.Now()` in the original): the object's own creation time.
         let time = object["metadata"]["creationTimestamp"].clone();
@@ -161,7 +161,7 @@ async fn should_not_error_if_volume_snapshot_has_error() {
     })
     .await;
 
-    eventually("the content to report the VolumeSnapshot's error", secs(180), secs(1), async || {
+    eventually("the content to report the VolumeSnapshot's error", secs(180), POLL, async || {
         let content = cluster.get(CONTENT, &content_name).await;
         let status = &content["status"];
         let reported =
@@ -192,11 +192,8 @@ async fn test_id_6838_snapshot_should_fail_when_deadline_exceeded_due_to_volume_
     let content_name = format!("vmsnapshot-content-{}", uid_of(&snapshot));
     let snapshot_name = name_of(&snapshot);
 
-    let snapshot = eventually(
-        "the snapshot to fail on its deadline, without a content",
-        secs(60),
-        secs(2),
-        async || {
+    let snapshot =
+        eventually("the snapshot to fail on its deadline, without a content", secs(60), POLL, async || {
             let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
             if let Some(content) = cluster.get_opt(CONTENT, &content_name).await {
                 return Err(format!("the content exists: {content:#}"));
@@ -206,10 +203,9 @@ async fn test_id_6838_snapshot_should_fail_when_deadline_exceeded_due_to_volume_
                 && has_condition(&snapshot, "Failure", "True", Some("snapshot deadline exceeded"))
                 && snapshot["status"]["phase"] == "Failed";
             if failed { Ok(snapshot) } else { Err(status_of(&snapshot)) }
-        },
-    )
-    .await;
-    eventually("SnapshotInProgress should be empty", secs(30), secs(2), async || {
+        })
+        .await;
+    eventually("SnapshotInProgress should be empty", secs(30), POLL, async || {
         let vm = cluster.get(VM, &name).await;
         let unlocked = vm["status"]["snapshotInProgress"].is_null()
             && vm["metadata"]["finalizers"] == json!(["kubevirt.io/virtualMachineControllerFinalizer"]);

@@ -190,7 +190,7 @@ async fn fs_freeze_status(cluster: &Cluster, vm: &str) -> String {
 }
 
 async fn wait_fs_freeze_status(cluster: &Cluster, vm: &str, expected: &str, timeout: Duration) {
-    eventually(&format!("fsFreezeStatus {expected:?}"), timeout, secs(2), async || {
+    eventually(&format!("fsFreezeStatus {expected:?}"), timeout, POLL, async || {
         let status = fs_freeze_status(cluster, vm).await;
         if status == expected { Ok(()) } else { Err(status) }
     })
@@ -234,14 +234,14 @@ async fn test_id_6949_should_unfreeze_vm_if_snapshot_fails_when_deadline_exceede
     cluster.create(SNAPSHOT, &snapshot).await;
     let snapshot_name = format!("snapshot-{name}");
 
-    eventually("the snapshot to be InProgress", secs(30), secs(2), async || {
+    eventually("the snapshot to be InProgress", secs(30), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
         if snapshot["status"]["phase"] == "InProgress" { Ok(()) } else { Err(status_of(&snapshot)) }
     })
     .await;
     wait_fs_freeze_status(&cluster, &name, "frozen", secs(10)).await;
 
-    let snapshot = eventually("the snapshot to fail on its deadline", secs(60), secs(2), async || {
+    let snapshot = eventually("the snapshot to fail on its deadline", secs(60), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
         let conditions: Vec<(Value, Value, Value)> = items(&snapshot["status"]["conditions"])
             .iter()
@@ -260,7 +260,7 @@ async fn test_id_6949_should_unfreeze_vm_if_snapshot_fails_when_deadline_exceede
     })
     .await;
     let content_name = format!("vmsnapshot-content-{}", uid_of(&snapshot));
-    eventually("the content to be deleted", secs(30), secs(1), async || {
+    eventually("the content to be deleted", secs(30), POLL, async || {
         match cluster.get_opt(CONTENT, &content_name).await {
             None => Ok(()),
             Some(content) => Err(format!("{content:#}")),
@@ -288,7 +288,7 @@ async fn test_id_12182_should_succeed_snapshot_when_vm_is_paused_with_paused_ind
 
     // "Pausing the VirtualMachineInstance"
     cluster.subresource(VMI, &name, "pause", &json!({})).await.unwrap_or_else(|e| panic!("pause: {e}"));
-    eventually("the VMI to be paused", secs(30), secs(2), async || {
+    eventually("the VMI to be paused", secs(30), POLL, async || {
         let vmi = cluster.get(VMI, &name).await;
         if has_condition_true(&vmi, "Paused") { Ok(()) } else { Err(status_of(&vmi)) }
     })
@@ -384,7 +384,7 @@ async fn should_report_appropriate_event_when_freeze_fails() {
     let name = name_of(&vm);
     wait_agent_connected(&cluster, &name).await;
 
-    let blank_disk = eventually("the blank volume's target", secs(30), secs(1), async || {
+    let blank_disk = eventually("the blank volume's target", secs(30), POLL, async || {
         let vmi = cluster.get(VMI, &name).await;
         items(&vmi["status"]["volumeStatus"])
             .iter()
@@ -404,7 +404,7 @@ async fn should_report_appropriate_event_when_freeze_fails() {
     cluster.create(SNAPSHOT, &new_snapshot(&name)).await;
     expect_event(&cluster, "VirtualMachineInstance", &name, "Warning", "FreezeError").await;
     let snapshot_name = format!("snapshot-{name}");
-    eventually("the snapshot to report the freeze error", secs(60), secs(2), async || {
+    eventually("the snapshot to report the freeze error", secs(60), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
         let matches = has_condition(&snapshot, "Ready", "False", Some("Not ready"))
             && has_condition(&snapshot, "Progressing", "False", Some("In error state"))

@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 use super::check_online_snapshot_expected_content_source;
 use crate::kubevirt_support::libstorage::{new_snapshot, wait_snapshot_succeeded, wait_vmi_phase};
 use crate::kubevirt_support::libvmi::{CLOUD_INIT_DISK_NAME, Vmi, name_of, new_virtual_machine};
-use crate::kubevirt_support::{CONTENT, Cluster, SNAPSHOT, VM, VMI, assert_json_eq, eventually, items, secs};
+use crate::kubevirt_support::{
+    CONTENT, Cluster, POLL, SNAPSHOT, VM, VMI, assert_json_eq, eventually, items, secs,
+};
 use crate::support::BOOT_TIMEOUT;
 
 /// The `BeforeEach`: `libvmi.NewVirtualMachine(libvmifact.NewAlpineWithTestTooling())`, created.
@@ -80,7 +82,7 @@ async fn vm_should_contain_snapshot_status_for_all_volumes() {
     let patch = json!([{"op": "replace", "path": "/spec/runStrategy", "value": "Always"}]);
     let vm = cluster.json_patch(VM, &name_of(&vm), &patch).await;
     let name = name_of(&vm);
-    eventually("a snapshot status for each volume", secs(180), secs(1), async || {
+    eventually("a snapshot status for each volume", secs(180), POLL, async || {
         let vm = cluster.get(VM, &name).await;
         let names: Vec<Value> =
             items(&vm["status"]["volumeSnapshotStatuses"]).iter().map(|s| s["name"].clone()).collect();

@@ -35,7 +35,7 @@ async fn snapshot_create_before_source_wait_for_volume_bound_then_continues_and_
     let snapshot_name = name_of(&snapshot);
 
     // "Wait Snapshot conditions to reflect source doesnt exist"
-    eventually("the snapshot to wait for its source", secs(30), secs(2), async || {
+    eventually("the snapshot to wait for its source", secs(30), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
         let waiting = has_condition(&snapshot, "Progressing", "False", Some("Source does not exist"))
             && has_condition(&snapshot, "Ready", "False", None)
@@ -46,7 +46,7 @@ async fn snapshot_create_before_source_wait_for_volume_bound_then_continues_and_
 
     // "Create offline VM" (the StorageClass binds immediately: no wait for a first consumer).
     let vm = cluster.create(VM, &vm).await;
-    let snapshot = eventually("the snapshot to lock its source", secs(120), secs(2), async || {
+    let snapshot = eventually("the snapshot to lock its source", secs(120), POLL, async || {
         let snapshot = cluster.get(SNAPSHOT, &snapshot_name).await;
         let locked = has_condition(&snapshot, "Ready", "False", None)
             && has_condition(
@@ -114,7 +114,7 @@ async fn should_accurately_report_data_volume_provisioning(reference: Reference,
         eventually(
             &format!("the volume's snapshot status to be enabled={enabled}"),
             secs(180),
-            secs(1),
+            POLL,
             async || {
                 let statuses = items(&cluster.get(VM, &name).await["status"]["volumeSnapshotStatuses"]);
                 if statuses.len() == 1 && statuses[0]["enabled"] == enabled {

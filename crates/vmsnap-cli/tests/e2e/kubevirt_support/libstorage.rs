@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::libvmi::{blank_data_volume, name_of};
-use super::{Api, Cluster, DV, EVENT, VM, VMI, eventually, items, rand_string, secs};
+use super::{Api, Cluster, DV, EVENT, POLL, VM, VMI, eventually, items, rand_string, secs};
 use crate::support::BOOT_TIMEOUT;
 
 /// `libstorage.NewSnapshot(vm, ns)`: a VirtualMachineSnapshot named `snapshot-<vm>`.
@@ -51,7 +51,7 @@ pub fn status_of(object: &Value) -> String {
 /// `libstorage.WaitSnapshotSucceeded`: ready to use, `Ready=True (Ready)` and
 /// `Progressing=False (Operation complete)`, within 180 s.
 pub async fn wait_snapshot_succeeded(api: &Api, name: &str) -> Value {
-    eventually(&format!("snapshot {name} to succeed"), secs(180), secs(1), async || {
+    eventually(&format!("snapshot {name} to succeed"), secs(180), POLL, async || {
         let snapshot = api.get(super::SNAPSHOT, name).await;
         let done = snapshot["status"]["readyToUse"] == true
             && has_condition(&snapshot, "Ready", "True", Some("Ready"))
@@ -63,12 +63,10 @@ pub async fn wait_snapshot_succeeded(api: &Api, name: &str) -> Value {
 
 /// The VMI of `vm`, once its phase is `phase` (`Eventually(ThisVMIWith(ns, name)).Should(BeInPhase)`).
 pub async fn wait_vmi_phase(api: &Api, vm: &str, phase: &str, timeout: Duration) -> Value {
-    eventually(&format!("VMI {vm} to be {phase}"), timeout, secs(1), async || {
-        match api.get_opt(VMI, vm).await {
-            Some(vmi) if vmi["status"]["phase"] == phase => Ok(vmi),
-            Some(vmi) => Err(status_of(&vmi)),
-            None => Err("no VMI".into()),
-        }
+    eventually(&format!("VMI {vm} to be {phase}"), timeout, POLL, async || match api.get_opt(VMI, vm).await {
+        Some(vmi) if vmi["status"]["phase"] == phase => Ok(vmi),
+        Some(vmi) => Err(status_of(&vmi)),
+        None => Err("no VMI".into()),
     })
     .await
 }
@@ -93,7 +91,7 @@ pub async fn create_and_start_vm(
 
 /// `Eventually(ThisVMI(vmi), timeout).Should(HaveConditionTrue(AgentConnected))`.
 pub async fn wait_agent_connected(api: &Api, vm: &str) -> Value {
-    eventually(&format!("the guest agent of {vm}"), BOOT_TIMEOUT, secs(1), async || {
+    eventually(&format!("the guest agent of {vm}"), BOOT_TIMEOUT, POLL, async || {
         let vmi = api.get(VMI, vm).await;
         if has_condition_true(&vmi, "AgentConnected") { Ok(vmi) } else { Err(status_of(&vmi)) }
     })
@@ -103,7 +101,7 @@ pub async fn wait_agent_connected(api: &Api, vm: &str) -> Value {
 /// `libvmops.StartVirtualMachine`: the start subresource, the VMI exists, the VM is ready.
 pub async fn start_virtual_machine(api: &Api, vm: &str) -> Value {
     api.start_vm(vm).await.unwrap_or_else(|e| panic!("start VM {vm}: {e}"));
-    eventually(&format!("VMI {vm} to exist"), BOOT_TIMEOUT, secs(1), async || {
+    eventually(&format!("VMI {vm} to exist"), BOOT_TIMEOUT, POLL, async || {
         match api.get_opt(VMI, vm).await {
             Some(_) => Ok(()),
             None => Err(format!(
@@ -114,7 +112,7 @@ pub async fn start_virtual_machine(api: &Api, vm: &str) -> Value {
         }
     })
     .await;
-    eventually(&format!("VM {vm} to be ready"), BOOT_TIMEOUT, secs(1), async || {
+    eventually(&format!("VM {vm} to be ready"), BOOT_TIMEOUT, POLL, async || {
         let object = api.get(VM, vm).await;
         if object["status"]["ready"] == true { Ok(()) } else { Err(status_of(&object)) }
     })
@@ -136,14 +134,14 @@ pub async fn stop_virtual_machine(api: &Api, vm: &str) -> Value {
     {
         panic!("stop VM {vm}: {e}");
     }
-    eventually(&format!("VMI {vm} to disappear"), secs(120), secs(1), async || {
+    eventually(&format!("VMI {vm} to disappear"), secs(120), POLL, async || {
         match api.get_opt(VMI, vm).await {
             None => Ok(()),
             Some(vmi) => Err(status_of(&vmi)),
         }
     })
     .await;
-    eventually(&format!("VM {vm} to stop"), secs(120), secs(1), async || {
+    eventually(&format!("VM {vm} to stop"), secs(120), POLL, async || {
         let object = api.get(VM, vm).await;
         if object["status"]["ready"] != true { Ok(()) } else { Err(status_of(&object)) }
     })
@@ -153,7 +151,7 @@ pub async fn stop_virtual_machine(api: &Api, vm: &str) -> Value {
 
 /// `libstorage.EventuallyDVWith(ns, name, timeout, HaveSucceeded())`.
 pub async fn wait_dv_succeeded(api: &Api, name: &str, timeout: Duration) -> Value {
-    eventually(&format!("DataVolume {name} to succeed"), timeout, secs(1), async || {
+    eventually(&format!("DataVolume {name} to succeed"), timeout, POLL, async || {
         match api.get_opt(DV, name).await {
             Some(dv) if dv["status"]["phase"] == "Succeeded" => Ok(dv),
             Some(dv) => Err(status_of(&dv)),
@@ -167,7 +165,7 @@ pub async fn wait_dv_succeeded(api: &Api, name: &str, timeout: Duration) -> Valu
 /// volume.
 pub async fn wait_data_volume_populated(api: &Api, name: &str) {
     wait_dv_succeeded(api, name, secs(180)).await;
-    eventually(&format!("PVC {name} to have a volume"), secs(180), secs(1), async || {
+    eventually(&format!("PVC {name} to have a volume"), secs(180), POLL, async || {
         let pvc = api.get(super::PVC, name).await;
         if pvc["spec"]["volumeName"].as_str().is_some_and(|v| !v.is_empty()) {
             Ok(())
@@ -187,7 +185,7 @@ pub async fn events_of(api: &Api, kind: &str, name: &str, event_type: &str, reas
 
 /// `events.ExpectEvent(object, type, reason)`: such an event within 30 s.
 pub async fn expect_event(api: &Api, kind: &str, name: &str, event_type: &str, reason: &str) {
-    eventually(&format!("a {event_type} event {reason} of {kind} {name}"), secs(30), secs(1), async || {
+    eventually(&format!("a {event_type} event {reason} of {kind} {name}"), secs(30), POLL, async || {
         let events = events_of(api, kind, name, event_type, reason).await;
         if events.is_empty() { Err("no such event".into()) } else { Ok(()) }
     })
@@ -233,12 +231,12 @@ pub async fn add_volume_and_verify(cluster: &Cluster, vm: &str) -> String {
         "disk": {"name": volume, "disk": {"bus": "scsi"}, "serial": volume},
         "volumeSource": {"dataVolume": {"name": name_of(&dv)}}
     });
-    eventually("the volume to be added", secs(3), secs(1), async || {
+    eventually("the volume to be added", secs(3), POLL, async || {
         cluster.subresource(VM, vm, "addvolume", &options).await.map_err(|e| e.to_string())
     })
     .await;
     // verifyVolumeAndDiskVMAdded
-    eventually("the volume and disk in the VM's spec", secs(90), secs(1), async || {
+    eventually("the volume and disk in the VM's spec", secs(90), POLL, async || {
         let object = cluster.get(VM, vm).await;
         let spec = &object["spec"]["template"]["spec"];
         let requests = items(&object["status"]["volumeRequests"]);
@@ -248,7 +246,7 @@ pub async fn add_volume_and_verify(cluster: &Cluster, vm: &str) -> String {
     })
     .await;
     // libstorage.VerifyVolumeAndDiskInVMISpec
-    eventually("the volume and disk in the VMI's spec", secs(90), secs(1), async || {
+    eventually("the volume and disk in the VMI's spec", secs(90), POLL, async || {
         let vmi = cluster.get(VMI, vm).await;
         let volume_there = items(&vmi["spec"]["volumes"]).iter().any(|v| v["name"] == volume);
         let disk_there =

@@ -35,6 +35,19 @@ pub struct Cluster {
     pub vmsnap: Vmsnap,
     /// The API, in [`TEST_NAMESPACE`].
     pub api: Api,
+    started: Instant,
+}
+
+impl Drop for Cluster {
+    /// With `VMSNAP_TEST_TIMES=FILE`, appends the test's name and wall time to FILE (to measure
+    /// what the port costs).
+    fn drop(&mut self) {
+        let Some(path) = std::env::var_os("VMSNAP_TEST_TIMES") else { return };
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let line = format!("{:7.1} {test}\n", self.started.elapsed().as_secs_f64());
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path);
+        let _ = file.and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    }
 }
 
 impl Deref for Cluster {
@@ -48,6 +61,7 @@ impl Deref for Cluster {
 impl Cluster {
     /// Starts `vmsnap serve` under TCG and creates the test namespaces; `None` without QEMU.
     pub async fn start() -> Option<Cluster> {
+        let started = Instant::now();
         let vmsnap = start("tcg")?;
         let client = vmsnap.client().await.expect("a client");
         let api = Api::new(client, TEST_NAMESPACE);
@@ -55,7 +69,7 @@ impl Cluster {
             api.create(NAMESPACE, &serde_json::json!({"metadata": {"name": namespace}})).await;
         }
         guest::prepare_images(&vmsnap);
-        Some(Cluster { vmsnap, api })
+        Some(Cluster { vmsnap, api, started })
     }
 }
 
@@ -95,6 +109,10 @@ pub async fn consistently(
         tokio::time::sleep(poll).await;
     }
 }
+
+/// How often the waits look again. The originals poll every 1 to 5 s; the test guest and the
+/// embedded server answer within milliseconds, so a short poll only makes the tests faster.
+pub const POLL: Duration = Duration::from_millis(250);
 
 /// Seconds, for the timeouts copied from the original tests.
 pub const fn secs(seconds: u64) -> Duration {
