@@ -28,6 +28,13 @@ if [ -e /sys/class/net/eth0 ]; then
 	udhcpc -f -i eth0 -s /etc/vmsnap/udhcpc.sh -T 1 >/dev/null 2>&1 &
 fi
 
+# vmsnap.agent=off on the kernel command line (a VM's kernelBoot.kernelArgs)
+# makes this an image without a guest agent, like the Alpine and CirrOS
+# images of KubeVirt's tests: qemu-ga is not there at all.
+if grep -qw 'vmsnap.agent=off' /proc/cmdline; then
+	rm -f /usr/sbin/qemu-ga
+fi
+
 # Format blank data disks and mount them before the agent says it is ready.
 /sbin/vmsnap-disks scan
 

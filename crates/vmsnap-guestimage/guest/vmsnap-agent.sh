@@ -4,6 +4,12 @@
 # busybox init restarts this script when the agent exits.
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 
+if [ ! -e /usr/sbin/qemu-ga ]; then
+	echo "vmsnap-guest: ready (no guest agent)" > /dev/console
+	# busybox init would respawn this script: stay, doing nothing.
+	exec sleep 2147483647
+fi
+
 port=
 tries=0
 while [ -z "$port" ]; do

@@ -43,7 +43,9 @@
 //!   with `/etc/qemu/fsfreeze-hook`, which runs every script in
 //!   `/etc/qemu/fsfreeze-hook.d/`. The shipped one appends
 //!   `freeze <microseconds>` and `thaw <microseconds>` (CLOCK_REALTIME) to
-//!   `/run/fsfreeze-hook.log`, on tmpfs, which is never frozen.
+//!   `/run/fsfreeze-hook.log`, on tmpfs, which is never frozen. With
+//!   `vmsnap.agent=off` on the kernel command line (`kernelBoot.kernelArgs`)
+//!   the guest has no `qemu-ga` at all, like an image without a guest agent.
 //! - `tswriter FILE INTERVAL_US` (with `-s` to fsync each line) detaches at
 //!   once, printing its daemon's pid, then appends `<CLOCK_REALTIME µs> <seq>`
 //!   to FILE every interval with one `write()` per line. Writes block while the

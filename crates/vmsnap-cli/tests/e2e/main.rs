@@ -6,6 +6,9 @@
 mod cluster_mode;
 mod crash;
 mod kubectl_flow;
+mod kubevirt_restore;
+mod kubevirt_snapshot;
+mod kubevirt_support;
 mod readme;
 mod restore_policies;
 mod snapshot_cases;
