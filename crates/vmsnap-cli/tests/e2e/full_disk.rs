@@ -49,11 +49,22 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let out = Command::new("umount").arg(&self.path).output();
-        if let Ok(out) = out
-            && !out.status.success()
-        {
-            eprintln!("could not unmount {}: {}", self.path.display(), String::from_utf8_lossy(&out.stderr));
+        // The server and QEMU were just killed; their open files keep the mount busy for a moment.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match Command::new("umount").arg(&self.path).output() {
+                Ok(out) if out.status.success() => return,
+                Ok(out) if Instant::now() > deadline => {
+                    let error = String::from_utf8_lossy(&out.stderr);
+                    eprintln!("could not unmount {}: {error}", self.path.display());
+                    return;
+                }
+                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(error) => {
+                    eprintln!("could not run umount: {error}");
+                    return;
+                }
+            }
         }
     }
 }
@@ -125,7 +136,8 @@ async fn a_guest_paused_on_a_full_data_directory_is_shown_and_resumes_once_space
         }
         if Instant::now() > deadline {
             // No `vmsnap exec` here: a stopped guest's agent does not answer.
-            let write = vmsnap.kubectl_run(&["annotate", "vmi", "demo", "probe=1", "--request-timeout=10s"]).await;
+            let write =
+                vmsnap.kubectl_run(&["annotate", "vmi", "demo", "probe=1", "--request-timeout=10s"]).await;
             panic!(
                 "the VMI was not paused within 60 s; {} MiB free on the host; a write to the API: {write:?}\n\
                  {vmi:#}\n{}",
