@@ -112,6 +112,8 @@ pub mod condition {
 
     /// `Paused` reason when the pause subresource paused the VMI.
     pub const REASON_PAUSED_BY_USER: &str = "PausedByUser";
+    /// `Paused` reason when QEMU stopped the VMI because a disk request failed (e.g. a full disk).
+    pub const REASON_PAUSED_IO_ERROR: &str = "PausedIOError";
     /// `Ready` reason on a VM without a VMI.
     pub const REASON_VMI_NOT_EXISTS: &str = "VMINotExists";
     /// `Ready` reason on a VM whose VMI has no `Ready` condition yet.

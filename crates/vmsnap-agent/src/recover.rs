@@ -121,7 +121,9 @@ pub async fn adopt(agent: &Arc<Agent>, vmi: &VirtualMachineInstance, handle: VmH
     facts.node_name = Some(agent.config.node_name.clone());
     facts.machine = Some(handle.spec().machine.clone());
     facts.volumes = attached.iter().map(|v| volumes::volume_status(&v.volume, &v.target)).collect();
-    facts.paused = handle.status().await.is_ok_and(|status| !status.running);
+    if let Ok(status) = handle.status().await {
+        facts.pause = crate::running::pause::PauseState::from_status(&status);
+    }
     // Keep the stored verdict until the new health loop has one.
     facts.agent_connected = vmi.status.as_ref().is_some_and(|s| {
         s.conditions

@@ -29,6 +29,7 @@ use crate::agent::Agent;
 use crate::domain;
 use crate::error::error_chain;
 use crate::kubevirt::{DEFAULT_GRACE_PERIOD, VMI_FINALIZER, condition};
+use crate::running::pause::PauseState;
 use crate::running::record::AttachedVolume;
 use crate::running::{RunningVmi, patch_params};
 use crate::vmi_status::{Problem, VmiFacts, status_fields};
@@ -355,6 +356,8 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
         .collect();
     facts.volumes = attached.iter().map(|v| volumes::volume_status(&v.volume, &v.target)).collect();
     facts.machine = Some(handle.spec().machine.clone());
+    // QEMU keeps the vCPUs stopped for `startStrategy: Paused` until a user unpauses it.
+    facts.pause = if handle.spec().start_paused { PauseState::ByUser } else { PauseState::Running };
     facts.set_phase(vmi_phase::RUNNING, &crate::time::now_time());
     let running = RunningVmi::start(handle, (&namespace, &name, &uid), facts, attached, agent.deps());
     running.write_record();

@@ -13,6 +13,7 @@ use vmsnap_api::kubevirt::{
 };
 
 use crate::kubevirt::{condition, launcher_version};
+use crate::running::pause::PauseState;
 use crate::vmm::{GuestNetworkInterface, MacAddress};
 
 /// A condition the agent sets to `False` with a reason (`Synchronized`, `PodScheduled`).
@@ -35,10 +36,11 @@ pub struct VmiFacts {
     pub transitions: Vec<PhaseTransitionTimestamp>,
     /// The node running it.
     pub node_name: Option<String>,
-    /// The guest agent answers.
+    /// The guest agent answered its last ping. Shown as `AgentConnected` only
+    /// while the vCPUs run: a stopped guest's agent cannot answer anything.
     pub agent_connected: bool,
-    /// The vCPUs are paused.
-    pub paused: bool,
+    /// Whether the vCPUs run, and if not, who stopped them.
+    pub pause: PauseState,
     /// Volumes or images that keep the VMI from starting.
     pub unsynchronized: Option<Problem>,
     /// Why the VMI cannot run on this node.
@@ -106,18 +108,19 @@ impl VmiFacts {
                 now,
             )
         }];
-        if running && self.agent_connected {
+        if running && self.agent_connected && !self.pause.is_paused() {
             wanted.push(new_condition(condition::AGENT_CONNECTED, "True", None, None, now));
         }
-        if running && self.paused {
-            let reason = Some(condition::REASON_PAUSED_BY_USER);
-            wanted.push(new_condition(
-                condition::PAUSED,
-                "True",
-                reason,
-                Some("VMI was paused by user"),
-                now,
-            ));
+        let paused = match &self.pause {
+            _ if !running => None,
+            PauseState::Running => None,
+            PauseState::ByUser => Some((condition::REASON_PAUSED_BY_USER, "VMI was paused by user")),
+            PauseState::IoError(_) => {
+                Some((condition::REASON_PAUSED_IO_ERROR, "VMI was paused, low-level IO error detected"))
+            }
+        };
+        if let Some((reason, message)) = paused {
+            wanted.push(new_condition(condition::PAUSED, "True", Some(reason), Some(message), now));
         }
         if let Some(problem) = &self.unsynchronized {
             let (reason, message) = (Some(problem.reason), Some(problem.message.as_str()));
@@ -237,6 +240,7 @@ mod tests {
     use vmsnap_qemu::qga::types::GuestIpAddress;
 
     use super::*;
+    use crate::running::pause::IoErrorPause;
 
     fn at(second: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(second).unwrap())
@@ -255,7 +259,7 @@ mod tests {
         assert_eq!(types(&facts), ["Ready=True", "AgentConnected=True"]);
 
         facts.agent_connected = false;
-        facts.paused = true;
+        facts.pause = PauseState::ByUser;
         facts.refresh_conditions(&at(2));
         assert_eq!(types(&facts), ["Ready=True", "Paused=True"]);
         assert_eq!(facts.conditions[1].reason.as_deref(), Some("PausedByUser"));
@@ -267,6 +271,34 @@ mod tests {
         assert_eq!(types(&facts), ["Ready=False"]);
         let phases: Vec<&str> = facts.transitions.iter().map(|t| t.phase.as_str()).collect();
         assert_eq!(phases, ["Running", "Succeeded"]);
+    }
+
+    #[test]
+    fn an_io_error_pause_is_shown_as_kubevirt_shows_it_and_hides_the_agent() {
+        let mut facts = VmiFacts::default();
+        facts.set_phase("Running", &at(1));
+        facts.agent_connected = true;
+        facts.pause = PauseState::IoError(IoErrorPause {
+            episode: 1,
+            disks: ["data".to_owned()].into(),
+            no_space: true,
+        });
+        facts.refresh_conditions(&at(2));
+
+        // The strings of KubeVirt's virt-handler (calculatePausedCondition).
+        assert_eq!(
+            types(&facts),
+            ["Ready=True", "Paused=True"],
+            "no AgentConnected while the vCPUs are stopped"
+        );
+        let paused = &facts.conditions[1];
+        assert_eq!(paused.reason.as_deref(), Some("PausedIOError"));
+        assert_eq!(paused.message.as_deref(), Some("VMI was paused, low-level IO error detected"));
+
+        // A user's unpause, or the agent's own once there is room: the condition goes, the agent is shown again.
+        facts.pause = PauseState::Running;
+        facts.refresh_conditions(&at(3));
+        assert_eq!(types(&facts), ["Ready=True", "AgentConnected=True"]);
     }
 
     #[test]

@@ -141,19 +141,26 @@ impl Writer {
         let mut rev = start_rev;
         let mut published = Vec::new();
         let mut replies: Vec<Reply> = Vec::new();
+        let mut pending = batch.into_iter();
         let result = (|| -> Result<(), StoreError> {
             let tx = self.conn.transaction()?;
-            for request in batch {
+            for request in pending.by_ref() {
                 match request {
                     Request::Mutate { key, decide, reply } => {
-                        let outcome = apply_mutation(
+                        let outcome = match apply_mutation(
                             &tx,
                             &key,
                             decide,
                             &mut rev,
                             &mut published,
                             refuse_new.then(full),
-                        )?;
+                        ) {
+                            Ok(outcome) => outcome,
+                            Err(err) => {
+                                let _ = reply.send(Err(clone_error(&err)));
+                                return Err(err);
+                            }
+                        };
                         replies.push(Box::new(move |r: Result<(), &StoreError>| {
                             let _ = reply.send(match r {
                                 Ok(()) => Ok(outcome),
@@ -162,7 +169,10 @@ impl Writer {
                         }));
                     }
                     Request::Compact { revision, reply } => {
-                        compact(&tx, revision.min(rev))?;
+                        if let Err(err) = compact(&tx, revision.min(rev)) {
+                            let _ = reply.send(Err(clone_error(&err)));
+                            return Err(err);
+                        }
                         replies.push(Box::new(move |r: Result<(), &StoreError>| {
                             let _ = reply.send(r.map_err(clone_error));
                         }));
@@ -209,6 +219,14 @@ impl Writer {
                 tracing::error!(error = %err, "store batch failed; nothing in it was written");
                 for reply in replies {
                     reply(Err(&err));
+                }
+                // The requests the batch did not reach get the error too, not a dropped reply
+                // (which their callers would take for a store shutting down).
+                for request in pending {
+                    match request {
+                        Request::Mutate { reply, .. } => drop(reply.send(Err(clone_error(&err)))),
+                        Request::Compact { reply, .. } => drop(reply.send(Err(clone_error(&err)))),
+                    }
                 }
             }
         }

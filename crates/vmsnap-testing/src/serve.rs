@@ -37,7 +37,7 @@ pub struct Vmsnap {
     /// The server process.
     pub process: ServerProcess,
     binary: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Vmsnap {
@@ -50,12 +50,31 @@ impl Vmsnap {
         }
         // Short: QEMU's socket paths under <data dir>/vms must fit 107 bytes.
         let dir = tempfile::Builder::new().prefix("vs").tempdir_in("/tmp").context("a data directory")?;
+        let mut vmsnap = Self::start_in(binary, &dir.path().join("data"), accel, extra)?;
+        if let Some(vmsnap) = &mut vmsnap {
+            vmsnap._dir = Some(dir);
+        }
+        Ok(vmsnap)
+    }
+
+    /// [`Vmsnap::start`] with the data directory `data_dir` (e.g. on a small file system of the
+    /// test's own), which the caller removes. Keep its path short: QEMU's socket paths under it
+    /// must fit 107 bytes.
+    pub fn start_in(
+        binary: &Path,
+        data_dir: &Path,
+        accel: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<Option<Vmsnap>> {
+        if !crate::require_qemu() {
+            return Ok(None);
+        }
         let cache = guest_cache();
         let cache = cache.to_str().context("the guest cache path is not UTF-8")?;
         let mut args = vec!["--accel", accel, "--image-cache", cache];
         args.extend_from_slice(extra);
-        let process = ServerProcess::start(binary, &dir.path().join("data"), &args)?;
-        Ok(Some(Vmsnap { process, binary: binary.to_owned(), _dir: dir }))
+        let process = ServerProcess::start(binary, data_dir, &args)?;
+        Ok(Some(Vmsnap { process, binary: binary.to_owned(), _dir: None }))
     }
 
     /// The kubeconfig `vmsnap serve` wrote.

@@ -75,7 +75,7 @@ impl RunningVmi {
     /// (zero: none) and marks the VMI `fsFreezeStatus: frozen` right after. A second freeze is a no-op.
     pub async fn freeze(self: &Arc<Self>, unfreeze_timeout: Duration) -> Result<FreezeReport, FreezeFailure> {
         let mut slot = self.freeze.clone().lock_owned().await;
-        if self.facts().paused {
+        if self.facts().pause.is_paused() {
             return Err(FreezeFailure::Paused);
         }
         if !self.agent_connected().await {

@@ -4,14 +4,20 @@
 //! One [`RunningVmi`] per QEMU. Its status is written from one place
 //! ([`RunningVmi::publish`], serialised by an async lock, skipping writes that
 //! change nothing); `fsFreezeStatus` alone is written by the freeze path
-//! (`freeze.rs`). The tasks (QEMU events, agent health, auto-thaw watcher)
-//! are aborted with [`RunningVmi::abort_tasks`] when the VMI goes or the agent
-//! shuts down; QEMU itself outlives the agent.
+//! (`freeze.rs`). The tasks (QEMU events, agent health, auto-thaw watcher,
+//! the wait for room after a pause on a full disk) are aborted with
+//! [`RunningVmi::abort_tasks`] when the VMI goes or the agent shuts down; QEMU
+//! itself outlives the agent.
+//!
+//! A status write that fails (the API's store may be on the disk that just
+//! filled up) is retried in the background until one succeeds.
 
 mod freeze;
 mod hotplug;
 mod monitor;
+pub mod pause;
 pub mod record;
+mod resume;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -41,6 +47,12 @@ const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a guest that does not power off after the ACPI button is waited for
 /// after QEMU is killed.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
+
+/// The first retry of a status write that failed; each further one waits twice as long.
+const REPUBLISH_FIRST: Duration = Duration::from_millis(500);
+
+/// The longest wait between two retries of a failed status write.
+const REPUBLISH_MAX: Duration = Duration::from_secs(10);
 
 /// What a [`RunningVmi`] needs from the agent.
 #[derive(Clone)]
@@ -97,6 +109,18 @@ pub struct RunningVmi {
     stopping: AtomicBool,
     exited: watch::Sender<bool>,
     tasks: Tasks,
+    /// Wakes the task that retries a failed status write.
+    republish: tokio::sync::Notify,
+    /// Held by a user's pause or unpause and by the agent's own resume, so that
+    /// the agent never resumes a VM a user has just paused.
+    pause_lock: tokio::sync::Mutex<()>,
+    /// Bumped by the event monitor each time it has applied (and written) a
+    /// `STOP` or `RESUME`, for a pause or unpause to wait for its effect.
+    pause_applied: watch::Sender<u64>,
+    /// The wait for room after a pause on a full disk.
+    resumer: Mutex<resume::ResumerSlot>,
+    /// When a VM paused on a full disk is resumed, and how free space is measured.
+    space: pause::SpaceWatch,
 }
 
 impl RunningVmi {
@@ -107,6 +131,18 @@ impl RunningVmi {
         facts: VmiFacts,
         volumes: Vec<AttachedVolume>,
         deps: Deps,
+    ) -> Arc<Self> {
+        Self::start_with(handle, vmi, facts, volumes, deps, pause::SpaceWatch::default())
+    }
+
+    /// [`RunningVmi::start`] with the way a VM paused on a full disk is watched.
+    pub fn start_with(
+        handle: VmHandle,
+        vmi: (&str, &str, &str),
+        facts: VmiFacts,
+        volumes: Vec<AttachedVolume>,
+        deps: Deps,
+        space: pause::SpaceWatch,
     ) -> Arc<Self> {
         let (namespace, name, uid) = vmi;
         let nics = handle.spec().nics.iter().map(|n| (n.name.clone(), n.mac)).collect();
@@ -130,9 +166,15 @@ impl RunningVmi {
             stopping: AtomicBool::new(false),
             exited: watch::channel(false).0,
             tasks: Tasks::default(),
+            republish: tokio::sync::Notify::new(),
+            pause_lock: tokio::sync::Mutex::new(()),
+            pause_applied: watch::channel(0).0,
+            resumer: Mutex::new(resume::ResumerSlot::default()),
+            space,
         });
         running.update_facts(|f| f.interfaces = vmi_status::interfaces(&running.nics, &[]));
         running.tasks.push(tokio::spawn(monitor::follow_events(running.clone(), events)));
+        running.tasks.push(tokio::spawn(republish(running.clone())));
         running.tasks.push(tokio::spawn(monitor::follow_agent(running.clone(), running.health.subscribe())));
         running
             .tasks
@@ -194,8 +236,10 @@ impl RunningVmi {
         }
     }
 
-    /// Writes the status fields the agent owns if they changed since the last write.
-    pub async fn publish(&self) {
+    /// Writes the status fields the agent owns if they changed since the last
+    /// write. A write that fails is retried in the background; returns whether
+    /// the status is written.
+    pub async fn publish(&self) -> bool {
         let mut published = self.published.lock().await;
         let fields = {
             let mut facts = self.facts.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,14 +247,19 @@ impl RunningVmi {
             vmi_status::status_fields(&facts)
         };
         if published.as_ref() == Some(&fields) {
-            return;
+            return true;
         }
         let patch = json!({ "status": fields });
         match self.api.patch_status(&self.name, &patch_params(), &Patch::Merge(&patch)).await {
             Ok(_) => *published = Some(fields),
             Err(kube::Error::Api(status)) if status.is_not_found() => *published = Some(fields),
-            Err(error) => tracing::warn!(vmi = %self.key(), %error, "could not write the VMI status"),
+            Err(error) => {
+                tracing::warn!(vmi = %self.key(), %error, "could not write the VMI status; retrying");
+                self.republish.notify_one();
+                return false;
+            }
         }
+        true
     }
 
     /// Forgets what was written, so that the next [`RunningVmi::publish`] writes everything.
@@ -229,6 +278,26 @@ impl RunningVmi {
                 tracing::debug!(%error, "could not record an event");
             }
         });
+    }
+
+    /// Records an event on the VMI and says whether the API took it. Events
+    /// of the same type, reason and `action` count as a series of the first
+    /// (its note is kept): give events that must each be seen their own action.
+    pub async fn record_event(&self, type_: EventType, reason: &str, action: &str, note: &str) -> bool {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.to_owned()),
+            action: action.into(),
+            secondary: None,
+        };
+        match self.deps.recorder.publish(&event, &self.object_ref()).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(vmi = %self.key(), %error, reason, "could not record an event");
+                false
+            }
+        }
     }
 
     /// A reference to the VMI for events.
@@ -256,7 +325,7 @@ impl RunningVmi {
         {
             tracing::warn!(vmi = %self.key(), %error, "could not thaw the guest before shutting it down");
         }
-        let paused = self.facts().paused;
+        let paused = self.facts().pause.is_paused();
         if !grace.is_zero() && !paused {
             self.event(EventType::Normal, "ShuttingDown", "Signaled Graceful Shutdown".into());
             match self.handle.powerdown().await {
@@ -277,12 +346,28 @@ impl RunningVmi {
 
     /// Stops the background tasks and waits for them to be gone; QEMU keeps running.
     pub async fn abort_tasks(&self) {
+        self.stop_resumer();
         let tasks = self.tasks.take();
         for task in &tasks {
             task.abort();
         }
         for task in tasks {
             let _ = task.await;
+        }
+    }
+}
+
+/// Retries a status write that failed, less and less often, until one succeeds.
+async fn republish(vm: Arc<RunningVmi>) {
+    loop {
+        vm.republish.notified().await;
+        let mut wait = REPUBLISH_FIRST;
+        loop {
+            tokio::time::sleep(wait).await;
+            if vm.publish().await {
+                break;
+            }
+            wait = (wait * 2).min(REPUBLISH_MAX);
         }
     }
 }

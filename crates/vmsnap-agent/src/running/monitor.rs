@@ -1,5 +1,5 @@
 //! The tasks that keep a running VMI's status true: QEMU's lifecycle events
-//! (pause, resume, shutdown, exit) and the guest agent's health.
+//! (pause, resume, disk errors, shutdown, exit) and the guest agent's health.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,8 +10,10 @@ use tokio::sync::watch;
 use vmsnap_api::kubevirt::vmi_phase;
 
 use super::RunningVmi;
+use super::pause::{self, PauseState, PauseTracker, Reaction};
+use super::resume::RESUMED_REASON;
 use crate::vmi_status;
-use crate::vmm::{ShutdownCause, ShutdownInfo, VmEvent, VmEvents};
+use crate::vmm::{RunState, ShutdownCause, ShutdownInfo, VmEvent, VmEvents};
 
 /// How often guest OS and network details are refreshed while the agent answers.
 const REFRESH: Duration = Duration::from_secs(15);
@@ -36,26 +38,48 @@ pub fn exit_phase(requested: bool, shutdown: Option<ShutdownInfo>) -> (&'static 
     }
 }
 
-/// Follows QEMU's events until it exits, then records the final phase.
+/// How long after an event the monitor waits for the next before it writes
+/// the status: `cont` on a disk that is still full brings `RESUME`,
+/// `BLOCK_IO_ERROR` and `STOP` within a millisecond, and the VMI should not
+/// flicker to running and back.
+const BURST: Duration = Duration::from_millis(20);
+
+/// The most events taken as one burst.
+const BURST_MAX: usize = 64;
+
+/// Follows QEMU's events until it exits, keeping the pause state (and with it
+/// the `Paused` condition) true, then records the final phase.
 pub async fn follow_events(vm: Arc<RunningVmi>, mut events: VmEvents) {
+    let mut tracker = PauseTracker::new(vm.facts().pause);
     let mut shutdown = None;
-    while let Some(event) = events.next().await {
-        match event {
-            VmEvent::Stop | VmEvent::Resume => {
-                let paused = event == VmEvent::Stop;
-                vm.update_facts(|f| f.paused = paused);
-                vm.publish().await;
-            }
-            VmEvent::Lagged { .. } => {
-                if let Ok(status) = vm.handle.status().await {
-                    vm.update_facts(|f| f.paused = !status.running);
-                    vm.publish().await;
+    // QEMU's word first: the VM may have stopped before the events were followed
+    // (or while no agent watched, for one that re-attached).
+    let before = tracker.state().clone();
+    resync(&vm, &mut tracker).await;
+    // A pause on a full disk found now is a new one for this agent: report it and wait for room.
+    let shown = if tracker.state().io_error().is_some() { PauseState::Running } else { before };
+    show(&vm, &shown, tracker.state()).await;
+    let mut ended = false;
+    while !ended {
+        let Some(event) = events.next().await else { break };
+        let before = tracker.state().clone();
+        let mut pause_events = apply(&vm, &mut tracker, event, &mut shutdown).await;
+        for _ in 0..BURST_MAX {
+            match tokio::time::timeout(BURST, events.next()).await {
+                Ok(Some(event)) => pause_events |= apply(&vm, &mut tracker, event, &mut shutdown).await,
+                Ok(None) => {
+                    ended = true;
+                    break;
                 }
+                Err(_) => break,
             }
-            VmEvent::Shutdown(info) => shutdown = Some(info),
-            VmEvent::Reset(_) | VmEvent::Powerdown => {}
+        }
+        show(&vm, &before, tracker.state()).await;
+        if pause_events {
+            vm.pause_applied.send_modify(|count| *count += 1);
         }
     }
+    vm.stop_resumer();
     // The monitor connection closed: QEMU exited (it is the agent's only client).
     let report = match vm.handle.wait_exit(EXIT_TIMEOUT).await {
         Ok(report) => report,
@@ -72,7 +96,7 @@ pub async fn follow_events(vm: Arc<RunningVmi>, mut events: VmEvents) {
         f.set_phase(phase, &now);
         f.reason = reason.map(Into::into);
         f.agent_connected = false;
-        f.paused = false;
+        f.pause = PauseState::Running;
     });
     vm.publish().await;
     let (type_, note) = match reason {
@@ -84,6 +108,68 @@ pub async fn follow_events(vm: Arc<RunningVmi>, mut events: VmEvents) {
         registry.remove(&vm);
     }
     vm.exited.send_replace(true);
+}
+
+/// Applies one event to the pause state; returns whether it was a `STOP` or `RESUME` (or a resync).
+async fn apply(
+    vm: &RunningVmi,
+    tracker: &mut PauseTracker,
+    event: VmEvent,
+    shutdown: &mut Option<ShutdownInfo>,
+) -> bool {
+    match &event {
+        VmEvent::Lagged { missed } => {
+            tracing::debug!(vmi = %vm.key(), missed, "lost QEMU events; asking QEMU");
+            resync(vm, tracker).await;
+            return true;
+        }
+        VmEvent::Shutdown(info) => *shutdown = Some(*info),
+        VmEvent::IoError(error) => {
+            let disk = error.disk_key.as_deref().map(|key| vm.disk_of_key(key));
+            let effect = if error.stops_vm { "QEMU stops the VM" } else { "the guest was told" };
+            tracing::warn!(vmi = %vm.key(), ?disk, node = ?error.node, reason = %error.reason, "a disk request failed; {effect}");
+        }
+        _ => {}
+    }
+    tracker.on_event(&event, |key| vm.disk_of_key(key))
+}
+
+/// Asks QEMU whether the vCPUs run and, if a disk error stopped them, on which disks.
+async fn resync(vm: &RunningVmi, tracker: &mut PauseTracker) {
+    let Ok(status) = vm.handle.status().await else { return };
+    let failed = if status.status == RunState::IoError {
+        vm.handle.disks_with_io_errors().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    tracker.resync(&status, &failed);
+}
+
+/// Shows a change of the pause state and acts on it: warns about (and waits
+/// out) a pause on a full disk, says when the agent resumed one.
+async fn show(vm: &Arc<RunningVmi>, before: &PauseState, after: &PauseState) {
+    let reaction = pause::reaction(before, after);
+    if reaction != Reaction::None {
+        vm.update_facts(|f| f.pause = after.clone());
+        vm.publish().await;
+    }
+    match reaction {
+        Reaction::None | Reaction::Show => {}
+        Reaction::IoErrorPaused(pause) => vm.start_resumer(pause),
+        Reaction::MoreDisks { mut pause, added } => {
+            pause.disks = added.into_iter().collect();
+            vm.warn_more_disks(pause);
+        }
+        Reaction::IoErrorResumed(pause) => {
+            if let Some(note) = vm.take_auto_resume_note(&pause) {
+                tracing::info!(vmi = %vm.key(), "{note}");
+                vm.event(EventType::Normal, RESUMED_REASON, note);
+            }
+        }
+    }
+    if after.io_error().is_none() {
+        vm.stop_resumer();
+    }
 }
 
 /// Mirrors the agent health flag into `AgentConnected`. Nothing else runs in

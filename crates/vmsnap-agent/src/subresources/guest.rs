@@ -10,6 +10,7 @@ use super::{is_dry_run, message, running_vmi};
 use crate::agent::Agent;
 use crate::error::error_chain;
 use crate::running::FreezeFailure;
+use crate::running::pause::PauseError;
 
 /// The `unfreezeTimeout` of a freeze body (required; `0s` disables the auto-thaw).
 pub fn unfreeze_timeout(body: &Value) -> Result<Duration, ApiError> {
@@ -70,37 +71,36 @@ fn dry_run(body: &Value) -> bool {
 /// `pause`: stops the vCPUs (`Paused` condition with reason `PausedByUser`).
 pub async fn pause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
-    if vmi.facts().paused {
+    if vmi.facts().pause.is_paused() {
         return Err(ApiError::conflict_message(message::VMI_ALREADY_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
     }
-    vmi.handle
-        .pause()
-        .await
-        .map_err(|error| ApiError::internal(format!("Failed to pause VMI: {}", error_chain(&error))))?;
-    vmi.update_facts(|f| f.paused = true);
-    vmi.publish().await;
-    Ok(())
+    vmi.user_pause().await.map_err(|error| pause_error("pause", error))
 }
 
-/// `unpause`: resumes the vCPUs. (The API server refuses it while a snapshot is in progress.)
+/// `unpause`: resumes the vCPUs, whether a user or a disk error paused them.
+/// (The API server refuses it while a snapshot is in progress.)
 pub async fn unpause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VMI_NOT_RUNNING).await?;
-    if !vmi.facts().paused {
+    if !vmi.facts().pause.is_paused() {
         return Err(ApiError::conflict_message(message::VMI_NOT_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
     }
-    vmi.handle
-        .resume()
-        .await
-        .map_err(|error| ApiError::internal(format!("Failed to unpause VMI: {}", error_chain(&error))))?;
-    vmi.update_facts(|f| f.paused = false);
-    vmi.publish().await;
-    Ok(())
+    vmi.user_unpause().await.map_err(|error| pause_error("unpause", error))
+}
+
+fn pause_error(action: &str, error: PauseError) -> ApiError {
+    match error {
+        PauseError::AlreadyPaused => ApiError::conflict_message(message::VMI_ALREADY_PAUSED),
+        PauseError::NotPaused => ApiError::conflict_message(message::VMI_NOT_PAUSED),
+        PauseError::Qemu(error) => {
+            ApiError::internal(format!("Failed to {action} VMI: {}", error_chain(&error)))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -154,6 +154,23 @@ impl VmHandle {
         Ok(())
     }
 
+    /// The disks whose last request failed on the host, as `query-block`
+    /// reports them (`io-status` other than `ok`), each with whether the host
+    /// was out of space (`nospace`). For a VM stopped in run state `io-error`
+    /// whose `BLOCK_IO_ERROR` events were not seen (an agent that re-attached).
+    pub async fn disks_with_io_errors(&self) -> Result<Vec<(String, bool)>, ControlError> {
+        let reply = self.inner.qmp.execute_raw("query-block", serde_json::Value::Null).await?;
+        let mut disks = Vec::new();
+        for backend in reply.as_array().into_iter().flatten() {
+            let Some(disk) = backend["qdev"].as_str().and_then(super::names::disk_of_qdev) else { continue };
+            match backend["io-status"].as_str() {
+                None | Some("ok") => {}
+                Some(status) => disks.push((disk.to_owned(), status == "nospace")),
+            }
+        }
+        Ok(disks)
+    }
+
     /// Presses the ACPI power button; the guest decides whether and how fast to
     /// power off. Follow with [`VmHandle::wait_exit`].
     pub async fn powerdown(&self) -> Result<(), ControlError> {

@@ -66,7 +66,7 @@ pub use cmdline::{ProcessMode, qemu_args};
 pub use error::{
     AgentError, AttachError, BlockError, ControlError, FreezeError, LaunchError, ProbeError, SpecError,
 };
-pub use events::{ShutdownInfo, VmEvent, VmEvents};
+pub use events::{DiskIoError, ShutdownInfo, VmEvent, VmEvents};
 pub use freeze::{FreezeOutcome, FreezeReport, ThawReport};
 pub use handle::{ExitReport, KillReport, VmHandle};
 pub use health::{AgentHealth, spawn_agent_health};

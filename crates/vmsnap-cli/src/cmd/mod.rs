@@ -144,7 +144,14 @@ pub fn timestamp_suffix() -> String {
 /// Logs to stderr, filtered by `VMSNAP_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // A log line that cannot be written (stderr redirected to a file on a full disk) is dropped:
+    // tracing-subscriber would otherwise report it with eprintln!, which panics the thread that
+    // logged (the store's writer among them).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false)
+        .try_init();
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod cluster_mode;
 mod crash;
+mod full_disk;
 mod kubectl_flow;
 mod kubevirt_restore;
 mod kubevirt_snapshot;

@@ -52,6 +52,9 @@ pub enum Event {
     BlockJobError(BlockJobError),
     /// `DEVICE_DELETED`: the guest released an unplugged device.
     DeviceDeleted(DeviceDeleted),
+    /// `BLOCK_IO_ERROR`: a guest read or write failed on the host (e.g. ENOSPC), and what the
+    /// device's error policy (`werror`/`rerror`) did about it.
+    BlockIoError(BlockIoError),
     /// Any other event, or a known one whose data did not have the expected shape.
     Other {
         /// The event name.
@@ -109,6 +112,41 @@ pub struct BlockJobError {
     pub action: String,
 }
 
+/// What a device's error policy did about a failed guest request (`BlockErrorAction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockErrorAction {
+    /// The error was ignored: the guest was told the request succeeded.
+    Ignore,
+    /// The error was passed to the guest.
+    Report,
+    /// The VM was stopped (run state `io-error`, followed by `STOP`); `cont` retries the request.
+    Stop,
+    /// An action this version of vmsnap does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+/// The data of `BLOCK_IO_ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIoError {
+    /// The backend name; empty for disks given with `-blockdev`, which are named by `node_name`.
+    #[serde(default)]
+    pub device: String,
+    /// The block node the request failed on (the top node of the disk).
+    #[serde(rename = "node-name", default)]
+    pub node_name: Option<String>,
+    /// `read` or `write`.
+    pub operation: String,
+    /// What the error policy did.
+    pub action: BlockErrorAction,
+    /// Whether the error was ENOSPC: the host storage behind the node is full.
+    #[serde(default)]
+    pub nospace: bool,
+    /// The host error, as text (e.g. `No space left on device`).
+    pub reason: String,
+}
+
 /// The data of `DEVICE_DELETED`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceDeleted {
@@ -132,6 +170,7 @@ impl Event {
             "BLOCK_JOB_COMPLETED" => typed(name, data, Event::BlockJobCompleted),
             "BLOCK_JOB_ERROR" => typed(name, data, Event::BlockJobError),
             "DEVICE_DELETED" => typed(name, data, Event::DeviceDeleted),
+            "BLOCK_IO_ERROR" => typed(name, data, Event::BlockIoError),
             _ => Event::Other { name: name.to_owned(), data },
         }
     }
@@ -148,6 +187,7 @@ impl Event {
             Event::BlockJobCompleted(_) => "BLOCK_JOB_COMPLETED",
             Event::BlockJobError(_) => "BLOCK_JOB_ERROR",
             Event::DeviceDeleted(_) => "DEVICE_DELETED",
+            Event::BlockIoError(_) => "BLOCK_IO_ERROR",
             Event::Other { name, .. } => name,
         }
     }

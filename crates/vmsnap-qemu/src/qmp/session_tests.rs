@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use super::args::{NamedBlockNodesArgs, TransactionAction, TransactionArgs};
 use super::commands::{QmpCapabilities, QueryNamedBlockNodes, QueryStatus, Stop, Transaction};
-use super::events::{Event, GuestCause, JobStatusChange};
+use super::events::{BlockErrorAction, BlockIoError, Event, GuestCause, JobStatusChange};
 use super::session::{QmpOutput, QmpSession, QmpState};
 use super::types::{JobStatus, ShutdownCause};
 use crate::command::Empty;
@@ -235,6 +235,8 @@ fn known_events_are_typed_and_others_kept_raw() {
         "{\"event\": \"NIC_RX_FILTER_CHANGED\", \"data\": {\"path\": \"/x\"}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n",
         "{\"event\": \"RESET\", \"data\": {\"guest\": \"not a bool\"}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n",
         "{\"event\": \"RESUME\"}\n",
+        // As QEMU 7.2 sends it for a -blockdev disk on a full host file system.
+        "{\"event\": \"BLOCK_IO_ERROR\", \"data\": {\"device\": \"\", \"nospace\": true, \"node-name\": \"fmt-data\", \"reason\": \"No space left on device\", \"operation\": \"write\", \"action\": \"stop\"}, \"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n",
     ).as_bytes());
     let events: Vec<Event> = outputs(&mut session)
         .into_iter()
@@ -251,6 +253,14 @@ fn known_events_are_typed_and_others_kept_raw() {
             Event::Other { name: "NIC_RX_FILTER_CHANGED".into(), data: json!({"path": "/x"}) },
             Event::Other { name: "RESET".into(), data: json!({"guest": "not a bool"}) },
             Event::Resume,
+            Event::BlockIoError(BlockIoError {
+                device: String::new(),
+                node_name: Some("fmt-data".into()),
+                operation: "write".into(),
+                action: BlockErrorAction::Stop,
+                nospace: true,
+                reason: "No space left on device".into(),
+            }),
         ]
     );
 }
