@@ -7,7 +7,7 @@
 //! not and the cause's field; these also check the cause's type and message, as
 //! `vm-storage-status.go` at the same commit writes them.
 //!
-//! Not ported (listed in `docs/compatibility-admission.md`): the "Validate VM DataVolumeTemplate"
+//! Not ported (listed in `docs/compatibility.md`): the "Validate VM DataVolumeTemplate"
 //! context, whose rules are not snapshot or restore locks.
 
 use std::collections::BTreeMap;

@@ -10,7 +10,7 @@
 //! [`Cluster`] holds the same objects and looks up what the rule needs the way the API server does
 //! (`RestoreContext`): the snapshot by name, its content, the target VM, the namespace's restores.
 //!
-//! Not ported (listed in `docs/compatibility-admission.md`): "With a disabled feature gate should
+//! Not ported (listed in `docs/compatibility.md`): "With a disabled feature gate should
 //! reject anything" and "should reject invalid request resource".
 
 use vmsnap_admission::{Denial, Operation, RestoreContext, validate_restore};

@@ -10,7 +10,7 @@
 //! (the snapshot rule does not look the source VM up); `validate_snapshot` has no VM input at all,
 //! so those specs differ here only by the snapshot they admit.
 //!
-//! Not ported (listed in `docs/compatibility-admission.md`): "With a disabled feature gate should
+//! Not ported (listed in `docs/compatibility.md`): "With a disabled feature gate should
 //! reject anything" and "should reject invalid request resource".
 
 use vmsnap_admission::{Denial, Operation, validate_snapshot};

@@ -2,7 +2,7 @@
 //! `It` and per `DescribeTable` entry, named after it, asserting the same fields and strings.
 //! The `It`s that need what vmsnap does not offer (instancetypes, memory dumps, persistent TPM,
 //! VirtualMachineClone, a provisioner that rounds sizes up) are listed in
-//! `docs/compatibility-functional.md` instead.
+//! `docs/compatibility.md` instead.
 
 mod boot_sources;
 mod cross_namespace_clone;

@@ -1,7 +1,7 @@
 //! Port of KubeVirt's `tests/storage/snapshot.go` ("VirtualMachineSnapshot Tests"): one test per
 //! `It` and per `DescribeTable` entry, named after it, asserting the same fields and strings.
 //! The `It`s that need what vmsnap does not offer (instancetypes, memory dumps, persistent TPM)
-//! are listed in `docs/compatibility-functional.md` instead.
+//! are listed in `docs/compatibility.md` instead.
 //!
 //! KubeVirt's guests are mapped to vmsnap's test guest as `kubevirt_support::guest` says; where
 //! the original logs in on the console, so does the port.
