@@ -2,8 +2,9 @@
 //!
 //! The freeze state machine itself (and its persisted safety auto-thaw) lives
 //! in the runtime ([`crate::vmm::VmHandle::freeze`]). This layer adds the API
-//! side: `fsFreezeStatus: frozen` is written before the freeze call returns
-//! and cleared on thaw, and a watcher clears it when the runtime's auto-thaw
+//! side: `fsFreezeStatus: frozen` is written right after the freeze call
+//! returns (in the background, so the write is outside the freeze window; a
+//! thaw waits for it) and cleared on thaw, and a watcher clears it when the runtime's auto-thaw
 //! (or a background retry of a failed thaw) has thawed the guest. Every
 //! transition runs under one async lock; the common path is one agent call
 //! and one status patch, with no sleeping or polling.

@@ -27,7 +27,7 @@ pub fn unfreeze_timeout(body: &Value) -> Result<Duration, ApiError> {
         .map_err(|error| ApiError::bad_request(format!("failed to unmarshal unfreeze timeout: {error}")))
 }
 
-/// `freeze`: freezes the guest filesystems and marks the VMI `fsFreezeStatus: frozen` before returning.
+/// `freeze`: freezes the guest filesystems; the VMI is marked `fsFreezeStatus: frozen` right after.
 pub async fn freeze(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let timeout = unfreeze_timeout(&body)?;
     let vmi = running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
