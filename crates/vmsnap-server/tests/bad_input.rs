@@ -41,7 +41,7 @@ async fn bad_requests_get_4xx_statuses_with_reasons() {
         (Method::POST, SNAPS.into(), json_ct, "[1,2]".into(), 400, "BadRequest"),
         (Method::POST, SNAPS.into(), json_ct, snapshot("x").replace("VirtualMachineSnapshot", "Pod"), 400, "BadRequest"),
         (Method::POST, SNAPS.into(), json_ct, snapshot("Not_Valid"), 422, "Invalid"),
-        (Method::POST, format!("{SNAPS}?fieldValidation=Strict"), json_ct, snapshot("s").replace("\"spec\":{", "\"spec\":{\"typo\":1,"), 422, "Invalid"),
+        (Method::POST, format!("{SNAPS}?fieldValidation=Strict"), json_ct, snapshot("s").replace("\"spec\":{", "\"spec\":{\"typo\":1,"), 400, "BadRequest"),
         (Method::POST, format!("{SNAPS}?fieldValidation=Sometimes"), json_ct, snapshot("s"), 400, "BadRequest"),
         (Method::POST, SNAPS.into(), json_ct, snapshot("ok"), 409, "AlreadyExists"),
         (Method::POST, SNAPS.into(), json_ct, json!({"apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineSnapshot", "metadata": {"name": "n"}, "spec": {"source": "vm"}}).to_string(), 422, "Invalid"),

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::pure::names::{self, NameRule};
 use crate::pure::patch::{self, PatchError, PatchType};
 use crate::pure::validation::{self, Cause};
-use crate::pure::{fieldset, time};
+use crate::pure::{fieldset, metadata, time};
 
 /// `fieldValidation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` (server-side apply).
     pub force: bool,
+    /// Fields the request body set twice (`spec.x`), found by the HTTP layer in the raw JSON:
+    /// refused under `Strict`, warned about under `Warn`, as kube-apiserver's strict decoding does.
+    pub duplicate_fields: Vec<String>,
 }
 
 /// The result of a write.
@@ -126,35 +129,41 @@ impl Core {
     ) -> Result<Vec<String>, ApiError> {
         let name = name_of(obj);
         let report = validation::validate(obj, &rt.schema, metadata_schema());
+        let cannot_handle = |detail: String| {
+            ApiError::bad_request(format!(
+                "{} in version \"{version}\" cannot be handled as a {}: {detail}",
+                rt.kind, rt.kind
+            ))
+        };
+        if rt.builtin && !report.bad_quantities.is_empty() {
+            return Err(cannot_handle(format!(
+                "quantities must match the regular expression '{}'",
+                validation::QUANTITY_REGEX
+            )));
+        }
+        // Duplicates come from decoding, unknown fields from pruning: in that order, as the
+        // strict decoding error lists them.
+        let strict_errors: Vec<String> = opts
+            .duplicate_fields
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(report.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")))
+            .collect();
         let mut warnings = Vec::new();
-        if !report.unknown_fields.is_empty() {
-            let listed: Vec<String> =
-                report.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        if !strict_errors.is_empty() {
             match opts.validation {
                 FieldValidation::Strict => {
-                    let causes: Vec<Cause> = report
-                        .unknown_fields
-                        .iter()
-                        .map(|f| Cause {
-                            reason: "FieldValueInvalid",
-                            field: f.clone(),
-                            message: format!("unknown field \"{f}\""),
-                        })
-                        .collect();
-                    let mut err = ApiError::invalid(rt, &name, &causes);
-                    err.message = format!(
-                        "{} in version \"{version}\" cannot be handled as a {}: strict decoding error: {}",
-                        rt.kind,
-                        rt.kind,
-                        listed.join(", ")
-                    );
-                    return Err(err);
+                    return Err(cannot_handle(format!(
+                        "strict decoding error: {}",
+                        strict_errors.join(", ")
+                    )));
                 }
-                FieldValidation::Warn => warnings = listed,
+                FieldValidation::Warn => warnings = strict_errors,
                 FieldValidation::Ignore => {}
             }
         }
         let mut causes = report.causes;
+        causes.extend(metadata::validate(obj));
         causes.extend(strategy::validate(rt, obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(rt, &name, &causes));
@@ -162,11 +171,21 @@ impl Core {
         Ok(warnings)
     }
 
-    fn check_type_meta(&self, rt: &ResourceType, version: &str, obj: &Value) -> Result<(), ApiError> {
-        if !obj.is_object() {
+    /// Checks `kind` and `apiVersion` against the URL. A built-in kind's decoder defaults missing
+    /// ones from the URL; a custom resource's requires them, as kube-apiserver's do.
+    fn check_type_meta(&self, rt: &ResourceType, version: &str, obj: &mut Value) -> Result<(), ApiError> {
+        let Some(map) = obj.as_object_mut() else {
             return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        };
+        let expected = rt.api_version(version);
+        if rt.builtin {
+            for (field, default) in [("kind", &rt.kind), ("apiVersion", &expected)] {
+                if map.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    map.insert(field.to_owned(), json!(default));
+                }
+            }
         }
-        match obj.get("kind").and_then(Value::as_str) {
+        match map.get("kind").and_then(Value::as_str) {
             None | Some("") => {
                 return Err(ApiError::bad_request(format!(
                     "Object 'Kind' is missing in '{}'",
@@ -181,13 +200,11 @@ impl Core {
             }
             _ => {}
         }
-        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
-            let expected = rt.api_version(version);
-            if av != expected {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({expected})"
-                )));
-            }
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        if av != expected {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({expected})"
+            )));
         }
         Ok(())
     }
@@ -241,7 +258,11 @@ impl Core {
         mut body: Value,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
-        self.check_type_meta(rt, version, &body)?;
+        self.check_type_meta(rt, version, &mut body)?;
+        if resource_version(&body).is_some() {
+            // kube-apiserver's storage refuses it (and answers 500): here it is the client's error.
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
         {
             let meta = meta_mut(&mut body);
             if rt.namespaced() {
@@ -331,7 +352,7 @@ impl Core {
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
-        self.check_type_meta(rt, version, &body)?;
+        self.check_type_meta(rt, version, &mut body)?;
         let body_name = name_of(&body);
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -448,7 +469,7 @@ impl Core {
             if resource_version(&patched) != resource_version(&current) {
                 return Err(ApiError::conflict(rt, name));
             }
-            self.check_type_meta(rt, version, &patched)?;
+            self.check_type_meta(rt, version, &mut patched)?;
             let warnings = self.validate_body(rt, version, &mut patched, opts)?;
             if patch_type == PatchType::Apply {
                 set_managed_fields(&mut patched, &manager, &rt.api_version(version), &body);

@@ -25,12 +25,22 @@ fn flag(q: &Query, key: &str) -> bool {
     q.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+/// The write's options from its query, and the fields its body set twice (JSON bodies; YAML
+/// ones are refused by the YAML parser on a duplicate key).
+fn write_options(q: &Query, headers: &HeaderMap, bytes: &[u8]) -> Result<WriteOptions, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let validation = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
+    let duplicate_fields = if ct.contains("json") && validation != FieldValidation::Ignore {
+        crate::pure::duplicates::duplicate_fields(bytes)
+    } else {
+        Vec::new()
+    };
     Ok(WriteOptions {
         field_manager: q.get("fieldManager").cloned(),
-        validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+        validation,
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: flag(q, "force"),
+        duplicate_fields,
     })
 }
 
@@ -127,7 +137,7 @@ pub async fn handle(
         }
         (Method::POST, None) => {
             let obj = body::parse(headers, bytes)?;
-            let result = core.create(rt, version, ns, obj, &write_options(query)?).await?;
+            let result = core.create(rt, version, ns, obj, &write_options(query, headers, bytes)?).await?;
             Ok(body::with_warnings(
                 render_object(rt, headers, StatusCode::CREATED, &result.object),
                 &result.warnings,
@@ -136,7 +146,8 @@ pub async fn handle(
         (Method::PUT, Some(name)) => {
             let obj = body::parse(headers, bytes)?;
             let sub = if sub == Some("finalize") { None } else { sub };
-            let result = core.update(rt, version, ns, name, obj, sub, &write_options(query)?).await?;
+            let result =
+                core.update(rt, version, ns, name, obj, sub, &write_options(query, headers, bytes)?).await?;
             Ok(body::with_warnings(
                 render_object(rt, headers, StatusCode::OK, &result.object),
                 &result.warnings,
@@ -150,8 +161,9 @@ pub async fn handle(
                 ))
             })?;
             let patch = body::parse(headers, bytes)?;
-            let result =
-                core.patch(rt, version, ns, name, patch_type, patch, sub, &write_options(query)?).await?;
+            let result = core
+                .patch(rt, version, ns, name, patch_type, patch, sub, &write_options(query, headers, bytes)?)
+                .await?;
             let status = if result.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(body::with_warnings(render_object(rt, headers, status, &result.object), &result.warnings))
         }
