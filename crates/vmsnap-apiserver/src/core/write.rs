@@ -443,8 +443,14 @@ impl Core {
                 PatchType::Json => patch::json(&view, &body),
                 PatchType::Strategic => patch::strategic(&view, &body),
                 PatchType::Apply => {
+                    let transferred = apply_conflicts(rt, name, &view, &body, &manager, opts.force)?;
                     let previous = previous_applied(&current, &manager);
-                    patch::apply(&view, &body, previous.as_ref())
+                    patch::apply(&view, &body, previous.as_ref()).map(|mut out| {
+                        if let Some(entries) = transferred {
+                            meta_mut(&mut out).insert("managedFields".into(), json!(entries));
+                        }
+                        out
+                    })
                 }
             };
             let mut patched = patched.map_err(|e| match e {
@@ -682,6 +688,65 @@ fn managed_fields_entry(manager: &str, api_version: &str, applied: &Value) -> Va
         "fieldsType": "FieldsV1",
         "fieldsV1": fieldset::of(applied)
     })
+}
+
+/// Server-side apply's conflicts: fields another applier owns that this configuration sets to a
+/// different value are a 409 (apiserver's fieldmanager `NewConflictError`), unless `force`, which
+/// takes them over: then the other managers' entries without them are returned.
+fn apply_conflicts(
+    rt: &ResourceType,
+    name: &str,
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Option<Vec<Value>>, ApiError> {
+    let entries: Vec<Value> =
+        live.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let applied = fieldset::of(config);
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for entry in entries.iter().filter(|e| e["manager"] != manager && e["operation"] == "Apply") {
+        let other = entry["manager"].as_str().unwrap_or_default().to_owned();
+        for path in fieldset::conflicts(live, config, &applied, &entry["fieldsV1"]) {
+            conflicts.push((other.clone(), path));
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(None);
+    }
+    if force {
+        let transferred = entries
+            .into_iter()
+            .map(|mut entry| {
+                for (other, path) in &conflicts {
+                    if entry["manager"] == other.as_str() && entry["operation"] == "Apply" {
+                        entry["fieldsV1"] = fieldset::without(&entry["fieldsV1"], path);
+                    }
+                }
+                entry
+            })
+            .collect();
+        return Ok(Some(transferred));
+    }
+    let message = if let [(other, path)] = conflicts.as_slice() {
+        format!("Apply failed with 1 conflict: conflict with {other:?}: {path}")
+    } else {
+        let mut managers: Vec<&str> = conflicts.iter().map(|(m, _)| m.as_str()).collect();
+        managers.sort();
+        managers.dedup();
+        let mut lines = Vec::new();
+        for m in managers {
+            lines.push(format!("conflicts with {m:?}:"));
+            lines.extend(conflicts.iter().filter(|(o, _)| o == m).map(|(_, p)| format!("- {p}")));
+        }
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    };
+    let mut err = ApiError::conflict(rt, name);
+    err.message = message;
+    err.details = Some(json!({
+        "causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?}"), "field": p})).collect::<Vec<_>>()
+    }));
+    Err(err)
 }
 
 fn previous_applied(current: &Value, manager: &str) -> Option<Value> {
