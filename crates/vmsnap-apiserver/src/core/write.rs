@@ -11,6 +11,7 @@ use super::objects::{
     finalizers, is_deleting, is_releasable, key, meta_mut, meta_str, same_object, spec_changed, to_storage,
     to_version,
 };
+use super::webhooks::{Operation as WebhookOperation, Review};
 use super::{strategy, typed};
 use crate::error::ApiError;
 use crate::pure::names::{self, NameRule};
@@ -234,6 +235,7 @@ impl Core {
         expected: Option<String>,
         mutation: Mutation,
     ) -> Result<Result<Option<Value>, CasError>, ApiError> {
+        let configures_webhooks = key.resource == super::webhooks::CONFIGURATIONS;
         let outcome = self
             .store
             .mutate(key, move |current| {
@@ -245,8 +247,11 @@ impl Core {
                     _ => Ok(mutation),
                 }
             })
-            .await?;
-        Ok(outcome.map(|o| o.object.map(|v| (*v).clone())))
+            .await;
+        if configures_webhooks {
+            self.webhooks.invalidate();
+        }
+        Ok(outcome?.map(|o| o.object.map(|v| (*v).clone())))
     }
 
     /// Creates an object. `body` is in the client's `version`.
@@ -327,6 +332,18 @@ impl Core {
         let stored = to_storage(rt, body);
         typed::decode_check(rt, version, &stored)?;
         self.admit(rt, Operation::Create, None, &stored).await?;
+        self.call_webhooks(&Review {
+            rt,
+            version,
+            operation: WebhookOperation::Create,
+            subresource: None,
+            namespace: ns,
+            name: &name,
+            old: None,
+            new: Some(&stored),
+            dry_run: opts.dry_run,
+        })
+        .await?;
         if opts.dry_run {
             return Ok(WriteResult { object: to_version(rt, version, stored), warnings, created: true });
         }
@@ -531,6 +548,20 @@ impl Core {
         if subresource.is_none() {
             self.admit(rt, Operation::Update, Some(&current), &new).await?;
         }
+        if !same_object(&current, &new) {
+            self.call_webhooks(&Review {
+                rt,
+                version,
+                operation: WebhookOperation::Update,
+                subresource,
+                namespace: ns,
+                name,
+                old: Some(&current),
+                new: Some(&new),
+                dry_run: opts.dry_run,
+            })
+            .await?;
+        }
         if same_object(&current, &new) {
             return Ok(Some(to_version(rt, version, current)));
         }
@@ -592,6 +623,20 @@ impl Core {
             let releasable = is_releasable(rt, &new);
             if is_deleting(&current) && same_object(&current, &new) {
                 return Ok(to_version(rt, version, current));
+            }
+            if !is_deleting(&current) {
+                self.call_webhooks(&Review {
+                    rt,
+                    version,
+                    operation: WebhookOperation::Delete,
+                    subresource: None,
+                    namespace: ns,
+                    name,
+                    old: Some(&current),
+                    new: None,
+                    dry_run: opts.dry_run,
+                })
+                .await?;
             }
             if opts.dry_run {
                 return Ok(to_version(rt, version, new));

@@ -15,3 +15,4 @@ pub mod selector;
 pub mod table;
 pub mod time;
 pub mod validation;
+pub mod webhook_rules;
