@@ -479,15 +479,11 @@ impl Core {
                 }
             })?;
             if name_of(&patched) != name {
-                return Err(ApiError::invalid(
-                    rt,
-                    name,
-                    &[Cause {
-                        reason: "FieldValueInvalid",
-                        field: "metadata.name".into(),
-                        message: format!("Invalid value: {:?}: field is immutable", name_of(&patched)),
-                    }],
-                ));
+                // The apiserver's checkName on the patched object.
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    name_of(&patched)
+                )));
             }
             if resource_version(&patched) != resource_version(&current) {
                 return Err(ApiError::conflict(rt, name));

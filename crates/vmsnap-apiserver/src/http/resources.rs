@@ -30,10 +30,12 @@ fn flag(q: &Query, key: &str) -> bool {
 fn write_options(q: &Query, headers: &HeaderMap, bytes: &[u8]) -> Result<WriteOptions, ApiError> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let validation = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
-    let duplicate_fields = if ct.contains("json") && validation != FieldValidation::Ignore {
-        crate::pure::duplicates::duplicate_fields(bytes)
-    } else {
+    let duplicate_fields = if validation == FieldValidation::Ignore {
         Vec::new()
+    } else if ct.contains("yaml") {
+        yaml_duplicate_key(bytes).into_iter().collect()
+    } else {
+        crate::pure::duplicates::duplicate_fields(bytes)
     };
     Ok(WriteOptions {
         field_manager: q.get("fieldManager").cloned(),
@@ -161,6 +163,16 @@ pub async fn handle(
                 ))
             })?;
             let patch = body::parse(headers, bytes)?;
+            // kube-apiserver's maxJSONPatchOperations.
+            const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+            if let Some(ops) = patch.as_array().filter(|_| patch_type == PatchType::Json)
+                && ops.len() > MAX_JSON_PATCH_OPERATIONS
+            {
+                return Err(ApiError::request_entity_too_large(format!(
+                    "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    ops.len()
+                )));
+            }
             let result = core
                 .patch(rt, version, ns, name, patch_type, patch, sub, &write_options(query, headers, bytes)?)
                 .await?;
@@ -201,6 +213,15 @@ pub async fn handle(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// The first key a YAML body sets twice: the YAML mapping parser refuses it (the JSON view of the
+/// body keeps the last value).
+fn yaml_duplicate_key(bytes: &[u8]) -> Option<String> {
+    let error = serde_norway::from_slice::<serde_norway::Value>(bytes).err()?.to_string();
+    let rest = error.split_once("duplicate entry with key ")?.1;
+    let key = rest.split(" at line").next().unwrap_or(rest);
+    Some(key.trim_matches('"').to_owned())
 }
 
 /// A list's `metadata`: its `resourceVersion`, and `continue` when more pages follow.

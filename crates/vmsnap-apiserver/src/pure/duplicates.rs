@@ -108,10 +108,14 @@ impl Scanner<'_> {
                 }
                 b',' => self.pos += 1,
                 _ => {
+                    let before = self.pos;
                     path.push(format!("[{index}]"));
                     let result = self.value(path, depth + 1);
                     path.pop();
                     result?;
+                    if self.pos == before {
+                        return None;
+                    }
                     index += 1;
                 }
             }
@@ -152,7 +156,7 @@ mod tests {
     #[test]
     fn escaped_keys_compare_unescaped_and_garbage_does_not_panic() {
         assert_eq!(duplicate_fields(br#"{"a": 1, "\u0061": 2}"#), vec!["a"]);
-        for junk in [&b"{"[..], b"{\"a\"", b"[[[", b"\"", b"{\"a\":}", b"}}"] {
+        for junk in [&b"{"[..], b"{\"a\"", b"[[[", b"\"", b"{\"a\":}", b"}}", b"[}", b"[,}", b"{\"a\":]"] {
             let _ = duplicate_fields(junk);
         }
     }
