@@ -12,7 +12,8 @@ cargo xtask TASK
 
 Tasks:
   up [ARGS...]   build vmsnap (release) and the test guest image, then run `vmsnap serve ARGS...`
-  test           what CI runs: rustfmt check, clippy -D warnings, the whole test suite, browser tests
+  test           what CI runs: rustfmt check, clippy -D warnings, the whole test suite, browser tests,
+                 a short run of the API server's fuzz targets
   bench [ARGS]   the benchmark command (release build): vmsnap against its baselines, as ratios
   help           this text
 ";
@@ -98,7 +99,42 @@ fn test() -> Result<()> {
         .env("VMSNAP_REQUIRE_QEMU", "1")
         .env("VMSNAP_REQUIRE_BROWSER", "1")
         .env("VMSNAP_GUEST_CACHE", &guest_cache))?;
+    fuzz_smoke()?;
     eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+/// The API server's fuzz targets (`crates/vmsnap-apiserver/fuzz`), each built and run briefly.
+const FUZZ_TARGETS: &[&str] = &["request_paths", "selectors", "patches", "validation", "protobuf", "bodies"];
+
+/// Seconds each fuzz target runs in CI: together well under two minutes.
+const FUZZ_SECONDS: u32 = 12;
+
+/// Builds every fuzz target and runs each for [`FUZZ_SECONDS`]. cargo-fuzz needs nightly compiler
+/// features, which `RUSTC_BOOTSTRAP=1` enables on the stable toolchain; it is installed only when
+/// missing. No sanitizer: the code under test forbids `unsafe`, and the runs look for panics,
+/// endless loops (libFuzzer's timeout) and runaway memory.
+fn fuzz_smoke() -> Result<()> {
+    let installed = cargo()
+        .args(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    let fuzz_dir = root().join("crates/vmsnap-apiserver/fuzz");
+    for target in FUZZ_TARGETS {
+        run(cargo()
+            .args(["fuzz", "run", "--sanitizer", "none", "--fuzz-dir"])
+            .arg(&fuzz_dir)
+            .arg(target)
+            .arg("--")
+            .arg(format!("-max_total_time={FUZZ_SECONDS}"))
+            .args(["-timeout=10", "-rss_limit_mb=2048"])
+            .env("RUSTC_BOOTSTRAP", "1"))?;
+    }
     Ok(())
 }
 

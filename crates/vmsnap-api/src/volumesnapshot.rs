@@ -158,6 +158,7 @@ pub struct VolumeSnapshotClassFields {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub parameters: BTreeMap<String, String>,
     /// `Delete` or `Retain`: what happens to the content when its VolumeSnapshot is deleted.
+    #[schemars(schema_with = "crate::schema::deletion_policy")]
     pub deletion_policy: String,
 }
 
@@ -192,6 +193,7 @@ pub struct VolumeSnapshotContentSpec {
     /// The VolumeSnapshot bound to this content.
     pub volume_snapshot_ref: ObjectReference,
     /// `Delete` or `Retain`.
+    #[schemars(schema_with = "crate::schema::deletion_policy")]
     pub deletion_policy: String,
     /// The CSI driver.
     pub driver: String,

@@ -2,7 +2,9 @@
 //! through every request parser, checking that none panics.
 
 use serde_json::{Value, json};
-use vmsnap_apiserver::pure::{accept, patch, path, selector, validation};
+use vmsnap_apiserver::pure::{
+    accept, duplicates, metadata, names::NameRule, patch, path, protobuf, selector, validation,
+};
 
 struct XorShift(u64);
 
@@ -88,5 +90,37 @@ fn validation_never_panics_on_any_kind() {
             let mut b = body.clone();
             let _ = validation::validate(&mut b, &t.schema, &meta);
         }
+    }
+}
+
+#[test]
+fn protobuf_bodies_never_panic() {
+    let mut rng = XorShift(0x5151_7A7A_0101_FEED);
+    for _ in 0..20_000 {
+        let len = (rng.next() % 64) as usize;
+        let mut bytes: Vec<u8> = if rng.next().is_multiple_of(2) { b"k8s\0".to_vec() } else { Vec::new() };
+        // Small field numbers and wire types, so that the decoder descends into messages.
+        bytes.extend(
+            (0..len).map(|_| [0x0a, 0x12, 0x1a, 0x08, 0x02, 0x01, 0x80, 0xff][(rng.next() % 8) as usize]),
+        );
+        let _ = protobuf::decode(&bytes);
+    }
+}
+
+#[test]
+fn body_checks_never_panic() {
+    let mut rng = XorShift(0xC0FF_EE00_1234_5678);
+    for _ in 0..5000 {
+        let text = rng.text(b"{}[]\",:\"abc/.-_ \\u0061", 60);
+        let _ = duplicates::duplicate_fields(text.as_bytes());
+        for rule in [NameRule::Subdomain, NameRule::Label, NameRule::Dns1035Label, NameRule::PathSegment] {
+            let _ = rule.check(&text);
+            let _ = rule.check_prefix(&text);
+        }
+        let _ = metadata::qualified_name_errors(&text);
+        let _ = metadata::label_value_errors(&text);
+        let doc = rng.json(3);
+        let _ =
+            metadata::validate(&serde_json::json!({"metadata": {"labels": doc.clone(), "annotations": doc}}));
     }
 }

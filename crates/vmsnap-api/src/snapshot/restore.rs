@@ -42,9 +42,11 @@ pub struct VirtualMachineRestoreSpec {
     pub target_readiness_policy: Option<String>,
     /// How restored PVCs are named: RandomizeNames (default), InPlace, PrefixTargetName.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::volume_restore_policy")]
     pub volume_restore_policy: Option<String>,
     /// Whether restored PVCs are owned by the VM: Vm (default) or None.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::volume_ownership_policy")]
     pub volume_ownership_policy: Option<String>,
     /// Per-volume name, label and annotation overrides.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -36,6 +36,7 @@ pub struct VirtualMachineSnapshotSpec {
     pub source: TypedLocalObjectReference,
     /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::deletion_policy")]
     pub deletion_policy: Option<String>,
     /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no
     /// limit): a Go duration, or a number of seconds (`20`; read as the string `"20"`).

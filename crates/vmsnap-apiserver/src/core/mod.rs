@@ -7,6 +7,7 @@ pub mod objects;
 mod read;
 pub mod strategy;
 mod typed;
+mod webhooks;
 mod write;
 
 use std::sync::Arc;
@@ -19,12 +20,14 @@ pub use write::{DeleteOptions, FieldValidation, Propagation, WriteOptions, Write
 /// Shared state of the object service.
 pub struct Core {
     pub(crate) store: Store,
+    /// The ValidatingWebhookConfigurations, cached between their changes.
+    pub(crate) webhooks: webhooks::WebhookCache,
 }
 
 impl Core {
     /// A service over `store`.
     pub fn new(store: Store) -> Arc<Core> {
-        Arc::new(Core { store })
+        Arc::new(Core { store, webhooks: Default::default() })
     }
 
     /// The store.

@@ -11,12 +11,13 @@ use super::objects::{
     finalizers, is_deleting, is_releasable, key, meta_mut, meta_str, same_object, spec_changed, to_storage,
     to_version,
 };
+use super::webhooks::{Operation as WebhookOperation, Review};
 use super::{strategy, typed};
 use crate::error::ApiError;
 use crate::pure::names::{self, NameRule};
 use crate::pure::patch::{self, PatchError, PatchType};
 use crate::pure::validation::{self, Cause};
-use crate::pure::{fieldset, time};
+use crate::pure::{fieldset, metadata, time};
 
 /// `fieldValidation`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `force` (server-side apply).
     pub force: bool,
+    /// Fields the request body set twice (`spec.x`), found by the HTTP layer in the raw JSON:
+    /// refused under `Strict`, warned about under `Warn`, as kube-apiserver's strict decoding does.
+    pub duplicate_fields: Vec<String>,
 }
 
 /// The result of a write.
@@ -126,35 +130,41 @@ impl Core {
     ) -> Result<Vec<String>, ApiError> {
         let name = name_of(obj);
         let report = validation::validate(obj, &rt.schema, metadata_schema());
+        let cannot_handle = |detail: String| {
+            ApiError::bad_request(format!(
+                "{} in version \"{version}\" cannot be handled as a {}: {detail}",
+                rt.kind, rt.kind
+            ))
+        };
+        if rt.builtin && !report.bad_quantities.is_empty() {
+            return Err(cannot_handle(format!(
+                "quantities must match the regular expression '{}'",
+                validation::QUANTITY_REGEX
+            )));
+        }
+        // Duplicates come from decoding, unknown fields from pruning: in that order, as the
+        // strict decoding error lists them.
+        let strict_errors: Vec<String> = opts
+            .duplicate_fields
+            .iter()
+            .map(|f| format!("duplicate field \"{f}\""))
+            .chain(report.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")))
+            .collect();
         let mut warnings = Vec::new();
-        if !report.unknown_fields.is_empty() {
-            let listed: Vec<String> =
-                report.unknown_fields.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+        if !strict_errors.is_empty() {
             match opts.validation {
                 FieldValidation::Strict => {
-                    let causes: Vec<Cause> = report
-                        .unknown_fields
-                        .iter()
-                        .map(|f| Cause {
-                            reason: "FieldValueInvalid",
-                            field: f.clone(),
-                            message: format!("unknown field \"{f}\""),
-                        })
-                        .collect();
-                    let mut err = ApiError::invalid(rt, &name, &causes);
-                    err.message = format!(
-                        "{} in version \"{version}\" cannot be handled as a {}: strict decoding error: {}",
-                        rt.kind,
-                        rt.kind,
-                        listed.join(", ")
-                    );
-                    return Err(err);
+                    return Err(cannot_handle(format!(
+                        "strict decoding error: {}",
+                        strict_errors.join(", ")
+                    )));
                 }
-                FieldValidation::Warn => warnings = listed,
+                FieldValidation::Warn => warnings = strict_errors,
                 FieldValidation::Ignore => {}
             }
         }
         let mut causes = report.causes;
+        causes.extend(metadata::validate(obj));
         causes.extend(strategy::validate(rt, obj));
         if !causes.is_empty() {
             return Err(ApiError::invalid(rt, &name, &causes));
@@ -162,11 +172,21 @@ impl Core {
         Ok(warnings)
     }
 
-    fn check_type_meta(&self, rt: &ResourceType, version: &str, obj: &Value) -> Result<(), ApiError> {
-        if !obj.is_object() {
+    /// Checks `kind` and `apiVersion` against the URL. A built-in kind's decoder defaults missing
+    /// ones from the URL; a custom resource's requires them, as kube-apiserver's do.
+    fn check_type_meta(&self, rt: &ResourceType, version: &str, obj: &mut Value) -> Result<(), ApiError> {
+        let Some(map) = obj.as_object_mut() else {
             return Err(ApiError::bad_request("the request body must be a JSON or YAML object"));
+        };
+        let expected = rt.api_version(version);
+        if rt.builtin {
+            for (field, default) in [("kind", &rt.kind), ("apiVersion", &expected)] {
+                if map.get(field).and_then(Value::as_str).is_none_or(str::is_empty) {
+                    map.insert(field.to_owned(), json!(default));
+                }
+            }
         }
-        match obj.get("kind").and_then(Value::as_str) {
+        match map.get("kind").and_then(Value::as_str) {
             None | Some("") => {
                 return Err(ApiError::bad_request(format!(
                     "Object 'Kind' is missing in '{}'",
@@ -181,13 +201,11 @@ impl Core {
             }
             _ => {}
         }
-        if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
-            let expected = rt.api_version(version);
-            if av != expected {
-                return Err(ApiError::bad_request(format!(
-                    "the API version in the data ({av}) does not match the expected API version ({expected})"
-                )));
-            }
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        if av != expected {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({expected})"
+            )));
         }
         Ok(())
     }
@@ -217,6 +235,7 @@ impl Core {
         expected: Option<String>,
         mutation: Mutation,
     ) -> Result<Result<Option<Value>, CasError>, ApiError> {
+        let configures_webhooks = key.resource == super::webhooks::CONFIGURATIONS;
         let outcome = self
             .store
             .mutate(key, move |current| {
@@ -228,8 +247,11 @@ impl Core {
                     _ => Ok(mutation),
                 }
             })
-            .await?;
-        Ok(outcome.map(|o| o.object.map(|v| (*v).clone())))
+            .await;
+        if configures_webhooks {
+            self.webhooks.invalidate();
+        }
+        Ok(outcome?.map(|o| o.object.map(|v| (*v).clone())))
     }
 
     /// Creates an object. `body` is in the client's `version`.
@@ -241,7 +263,11 @@ impl Core {
         mut body: Value,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
-        self.check_type_meta(rt, version, &body)?;
+        self.check_type_meta(rt, version, &mut body)?;
+        if resource_version(&body).is_some() {
+            // kube-apiserver's storage refuses it (and answers 500): here it is the client's error.
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+        }
         {
             let meta = meta_mut(&mut body);
             if rt.namespaced() {
@@ -306,6 +332,18 @@ impl Core {
         let stored = to_storage(rt, body);
         typed::decode_check(rt, version, &stored)?;
         self.admit(rt, Operation::Create, None, &stored).await?;
+        self.call_webhooks(&Review {
+            rt,
+            version,
+            operation: WebhookOperation::Create,
+            subresource: None,
+            namespace: ns,
+            name: &name,
+            old: None,
+            new: Some(&stored),
+            dry_run: opts.dry_run,
+        })
+        .await?;
         if opts.dry_run {
             return Ok(WriteResult { object: to_version(rt, version, stored), warnings, created: true });
         }
@@ -331,7 +369,7 @@ impl Core {
         subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<WriteResult, ApiError> {
-        self.check_type_meta(rt, version, &body)?;
+        self.check_type_meta(rt, version, &mut body)?;
         let body_name = name_of(&body);
         if !body_name.is_empty() && body_name != name {
             return Err(ApiError::bad_request(format!(
@@ -422,8 +460,14 @@ impl Core {
                 PatchType::Json => patch::json(&view, &body),
                 PatchType::Strategic => patch::strategic(&view, &body),
                 PatchType::Apply => {
+                    let transferred = apply_conflicts(rt, name, &view, &body, &manager, opts.force)?;
                     let previous = previous_applied(&current, &manager);
-                    patch::apply(&view, &body, previous.as_ref())
+                    patch::apply(&view, &body, previous.as_ref()).map(|mut out| {
+                        if let Some(entries) = transferred {
+                            meta_mut(&mut out).insert("managedFields".into(), json!(entries));
+                        }
+                        out
+                    })
                 }
             };
             let mut patched = patched.map_err(|e| match e {
@@ -435,20 +479,16 @@ impl Core {
                 }
             })?;
             if name_of(&patched) != name {
-                return Err(ApiError::invalid(
-                    rt,
-                    name,
-                    &[Cause {
-                        reason: "FieldValueInvalid",
-                        field: "metadata.name".into(),
-                        message: format!("Invalid value: {:?}: field is immutable", name_of(&patched)),
-                    }],
-                ));
+                // The apiserver's checkName on the patched object.
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({}) does not match the name on the URL ({name})",
+                    name_of(&patched)
+                )));
             }
             if resource_version(&patched) != resource_version(&current) {
                 return Err(ApiError::conflict(rt, name));
             }
-            self.check_type_meta(rt, version, &patched)?;
+            self.check_type_meta(rt, version, &mut patched)?;
             let warnings = self.validate_body(rt, version, &mut patched, opts)?;
             if patch_type == PatchType::Apply {
                 set_managed_fields(&mut patched, &manager, &rt.api_version(version), &body);
@@ -503,6 +543,20 @@ impl Core {
         typed::decode_check(rt, version, &new)?;
         if subresource.is_none() {
             self.admit(rt, Operation::Update, Some(&current), &new).await?;
+        }
+        if !same_object(&current, &new) {
+            self.call_webhooks(&Review {
+                rt,
+                version,
+                operation: WebhookOperation::Update,
+                subresource,
+                namespace: ns,
+                name,
+                old: Some(&current),
+                new: Some(&new),
+                dry_run: opts.dry_run,
+            })
+            .await?;
         }
         if same_object(&current, &new) {
             return Ok(Some(to_version(rt, version, current)));
@@ -565,6 +619,20 @@ impl Core {
             let releasable = is_releasable(rt, &new);
             if is_deleting(&current) && same_object(&current, &new) {
                 return Ok(to_version(rt, version, current));
+            }
+            if !is_deleting(&current) {
+                self.call_webhooks(&Review {
+                    rt,
+                    version,
+                    operation: WebhookOperation::Delete,
+                    subresource: None,
+                    namespace: ns,
+                    name,
+                    old: Some(&current),
+                    new: None,
+                    dry_run: opts.dry_run,
+                })
+                .await?;
             }
             if opts.dry_run {
                 return Ok(to_version(rt, version, new));
@@ -661,6 +729,65 @@ fn managed_fields_entry(manager: &str, api_version: &str, applied: &Value) -> Va
         "fieldsType": "FieldsV1",
         "fieldsV1": fieldset::of(applied)
     })
+}
+
+/// Server-side apply's conflicts: fields another applier owns that this configuration sets to a
+/// different value are a 409 (apiserver's fieldmanager `NewConflictError`), unless `force`, which
+/// takes them over: then the other managers' entries without them are returned.
+fn apply_conflicts(
+    rt: &ResourceType,
+    name: &str,
+    live: &Value,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Option<Vec<Value>>, ApiError> {
+    let entries: Vec<Value> =
+        live.pointer("/metadata/managedFields").and_then(Value::as_array).cloned().unwrap_or_default();
+    let applied = fieldset::of(config);
+    let mut conflicts: Vec<(String, String)> = Vec::new();
+    for entry in entries.iter().filter(|e| e["manager"] != manager && e["operation"] == "Apply") {
+        let other = entry["manager"].as_str().unwrap_or_default().to_owned();
+        for path in fieldset::conflicts(live, config, &applied, &entry["fieldsV1"]) {
+            conflicts.push((other.clone(), path));
+        }
+    }
+    if conflicts.is_empty() {
+        return Ok(None);
+    }
+    if force {
+        let transferred = entries
+            .into_iter()
+            .map(|mut entry| {
+                for (other, path) in &conflicts {
+                    if entry["manager"] == other.as_str() && entry["operation"] == "Apply" {
+                        entry["fieldsV1"] = fieldset::without(&entry["fieldsV1"], path);
+                    }
+                }
+                entry
+            })
+            .collect();
+        return Ok(Some(transferred));
+    }
+    let message = if let [(other, path)] = conflicts.as_slice() {
+        format!("Apply failed with 1 conflict: conflict with {other:?}: {path}")
+    } else {
+        let mut managers: Vec<&str> = conflicts.iter().map(|(m, _)| m.as_str()).collect();
+        managers.sort();
+        managers.dedup();
+        let mut lines = Vec::new();
+        for m in managers {
+            lines.push(format!("conflicts with {m:?}:"));
+            lines.extend(conflicts.iter().filter(|(o, _)| o == m).map(|(_, p)| format!("- {p}")));
+        }
+        format!("Apply failed with {} conflicts: {}", conflicts.len(), lines.join("\n"))
+    };
+    let mut err = ApiError::conflict(rt, name);
+    err.message = message;
+    err.details = Some(json!({
+        "causes": conflicts.iter().map(|(m, p)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {m:?}"), "field": p})).collect::<Vec<_>>()
+    }));
+    Err(err)
 }
 
 fn previous_applied(current: &Value, manager: &str) -> Option<Value> {

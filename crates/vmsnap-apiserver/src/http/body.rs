@@ -32,6 +32,13 @@ fn decode(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, ApiError> {
         return serde_norway::from_slice::<Value>(bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")));
     }
+    let media = ct.split(';').next().unwrap_or("").trim();
+    let known = media.is_empty() || media == "*/*" || media.ends_with("json") || media.contains("protobuf");
+    if !known {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {media:?})"
+        )));
+    }
     if ct.contains("protobuf") {
         return crate::pure::protobuf::decode(bytes).map_err(|e| match e {
             ProtobufError::Malformed(_) => ApiError::bad_request(e.to_string()),

@@ -25,12 +25,24 @@ fn flag(q: &Query, key: &str) -> bool {
     q.get(key).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn write_options(q: &Query) -> Result<WriteOptions, ApiError> {
+/// The write's options from its query, and the fields its body set twice (JSON bodies; YAML
+/// ones are refused by the YAML parser on a duplicate key).
+fn write_options(q: &Query, headers: &HeaderMap, bytes: &[u8]) -> Result<WriteOptions, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let validation = FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?;
+    let duplicate_fields = if validation == FieldValidation::Ignore {
+        Vec::new()
+    } else if ct.contains("yaml") {
+        yaml_duplicate_key(bytes).into_iter().collect()
+    } else {
+        crate::pure::duplicates::duplicate_fields(bytes)
+    };
     Ok(WriteOptions {
         field_manager: q.get("fieldManager").cloned(),
-        validation: FieldValidation::parse(q.get("fieldValidation").map(String::as_str))?,
+        validation,
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         force: flag(q, "force"),
+        duplicate_fields,
     })
 }
 
@@ -127,7 +139,7 @@ pub async fn handle(
         }
         (Method::POST, None) => {
             let obj = body::parse(headers, bytes)?;
-            let result = core.create(rt, version, ns, obj, &write_options(query)?).await?;
+            let result = core.create(rt, version, ns, obj, &write_options(query, headers, bytes)?).await?;
             Ok(body::with_warnings(
                 render_object(rt, headers, StatusCode::CREATED, &result.object),
                 &result.warnings,
@@ -136,7 +148,8 @@ pub async fn handle(
         (Method::PUT, Some(name)) => {
             let obj = body::parse(headers, bytes)?;
             let sub = if sub == Some("finalize") { None } else { sub };
-            let result = core.update(rt, version, ns, name, obj, sub, &write_options(query)?).await?;
+            let result =
+                core.update(rt, version, ns, name, obj, sub, &write_options(query, headers, bytes)?).await?;
             Ok(body::with_warnings(
                 render_object(rt, headers, StatusCode::OK, &result.object),
                 &result.warnings,
@@ -150,8 +163,19 @@ pub async fn handle(
                 ))
             })?;
             let patch = body::parse(headers, bytes)?;
-            let result =
-                core.patch(rt, version, ns, name, patch_type, patch, sub, &write_options(query)?).await?;
+            // kube-apiserver's maxJSONPatchOperations.
+            const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+            if let Some(ops) = patch.as_array().filter(|_| patch_type == PatchType::Json)
+                && ops.len() > MAX_JSON_PATCH_OPERATIONS
+            {
+                return Err(ApiError::request_entity_too_large(format!(
+                    "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                    ops.len()
+                )));
+            }
+            let result = core
+                .patch(rt, version, ns, name, patch_type, patch, sub, &write_options(query, headers, bytes)?)
+                .await?;
             let status = if result.created { StatusCode::CREATED } else { StatusCode::OK };
             Ok(body::with_warnings(render_object(rt, headers, status, &result.object), &result.warnings))
         }
@@ -189,6 +213,15 @@ pub async fn handle(
             "the server does not allow this method on the requested resource ({method})"
         ))),
     }
+}
+
+/// The first key a YAML body sets twice: the YAML mapping parser refuses it (the JSON view of the
+/// body keeps the last value).
+fn yaml_duplicate_key(bytes: &[u8]) -> Option<String> {
+    let error = serde_norway::from_slice::<serde_norway::Value>(bytes).err()?.to_string();
+    let rest = error.split_once("duplicate entry with key ")?.1;
+    let key = rest.split(" at line").next().unwrap_or(rest);
+    Some(key.trim_matches('"').to_owned())
 }
 
 /// A list's `metadata`: its `resourceVersion`, and `continue` when more pages follow.

@@ -51,6 +51,61 @@ pub fn remove_dropped(object: &mut Value, previous: &Value, current: &Value) {
     }
 }
 
+/// The fields both `applied` and `other` (another manager's set) own where the applied
+/// configuration `config` sets a value different from the live object's: server-side apply's
+/// conflicts, as paths in structured-merge-diff's notation (`.spec.x`).
+pub fn conflicts(live: &Value, config: &Value, applied: &Value, other: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    conflicts_at(live, config, applied, other, &mut Vec::new(), &mut found);
+    found
+}
+
+fn conflicts_at(
+    live: &Value,
+    config: &Value,
+    applied: &Value,
+    other: &Value,
+    path: &mut Vec<String>,
+    found: &mut Vec<String>,
+) {
+    let (Some(applied), Some(other)) = (applied.as_object(), other.as_object()) else { return };
+    for (fk, applied_child) in applied {
+        let (Some(other_child), Some(key)) = (other.get(fk), fk.strip_prefix("f:")) else { continue };
+        path.push(key.to_owned());
+        let (live_child, config_child) = (&live[key], &config[key]);
+        let is_leaf = |set: &Value| set.as_object().is_none_or(Map::is_empty);
+        if is_leaf(applied_child) || is_leaf(other_child) {
+            if live_child != config_child {
+                found.push(path.iter().map(|p| format!(".{p}")).collect());
+            }
+        } else {
+            conflicts_at(live_child, config_child, applied_child, other_child, path, found);
+        }
+        path.pop();
+    }
+}
+
+/// `set` without the field at `path` (`.spec.x`) and what is under it: ownership taken by a
+/// forced apply.
+pub fn without(set: &Value, path: &str) -> Value {
+    let mut out = set.clone();
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut node = &mut out;
+    for (i, part) in parts.iter().enumerate() {
+        let key = format!("f:{part}");
+        let Some(map) = node.as_object_mut() else { break };
+        if i == parts.len() - 1 {
+            map.remove(&key);
+            break;
+        }
+        match map.get_mut(&key) {
+            Some(child) => node = child,
+            None => break,
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +117,16 @@ mod tests {
             &json!({"apiVersion": "v1", "metadata": {"name": "x", "labels": {"a": "b"}}, "spec": {"list": [1, 2]}}),
         );
         assert_eq!(set, json!({"f:metadata": {"f:labels": {"f:a": {}}}, "f:spec": {"f:list": {}}}));
+    }
+
+    #[test]
+    fn conflicts_are_shared_fields_set_to_other_values() {
+        let live = json!({"spec": {"a": 1, "b": {"c": 2}, "d": 3}});
+        let config = json!({"spec": {"a": 5, "b": {"c": 2}, "d": 3}});
+        let applied = of(&config);
+        let other = json!({"f:spec": {"f:a": {}, "f:b": {"f:c": {}}}});
+        assert_eq!(conflicts(&live, &config, &applied, &other), vec![".spec.a"]);
+        assert_eq!(without(&other, ".spec.a"), json!({"f:spec": {"f:b": {"f:c": {}}}}));
     }
 
     #[test]

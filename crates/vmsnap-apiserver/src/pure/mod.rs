@@ -3,8 +3,10 @@
 
 pub mod accept;
 pub mod continue_token;
+pub mod duplicates;
 pub mod fieldset;
 pub mod jsonpath;
+pub mod metadata;
 pub mod names;
 pub mod patch;
 pub mod path;
@@ -13,3 +15,4 @@ pub mod selector;
 pub mod table;
 pub mod time;
 pub mod validation;
+pub mod webhook_rules;

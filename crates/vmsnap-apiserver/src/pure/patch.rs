@@ -135,7 +135,9 @@ fn list_strategy(path: &[String]) -> ListStrategy {
 }
 
 /// Strategic merge patch for built-in kinds, with the merge keys of the fields they use and the
-/// `$patch`, `$setElementOrder`, `$deleteFromPrimitiveList` and `$retainKeys` directives.
+/// `$patch`, `$setElementOrder`, `$deleteFromPrimitiveList` and `$retainKeys` directives. A
+/// directive of the wrong shape is refused with apimachinery's `mergepatch` error (400; kube-apiserver
+/// itself answers an unknown `$patch` with a 500, a request error here).
 pub fn strategic(target: &Value, patch: &Value) -> Result<Value, PatchError> {
     if !patch.is_object() {
         return Err(PatchError::Malformed(format!(
@@ -144,32 +146,61 @@ pub fn strategic(target: &Value, patch: &Value) -> Result<Value, PatchError> {
         )));
     }
     let mut out = target.clone();
-    strategic_into(&mut out, patch, &mut Vec::new());
+    strategic_into(&mut out, patch, &mut Vec::new())?;
     Ok(out)
 }
 
-fn strategic_into(target: &mut Value, patch: &Value, path: &mut Vec<String>) {
+fn bad_patch_type(directive: &Value, map: &Map<String, Value>) -> PatchError {
+    let name = directive.as_str().map_or_else(|| directive.to_string(), str::to_owned);
+    PatchError::Malformed(format!("unknown patch type: {name} in map: {}", Value::Object(map.clone())))
+}
+
+fn strategic_into(target: &mut Value, patch: &Value, path: &mut Vec<String>) -> Result<(), PatchError> {
     let Some(pmap) = patch.as_object() else {
         *target = patch.clone();
-        return;
+        return Ok(());
     };
-    match pmap.get("$patch").and_then(Value::as_str) {
-        Some("replace") => {
+    match pmap.get("$patch") {
+        None => {}
+        Some(Value::String(d)) if d == "replace" => {
             let mut m = pmap.clone();
             m.remove("$patch");
             *target = Value::Object(m);
-            return;
+            return Ok(());
         }
-        Some("delete") => {
+        Some(Value::String(d)) if d == "delete" => {
             *target = Value::Null;
-            return;
+            return Ok(());
         }
-        _ => {}
+        Some(Value::String(d)) if d == "merge" => {}
+        Some(other) => return Err(bad_patch_type(other, pmap)),
+    }
+    let retain = match pmap.get("$retainKeys") {
+        None => None,
+        Some(Value::Array(keys)) if keys.iter().all(Value::is_string) => {
+            let keys: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
+            if pmap.keys().any(|k| !k.starts_with('$') && !keys.contains(&k.as_str())) {
+                return Err(PatchError::Failed("patch content doesn't match retainKeys list".into()));
+            }
+            Some(keys)
+        }
+        Some(_) => return Err(PatchError::Malformed("invalid patch format of retainKeys".into())),
+    };
+    for (key, value) in pmap {
+        if key.starts_with("$setElementOrder/") && !value.is_array() {
+            return Err(PatchError::Malformed("invalid patch format of setElementOrder list".into()));
+        }
+        if key.starts_with("$deleteFromPrimitiveList/") && !value.is_array() {
+            return Err(PatchError::Malformed("invalid patch format of primitive list".into()));
+        }
     }
     if !target.is_object() {
         *target = Value::Object(Map::new());
     }
     let tmap = target.as_object_mut().expect("just made an object");
+    if let Some(keys) = retain {
+        tmap.retain(|k, _| keys.contains(&k.as_str()));
+    }
     for (key, pval) in pmap {
         if key == "$patch" || key == "$retainKeys" || key.starts_with("$setElementOrder/") {
             continue;
@@ -189,13 +220,13 @@ fn strategic_into(target: &mut Value, patch: &Value, path: &mut Vec<String>) {
             }
             Value::Object(_) => {
                 let entry = tmap.entry(key.clone()).or_insert(Value::Null);
-                strategic_into(entry, pval, path);
+                strategic_into(entry, pval, path)?;
                 if entry.is_null() {
                     tmap.remove(key);
                 }
             }
             Value::Array(items) => {
-                let merged = merge_list(tmap.get(key), items, path);
+                let merged = merge_list(tmap.get(key), items, path)?;
                 tmap.insert(key.clone(), merged);
             }
             other => {
@@ -204,11 +235,12 @@ fn strategic_into(target: &mut Value, patch: &Value, path: &mut Vec<String>) {
         }
         path.pop();
     }
+    Ok(())
 }
 
-fn merge_list(current: Option<&Value>, items: &[Value], path: &mut Vec<String>) -> Value {
+fn merge_list(current: Option<&Value>, items: &[Value], path: &mut Vec<String>) -> Result<Value, PatchError> {
     let existing = current.and_then(Value::as_array).cloned().unwrap_or_default();
-    match list_strategy(path) {
+    Ok(match list_strategy(path) {
         ListStrategy::Replace => Value::Array(items.to_vec()),
         ListStrategy::PrimitiveMerge => {
             let mut out = existing;
@@ -224,19 +256,26 @@ fn merge_list(current: Option<&Value>, items: &[Value], path: &mut Vec<String>) 
             for item in items {
                 let key = item.get(k).cloned();
                 let pos = out.iter().position(|e| key.is_some() && e.get(k) == key.as_ref());
-                let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                let directive = item.get("$patch");
+                let delete = match (directive, item.as_object()) {
+                    (None, _) => false,
+                    (Some(Value::String(d)), _) if d == "delete" => true,
+                    (Some(Value::String(d)), _) if d == "merge" || d == "replace" => false,
+                    (Some(other), Some(map)) => return Err(bad_patch_type(other, map)),
+                    (Some(_), None) => false,
+                };
                 match (pos, delete) {
                     (Some(i), true) => {
                         out.remove(i);
                     }
                     (None, true) => {}
-                    (Some(i), false) => strategic_into(&mut out[i], item, path),
+                    (Some(i), false) => strategic_into(&mut out[i], item, path)?,
                     (None, false) => out.push(item.clone()),
                 }
             }
             Value::Array(out)
         }
-    }
+    })
 }
 
 /// Server-side apply without conflict detection: merge the applied configuration into the live
@@ -344,6 +383,33 @@ mod tests {
         let out = strategic(&live, &patch).unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["a"]));
         assert_eq!(out["metadata"]["labels"], json!({"y": "2"}));
+    }
+
+    #[test]
+    fn strategic_directives_of_the_wrong_shape_get_mergepatch_errors() {
+        let live = json!({"metadata": {"labels": {"a": "1"}, "finalizers": ["x"]}});
+        let unknown = strategic(&live, &json!({"metadata": {"labels": {"$patch": "explode"}}}));
+        assert!(
+            matches!(&unknown, Err(PatchError::Malformed(m)) if m.starts_with("unknown patch type: explode in map:"))
+        );
+        let retain = strategic(&live, &json!({"metadata": {"$retainKeys": "labels"}}));
+        assert_eq!(retain, Err(PatchError::Malformed("invalid patch format of retainKeys".into())));
+        let order = strategic(&live, &json!({"metadata": {"$setElementOrder/finalizers": "x"}}));
+        assert_eq!(order, Err(PatchError::Malformed("invalid patch format of setElementOrder list".into())));
+        let delete = strategic(&live, &json!({"metadata": {"$deleteFromPrimitiveList/finalizers": 1}}));
+        assert_eq!(delete, Err(PatchError::Malformed("invalid patch format of primitive list".into())));
+    }
+
+    #[test]
+    fn retain_keys_keeps_only_the_listed_fields() {
+        let live = json!({"spec": {"strategy": {"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}}});
+        let patch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate"}}});
+        assert_eq!(strategic(&live, &patch).unwrap(), json!({"spec": {"strategy": {"type": "Recreate"}}}));
+        let mismatch = json!({"spec": {"strategy": {"$retainKeys": ["type"], "rollingUpdate": {}}}});
+        assert_eq!(
+            strategic(&live, &mismatch),
+            Err(PatchError::Failed("patch content doesn't match retainKeys list".into()))
+        );
     }
 
     #[test]

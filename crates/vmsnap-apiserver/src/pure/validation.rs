@@ -22,6 +22,46 @@ pub struct Report {
     pub unknown_fields: Vec<String>,
     /// Errors.
     pub causes: Vec<Cause>,
+    /// Paths of built-in `Quantity` fields whose text is not a quantity (what Go's typed
+    /// decoding of a built-in kind refuses before any validation).
+    pub bad_quantities: Vec<String>,
+}
+
+/// The regular expression Go's `resource.ParseQuantity` first checks a quantity against.
+pub const QUANTITY_REGEX: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
+
+fn is_builtin_quantity(schema: &Value) -> bool {
+    schema
+        .get("description")
+        .and_then(Value::as_str)
+        .is_some_and(|d| d.starts_with("Quantity is a fixed-point representation of a number"))
+}
+
+/// Whether `text` matches `pattern` (Go RE2 and Rust regex agree on what schemas use); a
+/// pattern that does not compile matches everything, as a schema error is not the client's.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+    static COMPILED: LazyLock<Mutex<HashMap<String, Option<regex::Regex>>>> = LazyLock::new(Default::default);
+    let mut compiled = COMPILED.lock().expect("pattern cache lock");
+    let regex = compiled.entry(pattern.to_owned()).or_insert_with(|| regex::Regex::new(pattern).ok());
+    regex.as_ref().is_none_or(|r| r.is_match(text))
+}
+
+fn check_string(value: &Value, schema: &Value, path: &str, report: &mut Report) {
+    let Some(text) = value.as_str() else { return };
+    if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
+        && !matches_pattern(pattern, text)
+    {
+        report.causes.push(Cause {
+            reason: "FieldValueInvalid",
+            field: path.to_owned(),
+            message: format!("Invalid value: {text:?}: {path} in body should match '{pattern}'"),
+        });
+    }
+    if is_builtin_quantity(schema) && !matches_pattern(QUANTITY_REGEX, text) {
+        report.bad_quantities.push(path.to_owned());
+    }
 }
 
 /// Validates `value` against `schema`, pruning unknown fields and applying defaults in place.
@@ -88,6 +128,7 @@ fn walk(value: &mut Value, schema: &Value, path: &str, report: &mut Report) {
         if !(value.is_string() || value.is_i64() || value.is_u64()) {
             report.causes.push(type_error(path, "string", value));
         }
+        check_string(value, schema, path, report);
         return;
     }
     if let Some(any_of) = schema.get("anyOf").and_then(Value::as_array) {
@@ -105,6 +146,7 @@ fn walk(value: &mut Value, schema: &Value, path: &str, report: &mut Report) {
         report.causes.push(type_error(path, expected, value));
         return;
     }
+    check_string(value, schema, path, report);
     if let (Some(options), Some(s)) = (schema.get("enum").and_then(Value::as_array), value.as_str())
         && !options.iter().any(|o| o.as_str() == Some(s))
     {
