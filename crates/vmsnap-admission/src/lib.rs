@@ -10,7 +10,7 @@ mod vm;
 
 pub use restore::{RestoreContext, validate_restore};
 pub use snapshot::validate_snapshot;
-pub use vm::validate_vm_update;
+pub use vm::{validate_vm_run_strategy, validate_vm_update};
 
 /// Name of KubeVirt's snapshot webhook.
 pub const SNAPSHOT_WEBHOOK: &str = "virtualmachinesnapshot-validator.snapshot.kubevirt.io";

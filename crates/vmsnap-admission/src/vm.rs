@@ -17,6 +17,17 @@ pub fn validate_vm_update(old: &VirtualMachine, new: &VirtualMachine) -> Result<
     Denial::check(VM_WEBHOOK, cause.into_iter().collect())
 }
 
+/// KubeVirt's VM webhook refuses a run strategy it does not know, on create and update:
+/// `Invalid RunStrategy (X)` on `spec.runStrategy` (vm-admitter's `validateRunStrategy`).
+pub fn validate_vm_run_strategy(vm: &VirtualMachine) -> Result<(), Denial> {
+    let Some(strategy) = vm.spec.run_strategy.as_deref() else { return Ok(()) };
+    if vmsnap_api::kubevirt::run_strategy::ALL.contains(&strategy) {
+        return Ok(());
+    }
+    let cause = Cause::invalid("spec.runStrategy", format!("Invalid RunStrategy ({strategy})"));
+    Denial::check(VM_WEBHOOK, vec![cause])
+}
+
 /// The status the locks are read from: the new object's, as in KubeVirt (the API server has
 /// copied it from the stored object); an update that carries no status keeps the stored one.
 fn status<'a>(old: &'a VirtualMachine, new: &'a VirtualMachine) -> Option<&'a VirtualMachineStatus> {

@@ -63,9 +63,10 @@ impl Core {
                 };
                 vmsnap_admission::validate_restore(op, old_t.as_ref(), &new_t, &ctx).map_err(denied)
             }
-            ("kubevirt.io", "VirtualMachine") if vm_run_strategy(new).is_err() => vm_run_strategy(new),
-            ("kubevirt.io", "VirtualMachine") if op == Operation::Update => {
-                let (Some(old), new_t) = (old, typed::<VirtualMachine>(new)?) else { return Ok(()) };
+            ("kubevirt.io", "VirtualMachine") => {
+                let new_t: VirtualMachine = typed(new)?;
+                vmsnap_admission::validate_vm_run_strategy(&new_t).map_err(denied)?;
+                let (Operation::Update, Some(old)) = (op, old) else { return Ok(()) };
                 let old_t: VirtualMachine = typed(old)?;
                 vmsnap_admission::validate_vm_update(&old_t, &new_t).map_err(denied)
             }
@@ -102,21 +103,4 @@ impl Core {
         let other_restores = others.iter().map(typed).collect::<Result<Vec<_>, _>>()?;
         Ok(RestoreContext { snapshot, content, target_vm, other_restores })
     }
-}
-
-/// KubeVirt's VirtualMachine webhook refuses a run strategy it does not know, on create and update:
-/// `Invalid RunStrategy (X)` on `spec.runStrategy` (vm-admitter's `validateRunStrategy`).
-fn vm_run_strategy(vm: &Value) -> Result<(), ApiError> {
-    let Some(strategy) = vm.pointer("/spec/runStrategy").and_then(Value::as_str) else { return Ok(()) };
-    if vmsnap_api::kubevirt::run_strategy::ALL.contains(&strategy) {
-        return Ok(());
-    }
-    Err(denied(Denial {
-        webhook: vmsnap_admission::VM_WEBHOOK,
-        causes: vec![vmsnap_admission::Cause {
-            reason: "FieldValueInvalid",
-            field: "spec.runStrategy".into(),
-            message: format!("Invalid RunStrategy ({strategy})"),
-        }],
-    }))
 }
