@@ -231,3 +231,27 @@ async fn vmsnaps_own_webhook_reviews_the_embedded_servers_requests() {
             .await;
     assert_eq!(code, 201, "the webhook read the AdmissionReview and allowed it: {body}");
 }
+
+/// KubeVirt's functional tests deny VolumeSnapshot creation with a webhook whose service does not
+/// exist and `failurePolicy: Fail` (`createDenyVolumeSnapshotCreateWebhook`): every matching request
+/// is refused with kube-apiserver's "service not found" failure, and nothing is dialled.
+#[tokio::test]
+async fn a_webhook_naming_a_service_that_does_not_exist_fails_its_requests_under_fail() {
+    let server = TestServer::start().await.unwrap();
+    let c = server.client().await.unwrap();
+    let deny = json!({"name": "dummy-webhook-deny.kubevirt.io", "admissionReviewVersions": ["v1", "v1beta1"],
+        "sideEffects": "None", "failurePolicy": "Fail", "rules": rules(),
+        "objectSelector": {"matchLabels": {"snapshot.kubevirt.io/source-vm-name": "vm"}},
+        "clientConfig": {"service": {"namespace": "default", "name": "nonexistent", "path": "/foobar"}}});
+    assert_eq!(post(&c, WEBHOOKS, &configuration("deny", deny)).await.0, 201);
+    let (code, status) =
+        post(&c, CONFIGMAPS, &configmap("selected", json!({"snapshot.kubevirt.io/source-vm-name": "vm"})))
+            .await;
+    assert_eq!((code, status["reason"].as_str()), (500, Some("InternalError")), "{status}");
+    assert_eq!(
+        status["message"],
+        "Internal error occurred: failed calling webhook \"dummy-webhook-deny.kubevirt.io\": failed to call webhook: Post \"https://nonexistent.default.svc:443/foobar?timeout=10s\": service \"nonexistent\" not found"
+    );
+    let (code, _) = post(&c, CONFIGMAPS, &configmap("other", json!({"app": "x"}))).await;
+    assert_eq!(code, 201, "the object selector limits the webhook");
+}

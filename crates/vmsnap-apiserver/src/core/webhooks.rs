@@ -99,7 +99,8 @@ impl Core {
                 if !self.selects(webhook, &attributes, review, namespace_labels.as_ref()) {
                     continue;
                 }
-                call(webhook, review).await?;
+                let endpoint = self.endpoint(webhook).await?;
+                call(webhook, endpoint, review).await?;
             }
         }
         Ok(())
@@ -150,15 +151,15 @@ impl Core {
 }
 
 /// A webhook's answer, or why it could not be had.
-async fn call(webhook: &Value, review: &Review<'_>) -> Result<(), ApiError> {
+async fn call(webhook: &Value, endpoint: Endpoint, review: &Review<'_>) -> Result<(), ApiError> {
     let name = webhook["name"].as_str().unwrap_or_default();
     let fail_open = webhook["failurePolicy"].as_str() == Some("Ignore");
     let timeout = Duration::from_secs(webhook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30));
     let uid = uuid::Uuid::new_v4().to_string();
     let request = admission_review(review, &uid);
-    let url = match endpoint(webhook) {
-        Ok(url) => url,
-        Err(reason) => return failed(name, fail_open, reason),
+    let url = match endpoint {
+        Endpoint::Url(url) => url,
+        Endpoint::Unreachable(reason) => return failed(name, fail_open, reason),
     };
     let answer = tokio::time::timeout(timeout, post(&url, webhook, &request)).await;
     let response = match answer {
@@ -262,21 +263,47 @@ fn admission_review(review: &Review<'_>, uid: &str) -> Value {
     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request})
 }
 
-/// The webhook's URL: `clientConfig.url`, or the Service's cluster DNS name (which this server,
-/// having no cluster network, cannot reach: the call fails and `failurePolicy` applies).
-fn endpoint(webhook: &Value) -> Result<String, String> {
-    let client = &webhook["clientConfig"];
-    if let Some(url) = client["url"].as_str() {
-        return Ok(url.to_owned());
-    }
-    let service = &client["service"];
-    match (service["name"].as_str(), service["namespace"].as_str()) {
-        (Some(name), Some(ns)) => {
-            let port = service["port"].as_u64().unwrap_or(443);
-            let path = service["path"].as_str().unwrap_or("/");
-            Ok(format!("https://{name}.{ns}.svc:{port}{path}"))
+/// Where a webhook is called, or why it cannot be.
+enum Endpoint {
+    /// `clientConfig.url`.
+    Url(String),
+    /// Why the call fails before it is made, in kube-apiserver's words.
+    Unreachable(String),
+}
+
+impl Core {
+    /// The webhook's endpoint: its `clientConfig.url`. A `clientConfig.service` names a Service, and
+    /// the embedded server has no cluster network to reach one: the call fails (kube-apiserver's
+    /// `service "X" not found` when there is no such Service) and `failurePolicy` applies. Nothing
+    /// is resolved or dialled for it.
+    async fn endpoint(&self, webhook: &Value) -> Result<Endpoint, ApiError> {
+        let client = &webhook["clientConfig"];
+        if let Some(url) = client["url"].as_str() {
+            return Ok(Endpoint::Url(url.to_owned()));
         }
-        _ => Err("the webhook has neither clientConfig.url nor clientConfig.service".into()),
+        let service = &client["service"];
+        let (Some(name), Some(ns)) = (service["name"].as_str(), service["namespace"].as_str()) else {
+            return Ok(Endpoint::Unreachable(
+                "the webhook has neither clientConfig.url nor clientConfig.service".into(),
+            ));
+        };
+        let port = service["port"].as_u64().unwrap_or(443);
+        let path = service["path"].as_str().unwrap_or("/");
+        let timeout = webhook["timeoutSeconds"].as_u64().unwrap_or(10).clamp(1, 30);
+        let url = format!("https://{name}.{ns}.svc:{port}{path}?timeout={timeout}s");
+        let services = registry().by_kind("v1", "Service");
+        let exists = match services {
+            Some(rt) => self.get_stored(rt, Some(ns), name).await?.is_some(),
+            None => false,
+        };
+        let why = if exists {
+            format!(
+                "service \"{name}\" has no endpoints this API server can reach (it has no cluster network); give the webhook a clientConfig.url"
+            )
+        } else {
+            format!("service \"{name}\" not found")
+        };
+        Ok(Endpoint::Unreachable(format!("failed to call webhook: Post \"{url}\": {why}")))
     }
 }
 
