@@ -420,3 +420,75 @@ async fn a_second_snapshot_waits_for_the_lock_of_the_first() {
     .unwrap();
     assert_eq!(blocked, "Source not locked snapshot \"first\" in progress");
 }
+
+/// A VolumeSnapshot the API refuses (KubeVirt's functional tests deny them with a webhook that names a
+/// missing Service) is reported on the snapshot, in the Progressing condition's message and as a
+/// warning event, while the phases, reasons and the content's unset status stay KubeVirt's; once the
+/// refusal ends, the snapshot succeeds and the report is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_volume_snapshot_is_reported_on_the_snapshot_and_the_snapshot_goes_on_once_allowed() {
+    let env = Env::start().await;
+    let webhooks: Api<kube::api::DynamicObject> = Api::all_with(
+        env.client.clone(),
+        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
+            "admissionregistration.k8s.io",
+            "v1",
+            "ValidatingWebhookConfiguration",
+        )),
+    );
+    let deny: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "deny-volume-snapshots"},
+        "webhooks": [{"name": "deny.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "rules": [{"operations": ["CREATE"], "apiGroups": ["snapshot.storage.k8s.io"], "apiVersions": ["v1"], "resources": ["volumesnapshots"]}],
+            "clientConfig": {"service": {"namespace": "default", "name": "nonexistent", "path": "/deny"}}}]
+    }))
+    .unwrap();
+    webhooks.create(&Default::default(), &deny).await.unwrap();
+    create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
+    env.create_vm(&VmBuilder::new("vm").with_pvc("data", "data-pvc").build()).await;
+    let snap = env.create_snapshot("snap", "vm", json!({})).await;
+
+    let reported = vmsnap_testing::await_value(&env.snapshots(), "snap", WAIT, |s| {
+        let progressing = s.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Progressing")?;
+        progressing.message.clone().filter(|m| m.contains("could not be created")).map(|m| (s.clone(), m))
+    })
+    .await
+    .unwrap();
+    let (waiting, message) = reported;
+    let vs_name = volume_snapshot_name(&snap.uid().unwrap(), "data");
+    assert!(message.starts_with(&format!("VolumeSnapshot {vs_name}: could not be created: ")), "{message}");
+    assert!(message.contains("service \"nonexistent\" not found"), "{message}");
+    assert_eq!(
+        Env::conditions(&waiting)[0],
+        t("Progressing", "True", "Source locked and operation in progress")
+    );
+    assert_eq!(waiting.status.as_ref().unwrap().phase.as_deref(), Some("InProgress"));
+    assert!(waiting.status.as_ref().unwrap().error.is_none());
+    let contents: Api<VirtualMachineSnapshotContent> = Api::namespaced(env.client.clone(), "default");
+    let content = contents.get(&content_name(&snap.uid().unwrap())).await.unwrap();
+    assert!(content.status.is_none(), "KubeVirt leaves the content's status unset: {:?}", content.status);
+    let events: Api<Event> = Api::namespaced(env.client.clone(), "default");
+    eventually("a FailedVolumeSnapshotCreate warning on the snapshot", WAIT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.involved_object.name.as_deref() == Some("snap")
+                    && e.reason.as_deref() == Some("FailedVolumeSnapshotCreate")
+                    && e.type_.as_deref() == Some("Warning")
+            })
+            .then_some(())
+    })
+    .await
+    .unwrap();
+
+    webhooks.delete("deny-volume-snapshots", &DeleteParams::default()).await.unwrap();
+    let done = env.wait_phase("snap", "Succeeded", WAIT).await;
+    let progressing =
+        done.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    assert_eq!(progressing.message, None, "{progressing:?}");
+    let content = contents.get(&content_name(&snap.uid().unwrap())).await.unwrap();
+    assert!(!content.annotations().contains_key("snapshot.vmsnap.io/volume-snapshot-refused"));
+}

@@ -43,6 +43,11 @@ pub mod annotation {
     pub const LAST_RESTORE_UID: &str = "restore.kubevirt.io/lastRestoreUID";
     /// On a restored PVC whose source PVC was owned by the source VM (named as a label upstream).
     pub const OWNED_BY_VM: &str = "restore.kubevirt.io/owned-by-vm";
+    /// vmsnap's, on a content: why the API refused one of its VolumeSnapshots (`VolumeSnapshot NAME:
+    /// could not be created: MESSAGE`); the snapshot shows it in its conditions' messages. An
+    /// annotation, because KubeVirt leaves the content's status unset in that state and its tests
+    /// check it.
+    pub const VOLUME_SNAPSHOT_REFUSED: &str = "snapshot.vmsnap.io/volume-snapshot-refused";
 }
 
 /// Snapshot phases.

@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::{join_all, try_join_all};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
+use serde_json::json;
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use vmsnap_api::snapshot::{
     SnapshotError, VirtualMachineSnapshot, VirtualMachineSnapshotContent, VolumeBackup, VolumeSnapshotStatus,
-    event, finalizer, label,
+    annotation, event, finalizer, label,
 };
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
 
@@ -76,6 +77,8 @@ pub async fn reconcile(
     }
 
     let vss: Api<VolumeSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
+    // The copy the status is written on: this one, or the one an annotation patch below returned.
+    let mut written = content.clone();
     let created_before = content.status.as_ref().and_then(|s| s.creation_time.clone());
     let backups: Vec<(&VolumeBackup, String)> = content
         .spec
@@ -145,8 +148,12 @@ pub async fn reconcile(
         if !refused.is_empty() {
             // KubeVirt retries a refused VolumeSnapshot silently, with the guest frozen, until the
             // deadline. vmsnap keeps that outcome but says why, on the content and its snapshot.
-            report_refusals(&ctx, &contents, &content, s, &backups, &found, &refused).await?;
+            report_refusals(&ctx, &contents, &content, s, &refused).await?;
             return Ok(Action::requeue(RETRY));
+        }
+        // A refusal reported earlier is over: the status below is written on the updated copy.
+        if let Some(updated) = set_refusal(&contents, &content, None).await? {
+            written = Arc::new(updated);
         }
     }
     let statuses = found_statuses(&backups, &found);
@@ -161,7 +168,7 @@ pub async fn reconcile(
                 Err(e) if e.to_string().contains("fsfreeze is limited") => {
                     new.creation_time = None;
                     new.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
-                    ctx.patch_status(&contents, &content, content.status.as_ref(), &new).await?;
+                    ctx.patch_status(&contents, &written, written.status.as_ref(), &new).await?;
                     return Ok(Action::requeue(RETRY));
                 }
                 Err(e) => return Err(e),
@@ -171,7 +178,7 @@ pub async fn reconcile(
     new.error = next_error(new.error.as_ref(), agg.error_message.as_deref(), agg.ready, now());
     new.ready_to_use = Some(agg.ready);
     new.volume_snapshot_status = statuses;
-    ctx.patch_status(&contents, &content, content.status.as_ref(), &new).await?;
+    ctx.patch_status(&contents, &written, written.status.as_ref(), &new).await?;
     Ok(Action::await_change())
 }
 
@@ -196,20 +203,17 @@ fn found_statuses(
 }
 
 /// Records VolumeSnapshots the API refused: a `FailedVolumeSnapshotCreate` warning on the content and
-/// on its snapshot, and an entry with the refusal in `volumeSnapshotStatus` (which the snapshot shows
-/// in its `Progressing` condition). The content's `error` stays unset, as KubeVirt leaves it, so the
-/// snapshot's phase and reasons are KubeVirt's (`InProgress`, then `Failed` at the deadline).
+/// on its snapshot, and the first refusal in the content's `volume-snapshot-refused` annotation (which
+/// the snapshot shows in its `Progressing` condition). The content's status stays as KubeVirt leaves
+/// it (unset before the first cut), so the snapshot's phase and reasons are KubeVirt's (`InProgress`,
+/// then `Failed` at the deadline).
 async fn report_refusals(
     ctx: &Arc<Context>,
     contents: &Api<VirtualMachineSnapshotContent>,
     content: &VirtualMachineSnapshotContent,
     snap: &VirtualMachineSnapshot,
-    backups: &[(&VolumeBackup, String)],
-    found: &[Option<VolumeSnapshot>],
     refused: &[(String, String)],
 ) -> Result<(), ReconcileError> {
-    let old = content.status.clone().unwrap_or_default();
-    let mut statuses = found_statuses(backups, found);
     for (name, why) in refused {
         let note = format!("Failed to create VolumeSnapshot {name}: {why}");
         for regarding in [content.object_ref(&()), snap.object_ref(&())] {
@@ -222,28 +226,26 @@ async fn report_refusals(
             )
             .await;
         }
-        let message = format!("{REFUSED_PREFIX}{why}");
-        let earlier = old.volume_snapshot_status.iter().find(|s| &s.volume_snapshot_name == name);
-        let time = match earlier.and_then(|s| s.error.as_ref()) {
-            Some(e) if e.message.as_deref() == Some(message.as_str()) => e.time.clone(),
-            _ => Some(now()),
-        };
-        statuses.push(VolumeSnapshotStatus {
-            volume_snapshot_name: name.clone(),
-            creation_time: None,
-            ready_to_use: Some(false),
-            error: Some(SnapshotError { time, message: Some(message) }),
-        });
     }
-    let mut new = old.clone();
-    new.ready_to_use = Some(false);
-    new.volume_snapshot_status = statuses;
-    ctx.patch_status(contents, content, content.status.as_ref(), &new).await?;
+    let (name, why) = &refused[0];
+    set_refusal(contents, content, Some(format!("VolumeSnapshot {name}: could not be created: {why}")))
+        .await?;
     Ok(())
 }
 
-/// How a refused creation starts its `volumeSnapshotStatus` error message.
-const REFUSED_PREFIX: &str = "could not be created: ";
+/// Sets (or with `None` removes) the content's `volume-snapshot-refused` annotation, if it differs;
+/// returns the updated content when it wrote.
+async fn set_refusal(
+    contents: &Api<VirtualMachineSnapshotContent>,
+    content: &VirtualMachineSnapshotContent,
+    refusal: Option<String>,
+) -> Result<Option<VirtualMachineSnapshotContent>, ReconcileError> {
+    if content.annotations().get(annotation::VOLUME_SNAPSHOT_REFUSED) == refusal.as_ref() {
+        return Ok(None);
+    }
+    let patch = json!({"metadata": {"annotations": {annotation::VOLUME_SNAPSHOT_REFUSED: refusal}}});
+    Ok(Some(contents.patch(&content.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?))
+}
 
 fn content_key(content: &VirtualMachineSnapshotContent) -> String {
     format!("{}/{}", content.namespace().unwrap_or_default(), content.name_any())

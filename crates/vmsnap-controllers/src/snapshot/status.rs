@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::Volume;
 use vmsnap_api::snapshot::{
     Condition, SnapshotVolumesLists, SourceIndication, VirtualMachineSnapshot, VirtualMachineSnapshotContent,
-    VirtualMachineSnapshotStatus, condition_type, find_condition, indication, phase, reason,
+    VirtualMachineSnapshotStatus, annotation, condition_type, find_condition, indication, phase, reason,
     update_condition,
 };
 
@@ -129,8 +129,14 @@ pub fn compute(
     st
 }
 
-/// The first VolumeSnapshot error the content reports (including a creation the API refused).
+/// What holds the content up: a VolumeSnapshot the API refused (the content's annotation), or the
+/// first VolumeSnapshot error it reports.
 fn volume_snapshot_problem(content: &VirtualMachineSnapshotContent) -> Option<String> {
+    if let Some(refused) =
+        content.metadata.annotations.as_ref().and_then(|a| a.get(annotation::VOLUME_SNAPSHOT_REFUSED))
+    {
+        return Some(refused.clone());
+    }
     content.status.as_ref()?.volume_snapshot_status.iter().find_map(|s| {
         let message = s.error.as_ref()?.message.as_deref()?;
         Some(format!("VolumeSnapshot {}: {message}", s.volume_snapshot_name))
@@ -359,19 +365,13 @@ mod tests {
 
     fn refused_content() -> VirtualMachineSnapshotContent {
         let mut content = VirtualMachineSnapshotContent::new("c", Default::default());
-        content.status = Some(VirtualMachineSnapshotContentStatus {
-            ready_to_use: Some(false),
-            volume_snapshot_status: vec![vmsnap_api::snapshot::VolumeSnapshotStatus {
-                volume_snapshot_name: "vs-1".into(),
-                creation_time: None,
-                ready_to_use: Some(false),
-                error: Some(vmsnap_api::snapshot::SnapshotError {
-                    time: Some(now()),
-                    message: Some("could not be created: denied by policy".into()),
-                }),
-            }],
-            ..Default::default()
-        });
+        content.metadata.annotations = Some(
+            [(
+                annotation::VOLUME_SNAPSHOT_REFUSED.to_owned(),
+                "VolumeSnapshot vs-1: could not be created: denied by policy".to_owned(),
+            )]
+            .into(),
+        );
         content
     }
 
