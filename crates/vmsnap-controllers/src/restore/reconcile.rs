@@ -200,19 +200,21 @@ impl<'a> Restore<'a> {
                 }
             }
         }
+        // As KubeVirt's `doUpdateError`: a failure of these steps, a refused write included (a
+        // webhook denying a PVC or the VM update), is shown in both conditions and retried.
         match self.volume_restores(&content, target.as_ref()).await {
             Ok(Next::Stop(a)) => return Ok(a),
             Ok(Next::Continue) => {}
-            Err(ReconcileError::Message(m)) => return self.error(m).await,
-            Err(e) => return Err(e),
+            Err(e) if e.is_stale() => return Err(e),
+            Err(e) => return self.error(e.to_string()).await,
         }
         let target_done = target.as_ref().is_some_and(|vm| self.restored_by_me(vm));
         if !target_done {
             match self.reconcile_target(&content, target.as_ref()).await {
                 Ok(Next::Stop(a)) => return Ok(a),
                 Ok(Next::Continue) => {}
-                Err(ReconcileError::Message(m)) => return self.error(m).await,
-                Err(e) => return Err(e),
+                Err(e) if e.is_stale() => return Err(e),
+                Err(e) => return self.error(e.to_string()).await,
             }
         }
         for dv in self.st.deleted_data_volumes.clone() {
