@@ -22,6 +22,10 @@ pub mod annotations {
     pub const POD_PHASE: &str = "cdi.kubevirt.io/storage.pod.phase";
     /// On a PVC: CDI considers it populated (`Succeeded` pod phase).
     pub const CONDITION_BOUND: &str = "cdi.kubevirt.io/storage.condition.bound";
+    /// On a PVC cloned without a volume populator: `<namespace>/<name>` of the source PVC.
+    pub const CLONE_REQUEST: &str = "k8s.io/CloneRequest";
+    /// On a PVC cloned without a volume populator: it is a clone.
+    pub const CLONE_OF: &str = "k8s.io/CloneOf";
 }
 
 /// The desired DataVolume.

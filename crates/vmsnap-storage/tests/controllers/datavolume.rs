@@ -314,18 +314,58 @@ async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_source_the_driver_cannot_clone_is_named_as_the_reason_not_a_missing_size() {
+async fn a_source_the_driver_cannot_use_is_named_as_the_reason_not_a_missing_size() {
     let Some(env) = Env::start().await else { return };
     env.apply(
-        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-elsewhere}\nspec:\n  source: {pvc: {namespace: golden, name: image}}\n  storage: {}\n",
+        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-a-data-source}\nspec:\n  sourceRef: {kind: DataSource, name: fedora}\n  storage: {}\n",
     )
     .await;
     let dvs: Api<DataVolume> = env.api();
-    let message = await_some(&dvs, "from-elsewhere", |dv| {
+    let message = await_some(&dvs, "from-a-data-source", |dv| {
         let running = dv.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Running")?;
         running.message.clone().filter(|m| !m.is_empty())
     })
     .await;
-    assert!(message.contains("golden/image is in another namespace"), "{message}");
+    assert!(message.contains("sourceRef (a DataSource) is not supported"), "{message}");
     assert!(!message.contains("gives no size"), "{message}");
+}
+
+/// KubeVirt's "network cloned" golden images: a DataVolume cloning a PVC of another namespace, with
+/// no size, gets the source's size and data and CDI's clone annotations, and stays whole when the
+/// source and its namespace are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pvc_of_another_namespace_is_cloned_and_outlives_its_namespace() {
+    let Some(env) = Env::start().await else { return };
+    env.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: golden}\n").await;
+    let image = data_volume("image", "{blank: {}}", "16Mi")
+        .replace("metadata: {name: image}", "metadata: {name: image, namespace: golden}");
+    env.apply(&image).await;
+    let golden: Api<DataVolume> = Api::namespaced(env.client.clone(), "golden");
+    await_some(&golden, "image", |dv| {
+        (dv.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(())
+    })
+    .await;
+    let mut model = Model::blank(16 * MIB);
+    env.write_in("golden", "image", &mut model, 0, MIB, 0x33).await;
+    env.apply(
+        "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-golden}\nspec:\n  source: {pvc: {namespace: golden, name: image}}\n  storage: {}\n",
+    )
+    .await;
+    await_succeeded(&env, "from-golden").await;
+    assert_eq!(env.volume_of("from-golden").await.size_bytes, 16 * MIB);
+    env.assert_data("from-golden", &model).await;
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = env.api();
+    let claim = claims.get("from-golden").await.unwrap();
+    let annotations = claim.metadata.annotations.unwrap_or_default();
+    assert_eq!(annotations.get("k8s.io/CloneRequest").map(String::as_str), Some("golden/image"));
+    assert_eq!(annotations.get("k8s.io/CloneOf").map(String::as_str), Some("true"));
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(env.client.clone());
+    namespaces.delete("golden", &Default::default()).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while namespaces.get_opt("golden").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "the golden namespace was not deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    env.assert_data("from-golden", &model).await;
 }

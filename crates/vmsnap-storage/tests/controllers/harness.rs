@@ -124,7 +124,12 @@ impl Env {
 
     /// Waits until the PVC is bound.
     pub async fn await_bound(&self, name: &str) -> PersistentVolumeClaim {
-        let api: Api<PersistentVolumeClaim> = self.api();
+        self.await_bound_in("default", name).await
+    }
+
+    /// Waits until the PVC `name` of `namespace` is bound.
+    pub async fn await_bound_in(&self, namespace: &str, name: &str) -> PersistentVolumeClaim {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         await_value(&api, name, WAIT, |pvc| {
             (pvc.status.as_ref()?.phase.as_deref() == Some("Bound")).then(|| pvc.clone())
         })
@@ -134,7 +139,12 @@ impl Env {
 
     /// The engine volume behind a bound PVC (through its PV's volume handle).
     pub async fn volume_of(&self, pvc: &str) -> VolumeInfo {
-        let claim = self.await_bound(pvc).await;
+        self.volume_in("default", pvc).await
+    }
+
+    /// The engine volume behind a bound PVC of `namespace`.
+    pub async fn volume_in(&self, namespace: &str, pvc: &str) -> VolumeInfo {
+        let claim = self.await_bound_in(namespace, pvc).await;
         let pv_name = claim.spec.unwrap().volume_name.unwrap();
         let pv: PersistentVolume = self.cluster_api().get(&pv_name).await.unwrap();
         let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
@@ -143,7 +153,20 @@ impl Env {
 
     /// Writes `pattern` into the PVC's volume with `qemu-io`, and into the model.
     pub async fn write(&self, pvc: &str, model: &mut common::Model, offset: u64, len: u64, pattern: u8) {
-        let info = self.volume_of(pvc).await;
+        self.write_in("default", pvc, model, offset, len, pattern).await;
+    }
+
+    /// [`Env::write`] into a PVC of `namespace`.
+    pub async fn write_in(
+        &self,
+        namespace: &str,
+        pvc: &str,
+        model: &mut common::Model,
+        offset: u64,
+        len: u64,
+        pattern: u8,
+    ) {
+        let info = self.volume_in(namespace, pvc).await;
         common::qemu_io_write(&self.qemu_io, &info.path, info.format, offset, len, pattern);
         model.push_write(offset, len, pattern);
     }

@@ -295,6 +295,13 @@ async fn create_claim(
         dv.spec.content_type.clone().unwrap_or_else(|| "kubevirt".to_owned()),
     );
     claim_annotations.insert(POPULATING_DATA_VOLUME_ANNOTATION.to_owned(), name.clone());
+    // CDI's marks of a clone made without a volume populator (no dataSourceRef): the source, and
+    // that the PVC is a clone. A restore does not copy them to the PVCs it makes.
+    if let DvSource::Claim(source_namespace, source) = dv_source(dv) {
+        claim_annotations
+            .insert(annotations::CLONE_REQUEST.to_owned(), format!("{source_namespace}/{source}"));
+        claim_annotations.insert(annotations::CLONE_OF.to_owned(), "true".to_owned());
+    }
     let owner = owner_ref(dv)?;
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {

@@ -55,25 +55,19 @@ pub fn dv_source(dv: &DataVolume) -> DvSource {
             "the DataVolume has no source; use blank, http, pvc or snapshot".into()
         });
     };
-    let in_namespace = |kind: &str,
-                        reference: &vmsnap_api::cdi::DataVolumeSourceRef,
-                        make: fn(String, String) -> DvSource| {
-        match reference.namespace.as_deref() {
-            Some(other) if other != namespace => DvSource::Unsupported(format!(
-                "the {kind} source {other}/{} is in another namespace; the embedded local driver clones only within a namespace",
-                reference.name
-            )),
-            _ => make(namespace.clone(), reference.name.clone()),
-        }
+    // A source in another namespace is cloned as well: CDI asks for permission to create
+    // `datavolumes/source` there, and the embedded API server has one identity, which has it.
+    let located = |reference: &vmsnap_api::cdi::DataVolumeSourceRef, make: fn(String, String) -> DvSource| {
+        make(reference.namespace.clone().unwrap_or_else(|| namespace.clone()), reference.name.clone())
     };
     if source.blank.is_some() {
         DvSource::Blank
     } else if let Some(http) = &source.http {
         DvSource::Http(http.url.clone())
     } else if let Some(claim) = &source.pvc {
-        in_namespace("pvc", claim, DvSource::Claim)
+        located(claim, DvSource::Claim)
     } else if let Some(snapshot) = &source.snapshot {
-        in_namespace("snapshot", snapshot, DvSource::Snapshot)
+        located(snapshot, DvSource::Snapshot)
     } else if source.registry.is_some() {
         DvSource::Unsupported(
             "registry sources are not supported by the embedded local driver; use an http or file URL".into(),
