@@ -6,7 +6,6 @@ use uuid::Uuid;
 use vmsnap_api::kubevirt::{Disk, DiskTarget, Interface, Network, VirtualMachineInstanceSpec, Volume};
 
 use crate::kubevirt::{DEFAULT_MEMORY_BYTES, START_STRATEGY_PAUSED, firmware_uuid};
-use crate::quantity;
 use crate::vmm::{Boot, CacheMode, CpuTopology, DiskSpec, LaunchSpec, MacAddress, NicModel, NicSpec};
 
 /// A VMI spec field the agent cannot turn into a VM.
@@ -155,7 +154,7 @@ pub fn cpus(spec: &VirtualMachineInstanceSpec) -> Result<CpuTopology, DomainErro
         });
     match request {
         Some((field, q)) => {
-            let cores = quantity::cpus(&q.0)
+            let cores = vmsnap_api::quantity::parse_cpus(&q.0)
                 .map_err(|error| DomainError::Quantity { field, message: error.to_string() })?;
             Ok(CpuTopology::cores(cores))
         }

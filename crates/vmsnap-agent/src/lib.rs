@@ -38,7 +38,6 @@ mod error;
 mod hotplug;
 pub mod kubevirt;
 mod live;
-mod quantity;
 mod recover;
 mod registry;
 mod running;
