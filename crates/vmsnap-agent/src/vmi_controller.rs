@@ -72,7 +72,7 @@ pub async fn run(agent: Arc<Agent>) {
     let client = agent.client.clone();
     let controller =
         Controller::new(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default())
-            .with_config(crate::controller_config());
+            .with_config(vmsnap_contracts::controller::controller_config());
     let (claims, dvs) = (controller.store(), controller.store());
     controller
         .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), move |pvc| {

@@ -13,7 +13,6 @@ mod gc;
 mod http;
 mod listener;
 pub mod pure;
-mod subresources;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -36,7 +35,7 @@ pub fn registry_kinds() -> &'static [vmsnap_api::registry::ResourceType] {
 pub use error::ApiError;
 pub use http::{MetricsSource, RecordedRequest};
 pub use listener::{ConnectionLimits, open_file_limit, raise_open_file_limit};
-pub use subresources::VmSubresources;
+pub use vmsnap_contracts::subresources::{SubresourceError, VmAction, VmSubresources, VmiAction};
 
 /// How to start the API server.
 pub struct ApiServerConfig {

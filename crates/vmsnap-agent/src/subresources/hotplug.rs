@@ -10,7 +10,7 @@ use vmsnap_api::kubevirt::{
     AddVolumeOptions, DataVolumeSource, Disk, DiskTarget, PersistentVolumeClaimVolumeSource,
     RemoveVolumeOptions, VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceSpec, Volume,
 };
-use vmsnap_apiserver::ApiError;
+use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
 use super::{api_error, get_vm, get_vmi, is_dry_run, message, running_vmi};
 use crate::agent::Agent;
@@ -56,7 +56,7 @@ pub fn add_to_spec(
     disk: &Disk,
 ) -> Result<(), ApiError> {
     if spec.volumes.iter().any(|v| v.name == volume.name) {
-        return Err(ApiError::conflict_message(format!(
+        return Err(ApiError::conflict(format!(
             "Unable to add volume [{}] because volume with that name already exists",
             volume.name
         )));
@@ -105,7 +105,7 @@ async fn update_vmi(
     let api: Api<VirtualMachineInstance> = Api::namespaced(agent.client.clone(), namespace);
     for _ in 0..ATTEMPTS {
         let Some(vmi) = get_vmi(agent, namespace, name).await? else {
-            return Err(ApiError::conflict_message(message::VMI_NOT_RUNNING));
+            return Err(ApiError::conflict(message::VMI_NOT_RUNNING));
         };
         let mut spec = vmi.spec.clone();
         change(&mut spec)?;
@@ -116,7 +116,7 @@ async fn update_vmi(
             Err(error) => return Err(api_error(error)),
         }
     }
-    Err(ApiError::conflict_message(format!("VirtualMachineInstance {namespace}/{name} kept changing; retry")))
+    Err(ApiError::conflict(format!("VirtualMachineInstance {namespace}/{name} kept changing; retry")))
 }
 
 /// Changes the VM template spec with `change`, retrying on conflicts.
@@ -134,15 +134,11 @@ async fn update_vm(
         let patch = volumes_patch(vm.metadata.resource_version.as_deref(), &spec, true);
         match api.patch(name, &patch_params(), &Patch::Merge(&patch)).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status))
-                if status.is_conflict() && !status.message.contains("test failed") =>
-            {
-                continue;
-            }
+            Err(kube::Error::Api(status)) if status.is_conflict() => continue,
             Err(error) => return Err(api_error(error)),
         }
     }
-    Err(ApiError::conflict_message(format!("VirtualMachine {namespace}/{name} kept changing; retry")))
+    Err(ApiError::conflict(format!("VirtualMachine {namespace}/{name} kept changing; retry")))
 }
 
 /// Attaches or detaches to match the VMI spec now, instead of waiting for the controller.
