@@ -1,7 +1,7 @@
 //! The node agent's disk buses and memory floor against the API server and real
 //! QEMU: SCSI disks with KubeVirt's long serials, cold-plugged and hotplugged,
 //! written in the test guest and snapshotted live with the other disks in one
-//! cut; and a VM asking for less memory than it can start with.
+//! cut; a SATA disk; and a VM asking for less memory than it can start with.
 
 mod support;
 
@@ -211,11 +211,13 @@ async fn scsi_disks_with_long_serials_are_cold_and_hot_plugged_and_snapshotted_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vm_asking_for_1mi_without_a_boot_image_runs_with_the_least_memory_its_firmware_needs() -> Result<()>
-{
+async fn a_vm_asking_for_1mi_without_a_boot_image_runs_with_the_least_memory_its_firmware_needs_and_a_sata_disk()
+-> Result<()> {
     let Some(cluster) = Cluster::start().await? else { return Ok(()) };
     cluster.volume("disk0-pvc", 16 << 20).await?;
-    // KubeVirt's `libvmi.New(WithMemoryRequest("1Mi"), WithPersistentVolumeClaim("disk0", pvc))`.
+    let sata = cluster.volume("sata-pvc", 16 << 20).await?;
+    // KubeVirt's `libvmi.New(WithMemoryRequest("1Mi"), WithPersistentVolumeClaim("disk0", pvc))`,
+    // with a SATA disk besides.
     let yaml = r#"
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -234,10 +236,17 @@ spec:
           - name: disk0
             disk:
               bus: virtio
+          - name: sata
+            disk:
+              bus: sata
+            serial: a-sata-serial-longer-than-20-bytes
       volumes:
       - name: disk0
         persistentVolumeClaim:
           claimName: disk0-pvc
+      - name: sata
+        persistentVolumeClaim:
+          claimName: sata-pvc
 "#;
     cluster.apply(yaml).await?;
 
@@ -266,6 +275,13 @@ spec:
         "spec.domain.resources.requests.memory = 1Mi is less than the 2 MiB the firmware needs to set the VM \
          up; the VM runs with 2 MiB"
     );
+    // The SATA disk is sda on the machine's AHCI controller, and live snapshots find it.
+    let vmi = cluster.vmis().get("tiny").await?;
+    assert_eq!(targets(&vmi), [("disk0".into(), "vda".into()), ("sata".into(), "sda".into())]);
+    let before = cluster.agent.active_file(&sata).await?.context("the SATA disk's active file")?;
+    let agent: &dyn LiveBlockOps = cluster.agent.as_ref();
+    cluster.driver.snapshot_volumes(&[(sata.clone(), SnapshotId::new("snap-sata")?)], Some(agent)).await?;
+    assert_ne!(cluster.agent.active_file(&sata).await?, Some(before));
     // Still running a few seconds later: the firmware found nothing to boot and waits.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(phase(&cluster.vmis().get("tiny").await?), "Running");
