@@ -207,6 +207,17 @@ async fn scsi_disks_with_long_serials_are_cold_and_hot_plugged_and_snapshotted_w
         "the disks were not cut at one instant: counters {counters:?}"
     );
     assert_eq!(cluster.sh("scsivm", &format!("cat {hot_mount}/marker")).await?, "after\n");
+
+    // Unplugged: gone from the guest and from the VMI's volumes.
+    cluster.subresource(VMS, "scsivm", "removevolume", Some(json!({"name": HOT}))).await?;
+    let started = Instant::now();
+    while cluster.sh("scsivm", "cat /proc/mounts").await?.contains(&hot_mount) {
+        ensure!(started.elapsed() < SHORT, "{hot_mount} is still mounted after the unplug");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let vmi = cluster.vmis().get("scsivm").await?;
+    assert_eq!(targets(&vmi), [("data".into(), "vda".into()), ("cold".into(), "sda".into())]);
+    assert_eq!(cluster.agent.active_file(&hot).await?, None);
     Ok(())
 }
 

@@ -283,15 +283,6 @@ pub enum DiskBus {
 }
 
 impl DiskBus {
-    /// The name KubeVirt gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            DiskBus::Virtio => "virtio",
-            DiskBus::Scsi => "scsi",
-            DiskBus::Sata => "sata",
-        }
-    }
-
     /// How many bytes of a serial the guest reads from the device (QEMU 7.2 takes any
     /// length): virtio-blk's `GET_ID` and ATA's IDENTIFY have 20 bytes, and a SCSI
     /// disk's Unit Serial Number page holds the first 36 (checked in the test guest).
