@@ -151,6 +151,14 @@ impl SubresourceError {
         Self::new(409, "Conflict", message)
     }
 
+    /// 422 with the causes (`[{reason, message, field}]`): the request is refused as invalid, as
+    /// virt-api refuses a hotplug it cannot do.
+    pub fn invalid(message: impl Into<String>, causes: Value) -> Self {
+        let mut error = Self::new(422, "Invalid", message);
+        error.details = Some(serde_json::json!({ "causes": causes }));
+        error
+    }
+
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(500, "InternalError", message)
