@@ -62,11 +62,17 @@ async fn the_transaction_cuts_two_disks_at_one_point_while_another_client_writes
     let writer = vm.second_connection().await;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let (progress_tx, mut progress_rx) = tokio::sync::watch::channel(0u8);
+    // On a loaded machine the cut can take longer than the writer's 250 writes; the writer waits
+    // at 200 until the cut is done, so writes always run before, during (up to 200) and after it.
+    let (cut_tx, mut cut_rx) = tokio::sync::watch::channel(false);
     let writing = {
         let vm = vm.clone();
         tokio::spawn(async move {
             let mut seq = 0u8;
             while seq < 250 && !*stop_rx.borrow_and_update() {
+                if seq == 200 {
+                    cut_rx.wait_for(|&cut| cut).await.unwrap();
+                }
                 seq += 1;
                 vm.write_on(&writer, &vid("a"), 0, 4096, seq).await;
                 vm.write_on(&writer, &vid("b"), 0, 4096, seq).await;
@@ -79,6 +85,7 @@ async fn the_transaction_cuts_two_disks_at_one_point_while_another_client_writes
     let group = [(vid("a"), sid("a-1")), (vid("b"), sid("b-1"))];
     store.driver.snapshot_volumes(&group, Some(vm.as_ref())).await.unwrap();
     let after_cut = *progress_rx.borrow();
+    cut_tx.send_replace(true);
     progress_rx.wait_for(|&seq| seq >= after_cut.saturating_add(20).min(240)).await.unwrap();
     stop_tx.send_replace(true);
     let last = writing.await.unwrap();

@@ -170,7 +170,7 @@ async fn connect(socket: &Path) -> QmpClient {
             Err(ConnectError::Io { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(error) => panic!("could not connect to {}: {error}", socket.display()),
+            Err(error) => panic!("could not connect to {}: {error:?}", socket.display()),
         }
     }
 }
