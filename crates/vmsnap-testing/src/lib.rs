@@ -6,6 +6,7 @@
 
 pub mod fakes;
 pub mod fixtures;
+pub mod images;
 mod kubectl;
 mod process;
 pub mod serve;

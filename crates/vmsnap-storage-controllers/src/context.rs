@@ -10,14 +10,13 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource};
+use vmsnap_storage::{LiveBlockOps, VolumeDriver};
 
 use super::ControllerConfig;
 use super::classes::Classes;
 use super::datavolume::Imports;
 use super::error::{ReconcileError, RetryKind};
 use super::snapshot::Groups;
-use crate::driver::VolumeDriver;
-use crate::live::LiveBlockOps;
 
 /// The shared state of all storage controllers.
 pub struct Context {

@@ -16,13 +16,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use vmsnap_storage::{StorageError, VolumeId};
 
 use super::claim::{pv_capacity, requested_bytes};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::quantity::format_bytes;
-use crate::error::StorageError;
-use crate::id::VolumeId;
 
 const RESIZING: &str = "Resizing";
 
