@@ -59,6 +59,7 @@ mod options;
 mod qcow2;
 mod qemu_img;
 mod steps;
+mod store;
 
 pub use copy::CopyDriver;
 pub use driver::{
