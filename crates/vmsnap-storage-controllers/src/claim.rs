@@ -255,14 +255,7 @@ async fn cleanup(claim: &PersistentVolumeClaim, ctx: &Context) -> Result<Action,
         None => Some(claim_volume_id(claim)?),
     };
     if let Some(volume) = &volume
-        && ctx
-            .live
-            .active_file(volume)
-            .await
-            .map_err(|error| {
-                ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
-            })?
-            .is_some()
+        && ctx.attached(volume).await?
     {
         let note = format!(
             "PersistentVolumeClaim {name} is used by a running VM (volume {volume}); it is deleted when the VM stops"

@@ -49,15 +49,7 @@ pub async fn reconcile_expansion(
         set_claim_status(ctx, claim, capacity, Some(("VolumeResizeFailed", &message))).await?;
         return Ok(Action::await_change());
     }
-    let attached = ctx
-        .live
-        .active_file(volume)
-        .await
-        .map_err(|error| {
-            ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
-        })?
-        .is_some();
-    let resized = if attached {
+    let resized = if ctx.attached(volume).await? {
         Err(StorageError::LiveUnsupported {
             driver: ctx.driver.name(),
             action: "resize",
