@@ -39,7 +39,7 @@ pub struct AgentConfig {
 
 /// The node agent: runs the VMIs of its VirtualMachines as QEMU processes,
 /// keeps their status, and serves the VM and VMI subresources
-/// ([`vmsnap_apiserver::VmSubresources`]) and the storage driver's live block
+/// ([`vmsnap_contracts::subresources::VmSubresources`]) and the storage driver's live block
 /// operations ([`vmsnap_storage::LiveBlockOps`]).
 pub struct Agent {
     pub(crate) client: Client,

@@ -2,12 +2,15 @@
 //! firmware UUID, NICs and per-disk options. Pure: the images and volumes are
 //! resolved elsewhere and passed in.
 
+use std::fmt;
+
 use uuid::Uuid;
 use vmsnap_api::kubevirt::{Disk, DiskTarget, Interface, Network, VirtualMachineInstanceSpec, Volume};
 
 use crate::kubevirt::{DEFAULT_MEMORY_BYTES, START_STRATEGY_PAUSED, firmware_uuid};
-use crate::quantity;
-use crate::vmm::{Boot, CacheMode, CpuTopology, DiskSpec, LaunchSpec, MacAddress, NicModel, NicSpec};
+use crate::vmm::{
+    Boot, CacheMode, CpuTopology, DiskBus, DiskSpec, LaunchSpec, MacAddress, NicModel, NicSpec,
+};
 
 /// A VMI spec field the agent cannot turn into a VM.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +30,24 @@ pub enum DomainError {
         field: &'static str,
         /// The value given.
         value: String,
+    },
+    /// Guest memory of zero bytes: there is nothing to raise to a working size.
+    #[error("{field} = {value} gives the VM no memory; ask for at least 1Mi")]
+    NoMemory {
+        /// The field.
+        field: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A disk bus the agent does not attach disks to.
+    #[error("disk {disk:?} has bus {bus:?}: {reason}")]
+    Bus {
+        /// The disk.
+        disk: String,
+        /// The bus given.
+        bus: String,
+        /// Why not, and what to use.
+        reason: &'static str,
     },
     /// `firmware.uuid` that is not a UUID.
     #[error("spec.domain.firmware.uuid {value:?} is not a UUID")]
@@ -96,17 +117,53 @@ pub fn apply_defaults(spec: &mut VirtualMachineInstanceSpec) {
     }
 }
 
+/// The memory a VMI asked for was less than its VM needs to start, so QEMU
+/// was given more (KubeVirt starts such a VM, e.g. its tests' `memory: 1Mi`
+/// VMs without a boot image). Said in a `Normal` event on the VMI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryRaised {
+    /// What was asked for.
+    pub asked: GuestMemory,
+    /// What QEMU gets, in MiB.
+    pub given_mib: u32,
+    /// Whether the floor is the kernel boot image's (else the firmware's).
+    pub kernel_boot: bool,
+}
+
+impl fmt::Display for MemoryRaised {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let needs = if self.kernel_boot {
+            "the kernel boot image needs to boot"
+        } else {
+            "the firmware needs to set the VM up"
+        };
+        write!(
+            f,
+            "{} = {} is less than the {} MiB {needs}; the VM runs with {} MiB",
+            self.asked.field, self.asked.quantity, self.given_mib, self.given_mib
+        )
+    }
+}
+
 /// The launch spec of a VMI: `boot` and `disks` are resolved by the caller,
 /// in the order of the VMI's volumes. `vm_name` names the firmware UUID
 /// when `firmware.uuid` is unset (the VMI name: a VM's VMI has its name).
+/// Memory below what `boot` needs is raised to it, and said so.
 pub fn launch_spec(
     namespace: &str,
     name: &str,
     spec: &VirtualMachineInstanceSpec,
     boot: Boot,
     disks: Vec<DiskSpec>,
-) -> Result<LaunchSpec, DomainError> {
-    let mut launch = LaunchSpec::new(launch_name(namespace, name), memory_mib(spec)?, boot);
+) -> Result<(LaunchSpec, Option<MemoryRaised>), DomainError> {
+    let memory = guest_memory(spec)?;
+    let floor = boot.min_memory_mib();
+    let raised = (memory.mib < floor).then(|| MemoryRaised {
+        kernel_boot: matches!(boot, Boot::Kernel(_)),
+        given_mib: floor,
+        asked: memory.clone(),
+    });
+    let mut launch = LaunchSpec::new(launch_name(namespace, name), memory.mib.max(floor), boot);
     launch.uuid = uuid(name, spec)?;
     launch.cpus = cpus(spec)?;
     if let Some(machine) = spec.domain.machine.as_ref().filter(|m| !m.machine_type.is_empty()) {
@@ -115,27 +172,42 @@ pub fn launch_spec(
     launch.disks = disks;
     launch.nics = nics(spec)?;
     launch.start_paused = spec.start_strategy.as_deref() == Some(START_STRATEGY_PAUSED);
-    Ok(launch)
+    Ok((launch, raised))
 }
 
-/// Guest memory in MiB: `memory.guest`, else the memory request, else the limit, else 256 MiB.
-pub fn memory_mib(spec: &VirtualMachineInstanceSpec) -> Result<u32, DomainError> {
+/// The guest memory a VMI spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestMemory {
+    /// The field it comes from, e.g. `spec.domain.resources.requests.memory`, or `default`.
+    pub field: &'static str,
+    /// The quantity as written, e.g. `1Mi`.
+    pub quantity: String,
+    /// Rounded up to whole MiB.
+    pub mib: u32,
+}
+
+/// Guest memory: `memory.guest`, else the memory request, else the limit, else 256 MiB.
+pub fn guest_memory(spec: &VirtualMachineInstanceSpec) -> Result<GuestMemory, DomainError> {
     let resources = spec.domain.resources.as_ref();
     let candidates = [
         ("spec.domain.memory.guest", spec.domain.memory.as_ref().and_then(|m| m.guest.as_ref())),
         ("spec.domain.resources.requests.memory", resources.and_then(|r| r.requests.get("memory"))),
         ("spec.domain.resources.limits.memory", resources.and_then(|r| r.limits.get("memory"))),
     ];
-    let (field, bytes) = match candidates.into_iter().find_map(|(f, q)| q.map(|q| (f, q))) {
+    let (field, quantity, bytes) = match candidates.into_iter().find_map(|(f, q)| q.map(|q| (f, q))) {
         Some((field, quantity)) => {
             let bytes = vmsnap_api::quantity::parse_bytes(&quantity.0)
                 .map_err(|error| DomainError::Quantity { field, message: error.to_string() })?;
-            (field, bytes)
+            (field, quantity.0.clone(), bytes)
         }
-        None => ("default", DEFAULT_MEMORY_BYTES),
+        None => ("default", "256Mi".to_owned(), DEFAULT_MEMORY_BYTES),
     };
-    u32::try_from(bytes.div_ceil(1 << 20))
-        .map_err(|_| DomainError::TooMuchMemory { field, value: format!("{bytes} bytes") })
+    if bytes == 0 {
+        return Err(DomainError::NoMemory { field, value: quantity });
+    }
+    let mib = u32::try_from(bytes.div_ceil(1 << 20))
+        .map_err(|_| DomainError::TooMuchMemory { field, value: format!("{bytes} bytes") })?;
+    Ok(GuestMemory { field, quantity, mib })
 }
 
 /// The vCPU topology: `domain.cpu`, else one socket with the CPU request (or limit) in cores, else 1.
@@ -155,7 +227,7 @@ pub fn cpus(spec: &VirtualMachineInstanceSpec) -> Result<CpuTopology, DomainErro
         });
     match request {
         Some((field, q)) => {
-            let cores = quantity::cpus(&q.0)
+            let cores = vmsnap_api::quantity::parse_cpus(&q.0)
                 .map_err(|error| DomainError::Quantity { field, message: error.to_string() })?;
             Ok(CpuTopology::cores(cores))
         }
@@ -201,7 +273,7 @@ pub fn nics(spec: &VirtualMachineInstanceSpec) -> Result<Vec<NicSpec>, DomainErr
         .collect()
 }
 
-/// Applies a VMI disk's options (serial, read-only, cache, boot order) to the runtime's disk.
+/// Applies a VMI disk's options (bus, device, serial, read-only, cache, boot order) to the runtime's disk.
 pub fn apply_disk_options(
     disk: &mut DiskSpec,
     options: Option<&Disk>,
@@ -213,8 +285,9 @@ pub fn apply_disk_options(
         return Ok(());
     };
     let target = options.disk.as_ref().or(options.lun.as_ref()).or(options.cdrom.as_ref());
-    disk.readonly =
-        claim_read_only || target.and_then(|t| t.readonly) == Some(true) || options.cdrom.is_some();
+    disk.cdrom = options.cdrom.is_some();
+    disk.bus = disk_bus(&options.name, target.and_then(|t| t.bus.as_deref()), disk.cdrom)?;
+    disk.readonly = claim_read_only || target.and_then(|t| t.readonly) == Some(true) || disk.cdrom;
     disk.serial = options.serial.clone().filter(|s| !s.is_empty());
     disk.boot_order = options.boot_order;
     disk.cache = match options.cache.as_deref() {
@@ -227,6 +300,28 @@ pub fn apply_disk_options(
         }
     };
     Ok(())
+}
+
+/// The bus of a disk. Without one, a CD-ROM is on SATA, as KubeVirt defaults
+/// it on x86; a disk or LUN on virtio, where KubeVirt's x86 default is SATA,
+/// because the test guest's kernel (Debian's cloud kernel) has no AHCI driver.
+/// A `lun` is a plain disk (QEMU's `scsi-block` passes a host block device through;
+/// the agent's volumes are files).
+fn disk_bus(disk: &str, bus: Option<&str>, cdrom: bool) -> Result<DiskBus, DomainError> {
+    let refuse =
+        |reason| DomainError::Bus { disk: disk.to_owned(), bus: bus.unwrap_or_default().to_owned(), reason };
+    match bus.unwrap_or_default() {
+        "" if cdrom => Ok(DiskBus::Sata),
+        "" | "virtio" => Ok(DiskBus::Virtio),
+        "scsi" => Ok(DiskBus::Scsi),
+        "sata" => Ok(DiskBus::Sata),
+        "usb" => Err(refuse(
+            "the agent does not emulate USB disks (KubeVirt attaches a usb-storage device); use virtio, scsi or sata",
+        )),
+        _ => Err(refuse(
+            "KubeVirt's buses are virtio, scsi, sata and usb; the agent attaches virtio, scsi and sata",
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -245,20 +340,99 @@ mod tests {
         VirtualMachineInstanceSpec::default()
     }
 
-    #[test]
-    fn memory_comes_from_guest_then_requests_then_the_default() {
+    fn memory_request(quantity: &str) -> VirtualMachineInstanceSpec {
         let mut s = spec();
-        assert_eq!(memory_mib(&s).unwrap(), 256);
         s.domain.resources = Some(ResourceRequirements {
-            requests: BTreeMap::from([("memory".to_owned(), Quantity("128Mi".into()))]),
+            requests: BTreeMap::from([("memory".to_owned(), Quantity(quantity.into()))]),
             ..Default::default()
         });
-        assert_eq!(memory_mib(&s).unwrap(), 128);
+        s
+    }
+
+    #[test]
+    fn memory_comes_from_guest_then_requests_then_the_default() {
+        let mib = |s: &VirtualMachineInstanceSpec| guest_memory(s).unwrap().mib;
+        let mut s = spec();
+        assert_eq!(
+            guest_memory(&s).unwrap(),
+            GuestMemory { field: "default", quantity: "256Mi".into(), mib: 256 }
+        );
+        s = memory_request("128Mi");
+        assert_eq!(mib(&s), 128);
+        // KubeVirt's least request, 1M (10^6 bytes), rounds up to a whole MiB.
+        assert_eq!(mib(&memory_request("1M")), 1);
         s.domain.memory = Some(Memory { guest: Some(Quantity("1Gi".into())), ..Default::default() });
-        assert_eq!(memory_mib(&s).unwrap(), 1024);
+        assert_eq!(mib(&s), 1024);
         s.domain.memory = Some(Memory { guest: Some(Quantity("lots".into())), ..Default::default() });
-        let error = memory_mib(&s).unwrap_err();
+        let error = guest_memory(&s).unwrap_err();
         assert!(error.to_string().contains("spec.domain.memory.guest"), "{error}");
+        let error = guest_memory(&memory_request("0")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "spec.domain.resources.requests.memory = 0 gives the VM no memory; ask for at least 1Mi"
+        );
+    }
+
+    #[test]
+    fn memory_below_what_the_boot_needs_is_raised_and_said_so() {
+        let kernel = Boot::Kernel(crate::vmm::KernelBoot {
+            kernel: "/k".into(),
+            initrd: None,
+            cmdline: String::new(),
+            min_memory_mib: 128,
+        });
+        let launch =
+            |quantity: &str, boot: Boot| launch_spec("ns", "vm", &memory_request(quantity), boot, vec![]);
+
+        let (started, raised) = launch("1Mi", Boot::Disk).unwrap();
+        assert_eq!(started.memory_mib, crate::vmm::FIRMWARE_MIN_MEMORY_MIB);
+        let raised = raised.expect("1Mi is raised");
+        assert_eq!(
+            raised.to_string(),
+            "spec.domain.resources.requests.memory = 1Mi is less than the 2 MiB the firmware needs to set \
+             the VM up; the VM runs with 2 MiB"
+        );
+        started.validate().unwrap();
+
+        let (started, raised) = launch("64Mi", kernel.clone()).unwrap();
+        assert_eq!(started.memory_mib, 128);
+        assert!(raised.unwrap().to_string().contains("128 MiB the kernel boot image needs to boot"));
+
+        let (started, raised) = launch("2Mi", Boot::Disk).unwrap();
+        assert_eq!((started.memory_mib, raised), (2, None));
+        let (started, raised) = launch("200Mi", kernel).unwrap();
+        assert_eq!((started.memory_mib, raised), (200, None));
+    }
+
+    #[test]
+    fn disk_buses_follow_kubevirt_and_the_ones_not_attached_are_named() {
+        let volume = Volume { name: "data".into(), ..Default::default() };
+        let with_bus = |target: DiskTarget, cdrom: bool| {
+            let mut options = Disk { name: "data".into(), ..Default::default() };
+            if cdrom {
+                options.cdrom = Some(target)
+            } else {
+                options.disk = Some(target)
+            }
+            let mut disk = DiskSpec::new("data", "/v/data.qcow2", DiskFormat::Qcow2);
+            apply_disk_options(&mut disk, Some(&options), &volume).map(|()| disk)
+        };
+        let bus = |bus: &str| DiskTarget { bus: Some(bus.into()), ..Default::default() };
+
+        let scsi = with_bus(bus("scsi"), false).unwrap();
+        assert_eq!((scsi.bus, scsi.cdrom, scsi.readonly), (DiskBus::Scsi, false, false));
+        assert_eq!(with_bus(bus("sata"), false).unwrap().bus, DiskBus::Sata);
+        assert_eq!(with_bus(bus("virtio"), false).unwrap().bus, DiskBus::Virtio);
+        assert_eq!(with_bus(DiskTarget::default(), false).unwrap().bus, DiskBus::Virtio);
+        let cdrom = with_bus(DiskTarget::default(), true).unwrap();
+        assert_eq!((cdrom.bus, cdrom.cdrom, cdrom.readonly), (DiskBus::Sata, true, true));
+        let usb = with_bus(bus("usb"), false).unwrap_err();
+        assert!(
+            usb.to_string().starts_with("disk \"data\" has bus \"usb\": the agent does not emulate USB"),
+            "{usb}"
+        );
+        let ide = with_bus(bus("ide"), false).unwrap_err();
+        assert!(ide.to_string().contains("virtio, scsi, sata and usb"), "{ide}");
     }
 
     #[test]

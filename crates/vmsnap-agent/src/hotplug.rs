@@ -37,6 +37,11 @@ pub async fn sync(agent: &Agent, running: &Arc<RunningVmi>, vmi: &VirtualMachine
         let disk = vmi.spec.domain.devices.disks.iter().find(|d| d.name == volume.name);
         if let Err(error) = domain::apply_disk_options(&mut resolved.disk, disk, volume) {
             tracing::warn!(vmi = %running.key(), volume = %volume.name, %error, "cannot hotplug");
+            running.event(
+                EventType::Warning,
+                "HotplugFailed",
+                format!("Failed to attach volume {}: {error}", volume.name),
+            );
             continue;
         }
         match running.attach(resolved).await {

@@ -17,7 +17,7 @@
 //!   interfaces, volumes) from QEMU events and the guest agent's health, and
 //!   shuts the guest down when the VMI is deleted.
 //! - The agent serves the `subresources.kubevirt.io` actions
-//!   ([`vmsnap_apiserver::VmSubresources`]: freeze, unfreeze, pause, unpause,
+//!   ([`vmsnap_contracts::subresources::VmSubresources`]: freeze, unfreeze, pause, unpause,
 //!   start, stop, restart, addvolume, removevolume) with KubeVirt's checks and
 //!   messages, and the storage driver's operations on attached volumes
 //!   ([`vmsnap_storage::LiveBlockOps`]).
@@ -38,7 +38,6 @@ mod error;
 mod hotplug;
 pub mod kubevirt;
 mod live;
-mod quantity;
 mod recover;
 mod registry;
 mod running;
@@ -56,10 +55,3 @@ mod volumes;
 pub use agent::{Agent, AgentConfig};
 pub use error::{AgentStartError, ConsoleError, ExecError};
 pub use vmm::{AccelSetting, ExecOutput};
-
-/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
-/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
-/// and the process's memory peaks with it (and stays there: the allocator keeps it).
-pub(crate) fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(16)
-}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -36,6 +36,7 @@ use crate::runstrategy::{self, StartFailure, VmAction, VmView, first_request_ser
 use crate::vm_status::{self, StatusInput, SyncError, VolumeFacts, vmi_view};
 use crate::vm_upkeep;
 use crate::volumes::claim_of;
+use vmsnap_contracts::owner::controller_reference;
 
 /// A VM reconcile failed; it is retried.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +50,7 @@ pub enum VmReconcileError {
 pub async fn run(agent: Arc<Agent>) {
     let client = agent.client.clone();
     let controller = Controller::new(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default())
-        .with_config(crate::controller_config())
+        .with_config(vmsnap_contracts::controller::controller_config())
         .owns(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default());
     let (claims, dvs) = (controller.store(), controller.store());
     controller
@@ -90,18 +91,6 @@ fn error_policy(_vm: Arc<VirtualMachine>, error: &VmReconcileError, _agent: Arc<
     Action::requeue(Duration::from_secs(2))
 }
 
-/// The owner reference of everything the VM controls.
-fn owner_reference(vm: &VirtualMachine) -> OwnerReference {
-    OwnerReference {
-        api_version: "kubevirt.io/v1".into(),
-        kind: "VirtualMachine".into(),
-        name: vm.name_any(),
-        uid: vm.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
-
 /// The VMI a VM starts (virt-controller's `setupVMIFromVM`).
 pub fn vmi_for(vm: &VirtualMachine, paused: bool) -> VirtualMachineInstance {
     let template = vm.spec.template.metadata.clone().unwrap_or_default();
@@ -124,7 +113,7 @@ pub fn vmi_for(vm: &VirtualMachine, paused: bool) -> VirtualMachineInstance {
         namespace: vm.namespace(),
         labels: Some(labels),
         annotations: Some(annotations),
-        owner_references: Some(vec![owner_reference(vm)]),
+        owner_references: Some(vec![controller_reference(vm)]),
         finalizers: Some(vec![VMI_FINALIZER.into()]),
         ..Default::default()
     };
@@ -152,7 +141,7 @@ async fn ensure_data_volumes(agent: &Agent, vm: &VirtualMachine) -> Result<(), S
         let mut dv = DataVolume::new(&name, template.spec.clone());
         dv.metadata.labels = template.metadata.labels.clone();
         dv.metadata.annotations = template.metadata.annotations.clone();
-        dv.metadata.owner_references = Some(vec![owner_reference(vm)]);
+        dv.metadata.owner_references = Some(vec![controller_reference(vm)]);
         match api.create(&PostParams::default(), &dv).await {
             Ok(_) => record(
                 agent,
@@ -189,7 +178,7 @@ async fn adopt_data_volume(
         return Ok(());
     }
     let mut owners = dv.owner_references().to_vec();
-    owners.push(owner_reference(vm));
+    owners.push(controller_reference(vm));
     let patch = json!([
         {"op": "test", "path": "/metadata/ownerReferences", "value": dv.metadata.owner_references},
         {"op": "add", "path": "/metadata/ownerReferences", "value": owners},

@@ -4,7 +4,7 @@
 //! (so that an online snapshot stores the spec that runs, not the one edited since).
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::{Client, ResourceExt};
@@ -131,14 +131,7 @@ pub async fn record_start_revision(client: &Client, vm: &VirtualMachine) -> Resu
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: Some(namespace),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "kubevirt.io/v1".into(),
-                kind: "VirtualMachine".into(),
-                name: vm.name_any(),
-                uid: vm.uid().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![vmsnap_contracts::owner::controller_reference(vm)]),
             ..Default::default()
         },
         data: Some(RawExtension(json!({"spec": vm.spec}))),

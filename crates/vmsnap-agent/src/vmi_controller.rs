@@ -34,7 +34,7 @@ use crate::running::record::AttachedVolume;
 use crate::running::{RunningVmi, patch_params};
 use crate::vmi_status::{Problem, VmiFacts, status_fields};
 use crate::vmm::{LaunchError, VmHandle};
-use crate::volumes::{self, ResolvedVolume, VolumeError, claim_of, target_name};
+use crate::volumes::{self, ResolvedVolume, VolumeError, claim_of};
 use crate::{hotplug, recover};
 
 /// A VMI reconcile failed; it is retried.
@@ -72,7 +72,7 @@ pub async fn run(agent: Arc<Agent>) {
     let client = agent.client.clone();
     let controller =
         Controller::new(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default())
-            .with_config(crate::controller_config());
+            .with_config(vmsnap_contracts::controller::controller_config());
     let (claims, dvs) = (controller.store(), controller.store());
     controller
         .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), move |pvc| {
@@ -328,8 +328,8 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
     write_status(agent, vmi, &mut facts).await?;
 
     let disks = volumes.iter().map(|v| v.disk.clone()).collect();
-    let launch_spec = match domain::launch_spec(&namespace, &name, &spec, boot, disks) {
-        Ok(launch_spec) => launch_spec,
+    let (launch_spec, memory_raised) = match domain::launch_spec(&namespace, &name, &spec, boot, disks) {
+        Ok(launched) => launched,
         Err(error) => return fail(agent, vmi, facts, format!("the VMI spec cannot be run: {error}")).await,
     };
     let lock = match lock_dir(&dir) {
@@ -349,11 +349,9 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
         Err(error) => return fail(agent, vmi, facts, error_chain(&error)).await,
     };
     drop(lock);
-    let attached: Vec<AttachedVolume> = volumes
-        .into_iter()
-        .enumerate()
-        .map(|(index, volume)| AttachedVolume { volume, target: target_name(index) })
-        .collect();
+    let targets = volumes::target_names(volumes.iter().map(|v| &v.disk));
+    let attached: Vec<AttachedVolume> =
+        volumes.into_iter().zip(targets).map(|(volume, target)| AttachedVolume { volume, target }).collect();
     facts.volumes = attached.iter().map(|v| volumes::volume_status(&v.volume, &v.target)).collect();
     facts.machine = Some(handle.spec().machine.clone());
     // QEMU keeps the vCPUs stopped for `startStrategy: Paused` until a user unpauses it.
@@ -364,6 +362,9 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
     guard.finish(running.clone());
     running.publish().await;
     running.event(EventType::Normal, "Started", "VirtualMachineInstance started.".into());
+    if let Some(raised) = memory_raised {
+        running.event(EventType::Normal, "MemoryRaised", raised.to_string());
+    }
     if !skipped.is_empty() {
         let note = format!(
             "volumes {} are of a kind the embedded agent does not attach; ignored",

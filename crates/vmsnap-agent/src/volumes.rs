@@ -19,7 +19,7 @@ use vmsnap_storage::{VolumeDriver, VolumeFormat, VolumeId};
 
 use crate::kubevirt::{CSI_DRIVER, condition};
 use crate::vmi_status::Problem;
-use crate::vmm::{DiskFormat, DiskSpec};
+use crate::vmm::{DiskBus, DiskFormat, DiskSpec};
 
 /// Why a volume cannot be attached (yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -310,8 +310,9 @@ pub fn volume_status(volume: &ResolvedVolume, target: &str) -> VolumeStatus {
     }
 }
 
-/// The guest device name of the `index`th virtio disk (`vda`, ..., `vdz`, `vdaa`, ...).
-pub fn target_name(index: usize) -> String {
+/// The guest device name of the `index`th disk on `bus`, as Linux names them
+/// (`vda`, ..., `vdz`, `vdaa`, ...; `sda`, ... for SCSI and SATA disks).
+pub fn target_name(bus: DiskBus, index: usize) -> String {
     let mut name = String::new();
     let mut n = index + 1;
     while n > 0 {
@@ -319,7 +320,19 @@ pub fn target_name(index: usize) -> String {
         name.insert(0, char::from(b'a' + (n % 26) as u8));
         n /= 26;
     }
-    format!("vd{name}")
+    format!("{}{name}", bus.device_prefix())
+}
+
+/// The guest device names of `disks` launched together, in disk order: each
+/// bus's disks are numbered apart (SCSI and SATA share the `sd` names).
+pub fn target_names<'a>(disks: impl IntoIterator<Item = &'a DiskSpec>) -> Vec<String> {
+    let mut used: Vec<String> = Vec::new();
+    for disk in disks {
+        let prefix = disk.bus.device_prefix();
+        let index = used.iter().filter(|t| t.starts_with(prefix)).count();
+        used.push(target_name(disk.bus, index));
+    }
+    used
 }
 
 #[cfg(test)]
@@ -413,7 +426,20 @@ mod tests {
 
     #[test]
     fn targets_are_named_like_linux_names_virtio_disks() {
-        let names: Vec<String> = [0, 1, 25, 26, 27].into_iter().map(target_name).collect();
+        let names: Vec<String> =
+            [0, 1, 25, 26, 27].into_iter().map(|i| target_name(DiskBus::Virtio, i)).collect();
         assert_eq!(names, ["vda", "vdb", "vdz", "vdaa", "vdab"]);
+    }
+
+    #[test]
+    fn scsi_and_sata_disks_share_the_sd_names() {
+        let disk = |name: &str, bus| DiskSpec { bus, ..DiskSpec::new(name, "/v", DiskFormat::Qcow2) };
+        let disks = [
+            disk("a", DiskBus::Virtio),
+            disk("b", DiskBus::Scsi),
+            disk("c", DiskBus::Virtio),
+            disk("d", DiskBus::Sata),
+        ];
+        assert_eq!(target_names(&disks), ["vda", "sda", "vdb", "sdb"]);
     }
 }

@@ -136,11 +136,13 @@ async fn a_vm_applied_with_kubectl_runs_freezes_hotplugs_and_keeps_its_data_acro
         Some("testvm")
     );
     assert_eq!(vmi.metadata.finalizers.as_deref(), Some(&["foregroundDeleteVirtualMachine".to_owned()][..]));
-    let firmware_uuid = vmi.spec.domain.firmware.as_ref().and_then(|f| f.uuid.clone());
-    assert_eq!(
-        firmware_uuid.as_deref(),
-        Some(vmsnap_agent::kubevirt::firmware_uuid("testvm").to_string().as_str())
-    );
+    // The API server gave the VM a random firmware UUID at creation (KubeVirt's VM mutator);
+    // its VMI carries it.
+    let firmware_uuid = |spec: &vmsnap_api::kubevirt::VirtualMachineInstanceSpec| {
+        spec.domain.firmware.as_ref().and_then(|f| f.uuid.clone())
+    };
+    let vm_uuid = firmware_uuid(&vm.spec.template.spec).context("the VM has no firmware UUID")?;
+    assert_eq!(firmware_uuid(&vmi.spec), Some(vm_uuid));
     let volume = &status.volume_status[0];
     assert_eq!(
         (volume.name.as_str(), volume.target.as_str(), volume.phase.as_deref()),

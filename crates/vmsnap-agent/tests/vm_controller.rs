@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
 use support::cluster::{Cluster, NS, phase, printable, vmi_condition};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_testing::await_value;
@@ -210,11 +211,22 @@ async fn vms_carry_kubevirts_finalizer_and_firmware_uuid_and_each_start_records_
     })
     .await?;
     let (vm, uuid) = vm;
+    // The API server gave it a random one at creation (KubeVirt's VM mutator), which is kept.
     // KubeVirt's CalculateLegacyUUID("manual"): uuid.NewSHA1(6a1a24a1-4061-4607-8bf4-a3963d0c5895, "manual").
-    assert_eq!(
-        uuid,
-        uuid::Uuid::new_v5(&uuid::uuid!("6a1a24a1-4061-4607-8bf4-a3963d0c5895"), b"manual").to_string()
-    );
+    let legacy =
+        uuid::Uuid::new_v5(&uuid::uuid!("6a1a24a1-4061-4607-8bf4-a3963d0c5895"), b"manual").to_string();
+    assert_eq!(uuid::Uuid::parse_str(&uuid)?.get_version_num(), 4, "{uuid}");
+    // A VM without one (made before the mutator existed, or updated to drop it) gets the legacy UUID.
+    let drop_uuid = json!([{"op": "remove", "path": "/spec/template/spec/domain/firmware/uuid"}]);
+    cluster
+        .vms()
+        .patch("manual", &PatchParams::default(), &Patch::<()>::Json(serde_json::from_value(drop_uuid)?))
+        .await?;
+    await_value(&cluster.vms(), "manual", SHORT, |vm| {
+        (vm.spec.template.spec.domain.firmware.as_ref()?.uuid.as_deref() == Some(legacy.as_str()))
+            .then_some(())
+    })
+    .await?;
     assert!(
         vm.spec.template.spec.domain.firmware.as_ref().unwrap().kernel_boot.is_some(),
         "the rest of the firmware is kept"

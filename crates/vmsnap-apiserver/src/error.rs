@@ -26,6 +26,12 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+impl From<vmsnap_contracts::subresources::SubresourceError> for ApiError {
+    fn from(e: vmsnap_contracts::subresources::SubresourceError) -> Self {
+        ApiError { code: e.code, reason: e.reason, message: e.message, details: e.details }
+    }
+}
+
 fn details(rt: &ResourceType, name: &str) -> Value {
     json!({ "name": name, "group": rt.group, "kind": rt.plural })
 }

@@ -13,7 +13,6 @@ mod gc;
 mod http;
 mod listener;
 pub mod pure;
-mod subresources;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -36,7 +35,7 @@ pub fn registry_kinds() -> &'static [vmsnap_api::registry::ResourceType] {
 pub use error::ApiError;
 pub use http::{MetricsSource, RecordedRequest};
 pub use listener::{ConnectionLimits, open_file_limit, raise_open_file_limit};
-pub use subresources::VmSubresources;
+pub use vmsnap_contracts::subresources::{SubresourceError, VmAction, VmSubresources, VmiAction};
 
 /// How to start the API server.
 pub struct ApiServerConfig {
@@ -127,7 +126,11 @@ impl ApiServer {
     ) -> Result<ApiServer, StartError> {
         let write_err = |path: PathBuf| move |source| StartError::Write { path: path.clone(), source };
         std::fs::create_dir_all(&config.data_dir).map_err(write_err(config.data_dir.clone()))?;
-        let store = Store::open(&config.data_dir.join("store"), config.store)?;
+        let mut store_config = config.store;
+        // Events are what tells a user, when the disk fills up, why things stopped.
+        let events = vmsnap_api::registry::registry().by_kind("v1", "Event").expect("Event is registered");
+        store_config.creatable_while_short.push(core::objects::storage_resource(events));
+        let store = Store::open(&config.data_dir.join("store"), store_config)?;
         let core = Core::new(store);
         let token =
             auth::load_or_create_token(&config.data_dir).map_err(write_err(config.data_dir.join("token")))?;

@@ -30,13 +30,6 @@ pub use context::{Context, ControllerConfig};
 pub use error::ReconcileError;
 pub use metrics::Metrics;
 
-/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
-/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
-/// and the process's memory peaks with it (and stays there: the allocator keeps it).
-pub(crate) fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(16)
-}
-
 /// The running controllers; dropping the handle stops them.
 pub struct Controllers {
     tasks: Vec<JoinHandle<()>>,

@@ -139,7 +139,7 @@ fn vms_using(
 /// Runs the controller until the stream ends.
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller = Controller::new(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default())
-        .with_config(crate::controller_config());
+        .with_config(vmsnap_contracts::controller::controller_config());
     let store = controller.store();
     let (s1, s2, s3, s4, s5) = (store.clone(), store.clone(), store.clone(), store.clone(), store);
     controller

@@ -1,16 +1,27 @@
 #!/bin/sh
 # vmsnap-disks scan|watch|unmount
-#   scan     format blank virtio disks with ext4 and mount each at
-#            /mnt/<serial> (the host sets serial = volume name), or /mnt/<vdX>
+#   scan     format blank virtio and SCSI disks with ext4 and mount each at
+#            /mnt/<serial> (the host sets serial = volume name), or /mnt/<vdX|sdX>
 #   watch    every half second, if disks were plugged or unplugged: scan, and
 #            lazily unmount the disks that are gone
 #   unmount  stop the processes using data disks, then sync and unmount
 #            them (used at shutdown)
 
-# /mnt/<serial>, or /mnt/<vdX> when the serial is empty, unusable as a
+# The serial the host gave a disk. virtio-blk shows (at most 20 bytes of)
+# it in /sys/block/vdX/serial; a SCSI disk in its Unit Serial Number VPD
+# page (0x80), which the kernel keeps whole: a 4-byte header, then the serial.
+disk_serial() {
+	case "$1" in
+	vd*) cat "/sys/block/$1/serial" ;;
+	sd*) dd if="/sys/block/$1/device/vpd_pg80" bs=1 skip=4 ;;
+	esac 2>/dev/null
+}
+
+# /mnt/<serial>, or /mnt/<vdX|sdX> when the serial is empty, unusable as a
 # directory name, or already mounted (two disks with the same serial).
+# Serials have KubeVirt's characters, [A-Za-z0-9_.+-].
 mount_point() {
-	serial=$(tr -cd 'A-Za-z0-9._-' < "/sys/block/$1/serial" 2>/dev/null)
+	serial=$(disk_serial "$1" | tr -cd 'A-Za-z0-9._+-')
 	case "$serial" in
 	"" | . | ..) serial=$1 ;;
 	esac
@@ -73,14 +84,14 @@ give_up() {
 }
 
 scan() {
-	for path in /sys/block/vd*; do
+	for path in /sys/block/vd* /sys/block/sd*; do
 		[ -e "$path" ] && setup_disk "${path##*/}"
 	done
 }
 
 # Lazily unmount data disks whose device has gone away.
 forget_removed() {
-	grep '^/dev/vd' /proc/mounts | while read -r dev target rest; do
+	grep -E '^/dev/(vd|sd)' /proc/mounts | while read -r dev target rest; do
 		[ -e "/sys/block/${dev#/dev/}" ] && continue
 		umount -l "$target" && rmdir "$target" && echo "vmsnap-guest: $dev removed, unmounted $target"
 	done
@@ -103,7 +114,7 @@ stop_users() {
 unmount_all() {
 	sync
 	stop_users
-	grep '^/dev/vd' /proc/mounts | while read -r dev target rest; do
+	grep -E '^/dev/(vd|sd)' /proc/mounts | while read -r dev target rest; do
 		umount "$target" 2>/dev/null || mount -o remount,ro "$target" 2>/dev/null || umount -l "$target"
 	done
 	sync
@@ -116,7 +127,7 @@ watch)
 	# (the glob costs no process).
 	previous=
 	while :; do
-		set -- /sys/block/vd*
+		set -- /sys/block/vd* /sys/block/sd*
 		if [ "$*" != "$previous" ]; then
 			pending=
 			scan

@@ -64,6 +64,10 @@ pub(crate) struct WantedModule {
 pub(crate) const WANTED_MODULES: &[WantedModule] = &[
     module("virtio_pci", true),
     module("virtio_blk", true),
+    // SCSI disks (KubeVirt's `bus: scsi`) on the virtio-scsi controller; scsi_mod and
+    // scsi_common come in as their dependencies.
+    module("virtio_scsi", true),
+    module("sd_mod", true),
     module("virtio_console", true),
     module("virtio_net", true),
     module("virtio_rng", false),

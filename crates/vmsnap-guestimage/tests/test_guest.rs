@@ -126,6 +126,50 @@ fn hotplugged_disk_is_formatted_mounted_and_unmounted_when_unplugged() -> Result
     Ok(())
 }
 
+#[test]
+fn scsi_disks_are_mounted_by_the_36_bytes_of_serial_the_guest_reads_and_virtio_ones_by_20() -> Result<()> {
+    let Some(image) = support::test_guest()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let vm = Vm::boot(&image, dir.path())?;
+    let mut qga = Qga::connect(&vm.agent_socket(), Duration::from_secs(60))?;
+    // KubeVirt's hotplug tests use 24-byte serials (`test-volume-<12 random>`).
+    let (kubevirt_like, forty) = ("test-volume-abcdefghijkl", "scsi-serial-of-forty-bytes-0123456789ab");
+
+    vm.hotplug("scsi1", json!({"driver": "scsi-hd", "bus": "scsi0.0", "serial": kubevirt_like}))?;
+    vm.hotplug("scsi2", json!({"driver": "scsi-hd", "bus": "scsi0.0", "serial": forty}))?;
+    vm.hotplug("virtio2", json!({"driver": "virtio-blk-pci", "serial": "virtio-volume-abcdefghijkl"}))?;
+
+    wait_for_mount(&mut qga, &format!(" /mnt/{kubevirt_like} ext4 "), true)?;
+    wait_for_mount(&mut qga, &format!(" /mnt/{} ext4 ", &forty[..36]), true)?;
+    wait_for_mount(&mut qga, " /mnt/virtio-volume-abcdef ext4 ", true)?;
+    let mounts = qga.run("cat", &["/proc/mounts"])?;
+    assert!(mounts.lines().any(|l| l.starts_with(&format!("/dev/sda /mnt/{kubevirt_like} "))), "{mounts}");
+    qga.run("sh", &["-c", &format!("echo scsi > /mnt/{kubevirt_like}/file && sync")])?;
+    assert_eq!(qga.run("cat", &[&format!("/mnt/{kubevirt_like}/file")])?, "scsi\n");
+
+    vm.unplug_disk("scsi1")?;
+    wait_for_mount(&mut qga, &format!(" /mnt/{kubevirt_like} "), false)?;
+    Ok(())
+}
+
+#[test]
+fn the_guest_boots_and_mounts_its_disk_with_its_least_memory() -> Result<()> {
+    let Some(image) = support::test_guest()? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let vm = Vm::boot_with_memory(&image, dir.path(), vmsnap_guestimage::MIN_MEMORY_MIB)?;
+    let mut qga = Qga::connect(&vm.agent_socket(), Duration::from_secs(60))?;
+
+    wait_for_mount(&mut qga, "/dev/vda /mnt/data ext4 ", true)?;
+    qga.run("sh", &["-c", "echo small > /mnt/data/file && sync"])?;
+    let meminfo = qga.run("cat", &["/proc/meminfo"])?;
+    println!("{}", meminfo.lines().take(3).collect::<Vec<_>>().join("; "));
+    Ok(())
+}
+
 /// Waits until a line of /proc/mounts contains `text` (or none does, if `present` is false).
 fn wait_for_mount(qga: &mut Qga, text: &str, present: bool) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -46,11 +46,15 @@ pub struct StoreConfig {
     pub log_retention: u64,
     /// Capacity of the live event broadcast before slow watchers fall back to the log.
     pub broadcast_capacity: usize,
+    /// Resources (`group/plural`) whose new objects are still written when the disk is short of
+    /// space (objects of other resources are refused until it has room): the API server names its
+    /// Events, small and what tells a user why things stopped.
+    pub creatable_while_short: Vec<String>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { log_retention: 100_000, broadcast_capacity: 4096 }
+        StoreConfig { log_retention: 100_000, broadcast_capacity: 4096, creatable_while_short: Vec::new() }
     }
 }
 
@@ -88,6 +92,7 @@ impl Store {
             revision.clone(),
             compacted.clone(),
             config.log_retention,
+            config.creatable_while_short,
         );
         let readers = reader::ReaderPool::new(path);
         Ok(Store { shared: Arc::new(Shared { writer, readers, events, revision, compacted }) })

@@ -94,11 +94,13 @@ pub(crate) fn spawn(
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
     retention: u64,
+    creatable_while_short: Vec<String>,
 ) -> WriterHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let reserve = crate::reserve::Reserve::open(dir);
     let dir = dir.to_owned();
-    let mut writer = Writer { conn, dir, reserve, events, revision, compacted, retention, rx };
+    let mut writer =
+        Writer { conn, dir, reserve, events, revision, compacted, retention, creatable_while_short, rx };
     std::thread::Builder::new()
         .name("vmsnap-store-writer".into())
         .spawn(move || writer.run())
@@ -115,6 +117,8 @@ struct Writer {
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
     retention: u64,
+    /// See [`crate::StoreConfig::creatable_while_short`].
+    creatable_while_short: Vec<String>,
     rx: mpsc::UnboundedReceiver<Request>,
 }
 
@@ -153,7 +157,7 @@ impl Writer {
                             decide,
                             &mut rev,
                             &mut published,
-                            refuse_new.then(full),
+                            (refuse_new && !self.creatable_while_short.contains(&key.resource)).then(full),
                         ) {
                             Ok(outcome) => outcome,
                             Err(err) => {

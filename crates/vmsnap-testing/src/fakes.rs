@@ -15,7 +15,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
-use vmsnap_apiserver::{ApiError, VmSubresources};
+use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
 
 /// A node agent that records subresource calls and keeps `fsFreezeStatus` like the real one.
 pub struct FakeAgent {
@@ -63,14 +63,14 @@ impl FakeAgent {
 
 #[async_trait]
 impl VmSubresources for FakeAgent {
-    async fn vmi(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+    async fn vmi(&self, namespace: &str, name: &str, action: VmiAction, body: Value) -> Result<(), ApiError> {
         self.calls.lock().unwrap().push(format!("vmi/{namespace}/{name}/{action}"));
-        if self.lifecycle && matches!(action, "pause" | "unpause") {
-            return lifecycle::set_paused(&self.client, namespace, name, action == "pause").await;
+        if self.lifecycle && matches!(action, VmiAction::Pause | VmiAction::Unpause) {
+            return lifecycle::set_paused(&self.client, namespace, name, action == VmiAction::Pause).await;
         }
         let vmis: Api<VirtualMachineInstance> = Api::namespaced(self.client.clone(), namespace);
         let freeze_status = match action {
-            "freeze" => {
+            VmiAction::Freeze => {
                 if body.get("unfreezeTimeout").is_none() {
                     return Err(ApiError::bad_request("unfreezeTimeout is required"));
                 }
@@ -79,7 +79,7 @@ impl VmSubresources for FakeAgent {
                 }
                 json!("frozen")
             }
-            "unfreeze" => Value::Null,
+            VmiAction::Unfreeze => Value::Null,
             _ => return Ok(()),
         };
         let patch = json!({"status": {"fsFreezeStatus": freeze_status}});
@@ -89,15 +89,15 @@ impl VmSubresources for FakeAgent {
         Ok(())
     }
 
-    async fn vm(&self, namespace: &str, name: &str, action: &str, _body: Value) -> Result<(), ApiError> {
+    async fn vm(&self, namespace: &str, name: &str, action: VmAction, _body: Value) -> Result<(), ApiError> {
         self.calls.lock().unwrap().push(format!("vm/{namespace}/{name}/{action}"));
         if !self.lifecycle {
             return Ok(());
         }
         match action {
-            "start" => lifecycle::start(&self.client, namespace, name).await,
-            "stop" => lifecycle::stop(&self.client, namespace, name).await,
-            "restart" => {
+            VmAction::Start => lifecycle::start(&self.client, namespace, name).await,
+            VmAction::Stop => lifecycle::stop(&self.client, namespace, name).await,
+            VmAction::Restart => {
                 lifecycle::running_vmi(&self.client, namespace, name).await?;
                 lifecycle::stop(&self.client, namespace, name).await?;
                 lifecycle::start(&self.client, namespace, name).await
@@ -145,28 +145,19 @@ mod lifecycle {
     use serde_json::json;
     use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance};
     use vmsnap_api::registry::registry;
-    use vmsnap_apiserver::ApiError;
+    use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
     use crate::fixtures::{VmiState, create_running_vmi};
 
     fn not_found(kind: &str, name: &str) -> ApiError {
         let rt = registry().by_kind("kubevirt.io/v1", kind).expect("KubeVirt kinds are registered");
-        ApiError::not_found(rt, name)
+        ApiError::not_found(&rt.qualified_plural(), name)
     }
 
     /// A kube client error as the API server's, keeping code and message (admission denials pass through).
     fn api_error(error: kube::Error) -> ApiError {
         match error {
-            kube::Error::Api(s) => {
-                let reason = match s.reason.as_str() {
-                    "NotFound" => "NotFound",
-                    "Invalid" => "Invalid",
-                    "Conflict" => "Conflict",
-                    "AlreadyExists" => "AlreadyExists",
-                    _ => "InternalError",
-                };
-                ApiError { code: s.code, reason, message: s.message, details: None }
-            }
+            kube::Error::Api(s) => ApiError::from_status(&s),
             other => ApiError::internal(other.to_string()),
         }
     }
@@ -212,8 +203,8 @@ mod lifecycle {
     async fn set_running(client: &Client, ns: &str, name: &str, running: bool) -> Result<(), ApiError> {
         vm(client, ns, name).await?;
         match (running, running_vmi(client, ns, name).await.is_ok()) {
-            (true, true) => return Err(ApiError::conflict_message("VM is already running")),
-            (false, false) => return Err(ApiError::conflict_message("VM is not running")),
+            (true, true) => return Err(ApiError::conflict("VM is already running")),
+            (false, false) => return Err(ApiError::conflict("VM is not running")),
             _ => {}
         }
         let (strategy, printable) = if running { ("Always", "Running") } else { ("Halted", "Stopped") };
@@ -244,8 +235,8 @@ mod lifecycle {
         let mut conditions = vmi.status.clone().unwrap_or_default().conditions;
         let paused = conditions.iter().any(|c| c.type_ == "Paused" && c.status == "True");
         match (pause, paused) {
-            (true, true) => return Err(ApiError::conflict_message("VMI is already paused")),
-            (false, false) => return Err(ApiError::conflict_message("VMI is not paused")),
+            (true, true) => return Err(ApiError::conflict("VMI is already paused")),
+            (false, false) => return Err(ApiError::conflict("VMI is not paused")),
             _ => {}
         }
         conditions.retain(|c| c.type_ != "Paused");
@@ -481,32 +472,30 @@ impl Drop for FakeVmRunner {
 /// A kube error as the API error the subresource answers (a webhook refusal keeps its message).
 fn to_api_error(error: kube::Error) -> ApiError {
     match error {
-        kube::Error::Api(status) if status.code == 409 => ApiError::conflict_message(status.message),
-        kube::Error::Api(status) if status.code == 422 => {
-            ApiError::denied(status.message, status.details.map(|d| json!(d.causes)).unwrap_or(Value::Null))
-        }
-        kube::Error::Api(status) if status.code == 400 => ApiError::bad_request(status.message),
+        kube::Error::Api(status) => ApiError::from_status(&status),
         other => ApiError::internal(other.to_string()),
     }
 }
 
 #[async_trait]
 impl VmSubresources for FakeVmRunner {
-    async fn vmi(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+    async fn vmi(&self, namespace: &str, name: &str, action: VmiAction, body: Value) -> Result<(), ApiError> {
         self.agent.vmi(namespace, name, action, body).await
     }
 
-    async fn vm(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+    async fn vm(&self, namespace: &str, name: &str, action: VmAction, body: Value) -> Result<(), ApiError> {
         self.agent.vm(namespace, name, action, body).await?;
         let vms: Api<VirtualMachine> = Api::namespaced(self.client.clone(), namespace);
         let vmis: Api<VirtualMachineInstance> = Api::namespaced(self.client.clone(), namespace);
         let running = vmis.get_opt(name).await.map_err(to_api_error)?.is_some();
         let strategy = match action {
-            "start" if running => return Err(ApiError::conflict_message("VM is already running")),
-            "stop" | "restart" if !running => return Err(ApiError::conflict_message("VM is not running")),
-            "start" => vmsnap_api::kubevirt::run_strategy::ALWAYS,
-            "stop" => vmsnap_api::kubevirt::run_strategy::HALTED,
-            "restart" => {
+            VmAction::Start if running => return Err(ApiError::conflict("VM is already running")),
+            VmAction::Stop | VmAction::Restart if !running => {
+                return Err(ApiError::conflict("VM is not running"));
+            }
+            VmAction::Start => vmsnap_api::kubevirt::run_strategy::ALWAYS,
+            VmAction::Stop => vmsnap_api::kubevirt::run_strategy::HALTED,
+            VmAction::Restart => {
                 vmis.delete(name, &Default::default()).await.map_err(to_api_error)?;
                 return Ok(());
             }

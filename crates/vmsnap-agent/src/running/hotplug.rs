@@ -5,16 +5,16 @@ use tokio::sync::MutexGuard;
 
 use super::RunningVmi;
 use super::record::AttachedVolume;
-use crate::vmm::BlockError;
+use crate::vmm::{BlockError, DiskBus};
 use crate::volumes::{ResolvedVolume, target_name};
 
-/// The first guest device name no attached volume uses (Linux gives a new
-/// virtio disk the lowest free index).
-pub fn free_target(attached: &[AttachedVolume]) -> String {
+/// The first guest device name on `bus` no attached volume uses (Linux gives a
+/// new virtio or SCSI disk the lowest free index).
+pub fn free_target(attached: &[AttachedVolume], bus: DiskBus) -> String {
     (0..)
-        .map(target_name)
+        .map(|index| target_name(bus, index))
         .find(|name| !attached.iter().any(|v| &v.target == name))
-        .unwrap_or_else(|| target_name(attached.len()))
+        .unwrap_or_else(|| target_name(bus, attached.len()))
 }
 
 impl RunningVmi {
@@ -32,7 +32,7 @@ impl RunningVmi {
         }
         volume.hotplugged = true;
         self.handle.add_disk(volume.disk.clone()).await?;
-        let target = free_target(&volumes);
+        let target = free_target(&volumes, volume.disk.bus);
         volumes.push(AttachedVolume { volume, target });
         self.set_volumes(volumes);
         self.publish().await;
@@ -70,8 +70,9 @@ mod tests {
 
     #[test]
     fn a_new_disk_takes_the_lowest_free_device_name() {
-        assert_eq!(free_target(&[]), "vda");
-        assert_eq!(free_target(&[attached("vda"), attached("vdb")]), "vdc");
-        assert_eq!(free_target(&[attached("vda"), attached("vdc")]), "vdb");
+        assert_eq!(free_target(&[], DiskBus::Virtio), "vda");
+        assert_eq!(free_target(&[attached("vda"), attached("vdb")], DiskBus::Virtio), "vdc");
+        assert_eq!(free_target(&[attached("vda"), attached("vdc")], DiskBus::Virtio), "vdb");
+        assert_eq!(free_target(&[attached("vda"), attached("sda")], DiskBus::Scsi), "sdb");
     }
 }

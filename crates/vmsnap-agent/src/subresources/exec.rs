@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult};
-use vmsnap_apiserver::ApiError;
+use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
 use super::{message, running_vmi};
 use crate::agent::Agent;
@@ -44,7 +44,7 @@ pub async fn guest_exec(
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }),
-        Err(ExecError::NotRunning { .. }) => Err(ApiError::conflict_message(message::VM_NOT_RUNNING)),
+        Err(ExecError::NotRunning { .. }) => Err(ApiError::conflict(message::VM_NOT_RUNNING)),
         Err(ExecError::NoCommand) => Err(ApiError::bad_request("no command given")),
         Err(ExecError::Agent(error)) if error.is_timeout() => Err(ApiError::timeout(format!(
             "the command did not finish within {}s in the guest (it may still run there): {}",
@@ -58,5 +58,5 @@ pub async fn guest_exec(
 /// The serial console socket of a running VMI.
 pub async fn console_socket(agent: &Agent, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {
     running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
-    agent.console_socket(namespace, name).map_err(|_| ApiError::conflict_message(message::VM_NOT_RUNNING))
+    agent.console_socket(namespace, name).map_err(|_| ApiError::conflict(message::VM_NOT_RUNNING))
 }

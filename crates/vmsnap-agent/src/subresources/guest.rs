@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 use serde_json::Value;
-use vmsnap_apiserver::ApiError;
+use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
 use super::{is_dry_run, message, running_vmi};
 use crate::agent::Agent;
@@ -72,7 +72,7 @@ fn dry_run(body: &Value) -> bool {
 pub async fn pause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
     if vmi.facts().pause.is_paused() {
-        return Err(ApiError::conflict_message(message::VMI_ALREADY_PAUSED));
+        return Err(ApiError::conflict(message::VMI_ALREADY_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
@@ -85,7 +85,7 @@ pub async fn pause(agent: &Agent, namespace: &str, name: &str, body: Value) -> R
 pub async fn unpause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VMI_NOT_RUNNING).await?;
     if !vmi.facts().pause.is_paused() {
-        return Err(ApiError::conflict_message(message::VMI_NOT_PAUSED));
+        return Err(ApiError::conflict(message::VMI_NOT_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
@@ -95,8 +95,8 @@ pub async fn unpause(agent: &Agent, namespace: &str, name: &str, body: Value) ->
 
 fn pause_error(action: &str, error: PauseError) -> ApiError {
     match error {
-        PauseError::AlreadyPaused => ApiError::conflict_message(message::VMI_ALREADY_PAUSED),
-        PauseError::NotPaused => ApiError::conflict_message(message::VMI_NOT_PAUSED),
+        PauseError::AlreadyPaused => ApiError::conflict(message::VMI_ALREADY_PAUSED),
+        PauseError::NotPaused => ApiError::conflict(message::VMI_NOT_PAUSED),
         PauseError::Qemu(error) => {
             ApiError::internal(format!("Failed to {action} VMI: {}", error_chain(&error)))
         }

@@ -10,7 +10,7 @@ use vmsnap_api::kubevirt::{
     AddVolumeOptions, DataVolumeSource, Disk, DiskTarget, PersistentVolumeClaimVolumeSource,
     RemoveVolumeOptions, VirtualMachine, VirtualMachineInstance, VirtualMachineInstanceSpec, Volume,
 };
-use vmsnap_apiserver::ApiError;
+use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
 use super::{api_error, get_vm, get_vmi, is_dry_run, message, running_vmi};
 use crate::agent::Agent;
@@ -20,8 +20,52 @@ use crate::running::patch_params;
 /// How often a spec update is retried when the object changed meanwhile.
 const ATTEMPTS: usize = 5;
 
+/// Who checks a hotplugged disk, which KubeVirt's messages start with: the VM
+/// admission for a VM's `addvolume`, the VMI update admission for a VMI's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HotplugTo {
+    /// `virtualmachines/addvolume`.
+    Vm,
+    /// `virtualmachineinstances/addvolume`.
+    Vmi,
+}
+
+impl HotplugTo {
+    fn message_prefix(self) -> &'static str {
+        match self {
+            HotplugTo::Vm => "AddVolume request",
+            HotplugTo::Vmi => "Hotplug configuration",
+        }
+    }
+}
+
+/// KubeVirt's `ValidateHotplugDiskConfiguration`: a hotplugged disk is a disk
+/// on the scsi or virtio bus, or a LUN on scsi (refused with 422 and its message).
+fn check_hotplug_disk(disk: &Disk, to: HotplugTo) -> Result<(), ApiError> {
+    let (prefix, name) = (to.message_prefix(), &disk.name);
+    let bus = |target: &DiskTarget| target.bus.clone().unwrap_or_default();
+    let message = match (&disk.disk, &disk.lun) {
+        (Some(target), _) if !matches!(bus(target).as_str(), "scsi" | "virtio") => format!(
+            "{prefix} for disk [{name}] requires bus to be 'scsi' or 'virtio'. [{}] is not permitted.",
+            bus(target)
+        ),
+        (Some(_), _) => return Ok(()),
+        (None, Some(target)) if bus(target) != "scsi" => {
+            format!(
+                "{prefix} for LUN [{name}] requires bus to be 'scsi'. [{}] is not permitted.",
+                bus(target)
+            )
+        }
+        (None, Some(_)) => return Ok(()),
+        (None, None) => {
+            format!("{prefix} for [{name}] requires diskDevice of type 'disk' or 'lun' to be used.")
+        }
+    };
+    Err(ApiError::invalid(message.clone(), json!([{"reason": "FieldValueInvalid", "message": message}])))
+}
+
 /// The volume and disk an `addvolume` body describes.
-pub fn hotplug_volume(options: &AddVolumeOptions) -> Result<(Volume, Disk), ApiError> {
+pub fn hotplug_volume(options: &AddVolumeOptions, to: HotplugTo) -> Result<(Volume, Disk), ApiError> {
     if options.name.is_empty() {
         return Err(ApiError::bad_request("AddVolumeOptions requires name to be set"));
     }
@@ -46,6 +90,7 @@ pub fn hotplug_volume(options: &AddVolumeOptions) -> Result<(Volume, Disk), ApiE
     if disk.disk.is_none() && disk.lun.is_none() && disk.cdrom.is_none() {
         disk.disk = Some(DiskTarget { bus: Some("virtio".into()), ..Default::default() });
     }
+    check_hotplug_disk(&disk, to)?;
     Ok((volume, disk))
 }
 
@@ -56,7 +101,7 @@ pub fn add_to_spec(
     disk: &Disk,
 ) -> Result<(), ApiError> {
     if spec.volumes.iter().any(|v| v.name == volume.name) {
-        return Err(ApiError::conflict_message(format!(
+        return Err(ApiError::conflict(format!(
             "Unable to add volume [{}] because volume with that name already exists",
             volume.name
         )));
@@ -105,7 +150,7 @@ async fn update_vmi(
     let api: Api<VirtualMachineInstance> = Api::namespaced(agent.client.clone(), namespace);
     for _ in 0..ATTEMPTS {
         let Some(vmi) = get_vmi(agent, namespace, name).await? else {
-            return Err(ApiError::conflict_message(message::VMI_NOT_RUNNING));
+            return Err(ApiError::conflict(message::VMI_NOT_RUNNING));
         };
         let mut spec = vmi.spec.clone();
         change(&mut spec)?;
@@ -116,7 +161,7 @@ async fn update_vmi(
             Err(error) => return Err(api_error(error)),
         }
     }
-    Err(ApiError::conflict_message(format!("VirtualMachineInstance {namespace}/{name} kept changing; retry")))
+    Err(ApiError::conflict(format!("VirtualMachineInstance {namespace}/{name} kept changing; retry")))
 }
 
 /// Changes the VM template spec with `change`, retrying on conflicts.
@@ -134,15 +179,11 @@ async fn update_vm(
         let patch = volumes_patch(vm.metadata.resource_version.as_deref(), &spec, true);
         match api.patch(name, &patch_params(), &Patch::Merge(&patch)).await {
             Ok(_) => return Ok(()),
-            Err(kube::Error::Api(status))
-                if status.is_conflict() && !status.message.contains("test failed") =>
-            {
-                continue;
-            }
+            Err(kube::Error::Api(status)) if status.is_conflict() => continue,
             Err(error) => return Err(api_error(error)),
         }
     }
-    Err(ApiError::conflict_message(format!("VirtualMachine {namespace}/{name} kept changing; retry")))
+    Err(ApiError::conflict(format!("VirtualMachine {namespace}/{name} kept changing; retry")))
 }
 
 /// Attaches or detaches to match the VMI spec now, instead of waiting for the controller.
@@ -163,7 +204,7 @@ pub async fn add_to_vmi(
     name: &str,
     options: AddVolumeOptions,
 ) -> Result<(), ApiError> {
-    let (volume, disk) = hotplug_volume(&options)?;
+    let (volume, disk) = hotplug_volume(&options, HotplugTo::Vmi)?;
     running_vmi(agent, namespace, name, message::VMI_NOT_RUNNING).await?;
     if is_dry_run(&options.dry_run) {
         return Ok(());
@@ -196,7 +237,7 @@ pub async fn add_to_vm(
     name: &str,
     options: AddVolumeOptions,
 ) -> Result<(), ApiError> {
-    let (volume, disk) = hotplug_volume(&options)?;
+    let (volume, disk) = hotplug_volume(&options, HotplugTo::Vm)?;
     let vm = get_vm(agent, namespace, name).await?;
     add_to_spec(&mut vm.spec.template.spec.clone(), &volume, &disk)?;
     if is_dry_run(&options.dry_run) {
@@ -270,21 +311,56 @@ mod tests {
 
     #[test]
     fn an_added_volume_is_hotpluggable_with_a_virtio_disk() {
-        let (volume, disk) = hotplug_volume(&options("hot")).unwrap();
+        let (volume, disk) = hotplug_volume(&options("hot"), HotplugTo::Vm).unwrap();
         assert!(volume.is_hotpluggable());
         assert_eq!(volume.persistent_volume_claim.unwrap().claim_name, "hot-pvc");
         assert_eq!((disk.name.as_str(), disk.disk.unwrap().bus.as_deref()), ("hot", Some("virtio")));
-        assert_eq!(hotplug_volume(&options("")).unwrap_err().code, 400);
+        assert_eq!(hotplug_volume(&options(""), HotplugTo::Vm).unwrap_err().code, 400);
         let mut no_source = options("x");
         no_source.volume_source.persistent_volume_claim = None;
-        assert_eq!(hotplug_volume(&no_source).unwrap_err().code, 400);
+        assert_eq!(hotplug_volume(&no_source, HotplugTo::Vm).unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn only_scsi_and_virtio_disks_and_scsi_luns_are_hotplugged_with_kubevirts_messages() {
+        let with_disk = |disk: Disk| AddVolumeOptions { disk: Some(disk), ..options("hot") };
+        let target = |bus: &str| Some(DiskTarget { bus: Some(bus.into()), ..Default::default() });
+        let scsi = Disk {
+            disk: target("scsi"),
+            serial: Some("test-volume-abcdefghijkl".into()),
+            ..Default::default()
+        };
+        let (_, disk) = hotplug_volume(&with_disk(scsi), HotplugTo::Vm).unwrap();
+        assert_eq!(disk.disk.unwrap().bus.as_deref(), Some("scsi"));
+        hotplug_volume(&with_disk(Disk { lun: target("scsi"), ..Default::default() }), HotplugTo::Vmi)
+            .unwrap();
+
+        let refused = |disk: Disk, to| hotplug_volume(&with_disk(disk), to).unwrap_err();
+        let sata = refused(Disk { disk: target("sata"), ..Default::default() }, HotplugTo::Vm);
+        assert_eq!(
+            (sata.code, sata.message.as_str()),
+            (
+                422,
+                "AddVolume request for disk [hot] requires bus to be 'scsi' or 'virtio'. [sata] is not permitted."
+            )
+        );
+        let lun = refused(Disk { lun: target("virtio"), ..Default::default() }, HotplugTo::Vmi);
+        assert_eq!(
+            lun.message,
+            "Hotplug configuration for LUN [hot] requires bus to be 'scsi'. [virtio] is not permitted."
+        );
+        let cdrom = refused(Disk { cdrom: target("sata"), ..Default::default() }, HotplugTo::Vmi);
+        assert_eq!(
+            cdrom.message,
+            "Hotplug configuration for [hot] requires diskDevice of type 'disk' or 'lun' to be used."
+        );
     }
 
     #[test]
     fn volumes_are_added_once_and_only_hotplugged_ones_removed() {
         let mut spec = VirtualMachineInstanceSpec::default();
         spec.volumes.push(Volume { name: "boot".into(), ..Default::default() });
-        let (volume, disk) = hotplug_volume(&options("hot")).unwrap();
+        let (volume, disk) = hotplug_volume(&options("hot"), HotplugTo::Vm).unwrap();
 
         add_to_spec(&mut spec, &volume, &disk).unwrap();
 

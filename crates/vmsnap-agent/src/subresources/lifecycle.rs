@@ -9,9 +9,9 @@ use vmsnap_api::kubevirt::{
     RestartOptions, StartOptions, StopOptions, VirtualMachine, VirtualMachineInstance,
     VirtualMachineStateChangeRequest, VirtualMachineStatus, run_strategy, vmi_phase,
 };
-use vmsnap_apiserver::ApiError;
+use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
-use super::{api_error, get_vm, get_vmi, is_dry_run, message};
+use super::{get_vm, get_vmi, is_dry_run, message, tested_patch_error};
 use crate::agent::Agent;
 use crate::kubevirt::{FIELD_MANAGER, START_PAUSED_KEY, START_PAUSED_TRUE, START_STRATEGY_PAUSED, request};
 
@@ -99,7 +99,7 @@ async fn patch_vm(
     } else {
         api.patch(name, &params(dry_run), &patch).await
     };
-    result.map(drop).map_err(api_error)
+    result.map(drop).map_err(tested_patch_error)
 }
 
 /// `start`.
@@ -115,7 +115,7 @@ pub async fn start(
         && !is_final(vmi)
         && !matches!(phase(vmi), "" | "Unknown")
     {
-        return Err(ApiError::conflict_message(message::VM_ALREADY_RUNNING));
+        return Err(ApiError::conflict(message::VM_ALREADY_RUNNING));
     }
     let paused = options.paused == Some(true);
     let mut start = VirtualMachineStateChangeRequest { action: request::START.into(), ..Default::default() };
@@ -137,7 +137,7 @@ pub async fn start(
         strategy @ (run_strategy::RERUN_ON_FAILURE | run_strategy::MANUAL) => {
             let rerun = strategy == run_strategy::RERUN_ON_FAILURE;
             if rerun && vmi.as_ref().is_some_and(|v| phase(v) == vmi_phase::FAILED) {
-                return Err(ApiError::conflict_message(format!(
+                return Err(ApiError::conflict(format!(
                     "{strategy} does not support starting VM from failed state"
                 )));
             }
@@ -150,9 +150,7 @@ pub async fn start(
             };
             patch_vm(agent, &vm, change_request_patch(&vm, changes)?, true, dry_run).await
         }
-        strategy => {
-            Err(ApiError::conflict_message(format!("{strategy} does not support manual start requests")))
-        }
+        strategy => Err(ApiError::conflict(format!("{strategy} does not support manual start requests"))),
     }
 }
 
@@ -172,7 +170,7 @@ async fn set_grace_period(
     let patch: json_patch::Patch =
         serde_json::from_value(patch).map_err(|error| ApiError::internal(error.to_string()))?;
     let name = vmi.metadata.name.as_deref().unwrap_or_default();
-    api.patch(name, &params(dry_run), &Patch::Json::<()>(patch)).await.map(drop).map_err(api_error)
+    api.patch(name, &params(dry_run), &Patch::Json::<()>(patch)).await.map(drop).map_err(tested_patch_error)
 }
 
 /// `stop`.
@@ -187,21 +185,21 @@ pub async fn stop(agent: &Agent, namespace: &str, name: &str, options: StopOptio
     }
     match vm.spec.effective_run_strategy() {
         run_strategy::HALTED => {
-            let Some(vmi) = running else { return Err(ApiError::conflict_message(message::VM_NOT_RUNNING)) };
+            let Some(vmi) = running else { return Err(ApiError::conflict(message::VM_NOT_RUNNING)) };
             let shorter = match (options.grace_period, old_grace) {
                 (None, _) => false,
                 (Some(grace), Some(old)) => grace < old,
                 (Some(_), None) => true,
             };
             if !shorter {
-                return Err(ApiError::conflict_message(
+                return Err(ApiError::conflict(
                     "Halted only supports manual stop requests with a shorter graceperiod",
                 ));
             }
             patch_vm(agent, &vm, change_request_patch(&vm, vec![stop_request(vmi)])?, true, dry_run).await
         }
         run_strategy::RERUN_ON_FAILURE | run_strategy::MANUAL => {
-            let Some(vmi) = running else { return Err(ApiError::conflict_message(message::VM_NOT_RUNNING)) };
+            let Some(vmi) = running else { return Err(ApiError::conflict(message::VM_NOT_RUNNING)) };
             patch_vm(agent, &vm, change_request_patch(&vm, vec![stop_request(vmi)])?, true, dry_run).await
         }
         _ => patch_vm(agent, &vm, running_patch(&vm, false), false, dry_run).await,
@@ -228,12 +226,12 @@ pub async fn restart(
     let strategy = vm.spec.effective_run_strategy();
     if strategy == run_strategy::HALTED || strategy == run_strategy::ONCE {
         // virt-api's message, typo included.
-        return Err(ApiError::conflict_message(format!(
+        return Err(ApiError::conflict(format!(
             "RunStategy {strategy} does not support manual restart requests"
         )));
     }
     let Some(vmi) = get_vmi(agent, namespace, name).await? else {
-        return Err(ApiError::conflict_message(message::VM_NOT_RUNNING));
+        return Err(ApiError::conflict(message::VM_NOT_RUNNING));
     };
     let dry_run = is_dry_run(&options.dry_run);
     let start = VirtualMachineStateChangeRequest { action: request::START.into(), ..Default::default() };

@@ -24,7 +24,7 @@ use vmsnap_api::kubevirt::{
     GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, vmi_phase,
 };
 use vmsnap_api::registry::registry;
-use vmsnap_apiserver::{ApiError, VmSubresources};
+use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
 
 use crate::agent::Agent;
 use crate::error::error_chain;
@@ -48,26 +48,24 @@ pub mod message {
 
 #[async_trait]
 impl VmSubresources for Agent {
-    async fn vmi(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+    async fn vmi(&self, namespace: &str, name: &str, action: VmiAction, body: Value) -> Result<(), ApiError> {
         match action {
-            "freeze" => guest::freeze(self, namespace, name, body).await,
-            "unfreeze" => guest::unfreeze(self, namespace, name).await,
-            "pause" => guest::pause(self, namespace, name, body).await,
-            "unpause" => guest::unpause(self, namespace, name, body).await,
-            "addvolume" => hotplug::add_to_vmi(self, namespace, name, parse(body)?).await,
-            "removevolume" => hotplug::remove_from_vmi(self, namespace, name, parse(body)?).await,
-            other => Err(ApiError::bad_request(format!("unknown VirtualMachineInstance action {other:?}"))),
+            VmiAction::Freeze => guest::freeze(self, namespace, name, body).await,
+            VmiAction::Unfreeze => guest::unfreeze(self, namespace, name).await,
+            VmiAction::Pause => guest::pause(self, namespace, name, body).await,
+            VmiAction::Unpause => guest::unpause(self, namespace, name, body).await,
+            VmiAction::AddVolume => hotplug::add_to_vmi(self, namespace, name, parse(body)?).await,
+            VmiAction::RemoveVolume => hotplug::remove_from_vmi(self, namespace, name, parse(body)?).await,
         }
     }
 
-    async fn vm(&self, namespace: &str, name: &str, action: &str, body: Value) -> Result<(), ApiError> {
+    async fn vm(&self, namespace: &str, name: &str, action: VmAction, body: Value) -> Result<(), ApiError> {
         match action {
-            "start" => lifecycle::start(self, namespace, name, parse(body)?).await,
-            "stop" => lifecycle::stop(self, namespace, name, parse(body)?).await,
-            "restart" => lifecycle::restart(self, namespace, name, parse(body)?).await,
-            "addvolume" => hotplug::add_to_vm(self, namespace, name, parse(body)?).await,
-            "removevolume" => hotplug::remove_from_vm(self, namespace, name, parse(body)?).await,
-            other => Err(ApiError::bad_request(format!("unknown VirtualMachine action {other:?}"))),
+            VmAction::Start => lifecycle::start(self, namespace, name, parse(body)?).await,
+            VmAction::Stop => lifecycle::stop(self, namespace, name, parse(body)?).await,
+            VmAction::Restart => lifecycle::restart(self, namespace, name, parse(body)?).await,
+            VmAction::AddVolume => hotplug::add_to_vm(self, namespace, name, parse(body)?).await,
+            VmAction::RemoveVolume => hotplug::remove_from_vm(self, namespace, name, parse(body)?).await,
         }
     }
 
@@ -93,45 +91,27 @@ fn parse<T: DeserializeOwned>(body: Value) -> Result<T, ApiError> {
     })
 }
 
-/// A kube client error as the API server's error, keeping code, reason and message.
+/// A kube client error as the subresource's error, keeping code, reason and message.
 pub fn api_error(error: kube::Error) -> ApiError {
     match error {
-        kube::Error::Api(status) => {
-            let reason: &'static str = match status.reason.as_str() {
-                "NotFound" => "NotFound",
-                "AlreadyExists" => "AlreadyExists",
-                "Conflict" => "Conflict",
-                "Invalid" => "Invalid",
-                "BadRequest" => "BadRequest",
-                "Forbidden" => "Forbidden",
-                "Unauthorized" => "Unauthorized",
-                "MethodNotAllowed" => "MethodNotAllowed",
-                "Expired" => "Expired",
-                "Gone" => "Gone",
-                "Timeout" => "Timeout",
-                "ServiceUnavailable" => "ServiceUnavailable",
-                "UnsupportedMediaType" => "UnsupportedMediaType",
-                "TooManyRequests" => "TooManyRequests",
-                _ => "InternalError",
-            };
-            // A failed JSON patch `test`: someone changed the object meanwhile (virt-api's Conflict).
-            if status.code == 422 && status.message.contains("test failed") {
-                return ApiError::conflict_message(status.message);
-            }
-            ApiError {
-                code: if status.code == 0 { 500 } else { status.code },
-                reason,
-                message: status.message,
-                details: status.details.and_then(|d| serde_json::to_value(d).ok()),
-            }
-        }
+        kube::Error::Api(status) => ApiError::from_status(&status),
         other => ApiError::internal(error_chain(&other)),
+    }
+}
+
+/// The error of a JSON patch with `test` operations that this agent made: the API server refuses a
+/// failed `test` as 422 Invalid, which for such a patch (well formed, on fields that exist) can
+/// only mean that someone changed the object meanwhile, virt-api's Conflict.
+pub fn tested_patch_error(error: kube::Error) -> ApiError {
+    match error {
+        kube::Error::Api(status) if status.code == 422 => ApiError::conflict(status.message),
+        other => api_error(other),
     }
 }
 
 fn not_found(kind: &str, name: &str) -> ApiError {
     match registry().by_kind("kubevirt.io/v1", kind) {
-        Some(rt) => ApiError::not_found(rt, name),
+        Some(rt) => ApiError::not_found(&rt.qualified_plural(), name),
         None => ApiError::bad_request(format!("{kind} {name} not found")),
     }
 }
@@ -167,7 +147,7 @@ async fn running_vmi(
     }
     match get_vmi(agent, namespace, name).await? {
         None => Err(not_found("VirtualMachineInstance", name)),
-        Some(_) => Err(ApiError::conflict_message(not_running)),
+        Some(_) => Err(ApiError::conflict(not_running)),
     }
 }
 

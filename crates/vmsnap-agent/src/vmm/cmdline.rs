@@ -6,10 +6,14 @@ use super::accel::Accel;
 use super::error::SpecError;
 use super::names::{device_id, layer_nodes};
 use super::paths::RuntimePaths;
-use super::spec::{Boot, DiskSpec, LaunchSpec};
+use super::spec::{Boot, DiskBus, DiskSpec, LaunchSpec};
 
 /// The virtio-serial port name qemu-ga looks for.
 pub(crate) const AGENT_PORT_NAME: &str = "org.qemu.guest_agent.0";
+
+/// The bus of the virtio-scsi controller every VM has (KubeVirt always adds one,
+/// so that SCSI disks can be hotplugged): `scsi0`'s bus 0.
+pub(crate) const SCSI_BUS: &str = "scsi0.0";
 
 /// Whether QEMU detaches from the agent or stays its child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,19 +76,33 @@ pub fn qemu_args(
     push(&["-chardev", &format!("socket,id=qga0,path={},server=on,wait=off", opt(&qga))]);
     push(&["-device", "virtio-serial-pci,id=vser0"]);
     push(&["-device", &format!("virtserialport,bus=vser0.0,chardev=qga0,name={AGENT_PORT_NAME}")]);
+    // On pcie.0 itself (q35) or the PCI root bus (pc), like the virtio-serial controller.
+    push(&["-device", "virtio-scsi-pci,id=scsi0"]);
 
     if spec.is_pcie() {
-        let ports = spec.disks.len() + spec.hotplug_slots as usize;
+        let ports = spec.disks_on(DiskBus::Virtio).count() + spec.hotplug_slots as usize;
         for port in 0..ports {
             push(&["-device", &format!("pcie-root-port,id={},chassis={}", root_port(port), port + 1)]);
         }
     }
-    for (index, disk) in spec.disks.iter().enumerate() {
-        let bus = spec.is_pcie().then(|| root_port(index));
+    let (mut virtio, mut sata) = (0, 0);
+    for disk in &spec.disks {
+        let placement = match disk.bus {
+            DiskBus::Virtio => {
+                virtio += 1;
+                if spec.is_pcie() { format!(",bus={}", root_port(virtio - 1)) } else { String::new() }
+            }
+            // QEMU gives each disk the next free SCSI target, in command line order.
+            DiskBus::Scsi => format!(",bus={SCSI_BUS}"),
+            DiskBus::Sata => {
+                sata += 1;
+                sata_placement(spec.is_pcie(), sata - 1)
+            }
+        };
         for node in blockdev_nodes(disk)? {
             push(&["-blockdev", &node.to_string()]);
         }
-        push(&["-device", &disk_device_args(disk, bus.as_deref())]);
+        push(&["-device", &(disk_device_args(disk) + &placement + &boot_index(disk))]);
     }
     for nic in &spec.nics {
         push(&["-netdev", &format!("user,id=net-{},restrict=on", nic.name)]);
@@ -134,35 +152,41 @@ pub(crate) fn blockdev_nodes(disk: &DiskSpec) -> Result<[Value; 2], SpecError> {
     Ok([file, format])
 }
 
-/// The `-device` value of a disk.
-fn disk_device_args(disk: &DiskSpec, bus: Option<&str>) -> String {
-    let nodes = layer_nodes(&disk.name, 0);
-    let (_, write_cache) = disk.cache.qemu();
-    let mut device = format!(
-        "virtio-blk-pci,id={},drive={},serial={},write-cache={}",
-        device_id(&disk.name),
-        nodes.format,
-        disk.guest_serial(),
-        on_off(write_cache)
-    );
-    if let Some(bus) = bus {
-        device.push_str(&format!(",bus={bus}"));
-    }
-    if let Some(order) = disk.boot_order {
-        device.push_str(&format!(",bootindex={order}"));
-    }
-    device
+/// Where the `index`th SATA disk goes: a port of q35's AHCI controller
+/// (`ide.0` to `ide.5`), or a unit of one of pc's two IDE buses.
+fn sata_placement(pcie: bool, index: usize) -> String {
+    if pcie { format!(",bus=ide.{index}") } else { format!(",bus=ide.{},unit={}", index / 2, index % 2) }
 }
 
-/// The `device_add` arguments of a hotplugged disk.
+/// The `-device` value of a disk, without its place on a bus. The whole serial
+/// is given: QEMU takes any length and the device shows the guest its prefix.
+fn disk_device_args(disk: &DiskSpec) -> String {
+    let nodes = layer_nodes(&disk.name, 0);
+    let (_, write_cache) = disk.cache.qemu();
+    format!(
+        "{},id={},drive={},serial={},write-cache={}",
+        disk.driver(),
+        device_id(&disk.name),
+        nodes.format,
+        disk.device_serial(),
+        on_off(write_cache)
+    )
+}
+
+fn boot_index(disk: &DiskSpec) -> String {
+    disk.boot_order.map(|order| format!(",bootindex={order}")).unwrap_or_default()
+}
+
+/// The `device_add` arguments of a hotplugged disk, on `bus` (a PCIe root port
+/// or [`SCSI_BUS`]; `None` for the root bus of a pc machine).
 pub(crate) fn disk_device_json(disk: &DiskSpec, bus: Option<&str>) -> Value {
     let nodes = layer_nodes(&disk.name, 0);
     let (_, write_cache) = disk.cache.qemu();
     let mut device = json!({
-        "driver": "virtio-blk-pci",
+        "driver": disk.driver(),
         "id": device_id(&disk.name),
         "drive": nodes.format,
-        "serial": disk.guest_serial(),
+        "serial": disk.device_serial(),
         "write-cache": on_off(write_cache),
     });
     if let Some(bus) = bus {

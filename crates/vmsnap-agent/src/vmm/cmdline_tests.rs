@@ -5,13 +5,14 @@ use uuid::Uuid;
 
 use super::*;
 use crate::vmm::mac::MacAddress;
-use crate::vmm::spec::{CacheMode, CpuTopology, DiskFormat, KernelBoot, NicModel, NicSpec};
+use crate::vmm::spec::{CacheMode, CpuTopology, DiskBus, DiskFormat, KernelBoot, NicModel, NicSpec};
 
 fn two_disk_spec() -> LaunchSpec {
     let boot = Boot::Kernel(KernelBoot {
         kernel: "/images/vmlinuz".into(),
         initrd: Some("/images/initrd.cpio".into()),
         cmdline: "console=ttyS0 quiet".into(),
+        min_memory_mib: 128,
     });
     let mut spec = LaunchSpec::new("demo-vm", 256, boot);
     spec.uuid = Uuid::parse_str("5f1b3a6e-8d2c-4c1e-9a4b-2f7e6d5c4b3a").unwrap();
@@ -86,6 +87,7 @@ fn kernel_boot_with_two_disks_a_nic_and_paused_start_gives_the_expected_command_
         [
             "virtio-serial-pci,id=vser0",
             "virtserialport,bus=vser0.0,chardev=qga0,name=org.qemu.guest_agent.0",
+            "virtio-scsi-pci,id=scsi0",
             "pcie-root-port,id=rp0,chassis=1",
             "pcie-root-port,id=rp1,chassis=2",
             "pcie-root-port,id=rp2,chassis=3",
@@ -165,10 +167,35 @@ fn invalid_specs_are_rejected_with_the_offending_value() {
         }
     );
 
+    for serial in ["", "with space", "comma,serial", "é", &"s".repeat(257)] {
+        let mut spec = two_disk_spec();
+        spec.disks[0].serial = Some(serial.into());
+        let error = spec.validate().unwrap_err();
+        assert!(matches!(error, SpecError::InvalidSerial { .. }), "{serial:?}: {error}");
+    }
+
     let mut spec = two_disk_spec();
-    spec.disks[0].serial = Some("a-serial-of-twenty-one".into());
-    let error = spec.validate().unwrap_err();
-    assert!(matches!(error, SpecError::InvalidSerial { .. }), "{error}");
+    spec.memory_mib = 127;
+    assert_eq!(
+        spec.validate().unwrap_err().to_string(),
+        "memory_mib = 127 is too little: this kernel and initramfs need at least 128 MiB"
+    );
+    spec.boot = Boot::Disk;
+    spec.memory_mib = 1;
+    assert_eq!(
+        spec.validate().unwrap_err().to_string(),
+        "memory_mib = 1 is too little: the firmware needs at least 2 MiB"
+    );
+
+    let mut spec = two_disk_spec();
+    spec.disks[0].cdrom = true;
+    assert_eq!(
+        spec.validate().unwrap_err().to_string(),
+        "disk \"rootdisk\" cannot be attached: a CD-ROM cannot be on the virtio bus; use sata or scsi"
+    );
+    spec.disks[1].bus = DiskBus::Sata;
+    spec.disks[0].bus = DiskBus::Sata;
+    assert!(spec.validate().unwrap_err().to_string().contains("sata hard disks do not support read-only"));
 
     let mut spec = two_disk_spec();
     spec.disks[1].serial = Some("rootdisk".into());
@@ -182,10 +209,87 @@ fn invalid_specs_are_rejected_with_the_offending_value() {
     let mut spec = two_disk_spec();
     spec.hotplug_slots = 23;
     assert!(matches!(spec.validate().unwrap_err(), SpecError::TooManyDisks { disks: 2, hotplug_slots: 23 }));
+    // SCSI disks take no root port.
+    spec.disks[1].bus = DiskBus::Scsi;
+    spec.validate().unwrap();
+
+    let mut spec = two_disk_spec();
+    spec.disks = (0..7).map(|i| sata_disk(&format!("s{i}"))).collect();
+    assert_eq!(spec.validate().unwrap_err(), SpecError::TooManySataDisks { disks: 7, ports: 6 });
+    spec.machine = "pc".into();
+    spec.disks.truncate(5);
+    assert_eq!(spec.validate().unwrap_err(), SpecError::TooManySataDisks { disks: 5, ports: 4 });
 
     let mut spec = two_disk_spec();
     spec.machine = "virt".into();
     assert!(spec.validate().unwrap_err().to_string().contains("\"virt\""));
+}
+
+fn sata_disk(name: &str) -> DiskSpec {
+    DiskSpec {
+        bus: DiskBus::Sata,
+        ..DiskSpec::new(name, format!("/volumes/{name}.qcow2"), DiskFormat::Qcow2)
+    }
+}
+
+#[test]
+fn scsi_and_sata_disks_go_on_their_controllers_with_their_whole_serial() {
+    let mut spec = two_disk_spec();
+    spec.disks[0].bus = DiskBus::Scsi;
+    spec.disks[0].serial = Some("test-volume-abcdefghijkl".into());
+    let mut cdrom = sata_disk("cd");
+    cdrom.cdrom = true;
+    cdrom.readonly = true;
+    spec.disks.extend([sata_disk("s1"), cdrom]);
+    let mut scsi_cd = DiskSpec::new("scd", "/volumes/scd.iso", DiskFormat::Raw);
+    (scsi_cd.bus, scsi_cd.cdrom, scsi_cd.readonly) = (DiskBus::Scsi, true, true);
+    spec.disks.push(scsi_cd);
+
+    let args = qemu_args(&spec, Accel::Tcg, &paths(), ProcessMode::Daemon).unwrap();
+
+    let devices = values(&args, "-device");
+    // One virtio disk: one root port for it and the two hotplug slots.
+    assert_eq!(devices.iter().filter(|d| d.starts_with("pcie-root-port")).count(), 3, "{devices:?}");
+    assert_eq!(
+        devices.iter().filter(|d| d.contains(",drive=")).copied().collect::<Vec<_>>(),
+        [
+            "scsi-hd,id=disk-rootdisk,drive=fmt-rootdisk,serial=test-volume-abcdefghijkl,write-cache=on,\
+             bus=scsi0.0,bootindex=1",
+            "virtio-blk-pci,id=disk-application-logs-volume,drive=fmt-application-c502fe79,\
+             serial=application-c502fe79,write-cache=on,bus=rp0",
+            "ide-hd,id=disk-s1,drive=fmt-s1,serial=s1,write-cache=on,bus=ide.0",
+            "ide-cd,id=disk-cd,drive=fmt-cd,serial=cd,write-cache=on,bus=ide.1",
+            "scsi-cd,id=disk-scd,drive=fmt-scd,serial=scd,write-cache=on,bus=scsi0.0",
+        ]
+    );
+    // What the guest reads: 36 bytes of a SCSI serial, 20 of a virtio-blk or ATA one.
+    let long = "a-serial-of-forty-bytes-0123456789abcdef";
+    let shown = |bus| DiskSpec { bus, serial: Some(long.into()), ..sata_disk("x") }.guest_serial();
+    assert_eq!(shown(DiskBus::Scsi), long[..36]);
+    assert_eq!(shown(DiskBus::Virtio), long[..20]);
+    assert_eq!(shown(DiskBus::Sata), long[..20]);
+
+    spec.machine = "pc".into();
+    let args = qemu_args(&spec, Accel::Tcg, &paths(), ProcessMode::Daemon).unwrap();
+    let devices = values(&args, "-device");
+    assert!(devices.contains(&"ide-cd,id=disk-cd,drive=fmt-cd,serial=cd,write-cache=on,bus=ide.0,unit=1"));
+}
+
+#[test]
+fn hotplugged_disks_are_added_on_the_bus_given() {
+    let mut disk = DiskSpec::new("test-volume-abcdefghijkl", "/v/hot.qcow2", DiskFormat::Qcow2);
+    disk.bus = DiskBus::Scsi;
+    disk.serial = Some("test-volume-abcdefghijkl".into());
+    disk.cache = CacheMode::Writethrough;
+
+    assert_eq!(
+        disk_device_json(&disk, Some(SCSI_BUS)),
+        json!({"driver": "scsi-hd", "id": "disk-test-volume-abcdefghijkl", "drive": "fmt-test-volume-b6298a26",
+               "serial": "test-volume-abcdefghijkl", "write-cache": "off", "bus": "scsi0.0"})
+    );
+    disk.bus = DiskBus::Virtio;
+    assert_eq!(disk_device_json(&disk, None)["driver"], "virtio-blk-pci");
+    assert!(disk_device_json(&disk, None).get("bus").is_none());
 }
 
 #[test]

@@ -19,9 +19,9 @@ pub enum SpecError {
         /// The name given.
         name: String,
     },
-    /// An explicit serial that is empty, longer than 20 bytes or has odd characters.
+    /// An explicit serial that is empty, longer than 256 characters or has other characters than KubeVirt allows.
     #[error(
-        "disk {disk:?} has serial {serial:?}, but a virtio-blk serial must be 1 to 20 bytes of letters, digits, '-', '.' or '_'; omit it to derive one from the disk name"
+        "disk {disk:?} has serial {serial:?}, but a serial must be 1 to 256 of the characters [A-Za-z0-9_.+-]; omit it to derive one from the disk name"
     )]
     InvalidSerial {
         /// The disk.
@@ -48,7 +48,9 @@ pub enum SpecError {
         second: String,
     },
     /// Two disks whose guest serials are equal, so the guest could not tell them apart.
-    #[error("disks {first:?} and {second:?} would both have serial {serial:?}; give one an explicit serial")]
+    #[error(
+        "disks {first:?} and {second:?} would both show the guest serial {serial:?} (it reads the first 20 bytes of a virtio or sata serial, 36 of a scsi one); give one another serial"
+    )]
     DuplicateSerial {
         /// The serial.
         serial: String,
@@ -56,6 +58,35 @@ pub enum SpecError {
         first: String,
         /// The second disk with it.
         second: String,
+    },
+    /// A disk device the bus cannot carry.
+    #[error("disk {disk:?} cannot be attached: {reason}")]
+    UnsupportedDisk {
+        /// The disk.
+        disk: String,
+        /// Why, and what to use instead.
+        reason: &'static str,
+    },
+    /// Less memory than the VM needs to start and boot.
+    #[error(
+        "memory_mib = {memory_mib} is too little: {} at least {min_mib} MiB",
+        if *kernel_boot { "this kernel and initramfs need" } else { "the firmware needs" }
+    )]
+    TooLittleMemory {
+        /// The memory given.
+        memory_mib: u32,
+        /// The least that works.
+        min_mib: u32,
+        /// Whether the floor is the kernel's (else the firmware's).
+        kernel_boot: bool,
+    },
+    /// More SATA disks than the machine's controller has ports for.
+    #[error("{disks} sata disks do not fit the {ports} ports of the machine's SATA/IDE controller")]
+    TooManySataDisks {
+        /// SATA disks in the spec.
+        disks: usize,
+        /// Ports of the controller.
+        ports: usize,
     },
     /// A number out of range.
     #[error("{field} = {value} is not valid: {reason}")]

@@ -1,26 +1,33 @@
 //! Disk hotplug: `blockdev-add` plus `device_add`, and the reverse.
 //!
-//! On q35 each disk sits behind its own PCIe root port (a device on the root
-//! complex cannot be unplugged), so a VM is launched with spare ports
+//! On q35 each virtio disk sits behind its own PCIe root port (a device on the
+//! root complex cannot be unplugged), so a VM is launched with spare ports
 //! ([`crate::vmm::LaunchSpec::hotplug_slots`]) and a hotplugged disk takes the
-//! lowest free one, found by asking QEMU (`query-pci`).
+//! lowest free one, found by asking QEMU (`query-pci`). A SCSI disk goes on the
+//! VM's virtio-scsi controller, which gives it the next free target; SATA disks
+//! cannot be hotplugged (neither can they with KubeVirt).
 
 use serde_json::{Value, json};
 use vmsnap_qemu::qmp::Event;
 use vmsnap_qemu::qmp::args::DeviceDelArgs;
 use vmsnap_qemu::qmp::commands::{BlockdevAdd, DeviceAdd, DeviceDel};
 
-use super::cmdline::{blockdev_nodes, disk_device_json, root_port};
+use super::cmdline::{SCSI_BUS, blockdev_nodes, disk_device_json, root_port};
 use super::error::{BlockError, SpecError};
 use super::handle::VmHandle;
 use super::names::{device_id, short_name};
-use super::spec::DiskSpec;
+use super::spec::{DiskBus, DiskSpec};
 
 impl VmHandle {
-    /// Hotplugs `disk`: adds its nodes and a virtio-blk device with its serial
-    /// (on a free PCIe root port on q35). The guest sees a new disk at once.
+    /// Hotplugs `disk`: adds its nodes and its device with its serial: virtio-blk
+    /// (on a free PCIe root port on q35) or a SCSI disk on the VM's virtio-scsi
+    /// controller. The guest sees a new disk at once.
     pub async fn add_disk(&self, disk: DiskSpec) -> Result<(), BlockError> {
         disk.validate().map_err(BlockError::InvalidDisk)?;
+        if !disk.bus.is_hotpluggable() || disk.cdrom {
+            let reason = "only virtio and scsi disks can be hotplugged (not CD-ROMs, nor sata disks)";
+            return Err(BlockError::InvalidDisk(SpecError::UnsupportedDisk { disk: disk.name, reason }));
+        }
         let attached = self.attached_disks().await?;
         if attached.iter().any(|d| d.name == disk.name) {
             return Err(BlockError::DiskExists { disk: disk.name });
@@ -33,18 +40,18 @@ impl VmHandle {
         }
         let serial = disk.guest_serial();
         for other in &attached {
-            if self.serial_of(&other.name).await.as_deref() == Some(serial.as_str()) {
+            if self.guest_serial_of(&other.name).await.as_deref() == Some(serial.as_str()) {
                 return Err(BlockError::SerialInUse { disk: disk.name, serial, other: other.name.clone() });
             }
         }
-        let bus = if self.spec().is_pcie() {
-            Some(
+        let bus = match disk.bus {
+            DiskBus::Scsi => Some(SCSI_BUS.to_owned()),
+            _ if self.spec().is_pcie() => Some(
                 self.free_root_port()
                     .await?
                     .ok_or_else(|| BlockError::NoFreeSlot { disk: disk.name.clone() })?,
-            )
-        } else {
-            None
+            ),
+            _ => None,
         };
         // Nodes left by an earlier failed unplug of a disk with this name would clash.
         self.prune_nodes(&disk.name).await?;
@@ -91,10 +98,19 @@ impl VmHandle {
         Ok(())
     }
 
-    /// The serial of an attached disk, if QEMU tells.
-    async fn serial_of(&self, name: &str) -> Option<String> {
+    /// The serial the guest reads from an attached disk, if QEMU tells: the
+    /// device's serial cut to what its bus shows.
+    async fn guest_serial_of(&self, name: &str) -> Option<String> {
+        let mut serial = self.device_property(name, "serial").await?;
+        let bus = bus_of_driver(&self.device_property(name, "type").await?)?;
+        serial.truncate(bus.serial_bytes_shown());
+        Some(serial)
+    }
+
+    /// A string property of the device of disk `name` (`qom-get`).
+    async fn device_property(&self, name: &str, property: &str) -> Option<String> {
         let args =
-            json!({ "path": format!("/machine/peripheral/{}", device_id(name)), "property": "serial" });
+            json!({ "path": format!("/machine/peripheral/{}", device_id(name)), "property": property });
         self.qmp().execute_raw("qom-get", args).await.ok()?.as_str().map(str::to_owned)
     }
 
@@ -111,6 +127,16 @@ impl VmHandle {
         }
         free.sort_by_key(|(index, _)| *index);
         Ok(free.into_iter().next().map(|(_, id)| id))
+    }
+}
+
+/// The bus of a disk device, from its QEMU driver (`qom-get` of its `type`).
+fn bus_of_driver(driver: &str) -> Option<DiskBus> {
+    match driver {
+        "virtio-blk-pci" => Some(DiskBus::Virtio),
+        "scsi-hd" | "scsi-cd" => Some(DiskBus::Scsi),
+        "ide-hd" | "ide-cd" => Some(DiskBus::Sata),
+        _ => None,
     }
 }
 

@@ -332,6 +332,7 @@ mod tests {
                 kernel: "/images/vmlinuz".into(),
                 initrd: Some("/images/initrd.cpio".into()),
                 cmdline: "console=ttyS0".into(),
+                min_memory_mib: 128,
             }),
         );
         spec.uuid = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);

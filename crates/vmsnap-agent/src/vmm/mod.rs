@@ -72,11 +72,11 @@ pub use handle::{ExitReport, KillReport, VmHandle};
 pub use health::{AgentHealth, spawn_agent_health};
 pub use launch::{LaunchRecord, RunningVm, Timeouts, Vmm, VmmConfig};
 pub use mac::{MacAddress, ParseMacError};
-pub use names::{MAX_SERIAL_LEN, device_id, guest_mount_point, short_name};
+pub use names::{MAX_SERIAL_LEN, SHORT_NAME_LEN, device_id, guest_mount_point, short_name};
 pub use paths::RuntimePaths;
 pub use spec::{
-    Boot, CacheMode, CpuTopology, DEFAULT_HOTPLUG_SLOTS, DiskBus, DiskFormat, DiskSpec, KernelBoot,
-    LaunchSpec, MAX_ROOT_PORTS, NicModel, NicSpec,
+    Boot, CacheMode, CpuTopology, DEFAULT_HOTPLUG_SLOTS, DiskBus, DiskFormat, DiskSpec,
+    FIRMWARE_MIN_MEMORY_MIB, KernelBoot, LaunchSpec, MAX_ROOT_PORTS, NicModel, NicSpec,
 };
 
 /// Re-exported from `vmsnap-qemu` because they appear in this module's API.

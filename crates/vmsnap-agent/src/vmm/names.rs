@@ -1,21 +1,24 @@
 //! Names derived from disk names: guest serials, QEMU device ids and block node names.
 //!
-//! virtio-blk keeps at most 20 bytes of a serial, and QEMU node names at most
-//! 31 characters, while a KubeVirt volume name can have 63. Names that do not
-//! fit are mapped, deterministically, to their first 11 bytes, a dash and 8 hex
-//! digits of their SHA-256 ([`short_name`]). The mapping is a persisted
-//! contract: the guest mounts a disk at `/mnt/<serial>`, so it must never
-//! change for a given name.
+//! virtio-blk shows the guest at most 20 bytes of a serial, and QEMU node names
+//! have at most 31 characters, while a KubeVirt volume name can have 63. Names
+//! that do not fit are mapped, deterministically, to their first 11 bytes, a
+//! dash and 8 hex digits of their SHA-256 ([`short_name`]). The mapping is a
+//! persisted contract: the guest mounts a disk at `/mnt/<serial>`, so it must
+//! never change for a given name.
 
 use sha2::{Digest, Sha256};
 
-/// The longest serial virtio-blk passes to the guest, in bytes.
-pub const MAX_SERIAL_LEN: usize = 20;
+/// The longest explicit serial, in characters: KubeVirt's VMI admission limit.
+pub const MAX_SERIAL_LEN: usize = 256;
+
+/// The length of a [`short_name`]: the serial bytes virtio-blk shows the guest.
+pub const SHORT_NAME_LEN: usize = 20;
 
 /// How many bytes of a long name [`short_name`] keeps before its hash.
-const KEPT_PREFIX: usize = MAX_SERIAL_LEN - 9;
+const KEPT_PREFIX: usize = SHORT_NAME_LEN - 9;
 
-/// `name` itself when it has at most [`MAX_SERIAL_LEN`] bytes, else its first
+/// `name` itself when it has at most [`SHORT_NAME_LEN`] bytes, else its first
 /// 11 bytes, `-` and the first 8 hex digits of its SHA-256: always at most 20
 /// bytes, and the same for the same name.
 ///
@@ -25,7 +28,7 @@ const KEPT_PREFIX: usize = MAX_SERIAL_LEN - 9;
 /// assert_eq!(short_name("a-rather-long-volume-name"), "a-rather-lo-e728ab7d");
 /// ```
 pub fn short_name(name: &str) -> String {
-    if name.len() <= MAX_SERIAL_LEN {
+    if name.len() <= SHORT_NAME_LEN {
         return name.to_owned();
     }
     let mut cut = KEPT_PREFIX;
@@ -46,8 +49,9 @@ pub fn device_id(name: &str) -> String {
     format!("disk-{name}")
 }
 
-/// The disk name behind a device id or a `query-block` `qdev` path such as
-/// `/machine/peripheral/disk-data/virtio-backend`.
+/// The disk name behind a device id or a `query-block` `qdev` path: a virtio-blk
+/// disk shows `/machine/peripheral/disk-data/virtio-backend`, SCSI and SATA
+/// disks their id, `disk-data`.
 pub(crate) fn disk_of_qdev(qdev: &str) -> Option<&str> {
     let id = qdev.strip_prefix("/machine/peripheral/").unwrap_or(qdev);
     let id = id.strip_suffix("/virtio-backend").unwrap_or(id);
@@ -131,7 +135,7 @@ mod tests {
     fn short_name_never_splits_a_character() {
         let name = "ééééééééééééééééé"; // 34 bytes, every character two bytes long
         let short = short_name(name);
-        assert!(short.len() <= MAX_SERIAL_LEN);
+        assert!(short.len() <= SHORT_NAME_LEN);
         assert!(short.starts_with("ééééé-"), "{short}");
     }
 

@@ -12,8 +12,17 @@ use super::error::SpecError;
 use super::mac::MacAddress;
 use super::names::{MAX_SERIAL_LEN, is_valid_device_name, short_name};
 
+/// The least guest memory, in MiB, with which the firmware sets up a VM completely.
+///
+/// Measured with QEMU 7.2 and its SeaBIOS on q35 and pc: QEMU itself starts with 1 MiB, but
+/// SeaBIOS then has no memory above 1 MiB for its tables (`Unable to allocate resource` for
+/// the ACPI and SMBIOS tables and the virtqueues, so it cannot read any disk); with 2 MiB it
+/// builds them all and reads every disk (five virtio-blk disks, three SCSI disks and a NIC tried).
+pub const FIRMWARE_MIN_MEMORY_MIB: u32 = 2;
+
 /// How many PCIe root ports a q35 VM can have: one per slot of `pcie.0` that
-/// the machine leaves free, keeping a few for the NICs and the virtio-serial controller.
+/// the machine leaves free, keeping a few for the NICs and the virtio-serial
+/// and virtio-scsi controllers.
 pub const MAX_ROOT_PORTS: usize = 24;
 
 /// How many empty PCIe root ports a VM gets for hotplugged disks unless told otherwise.
@@ -103,6 +112,9 @@ pub struct KernelBoot {
     /// The whole kernel command line (`-append`).
     #[serde(default)]
     pub cmdline: String,
+    /// The least memory, in MiB, this kernel and initramfs boot with; 0 when unknown.
+    #[serde(default)]
+    pub min_memory_mib: u32,
 }
 
 impl KernelBoot {
@@ -113,7 +125,23 @@ impl KernelBoot {
             "" => image.cmdline.clone(),
             extra => format!("{} {extra}", image.cmdline),
         };
-        Self { kernel: image.kernel.clone(), initrd: Some(image.initrd.clone()), cmdline }
+        Self {
+            kernel: image.kernel.clone(),
+            initrd: Some(image.initrd.clone()),
+            cmdline,
+            min_memory_mib: vmsnap_guestimage::MIN_MEMORY_MIB,
+        }
+    }
+}
+
+impl Boot {
+    /// The least memory, in MiB, a VM booting this way starts and boots with:
+    /// the firmware's [`FIRMWARE_MIN_MEMORY_MIB`], or more for a kernel that needs more.
+    pub fn min_memory_mib(&self) -> u32 {
+        match self {
+            Boot::Kernel(kernel) => kernel.min_memory_mib.max(FIRMWARE_MIN_MEMORY_MIB),
+            Boot::Disk => FIRMWARE_MIN_MEMORY_MIB,
+        }
     }
 }
 
@@ -126,13 +154,18 @@ pub struct DiskSpec {
     pub path: PathBuf,
     /// The image format of `path`.
     pub format: DiskFormat,
-    /// The serial the guest sees (at most 20 bytes). When `None`, the volume
-    /// name, mapped by [`crate::vmm::short_name`] when longer; see [`DiskSpec::guest_serial`].
+    /// The serial given to the device (KubeVirt's `disks[].serial`: up to 256 of
+    /// `[A-Za-z0-9_.+-]`). When `None`, the volume name, mapped by
+    /// [`crate::vmm::short_name`] when longer. The guest sees only the first
+    /// [`DiskBus::serial_bytes_shown`] bytes: see [`DiskSpec::guest_serial`].
     #[serde(default)]
     pub serial: Option<String>,
     /// The bus.
     #[serde(default)]
     pub bus: DiskBus,
+    /// A CD-ROM drive (read-only media) rather than a hard disk.
+    #[serde(default)]
+    pub cdrom: bool,
     /// Attach read-only.
     #[serde(default)]
     pub readonly: bool,
@@ -153,30 +186,65 @@ impl DiskSpec {
             format,
             serial: None,
             bus: DiskBus::Virtio,
+            cdrom: false,
             readonly: false,
             cache: CacheMode::default(),
             boot_order: None,
         }
     }
 
-    /// The serial the guest sees: the explicit one, else the name mapped to at most 20 bytes.
-    pub fn guest_serial(&self) -> String {
+    /// The serial given to the device: the explicit one, else the name mapped to at most 20 bytes.
+    pub fn device_serial(&self) -> String {
         self.serial.clone().unwrap_or_else(|| short_name(&self.name))
     }
 
-    /// Checks this disk on its own (names, serial, path).
+    /// The serial the guest reads from the device: [`DiskSpec::device_serial`] cut
+    /// to what the bus shows. The test guest mounts the disk at `/mnt/<this>`.
+    pub fn guest_serial(&self) -> String {
+        let mut serial = self.device_serial();
+        // Serials are ASCII (checked by `validate`), so any byte is a character boundary.
+        serial.truncate(self.bus.serial_bytes_shown());
+        serial
+    }
+
+    /// Checks this disk on its own (names, serial, device, path).
     pub fn validate(&self) -> Result<(), SpecError> {
         if !is_valid_device_name(&self.name) {
             return Err(SpecError::InvalidName { what: "disk", name: self.name.clone() });
         }
         if let Some(serial) = &self.serial {
+            // KubeVirt's VMI admission rule (pkg/storage/admitters/disks.go); QEMU 7.2 takes
+            // serials of any length on every bus and shows the guest a prefix.
             let valid_chars =
-                serial.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+                serial.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'));
             if serial.is_empty() || serial.len() > MAX_SERIAL_LEN || !valid_chars {
                 return Err(SpecError::InvalidSerial { disk: self.name.clone(), serial: serial.clone() });
             }
         }
+        let unsupported = |reason| Err(SpecError::UnsupportedDisk { disk: self.name.clone(), reason });
+        match (self.bus, self.cdrom) {
+            (DiskBus::Virtio, true) => {
+                return unsupported("a CD-ROM cannot be on the virtio bus; use sata or scsi");
+            }
+            (DiskBus::Sata, false) if self.readonly => {
+                return unsupported(
+                    "sata hard disks do not support read-only; use virtio or scsi, or a CD-ROM",
+                );
+            }
+            _ => {}
+        }
         check_path("disk path", &self.path)
+    }
+
+    /// The QEMU device driver.
+    pub(crate) fn driver(&self) -> &'static str {
+        match (self.bus, self.cdrom) {
+            (DiskBus::Virtio, _) => "virtio-blk-pci",
+            (DiskBus::Scsi, false) => "scsi-hd",
+            (DiskBus::Scsi, true) => "scsi-cd",
+            (DiskBus::Sata, false) => "ide-hd",
+            (DiskBus::Sata, true) => "ide-cd",
+        }
     }
 }
 
@@ -200,13 +268,44 @@ impl DiskFormat {
     }
 }
 
-/// The bus a disk is attached to.
+/// The bus a disk is attached to (KubeVirt's `disks[].disk.bus`, as libvirt builds it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DiskBus {
-    /// virtio-blk on PCI(e).
+    /// virtio-blk on PCI(e), behind its own PCIe root port on q35. Hotpluggable.
     #[default]
     Virtio,
+    /// `scsi-hd` (`scsi-cd`) on the VM's virtio-scsi controller. Hotpluggable.
+    Scsi,
+    /// `ide-hd` (`ide-cd`) on the machine's own controller: AHCI on q35 (6 ports),
+    /// IDE on pc (2 buses of 2 units). Not hotpluggable.
+    Sata,
+}
+
+impl DiskBus {
+    /// How many bytes of a serial the guest reads from the device (QEMU 7.2 takes any
+    /// length): virtio-blk's `GET_ID` and ATA's IDENTIFY have 20 bytes, and a SCSI
+    /// disk's Unit Serial Number page holds the first 36 (checked in the test guest).
+    pub fn serial_bytes_shown(self) -> usize {
+        match self {
+            DiskBus::Virtio | DiskBus::Sata => 20,
+            DiskBus::Scsi => 36,
+        }
+    }
+
+    /// Whether a disk on this bus can be plugged into a running VM.
+    pub fn is_hotpluggable(self) -> bool {
+        matches!(self, DiskBus::Virtio | DiskBus::Scsi)
+    }
+
+    /// The prefix of the Linux device names of its disks (`vda`, `sda`):
+    /// SCSI and SATA disks share the `sd` names, as libvirt's targets do.
+    pub fn device_prefix(self) -> &'static str {
+        match self {
+            DiskBus::Virtio => "vd",
+            DiskBus::Scsi | DiskBus::Sata => "sd",
+        }
+    }
 }
 
 /// The host cache mode of a disk (KubeVirt's `disks[].cache`).
@@ -318,11 +417,12 @@ impl LaunchSpec {
         if !self.is_pcie() && !pc {
             return Err(SpecError::UnsupportedMachine { machine: self.machine.clone() });
         }
-        if self.memory_mib < 16 {
-            return Err(SpecError::InvalidValue {
-                field: "memory_mib",
-                value: self.memory_mib.to_string(),
-                reason: "a VM needs at least 16 MiB",
+        let min_memory = self.boot.min_memory_mib();
+        if self.memory_mib < min_memory {
+            return Err(SpecError::TooLittleMemory {
+                memory_mib: self.memory_mib,
+                min_mib: min_memory,
+                kernel_boot: matches!(self.boot, Boot::Kernel(_)),
             });
         }
         let cpus = self.cpus;
@@ -368,14 +468,29 @@ impl LaunchSpec {
                 return Err(SpecError::DuplicateName { what: "NIC", name: nic.name.clone() });
             }
         }
-        let ports = self.disks.len() + self.hotplug_slots as usize;
+        let ports = self.disks_on(DiskBus::Virtio).count() + self.hotplug_slots as usize;
         if self.is_pcie() && ports > MAX_ROOT_PORTS {
             return Err(SpecError::TooManyDisks {
-                disks: self.disks.len(),
+                disks: self.disks_on(DiskBus::Virtio).count(),
                 hotplug_slots: self.hotplug_slots,
             });
         }
+        let sata = self.disks_on(DiskBus::Sata).count();
+        if sata > self.sata_ports() {
+            return Err(SpecError::TooManySataDisks { disks: sata, ports: self.sata_ports() });
+        }
         Ok(())
+    }
+
+    /// The disks on `bus`, in disk order.
+    pub(crate) fn disks_on(&self, bus: DiskBus) -> impl Iterator<Item = &DiskSpec> {
+        self.disks.iter().filter(move |d| d.bus == bus)
+    }
+
+    /// How many SATA disks the machine's own controller takes: the 6 ports of
+    /// q35's AHCI, or pc's 2 IDE buses of 2 units.
+    pub(crate) fn sata_ports(&self) -> usize {
+        if self.is_pcie() { 6 } else { 4 }
     }
 }
 

@@ -137,10 +137,7 @@ impl Core {
             ))
         };
         if rt.builtin && !report.bad_quantities.is_empty() {
-            return Err(cannot_handle(format!(
-                "quantities must match the regular expression '{}'",
-                validation::QUANTITY_REGEX
-            )));
+            return Err(cannot_handle(vmsnap_api::quantity::FORMAT_MESSAGE.to_owned()));
         }
         // Duplicates come from decoding, unknown fields from pruning: in that order, as the
         // strict decoding error lists them.

@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use vmsnap_api::registry::registry;
 
 use super::{AppState, body};
+use vmsnap_contracts::subresources::{UnknownAction, VmAction, VmiAction};
+
 use crate::error::ApiError;
 use crate::pure::path::ResourcePath;
 
@@ -47,8 +49,10 @@ pub async fn handle(
     let Some(handler) = handler else {
         return Err(ApiError::unavailable("no node agent is running to handle VM subresources"));
     };
+    let unknown = |_: UnknownAction| ApiError::no_such_path();
     if path.plural == "virtualmachineinstances" {
-        if action == "unpause" {
+        let action: VmiAction = action.parse().map_err(unknown)?;
+        if action == VmiAction::Unpause {
             let vm_rt =
                 registry().by_kind("kubevirt.io/v1", "VirtualMachine").expect("VirtualMachine is registered");
             if let Some(vm) = state.core.get_stored(vm_rt, Some(ns), name).await?
@@ -59,6 +63,7 @@ pub async fn handle(
         }
         handler.vmi(ns, name, action, body).await?;
     } else {
+        let action: VmAction = action.parse().map_err(unknown)?;
         handler.vm(ns, name, action, body).await?;
     }
     Ok(body::json(StatusCode::ACCEPTED, &json!({})))
@@ -77,7 +82,7 @@ pub async fn console(
     };
     let path = match handler.console_socket(&ns, &name).await {
         Ok(p) => p,
-        Err(e) => return e.into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let stream = match tokio::net::UnixStream::connect(&path).await {
         Ok(s) => s,

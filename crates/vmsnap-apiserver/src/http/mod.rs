@@ -19,7 +19,7 @@ use axum::routing::any;
 
 use crate::core::Core;
 use crate::error::ApiError;
-use crate::subresources::VmSubresources;
+use vmsnap_contracts::subresources::VmSubresources;
 
 /// One request, as recorded for RBAC tests: method, path and query, and the client's
 /// `X-Vmsnap-Component` header.

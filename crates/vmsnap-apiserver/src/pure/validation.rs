@@ -27,9 +27,6 @@ pub struct Report {
     pub bad_quantities: Vec<String>,
 }
 
-/// The regular expression Go's `resource.ParseQuantity` first checks a quantity against.
-pub const QUANTITY_REGEX: &str = "^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$";
-
 fn is_builtin_quantity(schema: &Value) -> bool {
     schema
         .get("description")
@@ -59,7 +56,7 @@ fn check_string(value: &Value, schema: &Value, path: &str, report: &mut Report) 
             message: format!("Invalid value: {text:?}: {path} in body should match '{pattern}'"),
         });
     }
-    if is_builtin_quantity(schema) && !matches_pattern(QUANTITY_REGEX, text) {
+    if is_builtin_quantity(schema) && vmsnap_api::quantity::parse(text).is_err() {
         report.bad_quantities.push(path.to_owned());
     }
 }

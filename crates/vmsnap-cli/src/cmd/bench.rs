@@ -16,6 +16,8 @@ mod without {
 
     /// `vmsnap bench` in a binary built without the benchmark.
     #[derive(Args, Debug)]
+    #[command(after_help = "This vmsnap was built without the benchmark. Example, from the repository:
+  ./x bench --sections freeze,snapshot --sizes 1")]
     pub struct BenchArgs {
         /// The benchmark's arguments (see `./x bench -- --help`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]

@@ -174,7 +174,8 @@ pub fn status_error(status: &Status, action: &str, target: &Target<'_>, server: 
     }
 }
 
-fn already_exists(target: &Target<'_>) -> CliError {
+/// The name is taken: how to pick another or remove the old object.
+pub fn already_exists(target: &Target<'_>) -> CliError {
     let (label, name) = (target.label(), target.name);
     let todo = match target.kind {
         Kind::Snapshot => format!("pick another --name, or delete it with: vmsnap snapshot delete {name}"),

@@ -15,7 +15,6 @@ mod exec;
 mod guest_image;
 mod output;
 mod progress;
-mod quantity;
 mod restore;
 mod serve;
 mod snapshot;

@@ -163,8 +163,35 @@ pub fn timestamp(time: Option<&Time>) -> String {
     time.map(|t| t.0.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()).unwrap_or_else(|| "-".into())
 }
 
+/// Bytes in binary units: `0`, `512`, `1Ki`, `1Gi`, `1.5Gi`.
+pub fn display_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut unit = None;
+    let mut value = bytes as f64;
+    for u in UNITS {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = Some(u);
+    }
+    match unit {
+        None => bytes.to_string(),
+        Some(u) if value.fract() == 0.0 => format!("{value}{u}"),
+        Some(u) => format!("{value:.1}{u}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sizes_display_in_binary_units_with_one_decimal() {
+        assert_eq!(display_size(0), "0");
+        assert_eq!(display_size(512), "512");
+        assert_eq!(display_size(2 << 30), "2Gi");
+        assert_eq!(display_size(3 << 29), "1.5Gi");
+    }
     use super::*;
 
     #[test]

@@ -42,7 +42,7 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
         Api::<VirtualMachineSnapshotContent>::all(client.clone()),
         watcher::Config::default(),
     )
-    .with_config(crate::controller_config());
+    .with_config(vmsnap_contracts::controller::controller_config());
     let store = controller.store();
     controller
         .owns(Api::<VolumeSnapshot>::all(client.clone()), watcher::Config::default())

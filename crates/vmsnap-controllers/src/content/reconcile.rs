@@ -9,7 +9,6 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use vmsnap_api::snapshot::{
     SnapshotError, VirtualMachineSnapshot, VirtualMachineSnapshotContent, VolumeBackup, VolumeSnapshotStatus,
     annotation, event, finalizer, label,
@@ -307,14 +306,7 @@ async fn volume_snapshot_definition(
     };
     let vm = content.spec.source.virtual_machine.as_ref();
     let vm_name = vm.and_then(|v| v.metadata.name.clone()).unwrap_or_default();
-    let owner = OwnerReference {
-        api_version: "snapshot.kubevirt.io/v1beta1".into(),
-        kind: "VirtualMachineSnapshotContent".into(),
-        name: content.name_any(),
-        uid: content.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    let owner = vmsnap_contracts::owner::controller_reference(content);
     Ok(VolumeSnapshot {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),

@@ -63,7 +63,7 @@ fn by_snapshot(
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller =
         Controller::new(Api::<VirtualMachineRestore>::all(client.clone()), watcher::Config::default())
-            .with_config(crate::controller_config());
+            .with_config(vmsnap_contracts::controller::controller_config());
     let store = controller.store();
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     controller

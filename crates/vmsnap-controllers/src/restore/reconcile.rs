@@ -12,7 +12,6 @@ use serde_json::json;
 use vmsnap_api::cdi::{DataVolume, annotations as cdi, dv_phase};
 use vmsnap_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use vmsnap_api::k8s_openapi::api::storage::v1::StorageClass;
-use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::snapshot::{
     DEFAULT_GRACE_PERIOD, VirtualMachineRestore, VirtualMachineRestoreStatus, VirtualMachineSnapshot,
@@ -30,6 +29,7 @@ use crate::context::{Component, Context};
 use crate::error::ReconcileError;
 use crate::expectations::AWAITING_OWN_WRITE;
 use crate::kube_util::{error_message, now};
+use vmsnap_contracts::owner::controller_reference;
 
 const WAIT: Duration = Duration::from_secs(2);
 const INITIALIZING: &str = "Initializing VirtualMachineRestore";
@@ -267,7 +267,7 @@ impl<'a> Restore<'a> {
         if !self.r.owner_references().is_empty() {
             return Ok(Next::Continue);
         }
-        let owner = vm_owner(vm);
+        let owner = controller_reference(vm);
         let patch = json!({"metadata": {"ownerReferences": [owner]}});
         self.api::<VirtualMachineRestore>()
             .patch(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -424,7 +424,7 @@ impl<'a> Restore<'a> {
                     let source_name = source_vm.metadata.name.clone().unwrap_or_default();
                     let source_uid = source_vm.metadata.uid.clone().unwrap_or_default();
                     let ownership = match target.filter(|vm| vm.metadata.deletion_timestamp.is_none()) {
-                        Some(vm) => Some(Ownership::TargetVm(vm_owner(vm))),
+                        Some(vm) => Some(Ownership::TargetVm(controller_reference(vm))),
                         None => Some(Ownership::SourceVm { name: &source_name, uid: &source_uid }),
                     };
                     let pvc = restore_pvc(
@@ -620,7 +620,7 @@ impl<'a> Restore<'a> {
                 if pvc.owner_references().is_empty()
                     && pvc.annotations().get(annotation::OWNED_BY_VM) == Some(&self.r.name_any())
                 {
-                    let patch = json!({"metadata": {"ownerReferences": [vm_owner(&written)], "annotations": {annotation::OWNED_BY_VM: null}}});
+                    let patch = json!({"metadata": {"ownerReferences": [controller_reference(&written)], "annotations": {annotation::OWNED_BY_VM: null}}});
                     pvcs.patch(claim, &PatchParams::default(), &Patch::Merge(&patch)).await?;
                 }
             }
@@ -628,16 +628,5 @@ impl<'a> Restore<'a> {
         set_progress(&mut self.st, true, "Updating target spec", false, "Waiting for target update");
         self.save().await?;
         Ok(Next::Stop(Action::requeue(Duration::from_millis(200))))
-    }
-}
-
-fn vm_owner(vm: &VirtualMachine) -> OwnerReference {
-    OwnerReference {
-        api_version: "kubevirt.io/v1".into(),
-        kind: "VirtualMachine".into(),
-        name: vm.name_any(),
-        uid: vm.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
     }
 }

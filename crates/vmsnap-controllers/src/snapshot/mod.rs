@@ -41,7 +41,7 @@ fn by_source(
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller =
         Controller::new(Api::<VirtualMachineSnapshot>::all(client.clone()), watcher::Config::default())
-            .with_config(crate::controller_config());
+            .with_config(vmsnap_contracts::controller::controller_config());
     let store = controller.store();
     let (s1, s2) = (store.clone(), store);
     controller

@@ -18,8 +18,14 @@ pub struct Vm {
 }
 
 impl Vm {
-    /// Boots `image` with one blank qcow2 data disk whose serial is `data`.
+    /// Boots `image` with 256 MiB, one blank qcow2 data disk whose serial is
+    /// `data` and an empty virtio-scsi controller `scsi0`.
     pub fn boot(image: &GuestImage, dir: &Path) -> Result<Self> {
+        Self::boot_with_memory(image, dir, 256)
+    }
+
+    /// [`Vm::boot`] with `memory_mib` of memory.
+    pub fn boot_with_memory(image: &GuestImage, dir: &Path, memory_mib: u32) -> Result<Self> {
         let disk = blank_qcow2(dir, "data")?;
         let stderr = File::create(dir.join("qemu.stderr"))?;
         let child = Command::new("qemu-system-x86_64")
@@ -27,7 +33,7 @@ impl Vm {
                 "-accel",
                 "tcg",
                 "-m",
-                "256",
+                &memory_mib.to_string(),
                 "-smp",
                 "1",
                 "-nodefaults",
@@ -45,6 +51,7 @@ impl Vm {
             .arg("-drive")
             .arg(format!("if=none,id=d0,file={},format=qcow2", disk.display()))
             .args(["-device", "virtio-blk-pci,drive=d0,serial=data"])
+            .args(["-device", "virtio-scsi-pci,id=scsi0"])
             .arg("-chardev")
             .arg(format!("socket,path={},server=on,wait=off,id=qga0", dir.join("qga.sock").display()))
             .args(["-device", "virtio-serial-pci"])
@@ -74,6 +81,11 @@ impl Vm {
 
     /// Hotplugs a blank virtio disk whose serial is `name`.
     pub fn hotplug_disk(&self, name: &str) -> Result<()> {
+        self.hotplug(name, json!({"driver": "virtio-blk-pci", "serial": name}))
+    }
+
+    /// Hotplugs a blank disk `name` as `device` (`driver`, `serial`...).
+    pub fn hotplug(&self, name: &str, mut device: Value) -> Result<()> {
         let file = blank_qcow2(&self.dir, name)?;
         let node = json!({
             "node-name": name,
@@ -81,11 +93,13 @@ impl Vm {
             "file": {"driver": "file", "filename": file},
         });
         self.qmp("blockdev-add", node)?;
-        let device = json!({"driver": "virtio-blk-pci", "id": name, "drive": name, "serial": name});
+        device["id"] = json!(name);
+        device["drive"] = json!(name);
         self.qmp("device_add", device).map(drop)
     }
 
-    /// Asks the guest to release the hotplugged disk `name` (ACPI eject).
+    /// Unplugs the hotplugged disk `name` (an ACPI eject the guest answers for
+    /// virtio-blk; a SCSI disk is gone at once).
     pub fn unplug_disk(&self, name: &str) -> Result<()> {
         self.qmp("device_del", json!({ "id": name })).map(drop)
     }

@@ -16,7 +16,7 @@ use vmsnap_api::snapshot::{
 };
 
 use super::client::{ConnectionArgs, Session};
-use super::errors::{CliError, CliResult, Exit, Kind};
+use super::errors::{self, CliError, CliResult, Exit, Kind};
 use super::output::{OutputArgs, print_objects, seconds};
 use super::progress::restore::RestoreTracker;
 use super::progress::watch::{self, Change, Followed, Seen, Signal};
@@ -141,6 +141,11 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
     let name = args.name.clone().unwrap_or_else(|| format!("{target}-restore-{}", timestamp_suffix()));
     let object = restore_object(&args, &name, &target, policy)?;
     let api = session.api::<VirtualMachineRestore>();
+    // KubeVirt's admission refuses a second restore of a VM whose restore is in progress before the
+    // API server sees the name clash, so the name is checked first to say what actually went wrong.
+    if session.get_opt::<VirtualMachineRestore>(Kind::Restore, &name).await?.is_some() {
+        return Err(errors::already_exists(&session.target(Kind::Restore, &name)));
+    }
     if args.no_wait {
         let created = api
             .create(&PostParams::default(), &object)

@@ -11,7 +11,7 @@ use vmsnap_api::snapshot::{
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
 use crate::cmd::client::Session;
-use crate::cmd::quantity::{format_bytes, parse_bytes};
+use crate::cmd::output::display_size;
 
 /// The contents and VolumeSnapshot sizes of a namespace, loaded once for many snapshots.
 #[derive(Debug, Default)]
@@ -33,7 +33,12 @@ impl Catalog {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|vs| {
-                let size = vs.status.as_ref()?.restore_size.as_ref().and_then(|q| parse_bytes(&q.0))?;
+                let size = vs
+                    .status
+                    .as_ref()?
+                    .restore_size
+                    .as_ref()
+                    .and_then(|q| vmsnap_api::quantity::parse_bytes(&q.0).ok())?;
                 Some((vs.name_any(), size))
             })
             .collect();
@@ -69,7 +74,7 @@ impl Catalog {
 
     /// The size as shown in tables (`-` when unknown).
     pub fn size_text(&self, snapshot: &VirtualMachineSnapshot) -> String {
-        self.size(snapshot).map(format_bytes).unwrap_or_else(|| "-".into())
+        self.size(snapshot).map(display_size).unwrap_or_else(|| "-".into())
     }
 }
 
@@ -120,7 +125,7 @@ pub fn disks(
     let mut out: Vec<DiskLine> = included
         .into_iter()
         .map(|volume| {
-            let detail = catalog.volume_size(snapshot, &volume).map(format_bytes).unwrap_or_default();
+            let detail = catalog.volume_size(snapshot, &volume).map(display_size).unwrap_or_default();
             DiskLine { volume, included: true, detail }
         })
         .collect();
