@@ -10,6 +10,8 @@
 //! Not ported (listed in `docs/compatibility.md`): the "Validate VM DataVolumeTemplate"
 //! context, whose rules are not snapshot or restore locks.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use vmsnap_admission::{Denial, validate_vm_update};
@@ -19,6 +21,8 @@ use vmsnap_api::kubevirt::{
     VirtualMachineInstanceSpec, VirtualMachineInstanceTemplateSpec, VirtualMachineSpec, VirtualMachineStatus,
     Volume,
 };
+
+use support::{CauseTuple, cause, causes};
 
 /// The spec of KubeVirt's `api.NewMinimalVMI("testvmi")`: 8192Ki of memory requested.
 fn minimal_vmi_spec() -> VirtualMachineInstanceSpec {
@@ -50,19 +54,8 @@ fn vm_with(spec: VirtualMachineSpec, status: VirtualMachineStatus) -> VirtualMac
     vm
 }
 
-/// The causes of a denial as (type, field, message); empty when allowed.
-fn causes(result: Result<(), Denial>) -> Vec<(&'static str, String, String)> {
-    match result {
-        Ok(()) => Vec::new(),
-        Err(denial) => {
-            assert_eq!(denial.error, None, "KubeVirt answers with causes here, not an error");
-            denial.causes.into_iter().map(|c| (c.reason, c.field, c.message)).collect()
-        }
-    }
-}
-
-fn not_supported(message: &str) -> Vec<(&'static str, String, String)> {
-    vec![("FieldValueNotSupported", "spec".into(), message.into())]
+fn not_supported(message: &str) -> Vec<CauseTuple> {
+    vec![cause("FieldValueNotSupported", "spec", message)]
 }
 
 mod validating_vm_admitter {

@@ -13,6 +13,8 @@
 //! Not ported (listed in `docs/compatibility.md`): "With a disabled feature gate should
 //! reject anything" and "should reject invalid request resource".
 
+mod support;
+
 use vmsnap_admission::{Denial, Operation, RestoreContext, validate_restore};
 use vmsnap_api::k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineSpec};
@@ -21,6 +23,8 @@ use vmsnap_api::snapshot::{
     VirtualMachineSnapshot, VirtualMachineSnapshotContent, VirtualMachineSnapshotContentSpec,
     VirtualMachineSnapshotSpec, VirtualMachineSnapshotStatus, VolumeRestoreOverride,
 };
+
+use support::{CauseTuple, cause, causes};
 
 const VM_NAME: &str = "vm";
 const VM_SNAPSHOT_NAME: &str = "snapshot";
@@ -142,21 +146,6 @@ fn restore(target: TypedLocalObjectReference) -> VirtualMachineRestore {
 /// The usual restore into the VM `vm`.
 fn restore_to_vm() -> VirtualMachineRestore {
     restore(target(Some(API_GROUP), "VirtualMachine", VM_NAME))
-}
-
-/// The causes of a denial as (type, field, message); empty when allowed.
-fn causes(result: Result<(), Denial>) -> Vec<(&'static str, String, String)> {
-    match result {
-        Ok(()) => Vec::new(),
-        Err(denial) => {
-            assert_eq!(denial.error, None, "KubeVirt answers with causes here, not an error");
-            denial.causes.into_iter().map(|c| (c.reason, c.field, c.message)).collect()
-        }
-    }
-}
-
-fn cause(reason: &'static str, field: &str, message: &str) -> (&'static str, String, String) {
-    (reason, field.into(), message.into())
 }
 
 mod validating_virtual_machine_restore_admitter {
@@ -389,7 +378,7 @@ mod validating_virtual_machine_restore_admitter {
                         .admit_create(&restore)
                 }
 
-                fn expected() -> Vec<(&'static str, String, String)> {
+                fn expected() -> Vec<CauseTuple> {
                     vec![cause(
                         "FieldValueInvalid",
                         "spec",
@@ -427,7 +416,7 @@ mod validating_virtual_machine_restore_admitter {
                 }
 
                 /// KubeVirt's message names the `"path": ...` fragment of its naive split on `,`.
-                fn not_under_spec(fragment: &str) -> Vec<(&'static str, String, String)> {
+                fn not_under_spec(fragment: &str) -> Vec<CauseTuple> {
                     vec![cause(
                         "FieldValueInvalid",
                         "spec.patches",

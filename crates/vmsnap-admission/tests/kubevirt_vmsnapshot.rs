@@ -13,9 +13,13 @@
 //! Not ported (listed in `docs/compatibility.md`): "With a disabled feature gate should
 //! reject anything" and "should reject invalid request resource".
 
-use vmsnap_admission::{Denial, Operation, validate_snapshot};
+mod support;
+
+use vmsnap_admission::{Operation, validate_snapshot};
 use vmsnap_api::k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotSpec};
+
+use support::{cause, causes};
 
 const VM_NAME: &str = "vm";
 const API_GROUP: &str = "kubevirt.io";
@@ -41,21 +45,6 @@ fn snapshot(api_group: Option<&str>, kind: &str, name: &str) -> VirtualMachineSn
 /// KubeVirt's `Spec: snapshotv1.VirtualMachineSnapshotSpec{}`: no apiGroup, empty kind and name.
 fn empty_snapshot() -> VirtualMachineSnapshot {
     snapshot(None, "", "")
-}
-
-/// The causes of a denial as (type, field, message); empty when allowed.
-fn causes(result: Result<(), Denial>) -> Vec<(&'static str, String, String)> {
-    match result {
-        Ok(()) => Vec::new(),
-        Err(denial) => {
-            assert_eq!(denial.error, None, "KubeVirt answers with causes here, not an error");
-            denial.causes.into_iter().map(|c| (c.reason, c.field, c.message)).collect()
-        }
-    }
-}
-
-fn cause(reason: &'static str, field: &str, message: &str) -> (&'static str, String, String) {
-    (reason, field.into(), message.into())
 }
 
 mod validating_virtual_machine_snapshot_admitter {

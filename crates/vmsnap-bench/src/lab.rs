@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use vmsnap_agent::AccelSetting;
 use vmsnap_server::{DataPaths, EmbeddedServer, ServeConfig};
 
@@ -83,9 +81,7 @@ impl Lab {
     fn cleanup(&mut self) {
         // Twice: a VM controller still running (see `drop`) may have restarted one meanwhile.
         for _ in 0..2 {
-            for pid in qemu_pids(&self.runtime) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            vmsnap_testing::guests::kill_qemus(&self.runtime);
             std::thread::sleep(Duration::from_millis(200));
         }
         if let Some(dir) = self.dir.take() {
@@ -144,15 +140,4 @@ fn collect_files(dir: &Path, out: &mut Vec<(PathBuf, u64)>) {
             Err(_) => {}
         }
     }
-}
-
-/// The pids in `<runtime>/*/qemu.pid` whose process is alive.
-fn qemu_pids(runtime: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(runtime) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("qemu.pid")).ok())
-        .filter_map(|text| text.trim().parse().ok())
-        .filter(|pid| kill(Pid::from_raw(*pid), None).is_ok())
-        .collect()
 }

@@ -29,7 +29,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use vmsnap_agent::{AccelSetting, Agent, AgentConfig};
 use vmsnap_apiserver::{ApiServer, ApiServerConfig};
-use vmsnap_storage::{LayeredDriver, StorageControllers, StorageOptions};
+use vmsnap_storage::{LayeredDriver, StorageOptions};
+use vmsnap_storage_controllers::StorageControllers;
 use vmsnap_store::StoreConfig;
 
 pub use paths::DataPaths;
@@ -111,7 +112,7 @@ pub enum ServeError {
     },
     /// The storage controllers could not start (e.g. recovery of the volume store failed).
     #[error(transparent)]
-    StorageControllers(#[from] vmsnap_storage::StartControllersError),
+    StorageControllers(#[from] vmsnap_storage_controllers::StartControllersError),
     /// The node agent could not start.
     #[error(transparent)]
     Agent(#[from] vmsnap_agent::AgentStartError),
@@ -162,7 +163,7 @@ impl EmbeddedServer {
             listen: config.listen,
             certificate_names: network::certificate_names(config.listen, &node_name(), &config.tls_sans),
             store: StoreConfig { log_retention: config.log_retention, ..Default::default() },
-            seed: vmsnap_storage::default_objects(),
+            seed: vmsnap_storage_controllers::default_objects(),
             extra_routes: Some(vmsnap_console::router()),
         })
         .await?;
@@ -181,7 +182,7 @@ impl EmbeddedServer {
         let agent = Agent::start(client.clone(), driver.clone(), agent_config).await?;
         api.set_subresources(agent.clone());
 
-        let mut storage_config = vmsnap_storage::ControllerConfig::new(paths.scratch());
+        let mut storage_config = vmsnap_storage_controllers::ControllerConfig::new(paths.scratch());
         storage_config.instance = node_name();
         storage_config.file_import_roots = config.file_import_roots.clone();
         for root in &config.file_import_roots {
@@ -189,9 +190,13 @@ impl EmbeddedServer {
                 tracing::warn!(root = %root.display(), %error, "cannot create the file import directory");
             }
         }
-        let storage =
-            vmsnap_storage::run_controllers(client.clone(), driver.clone(), agent.clone(), storage_config)
-                .await?;
+        let storage = vmsnap_storage_controllers::run_controllers(
+            client.clone(),
+            driver.clone(),
+            agent.clone(),
+            storage_config,
+        )
+        .await?;
         let compaction =
             config.compaction_interval.map(|every| compaction::spawn(driver.clone(), agent.clone(), every));
 

@@ -21,8 +21,6 @@ use anyhow::Context as _;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::json;
 use vmsnap_agent::AccelSetting;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
@@ -122,17 +120,6 @@ fn test_guest_vm(name: &str, disks: &[(&str, &str)], run_strategy: &str) -> serd
     })
 }
 
-/// The pids in `<runtime>/*/qemu.pid` whose process is alive.
-fn qemu_pids(runtime: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(runtime) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("qemu.pid")).ok())
-        .filter_map(|text| text.trim().parse().ok())
-        .filter(|pid| kill(Pid::from_raw(*pid), None).is_ok())
-        .collect()
-}
-
 /// `vmsnap serve`'s control plane, in-process, with the VMs the scenario uses. On drop it stops,
 /// and every QEMU it started is killed.
 struct ConsoleEnv {
@@ -228,9 +215,7 @@ impl Drop for ConsoleEnv {
             });
         }
         // Whatever the test did, no QEMU outlives it.
-        for pid in qemu_pids(&self.runtime) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        vmsnap_testing::guests::kill_qemus(&self.runtime);
     }
 }
 

@@ -13,6 +13,9 @@ use std::path::Path;
 use nix::fcntl::{FcntlArg, fcntl};
 use nix::libc;
 
+use crate::error::StorageError;
+use crate::id::VolumeId;
+
 /// QEMU's lock byte for the `write` permission (`RAW_LOCK_PERM_BASE + 1`).
 const QEMU_WRITE_PERM_BYTE: i64 = 101;
 
@@ -28,6 +31,14 @@ pub(crate) fn written_by_qemu(path: &Path) -> io::Result<bool> {
     };
     fcntl(&file, FcntlArg::F_OFD_GETLK(&mut probe)).map_err(io::Error::from)?;
     Ok(probe.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// Refuses to touch the file of `volume` while a running QEMU writes it.
+pub(crate) fn ensure_not_written_by_qemu(volume: &VolumeId, path: &Path) -> Result<(), StorageError> {
+    if written_by_qemu(path).map_err(StorageError::io("check the locks of", path))? {
+        return Err(StorageError::InUse { volume: volume.clone(), path: path.to_owned() });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -22,6 +22,10 @@
 //! old state or the new one; [`VolumeDriver::recover`] reconciles the files at
 //! startup. `docs/storage-layers.md` describes the format and the rules.
 //!
+//! The engine knows nothing of Kubernetes: `vmsnap-storage-controllers` maps
+//! PVCs, DataVolumes and VolumeSnapshots onto it, and the node agent attaches
+//! its volumes to QEMU.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -40,7 +44,6 @@
 //! # Ok(()) }
 //! ```
 
-pub mod controllers;
 mod copy;
 mod driver;
 mod error;
@@ -56,11 +59,8 @@ mod options;
 mod qcow2;
 mod qemu_img;
 mod steps;
+mod store;
 
-pub use controllers::{
-    ControllerConfig, PROVISIONER, StartControllersError, StorageControllers, default_objects,
-    run_controllers,
-};
 pub use copy::CopyDriver;
 pub use driver::{
     CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeFormat,
@@ -75,13 +75,6 @@ pub use options::StorageOptions;
 pub use qemu_img::QemuImgError;
 #[cfg(feature = "fault-injection")]
 pub use steps::StepHook;
-
-/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
-/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
-/// and the process's memory peaks with it (and stays there: the allocator keeps it).
-pub(crate) fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(16)
-}
 
 /// Rounds a size up to a whole number of 512-byte sectors, as QEMU does.
 pub(crate) fn round_to_sector(size: u64) -> u64 {

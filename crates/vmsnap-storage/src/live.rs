@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
+use crate::error::StorageError;
 use crate::id::VolumeId;
 
 /// The node agent's side of operations on attached volumes.
@@ -46,6 +47,20 @@ pub trait LiveBlockOps: Send + Sync {
     /// agent added that is no longer in the chain, so that QEMU holds none of the
     /// streamed files any more. Returns only after all of that.
     async fn stream_into_active(&self, request: &StreamRequest) -> Result<(), LiveError>;
+}
+
+/// The file QEMU writes for `volume` as `live` reports it; `None` when the
+/// volume is not attached, or when there is no agent to ask.
+pub(crate) async fn reported_active_file(
+    live: Option<&dyn LiveBlockOps>,
+    volume: &VolumeId,
+) -> Result<Option<PathBuf>, StorageError> {
+    let Some(live) = live else { return Ok(None) };
+    live.active_file(volume).await.map_err(|source| StorageError::Live {
+        action: "report the active file",
+        volume: volume.clone(),
+        source,
+    })
 }
 
 /// One volume of a [`LiveBlockOps::switch_to_overlays`] call.

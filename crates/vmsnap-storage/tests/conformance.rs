@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Mutex;
 
-use common::{Kind, MIB, Model, Store, sid, vid};
+use common::{DiskModel, Kind, MIB, Store, sid, vid};
 use vmsnap_storage::{StorageError, VolumeFormat};
 
 /// Runs every case against one driver, as one `#[tokio::test]` per case.
@@ -79,7 +79,7 @@ mod cases {
             if store.kind == Kind::Layered { VolumeFormat::Qcow2 } else { VolumeFormat::Raw }
         );
         assert!(info.path.is_absolute() && info.path.starts_with(store.root().canonicalize().unwrap()));
-        store.assert_volume("disk", &Model::blank(16 * MIB + 512)).await;
+        store.assert_volume("disk", &DiskModel::blank(16 * MIB + 512)).await;
         assert_eq!(store.driver.volumes().await.unwrap(), vec![info]);
         store.assert_no_leaks().await;
     }
@@ -234,7 +234,7 @@ mod cases {
         let sources = tempfile::tempdir().unwrap();
         let raw = sources.path().join("image.raw");
         std::fs::File::create(&raw).unwrap().set_len(8 * MIB).unwrap();
-        let mut model = Model::blank(8 * MIB);
+        let mut model = DiskModel::blank(8 * MIB);
         common::qemu_io_write(&store.qemu_io, &raw, VolumeFormat::Raw, MIB, 3 * MIB, 0x3c);
         model.push_write(MIB, 3 * MIB, 0x3c);
         let qcow2 = sources.path().join("image.qcow2");

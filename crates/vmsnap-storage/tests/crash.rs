@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Kind, MIB, Model, Store, sid, vid};
+use common::{DiskModel, Kind, MIB, Store, sid, vid};
 use vmsnap_storage::{StepHook, StorageError, StorageOptions, VolumeDriver};
 
 const CHUNK: u64 = 64 << 10;
@@ -64,9 +64,9 @@ fn options(qemu_img: &Path) -> StorageOptions {
 /// What the arranged store holds, and the file to import.
 struct World {
     template: tempfile::TempDir,
-    source: (tempfile::TempDir, PathBuf, Model),
-    volume: Model,
-    snapshots: Vec<(&'static str, Model)>,
+    source: (tempfile::TempDir, PathBuf, DiskModel),
+    volume: DiskModel,
+    snapshots: Vec<(&'static str, DiskModel)>,
 }
 
 /// Volume `v` with snapshots s0, s1, s2 and a deleted snapshot `gone` in its
@@ -95,7 +95,7 @@ async fn arrange(kind: Kind) -> Option<World> {
     let source = source_dir.path().join("image.raw");
     std::fs::File::create(&source).unwrap().set_len(MIB / 2).unwrap();
     common::qemu_io_write(&store.qemu_io, &source, vmsnap_storage::VolumeFormat::Raw, CHUNK, CHUNK, 0x40);
-    let mut imported = Model::blank(MIB / 2);
+    let mut imported = DiskModel::blank(MIB / 2);
     imported.push_write(CHUNK, CHUNK, 0x40);
     Some(World { template: store.dir, source: (source_dir, source, imported), volume: v, snapshots })
 }
@@ -189,7 +189,7 @@ async fn verify(store: &mut Store, world: &World, op: Op, completed: Option<bool
     }
     // The new object, if the operation makes one: absent, or exactly right.
     let new_volume = match op {
-        Op::Create => Some(("n", Model::blank(MIB))),
+        Op::Create => Some(("n", DiskModel::blank(MIB))),
         Op::Import => Some(("i", world.source.2.clone())),
         Op::Restore => Some(("r", world.snapshots[1].1.clone())),
         Op::Clone => Some(("c", world.volume.clone())),

@@ -7,11 +7,11 @@ mod common;
 use std::sync::Arc;
 
 use common::live_vm::LiveVm;
-use common::{Kind, MIB, Model, Store, sid, vid};
+use common::{DiskModel, Kind, MIB, Store, sid, vid};
 use vmsnap_storage::{LiveBlockOps, StepHook, StorageError, StorageOptions};
 
 /// A layered store and a QEMU holding volumes `a` and `b` (16 MiB each), or `None` (skip).
-async fn two_attached_volumes() -> Option<(Store, LiveVm, Model, Model)> {
+async fn two_attached_volumes() -> Option<(Store, LiveVm, DiskModel, DiskModel)> {
     let store = Store::new(Kind::Layered).await?;
     let vm = LiveVm::start().await?;
     let (a, a_model) = store.create("a", 16 * MIB).await;
@@ -22,7 +22,7 @@ async fn two_attached_volumes() -> Option<(Store, LiveVm, Model, Model)> {
 }
 
 /// A guest write through QEMU, recorded in the model.
-async fn guest_write(vm: &LiveVm, name: &str, model: &mut Model, offset: u64, len: u64, pattern: u8) {
+async fn guest_write(vm: &LiveVm, name: &str, model: &mut DiskModel, offset: u64, len: u64, pattern: u8) {
     vm.write(&vid(name), offset, len, pattern).await;
     model.push_write(offset, len, pattern);
 }
@@ -175,7 +175,7 @@ async fn compaction_of_an_attached_volume_streams_through_qemu_and_keeps_every_b
 
 /// Starts a snapshot of attached volume `a` that panics (crashes) at `step`,
 /// then opens a fresh driver over the same root.
-async fn crash_live_snapshot_at(step: &'static str) -> Option<(Store, Arc<LiveVm>, Model)> {
+async fn crash_live_snapshot_at(step: &'static str) -> Option<(Store, Arc<LiveVm>, DiskModel)> {
     let (mut store, vm, mut a, _) = two_attached_volumes().await?;
     guest_write(&vm, "a", &mut a, 0, MIB, 0x01).await;
     let vm = Arc::new(vm);

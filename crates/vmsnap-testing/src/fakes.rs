@@ -198,13 +198,22 @@ mod lifecycle {
         Ok(())
     }
 
+    /// The run strategy of `start` (`running`) or `stop`, after checking that the VM is in the
+    /// other state (409 otherwise, with virt-api's message).
+    async fn set_running(client: &Client, ns: &str, name: &str, running: bool) -> Result<(), ApiError> {
+        vm(client, ns, name).await?;
+        match (running, running_vmi(client, ns, name).await.is_ok()) {
+            (true, true) => return Err(ApiError::conflict("VM is already running")),
+            (false, false) => return Err(ApiError::conflict("VM is not running")),
+            _ => {}
+        }
+        let (strategy, printable) = if running { ("Always", "Running") } else { ("Halted", "Stopped") };
+        set_vm(client, ns, name, strategy, printable).await
+    }
+
     /// `start`: 409 if running; else runStrategy Always and a running VMI with a guest agent.
     pub async fn start(client: &Client, ns: &str, name: &str) -> Result<(), ApiError> {
-        vm(client, ns, name).await?;
-        if running_vmi(client, ns, name).await.is_ok() {
-            return Err(ApiError::conflict("VM is already running"));
-        }
-        set_vm(client, ns, name, "Always", "Running").await?;
+        set_running(client, ns, name, true).await?;
         let vm = vm(client, ns, name).await?;
         create_running_vmi(client, &vm, VmiState { agent: true, paused: false }, Vec::new())
             .await
@@ -214,11 +223,7 @@ mod lifecycle {
 
     /// `stop`: 409 if not running; else runStrategy Halted and the VMI deleted.
     pub async fn stop(client: &Client, ns: &str, name: &str) -> Result<(), ApiError> {
-        vm(client, ns, name).await?;
-        if running_vmi(client, ns, name).await.is_err() {
-            return Err(ApiError::conflict("VM is not running"));
-        }
-        set_vm(client, ns, name, "Halted", "Stopped").await?;
+        set_running(client, ns, name, false).await?;
         let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), ns);
         vmis.delete(name, &DeleteParams::default()).await.map_err(api_error)?;
         Ok(())
@@ -585,7 +590,6 @@ async fn create_owned_vmi(
     vm: &VirtualMachine,
     state: crate::fixtures::VmiState,
 ) -> Result<VirtualMachineInstance, kube::Error> {
-    use kube::api::PostParams;
     use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     let ns = vm.namespace().unwrap_or_default();
     let name = vm.name_any();
@@ -598,15 +602,5 @@ async fn create_owned_vmi(
         controller: Some(true),
         block_owner_deletion: Some(true),
     }]);
-    let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &ns);
-    vmis.create(&PostParams::default(), &vmi).await?;
-    let mut conditions = vec![json!({"type": "Ready", "status": "True"})];
-    if state.agent {
-        conditions.push(json!({"type": "AgentConnected", "status": "True"}));
-    }
-    if state.paused {
-        conditions.push(json!({"type": "Paused", "status": "True", "reason": "PausedByUser"}));
-    }
-    let status = json!({"status": {"phase": "Running", "conditions": conditions}});
-    vmis.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await
+    crate::fixtures::create_vmi_as_running(client, &ns, &vmi, state).await
 }

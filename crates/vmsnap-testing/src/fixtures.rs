@@ -2,8 +2,8 @@
 //! status an agent would report.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{
     DataVolumeSource, Disk, DiskTarget, PersistentVolumeClaimVolumeSource, VirtualMachine,
@@ -134,9 +134,18 @@ pub async fn create_running_vmi(
     let name = vm.metadata.name.clone().unwrap_or_default();
     let mut spec = vm.spec.template.spec.clone();
     spec.volumes.extend(extra_volumes);
-    let vmi = VirtualMachineInstance::new(&name, spec);
-    let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), &ns);
-    vmis.create(&PostParams::default(), &vmi).await?;
+    Ok(create_vmi_as_running(client, &ns, &VirtualMachineInstance::new(&name, spec), state).await?)
+}
+
+/// Creates `vmi` in `ns`, then gives it the Running status a node agent would write for `state`.
+pub async fn create_vmi_as_running(
+    client: &Client,
+    ns: &str,
+    vmi: &VirtualMachineInstance,
+    state: VmiState,
+) -> Result<VirtualMachineInstance, kube::Error> {
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(client.clone(), ns);
+    let created = vmis.create(&PostParams::default(), vmi).await?;
     let mut conditions = vec![json!({"type": "Ready", "status": "True"})];
     if state.agent {
         conditions.push(json!({"type": "AgentConnected", "status": "True"}));
@@ -145,5 +154,5 @@ pub async fn create_running_vmi(
         conditions.push(json!({"type": "Paused", "status": "True", "reason": "PausedByUser"}));
     }
     let status = json!({"status": {"phase": "Running", "conditions": conditions}});
-    Ok(vmis.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?)
+    vmis.patch_status(&created.name_any(), &PatchParams::default(), &Patch::Merge(&status)).await
 }

@@ -39,10 +39,18 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
-    /// A runner for a kubeconfig.
+    /// A runner for a kubeconfig, caching discovery beside it.
     pub fn new(kubeconfig: &Path) -> Kubectl {
-        let cache = kubeconfig.parent().unwrap_or(Path::new("/tmp")).join("kubectl-cache");
-        Kubectl { kubeconfig: kubeconfig.to_owned(), cache }
+        Kubectl::with_cache(
+            kubeconfig,
+            &kubeconfig.parent().unwrap_or(Path::new("/tmp")).join("kubectl-cache"),
+        )
+    }
+
+    /// A runner for a kubeconfig, caching discovery in `cache` (e.g. to keep a data directory
+    /// holding the kubeconfig free of other files).
+    pub fn with_cache(kubeconfig: &Path, cache: &Path) -> Kubectl {
+        Kubectl { kubeconfig: kubeconfig.to_owned(), cache: cache.to_owned() }
     }
 
     /// Runs `kubectl ARGS`.

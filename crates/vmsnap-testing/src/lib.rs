@@ -6,9 +6,12 @@
 
 pub mod fakes;
 pub mod fixtures;
+pub mod guests;
+pub mod images;
 mod kubectl;
 mod process;
 pub mod serve;
+pub mod tmpfs;
 mod wait;
 
 use std::path::{Path, PathBuf};

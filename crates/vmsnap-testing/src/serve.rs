@@ -6,8 +6,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
 use crate::kubectl::{Kubectl, KubectlOutput};
 use crate::process::ServerProcess;
@@ -157,7 +155,7 @@ impl Vmsnap {
 
     /// The pids of the QEMU processes of this server's VMs.
     pub fn qemu_pids(&self) -> Vec<i32> {
-        qemu_pids(&self.data_dir().join("vms"))
+        crate::guests::qemu_pids(&self.data_dir().join("vms"))
     }
 
     /// Kills the server with SIGKILL (its VMs keep running) and starts it again.
@@ -170,21 +168,8 @@ impl Drop for Vmsnap {
     fn drop(&mut self) {
         self.process.kill9();
         // Whatever the test did, no QEMU outlives it.
-        for pid in self.qemu_pids() {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        crate::guests::kill_qemus(&self.data_dir().join("vms"));
     }
-}
-
-/// The pids in `<runtime>/*/qemu.pid` whose process is alive.
-fn qemu_pids(runtime: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(runtime) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("qemu.pid")).ok())
-        .filter_map(|text| text.trim().parse().ok())
-        .filter(|pid| kill(Pid::from_raw(*pid), None).is_ok())
-        .collect()
 }
 
 /// The workspace root (where `examples/` and `README.md` are).

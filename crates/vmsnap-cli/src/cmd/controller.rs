@@ -36,18 +36,7 @@ pub struct ControllerArgs {
 
 pub async fn run(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .context("invalid kubeconfig")?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no cluster configuration found (set KUBECONFIG or pass --kubeconfig)")?,
-    };
+    let config = super::cluster_config(args.kubeconfig.as_deref()).await?;
     let namespace = args.lease_namespace.clone().unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config).context("cannot build the API client")?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim().to_owned();

@@ -22,7 +22,7 @@ mod vm;
 mod vm_wait;
 mod webhook;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -138,6 +138,22 @@ pub fn parse_deadline(text: &str) -> Result<Duration, String> {
 /// `YYYYMMDD-HHMMSS` in UTC, for default object names.
 pub fn timestamp_suffix() -> String {
     vmsnap_api::k8s_openapi::jiff::Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string()
+}
+
+/// The cluster a component running against any cluster (`controller`, `webhook`) talks to:
+/// `kubeconfig` if given, else the in-cluster service account, `$KUBECONFIG` or `~/.kube/config`.
+pub async fn cluster_config(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Config> {
+    use anyhow::Context;
+    match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.context("invalid kubeconfig")
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no cluster configuration found (run in a pod, set KUBECONFIG or pass --kubeconfig)"),
+    }
 }
 
 /// Logs to stderr, filtered by `VMSNAP_LOG` (default `info`).

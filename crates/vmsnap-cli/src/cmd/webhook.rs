@@ -31,18 +31,7 @@ pub struct WebhookArgs {
 
 pub async fn run(args: WebhookArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                .await
-                .context("invalid kubeconfig")?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no cluster configuration found (run in a pod, set KUBECONFIG or pass --kubeconfig)")?,
-    };
+    let config = super::cluster_config(args.kubeconfig.as_deref()).await?;
     let client = kube::Client::try_from(config).context("cannot build the API client")?;
     let running = vmsnap_webhook::serve(
         Arc::new(KubeLookup(client)),

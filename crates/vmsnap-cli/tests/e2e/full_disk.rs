@@ -6,11 +6,11 @@
 //!
 //! It mounts a tmpfs: it must run as root, and fails (it does not skip) otherwise.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vmsnap_testing::tmpfs::Tmpfs;
 
 use crate::support::*;
 
@@ -24,50 +24,6 @@ const BALLAST_MIB: u64 = 96;
 
 /// How much more than the free space the guest writes: what is left to write once it resumes.
 const OVERFLOW_MIB: u64 = 16;
-
-/// A tmpfs mounted at `path` as long as it lives.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        assert!(
-            nix::unistd::geteuid().is_root(),
-            "this test mounts a small tmpfs for the data directory and must run as root"
-        );
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("mount runs");
-        assert!(out.status.success(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
-        Tmpfs { path: path.to_owned() }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // The server and QEMU were just killed; their open files keep the mount busy for a moment.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match Command::new("umount").arg(&self.path).output() {
-                Ok(out) if out.status.success() => return,
-                Ok(out) if Instant::now() > deadline => {
-                    let error = String::from_utf8_lossy(&out.stderr);
-                    eprintln!("could not unmount {}: {error}", self.path.display());
-                    return;
-                }
-                Ok(_) => std::thread::sleep(Duration::from_millis(200)),
-                Err(error) => {
-                    eprintln!("could not run umount: {error}");
-                    return;
-                }
-            }
-        }
-    }
-}
 
 fn free_bytes(dir: &Path) -> u64 {
     let stats = nix::sys::statvfs::statvfs(dir).unwrap();
@@ -101,8 +57,8 @@ async fn event_notes(vmsnap: &Vmsnap, name: &str, reason: &str) -> Vec<(String, 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_guest_paused_on_a_full_data_directory_is_shown_and_resumes_once_space_is_freed() {
     let root = tempfile::Builder::new().prefix("vf").tempdir_in("/tmp").unwrap();
-    let disk = Tmpfs::mount(&root.path().join("d"), DISK_SIZE);
-    let data = disk.path.join("data");
+    let disk = Tmpfs::mount(&root.path().join("d"), DISK_SIZE, 0o700);
+    let data = disk.path().join("data");
     let Some(vmsnap) = Vmsnap::start_in(Path::new(env!("CARGO_BIN_EXE_vmsnap")), &data, "tcg", &[])
         .expect("start vmsnap serve")
     else {

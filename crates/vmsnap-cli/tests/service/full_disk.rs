@@ -3,36 +3,12 @@
 //! space; the space reserve it gives back for that is made again once there is room.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use vmsnap_testing::tmpfs::Tmpfs;
+
 use crate::support::*;
-
-/// A tmpfs of `size` mounted at `path` as long as it lives.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        require_root("it mounts a small tmpfs to fill up");
-        std::fs::create_dir_all(path).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0755"), "tmpfs"])
-            .arg(path)
-            .output()
-            .expect("mount runs");
-        assert!(out.status.success(), "cannot mount a tmpfs: {}", String::from_utf8_lossy(&out.stderr));
-        Tmpfs { path: path.to_owned() }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
 
 /// Writes `path` until the file system has no byte left.
 fn fill(path: &Path) {
@@ -82,9 +58,9 @@ fn until(serve: &Serve, what: &str, timeout: Duration, mut check: impl FnMut() -
 #[test]
 fn a_full_data_disk_starts_and_lets_the_user_delete_to_free_space() {
     let dir = TestDir::new("vf");
-    let disk = Tmpfs::mount(&dir.path().join("disk"), "48m");
-    let data = disk.path.join("data");
-    let filler = disk.path.join("filler");
+    let disk = Tmpfs::mount(&dir.path().join("disk"), "48m", 0o755);
+    let data = disk.path().join("data");
+    let filler = disk.path().join("filler");
     let reserve = data.join("space-reserve");
     let with_disk = vmsnap_testing::require_qemu();
     let listen = format!("127.0.0.1:{}", free_port());

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use vmsnap_testing::KubectlOutput;
+use vmsnap_testing::{Kubectl, KubectlOutput};
 
 /// The binary under test.
 pub fn vmsnap_binary() -> &'static Path {
@@ -255,25 +255,8 @@ impl Serve {
 
     /// `kubectl ARGS` with `stdin`.
     pub fn kubectl_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> KubectlOutput {
-        use std::io::Write;
-        let mut child = Command::new("kubectl")
-            .args(args)
-            .arg(format!("--cache-dir={}", self.side.path().join("kubectl-cache").display()))
-            .env("KUBECONFIG", self.kubeconfig())
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl is installed (scripts/setup.sh installs it)");
-        if let Some(input) = stdin {
-            child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("write to kubectl");
-        }
-        let out = child.wait_with_output().expect("kubectl runs");
-        KubectlOutput {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Kubectl::with_cache(&self.kubeconfig(), &self.side.path().join("kubectl-cache"))
+            .run_with_stdin(args, stdin)
     }
 
     /// `kubectl apply -f -` of `yaml`.
@@ -290,21 +273,8 @@ impl Drop for Serve {
             let _ = child.wait();
         }
         // The VMs outlive vmsnap by design; a test's VMs do not outlive the test.
-        for pid in qemu_pids(&self.data_dir.join("vms")) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        vmsnap_testing::guests::kill_qemus(&self.data_dir.join("vms"));
     }
-}
-
-/// The pids in `<runtime>/*/qemu.pid` whose process is alive.
-fn qemu_pids(runtime: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir(runtime) else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path().join("qemu.pid")).ok())
-        .filter_map(|text| text.trim().parse().ok())
-        .filter(|pid| kill(Pid::from_raw(*pid), None).is_ok())
-        .collect()
 }
 
 /// A port free on every address.

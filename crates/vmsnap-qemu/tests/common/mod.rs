@@ -1,30 +1,9 @@
-//! Finding the QEMU binaries the real-process tests need.
+//! Helpers of the real-process tests: finding the QEMU binaries, connecting to a fresh socket.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use vmsnap_qemu::ConnectError;
-
-/// The path of `name`, looked up in `PATH` and the sbin directories (where
-/// Debian puts `qemu-ga`). When it is missing the test is skipped with a
-/// message, unless `VMSNAP_REQUIRE_QEMU=1`, which turns a missing binary into a failure.
-pub fn require_binary(name: &str) -> Option<PathBuf> {
-    let path_dirs =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
-    let found = path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("VMSNAP_REQUIRE_QEMU").as_deref() != Ok("1"),
-            "{name} is required because VMSNAP_REQUIRE_QEMU=1, but it is not installed"
-        );
-        eprintln!("skipping: {name} is not installed (set VMSNAP_REQUIRE_QEMU=1 to make this a failure)");
-    }
-    found
-}
+pub use vmsnap_testing::images::require_binary;
 
 /// Calls `connect` until it stops failing with [`ConnectError::Io`]: a child
 /// process creates its socket file before it listens on it, so the first

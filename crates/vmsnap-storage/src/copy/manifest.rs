@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::manifest_file::FORMAT_VERSION;
+use crate::store::{DriverManifest, SnapshotRecord};
 
 /// The `driver` member of this driver's manifest.
 pub(crate) const DRIVER: &str = "copy";
@@ -55,7 +56,19 @@ pub(crate) fn file_name(id: &LayerId) -> String {
 }
 
 impl Manifest {
-    pub fn empty() -> Self {
+    /// Every file the manifest refers to.
+    pub fn files(&self) -> impl Iterator<Item = &LayerId> {
+        self.volumes.values().map(|v| &v.file).chain(self.snapshots.values().map(|s| &s.file))
+    }
+}
+
+impl DriverManifest for Manifest {
+    const DRIVER: &'static str = DRIVER;
+    type Volume = Entry;
+    type Snapshot = SnapshotEntry;
+    const DATA_DIR: &'static str = "files";
+
+    fn empty() -> Self {
         Self {
             format_version: FORMAT_VERSION,
             driver: DRIVER.to_owned(),
@@ -64,13 +77,8 @@ impl Manifest {
         }
     }
 
-    /// Every file the manifest refers to.
-    pub fn files(&self) -> impl Iterator<Item = &LayerId> {
-        self.volumes.values().map(|v| &v.file).chain(self.snapshots.values().map(|s| &s.file))
-    }
-
     /// Each file belongs to exactly one volume or snapshot.
-    pub fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), String> {
         if self.format_version != FORMAT_VERSION || self.driver != DRIVER {
             return Err(format!(
                 "unexpected formatVersion {} or driver {:?}",
@@ -84,6 +92,28 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+
+    fn file_name(id: &LayerId) -> String {
+        file_name(id)
+    }
+
+    fn data_files(&self) -> Vec<&LayerId> {
+        self.files().collect()
+    }
+
+    fn volume_map(&self) -> &BTreeMap<VolumeId, Entry> {
+        &self.volumes
+    }
+
+    fn snapshot_map(&self) -> &BTreeMap<SnapshotId, SnapshotEntry> {
+        &self.snapshots
+    }
+}
+
+impl SnapshotRecord for SnapshotEntry {
+    fn parts(&self) -> (&LayerId, &VolumeId, u64, DateTime<Utc>) {
+        (&self.file, &self.source_volume, self.size_bytes, self.created_at)
     }
 }
 

@@ -26,41 +26,28 @@ mod ops;
 
 use std::path::{Path, PathBuf};
 
-use async_trait::async_trait;
-use tokio::sync::{Mutex, MutexGuard};
-
-use self::manifest::{DRIVER, Manifest, file_name};
-use crate::driver::{
-    CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeFormat,
-    VolumeInfo,
-};
-use crate::error::{ManifestError, StorageError};
+use self::manifest::{DRIVER, Entry, Manifest};
+use crate::driver::{VolumeFormat, VolumeInfo};
+use crate::error::StorageError;
 use crate::fsutil;
-use crate::id::{LayerId, SnapshotId, VolumeId};
-use crate::live::LiveBlockOps;
-use crate::locks::Locks;
-use crate::manifest_file::ManifestFile;
+use crate::id::{LayerId, VolumeId};
+use crate::inuse::ensure_not_written_by_qemu;
+use crate::live::{LiveBlockOps, reported_active_file};
 use crate::options::StorageOptions;
-use crate::qemu_img::QemuImg;
 use crate::steps::Steps;
+use crate::store::Store;
 
 /// The whole-file copy driver (`copy`): the O(size) baseline.
 #[derive(Debug)]
 pub struct CopyDriver {
-    root: PathBuf,
-    files_dir: PathBuf,
-    qemu_img: QemuImg,
-    manifest_file: ManifestFile,
-    state: Mutex<Manifest>,
-    locks: Locks,
-    steps: Steps,
+    store: Store<Manifest>,
 }
 
 impl CopyDriver {
     /// Opens (or initialises) the store under `root`. Call
-    /// [`VolumeDriver::recover`] next, before serving requests.
+    /// [`VolumeDriver::recover`](crate::VolumeDriver::recover) next, before serving requests.
     pub async fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<Self, StorageError> {
-        Self::open_with_steps(root.into(), options, Steps::default()).await
+        Ok(Self { store: Store::open(root.into(), &options, Steps::default()).await? })
     }
 
     /// [`CopyDriver::open`] with a hook called at every named step of every
@@ -71,93 +58,12 @@ impl CopyDriver {
         options: StorageOptions,
         hook: crate::steps::StepHook,
     ) -> Result<Self, StorageError> {
-        Self::open_with_steps(root.into(), options, Steps::new(hook)).await
-    }
-
-    async fn open_with_steps(
-        root: PathBuf,
-        options: StorageOptions,
-        steps: Steps,
-    ) -> Result<Self, StorageError> {
-        let files_dir = root.join("files");
-        let dir = files_dir.clone();
-        fsutil::blocking(move || std::fs::create_dir_all(&dir))
-            .await
-            .map_err(StorageError::io("create", &files_dir))?;
-        let root = std::fs::canonicalize(&root).map_err(StorageError::io("resolve", &root))?;
-        let files_dir = root.join("files");
-        let manifest_file = ManifestFile::new(root.join("manifest.json"), DRIVER, steps.clone());
-        let manifest = manifest_file.load_or_init(&files_dir, Manifest::empty, Manifest::validate).await?;
-        Ok(Self {
-            root,
-            files_dir,
-            qemu_img: QemuImg::new(&options.qemu_img),
-            manifest_file,
-            state: Mutex::new(manifest),
-            locks: Locks::default(),
-            steps,
-        })
+        Ok(Self { store: Store::open(root.into(), &options, Steps::new(hook)).await? })
     }
 
     /// The root directory (absolute).
     pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    fn file_path(&self, id: &LayerId) -> PathBuf {
-        self.files_dir.join(file_name(id))
-    }
-
-    /// Validates and durably writes `next`, then makes it the current state;
-    /// on failure re-reads the disk, which holds the old or the new manifest.
-    async fn commit(&self, state: &mut MutexGuard<'_, Manifest>, next: Manifest) -> Result<(), StorageError> {
-        next.validate().map_err(|reason| ManifestError::Inconsistent {
-            path: self.manifest_file.path().to_owned(),
-            reason,
-        })?;
-        match self.manifest_file.store(&next).await {
-            Ok(()) => {
-                **state = next;
-                Ok(())
-            }
-            Err(error) => {
-                if let Ok(Some(on_disk)) = self.manifest_file.load::<Manifest>() {
-                    **state = on_disk;
-                }
-                Err(error)
-            }
-        }
-    }
-
-    /// Removes files a failed operation created, unless the manifest refers to them.
-    async fn discard_created(&self, created: &[LayerId]) {
-        let unknown: Vec<PathBuf> = {
-            let state = self.state.lock().await;
-            let known: Vec<&LayerId> = state.files().collect();
-            created.iter().filter(|id| !known.contains(id)).map(|id| self.file_path(id)).collect()
-        };
-        if let Err(error) = self.remove_files(unknown, "discard.file-removed").await {
-            tracing::warn!(%error, "could not remove the files of a failed operation");
-        }
-    }
-
-    /// Removes files the manifest no longer refers to, reaching `step` after each.
-    async fn remove_files(&self, files: Vec<PathBuf>, step: &'static str) -> Result<usize, StorageError> {
-        if files.is_empty() {
-            return Ok(0);
-        }
-        let (dir, steps) = (self.files_dir.clone(), self.steps.clone());
-        fsutil::blocking(move || {
-            let mut removed = 0;
-            for file in &files {
-                removed +=
-                    usize::from(fsutil::remove_if_exists(file).map_err(StorageError::io("remove", file))?);
-                steps.reach(step);
-            }
-            fsutil::sync_dir(&dir).map_err(StorageError::io("sync", &dir))?;
-            Ok(removed)
-        })
-        .await
+        &self.store.root
     }
 
     fn volume_info(&self, manifest: &Manifest, id: &VolumeId) -> Option<VolumeInfo> {
@@ -165,126 +71,79 @@ impl CopyDriver {
         Some(VolumeInfo {
             id: id.clone(),
             size_bytes: entry.size_bytes,
-            path: self.file_path(&entry.file),
+            path: self.store.path(&entry.file),
             format: VolumeFormat::Raw,
             chain_depth: 1,
         })
     }
 
-    fn snapshot_info(manifest: &Manifest, id: &SnapshotId) -> Option<SnapshotInfo> {
-        let entry = manifest.snapshots.get(id)?;
-        Some(SnapshotInfo {
-            id: id.clone(),
-            source_volume: entry.source_volume.clone(),
-            size_bytes: entry.size_bytes,
-            created_at: entry.created_at,
-        })
-    }
-}
-
-#[async_trait]
-impl VolumeDriver for CopyDriver {
-    fn name(&self) -> &'static str {
-        DRIVER
-    }
-
-    async fn create_volume(&self, id: &VolumeId, size_bytes: u64) -> Result<VolumeInfo, StorageError> {
-        self.create(id, size_bytes).await
+    /// Copies `source` to a new file of at least `size` bytes and makes it durable.
+    async fn copy_new(
+        &self,
+        source: &Path,
+        size: u64,
+        action: &'static str,
+    ) -> Result<LayerId, StorageError> {
+        let file = LayerId::generate();
+        let (source, target, dir) = (source.to_owned(), self.store.path(&file), self.store.data_dir.clone());
+        let copied = fsutil::blocking(move || {
+            ops::copy_and_sync(&source, &target, size).and_then(|()| fsutil::sync_dir(&dir))
+        });
+        self.finish_new_file(&file, copied.await, action).await?;
+        Ok(file)
     }
 
-    async fn import_volume(
+    /// Turns the result of writing a new file into the operation's result,
+    /// removing the file on failure.
+    async fn finish_new_file(
+        &self,
+        file: &LayerId,
+        result: std::io::Result<()>,
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        if let Err(error) = result {
+            self.store.discard_created(std::slice::from_ref(file)).await;
+            return Err(StorageError::io(action, self.store.path(file))(error));
+        }
+        Ok(())
+    }
+
+    /// Commits volume `id` over its new, durable `file`; removes the file if the commit fails.
+    async fn commit_volume(
         &self,
         id: &VolumeId,
-        source: &Path,
-        size_bytes: Option<u64>,
-        progress: Progress<'_>,
+        file: LayerId,
+        size: u64,
+        step: &'static str,
     ) -> Result<VolumeInfo, StorageError> {
-        self.import(id, source, size_bytes, progress).await
+        let mut state = self.store.state.lock().await;
+        let mut next: Manifest = state.clone();
+        next.volumes.insert(id.clone(), Entry { file: file.clone(), size_bytes: size });
+        if let Err(error) = self.store.commit(&mut state, next).await {
+            drop(state);
+            self.store.discard_created(&[file]).await;
+            return Err(error);
+        }
+        self.store.steps.reach(step);
+        Ok(self.volume_info(&state, id).expect("just committed"))
     }
 
-    async fn resize_volume(&self, id: &VolumeId, new_size: u64) -> Result<VolumeInfo, StorageError> {
-        self.resize(id, new_size).await
+    async fn volume_entry(&self, id: &VolumeId) -> Result<Entry, StorageError> {
+        let state = self.store.state.lock().await;
+        state.volumes.get(id).cloned().ok_or_else(|| StorageError::VolumeNotFound { volume: id.clone() })
     }
 
-    async fn delete_volume(&self, id: &VolumeId) -> Result<(), StorageError> {
-        self.delete_volume_inner(id).await
-    }
-
-    async fn volume(&self, id: &VolumeId) -> Result<Option<VolumeInfo>, StorageError> {
-        Ok(self.volume_info(&*self.state.lock().await, id))
-    }
-
-    async fn volumes(&self) -> Result<Vec<VolumeInfo>, StorageError> {
-        let state = self.state.lock().await;
-        Ok(state.volumes.keys().filter_map(|id| self.volume_info(&state, id)).collect())
-    }
-
-    async fn snapshot_volumes(
+    /// Refuses a volume that a running VM uses: a copy of a file being written could tear.
+    async fn ensure_detached(
         &self,
-        group: &[(VolumeId, SnapshotId)],
+        volume: &VolumeId,
+        path: &Path,
         live: Option<&dyn LiveBlockOps>,
-    ) -> Result<Vec<SnapshotInfo>, StorageError> {
-        self.snapshot_group(group, live).await
-    }
-
-    async fn delete_snapshot(&self, id: &SnapshotId) -> Result<(), StorageError> {
-        self.delete_snapshot_inner(id).await
-    }
-
-    async fn snapshot(&self, id: &SnapshotId) -> Result<Option<SnapshotInfo>, StorageError> {
-        Ok(Self::snapshot_info(&*self.state.lock().await, id))
-    }
-
-    async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
-        let state = self.state.lock().await;
-        Ok(state.snapshots.keys().filter_map(|id| Self::snapshot_info(&state, id)).collect())
-    }
-
-    async fn restore_volume(
-        &self,
-        from: &SnapshotId,
-        to: &VolumeId,
-        size_bytes: u64,
-    ) -> Result<VolumeInfo, StorageError> {
-        self.restore(from, to, size_bytes).await
-    }
-
-    async fn clone_volume(
-        &self,
-        from: &VolumeId,
-        to: &VolumeId,
-        size_bytes: u64,
-        live: Option<&dyn LiveBlockOps>,
-    ) -> Result<VolumeInfo, StorageError> {
-        self.clone_from_volume(from, to, size_bytes, live).await
-    }
-
-    async fn recover(&self, _live: Option<&dyn LiveBlockOps>) -> Result<RecoveryReport, StorageError> {
-        self.recover_inner().await
-    }
-
-    /// Nothing to do: every file stands alone.
-    async fn compact(&self, _live: Option<&dyn LiveBlockOps>) -> Result<CompactionReport, StorageError> {
-        Ok(CompactionReport::default())
-    }
-
-    async fn audit(&self) -> Result<StorageAudit, StorageError> {
-        let state = self.state.lock().await;
-        let referenced_files = state.files().map(|id| self.file_path(id)).collect();
-        let (root, files_dir, manifest) =
-            (self.root.clone(), self.files_dir.clone(), self.manifest_file.path().to_owned());
-        let files_on_disk = fsutil::blocking(move || -> std::io::Result<_> {
-            let mut files = fsutil::list_files(&files_dir)?;
-            files.extend(fsutil::list_files(&root)?.into_iter().filter(|file| *file != manifest));
-            Ok(files.into_iter().collect())
-        })
-        .await
-        .map_err(StorageError::io("list", &self.root))?;
-        Ok(StorageAudit {
-            volumes: state.volumes.len(),
-            snapshots: state.snapshots.len(),
-            referenced_files,
-            files_on_disk,
-        })
+        action: &'static str,
+    ) -> Result<(), StorageError> {
+        if reported_active_file(live, volume).await?.is_some() {
+            return Err(StorageError::LiveUnsupported { driver: DRIVER, action, volume: volume.clone() });
+        }
+        ensure_not_written_by_qemu(volume, path)
     }
 }

@@ -48,7 +48,7 @@ impl LayeredDriver {
     ) -> Result<CompactionReport, StorageError> {
         let max = self.options.max_chain_depth;
         let candidates: Vec<VolumeId> = {
-            let state = self.state.lock().await;
+            let state = self.store.state.lock().await;
             let deep = |volume: &super::manifest::Volume| state.chain(&volume.active_layer).len() > max;
             state.volumes.iter().filter(|(_, volume)| deep(volume)).map(|(id, _)| id.clone()).collect()
         };
@@ -75,9 +75,9 @@ impl LayeredDriver {
         volume: &VolumeId,
         live: Option<&dyn LiveBlockOps>,
     ) -> Result<Outcome, StorageError> {
-        let _locks = self.locks.lock(locks::volumes([volume])).await;
+        let _locks = self.store.locks.lock(locks::volumes([volume])).await;
         let plan = {
-            let state = self.state.lock().await;
+            let state = self.store.state.lock().await;
             let Some(entry) = state.volumes.get(volume) else { return Ok(Outcome::NotNeeded) };
             if state.has_intent(volume) {
                 return Ok(Outcome::Skipped("it has an unfinished operation; run recover() first".into()));
@@ -90,34 +90,17 @@ impl LayeredDriver {
             Plan { layer: chain[0].clone(), from: chain[1].clone(), to }
         };
         let active = self.layer_path(&plan.layer);
-        let attached = match live {
-            Some(live) => live.active_file(volume).await.map_err(|source| StorageError::Live {
-                action: "report the active file",
-                volume: volume.clone(),
-                source,
-            })?,
-            None => None,
+        let attached = match self.attached_file(volume, &active, live).await {
+            Err(StorageError::InUse { .. }) => {
+                return Ok(Outcome::Skipped(
+                    "a running QEMU writes it; pass the node agent's LiveBlockOps to compact it live".into(),
+                ));
+            }
+            attached => attached?,
         };
-        match &attached {
-            Some(reported) if !crate::fsutil::same_file(reported, &active) => {
-                let (reported, expected) = (reported.clone(), active.clone());
-                return Err(StorageError::LiveMismatch { volume: volume.clone(), reported, expected });
-            }
-            Some(_) => {}
-            None => {
-                if crate::inuse::written_by_qemu(&active)
-                    .map_err(StorageError::io("check the locks of", &active))?
-                {
-                    return Ok(Outcome::Skipped(
-                        "a running QEMU writes it; pass the node agent's LiveBlockOps to compact it live"
-                            .into(),
-                    ));
-                }
-            }
-        }
 
         self.record_rebase_intent(volume, &plan).await?;
-        self.steps.reach("compact.intent-committed");
+        self.store.steps.reach("compact.intent-committed");
         let backing = layer_file_name(&plan.to);
         let rebased = match (live, attached) {
             (Some(live), Some(active)) => {
@@ -133,7 +116,7 @@ impl LayeredDriver {
                     source,
                 })
             }
-            _ => match self.qemu_img.rebase(&active, Some(&backing)).await {
+            _ => match self.store.qemu_img.rebase(&active, Some(&backing)).await {
                 Ok(()) => self.sync_new_files(vec![active.clone()]).await,
                 Err(error) => Err(error.into()),
             },
@@ -153,14 +136,14 @@ impl LayeredDriver {
                 }
             },
         };
-        self.steps.reach("compact.rebased");
+        self.store.steps.reach("compact.rebased");
         let freed = self.finish_rebase(volume, &plan, done).await?;
         tracing::info!(%volume, live = live.is_some(), freed, "compacted the layer chain");
         Ok(Outcome::Compacted(freed))
     }
 
     async fn record_rebase_intent(&self, volume: &VolumeId, plan: &Plan) -> Result<(), StorageError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.store.state.lock().await;
         let mut next = state.clone();
         next.intents.push(Intent::Rebase {
             volume: volume.clone(),
@@ -168,25 +151,23 @@ impl LayeredDriver {
             from: Some(plan.from.clone()),
             to: Some(plan.to.clone()),
         });
-        self.commit(&mut state, next).await
+        self.store.commit(&mut state, next).await
     }
 
     /// Commits the outcome of a rebase (the new backing if `done`), drops the
     /// intent, and frees the layers nothing reaches any more. Returns how many.
     async fn finish_rebase(&self, volume: &VolumeId, plan: &Plan, done: bool) -> Result<usize, StorageError> {
-        let mut state = self.state.lock().await;
+        let state = self.store.state.lock().await;
         let mut next = state.clone();
         if done {
             next.layers.get_mut(&plan.layer).expect("locked volume's layer").backing = Some(plan.to.clone());
         }
         next.intents.retain(|intent| intent.volume() != volume);
-        let freed = next.remove_unreachable();
-        self.commit(&mut state, next).await?;
-        drop(state);
-        self.steps.reach("compact.committed");
-        let files = freed.iter().map(|(_, layer)| self.layers_dir.join(&layer.file)).collect();
-        super::remove_files(files, &self.layers_dir, &self.steps, "compact.file-removed").await?;
-        Ok(freed.len())
+        let freed = self.files_of(&next.remove_unreachable());
+        let count = freed.len();
+        let steps = ("compact.committed", "compact.file-removed");
+        self.store.commit_then_remove(state, next, freed, steps).await?;
+        Ok(count)
     }
 
     /// Whether the rebase of `layer` from `from` onto `to` happened, from the
@@ -199,7 +180,7 @@ impl LayeredDriver {
         to: Option<&LayerId>,
     ) -> Result<bool, StorageError> {
         let path = self.layer_path(layer);
-        let info = self.qemu_img.info(&path, Some("qcow2"), true).await?;
+        let info = self.store.qemu_img.info(&path, Some("qcow2"), true).await?;
         let named = info
             .backing_filename
             .as_deref()

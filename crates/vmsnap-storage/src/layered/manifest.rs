@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::manifest_file::FORMAT_VERSION;
+use crate::store::{DriverManifest, SnapshotRecord};
 
 /// The `driver` member of this driver's manifest.
 pub(crate) const DRIVER: &str = "qcow2-layers";
@@ -117,8 +118,13 @@ pub(crate) fn layer_file_name(id: &LayerId) -> String {
     format!("{id}.qcow2")
 }
 
-impl Manifest {
-    pub fn empty() -> Self {
+impl DriverManifest for Manifest {
+    const DRIVER: &'static str = DRIVER;
+    type Volume = Volume;
+    type Snapshot = Snapshot;
+    const DATA_DIR: &'static str = "layers";
+
+    fn empty() -> Self {
         Self {
             format_version: FORMAT_VERSION,
             driver: DRIVER.to_owned(),
@@ -129,6 +135,35 @@ impl Manifest {
         }
     }
 
+    fn validate(&self) -> Result<(), String> {
+        self.check_invariants()
+    }
+
+    fn file_name(id: &LayerId) -> String {
+        layer_file_name(id)
+    }
+
+    /// Every layer: `validate` checks that each layer's file is named after its id.
+    fn data_files(&self) -> Vec<&LayerId> {
+        self.layers.keys().collect()
+    }
+
+    fn volume_map(&self) -> &BTreeMap<VolumeId, Volume> {
+        &self.volumes
+    }
+
+    fn snapshot_map(&self) -> &BTreeMap<SnapshotId, Snapshot> {
+        &self.snapshots
+    }
+}
+
+impl SnapshotRecord for Snapshot {
+    fn parts(&self) -> (&LayerId, &VolumeId, u64, DateTime<Utc>) {
+        (&self.layer, &self.source_volume, self.size_bytes, self.created_at)
+    }
+}
+
+impl Manifest {
     /// The layers a reader of `top` opens, `top` first. Stops at a missing
     /// layer and never loops (the length is bounded by the number of layers).
     pub fn chain(&self, top: &LayerId) -> Vec<LayerId> {
@@ -184,7 +219,7 @@ impl Manifest {
     }
 
     /// Every invariant the engine relies on; checked on load and before every commit.
-    pub fn validate(&self) -> Result<(), String> {
+    fn check_invariants(&self) -> Result<(), String> {
         if self.format_version != FORMAT_VERSION || self.driver != DRIVER {
             return Err(format!(
                 "unexpected formatVersion {} or driver {:?}",

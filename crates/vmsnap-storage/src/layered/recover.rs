@@ -25,7 +25,7 @@ impl LayeredDriver {
         live: Option<&dyn LiveBlockOps>,
     ) -> Result<RecoveryReport, StorageError> {
         // Recovery runs alone: it holds the manifest lock throughout.
-        let mut state = self.state.lock().await;
+        let mut state = self.store.state.lock().await;
         self.verify_files(&state).await?;
 
         let mut next = state.clone();
@@ -49,21 +49,11 @@ impl LayeredDriver {
         }
         let removed_layers = next.remove_unreachable().len();
         if next != *state {
-            self.commit(&mut state, next).await?;
+            self.store.commit(&mut state, next).await?;
         }
 
-        let referenced: BTreeSet<PathBuf> =
-            state.layers.values().map(|layer| self.layers_dir.join(&layer.file)).collect();
-        let layers_dir = self.layers_dir.clone();
-        let mut strays: Vec<PathBuf> = fsutil::blocking(move || fsutil::list_files(&layers_dir))
-            .await
-            .map_err(StorageError::io("list", &self.layers_dir))?
-            .into_iter()
-            .filter(|file| !referenced.contains(file))
-            .collect();
-        strays.push(fsutil::temp_path(self.manifest_file.path()));
-        let removed_files =
-            super::remove_files(strays, &self.layers_dir, &self.steps, "recover.file-removed").await?;
+        let referenced: BTreeSet<PathBuf> = state.layers.keys().map(|id| self.layer_path(id)).collect();
+        let removed_files = self.store.remove_strays(&referenced).await?;
         let report = RecoveryReport {
             removed_files,
             removed_layers,
@@ -73,7 +63,7 @@ impl LayeredDriver {
             snapshots: state.snapshots.len(),
             referenced_files: referenced.len(),
         };
-        tracing::info!(?report, root = %self.root.display(), "storage recovered");
+        tracing::info!(?report, root = %self.store.root.display(), "storage recovered");
         Ok(report)
     }
 
@@ -82,7 +72,7 @@ impl LayeredDriver {
         let files: Vec<_> = manifest
             .layers
             .iter()
-            .map(|(id, layer)| (id.clone(), self.layers_dir.join(&layer.file)))
+            .map(|(id, layer)| (id.clone(), self.store.data_dir.join(&layer.file)))
             .collect();
         let missing = fsutil::blocking(move || files.into_iter().find(|(_, path)| !path.is_file())).await;
         let Some((layer, path)) = missing else { return Ok(()) };

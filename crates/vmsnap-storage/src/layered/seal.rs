@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use super::LayeredDriver;
 use super::manifest::{Intent, Layer, Manifest, Snapshot, Volume, layer_file_name};
 use super::volumes::usable_volume;
-use crate::driver::{SnapshotInfo, VolumeInfo};
 use crate::error::StorageError;
 use crate::fsutil::same_file;
 use crate::id::{LayerId, SnapshotId, VolumeId};
-use crate::live::{LiveBlockOps, LiveSwitch};
+use crate::inuse::ensure_not_written_by_qemu;
+use crate::live::{LiveBlockOps, LiveSwitch, reported_active_file};
 use crate::locks::{self, LockKey};
 use crate::round_to_sector;
 
@@ -49,10 +49,22 @@ const CLONE_STEPS: SealSteps = SealSteps {
 };
 
 /// One volume to seal, and what to hang on the sealed layer.
-struct SealRequest {
+pub(super) struct SealRequest {
     volume: VolumeId,
     snapshot: Option<SnapshotId>,
     clone_to: Option<(VolumeId, u64)>,
+}
+
+impl SealRequest {
+    /// Snapshot `snapshot` of `volume`.
+    pub(super) fn snapshot((volume, snapshot): &(VolumeId, SnapshotId)) -> Self {
+        Self { volume: volume.clone(), snapshot: Some(snapshot.clone()), clone_to: None }
+    }
+
+    /// Volume `to`, of at least `size_bytes`, with the content of `from`.
+    pub(super) fn clone_of(from: &VolumeId, to: &VolumeId, size_bytes: u64) -> Self {
+        Self { volume: from.clone(), snapshot: None, clone_to: Some((to.clone(), size_bytes)) }
+    }
 }
 
 /// A seal after its files were created.
@@ -76,52 +88,16 @@ pub(super) enum SwitchOutcome {
 }
 
 impl LayeredDriver {
-    pub(super) async fn snapshot_group(
-        &self,
-        group: &[(VolumeId, SnapshotId)],
-        live: Option<&dyn LiveBlockOps>,
-    ) -> Result<Vec<SnapshotInfo>, StorageError> {
-        if group.is_empty() {
-            return Err(StorageError::invalid("an empty snapshot group; name at least one volume"));
-        }
-        let requests = group
-            .iter()
-            .map(|(volume, snapshot)| SealRequest {
-                volume: volume.clone(),
-                snapshot: Some(snapshot.clone()),
-                clone_to: None,
-            })
-            .collect();
-        self.seal(requests, live, &SNAPSHOT_STEPS).await?;
-        let state = self.state.lock().await;
-        Ok(group.iter().map(|(_, id)| Self::snapshot_info(&state, id).expect("just committed")).collect())
-    }
-
-    pub(super) async fn clone_from_volume(
-        &self,
-        from: &VolumeId,
-        to: &VolumeId,
-        size_bytes: u64,
-        live: Option<&dyn LiveBlockOps>,
-    ) -> Result<VolumeInfo, StorageError> {
-        if from == to {
-            return Err(StorageError::invalid(format!("cloning volume {from} onto itself")));
-        }
-        let request =
-            SealRequest { volume: from.clone(), snapshot: None, clone_to: Some((to.clone(), size_bytes)) };
-        self.seal(vec![request], live, &CLONE_STEPS).await?;
-        let state = self.state.lock().await;
-        Ok(self.volume_info(&state, to).expect("just committed"))
-    }
-
-    async fn seal(
+    /// Seals the volumes of `requests` at one point in time (see the module's documentation).
+    pub(super) async fn seal(
         &self,
         requests: Vec<SealRequest>,
         live: Option<&dyn LiveBlockOps>,
-        steps: &SealSteps,
     ) -> Result<(), StorageError> {
+        let clone = requests.iter().any(|request| request.clone_to.is_some());
+        let steps = if clone { &CLONE_STEPS } else { &SNAPSHOT_STEPS };
         let keys = lock_keys(&requests)?;
-        let _locks = self.locks.lock(keys).await;
+        let _locks = self.store.locks.lock(keys).await;
         let mut prepared = self.plan_seal(requests).await?;
         for seal in &mut prepared {
             seal.live_file =
@@ -133,10 +109,10 @@ impl LayeredDriver {
             .flatten()
             .collect();
         if let Err(error) = self.create_seal_files(&prepared).await {
-            self.discard_created(&created).await;
+            self.store.discard_created(&created).await;
             return Err(error);
         }
-        self.steps.reach(steps.created);
+        self.store.steps.reach(steps.created);
 
         let switches: Vec<LiveSwitch> = prepared
             .iter()
@@ -151,36 +127,36 @@ impl LayeredDriver {
             .collect();
         if let Some(live) = live.filter(|_| !switches.is_empty()) {
             if let Err(error) = self.record_live_intents(&prepared).await {
-                self.discard_created(&created).await;
+                self.store.discard_created(&created).await;
                 return Err(error);
             }
-            self.steps.reach(steps.intent);
+            self.store.steps.reach(steps.intent);
             if let Err(source) = live.switch_to_overlays(&switches).await {
                 // Some VMs may have switched: ask, and complete or undo each.
                 let volumes: BTreeSet<VolumeId> = switches.iter().map(|s| s.volume.clone()).collect();
                 if let Err(error) = self.resolve_live_switches(Some(live), Some(&volumes)).await {
                     tracing::warn!(%error, "a failed live switch is left for recovery");
                 }
-                self.discard_created(&created).await;
+                self.store.discard_created(&created).await;
                 let volume = switches[0].volume.clone();
                 return Err(StorageError::Live { action: "switch to the new overlays", volume, source });
             }
-            self.steps.reach(steps.switched);
+            self.store.steps.reach(steps.switched);
         }
 
         let created_at = Utc::now();
-        let mut state = self.state.lock().await;
+        let mut state = self.store.state.lock().await;
         let mut next = state.clone();
         apply_seal(&mut next, &prepared, created_at);
-        if let Err(error) = self.commit(&mut state, next).await {
+        if let Err(error) = self.store.commit(&mut state, next).await {
             drop(state);
             if switches.is_empty() {
-                self.discard_created(&created).await;
+                self.store.discard_created(&created).await;
             }
             // Otherwise QEMU writes the overlays: the intents stay for recovery.
             return Err(error);
         }
-        self.steps.reach(steps.committed);
+        self.store.steps.reach(steps.committed);
         let volumes: Vec<&str> = prepared.iter().map(|seal| seal.request.volume.as_str()).collect();
         tracing::debug!(?volumes, live = switches.len(), step = steps.committed, "sealed");
         Ok(())
@@ -188,7 +164,7 @@ impl LayeredDriver {
 
     /// Checks the preconditions under the locks and picks the new layer ids.
     async fn plan_seal(&self, requests: Vec<SealRequest>) -> Result<Vec<Prepared>, StorageError> {
-        let state = self.state.lock().await;
+        let state = self.store.state.lock().await;
         let mut prepared = Vec::with_capacity(requests.len());
         for request in requests {
             let volume = usable_volume(&state, &request.volume)?;
@@ -213,21 +189,13 @@ impl LayeredDriver {
 
     /// The file QEMU writes for an attached volume (checked against the
     /// manifest), or `None` for a detached one (checked not to be written by anyone).
-    async fn attached_file(
+    pub(super) async fn attached_file(
         &self,
         volume: &VolumeId,
         expected: &std::path::Path,
         live: Option<&dyn LiveBlockOps>,
     ) -> Result<Option<PathBuf>, StorageError> {
-        let reported = match live {
-            Some(live) => live.active_file(volume).await.map_err(|source| StorageError::Live {
-                action: "report the active file",
-                volume: volume.clone(),
-                source,
-            })?,
-            None => None,
-        };
-        match reported {
+        match reported_active_file(live, volume).await? {
             Some(reported) if same_file(&reported, expected) => Ok(Some(reported)),
             Some(reported) => Err(StorageError::LiveMismatch {
                 volume: volume.clone(),
@@ -235,7 +203,7 @@ impl LayeredDriver {
                 expected: expected.to_owned(),
             }),
             None => {
-                self.ensure_not_written_by_qemu(volume, expected)?;
+                ensure_not_written_by_qemu(volume, expected)?;
                 Ok(None)
             }
         }
@@ -247,12 +215,12 @@ impl LayeredDriver {
         for seal in prepared {
             let backing = layer_file_name(&seal.sealed);
             let overlay = self.layer_path(&seal.overlay);
-            self.qemu_img.create_qcow2(&overlay, seal.size, cluster_size, Some(&backing)).await?;
+            self.store.qemu_img.create_qcow2(&overlay, seal.size, cluster_size, Some(&backing)).await?;
             files.push(overlay);
             if let (Some(layer), Some((_, size))) = (&seal.clone_layer, &seal.request.clone_to) {
                 let path = self.layer_path(layer);
                 let size = round_to_sector(*size).max(seal.size);
-                self.qemu_img.create_qcow2(&path, size, cluster_size, Some(&backing)).await?;
+                self.store.qemu_img.create_qcow2(&path, size, cluster_size, Some(&backing)).await?;
                 files.push(path);
             }
         }
@@ -260,7 +228,7 @@ impl LayeredDriver {
     }
 
     async fn record_live_intents(&self, prepared: &[Prepared]) -> Result<(), StorageError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.store.state.lock().await;
         let mut next = state.clone();
         for seal in prepared.iter().filter(|seal| seal.live_file.is_some()) {
             next.layers.insert(seal.overlay.clone(), overlay_layer(seal));
@@ -269,7 +237,7 @@ impl LayeredDriver {
                 overlay: seal.overlay.clone(),
             });
         }
-        self.commit(&mut state, next).await
+        self.store.commit(&mut state, next).await
     }
 
     /// Resolves the pending live switches of `volumes` (all, if `None`) and
@@ -279,14 +247,12 @@ impl LayeredDriver {
         live: Option<&dyn LiveBlockOps>,
         volumes: Option<&BTreeSet<VolumeId>>,
     ) -> Result<(usize, usize), StorageError> {
-        let mut state = self.state.lock().await;
+        let state = self.store.state.lock().await;
         let mut next = state.clone();
         let (completed, undone) = self.apply_live_switch_outcomes(&mut next, live, volumes).await?;
-        let freed = next.remove_unreachable();
-        self.commit(&mut state, next).await?;
-        drop(state);
-        let files = freed.iter().map(|(_, layer)| self.layers_dir.join(&layer.file)).collect();
-        super::remove_files(files, &self.layers_dir, &self.steps, "resolve.file-removed").await?;
+        let freed = self.files_of(&next.remove_unreachable());
+        let steps = ("resolve.committed", "resolve.file-removed");
+        self.store.commit_then_remove(state, next, freed, steps).await?;
         Ok((completed, undone))
     }
 
@@ -339,17 +305,9 @@ impl LayeredDriver {
         live: Option<&dyn LiveBlockOps>,
     ) -> Result<SwitchOutcome, StorageError> {
         let (old_path, overlay_path) = (self.layer_path(old), self.layer_path(overlay));
-        let reported = match live {
-            Some(live) => live.active_file(volume).await.map_err(|source| StorageError::Live {
-                action: "report the active file",
-                volume: volume.clone(),
-                source,
-            })?,
-            None => None,
-        };
-        match reported {
+        match reported_active_file(live, volume).await? {
             // Unless a QEMU the caller did not tell us about still writes the old layer.
-            None => self.ensure_not_written_by_qemu(volume, &old_path).map(|()| SwitchOutcome::Adopt),
+            None => ensure_not_written_by_qemu(volume, &old_path).map(|()| SwitchOutcome::Adopt),
             Some(file) if same_file(&file, &overlay_path) => Ok(SwitchOutcome::Adopt),
             Some(file) if same_file(&file, &old_path) => Ok(SwitchOutcome::Undo),
             Some(reported) => {

@@ -1,45 +1,21 @@
-//! Shared helpers of the storage tests: the drivers under test, real
-//! `qemu-io` writes and `qemu-img` reads, and a model of the expected content.
+//! Shared helpers of the storage engine's tests: the drivers under test over a
+//! temporary root, checked with real `qemu-io` writes and `qemu-img` reads
+//! against a [`DiskModel`] of the expected content.
 #![allow(dead_code, reason = "each test binary uses a different part of the shared helpers")]
 
 pub mod live_vm;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use vmsnap_storage::{
     CopyDriver, LayeredDriver, SnapshotId, StepHook, StorageError, StorageOptions, VolumeDriver,
     VolumeFormat, VolumeId, VolumeInfo,
 };
+use vmsnap_testing::images::{self, assert_bytes};
+pub use vmsnap_testing::images::{DiskModel, qemu_tools, require_binary};
 
 pub const MIB: u64 = 1 << 20;
-
-/// The path of `name`, looked up in `PATH` and the sbin directories. When it
-/// is missing the test is skipped with a message, unless
-/// `VMSNAP_REQUIRE_QEMU=1`, which turns a missing binary into a failure.
-pub fn require_binary(name: &str) -> Option<PathBuf> {
-    let path_dirs =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
-    let found = path_dirs
-        .into_iter()
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var("VMSNAP_REQUIRE_QEMU").as_deref() != Ok("1"),
-            "{name} is required because VMSNAP_REQUIRE_QEMU=1, but it is not installed"
-        );
-        eprintln!("skipping: {name} is not installed (set VMSNAP_REQUIRE_QEMU=1 to make this a failure)");
-    }
-    found
-}
-
-/// `qemu-img` and `qemu-io`, or `None` (skip) when either is missing.
-pub fn qemu_tools() -> Option<(PathBuf, PathBuf)> {
-    Some((require_binary("qemu-img")?, require_binary("qemu-io")?))
-}
 
 /// Which driver a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,37 +60,6 @@ impl Kind {
     }
 }
 
-/// The content a volume should have: its size and the writes made to it, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Model {
-    pub size: u64,
-    writes: Vec<(u64, u64, u8)>,
-}
-
-impl Model {
-    pub fn blank(size: u64) -> Self {
-        Self { size, writes: Vec::new() }
-    }
-
-    /// The same data in a larger volume (the new space reads as zeros).
-    pub fn resized(&self, size: u64) -> Self {
-        Self { size, writes: self.writes.clone() }
-    }
-
-    /// Records a write made outside the store (e.g. into a file to import).
-    pub fn push_write(&mut self, offset: u64, len: u64, pattern: u8) {
-        self.writes.push((offset, len, pattern));
-    }
-
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut bytes = vec![0u8; self.size as usize];
-        for &(offset, len, pattern) in &self.writes {
-            bytes[offset as usize..(offset + len) as usize].fill(pattern);
-        }
-        bytes
-    }
-}
-
 /// A driver under test over a temporary root, with the QEMU tools.
 pub struct Store {
     pub kind: Kind,
@@ -147,9 +92,9 @@ impl Store {
         self.driver = self.kind.open(self.dir.path(), self.options.clone(), None).await.unwrap();
     }
 
-    pub async fn create(&self, name: &str, size: u64) -> (VolumeInfo, Model) {
+    pub async fn create(&self, name: &str, size: u64) -> (VolumeInfo, DiskModel) {
         let info = self.driver.create_volume(&vid(name), size).await.unwrap();
-        (info, Model::blank(size))
+        (info, DiskModel::blank(size))
     }
 
     pub async fn info(&self, name: &str) -> VolumeInfo {
@@ -157,14 +102,14 @@ impl Store {
     }
 
     /// Writes `pattern` into the volume's active file with `qemu-io`, and into the model.
-    pub async fn write(&self, name: &str, model: &mut Model, offset: u64, len: u64, pattern: u8) {
+    pub async fn write(&self, name: &str, model: &mut DiskModel, offset: u64, len: u64, pattern: u8) {
         let info = self.info(name).await;
         qemu_io_write(&self.qemu_io, &info.path, info.format, offset, len, pattern);
         model.push_write(offset, len, pattern);
     }
 
     /// The volume reads exactly as the model says, size included.
-    pub async fn assert_volume(&self, name: &str, model: &Model) {
+    pub async fn assert_volume(&self, name: &str, model: &DiskModel) {
         let info = self.info(name).await;
         assert_eq!(info.size_bytes, model.size, "size of volume {name}");
         assert_bytes(&format!("volume {name}"), &self.read(&info), &model.bytes());
@@ -172,7 +117,7 @@ impl Store {
 
     /// The snapshot restores to exactly the model's content (through a
     /// temporary restored volume, deleted afterwards).
-    pub async fn assert_snapshot(&self, name: &str, model: &Model) {
+    pub async fn assert_snapshot(&self, name: &str, model: &DiskModel) {
         let probe = vid(&format!("probe-{name}"));
         let info = self.driver.restore_volume(&sid(name), &probe, 0).await.unwrap();
         assert_eq!(info.size_bytes, model.size, "size of snapshot {name}");
@@ -182,7 +127,7 @@ impl Store {
 
     /// The whole volume as raw bytes, through `qemu-img convert`.
     pub fn read(&self, info: &VolumeInfo) -> Vec<u8> {
-        read_image(&self.options.qemu_img, &info.path, info.format)
+        images::read_image(&self.options.qemu_img, &info.path, info.format.as_str())
     }
 
     /// Every file on disk is referenced and every referenced file is on disk.
@@ -201,49 +146,7 @@ pub fn sid(name: &str) -> SnapshotId {
     SnapshotId::new(name).unwrap()
 }
 
+/// Writes `len` bytes of `pattern` at `offset` into a volume file with `qemu-io`.
 pub fn qemu_io_write(qemu_io: &Path, path: &Path, format: VolumeFormat, offset: u64, len: u64, pattern: u8) {
-    let output = Command::new(qemu_io)
-        .args(["-f", format.as_str(), "-c"])
-        .arg(format!("write -P {pattern:#04x} {offset} {len}"))
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "qemu-io write into {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A whole image as raw bytes, through `qemu-img convert`.
-pub fn read_image(qemu_img: &Path, path: &Path, format: VolumeFormat) -> Vec<u8> {
-    let out = tempfile::NamedTempFile::new().unwrap();
-    let output = Command::new(qemu_img)
-        .args(["convert", "-U", "-f", format.as_str(), "-O", "raw"])
-        .arg(path)
-        .arg(out.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "qemu-img convert of {} failed: {}",
-        path.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::read(out.path()).unwrap()
-}
-
-/// Equal bytes, or a failure naming the first differing offset (not 16 MiB of hex).
-pub fn assert_bytes(what: &str, actual: &[u8], expected: &[u8]) {
-    assert_eq!(actual.len(), expected.len(), "length of {what}");
-    if actual == expected {
-        return;
-    }
-    if let Some(offset) = actual.iter().zip(expected).position(|(a, e)| a != e) {
-        panic!(
-            "{what} differs at offset {offset}: read {:#04x}, expected {:#04x}",
-            actual[offset], expected[offset]
-        );
-    }
+    images::qemu_io_write(qemu_io, path, format.as_str(), offset, len, pattern);
 }

@@ -39,9 +39,8 @@ fn example() -> Manifest {
     manifest
 }
 
-#[test]
-fn the_manifest_format_matches_its_golden_file() {
-    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/layered-manifest-v1.json");
+/// [`example`] during a live switch: overlay 3d3d (over the active layer) is pending.
+fn example_with_pending_overlay() -> Manifest {
     let mut manifest = example();
     manifest.layers.extend([layer(
         "3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d",
@@ -51,6 +50,13 @@ fn the_manifest_format_matches_its_golden_file() {
     manifest
         .intents
         .push(Intent::LiveSwitch { volume: id("disk0"), overlay: id("3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d") });
+    manifest
+}
+
+#[test]
+fn the_manifest_format_matches_its_golden_file() {
+    let golden = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/layered-manifest-v1.json");
+    let manifest = example_with_pending_overlay();
     manifest.validate().unwrap();
     let rendered = serde_json::to_string_pretty(&manifest).unwrap() + "\n";
     if std::env::var("VMSNAP_BLESS").as_deref() == Ok("1") {
@@ -105,15 +111,7 @@ fn deleting_everything_frees_every_layer() {
 
 #[test]
 fn a_pending_overlay_is_reachable_until_its_intent_is_resolved() {
-    let mut manifest = example();
-    manifest.layers.extend([layer(
-        "3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d",
-        Some("2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c"),
-        false,
-    )]);
-    manifest
-        .intents
-        .push(Intent::LiveSwitch { volume: id("disk0"), overlay: id("3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d3d") });
+    let mut manifest = example_with_pending_overlay();
     manifest.validate().unwrap();
     assert!(manifest.remove_unreachable().is_empty());
 }

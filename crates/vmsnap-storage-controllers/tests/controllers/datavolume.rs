@@ -14,8 +14,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 use vmsnap_storage::VolumeDriver;
+use vmsnap_testing::images::DiskModel;
 
-use crate::common::Model;
 use crate::harness::{Env, MIB, await_some};
 use crate::http_server::HttpServer;
 
@@ -62,8 +62,8 @@ fn record_progress(env: &Env) -> (ProgressSeen, tokio::task::JoinHandle<()>) {
 }
 
 /// An 8 MiB image with two patterns, as raw bytes and the model of its content.
-fn image() -> (Vec<u8>, Model) {
-    let mut model = Model::blank(8 * MIB);
+fn image() -> (Vec<u8>, DiskModel) {
+    let mut model = DiskModel::blank(8 * MIB);
     model.push_write(MIB, MIB, 0xa1);
     model.push_write(5 * MIB, MIB / 2, 0x5c);
     (model.bytes(), model)
@@ -111,7 +111,7 @@ async fn a_blank_data_volume_succeeds_with_a_bound_pvc_it_owns() {
     assert_eq!(claim.status.unwrap().capacity.unwrap()["storage"].0, "8Mi");
     assert_eq!(claim.spec.unwrap().volume_mode.as_deref(), Some("Filesystem"));
     assert_eq!(env.volume_of("blank").await.size_bytes, 8 * MIB);
-    env.assert_data("blank", &Model::blank(8 * MIB)).await;
+    env.assert_data("blank", &DiskModel::blank(8 * MIB)).await;
 
     let table = env.kubectl().run_async(&["get", "dv", "blank"]).await;
     assert!(table.ok().contains("Succeeded"), "{}", table.stdout);
@@ -233,7 +233,7 @@ async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
     let Some(env) = Env::start().await else { return };
     env.apply(&data_volume("source", "{blank: {}}", "16Mi")).await;
     await_succeeded(&env, "source").await;
-    let mut model = Model::blank(16 * MIB);
+    let mut model = DiskModel::blank(16 * MIB);
     env.write("source", &mut model, 0, MIB, 0x11).await;
     env.apply(
         "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata: {name: source-snap}\nspec: {source: {persistentVolumeClaimName: source}}\n",
@@ -287,7 +287,7 @@ async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() 
         ))
         .await;
     }
-    let mut model = Model::blank(4 * MIB);
+    let mut model = DiskModel::blank(4 * MIB);
     env.write("pre", &mut model, 0, MIB, 0x77).await;
     env.await_bound("populated").await;
     let volumes_before = env.driver.volumes().await.unwrap().len();
@@ -345,7 +345,7 @@ async fn a_pvc_of_another_namespace_is_cloned_and_outlives_its_namespace() {
         (dv.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(())
     })
     .await;
-    let mut model = Model::blank(16 * MIB);
+    let mut model = DiskModel::blank(16 * MIB);
     env.write_in("golden", "image", &mut model, 0, MIB, 0x33).await;
     env.apply(
         "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-golden}\nspec:\n  source: {pvc: {namespace: golden, name: image}}\n  storage: {}\n",

@@ -10,14 +10,13 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource};
+use vmsnap_storage::{LiveBlockOps, VolumeDriver, VolumeId};
 
 use super::ControllerConfig;
 use super::classes::Classes;
 use super::datavolume::Imports;
 use super::error::{ReconcileError, RetryKind};
 use super::snapshot::Groups;
-use crate::driver::VolumeDriver;
-use crate::live::LiveBlockOps;
 
 /// The shared state of all storage controllers.
 pub struct Context {
@@ -67,6 +66,15 @@ impl Context {
     /// The live operations, as the engine takes them.
     pub fn live(&self) -> Option<&dyn LiveBlockOps> {
         Some(self.live.as_ref())
+    }
+
+    /// Whether `volume` is attached to a running VM, as the node agent says.
+    /// When the agent cannot tell, the reconcile waits rather than guess.
+    pub async fn attached(&self, volume: &VolumeId) -> Result<bool, ReconcileError> {
+        let active = self.live.active_file(volume).await.map_err(|error| {
+            ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
+        })?;
+        Ok(active.is_some())
     }
 
     /// An API for a namespaced kind in `namespace`.

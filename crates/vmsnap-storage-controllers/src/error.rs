@@ -4,8 +4,7 @@ use std::error::Error as StdError;
 use std::fmt::Write as _;
 
 use kube::runtime::finalizer;
-
-use crate::error::StorageError;
+use vmsnap_storage::StorageError;
 
 /// A reconcile did not finish; the controller retries it (see [`ReconcileError::retry_kind`]).
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +105,7 @@ pub fn full_message(error: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::VolumeId;
+    use vmsnap_storage::VolumeId;
 
     #[test]
     fn the_message_of_a_storage_error_names_the_action_and_the_cause() {

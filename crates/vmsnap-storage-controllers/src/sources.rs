@@ -5,12 +5,12 @@
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::ResourceExt;
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
+use vmsnap_storage::{SnapshotId, VolumeId};
 
 use super::PROVISIONER;
 use super::context::Context;
 use super::error::ReconcileError;
 use super::names::snapshot_id_for;
-use crate::id::{SnapshotId, VolumeId};
 
 /// A source that can be used now, or why it cannot be used yet.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
+use vmsnap_storage::{VolumeId, VolumeInfo};
 
 use super::bind::{BindOutcome, bind_claim};
 use super::classes::ClaimClass;
@@ -31,8 +32,6 @@ use super::expand::reconcile_expansion;
 use super::names::{PVC_PROTECTION_FINALIZER, populating_data_volume, volume_id_for_claim};
 use super::quantity::parse_bytes;
 use super::sources::{ClaimSource, Resolved, claim_source, resolve_claim, resolve_snapshot, volume_of};
-use crate::driver::VolumeInfo;
-use crate::id::VolumeId;
 
 /// How long a PVC waiting for its data source is left alone when no watch event comes.
 const SOURCE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
@@ -256,14 +255,7 @@ async fn cleanup(claim: &PersistentVolumeClaim, ctx: &Context) -> Result<Action,
         None => Some(claim_volume_id(claim)?),
     };
     if let Some(volume) = &volume
-        && ctx
-            .live
-            .active_file(volume)
-            .await
-            .map_err(|error| {
-                ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
-            })?
-            .is_some()
+        && ctx.attached(volume).await?
     {
         let note = format!(
             "PersistentVolumeClaim {name} is used by a running VM (volume {volume}); it is deleted when the VM stops"

@@ -16,13 +16,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use vmsnap_storage::{StorageError, VolumeId};
 
 use super::claim::{pv_capacity, requested_bytes};
 use super::context::Context;
 use super::error::ReconcileError;
 use super::quantity::format_bytes;
-use crate::error::StorageError;
-use crate::id::VolumeId;
 
 const RESIZING: &str = "Resizing";
 
@@ -50,15 +49,7 @@ pub async fn reconcile_expansion(
         set_claim_status(ctx, claim, capacity, Some(("VolumeResizeFailed", &message))).await?;
         return Ok(Action::await_change());
     }
-    let attached = ctx
-        .live
-        .active_file(volume)
-        .await
-        .map_err(|error| {
-            ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
-        })?
-        .is_some();
-    let resized = if attached {
+    let resized = if ctx.attached(volume).await? {
         Err(StorageError::LiveUnsupported {
             driver: ctx.driver.name(),
             action: "resize",

@@ -14,13 +14,13 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use vmsnap_storage::{
-    CompactionReport, ControllerConfig, LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, Progress,
-    RecoveryReport, SnapshotId, SnapshotInfo, StorageAudit, StorageControllers, StorageError, StorageOptions,
-    StreamRequest, VolumeDriver, VolumeId, VolumeInfo,
+    CompactionReport, LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, Progress, RecoveryReport,
+    SnapshotId, SnapshotInfo, StorageAudit, StorageError, StorageOptions, StreamRequest, VolumeDriver,
+    VolumeId, VolumeInfo,
 };
+use vmsnap_storage_controllers::{ControllerConfig, StorageControllers};
+use vmsnap_testing::images::{self, DiskModel};
 use vmsnap_testing::{Kubectl, TestServer, await_value};
-
-use crate::common;
 
 /// How long a test waits for the controllers to converge.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -49,15 +49,16 @@ impl Env {
 
     /// A server and a driver, with the controllers not started yet.
     pub async fn without_controllers() -> Option<Env> {
-        // `VMSNAP_LOG=vmsnap_storage=debug` shows what the controllers do.
+        // `VMSNAP_LOG=vmsnap_storage_controllers=debug` shows what the controllers do.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
                 tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "off".into()),
             )
             .with_test_writer()
             .try_init();
-        let (qemu_img, qemu_io) = common::qemu_tools()?;
-        let server = TestServer::start_with_seed(vmsnap_storage::default_objects()).await.unwrap();
+        let (qemu_img, qemu_io) = images::qemu_tools()?;
+        let server =
+            TestServer::start_with_seed(vmsnap_storage_controllers::default_objects()).await.unwrap();
         let client = server.client().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let options = StorageOptions { qemu_img: qemu_img.clone(), ..StorageOptions::default() };
@@ -77,10 +78,14 @@ impl Env {
     pub async fn start_controllers(&mut self) {
         let driver: Arc<dyn VolumeDriver> = self.driver.clone();
         let live: Arc<dyn LiveBlockOps> = self.live.clone();
-        let controllers =
-            vmsnap_storage::run_controllers(self.client.clone(), driver, live, self.config.clone())
-                .await
-                .unwrap();
+        let controllers = vmsnap_storage_controllers::run_controllers(
+            self.client.clone(),
+            driver,
+            live,
+            self.config.clone(),
+        )
+        .await
+        .unwrap();
         self.controllers = Some(controllers);
     }
 
@@ -152,7 +157,7 @@ impl Env {
     }
 
     /// Writes `pattern` into the PVC's volume with `qemu-io`, and into the model.
-    pub async fn write(&self, pvc: &str, model: &mut common::Model, offset: u64, len: u64, pattern: u8) {
+    pub async fn write(&self, pvc: &str, model: &mut DiskModel, offset: u64, len: u64, pattern: u8) {
         self.write_in("default", pvc, model, offset, len, pattern).await;
     }
 
@@ -161,25 +166,25 @@ impl Env {
         &self,
         namespace: &str,
         pvc: &str,
-        model: &mut common::Model,
+        model: &mut DiskModel,
         offset: u64,
         len: u64,
         pattern: u8,
     ) {
         let info = self.volume_in(namespace, pvc).await;
-        common::qemu_io_write(&self.qemu_io, &info.path, info.format, offset, len, pattern);
+        images::qemu_io_write(&self.qemu_io, &info.path, info.format.as_str(), offset, len, pattern);
         model.push_write(offset, len, pattern);
     }
 
     /// The PVC's whole volume, as raw bytes.
     pub async fn read(&self, pvc: &str) -> Vec<u8> {
         let info = self.volume_of(pvc).await;
-        common::read_image(&self.qemu_img, &info.path, info.format)
+        images::read_image(&self.qemu_img, &info.path, info.format.as_str())
     }
 
     /// Asserts the PVC's volume reads as the model.
-    pub async fn assert_data(&self, pvc: &str, model: &common::Model) {
-        common::assert_bytes(&format!("volume of PVC {pvc}"), &self.read(pvc).await, &model.bytes());
+    pub async fn assert_data(&self, pvc: &str, model: &DiskModel) {
+        images::assert_bytes(&format!("volume of PVC {pvc}"), &self.read(pvc).await, &model.bytes());
     }
 
     /// Every file of the store is referenced, and every referenced file exists.

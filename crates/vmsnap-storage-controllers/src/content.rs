@@ -14,12 +14,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
+use vmsnap_storage::SnapshotId;
 
 use super::PROVISIONER;
 use super::context::{Context, error_policy, not_found, tracked};
 use super::error::ReconcileError;
 use super::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
-use crate::id::SnapshotId;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {

@@ -6,7 +6,8 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use vmsnap_api::cdi::StorageProfile;
-use vmsnap_storage::{PROVISIONER, VolumeDriver, VolumeId};
+use vmsnap_storage::{VolumeDriver, VolumeId};
+use vmsnap_storage_controllers::PROVISIONER;
 
 use crate::harness::{Env, MIB, await_gone, await_some};
 

@@ -10,7 +10,8 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
-use vmsnap_storage::{PROVISIONER, SnapshotId, VolumeDriver, VolumeId};
+use vmsnap_storage::{SnapshotId, VolumeDriver, VolumeId};
+use vmsnap_storage_controllers::PROVISIONER;
 
 use crate::harness::{Env, MIB, WAIT};
 

@@ -19,7 +19,7 @@ use kube::{Api, Client, ResourceExt};
 use vmsnap_api::snapshot::VirtualMachineSnapshotContent;
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
-use crate::controllers::error::ReconcileError;
+use crate::error::ReconcileError;
 
 /// Groups being gathered: when each was first seen, and its lock.
 #[derive(Default)]

@@ -4,7 +4,7 @@
 //! Every id is derived from the UID of the object that asked for it, so a
 //! reconcile that runs again after a crash finds what the interrupted one made.
 
-use crate::id::{SnapshotId, VolumeId};
+use vmsnap_storage::{InvalidIdError, SnapshotId, VolumeId};
 
 /// On PVCs of this driver: held while a running VM uses the volume (the real
 /// API server's admission adds it to every PVC; here the PVC controller does).
@@ -60,12 +60,12 @@ pub mod annotation {
 }
 
 /// The engine volume of a PVC provisioned by this driver (also the PV's name).
-pub fn volume_id_for_claim(claim_uid: &str) -> Result<VolumeId, crate::InvalidIdError> {
+pub fn volume_id_for_claim(claim_uid: &str) -> Result<VolumeId, InvalidIdError> {
     VolumeId::new(format!("pvc-{claim_uid}"))
 }
 
 /// The engine snapshot of a VolumeSnapshot.
-pub fn snapshot_id_for(snapshot_uid: &str) -> Result<SnapshotId, crate::InvalidIdError> {
+pub fn snapshot_id_for(snapshot_uid: &str) -> Result<SnapshotId, InvalidIdError> {
     SnapshotId::new(format!("snapshot-{snapshot_uid}"))
 }
 

@@ -11,8 +11,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 use vmsnap_api::cdi::{DataVolume, DataVolumeCondition, DataVolumeStatus};
 
-use crate::controllers::context::Context;
-use crate::controllers::error::ReconcileError;
+use crate::context::Context;
+use crate::error::ReconcileError;
 
 /// The `Running` condition: whether data is being transferred.
 #[derive(Debug, Clone, PartialEq, Eq)]

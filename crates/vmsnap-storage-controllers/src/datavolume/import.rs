@@ -20,13 +20,13 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use vmsnap_api::cdi::{DataVolume, dv_phase};
+use vmsnap_storage::VolumeId;
 
 use super::fetch::{self, Source, Timeouts};
 use super::populate::finish;
 use super::status::{Desired, Running, set_status};
-use crate::controllers::context::Context;
-use crate::controllers::error::{ReconcileError, full_message};
-use crate::id::VolumeId;
+use crate::context::Context;
+use crate::error::{ReconcileError, full_message};
 
 /// The state of the import into one PVC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,11 +175,7 @@ pub fn start(ctx: &Arc<Context>, job: ImportJob) -> bool {
 
 /// How long after its last failure an import is tried again.
 pub fn retry_delay(ctx: &Context, restart_count: i32) -> Duration {
-    crate::controllers::context::backoff(
-        ctx.config.retry_min,
-        ctx.config.retry_max,
-        restart_count.max(1) as u32,
-    )
+    crate::context::backoff(ctx.config.retry_min, ctx.config.retry_max, restart_count.max(1) as u32)
 }
 
 enum ImportFailure {
@@ -213,7 +209,7 @@ async fn transfer(
     job: &ImportJob,
     cancel: &AtomicBool,
     progress: &tokio::sync::watch::Sender<f64>,
-) -> Result<crate::driver::VolumeInfo, ImportFailure> {
+) -> Result<vmsnap_storage::VolumeInfo, ImportFailure> {
     let (path, scratch, import_base) = match &job.source {
         Source::File(path) => (path.clone(), None, 0.0),
         source @ Source::Http { .. } => {

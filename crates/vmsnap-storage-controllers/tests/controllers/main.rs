@@ -3,8 +3,6 @@
 //! `LayeredDriver` in a temporary directory, `kubectl`, and `qemu-io` /
 //! `qemu-img` to write and read the volumes' data.
 
-#[path = "../common/mod.rs"]
-mod common;
 mod datavolume;
 mod harness;
 mod http_server;

@@ -1,6 +1,7 @@
 //! The Kubernetes side of the local storage driver: what a cluster's CSI
 //! driver, external-provisioner, external-resizer, snapshot-controller,
-//! external-snapshotter and CDI do, for volumes kept by a [`VolumeDriver`].
+//! external-snapshotter and CDI do, for volumes kept by a [`VolumeDriver`]
+//! of the `vmsnap-storage` engine.
 //!
 //! Every part is a kube-runtime `Controller` and speaks only the Kubernetes
 //! API (watches, merge patches for status, finalizers through
@@ -55,6 +56,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
+use vmsnap_storage::{LiveBlockOps, RecoveryReport, StorageError, VolumeDriver};
 
 use self::classes::Classes;
 use self::context::Context;
@@ -63,9 +65,13 @@ pub use self::names::{
     CONTENT_FINALIZER, POPULATING_DATA_VOLUME_ANNOTATION, PV_FINALIZER, PVC_PROTECTION_FINALIZER,
     VOLUME_SNAPSHOT_FINALIZER,
 };
-use crate::driver::{RecoveryReport, VolumeDriver};
-use crate::error::StorageError;
-use crate::live::LiveBlockOps;
+
+/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
+/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
+/// and the process's memory peaks with it (and stays there: the allocator keeps it).
+fn controller_config() -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(16)
+}
 
 /// The StorageClass provisioner and VolumeSnapshotClass driver of the local driver.
 pub const PROVISIONER: &str = "local.storage.vmsnap.io";

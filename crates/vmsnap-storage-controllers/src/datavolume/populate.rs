@@ -15,16 +15,16 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use vmsnap_api::cdi::{DataVolume, annotations, dv_phase};
+use vmsnap_storage::VolumeInfo;
 
 use super::fetch;
 use super::import::{self, ImportJob, ImportState};
 use super::status::{Desired, Running, set_status};
-use crate::controllers::bind::bind_claim;
-use crate::controllers::claim::{claim_volume_id, requested_bytes};
-use crate::controllers::context::Context;
-use crate::controllers::error::ReconcileError;
-use crate::controllers::sources::{Resolved, resolve_claim, resolve_snapshot};
-use crate::driver::VolumeInfo;
+use crate::bind::bind_claim;
+use crate::claim::{claim_volume_id, requested_bytes};
+use crate::context::Context;
+use crate::error::ReconcileError;
+use crate::sources::{Resolved, resolve_claim, resolve_snapshot};
 
 /// How long a DataVolume waiting for its source is left alone when no watch event comes.
 const SOURCE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);

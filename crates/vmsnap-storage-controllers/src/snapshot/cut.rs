@@ -16,15 +16,14 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent};
+use vmsnap_storage::{SnapshotId, SnapshotInfo, VolumeId};
 
-use crate::controllers::PROVISIONER;
-use crate::controllers::context::{Context, already_exists};
-use crate::controllers::error::ReconcileError;
-use crate::controllers::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
-use crate::controllers::quantity::format_bytes;
-use crate::controllers::sources::{Resolved, bound_volume};
-use crate::driver::SnapshotInfo;
-use crate::id::{SnapshotId, VolumeId};
+use crate::PROVISIONER;
+use crate::context::{Context, already_exists};
+use crate::error::ReconcileError;
+use crate::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
+use crate::quantity::format_bytes;
+use crate::sources::{Resolved, bound_volume};
 
 /// A VolumeSnapshot resolved down to the engine.
 pub struct Member {

@@ -110,10 +110,7 @@ async fn cleanup(pv: &PersistentVolume, ctx: &Context) -> Result<Action, Reconci
     }
     let Some(volume) = volume_of(pv) else { return Ok(Action::await_change()) };
     let volume = volume?;
-    let attached = ctx.live.active_file(&volume).await.map_err(|error| {
-        ReconcileError::Waiting(format!("cannot tell whether volume {volume} is in use: {error}"))
-    })?;
-    if attached.is_some() {
+    if ctx.attached(&volume).await? {
         return Err(ReconcileError::InUse(format!(
             "volume {volume} of PersistentVolume {name} is attached to a running VM; it is deleted when the VM stops"
         )));

@@ -12,9 +12,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use vmsnap_api::snapshot::VirtualMachineSnapshotContent;
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
-use vmsnap_storage::{PROVISIONER, SnapshotId, VolumeDriver};
+use vmsnap_storage::{SnapshotId, VolumeDriver};
+use vmsnap_storage_controllers::PROVISIONER;
+use vmsnap_testing::images::DiskModel;
 
-use crate::common::Model;
 use crate::harness::{Env, MIB, await_gone, await_some};
 
 fn volume_snapshot(name: &str, claim: &str) -> String {
@@ -38,7 +39,7 @@ async fn await_ready(env: &Env, name: &str) -> VolumeSnapshot {
 async fn a_snapshot_restores_bit_exact_as_of_its_point_in_time_and_a_clone_copies_now() {
     let Some(env) = Env::start().await else { return };
     env.bound_pvc("disk", "16Mi").await;
-    let mut model = Model::blank(16 * MIB);
+    let mut model = DiskModel::blank(16 * MIB);
     env.write("disk", &mut model, 0, 2 * MIB, 0x5a).await;
     env.apply(&volume_snapshot("snap", "disk")).await;
     let snapshot = await_ready(&env, "snap").await;
@@ -103,7 +104,7 @@ async fn a_snapshot_restores_bit_exact_as_of_its_point_in_time_and_a_clone_copie
 async fn a_snapshot_outlives_its_source_and_deleting_it_frees_every_layer() {
     let Some(env) = Env::start().await else { return };
     env.bound_pvc("origin", "8Mi").await;
-    let mut model = Model::blank(8 * MIB);
+    let mut model = DiskModel::blank(8 * MIB);
     env.write("origin", &mut model, 2 * MIB, MIB, 0x42).await;
     env.apply(&volume_snapshot("keep", "origin")).await;
     let uid = await_ready(&env, "keep").await.uid().unwrap();

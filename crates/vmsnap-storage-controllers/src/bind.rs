@@ -11,13 +11,13 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use vmsnap_storage::VolumeInfo;
 
 use super::PROVISIONER;
 use super::context::{Context, already_exists};
 use super::error::ReconcileError;
 use super::names::{PV_FINALIZER, annotation};
 use super::quantity::format_bytes;
-use crate::driver::VolumeInfo;
 
 /// What [`bind_claim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
