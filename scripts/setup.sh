@@ -2,7 +2,7 @@
 # Installs what vmsnap needs on Debian 12, and nothing that is already there.
 #
 #   scripts/setup.sh            install what is missing (runtime needs)
-#   scripts/setup.sh --test     also what the test suite needs (Chromium, Node.js)
+#   scripts/setup.sh --test     also what the test suite needs (Chromium, Node.js, restic)
 #   scripts/setup.sh --check    only report what is missing; exit 1 if anything is
 #
 # Safe to run any number of times: every step first checks whether it is needed.
@@ -34,8 +34,9 @@ pkg_installed() {
 # a backport); installing both at the version of qemu-system-x86 resolves it.
 runtime_pkgs="qemu-system-x86 qemu-utils qemu-guest-agent busybox-static cpio e2fsprogs gcc libc6-dev curl ca-certificates"
 # The browser tests of the web console drive Debian's Chromium; fonts-liberation is the one of its
-# recommendations the pages need (metric-compatible Arial/Times/Courier).
-test_pkgs="chromium fonts-liberation"
+# recommendations the pages need (metric-compatible Arial/Times/Courier). restic is the oracle of
+# the retention tests (vmsnap-schedule keeps what `restic forget --keep-*` keeps).
+test_pkgs="chromium fonts-liberation restic"
 want="$runtime_pkgs"
 [ "$with_test" = yes ] && want="$want $test_pkgs"
 command -v node >/dev/null 2>&1 || { [ "$with_test" = yes ] && want="$want nodejs npm"; }

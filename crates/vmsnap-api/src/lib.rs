@@ -1,7 +1,7 @@
 //! Typed Kubernetes API objects served and used by vmsnap: KubeVirt (`kubevirt.io/v1`), CDI
-//! (`cdi.kubevirt.io/v1beta1`), the CSI snapshot API (`snapshot.storage.k8s.io/v1`) and KubeVirt's
-//! snapshot API (`snapshot.kubevirt.io`), plus the registry describing every kind the embedded API
-//! server serves.
+//! (`cdi.kubevirt.io/v1beta1`), the CSI snapshot API (`snapshot.storage.k8s.io/v1`), KubeVirt's
+//! snapshot API (`snapshot.kubevirt.io`) and vmsnap's schedules (`schedule.vmsnap.io`), plus the
+//! registry describing every kind the embedded API server serves.
 //!
 //! This crate is pure data: no HTTP, no storage, no QEMU. Field names and JSON shapes copy the
 //! upstream APIs exactly so that manifests written for KubeVirt work unchanged.
@@ -15,6 +15,7 @@ pub mod duration;
 pub mod kubevirt;
 pub mod quantity;
 pub mod registry;
+pub mod schedule;
 pub mod schema;
 pub mod snapshot;
 pub mod volumesnapshot;

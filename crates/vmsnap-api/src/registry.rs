@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::builtin_columns;
-use crate::{cdi, kubevirt, snapshot, volumesnapshot};
+use crate::{cdi, kubevirt, schedule, snapshot, volumesnapshot};
 
 /// Whether a kind lives in a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,7 @@ impl Registry {
             custom::<snapshot::VirtualMachineSnapshot>(&["v1alpha1"]),
             custom::<snapshot::VirtualMachineSnapshotContent>(&["v1alpha1"]),
             custom::<snapshot::VirtualMachineRestore>(&["v1alpha1"]),
+            custom::<schedule::VirtualMachineSnapshotSchedule>(&[]),
         ];
         types.extend(builtin_columns::builtin_types());
         Registry { types }
