@@ -17,7 +17,7 @@ use super::PROVISIONER;
 use super::context::{Context, already_exists};
 use super::error::ReconcileError;
 use super::names::{PV_FINALIZER, annotation};
-use super::quantity::format_bytes;
+use vmsnap_api::quantity::format_bytes;
 
 /// What [`bind_claim`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

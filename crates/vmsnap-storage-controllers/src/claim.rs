@@ -30,8 +30,8 @@ use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::expand::reconcile_expansion;
 use super::names::{PVC_PROTECTION_FINALIZER, populating_data_volume, volume_id_for_claim};
-use super::quantity::parse_bytes;
 use super::sources::{ClaimSource, Resolved, claim_source, resolve_claim, resolve_snapshot, volume_of};
+use vmsnap_api::quantity::parse_bytes;
 
 /// How long a PVC waiting for its data source is left alone when no watch event comes.
 const SOURCE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
@@ -39,8 +39,8 @@ const SOURCE_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     let claims = ctx.watched::<PersistentVolumeClaim>();
-    let controller =
-        Controller::new(claims.clone(), watcher::Config::default()).with_config(crate::controller_config());
+    let controller = Controller::new(claims.clone(), watcher::Config::default())
+        .with_config(vmsnap_contracts::controller::controller_config());
     let by_snapshot = controller.store();
     let by_claim = controller.store();
     controller

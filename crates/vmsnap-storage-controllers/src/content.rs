@@ -24,7 +24,7 @@ use super::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     Controller::new(ctx.cluster::<VolumeSnapshotContent>(), watcher::Config::default())
-        .with_config(crate::controller_config())
+        .with_config(vmsnap_contracts::controller::controller_config())
         .watches(ctx.watched::<VolumeSnapshot>(), watcher::Config::default(), |snapshot| {
             let bound = snapshot.status.as_ref().and_then(|s| s.bound_volume_snapshot_content_name.clone());
             let derived = snapshot.uid().map(|uid| content_name_for(&uid));

@@ -21,7 +21,7 @@ use vmsnap_storage::{StorageError, VolumeId};
 use super::claim::{pv_capacity, requested_bytes};
 use super::context::Context;
 use super::error::ReconcileError;
-use super::quantity::format_bytes;
+use vmsnap_api::quantity::format_bytes;
 
 const RESIZING: &str = "Resizing";
 

@@ -43,7 +43,6 @@ mod error;
 mod expand;
 mod names;
 mod profile;
-pub mod quantity;
 mod snapshot;
 mod sources;
 mod volume;
@@ -65,13 +64,6 @@ pub use self::names::{
     CONTENT_FINALIZER, POPULATING_DATA_VOLUME_ANNOTATION, PV_FINALIZER, PVC_PROTECTION_FINALIZER,
     VOLUME_SNAPSHOT_FINALIZER,
 };
-
-/// How many objects each controller reconciles at once. KubeVirt's controllers run a few workers
-/// each; without a bound, a burst of thousands of new objects is reconciled all at the same time
-/// and the process's memory peaks with it (and stays there: the allocator keeps it).
-fn controller_config() -> kube::runtime::controller::Config {
-    kube::runtime::controller::Config::default().concurrency(16)
-}
 
 /// The StorageClass provisioner and VolumeSnapshotClass driver of the local driver.
 pub const PROVISIONER: &str = "local.storage.vmsnap.io";

@@ -26,7 +26,7 @@ use super::error::ReconcileError;
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::new(ctx.cluster::<StorageClass>(), watcher::Config::default())
-        .with_config(crate::controller_config());
+        .with_config(vmsnap_contracts::controller::controller_config());
     let classes = controller.store();
     controller
         .owns(ctx.cluster::<StorageProfile>(), watcher::Config::default())

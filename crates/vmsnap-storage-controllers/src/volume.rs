@@ -25,7 +25,7 @@ use super::sources::volume_of;
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     Controller::new(ctx.cluster::<PersistentVolume>(), watcher::Config::default())
-        .with_config(crate::controller_config())
+        .with_config(vmsnap_contracts::controller::controller_config())
         .watches(ctx.watched::<PersistentVolumeClaim>(), watcher::Config::default(), |claim| {
             claim.spec.and_then(|spec| spec.volume_name).map(|pv| ObjectRef::<PersistentVolume>::new(&pv))
         })

@@ -40,13 +40,13 @@ use super::classes::ClaimClass;
 use super::context::{Context, already_exists, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::{POPULATING_DATA_VOLUME_ANNOTATION, populating_data_volume};
-use super::quantity::format_bytes;
 use super::sources::{Resolved, resolve_claim, resolve_snapshot};
+use vmsnap_api::quantity::format_bytes;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::new(ctx.watched::<DataVolume>(), watcher::Config::default())
-        .with_config(crate::controller_config());
+        .with_config(vmsnap_contracts::controller::controller_config());
     let by_claim = controller.store();
     let by_snapshot = controller.store();
     controller

@@ -22,8 +22,8 @@ use crate::PROVISIONER;
 use crate::context::{Context, already_exists};
 use crate::error::ReconcileError;
 use crate::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
-use crate::quantity::format_bytes;
 use crate::sources::{Resolved, bound_volume};
+use vmsnap_api::quantity::format_bytes;
 
 /// A VolumeSnapshot resolved down to the engine.
 pub struct Member {

@@ -39,7 +39,7 @@ use super::names::{VOLUME_SNAPSHOT_FINALIZER, content_name_for, snapshot_id_for}
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
     let controller = Controller::new(ctx.watched::<VolumeSnapshot>(), watcher::Config::default())
-        .with_config(crate::controller_config());
+        .with_config(vmsnap_contracts::controller::controller_config());
     let store = controller.store();
     let waiting = controller.store();
     controller
