@@ -24,8 +24,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vmsnap-apiserver", &["vmsnap-admission", "vmsnap-api", "vmsnap-contracts", "vmsnap-store"]),
     (
         "vmsnap-agent",
-        &["vmsnap-api", "vmsnap-contracts", "vmsnap-guestimage", "vmsnap-qemu", "vmsnap-storage"],
+        &[
+            "vmsnap-api",
+            "vmsnap-contracts",
+            "vmsnap-guestimage",
+            "vmsnap-qemu",
+            "vmsnap-storage",
+            "vmsnap-vmm",
+        ],
     ),
+    ("vmsnap-vmm", &["vmsnap-guestimage", "vmsnap-qemu"]),
     (
         "vmsnap-server",
         &[

@@ -15,12 +15,12 @@ use crate::error::{AgentStartError, ConsoleError, ExecError};
 use crate::kubevirt::REPORTER;
 use crate::registry::Registry;
 use crate::running::{Deps, RunningVmi};
-use crate::vmm::{
+use crate::volumes::VolumeError;
+use crate::{recover, vm_controller, vmi_controller};
+use vmsnap_vmm::{
     Accel, AccelSetting, Boot, ExecOutput, KernelBoot, ProbeOptions, Timeouts, Vmm, VmmConfig,
     probe_accelerator,
 };
-use crate::volumes::VolumeError;
-use crate::{recover, vm_controller, vmi_controller};
 
 /// How the agent runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl Agent {
             .running(namespace, name)
             .ok_or_else(|| ExecError::NotRunning { namespace: namespace.into(), name: name.into() })?;
         let (program, args) = command.split_first().ok_or(ExecError::NoCommand)?;
-        let mut request = crate::vmm::ExecArgs::new(program, args);
+        let mut request = vmsnap_vmm::ExecArgs::new(program, args);
         if let Some(stdin) = stdin {
             request = request.input(stdin);
         }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use vmsnap_api::kubevirt::{Disk, DiskTarget, Interface, Network, VirtualMachineInstanceSpec, Volume};
 
 use crate::kubevirt::{DEFAULT_MEMORY_BYTES, START_STRATEGY_PAUSED, firmware_uuid};
-use crate::vmm::{
+use vmsnap_vmm::{
     Boot, CacheMode, CpuTopology, DiskBus, DiskSpec, LaunchSpec, MacAddress, NicModel, NicSpec,
 };
 
@@ -334,7 +334,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::vmm::DiskFormat;
+    use vmsnap_vmm::DiskFormat;
 
     fn spec() -> VirtualMachineInstanceSpec {
         VirtualMachineInstanceSpec::default()
@@ -375,7 +375,7 @@ mod tests {
 
     #[test]
     fn memory_below_what_the_boot_needs_is_raised_and_said_so() {
-        let kernel = Boot::Kernel(crate::vmm::KernelBoot {
+        let kernel = Boot::Kernel(vmsnap_vmm::KernelBoot {
             kernel: "/k".into(),
             initrd: None,
             cmdline: String::new(),
@@ -385,7 +385,7 @@ mod tests {
             |quantity: &str, boot: Boot| launch_spec("ns", "vm", &memory_request(quantity), boot, vec![]);
 
         let (started, raised) = launch("1Mi", Boot::Disk).unwrap();
-        assert_eq!(started.memory_mib, crate::vmm::FIRMWARE_MIN_MEMORY_MIB);
+        assert_eq!(started.memory_mib, vmsnap_vmm::FIRMWARE_MIN_MEMORY_MIB);
         let raised = raised.expect("1Mi is raised");
         assert_eq!(
             raised.to_string(),

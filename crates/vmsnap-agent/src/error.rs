@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::vmm::AgentError;
+use vmsnap_vmm::AgentError;
 
 /// [`crate::Agent::start`] failed.
 #[derive(Debug, thiserror::Error)]

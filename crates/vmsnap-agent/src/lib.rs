@@ -4,9 +4,9 @@
 //! VM logic, virt-handler and virt-launcher, talking to the rest of the system
 //! only through the Kubernetes API:
 //!
-//! - [`vmm`] is the VM runtime: one QEMU process per VM, launched,
+//! - [`vmsnap_vmm`] (its own crate) is the VM runtime: one QEMU process per VM, launched,
 //!   re-attached after an agent restart, frozen, hotplugged and snapshotted,
-//!   written against a plain [`vmm::LaunchSpec`] and free of Kubernetes code.
+//!   written against a plain [`vmsnap_vmm::LaunchSpec`] and free of Kubernetes code.
 //! - [`Agent`] runs two kube-runtime controllers on top of it. The VM
 //!   controller creates DataVolumes from `dataVolumeTemplates`, creates and
 //!   deletes each VM's VirtualMachineInstance as its run strategy and state
@@ -23,14 +23,14 @@
 //!   ([`vmsnap_storage::LiveBlockOps`]).
 //!
 //! Each VMI has a runtime directory named by its uid under
-//! [`AgentConfig::runtime_dir`], holding the runtime's files (see [`vmm`])
+//! [`AgentConfig::runtime_dir`], holding the runtime's files (see [`vmsnap_vmm`])
 //! and `agent.json`, which names the VMI and the storage volume of each disk.
 //! QEMU outlives the agent; [`Agent::start`] re-attaches to what runs and
 //! never starts a VMI twice.
 //!
 //! Not implemented: live migration, instance types,
 //! cloud-init and other config volumes (ignored with a warning event), and
-//! buses other than virtio (every disk is a virtio disk).
+//! disk buses other than virtio, SCSI and SATA.
 
 mod agent;
 mod domain;
@@ -49,9 +49,8 @@ mod vm_status;
 mod vm_upkeep;
 mod vmi_controller;
 mod vmi_status;
-pub mod vmm;
 mod volumes;
 
 pub use agent::{Agent, AgentConfig};
 pub use error::{AgentStartError, ConsoleError, ExecError};
-pub use vmm::{AccelSetting, ExecOutput};
+pub use vmsnap_vmm::{AccelSetting, ExecOutput};

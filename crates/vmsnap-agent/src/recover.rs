@@ -17,8 +17,8 @@ use crate::error::AgentStartError;
 use crate::running::record::AgentRecord;
 use crate::running::{RunningVmi, patch_params};
 use crate::vmi_status::{VmiFacts, status_fields};
-use crate::vmm::{VmHandle, Vmm};
 use crate::volumes;
+use vmsnap_vmm::{VmHandle, Vmm};
 
 /// How much of the end of `console.log` tells how the guest ended.
 const CONSOLE_TAIL: usize = 16 * 1024;

@@ -33,9 +33,9 @@ use crate::running::pause::PauseState;
 use crate::running::record::AttachedVolume;
 use crate::running::{RunningVmi, patch_params};
 use crate::vmi_status::{Problem, VmiFacts, status_fields};
-use crate::vmm::{LaunchError, VmHandle};
 use crate::volumes::{self, ResolvedVolume, VolumeError, claim_of};
 use crate::{hotplug, recover};
+use vmsnap_vmm::{LaunchError, VmHandle};
 
 /// A VMI reconcile failed; it is retried.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use vmsnap_api::kubevirt::{
 
 use crate::kubevirt::{condition, launcher_version};
 use crate::running::pause::PauseState;
-use crate::vmm::{GuestNetworkInterface, MacAddress};
+use vmsnap_vmm::{GuestNetworkInterface, MacAddress};
 
 /// A condition the agent sets to `False` with a reason (`Synchronized`, `PodScheduled`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,7 +189,7 @@ pub fn status_fields(facts: &VmiFacts) -> Map<String, Value> {
 }
 
 /// The guest OS as the API shows it.
-pub fn guest_os(info: &crate::vmm::GuestOsInfo) -> GuestOsInfo {
+pub fn guest_os(info: &vmsnap_vmm::GuestOsInfo) -> GuestOsInfo {
     GuestOsInfo {
         name: info.name.clone(),
         kernel_release: info.kernel_release.clone(),

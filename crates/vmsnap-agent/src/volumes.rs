@@ -19,7 +19,7 @@ use vmsnap_storage::{VolumeDriver, VolumeFormat, VolumeId};
 
 use crate::kubevirt::{CSI_DRIVER, condition};
 use crate::vmi_status::Problem;
-use crate::vmm::{DiskBus, DiskFormat, DiskSpec};
+use vmsnap_vmm::{DiskBus, DiskFormat, DiskSpec};
 
 /// Why a volume cannot be attached (yet).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use support::Env;
-use vmsnap_agent::vmm::{Accel, AccelSetting, ProbeOptions, probe_accelerator};
+use vmsnap_vmm::{Accel, AccelSetting, ProbeOptions, probe_accelerator};
 
 #[tokio::test]
 async fn auto_probes_once_per_host_boot_and_explains_its_choice() -> Result<()> {

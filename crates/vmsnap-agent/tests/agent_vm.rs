@@ -16,9 +16,9 @@ use nix::unistd::Pid;
 use serde_json::json;
 use support::cluster::{Cluster, NS, ms, phase, printable, running_with_agent, vmi_condition};
 use support::{largest_gap_us, qcow2, sha256};
-use vmsnap_agent::vmm::Vmm;
 use vmsnap_storage::{LiveBlockOps, LiveSwitch, VolumeDriver, VolumeId};
 use vmsnap_testing::await_value;
+use vmsnap_vmm::Vmm;
 
 /// Generous: two guests may boot at once under TCG on two cores.
 const BOOT: Duration = Duration::from_secs(120);

@@ -13,7 +13,7 @@ use support::{
     BOOT_TIMEOUT, Env, QemuGuard, backing_file_of, eventually, guest_sh, has_open, largest_gap_us, qcow2,
     sha256,
 };
-use vmsnap_agent::vmm::{
+use vmsnap_vmm::{
     BlockError, DiskFormat, DiskSpec, FreezeOutcome, FsfreezeStatus, LaunchError, NicModel, NicSpec,
     RunState, ShutdownCause, VmEvent, VmHandle, Vmm, short_name,
 };

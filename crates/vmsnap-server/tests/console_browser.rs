@@ -12,7 +12,7 @@
 //! under TCG); its timeouts allow for a loaded machine.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in `crates/vmsnap-console/e2e` (`scripts/setup.sh
-//! --test` installs them). Without them the test is skipped, unless `VMSNAP_REQUIRE_BROWSER=1`.
+//! --test` installs them). Without them the test fails, unless `VMSNAP_ALLOW_SKIP=1`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,17 +60,14 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// Whether the browser test can run; panics when it cannot and `VMSNAP_REQUIRE_BROWSER=1`.
+/// Whether the browser test can run; panics when it cannot unless skips are allowed.
 fn require_browser() -> bool {
     let Some(why) = missing_prerequisite() else { return true };
-    if std::env::var("VMSNAP_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-        panic!(
-            "the browser test is required (VMSNAP_REQUIRE_BROWSER=1) but {why}; run scripts/setup.sh --test"
-        );
-    }
-    eprintln!(
-        "skipping the browser test: {why} (run scripts/setup.sh --test; VMSNAP_REQUIRE_BROWSER=1 makes this a failure)"
+    assert!(
+        vmsnap_testing::skips_allowed(),
+        "the browser test cannot run: {why}; run scripts/setup.sh --test, or set VMSNAP_ALLOW_SKIP=1 to skip it"
     );
+    eprintln!("skipping the browser test: {why} (VMSNAP_ALLOW_SKIP=1)");
     false
 }
 

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The path of `name`, looked up in `PATH` and the sbin directories (where
-/// Debian puts `qemu-ga`). When it is missing the test is skipped with a
-/// message, unless `VMSNAP_REQUIRE_QEMU=1`, which turns a missing binary into a failure.
+/// Debian puts `qemu-ga`). A missing binary panics unless [`crate::skips_allowed`].
 pub fn require_binary(name: &str) -> Option<PathBuf> {
     let path_dirs =
         std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
@@ -20,11 +19,7 @@ pub fn require_binary(name: &str) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file());
     if found.is_none() {
-        assert!(
-            std::env::var("VMSNAP_REQUIRE_QEMU").as_deref() != Ok("1"),
-            "{name} is required because VMSNAP_REQUIRE_QEMU=1, but it is not installed"
-        );
-        eprintln!("skipping: {name} is not installed (set VMSNAP_REQUIRE_QEMU=1 to make this a failure)");
+        crate::missing_prerequisite(name);
     }
     found
 }

@@ -1,8 +1,9 @@
 //! Shared test harness: an embedded vmsnap server on `127.0.0.1:0` (in-process or as a child process),
 //! a `kube` client and a `kubectl` runner for it, and `await_*` helpers with timeouts.
 //!
-//! Tests that need QEMU call [`require_qemu`]: with `VMSNAP_REQUIRE_QEMU=1` (set by `cargo xtask test`)
-//! a missing QEMU fails the test instead of skipping it.
+//! Tests that need QEMU call [`require_qemu`]: a missing QEMU fails the test, so a plain `cargo test`
+//! never passes without running it. Only [`skips_allowed`] (`VMSNAP_ALLOW_SKIP=1`, never set by
+//! CI) turns a missing prerequisite into a skip, with a message naming it.
 
 pub mod fakes;
 pub mod fixtures;
@@ -129,18 +130,27 @@ pub async fn client_tagged(kubeconfig: &Path, component: &str) -> anyhow::Result
     Ok(kube::Client::try_from(config)?)
 }
 
-/// Whether QEMU is usable; panics when it is missing and `VMSNAP_REQUIRE_QEMU=1`.
+/// Whether a test may skip itself when a prerequisite (QEMU, a browser, restic) is missing:
+/// only when `VMSNAP_ALLOW_SKIP=1`. Otherwise a missing prerequisite is a failure, so no test
+/// passes without having run.
+pub fn skips_allowed() -> bool {
+    std::env::var("VMSNAP_ALLOW_SKIP").is_ok_and(|v| v == "1")
+}
+
+/// Skips (returns false) when `what` is missing and skips are allowed; panics otherwise.
+fn missing_prerequisite(what: &str) -> bool {
+    assert!(
+        skips_allowed(),
+        "{what} is missing: run ./x test (it installs what the tests need), or set VMSNAP_ALLOW_SKIP=1 to skip such tests"
+    );
+    eprintln!("skipping: {what} is missing (VMSNAP_ALLOW_SKIP=1)");
+    false
+}
+
+/// Whether QEMU is usable; a missing QEMU panics unless [`skips_allowed`].
 pub fn require_qemu() -> bool {
     let found = ["qemu-system-x86_64", "qemu-img"].iter().all(|bin| {
         std::process::Command::new(bin).arg("--version").output().is_ok_and(|o| o.status.success())
     });
-    if !found && std::env::var("VMSNAP_REQUIRE_QEMU").is_ok_and(|v| v == "1") {
-        panic!(
-            "QEMU is required (VMSNAP_REQUIRE_QEMU=1) but qemu-system-x86_64 or qemu-img is missing; run scripts/setup.sh"
-        );
-    }
-    if !found {
-        eprintln!("skipping: QEMU is not installed (set VMSNAP_REQUIRE_QEMU=1 to make this a failure)");
-    }
-    found
+    found || missing_prerequisite("QEMU (qemu-system-x86_64 and qemu-img)")
 }

@@ -1,7 +1,7 @@
 //! Freeze and thaw of a running VMI, and `fsFreezeStatus`.
 //!
 //! The freeze state machine itself (and its persisted safety auto-thaw) lives
-//! in the runtime ([`crate::vmm::VmHandle::freeze`]). This layer adds the API
+//! in the runtime ([`vmsnap_vmm::VmHandle::freeze`]). This layer adds the API
 //! side: `fsFreezeStatus: frozen` is written right after the freeze call
 //! returns (in the background, so the write is outside the freeze window; a
 //! thaw waits for it) and cleared on thaw, and a watcher clears it when the runtime's auto-thaw
@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::{RunningVmi, patch_params};
-use crate::vmm::{FreezeError, FreezeReport};
+use vmsnap_vmm::{FreezeError, FreezeReport};
 
 /// How often the watcher checks, after the deadline, whether the runtime has thawed.
 const THAW_POLL: Duration = Duration::from_millis(100);

@@ -5,8 +5,8 @@ use tokio::sync::MutexGuard;
 
 use super::RunningVmi;
 use super::record::AttachedVolume;
-use crate::vmm::{BlockError, DiskBus};
 use crate::volumes::{ResolvedVolume, target_name};
+use vmsnap_vmm::{BlockError, DiskBus};
 
 /// The first guest device name on `bus` no attached volume uses (Linux gives a
 /// new virtio or SCSI disk the lowest free index).
@@ -57,7 +57,7 @@ impl RunningVmi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::{DiskFormat, DiskSpec};
+    use vmsnap_vmm::{DiskFormat, DiskSpec};
 
     fn attached(target: &str) -> AttachedVolume {
         let volume = ResolvedVolume {

@@ -38,8 +38,8 @@ use self::record::{AgentRecord, AttachedVolume};
 use crate::kubevirt::FIELD_MANAGER;
 use crate::registry::Registry;
 use crate::vmi_status::{self, VmiFacts};
-use crate::vmm::{AgentHealth, MacAddress, VmHandle};
 use crate::volumes;
+use vmsnap_vmm::{AgentHealth, MacAddress, VmHandle};
 
 /// How often the guest agent is pinged for the `AgentConnected` condition.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);

@@ -13,7 +13,7 @@ use super::RunningVmi;
 use super::pause::{self, PauseState, PauseTracker, Reaction};
 use super::resume::RESUMED_REASON;
 use crate::vmi_status;
-use crate::vmm::{RunState, ShutdownCause, ShutdownInfo, VmEvent, VmEvents};
+use vmsnap_vmm::{RunState, ShutdownCause, ShutdownInfo, VmEvent, VmEvents};
 
 /// How often guest OS and network details are refreshed while the agent answers.
 const REFRESH: Duration = Duration::from_secs(15);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use vmsnap_qemu::qmp::types::{RunState, StatusInfo};
 
-use crate::vmm::{ControlError, VmEvent};
+use vmsnap_vmm::{ControlError, VmEvent};
 
 /// Whether the vCPUs run, and if not, who stopped them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

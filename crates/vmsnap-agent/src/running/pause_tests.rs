@@ -19,10 +19,10 @@ use super::*;
 use crate::running::record::AttachedVolume;
 use crate::running::{Deps, RunningVmi};
 use crate::vmi_status::VmiFacts;
-use crate::vmm::{
+use crate::volumes::ResolvedVolume;
+use vmsnap_vmm::{
     Accel, Boot, DiskFormat, DiskSpec, LaunchRecord, LaunchSpec, RuntimePaths, Timeouts, VmEvents, VmHandle,
 };
-use crate::volumes::ResolvedVolume;
 
 const PATIENCE: Duration = Duration::from_secs(10);
 

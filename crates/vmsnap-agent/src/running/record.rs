@@ -78,7 +78,7 @@ impl AgentRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::{DiskFormat, DiskSpec};
+    use vmsnap_vmm::{DiskFormat, DiskSpec};
 
     #[test]
     fn the_record_reads_back_what_was_written() {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use super::RunningVmi;
 use super::pause::{IoErrorPause, PauseError, Room, paused_note, resumed_note, wait_for_room};
-use crate::vmm::short_name;
+use vmsnap_vmm::short_name;
 
 /// The reason of the events about disk errors (virt-launcher's).
 pub const IO_ERROR_REASON: &str = "IOerror";

@@ -277,12 +277,14 @@ pub async fn remove_from_vm(
             .await?
             .is_some_and(|vmi| vmi.spec.volumes.iter().any(|v| v.name == options.name));
         if present || in_spec {
-            let updated =
-                update_vmi(agent, namespace, name, &|spec| match remove_from_spec(spec, &options.name) {
-                    Err(error) if error.message.contains("does not exist") => Ok(()),
-                    other => other,
-                })
-                .await?;
+            let updated = update_vmi(agent, namespace, name, &|spec| {
+                // Already gone from the VMI spec: only QEMU still has the disk.
+                match spec.volumes.iter().any(|v| v.name == options.name) {
+                    true => remove_from_spec(spec, &options.name),
+                    false => Ok(()),
+                }
+            })
+            .await?;
             apply_now(agent, &updated).await;
         }
     }

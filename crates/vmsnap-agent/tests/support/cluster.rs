@@ -13,13 +13,13 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use vmsnap_agent::vmm::{Accel, AccelSetting, Vmm};
 use vmsnap_agent::{Agent, AgentConfig};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_guestimage::test_cache_root;
 use vmsnap_storage::{LayeredDriver, StorageOptions, VolumeDriver, VolumeId};
 use vmsnap_testing::TestServer;
+use vmsnap_vmm::{Accel, AccelSetting, Vmm};
 
 use super::Env;
 

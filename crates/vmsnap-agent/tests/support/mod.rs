@@ -12,11 +12,11 @@ use anyhow::{Context, Result, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
-use vmsnap_agent::vmm::{
+use vmsnap_guestimage::{BuildError, GuestImage, ensure_built, test_cache_root};
+use vmsnap_vmm::{
     Accel, AccelSetting, Boot, KernelBoot, LaunchSpec, ProbeOptions, VmHandle, Vmm, VmmConfig,
     probe_accelerator,
 };
-use vmsnap_guestimage::{BuildError, GuestImage, ensure_built, test_cache_root};
 
 /// Generous: under TCG the guest boots in 4 to 10 s depending on load.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ pub struct Env {
 
 impl Env {
     /// `None` (after saying why) when this machine lacks QEMU or cannot build
-    /// the guest; with `VMSNAP_REQUIRE_QEMU=1` that is a failure instead.
+    /// the guest and `VMSNAP_ALLOW_SKIP=1`; else that is a failure.
     pub async fn new() -> Result<Option<Self>> {
         init_tracing();
         for program in ["qemu-system-x86_64", "qemu-img"] {
@@ -71,10 +71,10 @@ impl Env {
 }
 
 fn missing<T>(reason: &str) -> Result<Option<T>> {
-    if std::env::var("VMSNAP_REQUIRE_QEMU").is_ok_and(|v| v == "1") {
-        bail!("VMSNAP_REQUIRE_QEMU=1 but {reason}");
+    if !vmsnap_testing::skips_allowed() {
+        bail!("{reason}: run ./x test (it installs what the tests need), or set VMSNAP_ALLOW_SKIP=1 to skip");
     }
-    println!("skipped: {reason}");
+    println!("skipped: {reason} (VMSNAP_ALLOW_SKIP=1)");
     Ok(None)
 }
 

@@ -139,6 +139,14 @@ pub mod indication {
             _ => "Unknown indication",
         }
     }
+
+    /// Whether an unfreeze error or a snapshot error is Windows VSS's 10-second freeze limit
+    /// ("fsfreeze is limited up to 10 seconds", `VSSFreezeLimitReached`). The guest agent reports
+    /// it only as text, and KubeVirt recognizes it by this text (the content controller's
+    /// unfreeze, and [`QUIESCE_TIMEOUT`]); this is the one place vmsnap does.
+    pub fn is_freeze_limit_reached(message: &str) -> bool {
+        message.contains("fsfreeze is limited")
+    }
 }
 
 /// Event reasons.

@@ -98,8 +98,10 @@ pub fn json(target: &Value, patch: &Value) -> Result<Value, PatchError> {
 }
 
 fn describe_json_patch_error(e: &json_patch::PatchError) -> String {
-    let text = e.to_string();
-    if text.contains("test") { format!("{text}: test failed") } else { text }
+    match e.kind {
+        json_patch::PatchErrorKind::TestFailed => format!("{e}: test failed"),
+        _ => e.to_string(),
+    }
 }
 
 fn json_type(v: &Value) -> &'static str {

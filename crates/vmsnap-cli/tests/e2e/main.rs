@@ -1,7 +1,7 @@
 //! End-to-end tests: the `vmsnap` binary serving (`vmsnap serve`, with its node agent running the
 //! test guest under QEMU and its storage driver), driven by the real `kubectl` and the `vmsnap`
 //! CLI as a user drives them. They need QEMU and the test guest image (`cargo xtask test` builds
-//! it first); with `VMSNAP_REQUIRE_QEMU=1` a missing QEMU is a failure, not a skip.
+//! it first); a missing QEMU is a failure, not a skip, unless `VMSNAP_ALLOW_SKIP=1`.
 
 mod cluster_mode;
 mod crash;

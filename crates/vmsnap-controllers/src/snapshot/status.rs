@@ -158,7 +158,7 @@ fn update_indications(st: &mut VirtualMachineSnapshotStatus, src: &SourceFacts) 
             .error
             .as_ref()
             .and_then(|e| e.message.as_deref())
-            .is_some_and(|m| m.contains("fsfreeze is limited"))
+            .is_some_and(indication::is_freeze_limit_reached)
         {
             set.push(indication::QUIESCE_TIMEOUT);
         }

@@ -2,7 +2,7 @@
 //!
 //! On q35 each virtio disk sits behind its own PCIe root port (a device on the
 //! root complex cannot be unplugged), so a VM is launched with spare ports
-//! ([`crate::vmm::LaunchSpec::hotplug_slots`]) and a hotplugged disk takes the
+//! ([`crate::LaunchSpec::hotplug_slots`]) and a hotplugged disk takes the
 //! lowest free one, found by asking QEMU (`query-pci`). A SCSI disk goes on the
 //! VM's virtio-scsi controller, which gives it the next free target; SATA disks
 //! cannot be hotplugged (neither can they with KubeVirt).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use vmsnap_qemu::{CommandError, ConnectError, EventError};
 
-/// A [`crate::vmm::LaunchSpec`] or [`crate::vmm::DiskSpec`] that cannot be run.
+/// A [`crate::LaunchSpec`] or [`crate::DiskSpec`] that cannot be run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
     /// A VM, disk or NIC name with characters QEMU ids cannot carry.
@@ -124,7 +124,7 @@ pub enum SpecError {
     },
 }
 
-/// [`crate::vmm::Vmm::launch`] failed. QEMU is not left running after any of these.
+/// [`crate::Vmm::launch`] failed. QEMU is not left running after any of these.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     /// The spec was rejected before anything was started.
@@ -194,7 +194,7 @@ pub enum LaunchError {
     Resume(#[source] CommandError),
 }
 
-/// [`crate::vmm::Vmm::attach`] failed (the VM itself may well be running).
+/// [`crate::Vmm::attach`] failed (the VM itself may well be running).
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// Reading the runtime directory failed.
@@ -492,7 +492,7 @@ pub enum BlockError {
     },
 }
 
-/// [`crate::vmm::probe_accelerator`] failed.
+/// [`crate::probe_accelerator`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The probe's scratch or cache files could not be used.

@@ -3,7 +3,7 @@
 //!
 //! The record is written *before* `guest-fsfreeze-freeze` is sent and removed
 //! after a successful thaw, so a crash at any point between leaves a record
-//! behind and the next [`crate::vmm::Vmm::attach`] finishes the job. It is not
+//! behind and the next [`crate::Vmm::attach`] finishes the job. It is not
 //! fsynced: it only has to survive the agent process, and a host crash takes
 //! the VM with it.
 

@@ -30,7 +30,7 @@ pub struct ShutdownInfo {
 pub struct DiskIoError {
     /// The block node the request failed on, e.g. `fmt3-data`.
     pub node: Option<String>,
-    /// The disk key of that node ([`crate::vmm::short_name`] of the disk name), when
+    /// The disk key of that node ([`crate::short_name`] of the disk name), when
     /// the node is one of the runtime's.
     pub disk_key: Option<String>,
     /// `read` or `write`.
@@ -79,14 +79,15 @@ pub enum VmEvent {
     },
 }
 
-/// Receives the lifecycle events emitted after it was created (see [`crate::vmm::VmHandle::events`]).
+/// Receives the lifecycle events emitted after it was created (see [`crate::VmHandle::events`]).
 #[derive(Debug)]
 pub struct VmEvents {
     inner: QmpEvents,
 }
 
 impl VmEvents {
-    pub(crate) fn new(inner: QmpEvents) -> Self {
+    /// The lifecycle events of a QMP connection's event stream.
+    pub fn new(inner: QmpEvents) -> Self {
         Self { inner }
     }
 

@@ -458,7 +458,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vmm::names::LayerNodes;
+    use crate::names::LayerNodes;
 
     #[test]
     fn json_filenames_resolve_to_their_file() {

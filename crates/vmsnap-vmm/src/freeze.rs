@@ -32,7 +32,7 @@ use super::freeze_record::{FreezeRecord, Recovery};
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
-/// What [`crate::vmm::VmHandle::freeze`] did.
+/// What [`crate::VmHandle::freeze`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FreezeOutcome {
     /// The agent froze this many filesystems.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// The longest path a unix socket address holds (`sun_path` less its terminating NUL).
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 
-/// The layout of one VM's runtime directory (see the [module docs](crate::vmm)).
+/// The layout of one VM's runtime directory (see the [module docs](crate)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimePaths {
     dir: PathBuf,

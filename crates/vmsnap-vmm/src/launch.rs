@@ -47,7 +47,7 @@ pub struct Timeouts {
     pub freeze_late_answer: Duration,
     /// `guest-fsfreeze-thaw`.
     pub thaw: Duration,
-    /// How long [`crate::vmm::VmHandle::kill`] waits after `quit` before SIGKILL.
+    /// How long [`crate::VmHandle::kill`] waits after `quit` before SIGKILL.
     pub kill_grace: Duration,
     /// How long the guest may take to release an unplugged disk.
     pub device_removal: Duration,
@@ -75,7 +75,7 @@ impl Default for Timeouts {
 pub struct VmmConfig {
     /// The QEMU binary.
     pub qemu_binary: PathBuf,
-    /// The accelerator (see [`crate::vmm::probe_accelerator`]).
+    /// The accelerator (see [`crate::probe_accelerator`]).
     pub accel: Accel,
     /// Deadlines.
     pub timeouts: Timeouts,
@@ -320,7 +320,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
-    use crate::vmm::{Boot, DiskFormat, DiskSpec, KernelBoot, NicModel, NicSpec};
+    use crate::{Boot, DiskFormat, DiskSpec, KernelBoot, NicModel, NicSpec};
 
     /// `spec.json` is read back by later agents: its format changes only on purpose.
     #[test]

@@ -18,8 +18,8 @@ use super::launch::{LaunchRecord, Timeouts};
 use super::paths::RuntimePaths;
 use super::process::{is_alive, signal, wait_gone};
 use super::spec::LaunchSpec;
-use crate::vmm::FsfreezeStatus;
-use crate::vmm::error::AgentError;
+use crate::FsfreezeStatus;
+use crate::error::AgentError;
 
 /// A running VM: its QEMU process, monitor connection and guest agent channel.
 ///
@@ -27,7 +27,7 @@ use crate::vmm::error::AgentError;
 /// there should be one handle (and its clones) per VM in the agent. Dropping
 /// the last clone closes the connections and stops the handle's background
 /// tasks (the auto-thaw timer among them); QEMU keeps running, and
-/// [`crate::vmm::Vmm::attach`] picks it up again.
+/// [`crate::Vmm::attach`] picks it up again.
 #[derive(Debug, Clone)]
 pub struct VmHandle {
     inner: Arc<Inner>,
@@ -69,7 +69,9 @@ pub struct KillReport {
 }
 
 impl VmHandle {
-    pub(crate) fn new(
+    /// A handle over an already connected QMP client: [`crate::Vmm`] makes these; hosts' tests
+    /// make them over `vmsnap-qemu`'s fake QEMU.
+    pub fn new(
         paths: RuntimePaths,
         record: LaunchRecord,
         pid: i32,
@@ -287,7 +289,7 @@ mod tests {
     fn handles_can_be_shared_across_tasks() {
         fn shareable<T: Send + Sync + 'static>() {}
         shareable::<VmHandle>();
-        shareable::<crate::vmm::Vmm>();
-        shareable::<crate::vmm::AgentHealth>();
+        shareable::<crate::Vmm>();
+        shareable::<crate::AgentHealth>();
     }
 }

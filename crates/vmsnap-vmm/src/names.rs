@@ -23,7 +23,7 @@ const KEPT_PREFIX: usize = SHORT_NAME_LEN - 9;
 /// bytes, and the same for the same name.
 ///
 /// ```
-/// use vmsnap_agent::vmm::short_name;
+/// use vmsnap_vmm::short_name;
 /// assert_eq!(short_name("data"), "data");
 /// assert_eq!(short_name("a-rather-long-volume-name"), "a-rather-lo-e728ab7d");
 /// ```

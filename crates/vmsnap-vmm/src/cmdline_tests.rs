@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::*;
-use crate::vmm::mac::MacAddress;
-use crate::vmm::spec::{CacheMode, CpuTopology, DiskBus, DiskFormat, KernelBoot, NicModel, NicSpec};
+use crate::mac::MacAddress;
+use crate::spec::{CacheMode, CpuTopology, DiskBus, DiskFormat, KernelBoot, NicModel, NicSpec};
 
 fn two_disk_spec() -> LaunchSpec {
     let boot = Boot::Kernel(KernelBoot {

@@ -156,7 +156,7 @@ pub struct DiskSpec {
     pub format: DiskFormat,
     /// The serial given to the device (KubeVirt's `disks[].serial`: up to 256 of
     /// `[A-Za-z0-9_.+-]`). When `None`, the volume name, mapped by
-    /// [`crate::vmm::short_name`] when longer. The guest sees only the first
+    /// [`crate::short_name`] when longer. The guest sees only the first
     /// [`DiskBus::serial_bytes_shown`] bytes: see [`DiskSpec::guest_serial`].
     #[serde(default)]
     pub serial: Option<String>,
