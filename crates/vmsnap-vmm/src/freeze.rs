@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use vmsnap_qemu::client::QgaClient;
 use vmsnap_qemu::qga::commands::{
@@ -86,6 +86,9 @@ pub(crate) struct Freezer {
     // An async lock held across the agent calls on purpose: it serialises the
     // freeze state machine's transitions, it is not a cache.
     slot: Mutex<Slot>,
+    /// Whether the guest is frozen by this runtime (a record is held), published on every
+    /// change, including the auto-thaw and a background thaw retry that succeeds.
+    frozen: watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +126,20 @@ impl Drop for Slot {
 
 impl Freezer {
     pub(crate) fn new(qga: Arc<QgaClient>, record_path: PathBuf, timeouts: FreezeTimeouts) -> Arc<Self> {
-        Arc::new(Self { qga, record_path, timeouts, slot: Mutex::new(Slot::default()) })
+        let frozen = watch::channel(false).0;
+        Arc::new(Self { qga, record_path, timeouts, slot: Mutex::new(Slot::default()), frozen })
+    }
+
+    /// Follows whether the guest is frozen by this runtime: true from a freeze until the thaw,
+    /// whoever makes it (an unfreeze, the auto-thaw, a background retry).
+    pub(crate) fn frozen(&self) -> watch::Receiver<bool> {
+        self.frozen.subscribe()
+    }
+
+    /// The one place the record changes in memory, so that [`Freezer::frozen`] follows it.
+    fn set_record(&self, slot: &mut Slot, record: Option<FreezeRecord>) {
+        self.frozen.send_replace(record.is_some());
+        slot.record = record;
     }
 
     /// `guest-fsfreeze-status`.
@@ -173,7 +189,7 @@ impl Freezer {
                     "the guest agent has not answered the freeze (a freeze hook may hang); it is thawed when it does"
                 );
                 slot.unanswered = Some(started);
-                slot.record = Some(record);
+                self.set_record(&mut slot, Some(record));
                 let freezer = Arc::downgrade(self);
                 tokio::spawn(async move {
                     let answer = call.await.unwrap_or_else(|_| Err(interrupted()));
@@ -204,7 +220,7 @@ impl Freezer {
             // the thaw either, so try briefly and leave the rest to the background retries.
             Err(error) => {
                 tracing::warn!(%error, "freeze did not complete; thawing to be safe");
-                slot.record = Some(record);
+                self.set_record(&mut slot, Some(record));
                 self.thaw_locked(&mut slot, self.timeouts.status).await.ok();
                 return Err(error.into());
             }
@@ -213,7 +229,7 @@ impl Freezer {
         if let Some(deadline) = thaw_deadline {
             self.arm(&mut slot, deadline);
         }
-        slot.record = Some(record);
+        self.set_record(&mut slot, Some(record));
         tracing::info!(?outcome, took_ms = took.as_secs_f64() * 1e3, "froze the guest filesystems");
         Ok(FreezeReport { outcome, thaw_deadline, took })
     }
@@ -286,7 +302,7 @@ impl Freezer {
         let recovery = record.recovery(guest, SystemTime::now());
         tracing::info!(?recovery, ?guest, "found a freeze record from an earlier agent");
         let deadline = record.deadline();
-        slot.record = Some(record);
+        self.set_record(&mut slot, Some(record));
         match (recovery, deadline) {
             (Recovery::Forget, _) => self.forget(&mut slot),
             (Recovery::KeepFrozen, _) => {}
@@ -309,7 +325,7 @@ impl Freezer {
                 slot.thaw_pending = false;
                 FreezeRecord::remove(&self.record_path)
                     .map_err(|source| self.record_error("remove", source))?;
-                slot.record = None;
+                self.set_record(slot, None);
                 Ok(filesystems)
             }
             Err(error) => {
@@ -370,7 +386,7 @@ impl Freezer {
 
     /// Drops the record, in memory and on disk.
     fn forget(&self, slot: &mut Slot) {
-        slot.record = None;
+        self.set_record(slot, None);
         slot.thaw_pending = false;
         if let Err(error) = FreezeRecord::remove(&self.record_path) {
             tracing::warn!(path = %self.record_path.display(), %error, "could not remove the freeze record");

@@ -251,6 +251,14 @@ impl VmHandle {
         self.inner.freezer.status().await
     }
 
+    /// Follows whether this runtime has the guest frozen: it turns false on every thaw, also the
+    /// ones nobody asked for (the auto-thaw at the deadline, a background thaw retry), which is
+    /// how a host clears what it reported. After a re-attach it starts from the freeze record
+    /// the attach recovered; [`VmHandle::frozen_by_runtime`] reads the persisted record itself.
+    pub fn frozen(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.freezer.frozen()
+    }
+
     /// Whether this runtime has the guest frozen (or is still thawing it after
     /// a failed thaw), from the persisted freeze record; `Some(deadline)` is
     /// the auto-thaw deadline, `Some(None)` a freeze without one. A file read,

@@ -4,7 +4,7 @@
 //! One [`RunningVmi`] per QEMU. Its status is written from one place
 //! ([`RunningVmi::publish`], serialised by an async lock, skipping writes that
 //! change nothing); `fsFreezeStatus` alone is written by the freeze path
-//! (`freeze.rs`). The tasks (QEMU events, agent health, auto-thaw watcher,
+//! (`freeze.rs`). The tasks (QEMU events, agent health, the thaws the runtime makes by itself,
 //! the wait for room after a pause on a full disk) are aborted with
 //! [`RunningVmi::abort_tasks`] when the VMI goes or the agent shuts down; QEMU
 //! itself outlives the agent.
@@ -175,6 +175,7 @@ impl RunningVmi {
         running.update_facts(|f| f.interfaces = vmi_status::interfaces(&running.nics, &[]));
         running.tasks.push(tokio::spawn(monitor::follow_events(running.clone(), events)));
         running.tasks.push(tokio::spawn(republish(running.clone())));
+        running.tasks.push(tokio::spawn(freeze::follow_thaws(running.clone(), running.handle.frozen())));
         running.tasks.push(tokio::spawn(monitor::follow_agent(running.clone(), running.health.subscribe())));
         running
             .tasks
