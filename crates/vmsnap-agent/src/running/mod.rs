@@ -13,7 +13,6 @@
 //! filled up) is retried in the background until one succeeds.
 
 mod freeze;
-mod hotplug;
 mod monitor;
 pub mod pause;
 pub mod record;
@@ -102,7 +101,8 @@ pub struct RunningVmi {
     /// The status fields last written, so that unchanged ones are not written again.
     published: tokio::sync::Mutex<Option<Map<String, Value>>>,
     freeze: Arc<tokio::sync::Mutex<FreezeSlot>>,
-    hotplug: tokio::sync::Mutex<()>,
+    /// Held across one hotplug operation ([`crate::hotplug::devices`]).
+    pub(crate) hotplug: tokio::sync::Mutex<()>,
     health: AgentHealth,
     /// Whether the health loop has given its first verdict (until then its flag reads `false`).
     health_known: AtomicBool,
@@ -213,7 +213,7 @@ impl RunningVmi {
         self.volumes.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_volumes(&self, volumes: Vec<AttachedVolume>) {
+    pub(crate) fn set_volumes(&self, volumes: Vec<AttachedVolume>) {
         let statuses = volumes.iter().map(|v| volumes::volume_status(&v.volume, &v.target)).collect();
         *self.volumes.lock().unwrap_or_else(|p| p.into_inner()) = volumes;
         self.update_facts(|f| f.volumes = statuses);

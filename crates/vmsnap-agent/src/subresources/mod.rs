@@ -10,7 +10,6 @@
 
 mod exec;
 mod guest;
-mod hotplug;
 mod lifecycle;
 
 use std::path::PathBuf;
@@ -28,6 +27,7 @@ use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmS
 
 use crate::agent::Agent;
 use crate::error::error_chain;
+use crate::hotplug::requests as hotplug;
 use crate::running::RunningVmi;
 
 /// KubeVirt's messages.
@@ -117,13 +117,13 @@ fn not_found(kind: &str, name: &str) -> ApiError {
 }
 
 /// The VM, or 404.
-async fn get_vm(agent: &Agent, namespace: &str, name: &str) -> Result<VirtualMachine, ApiError> {
+pub(crate) async fn get_vm(agent: &Agent, namespace: &str, name: &str) -> Result<VirtualMachine, ApiError> {
     let api: Api<VirtualMachine> = Api::namespaced(agent.client.clone(), namespace);
     api.get_opt(name).await.map_err(api_error)?.ok_or_else(|| not_found("VirtualMachine", name))
 }
 
 /// The VMI, if it exists.
-async fn get_vmi(
+pub(crate) async fn get_vmi(
     agent: &Agent,
     namespace: &str,
     name: &str,
@@ -134,7 +134,7 @@ async fn get_vmi(
 
 /// The running VMI `namespace/name`: 404 if there is no such VMI, 409
 /// `not_running` if it exists but does not run on this agent.
-async fn running_vmi(
+pub(crate) async fn running_vmi(
     agent: &Agent,
     namespace: &str,
     name: &str,
@@ -152,6 +152,6 @@ async fn running_vmi(
 }
 
 /// Whether a body's `dryRun` asks only for validation.
-fn is_dry_run(dry_run: &[String]) -> bool {
+pub(crate) fn is_dry_run(dry_run: &[String]) -> bool {
     dry_run.iter().any(|d| d == "All")
 }

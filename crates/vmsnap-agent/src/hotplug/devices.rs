@@ -3,8 +3,8 @@
 
 use tokio::sync::MutexGuard;
 
-use super::RunningVmi;
-use super::record::AttachedVolume;
+use crate::running::RunningVmi;
+use crate::running::record::AttachedVolume;
 use crate::volumes::{ResolvedVolume, target_name};
 use vmsnap_vmm::{BlockError, DiskBus};
 

@@ -12,10 +12,10 @@ use vmsnap_api::kubevirt::{
 };
 use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
-use super::{api_error, get_vm, get_vmi, is_dry_run, message, running_vmi};
 use crate::agent::Agent;
 use crate::hotplug;
 use crate::running::patch_params;
+use crate::subresources::{api_error, get_vm, get_vmi, is_dry_run, message, running_vmi};
 
 /// How often a spec update is retried when the object changed meanwhile.
 const ATTEMPTS: usize = 5;
