@@ -12,9 +12,80 @@ pub enum ReconcileError {
     /// The API refused or failed a request.
     #[error("{}", crate::kube_util::error_message(.0))]
     Kube(#[from] kube::Error),
-    /// A condition of KubeVirt's algorithm, with its message.
+    /// The VM's ControllerRevision that the running VMI was started from is gone.
+    #[error("vm revision {0} doesn't exist")]
+    RevisionMissing(String),
+    /// The VM's ControllerRevision does not hold a VM spec.
+    #[error("vm revision {name} holds no VM spec: {source}")]
+    RevisionInvalid {
+        /// The revision.
+        name: String,
+        /// Why its data is not a VM spec.
+        source: serde_json::Error,
+    },
+    /// The snapshot's source is not a VirtualMachine.
+    #[error("unknown source {0}")]
+    UnknownSource(String),
+    /// A freeze was asked for a VM the snapshot has not locked.
+    #[error("attempting to freeze unlocked VM")]
+    FreezeUnlocked,
+    /// A content that names no snapshot.
+    #[error("VirtualMachineSnapshotName is not initialized in vm snapshot content")]
+    ContentWithoutSnapshot,
+    /// A VolumeSnapshot for a PVC without a storage class.
+    #[error("{pvc} VolumeSnapshot requested but no storage class")]
+    NoStorageClass {
+        /// `namespace/name` of the PVC.
+        pvc: String,
+    },
+    /// A VolumeSnapshot for a PVC whose storage class has no VolumeSnapshotClass.
+    #[error("{pvc} VolumeSnapshot requested but no VolumeSnapshotClass for storage class {storage_class}")]
+    NoSnapshotClass {
+        /// `namespace/name` of the PVC.
+        pvc: String,
+        /// Its storage class.
+        storage_class: String,
+    },
+    /// Several VolumeSnapshotClasses match a storage class and none is the default.
+    #[error("{count} matching VolumeSnapshotClasses for {storage_class}")]
+    AmbiguousSnapshotClass {
+        /// How many match.
+        count: usize,
+        /// The storage class.
+        storage_class: String,
+    },
+    /// A restore's `patches` do not apply to the VM.
+    #[error("error patching VM {vm}: {reason}")]
+    Patch {
+        /// The VM.
+        vm: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A restore's volume names no VolumeSnapshot, or one that does not exist.
+    #[error("missing volumeSnapshot {0}")]
+    VolumeSnapshotMissing(String),
+    /// A restore step found a name it should have set earlier unset (KubeVirt's invariant checks).
+    #[error("{0} should have been set already")]
+    NotYetSet(String),
+    /// The storage class of a restored PVC does not exist.
+    #[error("StorageClass {0} does not exist")]
+    StorageClassMissing(String),
+    /// A restored PVC is neither bound nor waiting for its first consumer.
+    #[error("PVC {pvc} in status {phase:?}")]
+    PvcNotBound {
+        /// `namespace/name`.
+        pvc: String,
+        /// Its phase.
+        phase: String,
+    },
+    /// A restored PVC that a DataVolume should adopt is gone.
+    #[error("pvc {0} does not exist and should")]
+    RestoredPvcMissing(String),
+    /// A failure already reported on the object (its conditions and a Warning event): the
+    /// reconcile is retried with backoff.
     #[error("{0}")]
-    Message(String),
+    Reported(String),
     /// Deletion waits for something else (the source lock, the content) before the finalizer goes.
     #[error("waiting: {0}")]
     Waiting(String),
@@ -72,6 +143,6 @@ mod tests {
             Some(Action::requeue(STALE_RETRY))
         );
         assert_eq!(outcome(F::RemoveFinalizer(api(500))), None);
-        assert_eq!(outcome(F::ApplyFailed(ReconcileError::Message("no".into()))), None);
+        assert_eq!(outcome(F::ApplyFailed(ReconcileError::FreezeUnlocked)), None);
     }
 }

@@ -73,7 +73,7 @@ impl Source {
 pub async fn load(client: &Client, snap: &VirtualMachineSnapshot) -> Result<Option<Source>, ReconcileError> {
     let source = &snap.spec.source;
     if source.kind != "VirtualMachine" {
-        return Err(ReconcileError::Message(format!("unknown source {source:?}")));
+        return Err(ReconcileError::UnknownSource(format!("{source:?}")));
     }
     let ns = snap.namespace().unwrap_or_default();
     let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), &ns);
@@ -189,7 +189,7 @@ pub async fn unlock(client: &Client, source: &mut Source) -> Result<(), Reconcil
 /// KubeVirt's `Freeze()`: only for a locked, running, unpaused VM with a guest agent, not already frozen.
 pub async fn freeze(client: &Client, source: &Source, unfreeze_timeout: &str) -> Result<(), ReconcileError> {
     if !source.locked() {
-        return Err(ReconcileError::Message("attempting to freeze unlocked VM".into()));
+        return Err(ReconcileError::FreezeUnlocked);
     }
     if source.frozen() || source.paused() || !source.guest_agent() {
         return Ok(());

@@ -37,9 +37,10 @@ pub async fn class_for(client: &Client, storage_class: &str) -> Result<Option<St
             });
             match default {
                 Some(c) => Ok(c.metadata.name.clone()),
-                None => Err(ReconcileError::Message(format!(
-                    "{n} matching VolumeSnapshotClasses for {storage_class}"
-                ))),
+                None => Err(ReconcileError::AmbiguousSnapshotClass {
+                    count: n,
+                    storage_class: storage_class.to_owned(),
+                }),
             }
         }
     }

@@ -21,7 +21,8 @@ use vmsnap_qemu::qmp::args::{
     BlockStreamArgs, BlockdevDelArgs, JobIdArgs, NamedBlockNodesArgs, TransactionAction, TransactionArgs,
 };
 use vmsnap_qemu::qmp::commands::{
-    BlockStream, BlockdevAdd, BlockdevDel, JobDismiss, QueryJobs, QueryNamedBlockNodes, Transaction,
+    BlockStream, BlockdevAdd, BlockdevDel, JobDismiss, QueryBlock, QueryJobs, QueryNamedBlockNodes,
+    Transaction,
 };
 use vmsnap_qemu::qmp::types::{BlockDeviceInfo, ImageInfo, JobStatus};
 
@@ -310,21 +311,18 @@ impl VmHandle {
     }
 
     pub(super) async fn attached_disks(&self) -> Result<Vec<AttachedDisk>, BlockError> {
-        let reply = self
+        let backends = self
             .qmp()
-            .execute_raw("query-block", Value::Null)
+            .execute::<QueryBlock>(())
             .await
             .map_err(|source| BlockError::Qmp { operation: "querying the disks".into(), source })?;
-        let mut disks = Vec::new();
-        for backend in reply.as_array().into_iter().flatten() {
-            let Some(name) = backend["qdev"].as_str().and_then(disk_of_qdev) else { continue };
-            let Ok(top) = serde_json::from_value::<BlockDeviceInfo>(backend["inserted"].clone()) else {
-                continue;
-            };
-            let direct = backend["inserted"]["cache"]["direct"].as_bool().unwrap_or(false);
-            disks.push(AttachedDisk { name: name.to_owned(), top, direct });
-        }
-        Ok(disks)
+        let disks = backends.into_iter().filter_map(|backend| {
+            let name = backend.qdev.as_deref().and_then(disk_of_qdev)?.to_owned();
+            let top = backend.inserted?;
+            let direct = top.cache.is_some_and(|cache| cache.direct);
+            Some(AttachedDisk { name, top, direct })
+        });
+        Ok(disks.collect())
     }
 
     pub(super) async fn attached_disk(&self, name: &str) -> Result<AttachedDisk, BlockError> {
@@ -490,6 +488,7 @@ mod tests {
                 backing_filename: None,
                 backing_image: None,
             },
+            cache: None,
         };
         let named = [
             node("fmt-data", "qcow2", "/v/base.qcow2"),
@@ -519,6 +518,7 @@ mod tests {
                 backing_filename: None,
                 backing_image: None,
             },
+            cache: None,
         };
         let named =
             [node("fmt-data"), node("fmt3-data"), node("file3-data"), node("fmt9-data2"), node("#block1")];

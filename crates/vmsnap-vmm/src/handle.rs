@@ -8,8 +8,8 @@ use nix::sys::signal::Signal;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vmsnap_qemu::client::{QgaClient, QgaOptions, QmpClient};
-use vmsnap_qemu::qmp::commands::{Cont, QueryStatus, Quit, Stop, SystemPowerdown};
-use vmsnap_qemu::qmp::types::StatusInfo;
+use vmsnap_qemu::qmp::commands::{Cont, QueryBlock, QueryStatus, Quit, Stop, SystemPowerdown};
+use vmsnap_qemu::qmp::types::{BlockDeviceIoStatus, StatusInfo};
 
 use super::error::{ControlError, FreezeError};
 use super::events::{Observed, ShutdownInfo, VmEvents, follow};
@@ -161,16 +161,15 @@ impl VmHandle {
     /// was out of space (`nospace`). For a VM stopped in run state `io-error`
     /// whose `BLOCK_IO_ERROR` events were not seen (an agent that re-attached).
     pub async fn disks_with_io_errors(&self) -> Result<Vec<(String, bool)>, ControlError> {
-        let reply = self.inner.qmp.execute_raw("query-block", serde_json::Value::Null).await?;
-        let mut disks = Vec::new();
-        for backend in reply.as_array().into_iter().flatten() {
-            let Some(disk) = backend["qdev"].as_str().and_then(super::names::disk_of_qdev) else { continue };
-            match backend["io-status"].as_str() {
-                None | Some("ok") => {}
-                Some(status) => disks.push((disk.to_owned(), status == "nospace")),
+        let backends = self.inner.qmp.execute::<QueryBlock>(()).await?;
+        let disks = backends.into_iter().filter_map(|backend| {
+            let disk = backend.qdev.as_deref().and_then(super::names::disk_of_qdev)?.to_owned();
+            match backend.io_status? {
+                BlockDeviceIoStatus::Ok => None,
+                status => Some((disk, status == BlockDeviceIoStatus::Nospace)),
             }
-        }
-        Ok(disks)
+        });
+        Ok(disks.collect())
     }
 
     /// Presses the ACPI power button; the guest decides whether and how fast to

@@ -41,9 +41,7 @@ pub async fn reconcile(
     }
     let ns = content.namespace().unwrap_or_default();
     let Some(snap_name) = content.spec.virtual_machine_snapshot_name.clone() else {
-        return Err(ReconcileError::Message(
-            "VirtualMachineSnapshotName is not initialized in vm snapshot content".into(),
-        ));
+        return Err(ReconcileError::ContentWithoutSnapshot);
     };
     let snaps: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
     let contents: Api<VirtualMachineSnapshotContent> = Api::namespaced(ctx.client.clone(), &ns);
@@ -294,15 +292,11 @@ async fn volume_snapshot_definition(
     let ns = content.namespace().unwrap_or_default();
     let pvc_name = backup.persistent_volume_claim.metadata.name.clone().unwrap_or_default();
     let Some(sc) = backup.persistent_volume_claim.spec.storage_class_name.clone() else {
-        return Err(ReconcileError::Message(format!(
-            "{ns}/{pvc_name} VolumeSnapshot requested but no storage class"
-        )));
+        return Err(ReconcileError::NoStorageClass { pvc: format!("{ns}/{pvc_name}") });
     };
     // KubeVirt dereferences a nil class here when it vanished meanwhile; vmsnap reports an error instead.
     let Some(class) = vsclass::class_for(&ctx.client, &sc).await? else {
-        return Err(ReconcileError::Message(format!(
-            "{ns}/{pvc_name} VolumeSnapshot requested but no VolumeSnapshotClass for storage class {sc}"
-        )));
+        return Err(ReconcileError::NoSnapshotClass { pvc: format!("{ns}/{pvc_name}"), storage_class: sc });
     };
     let vm = content.spec.source.virtual_machine.as_ref();
     let vm_name = vm.and_then(|v| v.metadata.name.clone()).unwrap_or_default();

@@ -18,7 +18,7 @@ pub fn apply_patches(vm: &VirtualMachine, patches: &[String]) -> Result<VirtualM
         return Ok(vm.clone());
     }
     let name = vm.metadata.name.clone().unwrap_or_default();
-    let err = |e: String| ReconcileError::Message(format!("error patching VM {name}: {e}"));
+    let err = |reason: String| ReconcileError::Patch { vm: name.clone(), reason };
     let mut doc = serde_json::to_value(vm).expect("a VM serializes");
     for text in patches {
         let op: Value = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;

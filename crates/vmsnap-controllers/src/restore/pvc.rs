@@ -46,11 +46,9 @@ pub fn restore_pvc(
     source_vm: (&str, &str),
     ownership: Option<Ownership<'_>>,
 ) -> Result<PersistentVolumeClaim, ReconcileError> {
-    let vs = vs.ok_or_else(|| {
-        ReconcileError::Message(format!("missing volumeSnapshot {}", vr.volume_snapshot_name))
-    })?;
+    let vs = vs.ok_or_else(|| ReconcileError::VolumeSnapshotMissing(vr.volume_snapshot_name.clone()))?;
     if vr.volume_snapshot_name.is_empty() {
-        return Err(ReconcileError::Message("missing VolumeSnapshot name".into()));
+        return Err(ReconcileError::NotYetSet("the VolumeSnapshot name of a volume restore".into()));
     }
     let source = &backup.persistent_volume_claim;
     let over = restore

@@ -114,7 +114,7 @@ impl<'a> Restore<'a> {
         self.save().await?;
         self.event(true, event::RESTORE_ERROR, format!("VirtualMachineRestore encountered error {message}"))
             .await;
-        Err(ReconcileError::Message(message))
+        Err(ReconcileError::Reported(message))
     }
 
     /// `doUpdateErrorWithFailure`: final.
@@ -391,7 +391,7 @@ impl<'a> Restore<'a> {
                 continue;
             }
             let Some(vs) = b.volume_snapshot_name.clone() else {
-                return Err(ReconcileError::Message(format!("VolumeSnapshotName missing {b:?}")));
+                return Err(ReconcileError::NotYetSet(format!("the VolumeSnapshotName of backup {b:?}")));
             };
             let claim = b.persistent_volume_claim.metadata.name.clone().unwrap_or_default();
             restores.push(VolumeRestore {
@@ -477,19 +477,16 @@ impl<'a> Restore<'a> {
                             pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()).unwrap_or_default();
                         let scs: Api<StorageClass> = Api::all(self.ctx.client.clone());
                         let Some(sc) = scs.get_opt(&sc_name).await? else {
-                            return Err(ReconcileError::Message(format!(
-                                "StorageClass {sc_name} does not exist"
-                            )));
+                            return Err(ReconcileError::StorageClassMissing(sc_name));
                         };
                         if sc.volume_binding_mode.as_deref() != Some("WaitForFirstConsumer") {
                             busy = true;
                         }
                     } else if phase != "Bound" {
-                        return Err(ReconcileError::Message(format!(
-                            "PVC {}/{} in status {phase:?}",
-                            self.ns,
-                            pvc.name_any()
-                        )));
+                        return Err(ReconcileError::PvcNotBound {
+                            pvc: format!("{}/{}", self.ns, pvc.name_any()),
+                            phase: phase.to_string(),
+                        });
                     }
                 }
             }
@@ -529,10 +526,7 @@ impl<'a> Restore<'a> {
             }
             let dv_name = vr.persistent_volume_claim.clone();
             let Some(mut pvc) = pvcs.get_opt(&dv_name).await? else {
-                return Err(ReconcileError::Message(format!(
-                    "pvc {}/{dv_name} does not exist and should",
-                    self.ns
-                )));
+                return Err(ReconcileError::RestoredPvcMissing(format!("{}/{dv_name}", self.ns)));
             };
             let populated_for = pvc.annotations().get(cdi::POPULATED_FOR).cloned();
             if populated_for.as_deref() != Some(dv_name.as_str()) || !pvc.owner_references().is_empty() {
@@ -583,7 +577,7 @@ impl<'a> Restore<'a> {
                             let message =
                                 format!("Error creating restore DataVolume {name}: {}", error_message(&e));
                             self.event(true, event::RESTORE_DATA_VOLUME_CREATE_ERROR, message.clone()).await;
-                            return Err(ReconcileError::Message(message));
+                            return Err(ReconcileError::Reported(message));
                         }
                     }
                     waiting = true;

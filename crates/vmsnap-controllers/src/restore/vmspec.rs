@@ -128,10 +128,7 @@ fn rewrite_volumes(spec: &mut VirtualMachineSpec, restores: &[VolumeRestore]) ->
             match template {
                 Some(t) => {
                     let new_name = r.data_volume_name.clone().ok_or_else(|| {
-                        ReconcileError::Message(format!(
-                            "DataVolumeName for dv {} should have been updated already",
-                            dv.name
-                        ))
+                        ReconcileError::NotYetSet(format!("DataVolumeName for dv {}", dv.name))
                     })?;
                     t.metadata.name = Some(new_name.clone());
                     v.data_volume.as_mut().expect("a DataVolume volume").name = new_name;

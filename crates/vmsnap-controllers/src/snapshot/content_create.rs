@@ -76,11 +76,11 @@ async fn source_spec(client: &Client, source: &Source) -> Result<SnapshotVirtual
     let ns = source.vm.namespace().unwrap_or_default();
     let revisions: Api<ControllerRevision> = Api::namespaced(client.clone(), &ns);
     let Some(revision) = revisions.get_opt(&revision_name).await? else {
-        return Err(ReconcileError::Message(format!("vm revision {revision_name} doesn't exist")));
+        return Err(ReconcileError::RevisionMissing(revision_name));
     };
     let data = revision.data.map(|raw| raw.0).unwrap_or_default();
     let mut spec: VirtualMachineSpec = serde_json::from_value(data.get("spec").cloned().unwrap_or_default())
-        .map_err(|e| ReconcileError::Message(format!("vm revision {revision_name} holds no VM spec: {e}")))?;
+        .map_err(|source| ReconcileError::RevisionInvalid { name: revision_name.clone(), source })?;
     let current = &source.vm.spec;
     spec.template.spec.volumes = current.template.spec.volumes.clone();
     spec.template.spec.domain.devices.disks = current.template.spec.domain.devices.disks.clone();

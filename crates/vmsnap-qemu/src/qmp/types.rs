@@ -169,6 +169,33 @@ pub struct BlockInfo {
     /// The top node of the medium, when one is inserted.
     #[serde(default)]
     pub inserted: Option<BlockDeviceInfo>,
+    /// How the device's last request went, for devices that report I/O status.
+    #[serde(rename = "io-status", default)]
+    pub io_status: Option<BlockDeviceIoStatus>,
+}
+
+/// The I/O status of a block device (`BlockDeviceIoStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockDeviceIoStatus {
+    /// The last request succeeded.
+    Ok,
+    /// The last request failed on the host.
+    Failed,
+    /// The last request failed because the host is out of space.
+    Nospace,
+}
+
+/// The cache mode of a block node (`BlockdevCacheInfo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockdevCacheInfo {
+    /// Whether writes complete once in the host's page cache.
+    pub writeback: bool,
+    /// Whether the host page cache is bypassed (`O_DIRECT`).
+    pub direct: bool,
+    /// Whether flush requests are ignored.
+    #[serde(rename = "no-flush")]
+    pub no_flush: bool,
 }
 
 /// A block node (`BlockDeviceInfo`), as in `query-named-block-nodes`.
@@ -190,6 +217,9 @@ pub struct BlockDeviceInfo {
     pub backing_file_depth: i64,
     /// Information about the image and, recursively, its backing images.
     pub image: ImageInfo,
+    /// The node's cache mode.
+    #[serde(default)]
+    pub cache: Option<BlockdevCacheInfo>,
 }
 
 /// Image metadata (`ImageInfo`), with the backing chain nested in `backing_image`.
