@@ -99,7 +99,7 @@ fn validate_target_vm(new: &VirtualMachineRestore, ctx: &RestoreContext) -> Resu
     let Some(vm) = &content.spec.source.virtual_machine else {
         return Err("unexpected snapshot source".into());
     };
-    if needs_backend_storage(&vm.spec.template.spec.domain) {
+    if vm.spec.template.spec.domain.needs_backend_storage() {
         causes.push(Cause::invalid(
             "spec",
             "Restore to a different VM is not supported when snapshotted VM has backend storage (persistent TPM or EFI)",
@@ -200,22 +200,6 @@ fn validate_patches(patches: &[String]) -> Vec<Cause> {
         }
     }
     causes
-}
-
-/// Whether a VM needs backend storage (KubeVirt's `IsBackendStorageNeeded` for a snapshotted VM):
-/// a persistent TPM that is not disabled, or persistent EFI variables.
-pub(crate) fn needs_backend_storage(domain: &kubevirt::DomainSpec) -> bool {
-    let flag = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_bool());
-    let tpm =
-        domain.devices.tpm.as_ref().is_some_and(|t| {
-            flag(t.get("enabled")) != Some(false) && flag(t.get("persistent")) == Some(true)
-        });
-    let efi = domain
-        .firmware
-        .as_ref()
-        .and_then(|f| f.bootloader.as_ref())
-        .is_some_and(|b| flag(b.pointer("/efi/persistent")) == Some(true));
-    tpm || efi
 }
 
 #[cfg(test)]

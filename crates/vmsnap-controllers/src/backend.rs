@@ -3,19 +3,9 @@
 
 use vmsnap_api::kubevirt::VirtualMachine;
 
-/// Whether a VM keeps persistent TPM or EFI state (`IsBackendStorageNeeded`, read from the raw VM spec).
+/// Whether a VM keeps persistent TPM or EFI state (`IsBackendStorageNeeded`).
 pub fn needs_backend_storage(vm: &VirtualMachine) -> bool {
-    let domain = &vm.spec.template.spec.domain;
-    let tpm =
-        domain.devices.tpm.as_ref().and_then(|t| t.get("persistent")).and_then(|p| p.as_bool()) == Some(true);
-    let efi = domain
-        .firmware
-        .as_ref()
-        .and_then(|f| f.bootloader.as_ref())
-        .and_then(|b| b.pointer("/efi/persistent"))
-        .and_then(|p| p.as_bool())
-        == Some(true);
-    tpm || efi
+    vm.spec.template.spec.domain.needs_backend_storage()
 }
 
 /// The synthetic volume name of a VM's backend storage (`naming.GetName("persistent-state-for", vm, 63)`).

@@ -66,7 +66,7 @@ pub use self::names::{
 };
 
 /// The StorageClass provisioner and VolumeSnapshotClass driver of the local driver.
-pub const PROVISIONER: &str = "local.storage.vmsnap.io";
+pub const PROVISIONER: &str = vmsnap_contracts::names::LOCAL_STORAGE_DRIVER;
 
 /// The event reporter of every storage controller.
 pub const COMPONENT: &str = "vmsnap-storage";

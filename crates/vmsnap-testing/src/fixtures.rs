@@ -11,7 +11,7 @@ use vmsnap_api::kubevirt::{
 };
 
 /// The provisioner/driver name the fixtures use (the local driver's).
-pub const PROVISIONER: &str = "local.storage.vmsnap.io";
+pub const PROVISIONER: &str = vmsnap_contracts::names::LOCAL_STORAGE_DRIVER;
 
 /// StorageClass `local` and its default VolumeSnapshotClass `local-snapshots`, as seed objects.
 pub fn storage_objects() -> Vec<Value> {

@@ -324,3 +324,21 @@ pub struct Network {
     #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
     pub multus: Option<Value>,
 }
+
+impl DomainSpec {
+    /// Whether the VM keeps state outside its disks that KubeVirt snapshots as an extra volume
+    /// (`IsBackendStorageNeeded`): a persistent TPM that is not disabled, or persistent EFI
+    /// variables.
+    pub fn needs_backend_storage(&self) -> bool {
+        let flag = |v: Option<&Value>| v.and_then(Value::as_bool);
+        let tpm = self.devices.tpm.as_ref().is_some_and(|t| {
+            flag(t.get("enabled")) != Some(false) && flag(t.get("persistent")) == Some(true)
+        });
+        let efi = self
+            .firmware
+            .as_ref()
+            .and_then(|f| f.bootloader.as_ref())
+            .is_some_and(|b| flag(b.pointer("/efi/persistent")) == Some(true));
+        tpm || efi
+    }
+}

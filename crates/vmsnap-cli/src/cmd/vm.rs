@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
 
 use super::client::{ConnectionArgs, Session};
 use super::errors::{CliResult, Kind};
@@ -156,7 +156,12 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
         let status = vm.status.clone().unwrap_or_default();
         let ready = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.clone());
         let agent = match vmis.get(&name).and_then(|v| v.status.as_ref()) {
-            Some(st) if st.conditions.iter().any(|c| c.type_ == "AgentConnected" && c.status == "True") => {
+            Some(st)
+                if st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == vmi_condition::AGENT_CONNECTED && c.status == "True") =>
+            {
                 "connected"
             }
             Some(_) => "none",

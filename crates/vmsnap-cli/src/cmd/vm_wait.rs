@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kube::runtime::wait::await_condition;
-use vmsnap_api::kubevirt::VirtualMachineInstance;
+use vmsnap_api::kubevirt::{VirtualMachineInstance, vmi_condition};
 
 use super::client::Session;
 use super::errors::{CliError, CliResult, Exit};
@@ -79,9 +79,9 @@ pub async fn wait(
 
 /// Whether the instance reports its guest agent connected.
 pub fn agent_connected(vmi: &VirtualMachineInstance) -> bool {
-    vmi.status
-        .as_ref()
-        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "AgentConnected" && c.status == "True"))
+    vmi.status.as_ref().is_some_and(|s| {
+        s.conditions.iter().any(|c| c.type_ == vmi_condition::AGENT_CONNECTED && c.status == "True")
+    })
 }
 
 fn humantime(duration: Duration) -> String {
