@@ -61,7 +61,7 @@ impl std::fmt::Debug for Agent {
 /// The runtime's deadlines: the default ones, with a short agent ping so that
 /// `AgentConnected` follows a hung guest agent within about two seconds.
 fn timeouts() -> Timeouts {
-    Timeouts { agent_ping: Duration::from_millis(1500), ..Timeouts::default() }
+    Timeouts { guest_agent_ping: Duration::from_millis(1500), ..Timeouts::default() }
 }
 
 impl Agent {

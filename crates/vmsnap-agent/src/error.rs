@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use vmsnap_vmm::AgentError;
+use vmsnap_vmm::GuestAgentError;
 
 /// [`crate::Agent::start`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub enum ExecError {
     NoCommand,
     /// The guest agent failed, timed out or is not there.
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Agent(#[from] GuestAgentError),
 }
 
 /// [`crate::Agent::console_socket`] failed.

@@ -104,7 +104,7 @@ async fn a_running_guest_freezes_hotplugs_snapshots_and_survives_an_agent_restar
     assert_eq!((listed.outcome, thawed.filesystems), (FreezeOutcome::Frozen { filesystems: 1 }, 1));
     let pinged = Instant::now();
     for _ in 0..10 {
-        vm.agent_ping().await?;
+        vm.guest_agent_ping().await?;
     }
     println!("guest-ping round trip: {}", ms(pinged.elapsed() / 10));
 
@@ -123,7 +123,7 @@ async fn a_running_guest_freezes_hotplugs_snapshots_and_survives_an_agent_restar
     .await?;
 
     // Pause and resume, seen in the run state, the events and the agent health flag.
-    let mut health = vm.agent_health(Duration::from_millis(250));
+    let mut health = vm.guest_agent_health(Duration::from_millis(250));
     tokio::time::timeout(Duration::from_secs(5), health.wait_for(true)).await.context("agent health")?;
     let mut events = vm.events();
     vm.pause().await?;

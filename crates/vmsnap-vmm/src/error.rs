@@ -261,7 +261,7 @@ pub enum ControlError {
 
 /// A guest agent command failed.
 #[derive(Debug, thiserror::Error)]
-pub enum AgentError {
+pub enum GuestAgentError {
     /// The agent answered with an error; `message` is the agent's own, fit to show a user.
     #[error("the guest agent failed {command}: {message}")]
     Failed {
@@ -306,39 +306,39 @@ pub enum AgentError {
     },
 }
 
-impl AgentError {
-    /// The message for a user: the agent's own for [`AgentError::Failed`], else this error's.
+impl GuestAgentError {
+    /// The message for a user: the agent's own for [`GuestAgentError::Failed`], else this error's.
     pub fn message(&self) -> String {
         match self {
-            AgentError::Failed { message, .. } => message.clone(),
+            GuestAgentError::Failed { message, .. } => message.clone(),
             other => other.to_string(),
         }
     }
 
     /// Whether the agent did not answer in time.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, AgentError::Timeout { .. })
+        matches!(self, GuestAgentError::Timeout { .. })
     }
 }
 
-impl From<CommandError> for AgentError {
+impl From<CommandError> for GuestAgentError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Qemu { command, class, desc } => {
-                AgentError::Failed { command, class, message: desc }
+                GuestAgentError::Failed { command, class, message: desc }
             }
             CommandError::Timeout { command, after }
             | CommandError::SyncTimeout { command, after }
-            | CommandError::Busy { command, after } => AgentError::Timeout { command, after },
+            | CommandError::Busy { command, after } => GuestAgentError::Timeout { command, after },
             CommandError::Decode { ref command, .. }
             | CommandError::Protocol { ref command, .. }
             | CommandError::Start { ref command, .. } => {
-                AgentError::BadReply { command: command.clone(), source: error }
+                GuestAgentError::BadReply { command: command.clone(), source: error }
             }
             CommandError::Disconnected { ref command }
             | CommandError::Io { ref command, .. }
             | CommandError::Connect { ref command, .. } => {
-                AgentError::Unreachable { command: command.clone(), source: error }
+                GuestAgentError::Unreachable { command: command.clone(), source: error }
             }
         }
     }
@@ -350,7 +350,7 @@ pub enum FreezeError {
     /// The guest agent failed or did not answer. After a failed or timed-out
     /// freeze a thaw has been attempted, and is retried in the background until it succeeds.
     #[error(transparent)]
-    Agent(#[from] AgentError),
+    Agent(#[from] GuestAgentError),
     /// An earlier freeze could not be undone yet (the agent did not answer
     /// the thaw) and the thaw is being retried, so a new freeze cannot be trusted.
     #[error("the guest is being thawed after an earlier failure and cannot be frozen again yet; retry later")]

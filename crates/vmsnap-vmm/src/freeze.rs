@@ -25,7 +25,7 @@ use vmsnap_qemu::qga::commands::{
 };
 use vmsnap_qemu::qga::types::FsfreezeStatus;
 
-use super::error::{AgentError, FreezeError};
+use super::error::{FreezeError, GuestAgentError};
 use super::freeze_record::{FreezeRecord, Recovery};
 
 /// The first pause before retrying a failed thaw; it doubles up to [`MAX_RETRY`].
@@ -143,7 +143,7 @@ impl Freezer {
     }
 
     /// `guest-fsfreeze-status`.
-    pub(crate) async fn status(&self) -> Result<FsfreezeStatus, AgentError> {
+    pub(crate) async fn status(&self) -> Result<FsfreezeStatus, GuestAgentError> {
         Ok(self.qga.execute_with_timeout::<GuestFsfreezeStatus>((), self.timeouts.status).await?)
     }
 
@@ -205,7 +205,7 @@ impl Freezer {
             Ok(filesystems) => FreezeOutcome::Frozen { filesystems },
             // qemu-ga thaws by itself when a freeze fails, so an error reply
             // leaves the guest as it was: frozen only if it already was.
-            Err(error @ AgentError::Failed { .. }) => {
+            Err(error @ GuestAgentError::Failed { .. }) => {
                 if self.status().await.ok() != Some(FsfreezeStatus::Frozen) {
                     self.forget(&mut slot);
                     return Err(error.into());
@@ -236,7 +236,7 @@ impl Freezer {
 
     /// The answer to a freeze whose caller gave up: nobody counts on that freeze, so a guest it
     /// froze is thawed at once.
-    async fn late_answer(self: &Arc<Self>, answer: Result<i64, AgentError>) {
+    async fn late_answer(self: &Arc<Self>, answer: Result<i64, GuestAgentError>) {
         let mut slot = self.slot.lock().await;
         let waited = slot.unanswered.take().map(|since| since.elapsed()).unwrap_or_default();
         match answer {
@@ -251,7 +251,7 @@ impl Freezer {
                 }
             }
             // qemu-ga thawed by itself when the freeze failed.
-            Err(AgentError::Failed { .. }) => self.forget(&mut slot),
+            Err(GuestAgentError::Failed { .. }) => self.forget(&mut slot),
             Err(error) => {
                 tracing::warn!(%error, "the late freeze never completed; thawing to be safe");
                 if let Err(error) = self.thaw_locked(&mut slot, self.timeouts.thaw).await {
@@ -338,7 +338,7 @@ impl Freezer {
                     }
                     self.arm(slot, now + FIRST_RETRY);
                 }
-                Err(AgentError::from(error).into())
+                Err(GuestAgentError::from(error).into())
             }
         }
     }
@@ -404,8 +404,8 @@ impl Freezer {
     }
 }
 
-fn interrupted() -> AgentError {
-    AgentError::Interrupted { command: "guest-fsfreeze-freeze".into() }
+fn interrupted() -> GuestAgentError {
+    GuestAgentError::Interrupted { command: "guest-fsfreeze-freeze".into() }
 }
 
 /// `guest-fsfreeze-freeze`, or `guest-fsfreeze-freeze-list` for `mountpoints`.
@@ -413,7 +413,7 @@ async fn freeze_call(
     qga: Arc<QgaClient>,
     mountpoints: Option<Vec<String>>,
     timeout: Duration,
-) -> Result<i64, AgentError> {
+) -> Result<i64, GuestAgentError> {
     let result = match mountpoints {
         None => qga.execute_with_timeout::<GuestFsfreezeFreeze>((), timeout).await,
         Some(list) => {
@@ -421,7 +421,7 @@ async fn freeze_call(
             qga.execute_with_timeout::<GuestFsfreezeFreezeList>(args, timeout).await
         }
     };
-    result.map_err(AgentError::from)
+    result.map_err(GuestAgentError::from)
 }
 
 #[cfg(test)]

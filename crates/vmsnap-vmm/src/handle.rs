@@ -19,7 +19,7 @@ use super::paths::RuntimePaths;
 use super::process::{is_alive, signal, wait_gone};
 use super::spec::LaunchSpec;
 use crate::FsfreezeStatus;
-use crate::error::AgentError;
+use crate::error::GuestAgentError;
 
 /// A running VM: its QEMU process, monitor connection and guest agent channel.
 ///
@@ -84,7 +84,7 @@ impl VmHandle {
             freeze: timeouts.freeze,
             late_answer: timeouts.freeze_late_answer,
             thaw: timeouts.thaw,
-            status: timeouts.agent_ping,
+            status: timeouts.guest_agent_ping,
         };
         let freezer = Freezer::new(qga.clone(), paths.freeze_record(), freeze_timeouts);
         let (observer, observed) = watch::channel(Observed::default());
@@ -246,7 +246,7 @@ impl VmHandle {
     }
 
     /// `guest-fsfreeze-status`, bounded by the ping timeout.
-    pub async fn freeze_status(&self) -> Result<FsfreezeStatus, AgentError> {
+    pub async fn freeze_status(&self) -> Result<FsfreezeStatus, GuestAgentError> {
         self.inner.freezer.status().await
     }
 
@@ -297,6 +297,6 @@ mod tests {
         fn shareable<T: Send + Sync + 'static>() {}
         shareable::<VmHandle>();
         shareable::<crate::Vmm>();
-        shareable::<crate::AgentHealth>();
+        shareable::<crate::GuestAgentHealth>();
     }
 }

@@ -35,7 +35,7 @@ pub struct Timeouts {
     /// Each QMP command.
     pub qmp_command: Duration,
     /// `guest-ping` and `guest-fsfreeze-status`: short, so a hung agent is noticed quickly.
-    pub agent_ping: Duration,
+    pub guest_agent_ping: Duration,
     /// Other guest agent commands.
     pub agent_command: Duration,
     /// How long a caller waits for `guest-fsfreeze-freeze` (which syncs dirty data and runs the
@@ -59,7 +59,7 @@ impl Default for Timeouts {
             qemu_start: Duration::from_secs(30),
             qmp_connect: Duration::from_secs(10),
             qmp_command: Duration::from_secs(30),
-            agent_ping: Duration::from_secs(2),
+            guest_agent_ping: Duration::from_secs(2),
             agent_command: Duration::from_secs(10),
             freeze: Duration::from_secs(60),
             freeze_late_answer: Duration::from_secs(600),

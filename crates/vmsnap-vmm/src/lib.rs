@@ -43,15 +43,15 @@
 //! before `guest-fsfreeze-freeze`, one file removal after the thaw.
 
 mod accel;
-mod agent;
 mod block;
 mod cmdline;
 mod error;
 mod events;
 mod freeze;
 mod freeze_record;
+mod guest_agent;
+mod guest_agent_health;
 mod handle;
-mod health;
 mod hotplug;
 mod launch;
 mod mac;
@@ -64,12 +64,12 @@ pub use accel::{Accel, AccelSetting, ParseAccelSettingError, ProbeOptions, Probe
 pub use block::{DiskLayer, StreamReport};
 pub use cmdline::{ProcessMode, qemu_args};
 pub use error::{
-    AgentError, AttachError, BlockError, ControlError, FreezeError, LaunchError, ProbeError, SpecError,
+    AttachError, BlockError, ControlError, FreezeError, GuestAgentError, LaunchError, ProbeError, SpecError,
 };
 pub use events::{DiskIoError, ShutdownInfo, VmEvent, VmEvents};
 pub use freeze::{FreezeOutcome, FreezeReport, ThawReport};
+pub use guest_agent_health::{GuestAgentHealth, spawn_guest_agent_health};
 pub use handle::{ExitReport, KillReport, VmHandle};
-pub use health::{AgentHealth, spawn_agent_health};
 pub use launch::{LaunchRecord, RunningVm, Timeouts, Vmm, VmmConfig};
 pub use mac::{MacAddress, ParseMacError};
 pub use names::{MAX_SERIAL_LEN, SHORT_NAME_LEN, device_id, guest_mount_point, short_name};

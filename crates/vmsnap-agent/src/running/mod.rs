@@ -38,7 +38,7 @@ use crate::kubevirt::FIELD_MANAGER;
 use crate::registry::Registry;
 use crate::vmi_status::{self, VmiFacts};
 use crate::volumes;
-use vmsnap_vmm::{AgentHealth, MacAddress, VmHandle};
+use vmsnap_vmm::{GuestAgentHealth, MacAddress, VmHandle};
 
 /// How often the guest agent is pinged for the `AgentConnected` condition.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
@@ -103,7 +103,7 @@ pub struct RunningVmi {
     freeze: Arc<tokio::sync::Mutex<FreezeSlot>>,
     /// Held across one hotplug operation ([`crate::hotplug::devices`]).
     pub(crate) hotplug: tokio::sync::Mutex<()>,
-    health: AgentHealth,
+    health: GuestAgentHealth,
     /// Whether the health loop has given its first verdict (until then its flag reads `false`).
     health_known: AtomicBool,
     stopping: AtomicBool,
@@ -147,7 +147,7 @@ impl RunningVmi {
         let (namespace, name, uid) = vmi;
         let nics = handle.spec().nics.iter().map(|n| (n.name.clone(), n.mac)).collect();
         let events = handle.events();
-        let health = handle.agent_health(HEALTH_INTERVAL);
+        let health = handle.guest_agent_health(HEALTH_INTERVAL);
         let running = Arc::new(Self {
             namespace: namespace.into(),
             name: name.into(),
@@ -194,7 +194,7 @@ impl RunningVmi {
         if self.health_known.load(Ordering::SeqCst) {
             self.health.is_connected()
         } else {
-            self.handle.agent_ping().await.is_ok()
+            self.handle.guest_agent_ping().await.is_ok()
         }
     }
 

@@ -14,12 +14,12 @@ use vmsnap_qemu::qga::commands::GuestPing;
 /// The agent health flag, updated by a background task that pings the agent.
 /// Dropping it stops the task.
 #[derive(Debug)]
-pub struct AgentHealth {
+pub struct GuestAgentHealth {
     connected: watch::Receiver<bool>,
     task: JoinHandle<()>,
 }
 
-impl AgentHealth {
+impl GuestAgentHealth {
     /// A receiver of the flag: `true` while the last ping was answered in time.
     /// `changed()` on it wakes on every flip.
     pub fn subscribe(&self) -> watch::Receiver<bool> {
@@ -39,7 +39,7 @@ impl AgentHealth {
     }
 }
 
-impl Drop for AgentHealth {
+impl Drop for GuestAgentHealth {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -53,11 +53,15 @@ impl Drop for AgentHealth {
 /// is noticed when it times out and the next ping has to resynchronise.
 /// A hung agent costs one timed-out ping per interval, never a stuck loop; the
 /// loop ends when the client is dropped (it holds it weakly) or the returned
-/// [`AgentHealth`] is dropped.
-pub fn spawn_agent_health(qga: &Arc<QgaClient>, interval: Duration, ping_timeout: Duration) -> AgentHealth {
+/// [`GuestAgentHealth`] is dropped.
+pub fn spawn_guest_agent_health(
+    qga: &Arc<QgaClient>,
+    interval: Duration,
+    ping_timeout: Duration,
+) -> GuestAgentHealth {
     let (tx, connected) = watch::channel(false);
     let task = tokio::spawn(health_loop(Arc::downgrade(qga), tx, interval, ping_timeout));
-    AgentHealth { connected, task }
+    GuestAgentHealth { connected, task }
 }
 
 async fn health_loop(
@@ -103,7 +107,7 @@ mod tests {
     const PING_TIMEOUT: Duration = Duration::from_millis(300);
     const PATIENCE: Duration = Duration::from_secs(5);
 
-    async fn flips_to(health: &mut AgentHealth, connected: bool) -> Duration {
+    async fn flips_to(health: &mut GuestAgentHealth, connected: bool) -> Duration {
         let started = Instant::now();
         tokio::time::timeout(PATIENCE, health.wait_for(connected))
             .await
@@ -116,7 +120,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
         let qga = Arc::new(QgaClient::new(agent.path(), QgaOptions::default()));
-        let mut health = spawn_agent_health(&qga, INTERVAL, PING_TIMEOUT);
+        let mut health = spawn_guest_agent_health(&qga, INTERVAL, PING_TIMEOUT);
         flips_to(&mut health, true).await;
 
         // A slow agent: every ping is answered, but too late.
@@ -144,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
         let qga = Arc::new(QgaClient::new(agent.path(), QgaOptions::default()));
-        let mut health = spawn_agent_health(&qga, INTERVAL, PING_TIMEOUT);
+        let mut health = spawn_guest_agent_health(&qga, INTERVAL, PING_TIMEOUT);
         flips_to(&mut health, true).await;
         let mut flag = health.subscribe();
         flag.mark_unchanged();
@@ -166,7 +170,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let agent = FakeQga::start(dir.path().join("qga.sock")).unwrap();
         let qga = Arc::new(QgaClient::new(agent.path(), QgaOptions::default()));
-        let mut health = spawn_agent_health(&qga, INTERVAL, PING_TIMEOUT);
+        let mut health = spawn_guest_agent_health(&qga, INTERVAL, PING_TIMEOUT);
         flips_to(&mut health, true).await;
 
         drop(qga);
