@@ -6,7 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
+use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
 use super::client::{ConnectionArgs, Session};
 use super::errors::{CliResult, Kind};
@@ -150,7 +152,8 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
         .into_iter()
         .map(|v| (v.metadata.name.clone().unwrap_or_default(), v))
         .collect();
-    let mut table = Table::new(&["NAME", "STATUS", "READY", "AGENT", "AGE"]);
+    let last_snapshots = last_ready_snapshots(session).await?;
+    let mut table = Table::new(&["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "AGE"]);
     for vm in &vms {
         let name = vm.metadata.name.clone().unwrap_or_default();
         let status = vm.status.clone().unwrap_or_default();
@@ -167,14 +170,30 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
             Some(_) => "none",
             None => "-",
         };
+        let last_snapshot = last_snapshots.get(&name).map_or_else(|| "-".into(), |t| age(Some(t)));
         table.row(vec![
             name,
             status.printable_status.unwrap_or_else(|| "-".into()),
             ready.unwrap_or_else(|| "False".into()),
             agent.into(),
+            last_snapshot,
             age(vm.metadata.creation_timestamp.as_ref()),
         ]);
     }
     print!("{}", table.render());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each VM's newest ready snapshot: its point in time (`status.creationTime`), by VM name.
+async fn last_ready_snapshots(session: &Session) -> CliResult<BTreeMap<String, Time>> {
+    let mut newest: BTreeMap<String, Time> = BTreeMap::new();
+    for snapshot in session.list::<VirtualMachineSnapshot>(Kind::Snapshot, "").await? {
+        let Some(st) = snapshot.status.as_ref().filter(|st| st.ready_to_use == Some(true)) else { continue };
+        let Some(at) = st.creation_time.clone() else { continue };
+        let vm = snapshot.spec.source.name.clone();
+        if newest.get(&vm).is_none_or(|seen| seen.0 < at.0) {
+            newest.insert(vm, at);
+        }
+    }
+    Ok(newest)
 }

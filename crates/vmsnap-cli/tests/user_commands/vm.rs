@@ -15,9 +15,25 @@ async fn start_runs_a_stopped_vm_and_list_shows_it_running_with_its_agent() {
     let list = env.run(&["vm", "list"]).await;
     list.expect(0);
     let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], ["NAME", "STATUS", "READY", "AGENT", "AGE"]);
-    assert_eq!(lines[1][..4], ["db", "Running", "True", "connected"]);
-    assert_eq!(lines[2][..4], ["web", "-", "False", "-"]);
+    assert_eq!(lines[0], ["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "AGE"]);
+    assert_eq!(lines[1][..5], ["db", "Running", "True", "connected", "-"]);
+    assert_eq!(lines[2][..5], ["web", "-", "False", "-", "-"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_the_age_of_each_vms_newest_ready_snapshot() {
+    let env = Env::start().await;
+    env.stopped_vm("db").await;
+    env.stopped_vm("web").await;
+    env.ready_snapshot("s1", "db").await;
+    // A snapshot that never gets ready (its VM does not exist) counts for nobody.
+    env.create_snapshot("pending", "ghost").await;
+    let list = env.run(&["vm", "list"]).await;
+    list.expect(0);
+    let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0][4], "LAST-SNAPSHOT");
+    assert!(lines[1][4].ends_with('s'), "db's last snapshot is seconds old: {:?}", lines[1]);
+    assert_eq!(lines[2][4], "-", "web has no snapshot: {:?}", lines[2]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
