@@ -130,6 +130,10 @@ impl ApiServer {
         // Events are what tells a user, when the disk fills up, why things stopped.
         let events = vmsnap_api::registry::registry().by_kind("v1", "Event").expect("Event is registered");
         store_config.creatable_while_short.push(core::objects::storage_resource(events));
+        // One space reserve for the whole data directory: the store gives it back on a failed write.
+        store_config
+            .reserve
+            .get_or_insert_with(|| vmsnap_store::SpaceReserve::new(&config.data_dir).path().to_owned());
         let store = Store::open(&config.data_dir.join("store"), store_config)?;
         let core = Core::new(store);
         let token =

@@ -10,7 +10,7 @@
 //! the snapshot and restore controllers.
 //!
 //! Before anything opens, the data directory is made private to the service user
-//! ([`privacy::make_private`]) and its space reserve is checked ([`reserve`]), so that a full disk
+//! ([`privacy::make_private`]) and its space reserve is checked ([`vmsnap_store::reserve`]), so that a full disk
 //! does not keep vmsnap from starting. `vmsnap serve` also sets a umask of 077
 //! ([`privacy::restrict_umask`]) so that everything created later is private too.
 
@@ -19,7 +19,6 @@ pub mod limits;
 pub mod network;
 mod paths;
 pub mod privacy;
-pub mod reserve;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -32,6 +31,7 @@ use vmsnap_apiserver::{ApiServer, ApiServerConfig};
 use vmsnap_storage::{LayeredDriver, StorageOptions};
 use vmsnap_storage_controllers::StorageControllers;
 use vmsnap_store::StoreConfig;
+use vmsnap_store::reserve::{ReserveAction, SpaceReserve};
 
 pub use paths::DataPaths;
 
@@ -147,7 +147,7 @@ impl EmbeddedServer {
         if !paths.runtime().starts_with(&config.data_dir) {
             make_private(&paths.runtime())?;
         }
-        let reserve = reserve::SpaceReserve::new(&config.data_dir);
+        let reserve = SpaceReserve::new(&config.data_dir);
         check_reserve(&reserve);
         let host_addresses = network::host_addresses(config.listen);
         if config.listen.ip().is_unspecified() {
@@ -207,7 +207,7 @@ impl EmbeddedServer {
             api.add_metrics(Arc::new(move || metrics.render()));
             c
         });
-        let reserve_watch = reserve.watch(config.reserve_check_interval);
+        let reserve_watch = watch_reserve(reserve, config.reserve_check_interval);
         Ok(EmbeddedServer {
             api,
             agent,
@@ -250,12 +250,33 @@ fn make_private(dir: &std::path::Path) -> Result<(), privacy::PrivacyError> {
     Ok(())
 }
 
+/// Checks every `every` whether the disk filled up, and gives the reserve back if so (the store
+/// gives it back too, on a write that fails for lack of space).
+fn watch_reserve(reserve: SpaceReserve, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let check = reserve.clone();
+            match tokio::task::spawn_blocking(move || check.release_if_full()).await {
+                Ok(Ok(true)) => reserve.warn_released(),
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(path = %reserve.path().display(), %error, "cannot check the space reserve")
+                }
+                Err(_) => return,
+            }
+        }
+    })
+}
+
 /// Gives the space reserve back on a full disk (before the store opens: SQLite needs room to open)
 /// or makes it; a failure is only worth a warning, the start goes on.
-fn check_reserve(reserve: &reserve::SpaceReserve) {
+fn check_reserve(reserve: &SpaceReserve) {
     match reserve.at_start() {
-        Ok(reserve::ReserveAction::Released) => reserve.warn_released(),
-        Ok(reserve::ReserveAction::Missing) => tracing::warn!(
+        Ok(ReserveAction::Released) => reserve.warn_released(),
+        Ok(ReserveAction::Missing) => tracing::warn!(
             path = %reserve.path().display(),
             "the data disk is nearly full and there is no space reserve: if it fills up, vmsnap may not \
              be able to record deletes; free space and restart vmsnap"

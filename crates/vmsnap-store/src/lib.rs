@@ -19,7 +19,7 @@ mod error;
 mod event;
 mod page;
 mod reader;
-mod reserve;
+pub mod reserve;
 mod schema;
 mod watch;
 mod writer;
@@ -35,7 +35,7 @@ pub use depth::{MAX_NESTING, nesting_depth};
 pub use error::{OpenError, StoreError, WatchError};
 pub use event::{EventType, ObjectKey, StoreEvent};
 pub use page::{Page, PageRequest, Select};
-pub use reserve::RESERVE_BYTES;
+pub use reserve::{RESERVE_BYTES, SpaceReserve};
 pub use watch::Watch;
 pub use writer::{Mutation, WriteOutcome};
 
@@ -50,11 +50,19 @@ pub struct StoreConfig {
     /// space (objects of other resources are refused until it has room): the API server names its
     /// Events, small and what tells a user why things stopped.
     pub creatable_while_short: Vec<String>,
+    /// The space reserve file given back when a write fails for lack of space (see [`reserve`]):
+    /// `vmsnap serve` shares its data directory's; by default `reserve` beside the database.
+    pub reserve: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { log_retention: 100_000, broadcast_capacity: 4096, creatable_while_short: Vec::new() }
+        StoreConfig {
+            log_retention: 100_000,
+            broadcast_capacity: 4096,
+            creatable_while_short: Vec::new(),
+            reserve: None,
+        }
     }
 }
 
@@ -85,15 +93,7 @@ impl Store {
         let revision = Arc::new(AtomicU64::new(revision));
         let compacted = Arc::new(AtomicU64::new(compacted));
         let (events, _) = broadcast::channel(config.broadcast_capacity);
-        let writer = writer::spawn(
-            conn,
-            dir,
-            events.clone(),
-            revision.clone(),
-            compacted.clone(),
-            config.log_retention,
-            config.creatable_while_short,
-        );
+        let writer = writer::spawn(conn, dir, config, events.clone(), revision.clone(), compacted.clone());
         let readers = reader::ReaderPool::new(path);
         Ok(Store { shared: Arc::new(Shared { writer, readers, events, revision, compacted }) })
     }

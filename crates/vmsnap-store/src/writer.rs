@@ -90,14 +90,14 @@ impl WriterHandle {
 pub(crate) fn spawn(
     conn: Connection,
     dir: &std::path::Path,
+    config: crate::StoreConfig,
     events: broadcast::Sender<Arc<StoreEvent>>,
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
-    retention: u64,
-    creatable_while_short: Vec<String>,
 ) -> WriterHandle {
+    let reserve = crate::SpaceReserve::at(config.reserve.unwrap_or_else(|| dir.join("reserve")));
+    let (retention, creatable_while_short) = (config.log_retention, config.creatable_while_short);
     let (tx, rx) = mpsc::unbounded_channel();
-    let reserve = crate::reserve::Reserve::open(dir);
     let dir = dir.to_owned();
     let mut writer =
         Writer { conn, dir, reserve, events, revision, compacted, retention, creatable_while_short, rx };
@@ -112,7 +112,7 @@ struct Writer {
     conn: Connection,
     /// The store's directory, named in [`StoreError::Full`].
     dir: std::path::PathBuf,
-    reserve: crate::reserve::Reserve,
+    reserve: crate::SpaceReserve,
     events: broadcast::Sender<Arc<StoreEvent>>,
     revision: Arc<AtomicU64>,
     compacted: Arc<AtomicU64>,
