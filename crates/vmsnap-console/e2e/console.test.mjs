@@ -124,6 +124,27 @@ try {
     await s.screenshot('vm-overview');
   });
 
+  await s.step('schedules made with kubectl: the VM lists the ones covering it, the Schedules page all of them', async () => {
+    const schedule = (name, spec) =>
+      JSON.stringify({ apiVersion: 'schedule.vmsnap.io/v1alpha1', kind: 'VirtualMachineSnapshotSchedule', metadata: { name, namespace: ns }, spec });
+    // Suspended, so that no snapshot is taken during the rest of the scenario.
+    kubectl(['create', '-f', '-'], schedule('hourly', { vmName: vm, every: '1h', suspend: true, keep: { last: 3, daily: 7 } }));
+    kubectl(['create', '-f', '-'], schedule('other-vms', { selector: { matchLabels: { tier: 'none-here' } }, cron: '30 2 * * *', timeZone: 'Europe/Berlin', suspend: true }));
+    const covering = page.locator('.schedules-of-vm li');
+    await until('the covering schedule to be listed live', async () => (await covering.count()) === 1);
+    await expectText(covering.first(), /hourly\s+—\s+every 1h, keeps last 3, daily 7\s+Suspended\s+next run: none while suspended/);
+    await s.screenshot('vm-schedules');
+    await page.getByRole('link', { name: 'Schedules', exact: true }).first().click();
+    await expectText(page.getByRole('heading', { level: 1 }), /^Schedules$/);
+    const row = (name) => page.locator(`table.table-schedules tbody tr[data-name="${name}"]`);
+    await expectText(row('hourly'), new RegExp(`hourly\\s+${ns}\\s+VM ${vm}\\s+every 1h\\s+last 3, daily 7\\s+Suspended`));
+    await expectText(row('other-vms'), /VMs with tier=none-here\s+cron 30 2 \* \* \* \(Europe\/Berlin\)\s+everything\s+Suspended/);
+    await s.screenshot('schedules');
+    kubectl(['delete', 'vmschedule', 'other-vms', '-n', ns]);
+    await row('other-vms').waitFor({ state: 'detached' });
+    await openVm(vm);
+  });
+
   await s.step('the Snapshots tab, reached with the arrow keys', async () => {
     await page.getByRole('tab', { name: 'Overview' }).focus();
     await page.keyboard.press('ArrowRight');

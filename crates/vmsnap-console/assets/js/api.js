@@ -79,6 +79,7 @@ export const remove = (path) => request('DELETE', path, { propagationPolicy: 'Ba
 
 const SNAP = '/apis/snapshot.kubevirt.io/v1beta1';
 const KUBEVIRT = '/apis/kubevirt.io/v1';
+const SCHEDULE = '/apis/schedule.vmsnap.io/v1alpha1';
 const ns = (namespace) => (namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '');
 const one = (name) => (name ? `/${encodeURIComponent(name)}` : '');
 
@@ -89,6 +90,7 @@ export const paths = {
   snapshots: (namespace, name) => `${SNAP}${ns(namespace)}/virtualmachinesnapshots${one(name)}`,
   contents: (namespace, name) => `${SNAP}${ns(namespace)}/virtualmachinesnapshotcontents${one(name)}`,
   restores: (namespace, name) => `${SNAP}${ns(namespace)}/virtualmachinerestores${one(name)}`,
+  schedules: (namespace, name) => `${SCHEDULE}${ns(namespace)}/virtualmachinesnapshotschedules${one(name)}`,
   events: (namespace) => `/api/v1${ns(namespace)}/events`,
   vmAction: (namespace, name, action) =>
     `/apis/subresources.kubevirt.io/v1${ns(namespace)}/virtualmachines/${encodeURIComponent(name)}/${action}`,

@@ -9,6 +9,7 @@ import { loginView } from './views/login.js';
 import { vmsView } from './views/vms.js';
 import { vmDetailView } from './views/vm-detail.js';
 import { snapshotDetailView } from './views/snapshot-detail.js';
+import { schedulesView } from './views/schedules.js';
 
 const main = document.getElementById('main');
 const nav = document.querySelector('.mainnav');
@@ -18,6 +19,7 @@ const routes = [
   { pattern: /^#\/vms$/, view: vmsView, nav: 'vms' },
   { pattern: /^#\/vms\/([^/]+)\/([^/]+)(?:\/(overview|snapshots))?$/, view: vmDetailView, nav: 'vms' },
   { pattern: /^#\/snapshots\/([^/]+)\/([^/]+)$/, view: snapshotDetailView, nav: 'vms' },
+  { pattern: /^#\/schedules$/, view: schedulesView, nav: 'schedules' },
 ];
 
 let current = null;

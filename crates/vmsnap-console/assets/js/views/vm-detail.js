@@ -137,5 +137,6 @@ export function vmDetailView(namespace, name, tab = 'overview') {
     snapshots.updateVm(vm);
   };
   scope.watch(paths.vms(), {}, render);
+  scope.watch(paths.schedules(namespace), {}, (schedules) => overview.updateSchedules(schedules));
   return { el, title: name, dispose: () => scope.dispose() };
 }

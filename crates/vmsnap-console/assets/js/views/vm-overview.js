@@ -3,6 +3,7 @@
 
 import { h, replace } from '../dom.js';
 import { ageElement, agentConnected, statusBadge, vmDisks, vmHasInstance, vmStatus } from '../format.js';
+import { nextRun, scheduleCovers, scheduleKeep, scheduleState, scheduleWhen } from './schedules.js';
 
 function item(label, value) {
   return [h('dt', {}, label), h('dd', {}, value)];
@@ -25,6 +26,32 @@ function snapshotSupport(disk) {
 export function overviewPanel() {
   const details = h('dl', { class: 'details' });
   const disks = h('tbody');
+  const schedules = h('div', { class: 'schedules-of-vm' });
+  let vm = null;
+  let allSchedules = null;
+  const renderSchedules = () => {
+    if (!vm || !allSchedules?.synced) return;
+    const covering = allSchedules.list().filter((s) => scheduleCovers(s, vm));
+    replace(
+      schedules,
+      covering.length
+        ? h(
+            'ul',
+            { class: 'plain-list' },
+            covering.map((s) =>
+              h(
+                'li',
+                { dataset: { schedule: s.metadata.name } },
+                h('a', { href: '#/schedules' }, s.metadata.name),
+                ` — ${scheduleWhen(s)}, keeps ${scheduleKeep(s)} `,
+                statusBadge(scheduleState(s)),
+                h('span', { class: 'reason' }, ' next run: ', nextRun(s)),
+              ),
+            ),
+          )
+        : h('p', { class: 'muted' }, 'No schedule covers this VirtualMachine: its snapshots are taken by hand.'),
+    );
+  };
   const el = h(
     'div',
     { class: 'overview' },
@@ -44,10 +71,18 @@ export function overviewPanel() {
         ),
       ),
     ),
+    h('section', { class: 'card', 'aria-labelledby': 'overview-schedules' }, h('h2', { id: 'overview-schedules' }, 'Schedules'), schedules),
   );
   return {
     el,
-    update(vm) {
+    /// Redraws the schedules covering the VM from the live collection of its namespace's schedules.
+    updateSchedules(collection) {
+      allSchedules = collection;
+      renderSchedules();
+    },
+    update(current) {
+      vm = current;
+      renderSchedules();
       const status = vm.status || {};
       replace(
         details,
