@@ -79,6 +79,15 @@ async fn wait_complete(env: &Env, name: &str) -> VirtualMachineRestore {
     .unwrap()
 }
 
+/// Waits until the first condition of restore `name` has a reason that `matches`; returns it.
+async fn first_reason(env: &Env, name: &str, matches: impl Fn(&str) -> bool) -> String {
+    vmsnap_testing::await_value(&restores(env), name, WAIT, |r| {
+        r.status.as_ref()?.conditions.first()?.reason.clone().filter(|x| matches(x))
+    })
+    .await
+    .unwrap()
+}
+
 fn conds(r: &VirtualMachineRestore) -> Vec<(String, String, String)> {
     r.status
         .as_ref()
@@ -230,17 +239,7 @@ async fn a_running_target_waits_in_the_grace_period_then_succeeds_when_stopped()
     let env = Env::start().await;
     running_vm_with_snapshot(&env).await;
     create_restore(&env, "restore", "vm", "snap", json!({})).await;
-    let waiting = vmsnap_testing::await_value(&restores(&env), "restore", WAIT, |r| {
-        r.status
-            .as_ref()?
-            .conditions
-            .first()?
-            .reason
-            .clone()
-            .filter(|x| x.starts_with("Waiting for target VM"))
-    })
-    .await
-    .unwrap();
+    let waiting = first_reason(&env, "restore", |x| x.starts_with("Waiting for target VM")).await;
     assert_eq!(
         waiting,
         "Waiting for target VM to be powered off. Please stop the restore target to proceed with restore, or the operation will fail after 5m0s"
@@ -348,17 +347,7 @@ async fn a_restore_created_before_its_snapshot_waits_and_then_completes() {
     let env = Env::start().await;
     create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
     create_restore(&env, "early", "vm", "later", json!({})).await;
-    vmsnap_testing::await_value(&restores(&env), "early", WAIT, |r| {
-        r.status
-            .as_ref()?
-            .conditions
-            .first()?
-            .reason
-            .clone()
-            .filter(|x| x == "VMSnapshot default/later does not exist")
-    })
-    .await
-    .unwrap();
+    first_reason(&env, "early", |x| x == "VMSnapshot default/later does not exist").await;
     snapshot_of(&env, &VmBuilder::new("vm").with_pvc("data", "data-pvc").build(), "later").await;
     wait_complete(&env, "early").await;
 }
