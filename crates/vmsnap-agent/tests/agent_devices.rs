@@ -13,14 +13,13 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::json;
-use support::cluster::{Cluster, NS, phase, running_with_agent};
+use support::cluster::{Cluster, NS, VMS, phase, running_with_agent};
 use vmsnap_storage::{LiveBlockOps, SnapshotId, VolumeDriver, VolumeId};
 use vmsnap_testing::await_value;
 
 /// Generous: two guests may boot at once under TCG on two cores.
 const BOOT: Duration = Duration::from_secs(120);
 const SHORT: Duration = Duration::from_secs(40);
-const VMS: &str = "virtualmachines";
 
 /// The serial of the cold-plugged SCSI disk: 41 bytes, of which the guest reads 36.
 const COLD_SERIAL: &str = "scsi-cold-plugged-disk-with-a-long-serial";

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
-use support::cluster::{Cluster, NS, ms, phase, printable, running_with_agent, vmi_condition};
+use support::cluster::{Cluster, NS, VMIS, VMS, ms, phase, printable, running_with_agent, vmi_condition};
 use support::{largest_gap_us, qcow2, sha256};
 use vmsnap_storage::{LiveBlockOps, LiveSwitch, VolumeDriver, VolumeId};
 use vmsnap_testing::await_value;
@@ -23,8 +23,6 @@ use vmsnap_vmm::Vmm;
 /// Generous: two guests may boot at once under TCG on two cores.
 const BOOT: Duration = Duration::from_secs(120);
 const SHORT: Duration = Duration::from_secs(20);
-const VMIS: &str = "virtualmachineinstances";
-const VMS: &str = "virtualmachines";
 
 const VM_YAML: &str = r#"
 apiVersion: kubevirt.io/v1

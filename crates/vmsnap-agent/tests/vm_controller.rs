@@ -10,12 +10,11 @@ use anyhow::{Context, Result};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use support::cluster::{Cluster, NS, phase, printable, vmi_condition};
+use support::cluster::{Cluster, NS, VMS, phase, printable, vmi_condition};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_testing::await_value;
 
 const SHORT: Duration = Duration::from_secs(20);
-const VMS: &str = "virtualmachines";
 
 const MANUAL_YAML: &str = r#"
 apiVersion: kubevirt.io/v1

@@ -1,5 +1,8 @@
 //! Built-in Kubernetes kinds served by the embedded API server, with the columns `kubectl get` shows
 //! for them on a real cluster.
+//!
+//! A kind's group, version, names and scope come from its k8s-openapi type, so this file holds only
+//! what the type does not say: short names and columns.
 
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
@@ -9,48 +12,78 @@ use k8s_openapi::api::core::v1::{Event, Namespace, PersistentVolume, PersistentV
 use k8s_openapi::api::events::v1::Event as EventsV1Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use crate::registry::{CellSource, PrinterColumn, ResourceType, Scope, age_column, builtin_schema};
 
-fn col(name: &str, type_: &str, priority: i32, source: CellSource) -> PrinterColumn {
+/// The registry's [`Scope`] of a k8s-openapi scope marker.
+trait ScopeOf {
+    const SCOPE: Scope;
+}
+
+impl ScopeOf for NamespaceResourceScope {
+    const SCOPE: Scope = Scope::Namespaced;
+}
+
+impl ScopeOf for ClusterResourceScope {
+    const SCOPE: Scope = Scope::Cluster;
+}
+
+/// A column of `type_` whose cell is read at a JSONPath.
+fn col(name: &str, type_: &str, json_path: &str) -> PrinterColumn {
+    column(name, type_, CellSource::JsonPath(json_path.into()))
+}
+
+/// A `string` column whose cell is read at a JSONPath.
+fn text(name: &str, json_path: &str) -> PrinterColumn {
+    col(name, "string", json_path)
+}
+
+/// A column whose cell is computed, as the real API server's table printers do.
+fn computed(name: &str, type_: &str, cell: fn(&Value) -> Value) -> PrinterColumn {
+    column(name, type_, CellSource::Computed(cell))
+}
+
+fn column(name: &str, type_: &str, source: CellSource) -> PrinterColumn {
     PrinterColumn {
         name: name.into(),
         type_: type_.into(),
         format: String::new(),
         description: String::new(),
-        priority,
+        priority: 0,
         source,
     }
 }
 
-fn path(p: &str) -> CellSource {
-    CellSource::JsonPath(p.into())
+/// A built-in kind described by its k8s-openapi type `K`. As on a real API server, a kind has a
+/// `/status` subresource exactly when its type has a `status` field.
+fn builtin<K>(short_names: &[&str], columns: Vec<PrinterColumn>) -> ResourceType
+where
+    K: k8s_openapi::Resource + JsonSchema,
+    K::Scope: ScopeOf,
+{
+    with_schema::<K>(short_names, columns, builtin_schema::<K>())
 }
 
-#[allow(clippy::too_many_arguments)] // A table of facts reads best as one call per kind.
-fn builtin(
-    group: &'static str,
-    version: &'static str,
-    kind: &str,
-    plural: &str,
-    scope: Scope,
-    short_names: &[&str],
-    has_status: bool,
-    columns: Vec<PrinterColumn>,
-    schema: Value,
-) -> ResourceType {
+fn with_schema<K>(short_names: &[&str], columns: Vec<PrinterColumn>, schema: Value) -> ResourceType
+where
+    K: k8s_openapi::Resource,
+    K::Scope: ScopeOf,
+{
     ResourceType {
-        group,
-        versions: vec![version],
-        kind: kind.into(),
-        plural: plural.into(),
-        singular: kind.to_lowercase(),
-        scope,
+        group: K::GROUP,
+        versions: vec![K::VERSION],
+        kind: K::KIND.into(),
+        plural: K::URL_PATH_SEGMENT.into(),
+        singular: K::KIND.to_lowercase(),
+        scope: K::Scope::SCOPE,
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         categories: Vec::new(),
         columns,
-        has_status,
+        has_status: schema["properties"].get("status").is_some(),
         builtin: true,
         schema,
         crd: None,
@@ -75,306 +108,113 @@ pub fn access_modes(modes: &Value) -> Value {
     json!(short.join(","))
 }
 
+/// `namespace/name` of a PersistentVolume's claim, as kubectl shows it.
+fn claim(pv: &Value) -> Value {
+    let r = &pv["spec"]["claimRef"];
+    match (r["namespace"].as_str(), r["name"].as_str()) {
+        (Some(ns), Some(n)) => json!(format!("{ns}/{n}")),
+        _ => json!(""),
+    }
+}
+
+/// When a core/v1 Event was last seen: `lastTimestamp`, else `eventTime`.
+fn last_seen(event: &Value) -> Value {
+    event
+        .get("lastTimestamp")
+        .filter(|v| !v.is_null())
+        .or_else(|| event.get("eventTime"))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// `kind/name` of the object a core/v1 Event is about.
+fn involved_object(event: &Value) -> Value {
+    let r = &event["involvedObject"];
+    json!(format!(
+        "{}/{}",
+        r["kind"].as_str().unwrap_or_default().to_lowercase(),
+        r["name"].as_str().unwrap_or_default()
+    ))
+}
+
 pub(crate) fn builtin_types() -> Vec<ResourceType> {
+    let volume_mode = PrinterColumn { priority: 1, ..text("VolumeMode", ".spec.volumeMode") };
     vec![
-        builtin(
-            "",
-            "v1",
-            "Namespace",
-            "namespaces",
-            Scope::Cluster,
-            &["ns"],
-            true,
-            vec![col("Status", "string", 0, path(".status.phase")), age_column()],
-            builtin_schema::<Namespace>(),
-        ),
-        builtin(
-            "",
-            "v1",
-            "PersistentVolumeClaim",
-            "persistentvolumeclaims",
-            Scope::Namespaced,
+        builtin::<Namespace>(&["ns"], vec![text("Status", ".status.phase"), age_column()]),
+        builtin::<PersistentVolumeClaim>(
             &["pvc"],
-            true,
             vec![
-                col("Status", "string", 0, path(".status.phase")),
-                col("Volume", "string", 0, path(".spec.volumeName")),
-                col("Capacity", "string", 0, path(".status.capacity.storage")),
-                col(
-                    "Access Modes",
-                    "string",
-                    0,
-                    CellSource::Computed(|o| access_modes(&o["status"]["accessModes"])),
-                ),
-                col("StorageClass", "string", 0, path(".spec.storageClassName")),
-                col("VolumeAttributesClass", "string", 0, path(".spec.volumeAttributesClassName")),
+                text("Status", ".status.phase"),
+                text("Volume", ".spec.volumeName"),
+                text("Capacity", ".status.capacity.storage"),
+                computed("Access Modes", "string", |o| access_modes(&o["status"]["accessModes"])),
+                text("StorageClass", ".spec.storageClassName"),
+                text("VolumeAttributesClass", ".spec.volumeAttributesClassName"),
                 age_column(),
-                col("VolumeMode", "string", 1, path(".spec.volumeMode")),
+                volume_mode,
             ],
-            builtin_schema::<PersistentVolumeClaim>(),
         ),
-        builtin(
-            "",
-            "v1",
-            "PersistentVolume",
-            "persistentvolumes",
-            Scope::Cluster,
+        builtin::<PersistentVolume>(
             &["pv"],
-            true,
             vec![
-                col("Capacity", "string", 0, path(".spec.capacity.storage")),
-                col(
-                    "Access Modes",
-                    "string",
-                    0,
-                    CellSource::Computed(|o| access_modes(&o["spec"]["accessModes"])),
-                ),
-                col("Reclaim Policy", "string", 0, path(".spec.persistentVolumeReclaimPolicy")),
-                col("Status", "string", 0, path(".status.phase")),
-                col(
-                    "Claim",
-                    "string",
-                    0,
-                    CellSource::Computed(|o| {
-                        let r = &o["spec"]["claimRef"];
-                        match (r["namespace"].as_str(), r["name"].as_str()) {
-                            (Some(ns), Some(n)) => json!(format!("{ns}/{n}")),
-                            _ => json!(""),
-                        }
-                    }),
-                ),
-                col("StorageClass", "string", 0, path(".spec.storageClassName")),
-                col("Reason", "string", 0, path(".status.reason")),
+                text("Capacity", ".spec.capacity.storage"),
+                computed("Access Modes", "string", |o| access_modes(&o["spec"]["accessModes"])),
+                text("Reclaim Policy", ".spec.persistentVolumeReclaimPolicy"),
+                text("Status", ".status.phase"),
+                computed("Claim", "string", claim),
+                text("StorageClass", ".spec.storageClassName"),
+                text("Reason", ".status.reason"),
                 age_column(),
             ],
-            builtin_schema::<PersistentVolume>(),
         ),
-        builtin(
-            "",
-            "v1",
-            "Event",
-            "events",
-            Scope::Namespaced,
+        builtin::<Event>(
             &["ev"],
-            false,
             vec![
-                col(
-                    "Last Seen",
-                    "date",
-                    0,
-                    CellSource::Computed(|o| {
-                        o.get("lastTimestamp")
-                            .filter(|v| !v.is_null())
-                            .or_else(|| o.get("eventTime"))
-                            .cloned()
-                            .unwrap_or(Value::Null)
-                    }),
-                ),
-                col("Type", "string", 0, path(".type")),
-                col("Reason", "string", 0, path(".reason")),
-                col(
-                    "Object",
-                    "string",
-                    0,
-                    CellSource::Computed(|o| {
-                        let r = &o["involvedObject"];
-                        json!(format!(
-                            "{}/{}",
-                            r["kind"].as_str().unwrap_or_default().to_lowercase(),
-                            r["name"].as_str().unwrap_or_default()
-                        ))
-                    }),
-                ),
-                col("Message", "string", 0, path(".message")),
+                computed("Last Seen", "date", last_seen),
+                text("Type", ".type"),
+                text("Reason", ".reason"),
+                computed("Object", "string", involved_object),
+                text("Message", ".message"),
             ],
-            builtin_schema::<Event>(),
         ),
-        builtin(
-            "events.k8s.io",
-            "v1",
-            "Event",
-            "events",
-            Scope::Namespaced,
+        builtin::<EventsV1Event>(
             &["ev"],
-            false,
-            vec![
-                col("Type", "string", 0, path(".type")),
-                col("Reason", "string", 0, path(".reason")),
-                col("Note", "string", 0, path(".note")),
-                age_column(),
-            ],
-            builtin_schema::<EventsV1Event>(),
+            vec![text("Type", ".type"), text("Reason", ".reason"), text("Note", ".note"), age_column()],
         ),
-        builtin(
-            "storage.k8s.io",
-            "v1",
-            "StorageClass",
-            "storageclasses",
-            Scope::Cluster,
+        builtin::<StorageClass>(
             &["sc"],
-            false,
             vec![
-                col("Provisioner", "string", 0, path(".provisioner")),
-                col("ReclaimPolicy", "string", 0, path(".reclaimPolicy")),
-                col("VolumeBindingMode", "string", 0, path(".volumeBindingMode")),
-                col("AllowVolumeExpansion", "string", 0, path(".allowVolumeExpansion")),
+                text("Provisioner", ".provisioner"),
+                text("ReclaimPolicy", ".reclaimPolicy"),
+                text("VolumeBindingMode", ".volumeBindingMode"),
+                text("AllowVolumeExpansion", ".allowVolumeExpansion"),
                 age_column(),
             ],
-            builtin_schema::<StorageClass>(),
         ),
-        builtin(
-            "coordination.k8s.io",
-            "v1",
-            "Lease",
-            "leases",
-            Scope::Namespaced,
-            &[],
-            false,
-            vec![col("Holder", "string", 0, path(".spec.holderIdentity")), age_column()],
-            builtin_schema::<Lease>(),
-        ),
-        builtin(
-            "",
-            "v1",
-            "ServiceAccount",
-            "serviceaccounts",
-            Scope::Namespaced,
-            &["sa"],
-            false,
-            vec![age_column()],
-            builtin_schema::<ServiceAccount>(),
-        ),
-        builtin(
-            "",
-            "v1",
-            "ConfigMap",
-            "configmaps",
-            Scope::Namespaced,
-            &["cm"],
-            false,
-            vec![age_column()],
-            builtin_schema::<ConfigMap>(),
-        ),
-        builtin(
-            "",
-            "v1",
-            "Secret",
-            "secrets",
-            Scope::Namespaced,
-            &[],
-            false,
-            vec![col("Type", "string", 0, path(".type")), age_column()],
-            builtin_schema::<Secret>(),
-        ),
-        builtin(
-            "",
-            "v1",
-            "Service",
-            "services",
-            Scope::Namespaced,
+        builtin::<Lease>(&[], vec![text("Holder", ".spec.holderIdentity"), age_column()]),
+        builtin::<ServiceAccount>(&["sa"], vec![age_column()]),
+        builtin::<ConfigMap>(&["cm"], vec![age_column()]),
+        builtin::<Secret>(&[], vec![text("Type", ".type"), age_column()]),
+        builtin::<Service>(
             &["svc"],
-            true,
+            vec![text("Type", ".spec.type"), text("Cluster-IP", ".spec.clusterIP"), age_column()],
+        ),
+        builtin::<Deployment>(&["deploy"], vec![col("Replicas", "integer", ".spec.replicas"), age_column()]),
+        builtin::<ControllerRevision>(&[], vec![age_column()]),
+        builtin::<ClusterRole>(&[], vec![age_column()]),
+        builtin::<ClusterRoleBinding>(&[], vec![text("Role", ".roleRef.name"), age_column()]),
+        builtin::<Role>(&[], vec![age_column()]),
+        builtin::<RoleBinding>(&[], vec![text("Role", ".roleRef.name"), age_column()]),
+        builtin::<ValidatingWebhookConfiguration>(
+            &[],
             vec![
-                col("Type", "string", 0, path(".spec.type")),
-                col("Cluster-IP", "string", 0, path(".spec.clusterIP")),
+                computed("Webhooks", "string", |o| json!(o["webhooks"].as_array().map_or(0, Vec::len))),
                 age_column(),
             ],
-            builtin_schema::<Service>(),
         ),
-        builtin(
-            "apps",
-            "v1",
-            "Deployment",
-            "deployments",
-            Scope::Namespaced,
-            &["deploy"],
-            true,
-            vec![col("Replicas", "integer", 0, path(".spec.replicas")), age_column()],
-            builtin_schema::<Deployment>(),
-        ),
-        builtin(
-            "apps",
-            "v1",
-            "ControllerRevision",
-            "controllerrevisions",
-            Scope::Namespaced,
-            &[],
-            false,
-            vec![age_column()],
-            builtin_schema::<ControllerRevision>(),
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRole",
-            "clusterroles",
-            Scope::Cluster,
-            &[],
-            false,
-            vec![age_column()],
-            builtin_schema::<ClusterRole>(),
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "ClusterRoleBinding",
-            "clusterrolebindings",
-            Scope::Cluster,
-            &[],
-            false,
-            vec![col("Role", "string", 0, path(".roleRef.name")), age_column()],
-            builtin_schema::<ClusterRoleBinding>(),
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "Role",
-            "roles",
-            Scope::Namespaced,
-            &[],
-            false,
-            vec![age_column()],
-            builtin_schema::<Role>(),
-        ),
-        builtin(
-            "rbac.authorization.k8s.io",
-            "v1",
-            "RoleBinding",
-            "rolebindings",
-            Scope::Namespaced,
-            &[],
-            false,
-            vec![col("Role", "string", 0, path(".roleRef.name")), age_column()],
-            builtin_schema::<RoleBinding>(),
-        ),
-        builtin(
-            "admissionregistration.k8s.io",
-            "v1",
-            "ValidatingWebhookConfiguration",
-            "validatingwebhookconfigurations",
-            Scope::Cluster,
-            &[],
-            false,
-            vec![
-                col(
-                    "Webhooks",
-                    "string",
-                    0,
-                    CellSource::Computed(|o| json!(o["webhooks"].as_array().map_or(0, Vec::len))),
-                ),
-                age_column(),
-            ],
-            builtin_schema::<ValidatingWebhookConfiguration>(),
-        ),
-        builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            Scope::Cluster,
+        with_schema::<CustomResourceDefinition>(
             &["crd", "crds"],
-            true,
-            vec![col("Created At", "date", 0, path(".metadata.creationTimestamp"))],
+            vec![col("Created At", "date", ".metadata.creationTimestamp")],
             // The CRD's own schema type (JSONSchemaProps) is recursive; only the envelope is checked.
             json!({"type": "object", "properties": {
                 "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},

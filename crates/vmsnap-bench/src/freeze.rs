@@ -43,17 +43,14 @@ impl Samples {
 }
 
 /// Runs the section.
-pub(crate) async fn run(
-    options: &BenchOptions,
-    shared: &mut SharedLab,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(shared: &mut SharedLab<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let options = shared.options;
     report.section(&format!(
         "freeze: freeze window seen by a guest process during an online snapshot (median of {} runs, TCG), vmsnap vs libvirt",
         options.runs
     ));
     let image = lab::ensure_guest_image(&options.guest_cache).await?;
-    let lab = shared.get(options).await?;
+    let lab = shared.get().await?;
     let libvirt = libvirt::ensure_running().await;
     if let Err(what) = &libvirt {
         report.note(SECTION, format!("libvirt baseline not measured: {what}"));
@@ -93,23 +90,11 @@ pub(crate) async fn run(
             windows.push((disks, gib, median(&ours.window), theirs.map(|t| median(&t.window))));
         }
     }
-    if let Some((small, large)) = options.size_pair() {
-        for disks in [1usize, 4] {
-            let find = |gib| windows.iter().find(|w| w.0 == disks && w.1 == gib);
-            if let (Some(s), Some(l)) = (find(small), find(large)) {
-                let ratio = l.2 / s.2;
-                let mut row = Row::new(
-                    SECTION,
-                    format!("freeze window {large} GiB / {small} GiB, {disks} disk(s)"),
-                    ratio,
-                    "x",
-                )
-                .target("<= 1.2 (the same at both sizes)", ratio <= 1.2);
-                if let (Some(sb), Some(lb)) = (s.3, l.3) {
-                    row = row.baseline(lb / sb);
-                }
-                report.add(row);
-            }
+    for disks in [1usize, 4] {
+        let points: Vec<_> = windows.iter().filter(|w| w.0 == disks).map(|w| (w.1, w.2, w.3)).collect();
+        let what = |l, s| format!("freeze window {l} GiB / {s} GiB, {disks} disk(s)");
+        if let Some(row) = options.size_ratio_row(SECTION, what, "<= 1.2 (the same at both sizes)", &points) {
+            report.add(row);
         }
     }
     Ok(())

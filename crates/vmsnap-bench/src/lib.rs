@@ -72,17 +72,44 @@ impl BenchOptions {
         let large = *self.sizes_gib.iter().max()?;
         (large > small).then_some((small, large))
     }
+
+    /// The row of large-size over small-size (the cost must not grow with the disk), when the run
+    /// covers two sizes and both were measured. `points` holds `(GiB, vmsnap, baseline)` medians;
+    /// `what` names the row from the large and the small size.
+    fn size_ratio_row(
+        &self,
+        section: &str,
+        what: impl FnOnce(u64, u64) -> String,
+        target: &str,
+        points: &[(u64, f64, Option<f64>)],
+    ) -> Option<Row> {
+        let (small, large) = self.size_pair()?;
+        let at = |gib| points.iter().find(|p| p.0 == gib);
+        let (s, l) = (at(small)?, at(large)?);
+        let ratio = l.1 / s.1;
+        let row = Row::new(section, what(large, small), ratio, "x").target(target, ratio <= 1.2);
+        Some(match (s.2, l.2) {
+            (Some(sb), Some(lb)) => row.baseline(lb / sb),
+            _ => row,
+        })
+    }
 }
 
-/// The embedded control plane whose VMs the guest sections share, started on first use.
-#[derive(Default)]
-pub(crate) struct SharedLab {
+/// The embedded control plane whose VMs the guest sections share, started on first use, with the
+/// options of the run.
+pub(crate) struct SharedLab<'a> {
+    options: &'a BenchOptions,
     lab: Option<lab::Lab>,
 }
 
-impl SharedLab {
+impl<'a> SharedLab<'a> {
+    fn new(options: &'a BenchOptions) -> Self {
+        SharedLab { options, lab: None }
+    }
+
     /// The lab, started now if need be.
-    pub(crate) async fn get(&mut self, options: &BenchOptions) -> anyhow::Result<&lab::Lab> {
+    pub(crate) async fn get(&mut self) -> anyhow::Result<&lab::Lab> {
+        let options = self.options;
         if self.lab.is_none() {
             let config = lab::LabConfig {
                 scratch: &options.scratch,
@@ -106,13 +133,13 @@ impl SharedLab {
 /// Runs the selected sections and returns their report (also printed as each row comes).
 pub async fn run(options: &BenchOptions) -> Report {
     let mut report = Report::default();
-    let mut shared = SharedLab::default();
+    let mut shared = SharedLab::new(options);
     let selected: Vec<&str> = SECTIONS.iter().copied().filter(|s| options.wants(s)).collect();
     for (i, &section) in selected.iter().enumerate() {
         let result = match section {
-            "freeze" => freeze::run(options, &mut shared, &mut report).await,
-            "snapshot" => snapshot::run(options, &mut shared, &mut report).await,
-            "restore" => restore::run(options, &mut shared, &mut report).await,
+            "freeze" => freeze::run(&mut shared, &mut report).await,
+            "snapshot" => snapshot::run(&mut shared, &mut report).await,
+            "restore" => restore::run(&mut shared, &mut report).await,
             "reads" => reads::run(options, &mut report).await,
             "controlplane" => controlplane::run(options, &mut report).await,
             "memory" => memory::run(options, &mut report).await,

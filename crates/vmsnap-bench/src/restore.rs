@@ -3,21 +3,18 @@
 //! that holds that disk's data, then fsync), and the large/small ratios.
 
 use crate::stats::{median, ms};
-use crate::{BenchOptions, Report, Row, SharedLab};
+use crate::{Report, Row, SharedLab};
 
 const SECTION: &str = "restore";
 
 /// Runs the section.
-pub(crate) async fn run(
-    options: &BenchOptions,
-    shared: &mut SharedLab,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(shared: &mut SharedLab<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let options = shared.options;
     report.section(&format!(
         "restore: VirtualMachineRestore create -> complete, stopped VM, one data disk full of data (median of {} runs), vs a full copy of the disk",
         options.runs
     ));
-    let lab = shared.get(options).await?;
+    let lab = shared.get().await?;
     let mut results = Vec::new();
     for &gib in &options.sizes_gib {
         let name = lab.running_full_vm(&options.scratch, gib).await?;
@@ -55,17 +52,10 @@ pub(crate) async fn run(
         report.add(row);
         results.push((gib, value, baseline));
     }
-    if let Some((small, large)) = options.size_pair() {
-        let find = |gib| results.iter().find(|r| r.0 == gib);
-        if let (Some(s), Some(l)) = (find(small), find(large)) {
-            let ratio = l.1 / s.1;
-            let mut row = Row::new(SECTION, format!("time ratio {large} GiB / {small} GiB"), ratio, "x")
-                .target("<= 1.2", ratio <= 1.2);
-            if let (Some(sb), Some(lb)) = (s.2, l.2) {
-                row = row.baseline(lb / sb);
-            }
-            report.add(row);
-        }
+    if let Some(row) =
+        options.size_ratio_row(SECTION, |l, s| format!("time ratio {l} GiB / {s} GiB"), "<= 1.2", &results)
+    {
+        report.add(row);
     }
     Ok(())
 }

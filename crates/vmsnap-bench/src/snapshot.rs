@@ -5,21 +5,18 @@
 use std::time::Duration;
 
 use crate::stats::{median, ms};
-use crate::{BenchOptions, Report, Row, SharedLab};
+use crate::{Report, Row, SharedLab};
 
 const SECTION: &str = "snapshot";
 
 /// Runs the section.
-pub(crate) async fn run(
-    options: &BenchOptions,
-    shared: &mut SharedLab,
-    report: &mut Report,
-) -> anyhow::Result<()> {
+pub(crate) async fn run(shared: &mut SharedLab<'_>, report: &mut Report) -> anyhow::Result<()> {
+    let options = shared.options;
     report.section(&format!(
         "snapshot: VirtualMachineSnapshot create -> readyToUse, running VM, one data disk full of data (median of {} runs)",
         options.runs
     ));
-    let lab = shared.get(options).await?;
+    let lab = shared.get().await?;
     let mut medians = Vec::new();
     for &gib in &options.sizes_gib {
         let name = lab.running_full_vm(&options.scratch, gib).await?;
@@ -36,17 +33,12 @@ pub(crate) async fn run(
             Row::new(SECTION, format!("create -> readyToUse, {gib} GiB full disk"), value, "ms")
                 .target("<= 500 ms", value <= 500.0),
         );
-        medians.push((gib, value));
+        medians.push((gib, value, None));
     }
-    if let Some((small, large)) = options.size_pair() {
-        let find = |gib| medians.iter().find(|m| m.0 == gib).map(|m| m.1);
-        if let (Some(s), Some(l)) = (find(small), find(large)) {
-            let ratio = l / s;
-            report.add(
-                Row::new(SECTION, format!("time ratio {large} GiB / {small} GiB"), ratio, "x")
-                    .target("<= 1.2", ratio <= 1.2),
-            );
-        }
+    if let Some(row) =
+        options.size_ratio_row(SECTION, |l, s| format!("time ratio {l} GiB / {s} GiB"), "<= 1.2", &medians)
+    {
+        report.add(row);
     }
     Ok(())
 }

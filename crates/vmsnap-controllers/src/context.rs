@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::api::Api;
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource};
+use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
@@ -71,9 +71,9 @@ impl Context {
         })
     }
 
-    /// [`crate::kube_util::patch_status`], remembering the version it wrote so that reconciles of
-    /// older cached copies are skipped (see [`Expectations`]). Returns the written object, `None`
-    /// when nothing changed.
+    /// Writes `status` of `obj` with the merge patch [`crate::kube_util::status_patch`] from `old`
+    /// to `new`, remembering the version it wrote so that reconciles of older cached copies are
+    /// skipped (see [`Expectations`]). Returns the written object, `None` when nothing changed.
     pub async fn patch_status<K, S>(
         &self,
         api: &Api<K>,
@@ -85,11 +85,12 @@ impl Context {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
         S: Serialize,
     {
-        let written = crate::kube_util::patch_status(api, obj, old, new).await?;
-        if let Some(object) = &written {
-            self.expectations.wrote(object);
-        }
-        Ok(written)
+        let Some(patch) = crate::kube_util::status_patch(obj, old, new) else { return Ok(None) };
+        let name = obj.name_any();
+        tracing::debug!(%name, %patch, "status patch");
+        let written = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        self.expectations.wrote(&written);
+        Ok(Some(written))
     }
 
     /// Publishes an event; failures are logged, never fatal.

@@ -45,31 +45,18 @@ pub fn merge_patch_between(old: &Value, new: &Value) -> Option<Value> {
     }
 }
 
-/// Writes `status` of `obj` with a merge patch on the `/status` subresource, only if it differs
-/// from `old`. The patch carries `obj`'s `resourceVersion`, so a reconcile that ran on a stale copy
-/// (the cache had not yet seen our previous write) gets a 409 Conflict instead of writing its
-/// stale view, like KubeVirt's `UpdateStatus`; see [`is_conflict`]. Returns the written object,
-/// `None` when nothing changed.
-pub async fn patch_status<K, S>(
-    api: &Api<K>,
-    obj: &K,
-    old: Option<&S>,
-    new: &S,
-) -> Result<Option<K>, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-    S: Serialize,
-{
+/// The merge patch for the `/status` subresource that turns `obj`'s status `old` into `new`, `None`
+/// when they are equal. The patch carries `obj`'s `resourceVersion`, so a reconcile that ran on a
+/// stale copy (the cache had not yet seen our previous write) gets a 409 Conflict instead of writing
+/// its stale view, like KubeVirt's `UpdateStatus`; see [`is_conflict`].
+pub fn status_patch<K: Resource, S: Serialize>(obj: &K, old: Option<&S>, new: &S) -> Option<Value> {
     let old_v = old.map(|s| serde_json::to_value(s).expect("status serializes")).unwrap_or(Value::Null);
     let new_v = serde_json::to_value(new).expect("status serializes");
-    let Some(diff) = merge_patch_between(&old_v, &new_v) else { return Ok(None) };
-    let name = obj.name_any();
-    tracing::debug!(%name, %diff, "status patch");
-    let patch = match obj.resource_version() {
+    let diff = merge_patch_between(&old_v, &new_v)?;
+    Some(match obj.resource_version() {
         Some(rv) => json!({"metadata": {"resourceVersion": rv}, "status": diff}),
         None => json!({ "status": diff }),
-    };
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(Some)
+    })
 }
 
 /// Whether the API refused a write because the object changed since it was read (409).

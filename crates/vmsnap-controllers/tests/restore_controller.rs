@@ -34,6 +34,21 @@ async fn snapshot_of(env: &Env, vm: &VirtualMachine, snap: &str) {
     .unwrap();
 }
 
+/// A running VM `vm` with one PVC, its VMI and a ready snapshot `snap` of it.
+async fn running_vm_with_snapshot(env: &Env) {
+    create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
+    let vm = VmBuilder::new("vm").with_pvc("data", "data-pvc").running().build();
+    snapshot_of(env, &vm, "snap").await;
+    let vm = env.vms().get("vm").await.unwrap();
+    create_running_vmi(&env.client, &vm, VmiState { agent: true, paused: false }, vec![]).await.unwrap();
+}
+
+/// Stops the VM `vm` as the node agent would: its VMI goes away.
+async fn stop_vm(env: &Env) {
+    let vmis: Api<VirtualMachineInstance> = Api::namespaced(env.client.clone(), "default");
+    vmis.delete("vm", &DeleteParams::default()).await.unwrap();
+}
+
 fn restores(env: &Env) -> Api<VirtualMachineRestore> {
     Api::namespaced(env.client.clone(), "default")
 }
@@ -59,6 +74,15 @@ async fn create_restore(
 async fn wait_complete(env: &Env, name: &str) -> VirtualMachineRestore {
     vmsnap_testing::await_value(&restores(env), name, WAIT, |r| {
         (r.status.as_ref()?.complete == Some(true)).then(|| r.clone())
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the first condition of restore `name` has a reason that `matches`; returns it.
+async fn first_reason(env: &Env, name: &str, matches: impl Fn(&str) -> bool) -> String {
+    vmsnap_testing::await_value(&restores(env), name, WAIT, |r| {
+        r.status.as_ref()?.conditions.first()?.reason.clone().filter(|x| matches(x))
     })
     .await
     .unwrap()
@@ -213,40 +237,21 @@ async fn restoring_into_a_different_existing_vm_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_target_waits_in_the_grace_period_then_succeeds_when_stopped() {
     let env = Env::start().await;
-    create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
-    let vm = VmBuilder::new("vm").with_pvc("data", "data-pvc").running().build();
-    snapshot_of(&env, &vm, "snap").await;
-    let vm = env.vms().get("vm").await.unwrap();
-    create_running_vmi(&env.client, &vm, VmiState { agent: true, paused: false }, vec![]).await.unwrap();
+    running_vm_with_snapshot(&env).await;
     create_restore(&env, "restore", "vm", "snap", json!({})).await;
-    let waiting = vmsnap_testing::await_value(&restores(&env), "restore", WAIT, |r| {
-        r.status
-            .as_ref()?
-            .conditions
-            .first()?
-            .reason
-            .clone()
-            .filter(|x| x.starts_with("Waiting for target VM"))
-    })
-    .await
-    .unwrap();
+    let waiting = first_reason(&env, "restore", |x| x.starts_with("Waiting for target VM")).await;
     assert_eq!(
         waiting,
         "Waiting for target VM to be powered off. Please stop the restore target to proceed with restore, or the operation will fail after 5m0s"
     );
-    let vmis: Api<VirtualMachineInstance> = Api::namespaced(env.client.clone(), "default");
-    vmis.delete("vm", &DeleteParams::default()).await.unwrap();
+    stop_vm(&env).await;
     wait_complete(&env, "restore").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_target_stops_the_vm_and_fail_immediate_fails_for_good() {
     let env = Env::start().await;
-    create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
-    let vm = VmBuilder::new("vm").with_pvc("data", "data-pvc").running().build();
-    snapshot_of(&env, &vm, "snap").await;
-    let vm = env.vms().get("vm").await.unwrap();
-    create_running_vmi(&env.client, &vm, VmiState { agent: true, paused: false }, vec![]).await.unwrap();
+    running_vm_with_snapshot(&env).await;
 
     create_restore(&env, "fails", "vm", "snap", json!({"targetReadinessPolicy": "FailImmediate"})).await;
     let failed = vmsnap_testing::await_value(&restores(&env), "fails", WAIT, |r| {
@@ -292,8 +297,7 @@ spec:
     })
     .await
     .unwrap();
-    let vmis: Api<VirtualMachineInstance> = Api::namespaced(env.client.clone(), "default");
-    vmis.delete("vm", &DeleteParams::default()).await.unwrap();
+    stop_vm(&env).await;
     wait_complete(&env, "stops").await;
 }
 
@@ -343,17 +347,7 @@ async fn a_restore_created_before_its_snapshot_waits_and_then_completes() {
     let env = Env::start().await;
     create_bound_pvc(&env.client, "default", "data-pvc", "local").await.unwrap();
     create_restore(&env, "early", "vm", "later", json!({})).await;
-    vmsnap_testing::await_value(&restores(&env), "early", WAIT, |r| {
-        r.status
-            .as_ref()?
-            .conditions
-            .first()?
-            .reason
-            .clone()
-            .filter(|x| x == "VMSnapshot default/later does not exist")
-    })
-    .await
-    .unwrap();
+    first_reason(&env, "early", |x| x == "VMSnapshot default/later does not exist").await;
     snapshot_of(&env, &VmBuilder::new("vm").with_pvc("data", "data-pvc").build(), "later").await;
     wait_complete(&env, "early").await;
 }

@@ -136,15 +136,10 @@ impl Store {
         request: PageRequest,
         mut select: Select<T>,
     ) -> Result<Result<Page<T>, WatchError>, StoreError> {
-        let resource = resource.to_owned();
-        let namespace = namespace.map(str::to_owned);
-        let compacted = self.shared.compacted.clone();
-        self.shared
-            .readers
-            .run(move |conn| {
-                page::list_page(conn, &resource, namespace.as_deref(), &request, &mut select, &compacted)
-            })
-            .await
+        self.read_log(resource, namespace, move |conn, resource, namespace, compacted| {
+            page::list_page(conn, resource, namespace, &request, &mut select, compacted)
+        })
+        .await
     }
 
     /// Runs `decide` on the current value of `key` on the writer thread and applies the mutation it
@@ -185,14 +180,24 @@ impl Store {
         after: u64,
         batch: usize,
     ) -> Result<Result<reader::LogBatch, WatchError>, StoreError> {
+        self.read_log(resource, namespace, move |conn, resource, namespace, compacted| {
+            reader::log_after(conn, resource, namespace, after, batch, compacted)
+        })
+        .await
+    }
+
+    /// Runs `read` on a reader connection over `resource` (optionally one namespace), with the
+    /// revision the log is compacted to: reads that may fall back to the log check it.
+    async fn read_log<T, F>(&self, resource: &str, namespace: Option<&str>, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Connection, &str, Option<&str>, &AtomicU64) -> Result<T, StoreError>
+            + Send
+            + 'static,
+    {
         let resource = resource.to_owned();
         let namespace = namespace.map(str::to_owned);
         let compacted = self.shared.compacted.clone();
-        self.shared
-            .readers
-            .run(move |conn| {
-                reader::log_after(conn, &resource, namespace.as_deref(), after, batch, &compacted)
-            })
-            .await
+        self.shared.readers.run(move |conn| read(conn, &resource, namespace.as_deref(), &compacted)).await
     }
 }

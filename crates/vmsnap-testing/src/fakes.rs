@@ -15,6 +15,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
+use vmsnap_contracts::owner::controller_reference;
 use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
 
 /// A node agent that records subresource calls and keeps `fsFreezeStatus` like the real one.
@@ -391,16 +392,7 @@ impl FakeProvisioner {
                     let pvc = k8s_openapi::api::core::v1::PersistentVolumeClaim {
                         metadata: kube::api::ObjectMeta {
                             name: Some(name.clone()),
-                            owner_references: Some(vec![
-                                k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                                    api_version: "cdi.kubevirt.io/v1beta1".into(),
-                                    kind: "DataVolume".into(),
-                                    name: name.clone(),
-                                    uid: dv.uid().unwrap_or_default(),
-                                    controller: Some(true),
-                                    block_owner_deletion: Some(true),
-                                },
-                            ]),
+                            owner_references: Some(vec![controller_reference(&dv)]),
                             ..Default::default()
                         },
                         spec: Some(spec),
@@ -410,15 +402,7 @@ impl FakeProvisioner {
                 } else if let Some(mut pvc) = pvc_api.get_opt(&name).await.ok().flatten()
                     && pvc.metadata.owner_references.as_ref().is_none_or(|o| o.is_empty())
                 {
-                    pvc.metadata.owner_references =
-                        Some(vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                            api_version: "cdi.kubevirt.io/v1beta1".into(),
-                            kind: "DataVolume".into(),
-                            name: name.clone(),
-                            uid: dv.uid().unwrap_or_default(),
-                            controller: Some(true),
-                            block_owner_deletion: Some(true),
-                        }]);
+                    pvc.metadata.owner_references = Some(vec![controller_reference(&dv)]);
                     let _ = pvc_api.replace(&name, &Default::default(), &pvc).await;
                 }
                 let dv_api: Api<vmsnap_api::cdi::DataVolume> = Api::namespaced(client.clone(), &ns);

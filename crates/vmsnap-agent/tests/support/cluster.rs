@@ -25,6 +25,10 @@ use super::Env;
 
 /// The namespace the tests use.
 pub const NS: &str = "default";
+/// The resource of VirtualMachines, as the cluster's calls name it.
+pub const VMS: &str = "virtualmachines";
+/// The resource of VirtualMachineInstances.
+pub const VMIS: &str = "virtualmachineinstances";
 
 /// A control plane with a node agent, and the QEMU processes it starts (killed on drop).
 pub struct Cluster {

@@ -169,7 +169,7 @@ pub struct VirtualMachineStatus {
     pub desired_generation: Option<i64>,
 }
 
-/// A condition of a VirtualMachine.
+/// A condition of a VirtualMachine or a VMI (KubeVirt's two condition types have the same fields).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineCondition {

@@ -190,30 +190,8 @@ pub struct PhaseTransitionTimestamp {
     pub phase_transition_timestamp: Time,
 }
 
-/// A condition of a VMI.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineInstanceCondition {
-    /// Condition type.
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// `True`, `False` or `Unknown`.
-    pub status: String,
-    /// Last probe time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::timestamp")]
-    pub last_probe_time: Option<Time>,
-    /// Last transition time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::timestamp")]
-    pub last_transition_time: Option<Time>,
-    /// Machine-readable reason.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Human-readable message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
+/// A condition of a VMI: KubeVirt's `VirtualMachineInstanceCondition` has the same fields as the VM's.
+pub type VirtualMachineInstanceCondition = super::VirtualMachineCondition;
 
 /// A network interface of a running VMI.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

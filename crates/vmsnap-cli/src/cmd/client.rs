@@ -162,6 +162,21 @@ impl Session {
         Ok(list.items)
     }
 
+    /// Creates `object` (`kind` `name`); a refusal is the one-line error of its kind.
+    pub async fn create<K>(&self, kind: Kind, name: &str, object: &K) -> CliResult<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug,
+    {
+        self.api::<K>()
+            .create(&Default::default(), object)
+            .await
+            .map_err(|e| self.error(e, "create", kind, name))
+    }
+
     /// Sends `PUT /apis/subresources.kubevirt.io/v1/namespaces/NS/{plural}/{name}/{action}` with a JSON body.
     pub async fn put_subresource(
         &self,

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::k8s_openapi::jiff::Timestamp;
 
-use super::errors::{CliError, CliResult, Exit};
+use super::client::Session;
+use super::errors::{CliError, CliResult, Exit, Kind};
 
 /// `-o yaml|json|name`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -64,6 +65,29 @@ where
     };
     print!("{text}");
     Ok(())
+}
+
+/// `--no-wait`: creates `object` and prints it with `-o`, else its name.
+pub async fn create_and_print<K>(
+    session: &Session,
+    kind: Kind,
+    name: &str,
+    object: &K,
+    format: Option<Format>,
+) -> CliResult<std::process::ExitCode>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let created = session.create(kind, name, object).await?;
+    match format {
+        Some(format) => print_objects(&[created], format, true)?,
+        None => println!("{name}"),
+    }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 fn to_value<K: Serialize>(obj: &K) -> CliResult<Value> {

@@ -23,9 +23,7 @@ async fn restores_interrupted_by_a_killed_server_complete_after_it_restarts() {
     kubectl(&vmsnap, &["apply", "-f", &example("vm.yaml")]).await;
     await_running_with_agent(&vmsnap, "demo").await;
     vmsnap.sh("demo", "echo A > /mnt/data/f && sync").await.unwrap();
-    kubectl(&vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
-    let timeout = format!("--timeout={OPERATION_TIMEOUT}");
-    kubectl(&vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
+    take_example_snapshot(&vmsnap).await;
 
     for delay in RESTORE_KILL_DELAYS_MS {
         vmsnap.sh("demo", &format!("echo changed-{delay} > /mnt/data/f && sync")).await.unwrap();

@@ -25,9 +25,7 @@ pub async fn kubectl_flow(vmsnap: &Vmsnap) {
     vmsnap.sh("demo", "echo A > /mnt/data/f && sync").await.unwrap();
 
     // Online snapshot, quiesced by the guest agent.
-    kubectl(vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
-    let timeout = format!("--timeout={OPERATION_TIMEOUT}");
-    kubectl(vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
+    take_example_snapshot(vmsnap).await;
     let snapshot = get_json(vmsnap, "vmsnapshot", "demo-snapshot").await.unwrap();
     let vm = get_json(vmsnap, "vm", "demo").await.unwrap();
     assert_eq!(snapshot["status"]["phase"], "Succeeded");

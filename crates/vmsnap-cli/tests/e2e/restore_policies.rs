@@ -27,9 +27,7 @@ async fn in_place_keeps_the_pvc_name_and_prefix_and_overrides_name_the_new_ones(
     kubectl(&vmsnap, &["apply", "-f", &example("vm.yaml")]).await;
     await_running_with_agent(&vmsnap, "demo").await;
     vmsnap.sh("demo", "echo A > /mnt/data/f && sync").await.unwrap();
-    kubectl(&vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
-    let timeout = format!("--timeout={OPERATION_TIMEOUT}");
-    kubectl(&vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
+    take_example_snapshot(&vmsnap).await;
     vmsnap.sh("demo", "echo B > /mnt/data/f && sync").await.unwrap();
     vmsnap.cli(&["vm", "stop", "demo", "--wait"]).await.ok();
 

@@ -53,6 +53,13 @@ pub async fn await_running_with_agent(vmsnap: &Vmsnap, vm: &str) {
     assert_eq!(out.code, 0, "{vm} did not get its guest agent: {}\n{}", out.stderr, tail(&vmsnap.log()));
 }
 
+/// Creates the example snapshot (`demo-snapshot` of VM `demo`) and waits until it is Ready.
+pub async fn take_example_snapshot(vmsnap: &Vmsnap) {
+    kubectl(vmsnap, &["create", "-f", &example("snapshot.yaml")]).await;
+    let timeout = format!("--timeout={OPERATION_TIMEOUT}");
+    kubectl(vmsnap, &["wait", "vmsnapshot", "demo-snapshot", "--for", "condition=Ready", &timeout]).await;
+}
+
 /// Waits until VM `vm` is stopped and its VMI gone.
 pub async fn await_stopped(vmsnap: &Vmsnap, vm: &str) {
     kubectl(

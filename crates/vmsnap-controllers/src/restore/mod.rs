@@ -26,37 +26,34 @@ pub use names::restore_volume_name;
 use crate::context::Context;
 use crate::error::{ReconcileError, quiet_finalizer_outcome};
 
-fn by_target(
+/// The restores in `obj`'s namespace that `refer` to it by name.
+fn restores_of<K: ResourceExt>(
     store: &Store<VirtualMachineRestore>,
-    ns: Option<String>,
-    name: String,
+    obj: &K,
+    refers: impl Fn(&VirtualMachineRestore, &str) -> bool,
 ) -> Vec<ObjectRef<VirtualMachineRestore>> {
+    let (ns, name) = (obj.namespace(), obj.name_any());
     store
         .state()
         .iter()
-        .filter(|r| {
-            r.namespace() == ns && r.spec.target.name == name && r.spec.target.kind == "VirtualMachine"
-        })
+        .filter(|r| r.namespace() == ns && refers(r, &name))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
+}
+
+/// Whether the restore's target is the VirtualMachine `name` (its VMI has the same name).
+fn targets(restore: &VirtualMachineRestore, name: &str) -> bool {
+    restore.spec.target.name == name && restore.spec.target.kind == "VirtualMachine"
+}
+
+/// Whether the restore restores from the snapshot `name`.
+fn restores_from(restore: &VirtualMachineRestore, name: &str) -> bool {
+    restore.spec.virtual_machine_snapshot_name == name
 }
 
 fn by_annotation<K: ResourceExt>(obj: &K) -> Option<ObjectRef<VirtualMachineRestore>> {
     let name = obj.annotations().get(annotation::RESTORE_NAME)?;
     Some(ObjectRef::new(name).within(&obj.namespace().unwrap_or_default()))
-}
-
-fn by_snapshot(
-    store: &Store<VirtualMachineRestore>,
-    ns: Option<String>,
-    name: String,
-) -> Vec<ObjectRef<VirtualMachineRestore>> {
-    store
-        .state()
-        .iter()
-        .filter(|r| r.namespace() == ns && r.spec.virtual_machine_snapshot_name == name)
-        .map(|r| ObjectRef::from_obj(r.as_ref()))
-        .collect()
 }
 
 /// Runs the controller until the stream ends.
@@ -68,13 +65,13 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
     let (s1, s2, s3) = (store.clone(), store.clone(), store);
     controller
         .watches(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default(), move |vm| {
-            by_target(&s1, vm.namespace(), vm.name_any())
+            restores_of(&s1, &vm, targets)
         })
         .watches(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default(), move |vmi| {
-            by_target(&s2, vmi.namespace(), vmi.name_any())
+            restores_of(&s2, &vmi, targets)
         })
         .watches(Api::<VirtualMachineSnapshot>::all(client.clone()), watcher::Config::default(), move |s| {
-            by_snapshot(&s3, s.namespace(), s.name_any())
+            restores_of(&s3, &s, restores_from)
         })
         .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), |p| {
             by_annotation(&p)

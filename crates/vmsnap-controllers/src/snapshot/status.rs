@@ -302,20 +302,22 @@ mod tests {
         assert_eq!(conds(&st)[0], t("Progressing", "False", "Source does not exist"));
     }
 
+    /// KubeVirt's conditions of a snapshot that ran past its deadline.
+    fn deadline_exceeded() -> Vec<(String, String, String)> {
+        vec![
+            t("Progressing", "False", "Operation failed"),
+            t("Ready", "False", "Not ready"),
+            t("Failure", "True", "snapshot deadline exceeded"),
+        ]
+    }
+
     #[test]
     fn an_expired_snapshot_fails_with_kubevirts_exact_conditions() {
         let mut s = snap(400);
         s.status = Some(compute(&snap(0), Some(&facts(true, true, false, true)), "", None, now()));
         let st = compute(&s, Some(&facts(true, true, false, true)), "", None, now());
         assert_eq!(st.phase.as_deref(), Some("Failed"));
-        assert_eq!(
-            conds(&st),
-            vec![
-                t("Progressing", "False", "Operation failed"),
-                t("Ready", "False", "Not ready"),
-                t("Failure", "True", "snapshot deadline exceeded")
-            ]
-        );
+        assert_eq!(conds(&st), deadline_exceeded());
     }
 
     #[test]
@@ -396,14 +398,7 @@ mod tests {
         s.status = Some(compute(&snap(0), Some(&facts(true, true, false, true)), "", Some(&content), now()));
         s.status = Some(compute(&s, Some(&facts(true, true, false, true)), "", Some(&content), now()));
         let st = compute(&s, Some(&facts(true, true, false, true)), "", None, now());
-        assert_eq!(
-            conds(&st),
-            vec![
-                t("Progressing", "False", "Operation failed"),
-                t("Ready", "False", "Not ready"),
-                t("Failure", "True", "snapshot deadline exceeded")
-            ]
-        );
+        assert_eq!(conds(&st), deadline_exceeded());
         let failure = find_condition(&st.conditions, "Failure").unwrap();
         assert_eq!(
             failure.message.as_deref(),

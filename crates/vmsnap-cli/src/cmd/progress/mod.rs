@@ -62,18 +62,61 @@ pub enum StepState {
     Wait,
 }
 
-/// Steps reported in a fixed order, whatever order the watch events arrive in.
+impl StepState {
+    /// Reached when `at` is known, else not yet.
+    pub fn seen(at: Option<Duration>, detail: Option<String>) -> StepState {
+        match at {
+            Some(at) => StepState::Reached(at, detail),
+            None => StepState::Wait,
+        }
+    }
+}
+
+/// `1 volume`, `2 volumes`.
+pub fn volumes(n: usize) -> String {
+    if n == 1 { "1 volume".into() } else { format!("{n} volumes") }
+}
+
+/// What was reported of one operation: its steps, in a fixed order whatever order the watch events
+/// arrive in, the last note and the failure that ended it.
 #[derive(Debug)]
 pub struct Sequence {
     labels: &'static [&'static str],
     /// `Some(true)` printed, `Some(false)` skipped, `None` not yet.
     done: Vec<Option<bool>>,
+    last_note: Option<String>,
+    failed: Option<String>,
 }
 
 impl Sequence {
     /// A sequence of steps with these labels.
     pub fn new(labels: &'static [&'static str]) -> Sequence {
-        Sequence { labels, done: vec![None; labels.len()] }
+        Sequence { labels, done: vec![None; labels.len()], last_note: None, failed: None }
+    }
+
+    /// The operation failed: why.
+    pub fn fail(&mut self, why: String) {
+        self.failed = Some(why);
+    }
+
+    /// Whether the operation failed.
+    pub fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// The end, if reached: failed, or every step printed or skipped.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match &self.failed {
+            Some(why) => Some(Outcome::Failed(why.clone())),
+            None => self.finished().then_some(Outcome::Done),
+        }
+    }
+
+    /// The note to show, unless it is the one shown last.
+    pub fn note(&mut self, note: Option<String>) -> Option<Report> {
+        let note = note.filter(|n| self.last_note.as_ref() != Some(n))?;
+        self.last_note = Some(note.clone());
+        Some(Report::Note(note))
     }
 
     /// Reports every step that can be reported now, in order, stopping at the first to wait for.
@@ -150,6 +193,15 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// The labels of the steps among `reports`.
+#[cfg(test)]
+pub(crate) fn step_labels(reports: &[Report]) -> Vec<&'static str> {
+    reports
+        .iter()
+        .filter_map(|r| if let Report::Step { label, .. } = r { Some(*label) } else { None })
+        .collect()
 }
 
 #[cfg(test)]

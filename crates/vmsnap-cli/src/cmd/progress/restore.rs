@@ -30,8 +30,6 @@ pub struct RestoreTracker {
     seen: [Option<Duration>; 4],
     volumes: Option<usize>,
     steps: Sequence,
-    last_note: Option<String>,
-    failed: Option<String>,
     /// The last version of the restore seen.
     pub last: Option<VirtualMachineRestore>,
 }
@@ -46,8 +44,6 @@ impl RestoreTracker {
             seen: [None; 4],
             volumes: None,
             steps: Sequence::new(STEPS),
-            last_note: None,
-            failed: None,
             last: None,
         }
     }
@@ -60,10 +56,7 @@ impl RestoreTracker {
 
     /// The end, if reached.
     pub fn outcome(&self) -> Option<Outcome> {
-        if let Some(why) = &self.failed {
-            return Some(Outcome::Failed(why.clone()));
-        }
-        self.steps.finished().then_some(Outcome::Done)
+        self.steps.outcome()
     }
 
     /// A version of the restore.
@@ -79,7 +72,7 @@ impl RestoreTracker {
         }
         if let Some(failure) = find_condition(&st.conditions, condition_type::FAILURE).filter(|c| c.is_true())
         {
-            self.failed = Some(
+            self.steps.fail(
                 failure.reason.clone().or_else(|| failure.message.clone()).unwrap_or_else(|| "failed".into()),
             );
         }
@@ -92,16 +85,11 @@ impl RestoreTracker {
             self.volumes = Some(st.restores.len());
         }
         let note = progressing
-            .filter(|c| !c.is_true() && self.failed.is_none())
+            .filter(|c| !c.is_true() && !self.steps.has_failed())
             .and_then(|c| c.reason.as_deref())
             .filter(|r| ![reason::OPERATION_COMPLETE, INITIALIZING].contains(r))
             .map(|r| format!("waiting: {r}"));
-        if let Some(note) = note
-            && self.last_note.as_ref() != Some(&note)
-        {
-            self.last_note = Some(note.clone());
-            out.push(Report::Note(note));
-        }
+        out.extend(self.steps.note(note));
         out.extend(self.advance());
         out
     }
@@ -128,10 +116,6 @@ impl RestoreTracker {
         let seen = self.seen;
         let (expect_stop, volumes) = (self.expect_stop, self.volumes);
         let implied = |steps: &[usize]| steps.iter().filter_map(|&s| seen[s]).min();
-        let reached = |at: Option<Duration>, detail: Option<String>| match at {
-            Some(at) => StepState::Reached(at, detail),
-            None => StepState::Wait,
-        };
         self.steps.advance(|i| match i {
             STOPPED if !expect_stop => StepState::Skip,
             STOPPED => match seen[STOPPED] {
@@ -139,12 +123,9 @@ impl RestoreTracker {
                 None if seen[COMPLETE].is_some() => StepState::Skip,
                 None => StepState::Wait,
             },
-            VOLUMES => reached(
-                implied(&[VOLUMES, UPDATED, COMPLETE]),
-                volumes.map(|n| if n == 1 { "1 volume".to_owned() } else { format!("{n} volumes") }),
-            ),
-            UPDATED => reached(implied(&[UPDATED, COMPLETE]), None),
-            _ => reached(seen[COMPLETE], None),
+            VOLUMES => StepState::seen(implied(&[VOLUMES, UPDATED, COMPLETE]), volumes.map(super::volumes)),
+            UPDATED => StepState::seen(implied(&[UPDATED, COMPLETE]), None),
+            _ => StepState::seen(seen[COMPLETE], None),
         })
     }
 }
@@ -154,6 +135,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::cmd::progress::step_labels;
 
     fn restore(status: serde_json::Value) -> VirtualMachineRestore {
         serde_json::from_value(json!({
@@ -163,13 +145,6 @@ mod tests {
             "status": status
         }))
         .unwrap()
-    }
-
-    fn labels(reports: &[Report]) -> Vec<&'static str> {
-        reports
-            .iter()
-            .filter_map(|r| if let Report::Step { label, .. } = r { Some(*label) } else { None })
-            .collect()
     }
 
     fn progressing(reason: &str, status: &str) -> serde_json::Value {
@@ -195,7 +170,7 @@ mod tests {
             .unwrap();
         all.extend(t.on_vm(&vm, ms(25)));
         all.extend(t.on_restore(&restore(json!({"complete": true})), ms(30)));
-        assert_eq!(labels(&all), STEPS.to_vec());
+        assert_eq!(step_labels(&all), STEPS.to_vec());
         assert_eq!(
             all[0],
             Report::Note("waiting: Automatically stopping restore target for restore operation".into())

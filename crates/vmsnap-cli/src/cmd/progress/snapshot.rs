@@ -33,8 +33,6 @@ pub struct SnapshotTracker {
     steps: Sequence,
     backups: Option<Vec<String>>,
     cut_volumes: BTreeSet<String>,
-    last_note: Option<String>,
-    failed: Option<String>,
     /// The last version of the snapshot seen.
     pub last: Option<VirtualMachineSnapshot>,
 }
@@ -50,8 +48,6 @@ impl SnapshotTracker {
             steps: Sequence::new(STEPS),
             backups: None,
             cut_volumes: BTreeSet::new(),
-            last_note: None,
-            failed: None,
             last: None,
         }
     }
@@ -69,10 +65,7 @@ impl SnapshotTracker {
 
     /// The end, if reached: ready (and thawed, if it was frozen), or failed.
     pub fn outcome(&self) -> Option<Outcome> {
-        if let Some(why) = &self.failed {
-            return Some(Outcome::Failed(why.clone()));
-        }
-        self.steps.finished().then_some(Outcome::Done)
+        self.steps.outcome()
     }
 
     /// Ready, but the thaw of a frozen guest was not seen yet.
@@ -111,17 +104,17 @@ impl SnapshotTracker {
                     .or_else(|| st.error.as_ref().and_then(|e| e.message.clone()))
                     .unwrap_or_else(|| "failed".into());
                 let error = st.error.as_ref().and_then(|e| e.message.as_deref()).filter(|m| *m != why);
-                self.failed = Some(match error {
+                self.steps.fail(match error {
                     Some(e) => format!("{why} ({e})"),
                     None => why,
                 });
             }
-            Some(phase::DELETING) => self.failed = Some("the snapshot is being deleted".into()),
+            Some(phase::DELETING) => self.steps.fail("the snapshot is being deleted".into()),
             _ => {}
         }
         let progressing = find_condition(&st.conditions, condition_type::PROGRESSING);
         let note = match (&st.error, progressing) {
-            (Some(e), _) if self.failed.is_none() => {
+            (Some(e), _) if !self.steps.has_failed() => {
                 e.message.as_ref().map(|m| format!("error (the controller retries): {m}"))
             }
             (_, Some(c)) if !c.is_true() => c
@@ -134,12 +127,7 @@ impl SnapshotTracker {
                 .map(|r| format!("waiting: {r}")),
             _ => None,
         };
-        if let Some(note) = note
-            && self.last_note.as_ref() != Some(&note)
-        {
-            self.last_note = Some(note.clone());
-            out.push(Report::Note(note));
-        }
+        out.extend(self.steps.note(note));
         out.extend(self.advance());
         out
     }
@@ -210,37 +198,27 @@ impl SnapshotTracker {
         let expect_freeze = self.expect_freeze;
         let frozen_printed = self.steps.printed(FROZEN);
         let volumes = self.backups.as_ref().map(Vec::len);
-        let over = seen[READY].is_some() || self.failed.is_some();
+        let over = seen[READY].is_some() || self.steps.has_failed();
         let implied = |steps: &[usize]| steps.iter().filter_map(|&s| seen[s]).min();
-        self.steps.advance(|i| {
-            let reached = |at: Option<Duration>, detail: Option<String>| match at {
-                Some(at) => StepState::Reached(at, detail),
+        self.steps.advance(|i| match i {
+            LOCKED => StepState::seen(implied(&[LOCKED, FROZEN, CUT, READY]), None),
+            FROZEN if !expect_freeze => StepState::Skip,
+            FROZEN => match seen[FROZEN] {
+                Some(at) => StepState::Reached(at, None),
+                None if over => StepState::Skip,
                 None => StepState::Wait,
-            };
-            match i {
-                LOCKED => reached(implied(&[LOCKED, FROZEN, CUT, READY]), None),
-                FROZEN if !expect_freeze => StepState::Skip,
-                FROZEN => match seen[FROZEN] {
-                    Some(at) => StepState::Reached(at, None),
-                    None if over => StepState::Skip,
-                    None => StepState::Wait,
-                },
-                CUT => reached(implied(&[CUT, READY]), volumes.map(plural_volumes)),
-                THAWED if !frozen_printed => StepState::Skip,
-                THAWED => reached(
-                    seen[THAWED],
-                    seen[THAWED]
-                        .zip(seen[FROZEN])
-                        .map(|(t, f)| format!("frozen for {}", seconds(t.saturating_sub(f)))),
-                ),
-                _ => reached(seen[READY], None),
-            }
+            },
+            CUT => StepState::seen(implied(&[CUT, READY]), volumes.map(super::volumes)),
+            THAWED if !frozen_printed => StepState::Skip,
+            THAWED => StepState::seen(
+                seen[THAWED],
+                seen[THAWED]
+                    .zip(seen[FROZEN])
+                    .map(|(t, f)| format!("frozen for {}", seconds(t.saturating_sub(f)))),
+            ),
+            _ => StepState::seen(seen[READY], None),
         })
     }
-}
-
-fn plural_volumes(n: usize) -> String {
-    if n == 1 { "1 volume".into() } else { format!("{n} volumes") }
 }
 
 #[cfg(test)]
@@ -248,6 +226,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::cmd::progress::step_labels;
 
     fn snapshot(status: serde_json::Value) -> VirtualMachineSnapshot {
         serde_json::from_value(json!({
@@ -273,13 +252,6 @@ mod tests {
         .unwrap()
     }
 
-    fn labels(reports: &[Report]) -> Vec<&'static str> {
-        reports
-            .iter()
-            .filter_map(|r| if let Report::Step { label, .. } = r { Some(*label) } else { None })
-            .collect()
-    }
-
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
     #[test]
@@ -290,13 +262,13 @@ mod tests {
         all.extend(t.on_vmi(Some(&vmi(true)), MS(20)));
         all.extend(t.on_snapshot(&snapshot(json!({"creationTime": "2025-01-01T00:00:00Z"})), MS(40)));
         assert_eq!(
-            labels(&all),
+            step_labels(&all),
             vec!["source locked", "guest frozen", "volumes cut"],
             "ready waits for the thaw"
         );
         all.extend(t.on_vmi(Some(&vmi(false)), MS(35)));
         all.extend(t.on_snapshot(&snapshot(json!({"phase": "Succeeded", "readyToUse": true})), MS(50)));
-        assert_eq!(labels(&all), STEPS.to_vec());
+        assert_eq!(step_labels(&all), STEPS.to_vec());
         assert_eq!(t.freeze_window(), Some(MS(15)));
         assert_eq!(t.outcome(), Some(Outcome::Done));
     }
@@ -311,7 +283,7 @@ mod tests {
             ),
             MS(5),
         );
-        assert_eq!(labels(&all), vec!["source locked", "volumes cut", "ready"]);
+        assert_eq!(step_labels(&all), vec!["source locked", "volumes cut", "ready"]);
         assert_eq!(t.freeze_window(), None);
     }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
 use futures::StreamExt;
-use kube::api::PostParams;
 use serde_json::json;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, run_strategy};
 use vmsnap_api::snapshot::{
@@ -17,7 +16,7 @@ use vmsnap_api::snapshot::{
 
 use super::client::{ConnectionArgs, Session};
 use super::errors::{self, CliError, CliResult, Exit, Kind};
-use super::output::{OutputArgs, print_objects, seconds};
+use super::output::{OutputArgs, create_and_print, print_objects, seconds};
 use super::progress::restore::RestoreTracker;
 use super::progress::watch::{self, Change, Followed, Seen, Signal};
 use super::progress::{Outcome, Progress, Report};
@@ -147,15 +146,7 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
         return Err(errors::already_exists(&session.target(Kind::Restore, &name)));
     }
     if args.no_wait {
-        let created = api
-            .create(&PostParams::default(), &object)
-            .await
-            .map_err(|e| session.error(e, "create", Kind::Restore, &name))?;
-        match args.output.output {
-            Some(format) => print_objects(&[created], format, true)?,
-            None => println!("{name}"),
-        }
-        return Ok(ExitCode::SUCCESS);
+        return create_and_print(&session, Kind::Restore, &name, &object, args.output.output).await;
     }
     let mut stream = watch::merge(vec![
         watch::named(api.clone(), &name).map(RestoreSeen::Restore).boxed(),
@@ -166,13 +157,7 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
     let title = format!("Restore \"{name}\" of VM \"{target}\" from snapshot \"{}\":", args.snapshot);
     let progress = Progress::start(&title);
     let start = Instant::now();
-    let created = match api.create(&PostParams::default(), &object).await {
-        Ok(c) => c,
-        Err(e) => {
-            progress.finish();
-            return Err(session.error(e, "create", Kind::Restore, &name));
-        }
-    };
+    let created = session.create(Kind::Restore, &name, &object).await.inspect_err(|_| progress.finish())?;
     let tracker = std::cell::RefCell::new(RestoreTracker::new(&name, vmi.is_some()));
     progress.show(&tracker.borrow_mut().created(&created));
     progress.waiting_for("the restore");

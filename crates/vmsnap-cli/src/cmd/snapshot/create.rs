@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kube::api::PostParams;
 use serde_json::json;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotContent, label};
@@ -16,7 +15,7 @@ use vmsnap_api::volumesnapshot::VolumeSnapshot;
 use super::details::{Catalog, disk_lines, disks, indication_lines};
 use crate::cmd::client::{ConnectionArgs, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
-use crate::cmd::output::{OutputArgs, print_objects, seconds};
+use crate::cmd::output::{OutputArgs, create_and_print, print_objects, seconds};
 use crate::cmd::progress::snapshot::SnapshotTracker;
 use crate::cmd::progress::watch::{self, Change, Followed, Seen, Signal};
 use crate::cmd::progress::{Outcome, Progress};
@@ -117,15 +116,7 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
     let object = snapshot_object(&args, &name)?;
     let api = session.api::<VirtualMachineSnapshot>();
     if args.no_wait {
-        let created = api
-            .create(&PostParams::default(), &object)
-            .await
-            .map_err(|e| session.error(e, "create", Kind::Snapshot, &name))?;
-        match args.output.output {
-            Some(format) => print_objects(&[created], format, true)?,
-            None => println!("{name}"),
-        }
-        return Ok(ExitCode::SUCCESS);
+        return create_and_print(&session, Kind::Snapshot, &name, &object, args.output.output).await;
     }
 
     let vmi = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &args.vm).await?;
@@ -143,13 +134,7 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
 
     let progress = Progress::start(&format!("Snapshot \"{name}\" of VM \"{}\":", args.vm));
     let start = Instant::now();
-    let created = match api.create(&PostParams::default(), &object).await {
-        Ok(c) => c,
-        Err(e) => {
-            progress.finish();
-            return Err(session.error(e, "create", Kind::Snapshot, &name));
-        }
-    };
+    let created = session.create(Kind::Snapshot, &name, &object).await.inspect_err(|_| progress.finish())?;
     let tracker = std::cell::RefCell::new(SnapshotTracker::new(&name, expect_freeze));
     progress.show(&tracker.borrow_mut().created(&created));
     progress.waiting_for("the snapshot");

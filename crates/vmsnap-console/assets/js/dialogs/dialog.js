@@ -48,6 +48,19 @@ export function openDialog({ title, className = '', build, onClose }) {
       closeButton.disabled = busy;
       el.setAttribute('aria-busy', String(busy));
     },
+    /// Shows `problem` about `input` (marked invalid and focused) and returns false; without a
+    /// problem, clears the error and the mark and returns true.
+    validate(input, problem) {
+      if (problem) {
+        error.show(problem);
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+        return false;
+      }
+      input.removeAttribute('aria-invalid');
+      error.clear();
+      return true;
+    },
     /// Replaces the footer buttons.
     setActions(...buttons) {
       replace(footer, ...buttons);

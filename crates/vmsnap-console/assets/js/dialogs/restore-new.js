@@ -40,14 +40,7 @@ export function openRestoreAsNew(snapshot) {
         event.preventDefault();
         const target = nameInput.value.trim();
         const problem = vmNameProblem(target) || (vms.get(namespace, target) ? `A VirtualMachine named ${target} already exists. Choose another name.` : '');
-        if (problem) {
-          dialog.error.show(problem);
-          nameInput.setAttribute('aria-invalid', 'true');
-          nameInput.focus();
-          return;
-        }
-        nameInput.removeAttribute('aria-invalid');
-        dialog.error.clear();
+        if (!dialog.validate(nameInput, problem)) return;
         dialog.setBusy(true);
         save.disabled = true;
         const restoreName = timestampedName(target, 'restore', 253);

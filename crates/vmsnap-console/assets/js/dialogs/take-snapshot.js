@@ -84,14 +84,7 @@ export function openTakeSnapshot(initialVm, { onCreated } = {}) {
         event?.preventDefault();
         const name = nameInput.value.trim();
         const problem = nameProblem(name);
-        if (problem) {
-          dialog.error.show(problem);
-          nameInput.setAttribute('aria-invalid', 'true');
-          nameInput.focus();
-          return;
-        }
-        nameInput.removeAttribute('aria-invalid');
-        dialog.error.clear();
+        if (!dialog.validate(nameInput, problem)) return;
         dialog.setBusy(true);
         updateSave();
         try {
