@@ -16,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vmsnap-console", &[]),
     ("vmsnap-schedule", &[]),
     ("vmsnap-storage", &[]),
-    ("vmsnap-admission", &["vmsnap-api"]),
+    ("vmsnap-admission", &["vmsnap-api", "vmsnap-schedule"]),
     ("vmsnap-contracts", &["vmsnap-api"]),
     ("vmsnap-controllers", &["vmsnap-api", "vmsnap-contracts"]),
     ("vmsnap-storage-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-storage"]),
