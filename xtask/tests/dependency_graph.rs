@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vmsnap-storage", &[]),
     ("vmsnap-admission", &["vmsnap-api", "vmsnap-schedule"]),
     ("vmsnap-contracts", &["vmsnap-api"]),
-    ("vmsnap-controllers", &["vmsnap-api", "vmsnap-contracts"]),
+    ("vmsnap-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-schedule"]),
     ("vmsnap-storage-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-storage"]),
     ("vmsnap-webhook", &["vmsnap-admission", "vmsnap-api"]),
     ("vmsnap-apiserver", &["vmsnap-admission", "vmsnap-api", "vmsnap-contracts", "vmsnap-store"]),

@@ -19,6 +19,17 @@ pub fn validate_schedule(new: &VirtualMachineSnapshotSchedule) -> Result<(), Den
     let mut invalid =
         |field: &str, message: String| causes.push(Cause::invalid(field, format!("{field}: {message}")));
 
+    if let Some(name) = new.metadata.name.as_deref()
+        && name.len() > 63
+    {
+        invalid(
+            "metadata.name",
+            format!(
+                "must be no more than 63 characters (it is {}): it labels the schedule's snapshots (schedule.vmsnap.io/schedule)",
+                name.len()
+            ),
+        );
+    }
     match (spec.vm_name.as_deref(), spec.selector.as_ref()) {
         (Some(_), Some(_)) => {
             invalid("spec", "vmName and selector are mutually exclusive: set exactly one".into())
@@ -221,6 +232,10 @@ mod tests {
         assert_eq!(got.len(), 2, "{got:?}");
         assert!(got[0].1.contains("vmName and selector are mutually exclusive"), "{got:?}");
         assert!(got[1].1.contains("cron and every are mutually exclusive"), "{got:?}");
+        let mut long = schedule(valid());
+        long.metadata.name = Some("s".repeat(64));
+        let refused = validate_schedule(&long).unwrap_err();
+        assert_eq!(refused.causes[0].field, "metadata.name");
         let neither = messages(VirtualMachineSnapshotScheduleSpec::default());
         assert_eq!(
             neither,
