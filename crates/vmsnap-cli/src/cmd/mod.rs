@@ -16,6 +16,7 @@ mod guest_image;
 mod output;
 mod progress;
 mod restore;
+mod schedule;
 mod serve;
 mod snapshot;
 mod vm;
@@ -69,6 +70,8 @@ enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Restore a VM from a snapshot, in place or as a new VM.
     Restore(restore::RestoreArgs),
+    /// Take snapshots on a schedule and prune them by a keep policy: create, list, describe, suspend, resume, delete.
+    Schedule(schedule::ScheduleArgs),
     /// Run a command in a VM's guest through its guest agent.
     Exec(exec::ExecArgs),
     /// Connect to a VM's serial console (Ctrl-] to leave).
@@ -115,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => return bench::run(args).await,
         Command::Vm(args) => vm::run(args, conn).await,
         Command::Snapshot(args) => snapshot::run(args, conn).await,
+        Command::Schedule(args) => schedule::run(args, conn).await,
         Command::Restore(args) => restore::run(args, conn).await,
         Command::Exec(args) => exec::run(args, conn).await,
         Command::Console(args) => console::run(args, conn).await,
