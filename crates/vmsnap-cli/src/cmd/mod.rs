@@ -34,7 +34,7 @@ const EXIT_CODES: &str = "Exit codes of the user commands:
   0  success
   1  other error
   2  wrong command line
-  3  not found: the VM, snapshot or restore does not exist
+  3  not found: the VM, snapshot, restore or schedule does not exist
   4  conflict: the VM runs, the name is taken, the snapshot is not ready, a lock is held
   5  the snapshot or restore failed
   6  timed out waiting (the operation goes on in the background)
