@@ -1,14 +1,17 @@
-//! Admission rules of KubeVirt's snapshot, restore and VirtualMachine webhooks, as pure functions.
+//! Admission rules of KubeVirt's snapshot, restore and VirtualMachine webhooks, and of vmsnap's
+//! snapshot schedules, as pure functions.
 //!
 //! The embedded API server runs them in-process; `vmsnap webhook` serves them to a real cluster as a
 //! validating webhook. Messages, field paths and the quirks listed in the contract are KubeVirt's.
 //! Callers look up the objects a rule needs (the snapshot, the target VM, other restores) and pass them in.
 
 mod restore;
+mod schedule;
 mod snapshot;
 mod vm;
 
 pub use restore::{RestoreContext, validate_restore};
+pub use schedule::validate_schedule;
 pub use snapshot::validate_snapshot;
 pub use vm::{validate_vm_run_strategy, validate_vm_update};
 
@@ -16,6 +19,8 @@ pub use vm::{validate_vm_run_strategy, validate_vm_update};
 pub const SNAPSHOT_WEBHOOK: &str = "virtualmachinesnapshot-validator.snapshot.kubevirt.io";
 /// Name of KubeVirt's restore webhook.
 pub const RESTORE_WEBHOOK: &str = "virtualmachinerestore-validator.snapshot.kubevirt.io";
+/// Name of vmsnap's VirtualMachineSnapshotSchedule webhook.
+pub const SCHEDULE_WEBHOOK: &str = "virtualmachinesnapshotschedule-validator.schedule.vmsnap.io";
 /// Name of KubeVirt's VirtualMachine webhook.
 pub const VM_WEBHOOK: &str = "virtualmachine-validator.kubevirt.io";
 

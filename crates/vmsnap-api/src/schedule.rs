@@ -86,7 +86,7 @@ pub mod concurrency_policy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FailurePolicy {
-    /// After this many consecutive failures of a VM's runs, the schedule gets a `Failing`
+    /// After this many consecutive failures of a VM's runs, the schedule gets a `Failure`
     /// condition and an event (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consecutive_failures: Option<i32>,
@@ -126,6 +126,11 @@ pub struct KeepPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineSnapshotScheduleStatus {
+    /// The last run time dealt with: run, or missed past the starting deadline (the CronJob's
+    /// field). Catch-up after downtime counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::timestamp")]
+    pub last_schedule_time: Option<Time>,
     /// The run time of the last run started (the scheduled time, not the wall-clock start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::timestamp")]
@@ -144,7 +149,9 @@ pub struct VirtualMachineSnapshotScheduleStatus {
     /// Per VM: its last result and what retention did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vms: Vec<ScheduledVmStatus>,
-    /// `Ready`, `Suspended`, `Failing`.
+    /// `Ready` (scheduled, or why not), `Progressing` (a run's snapshots are being taken, or the
+    /// next run awaited) and `Failure` (a VM's runs failed `failurePolicy.consecutiveFailures`
+    /// times in a row), KubeVirt's condition types.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation of the spec this status is about.
@@ -162,7 +169,7 @@ pub struct ScheduledVmStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::timestamp")]
     pub last_run_time: Option<Time>,
-    /// `Succeeded`, `Failed` or `Skipped` (previous run still going under `Forbid`).
+    /// `InProgress`, `Succeeded`, `Failed` or `Skipped` (previous run still going under `Forbid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<String>,
     /// Why it failed or was skipped.
@@ -193,6 +200,8 @@ pub struct ScheduledVmStatus {
 
 /// Run results of [`ScheduledVmStatus::last_result`].
 pub mod run_result {
+    /// The snapshot is being taken (its message says what it awaits or what went wrong so far).
+    pub const IN_PROGRESS: &str = "InProgress";
     /// The snapshot (and backup) was made.
     pub const SUCCEEDED: &str = "Succeeded";
     /// It failed; see the message.
@@ -205,4 +214,12 @@ pub mod run_result {
 pub mod labels {
     /// On snapshots and backups made by a schedule: the schedule's name.
     pub const SCHEDULE: &str = "schedule.vmsnap.io/schedule";
+    /// On snapshots made by a schedule: the VM's name (when it fits in a label value).
+    pub const VM: &str = "schedule.vmsnap.io/vm";
+}
+
+/// Annotations on what a schedule makes.
+pub mod annotations {
+    /// The run time (RFC 3339, UTC) a snapshot was made for: retention buckets it by this time.
+    pub const RUN_TIME: &str = "schedule.vmsnap.io/run-time";
 }

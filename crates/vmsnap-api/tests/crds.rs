@@ -14,9 +14,9 @@ fn generated() -> Vec<(String, String)> {
     registry()
         .all()
         .iter()
-        .filter(|t| t.group == "snapshot.kubevirt.io")
+        .filter(|t| t.group == "snapshot.kubevirt.io" || t.group == "schedule.vmsnap.io")
         .map(|t| {
-            let crd = t.crd.clone().expect("snapshot kinds are CRDs");
+            let crd = t.crd.clone().expect("snapshot and schedule kinds are CRDs");
             let yaml = serde_norway::to_string(&crd).expect("a CRD serializes");
             (
                 format!("{}.yaml", t.plural),
@@ -48,7 +48,9 @@ fn deploy_crds_match_the_rust_types() {
 
 #[test]
 fn the_crds_serve_both_versions_with_v1beta1_stored_and_kubevirts_names() {
-    for (_, yaml) in generated() {
+    let kubevirts =
+        generated().into_iter().filter(|(file, _)| !file.starts_with("virtualmachinesnapshotschedules"));
+    for (_, yaml) in kubevirts {
         let crd: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
         let versions: Vec<(String, bool, bool)> = crd["spec"]["versions"]
             .as_array()
@@ -69,4 +71,22 @@ fn the_crds_serve_both_versions_with_v1beta1_stored_and_kubevirts_names() {
             assert!(v["subresources"]["status"].is_object());
         }
     }
+}
+
+#[test]
+fn the_schedule_crd_is_vmsnaps_own_group_at_v1alpha1_with_a_status() {
+    let (_, yaml) = generated()
+        .into_iter()
+        .find(|(file, _)| file == "virtualmachinesnapshotschedules.yaml")
+        .expect("the schedule CRD is generated");
+    let crd: serde_json::Value = serde_norway::from_str(&yaml).unwrap();
+    assert_eq!(crd["metadata"]["name"], "virtualmachinesnapshotschedules.schedule.vmsnap.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let versions = crd["spec"]["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        (&versions[0]["name"], &versions[0]["storage"]),
+        (&serde_json::json!("v1alpha1"), &serde_json::json!(true))
+    );
+    assert!(versions[0]["subresources"]["status"].is_object());
 }

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod naming;
 pub mod restore;
 mod retry_clock;
+pub mod schedule;
 pub mod snapshot;
 mod source;
 mod vm_status;
@@ -50,6 +51,7 @@ pub fn start(client: Client, config: ControllerConfig) -> Controllers {
     let metrics = Arc::new(Metrics::default());
     let ctx = Context::new(client.clone(), &config, metrics.clone());
     let tasks = vec![
+        tokio::spawn(schedule::run(client.clone(), config.instance.clone())),
         tokio::spawn(snapshot::run(client.clone(), ctx.clone())),
         tokio::spawn(content::run(client.clone(), ctx.clone())),
         tokio::spawn(vm_status::run(client.clone(), ctx.clone())),

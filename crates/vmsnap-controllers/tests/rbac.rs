@@ -12,7 +12,8 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::{DataVolumeTemplateSpec, VirtualMachineInstance};
-use vmsnap_api::snapshot::VirtualMachineRestore;
+use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
+use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot};
 use vmsnap_testing::eventually;
 use vmsnap_testing::fixtures::{VmBuilder, VmiState, create_bound_pvc, create_running_vmi};
 
@@ -63,6 +64,64 @@ fn granted() -> BTreeSet<(String, String, String)> {
         }
     }
     out
+}
+
+/// A schedule that catches up a missed run (creates a snapshot), prunes by its keep policy
+/// (deletes one), and suspends itself when a VM's run failed (patches its spec).
+async fn schedule_scenario(env: &Env) {
+    let schedules: Api<VirtualMachineSnapshotSchedule> = Api::namespaced(env.client.clone(), "default");
+    let labelled = |name: &str, vm: &str, run_time: &str, deadline: &str| -> VirtualMachineSnapshot {
+        serde_json::from_value(json!({"apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineSnapshot",
+            "metadata": {"name": name, "labels": {"schedule.vmsnap.io/schedule": "hourly"}, "annotations": {"schedule.vmsnap.io/run-time": run_time}},
+            "spec": {"source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": vm}, "failureDeadline": deadline}}))
+        .unwrap()
+    };
+    let ready = |name: &'static str| async move {
+        vmsnap_testing::await_value(&env.snapshots(), name, WAIT, |s| {
+            (s.status.as_ref()?.ready_to_use == Some(true)).then_some(())
+        })
+        .await
+        .unwrap();
+    };
+    env.snapshots()
+        .create(&PostParams::default(), &labelled("hourly-old", "vm", "2025-01-01T08:00:00Z", "5m"))
+        .await
+        .unwrap();
+    ready("hourly-old").await;
+    let schedule: VirtualMachineSnapshotSchedule = serde_json::from_value(json!({
+        "apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule", "metadata": {"name": "hourly"},
+        "spec": {"vmName": "vm", "every": "1h", "keep": {"last": 1}}}))
+    .unwrap();
+    schedules.create(&PostParams::default(), &schedule).await.unwrap();
+    // As after downtime: the last run dealt with was two hours ago, so one catch-up run is due.
+    let two_hours_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
+    let status = json!({"status": {"lastScheduleTime": two_hours_ago}});
+    schedules
+        .patch_status("hourly", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status))
+        .await
+        .unwrap();
+    eventually("the catch-up run's snapshot, and the older one pruned", WAIT, || async {
+        let made = env.snapshots().list(&Default::default()).await.ok()?.items;
+        let names: Vec<String> = made.iter().filter_map(|s| s.metadata.name.clone()).collect();
+        let caught_up = names.iter().any(|n| n.starts_with("hourly-vm-"));
+        (caught_up && !names.contains(&"hourly-old".to_string())).then_some(())
+    })
+    .await
+    .unwrap();
+    // A failed run (of a VM that does not exist, failing at its deadline) with a threshold of one
+    // and failurePolicy.suspend: the schedule suspends itself.
+    env.snapshots()
+        .create(&PostParams::default(), &labelled("hourly-broken", "absent", "2025-01-01T09:00:00Z", "1s"))
+        .await
+        .unwrap();
+    let policy = json!({"spec": {"failurePolicy": {"consecutiveFailures": 1, "suspend": true}}});
+    schedules
+        .patch("hourly", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&policy))
+        .await
+        .unwrap();
+    vmsnap_testing::await_value(&schedules, "hourly", WAIT, |s| (s.spec.suspend == Some(true)).then_some(()))
+        .await
+        .unwrap();
 }
 
 fn restore(name: &str, target: &str, extra: Value) -> VirtualMachineRestore {
@@ -165,6 +224,8 @@ async fn the_cluster_role_grants_exactly_what_the_controllers_use() {
     })
     .await
     .unwrap();
+
+    schedule_scenario(&env).await;
 
     let used: BTreeSet<(String, String, String)> = env
         .server

@@ -158,6 +158,12 @@ impl Vmsnap {
         crate::guests::qemu_pids(&self.data_dir().join("vms"))
     }
 
+    /// Kills the server with SIGKILL (its VMs keep running); [`Vmsnap::restart`] starts it again
+    /// on the same data directory, for tests of what happens while it is down.
+    pub fn stop(&mut self) {
+        self.process.kill9();
+    }
+
     /// Kills the server with SIGKILL (its VMs keep running) and starts it again.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.process.restart()

@@ -22,6 +22,8 @@ pub const SNAPSHOT_PATH: &str = "/virtualmachinesnapshots-validate";
 pub const RESTORE_PATH: &str = "/virtualmachinerestores-validate";
 /// The VM lock webhook's path.
 pub const VM_PATH: &str = "/virtualmachines-validate";
+/// The snapshot schedule webhook's path (vmsnap's own kind).
+pub const SCHEDULE_PATH: &str = "/virtualmachinesnapshotschedules-validate";
 
 /// Settings of `vmsnap webhook`.
 #[derive(Clone, Debug)]
@@ -57,6 +59,7 @@ pub fn router(lookup: Arc<dyn Lookup>) -> Router {
         .route(SNAPSHOT_PATH, post(handle))
         .route(RESTORE_PATH, post(handle))
         .route(VM_PATH, post(handle))
+        .route(SCHEDULE_PATH, post(handle))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(lookup)
 }

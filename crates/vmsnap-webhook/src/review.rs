@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use vmsnap_admission::{Denial, Operation, RestoreContext};
 use vmsnap_api::kubevirt::VirtualMachine;
+use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
 use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot, VirtualMachineSnapshotContent};
 
 /// What the restore rule needs to look up.
@@ -119,6 +120,13 @@ pub async fn review(lookup: &dyn Lookup, body: &Value) -> Value {
                 }
                 (Err(e), _) | (_, Err(e)) => return error_response(uid, e),
                 (Ok(None), _) => return error_response(uid, "the AdmissionReview has no object".into()),
+            }
+        }
+        "virtualmachinesnapshotschedules" => {
+            match decode::<VirtualMachineSnapshotSchedule>(&request["object"]) {
+                Ok(Some(new)) => vmsnap_admission::validate_schedule(&new),
+                Err(e) => return error_response(uid, e),
+                Ok(None) => return error_response(uid, "the AdmissionReview has no object".into()),
             }
         }
         "virtualmachines" => match (

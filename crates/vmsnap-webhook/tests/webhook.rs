@@ -103,4 +103,17 @@ async fn snapshot_and_restore_reviews_get_kubevirts_answers_over_tls() {
         bad_policy["response"]["status"]["message"],
         "volume restore policy \"Shuffle\" doesn't exist"
     );
+
+    let schedule = json!({"apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule", "metadata": {"name": "nightly", "namespace": "default"},
+        "spec": {"vmName": "vm", "cron": "30 25 * * *"}});
+    let bad_cron = post(
+        &format!("{base}/virtualmachinesnapshotschedules-validate"),
+        &ca,
+        &review("virtualmachinesnapshotschedules", "CREATE", schedule, Value::Null),
+    )
+    .await;
+    assert_eq!(bad_cron["response"]["allowed"], false);
+    assert_eq!(bad_cron["response"]["status"]["details"]["causes"][0]["field"], "spec.cron");
+    let message = bad_cron["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with("spec.cron: cron hour field: "), "{message}");
 }

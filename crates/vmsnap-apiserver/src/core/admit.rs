@@ -63,6 +63,9 @@ impl Core {
                 };
                 vmsnap_admission::validate_restore(op, old_t.as_ref(), &new_t, &ctx).map_err(denied)
             }
+            ("schedule.vmsnap.io", "VirtualMachineSnapshotSchedule") => {
+                vmsnap_admission::validate_schedule(&typed(new)?).map_err(denied)
+            }
             ("kubevirt.io", "VirtualMachine") => {
                 let new_t: VirtualMachine = typed(new)?;
                 vmsnap_admission::validate_vm_run_strategy(&new_t).map_err(denied)?;

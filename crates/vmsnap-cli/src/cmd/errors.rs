@@ -69,6 +69,8 @@ pub enum Kind {
     Snapshot,
     /// A VirtualMachineRestore.
     Restore,
+    /// A VirtualMachineSnapshotSchedule.
+    Schedule,
 }
 
 /// The object an API call was about, for the message.
@@ -89,6 +91,7 @@ impl Target<'_> {
             Kind::Vm | Kind::Vmi => "VM",
             Kind::Snapshot => "snapshot",
             Kind::Restore => "restore",
+            Kind::Schedule => "schedule",
         };
         format!("{word} \"{}\"", self.name)
     }
@@ -111,6 +114,10 @@ impl Target<'_> {
                 format!(
                     "{label} not found in namespace \"{ns}\": list restores with: kubectl get vmrestores"
                 ),
+            ),
+            Kind::Schedule => CliError::new(
+                Exit::NotFound,
+                format!("{label} not found in namespace \"{ns}\": list schedules with: vmsnap schedule list"),
             ),
         }
     }
@@ -180,6 +187,7 @@ pub fn already_exists(target: &Target<'_>) -> CliError {
     let todo = match target.kind {
         Kind::Snapshot => format!("pick another --name, or delete it with: vmsnap snapshot delete {name}"),
         Kind::Restore => format!("pick another --name, or delete it with: kubectl delete vmrestore {name}"),
+        Kind::Schedule => format!("pick another name, or delete it with: vmsnap schedule delete {name}"),
         Kind::Vm | Kind::Vmi => "pick another name".to_owned(),
     };
     CliError::new(Exit::Conflict, format!("{label} already exists: {todo}"))

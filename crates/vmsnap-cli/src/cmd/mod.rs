@@ -16,6 +16,7 @@ mod guest_image;
 mod output;
 mod progress;
 mod restore;
+mod schedule;
 mod serve;
 mod snapshot;
 mod vm;
@@ -33,7 +34,7 @@ const EXIT_CODES: &str = "Exit codes of the user commands:
   0  success
   1  other error
   2  wrong command line
-  3  not found: the VM, snapshot or restore does not exist
+  3  not found: the VM, snapshot, restore or schedule does not exist
   4  conflict: the VM runs, the name is taken, the snapshot is not ready, a lock is held
   5  the snapshot or restore failed
   6  timed out waiting (the operation goes on in the background)
@@ -69,6 +70,8 @@ enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Restore a VM from a snapshot, in place or as a new VM.
     Restore(restore::RestoreArgs),
+    /// Take snapshots on a schedule and prune them by a keep policy: create, list, describe, suspend, resume, delete.
+    Schedule(schedule::ScheduleArgs),
     /// Run a command in a VM's guest through its guest agent.
     Exec(exec::ExecArgs),
     /// Connect to a VM's serial console (Ctrl-] to leave).
@@ -115,6 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => return bench::run(args).await,
         Command::Vm(args) => vm::run(args, conn).await,
         Command::Snapshot(args) => snapshot::run(args, conn).await,
+        Command::Schedule(args) => schedule::run(args, conn).await,
         Command::Restore(args) => restore::run(args, conn).await,
         Command::Exec(args) => exec::run(args, conn).await,
         Command::Console(args) => console::run(args, conn).await,

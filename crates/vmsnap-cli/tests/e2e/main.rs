@@ -12,6 +12,7 @@ mod kubevirt_snapshot;
 mod kubevirt_support;
 mod readme;
 mod restore_policies;
+mod schedules;
 mod snapshot_cases;
 mod support;
 mod volume_snapshot;

@@ -4,6 +4,7 @@
 
 mod console_exec;
 mod restore;
+mod schedule;
 mod snapshot;
 mod support;
 mod surface;

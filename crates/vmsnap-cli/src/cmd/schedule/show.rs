@@ -1,0 +1,150 @@
+//! `vmsnap schedule list` and `vmsnap schedule describe NAME`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
+
+use crate::cmd::client::ConnectionArgs;
+use crate::cmd::errors::{CliResult, Kind};
+use crate::cmd::output::{OutputArgs, Table, age, print_objects};
+
+/// `vmsnap schedule list`.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// `vmsnap schedule describe`.
+#[derive(Args, Debug)]
+pub struct DescribeArgs {
+    /// The schedule.
+    name: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn which(s: &VirtualMachineSnapshotSchedule) -> String {
+    match (&s.spec.vm_name, &s.spec.selector) {
+        (Some(vm), _) => format!("vm {vm}"),
+        (_, Some(sel)) => {
+            let labels: Vec<String> =
+                sel.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("selector {}", labels.join(","))
+        }
+        _ => "-".into(),
+    }
+}
+
+fn when(s: &VirtualMachineSnapshotSchedule) -> String {
+    match (&s.spec.every, &s.spec.cron) {
+        (Some(every), _) => format!("every {every}"),
+        (_, Some(cron)) => format!("{cron} ({})", s.spec.time_zone.as_deref().unwrap_or("UTC")),
+        _ => "-".into(),
+    }
+}
+
+fn time(t: Option<&vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> String {
+    t.map(|t| t.0.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Runs `vmsnap schedule list`.
+pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    let schedules: Vec<VirtualMachineSnapshotSchedule> = session.list(Kind::Schedule, "").await?;
+    if let Some(format) = args.output.output {
+        print_objects(&schedules, format, false)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if schedules.is_empty() {
+        eprintln!("No schedules in namespace \"{}\".", session.namespace);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut table = Table::new(&["NAME", "TARGET", "WHEN", "SUSPENDED", "LAST SUCCESS", "NEXT RUN", "AGE"]);
+    for s in &schedules {
+        let status = s.status.clone().unwrap_or_default();
+        table.row(vec![
+            s.metadata.name.clone().unwrap_or_default(),
+            which(s),
+            when(s),
+            s.spec.suspend.unwrap_or(false).to_string(),
+            status
+                .last_success_time
+                .as_ref()
+                .map(|t| format!("{} ago", age(Some(t))))
+                .unwrap_or_else(|| "-".into()),
+            time(status.next_run_time.as_ref()),
+            age(s.metadata.creation_timestamp.as_ref()),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `vmsnap schedule describe`.
+pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+    let session = conn.connect().await?;
+    let s: VirtualMachineSnapshotSchedule = session.get(Kind::Schedule, &args.name).await?;
+    if let Some(format) = args.output.output {
+        print_objects(std::slice::from_ref(&s), format, true)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status = s.status.clone().unwrap_or_default();
+    println!("Name:          {}", args.name);
+    println!("Target:        {}", which(&s));
+    println!("When:          {}", when(&s));
+    println!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
+    if let Some(keep) = &s.spec.keep {
+        let parts: Vec<String> = [
+            ("last", keep.last),
+            ("hourly", keep.hourly),
+            ("daily", keep.daily),
+            ("weekly", keep.weekly),
+            ("monthly", keep.monthly),
+            ("yearly", keep.yearly),
+        ]
+        .iter()
+        .filter_map(|(k, n)| n.map(|n| format!("{k} {n}")))
+        .chain(keep.within.iter().map(|w| format!("within {w}")))
+        .collect();
+        println!("Keep:          {}", parts.join(", "));
+    } else {
+        println!("Keep:          all");
+    }
+    println!("Last run:      {}", time(status.last_run_time.as_ref()));
+    println!("Last success:  {}", time(status.last_success_time.as_ref()));
+    println!("Next run:      {}", time(status.next_run_time.as_ref()));
+    println!("Missed runs:   {}", status.missed_runs.unwrap_or(0));
+    if !status.vms.is_empty() {
+        println!("VMs:");
+        let mut table =
+            Table::new(&["VM", "LAST RUN", "RESULT", "SNAPSHOT", "FAILURES", "KEPT", "PRUNED", "MESSAGE"]);
+        for v in &status.vms {
+            table.row(vec![
+                v.name.clone(),
+                time(v.last_run_time.as_ref()),
+                v.last_result.clone().unwrap_or_else(|| "-".into()),
+                v.last_snapshot_name.clone().unwrap_or_else(|| "-".into()),
+                v.consecutive_failures.unwrap_or(0).to_string(),
+                v.snapshots_kept.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                v.snapshots_pruned.unwrap_or(0).to_string(),
+                v.message.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        print!("{}", table.render());
+    }
+    if !status.conditions.is_empty() {
+        println!("Conditions:");
+        for c in &status.conditions {
+            println!(
+                "  {} {} {}: {}",
+                c.type_,
+                c.status,
+                c.reason.as_deref().unwrap_or_default(),
+                c.message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

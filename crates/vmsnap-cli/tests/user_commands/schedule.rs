@@ -1,0 +1,120 @@
+//! `vmsnap schedule create | list | describe | suspend | resume | delete`.
+
+use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
+
+use crate::support::Env;
+
+async fn get(env: &Env, name: &str) -> VirtualMachineSnapshotSchedule {
+    kube::Api::<VirtualMachineSnapshotSchedule>::namespaced(env.client.clone(), "default")
+        .get(name)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_list_describe_suspend_resume_and_delete_a_schedule() {
+    let env = Env::start().await;
+    let out = env
+        .run(&[
+            "schedule",
+            "create",
+            "db-hourly",
+            "--vm",
+            "db",
+            "--every",
+            "1h",
+            "--keep-last",
+            "24",
+            "--keep-daily",
+            "7",
+        ])
+        .await;
+    out.expect(0);
+    assert_eq!(out.stdout, "schedule \"db-hourly\" created: snapshots of VM \"db\" every 1h\n");
+    let created = get(&env, "db-hourly").await;
+    let keep = created.spec.keep.unwrap();
+    assert_eq!((keep.last, keep.daily, keep.hourly), (Some(24), Some(7), None));
+
+    env.run(&[
+        "schedule",
+        "create",
+        "nightly",
+        "--selector",
+        "tier=db",
+        "--cron",
+        "30 2 * * *",
+        "--time-zone",
+        "Europe/Berlin",
+    ])
+    .await
+    .expect(0);
+    let list = env.run(&["schedule", "list"]).await;
+    list.expect(0);
+    let lines: Vec<&str> = list.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{}", list.stdout);
+    assert!(
+        lines[1].starts_with("db-hourly") && lines[1].contains("vm db") && lines[1].contains("every 1h"),
+        "{}",
+        list.stdout
+    );
+    assert!(
+        lines[2].contains("selector tier=db") && lines[2].contains("30 2 * * * (Europe/Berlin)"),
+        "{}",
+        list.stdout
+    );
+
+    env.run(&["schedule", "suspend", "nightly"]).await.expect(0);
+    assert_eq!(get(&env, "nightly").await.spec.suspend, Some(true));
+    let described = env.run(&["schedule", "describe", "nightly"]).await;
+    described.expect(0);
+    assert!(described.stdout.contains("Suspended:     true"), "{}", described.stdout);
+    env.run(&["schedule", "resume", "nightly"]).await.expect(0);
+    assert_eq!(get(&env, "nightly").await.spec.suspend, Some(false));
+
+    let deleted = env.run(&["schedule", "delete", "nightly", "db-hourly"]).await;
+    deleted.expect(0);
+    assert!(
+        deleted.stdout.contains("schedule \"nightly\" deleted (the snapshots it made are kept)"),
+        "{}",
+        deleted.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_schedules_get_one_line_errors_and_their_exit_codes() {
+    let env = Env::start().await;
+    // Admission names the field and the problem: exit 4, like the other refusals.
+    let out = env.run(&["schedule", "create", "s", "--vm", "db", "--cron", "61 * * * *"]).await;
+    out.expect(4);
+    assert!(
+        out.stderr.starts_with("error: cannot create schedule \"s\": spec.cron: cron minute field: "),
+        "{}",
+        out.stderr
+    );
+    let out = env
+        .run(&["schedule", "create", "s", "--vm", "db", "--every", "1h", "--time-zone", "Mars/Olympus"])
+        .await;
+    out.expect(4);
+    assert!(out.stderr.contains("spec.timeZone: unknown time zone \"Mars/Olympus\""), "{}", out.stderr);
+    // Both or neither of a pair is a usage error.
+    env.run(&["schedule", "create", "s", "--vm", "db", "--selector", "a=b", "--every", "1h"]).await.expect(2);
+    env.run(&["schedule", "create", "s", "--vm", "db"]).await.expect(2);
+    let out = env.run(&["schedule", "create", "s", "--selector", "tier", "--every", "1h"]).await;
+    out.expect(2);
+    assert!(out.stderr.contains("expected key=value pairs"), "{}", out.stderr);
+    // Missing and taken names.
+    let out = env.run(&["schedule", "describe", "nope"]).await;
+    out.expect(3);
+    assert_eq!(
+        out.stderr,
+        "error: schedule \"nope\" not found in namespace \"default\": list schedules with: vmsnap schedule list\n"
+    );
+    env.run(&["schedule", "suspend", "nope"]).await.expect(3);
+    env.run(&["schedule", "create", "s", "--vm", "db", "--every", "1h"]).await.expect(0);
+    let out = env.run(&["schedule", "create", "s", "--vm", "db", "--every", "2h"]).await;
+    out.expect(4);
+    assert_eq!(
+        out.stderr,
+        "error: schedule \"s\" already exists: pick another name, or delete it with: vmsnap schedule delete s\n"
+    );
+}
