@@ -118,15 +118,7 @@ pub fn validate_schedule(new: &VirtualMachineSnapshotSchedule) -> Result<(), Den
 /// A keep policy's negative counts and a `within` that restic would not read.
 fn keep_problems(path: &str, keep: &KeepPolicy) -> Vec<(String, String)> {
     let mut problems = Vec::new();
-    let counts = [
-        ("last", keep.last),
-        ("hourly", keep.hourly),
-        ("daily", keep.daily),
-        ("weekly", keep.weekly),
-        ("monthly", keep.monthly),
-        ("yearly", keep.yearly),
-    ];
-    for (name, count) in counts {
+    for (name, count) in keep.counts() {
         if let Some(n) = count
             && n < 0
         {

@@ -16,7 +16,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
@@ -35,7 +34,7 @@ use crate::running::patch_params;
 use crate::runstrategy::{self, StartFailure, VmAction, VmView, first_request_served};
 use crate::vm_status::{self, StatusInput, SyncError, VolumeFacts, vmi_view};
 use crate::vm_upkeep;
-use crate::volumes::claim_of;
+use crate::volumes::{self, claim_of};
 use vmsnap_contracts::owner::controller_reference;
 
 /// A VM reconcile failed; it is retried.
@@ -52,14 +51,7 @@ pub async fn run(agent: Arc<Agent>) {
     let controller = Controller::new(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default())
         .with_config(vmsnap_contracts::controller::controller_config())
         .owns(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default());
-    let (claims, dvs) = (controller.store(), controller.store());
-    controller
-        .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), move |pvc| {
-            users(&claims, pvc.namespace().as_deref(), &pvc.name_any())
-        })
-        .watches(Api::<DataVolume>::all(client), watcher::Config::default(), move |dv| {
-            users(&dvs, dv.namespace().as_deref(), &dv.name_any())
-        })
+    volumes::watch_claims(controller, client, |vm| &vm.spec.template.spec.volumes)
         .run(reconcile, error_policy, agent)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -67,23 +59,6 @@ pub async fn run(agent: Arc<Agent>) {
             }
         })
         .await;
-}
-
-/// The VMs whose volumes use claim (or DataVolume) `name` in `namespace`.
-fn users(
-    store: &Store<VirtualMachine>,
-    namespace: Option<&str>,
-    name: &str,
-) -> Vec<ObjectRef<VirtualMachine>> {
-    store
-        .state()
-        .iter()
-        .filter(|vm| vm.namespace().as_deref() == namespace)
-        .filter(|vm| {
-            vm.spec.template.spec.volumes.iter().any(|v| claim_of(v).is_some_and(|(c, _)| c == name))
-        })
-        .map(|vm| ObjectRef::from_obj(vm.as_ref()))
-        .collect()
 }
 
 fn error_policy(_vm: Arc<VirtualMachine>, error: &VmReconcileError, _agent: Arc<Agent>) -> Action {

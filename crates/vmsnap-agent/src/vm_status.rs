@@ -169,6 +169,13 @@ pub fn conditions(input: &StatusInput<'_>) -> Vec<VirtualMachineCondition> {
         reason: Some(reason.into()),
         message: Some(message.into()),
     };
+    // A VMI condition as the VM shows it: no probe time, and a transition time even if the VMI's
+    // condition has none (the two kinds share KubeVirt's condition type).
+    let mirrored = |c: &VirtualMachineCondition| VirtualMachineCondition {
+        last_probe_time: None,
+        last_transition_time: c.last_transition_time.clone().or_else(|| Some(input.now.clone())),
+        ..c.clone()
+    };
     let ready = match input.vmi {
         None => new(condition::READY, "False", condition::REASON_VMI_NOT_EXISTS, "VMI does not exist"),
         Some(vmi) => match vmi_condition(vmi, condition::READY) {
@@ -178,14 +185,7 @@ pub fn conditions(input: &StatusInput<'_>) -> Vec<VirtualMachineCondition> {
                 condition::REASON_VMI_CONDITION_MISSING,
                 "VMI is missing the Ready condition",
             ),
-            Some(c) => VirtualMachineCondition {
-                type_: c.type_.clone(),
-                status: c.status.clone(),
-                last_probe_time: None,
-                last_transition_time: c.last_transition_time.clone().or_else(|| Some(input.now.clone())),
-                reason: c.reason.clone(),
-                message: c.message.clone(),
-            },
+            Some(c) => mirrored(c),
         },
     };
     update_condition(&mut conditions, ready);
@@ -199,17 +199,7 @@ pub fn conditions(input: &StatusInput<'_>) -> Vec<VirtualMachineCondition> {
     let vmi_conditions = input.vmi.and_then(|vmi| vmi.status.as_ref()).map(|s| s.conditions.as_slice());
     for c in vmi_conditions.unwrap_or_default() {
         if !ignored.contains(&c.type_.as_str()) {
-            update_condition(
-                &mut conditions,
-                VirtualMachineCondition {
-                    type_: c.type_.clone(),
-                    status: c.status.clone(),
-                    last_probe_time: None,
-                    last_transition_time: c.last_transition_time.clone().or_else(|| Some(input.now.clone())),
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                },
-            );
+            update_condition(&mut conditions, mirrored(c));
         }
     }
     conditions.retain(|c| {

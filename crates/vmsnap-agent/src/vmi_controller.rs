@@ -13,16 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceSpec, vmi_phase};
 
 use crate::agent::Agent;
@@ -73,14 +70,7 @@ pub async fn run(agent: Arc<Agent>) {
     let controller =
         Controller::new(Api::<VirtualMachineInstance>::all(client.clone()), watcher::Config::default())
             .with_config(vmsnap_contracts::controller::controller_config());
-    let (claims, dvs) = (controller.store(), controller.store());
-    controller
-        .watches(Api::<PersistentVolumeClaim>::all(client.clone()), watcher::Config::default(), move |pvc| {
-            users(&claims, pvc.namespace().as_deref(), &pvc.name_any())
-        })
-        .watches(Api::<DataVolume>::all(client), watcher::Config::default(), move |dv| {
-            users(&dvs, dv.namespace().as_deref(), &dv.name_any())
-        })
+    volumes::watch_claims(controller, client, |vmi| &vmi.spec.volumes)
         .run(reconcile, error_policy, agent)
         .for_each(|result| async move {
             if let Err(error) = result {
@@ -88,21 +78,6 @@ pub async fn run(agent: Arc<Agent>) {
             }
         })
         .await;
-}
-
-/// The VMIs that use claim (or DataVolume) `name` in `namespace`.
-fn users(
-    store: &Store<VirtualMachineInstance>,
-    namespace: Option<&str>,
-    name: &str,
-) -> Vec<ObjectRef<VirtualMachineInstance>> {
-    store
-        .state()
-        .iter()
-        .filter(|vmi| vmi.namespace().as_deref() == namespace)
-        .filter(|vmi| vmi.spec.volumes.iter().any(|v| claim_of(v).is_some_and(|(claim, _)| claim == name)))
-        .map(|vmi| ObjectRef::from_obj(vmi.as_ref()))
-        .collect()
 }
 
 fn error_policy(_vmi: Arc<VirtualMachineInstance>, error: &VmiReconcileError, _agent: Arc<Agent>) -> Action {

@@ -335,6 +335,60 @@ pub fn target_names<'a>(disks: impl IntoIterator<Item = &'a DiskSpec>) -> Vec<St
     used
 }
 
+/// Makes `controller` reconcile an object again when a PVC or DataVolume that one of its volumes
+/// (`volumes_of`) claims changes: a volume waiting for its claim to bind, or its DataVolume to
+/// finish importing, is picked up at once.
+pub fn watch_claims<K>(
+    controller: kube::runtime::Controller<K>,
+    client: kube::Client,
+    volumes_of: fn(&K) -> &[Volume],
+) -> kube::runtime::Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::ResourceExt;
+    use kube::api::Api;
+    use kube::runtime::watcher;
+    let (claims, dvs) = (controller.store(), controller.store());
+    controller
+        .watches(
+            Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::all(client.clone()),
+            watcher::Config::default(),
+            move |pvc| claim_users(&claims, volumes_of, pvc.namespace().as_deref(), &pvc.name_any()),
+        )
+        .watches(Api::<vmsnap_api::cdi::DataVolume>::all(client), watcher::Config::default(), move |dv| {
+            claim_users(&dvs, volumes_of, dv.namespace().as_deref(), &dv.name_any())
+        })
+}
+
+/// The objects in `store` whose volumes use claim (or DataVolume) `name` in `namespace`.
+fn claim_users<K>(
+    store: &kube::runtime::reflector::Store<K>,
+    volumes_of: fn(&K) -> &[Volume],
+    namespace: Option<&str>,
+    name: &str,
+) -> Vec<kube::runtime::reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone,
+{
+    use kube::ResourceExt;
+    store
+        .state()
+        .iter()
+        .filter(|object| object.namespace().as_deref() == namespace)
+        .filter(|object| {
+            volumes_of(object).iter().any(|v| claim_of(v).is_some_and(|(claim, _)| claim == name))
+        })
+        .map(|object| kube::runtime::reflector::ObjectRef::from_obj(object.as_ref()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{

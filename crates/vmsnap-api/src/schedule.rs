@@ -122,6 +122,20 @@ pub struct KeepPolicy {
     pub within: Option<String>,
 }
 
+impl KeepPolicy {
+    /// The counts by their flag's name (`last`, `hourly`, ... `yearly`), in restic's order.
+    pub fn counts(&self) -> [(&'static str, Option<i32>); 6] {
+        [
+            ("last", self.last),
+            ("hourly", self.hourly),
+            ("daily", self.daily),
+            ("weekly", self.weekly),
+            ("monthly", self.monthly),
+            ("yearly", self.yearly),
+        ]
+    }
+}
+
 /// The observed schedule.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

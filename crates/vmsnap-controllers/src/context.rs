@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
@@ -71,7 +71,7 @@ impl Context {
         })
     }
 
-    /// Writes `status` of `obj` with the merge patch [`crate::kube_util::status_patch`] from `old`
+    /// Writes `status` of `obj` with [`crate::kube_util::patch_status`] from `old`
     /// to `new`, remembering the version it wrote so that reconciles of older cached copies are
     /// skipped (see [`Expectations`]). Returns the written object, `None` when nothing changed.
     pub async fn patch_status<K, S>(
@@ -85,12 +85,11 @@ impl Context {
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
         S: Serialize,
     {
-        let Some(patch) = crate::kube_util::status_patch(obj, old, new) else { return Ok(None) };
-        let name = obj.name_any();
-        tracing::debug!(%name, %patch, "status patch");
-        let written = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        self.expectations.wrote(&written);
-        Ok(Some(written))
+        let written = crate::kube_util::patch_status(api, obj, old, new).await?;
+        if let Some(written) = &written {
+            self.expectations.wrote(written);
+        }
+        Ok(written)
     }
 
     /// Publishes an event; failures are logged, never fatal.
@@ -106,13 +105,7 @@ impl Context {
             Component::Snapshot => &self.snapshot_events,
             Component::Restore => &self.restore_events,
         };
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
+        let event = vmsnap_contracts::controller::event(warning, reason, note);
         if let Err(e) = recorder.publish(&event, regarding).await {
             tracing::warn!(error = %e, %reason, "could not record an event");
         }

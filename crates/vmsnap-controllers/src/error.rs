@@ -82,6 +82,9 @@ pub enum ReconcileError {
     /// A restored PVC that a DataVolume should adopt is gone.
     #[error("pvc {0} does not exist and should")]
     RestoredPvcMissing(String),
+    /// A schedule's label selector that cannot be written as a list query.
+    #[error("{0}")]
+    BadSelector(String),
     /// A failure already reported on the object (its conditions and a Warning event): the
     /// reconcile is retried with backoff.
     #[error("{0}")]

@@ -59,6 +59,24 @@ pub fn status_patch<K: Resource, S: Serialize>(obj: &K, old: Option<&S>, new: &S
     })
 }
 
+/// Writes `obj`'s status with [`status_patch`] from `old` to `new`: the written object, or `None`
+/// when nothing changed (no request is made).
+pub async fn patch_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&S>,
+    new: &S,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    S: Serialize,
+{
+    let Some(patch) = status_patch(obj, old, new) else { return Ok(None) };
+    let name = obj.name_any();
+    tracing::debug!(%name, %patch, "status patch");
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(Some)
+}
+
 /// Whether the API refused a write because the object changed since it was read (409).
 pub fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)

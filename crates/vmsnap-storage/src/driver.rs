@@ -14,6 +14,17 @@ use crate::live::LiveBlockOps;
 /// A percent-progress callback (0 to 100), called from the importing task.
 pub type Progress<'a> = &'a (dyn Fn(u8) + Send + Sync);
 
+/// What to import into a new volume ([`VolumeDriver::import_volume`]).
+#[derive(Clone, Copy)]
+pub struct Import<'a> {
+    /// A self-contained raw or qcow2 file (detected with `qemu-img info`).
+    pub source: &'a Path,
+    /// The least size of the volume; the image's virtual size when that is larger.
+    pub size_bytes: Option<u64>,
+    /// Percentages as the copy proceeds, ending at 100.
+    pub progress: Progress<'a>,
+}
+
 /// A store of volumes and snapshots on the local file system.
 ///
 /// Every method is safe to call concurrently with any other; operations on the
@@ -31,16 +42,8 @@ pub trait VolumeDriver: Send + Sync {
     /// Creates a blank (all zeros) volume of `size_bytes`, rounded up to a multiple of 512.
     async fn create_volume(&self, id: &VolumeId, size_bytes: u64) -> Result<VolumeInfo, StorageError>;
 
-    /// Creates a volume from a self-contained raw or qcow2 file (detected with
-    /// `qemu-img info`). Its size is the larger of `size_bytes` and the image's
-    /// virtual size. `progress` receives percentages as the copy proceeds, ending at 100.
-    async fn import_volume(
-        &self,
-        id: &VolumeId,
-        source: &Path,
-        size_bytes: Option<u64>,
-        progress: Progress<'_>,
-    ) -> Result<VolumeInfo, StorageError>;
+    /// Creates a volume from an image file ([`Import`]).
+    async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError>;
 
     /// Grows a detached volume to `new_size` bytes (rounded up to 512); asking for its current size is a no-op.
     async fn resize_volume(&self, id: &VolumeId, new_size: u64) -> Result<VolumeInfo, StorageError>;

@@ -63,8 +63,8 @@ mod store;
 
 pub use copy::CopyDriver;
 pub use driver::{
-    CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeFormat,
-    VolumeInfo,
+    CompactionReport, Import, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver,
+    VolumeFormat, VolumeInfo,
 };
 pub use error::{ManifestError, StorageError};
 pub use id::{InvalidIdError, MAX_ID_LEN, SnapshotId, VolumeId};

@@ -242,15 +242,28 @@ mod cases {
 
         let seen = Mutex::new(Vec::new());
         let progress = |percent: u8| seen.lock().unwrap().push(percent);
-        let info = store.driver.import_volume(&vid("from-raw"), &raw, None, &progress).await.unwrap();
+        let info = store
+            .driver
+            .import_volume(
+                &vid("from-raw"),
+                vmsnap_storage::Import { source: &raw, size_bytes: None, progress: &progress },
+            )
+            .await
+            .unwrap();
         assert_eq!(info.size_bytes, 8 * MIB);
         store.assert_volume("from-raw", &model).await;
         let percents = std::mem::take(&mut *seen.lock().unwrap());
         assert_eq!(percents.last(), Some(&100), "{percents:?}");
         assert!(percents.windows(2).all(|w| w[0] < w[1]), "{percents:?}");
 
-        let info =
-            store.driver.import_volume(&vid("from-qcow2"), &qcow2, Some(16 * MIB), &progress).await.unwrap();
+        let info = store
+            .driver
+            .import_volume(
+                &vid("from-qcow2"),
+                vmsnap_storage::Import { source: &qcow2, size_bytes: Some(16 * MIB), progress: &progress },
+            )
+            .await
+            .unwrap();
         assert_eq!(info.size_bytes, 16 * MIB);
         store.assert_volume("from-qcow2", &model.resized(16 * MIB)).await;
         assert_eq!(seen.lock().unwrap().last(), Some(&100));
@@ -258,11 +271,25 @@ mod cases {
         // An image that would make qemu-img read another file is refused.
         let overlay = sources.path().join("overlay.qcow2");
         run(&store, &["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"], &[&qcow2, &overlay]);
-        let error = store.driver.import_volume(&vid("bad"), &overlay, None, &progress).await.unwrap_err();
+        let error = store
+            .driver
+            .import_volume(
+                &vid("bad"),
+                vmsnap_storage::Import { source: &overlay, size_bytes: None, progress: &progress },
+            )
+            .await
+            .unwrap_err();
         assert!(matches!(error, StorageError::UnsupportedImage { .. }), "{error}");
         assert!(error.to_string().contains("has the backing file"), "{error}");
         let missing = sources.path().join("missing.raw");
-        let error = store.driver.import_volume(&vid("bad"), &missing, None, &progress).await.unwrap_err();
+        let error = store
+            .driver
+            .import_volume(
+                &vid("bad"),
+                vmsnap_storage::Import { source: &missing, size_bytes: None, progress: &progress },
+            )
+            .await
+            .unwrap_err();
         assert!(error.to_string().contains("is not a regular file"), "{error}");
         assert_eq!(store.driver.volume(&vid("bad")).await.unwrap(), None);
         store.assert_no_leaks().await;

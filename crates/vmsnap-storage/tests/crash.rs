@@ -103,7 +103,10 @@ async fn arrange(kind: Kind) -> Option<World> {
 async fn run_op(driver: &dyn VolumeDriver, op: Op, source: &Path) -> Result<(), StorageError> {
     match op {
         Op::Create => driver.create_volume(&vid("n"), MIB).await.map(drop),
-        Op::Import => driver.import_volume(&vid("i"), source, None, &|_| {}).await.map(drop),
+        Op::Import => driver
+            .import_volume(&vid("i"), vmsnap_storage::Import { source, size_bytes: None, progress: &|_| {} })
+            .await
+            .map(drop),
         Op::Snapshot => driver.snapshot_volumes(&[(vid("v"), sid("s-new"))], None).await.map(drop),
         Op::Restore => driver.restore_volume(&sid("s1"), &vid("r"), 0).await.map(drop),
         Op::Clone => driver.clone_volume(&vid("v"), &vid("c"), 0, None).await.map(drop),

@@ -18,7 +18,7 @@ use vmsnap_qemu::client::QmpOptions;
 use vmsnap_qemu::qmp::commands::Cont;
 
 use super::cmdline::{ProcessMode, qemu_args};
-use super::error::ProbeError;
+use super::error::{PathIoError, ProbeError};
 use super::paths::RuntimePaths;
 use super::process::connect_qmp;
 use super::spec::{Boot, KernelBoot, LaunchSpec};
@@ -168,7 +168,7 @@ async fn probe_cached(
 ) -> Result<ProbeOutcome, ProbeError> {
     let io = |what, path: &Path| {
         let path = path.to_path_buf();
-        move |source| ProbeError::Io { what, path, source }
+        move |source| ProbeError::Io(PathIoError { what, path, source })
     };
     std::fs::create_dir_all(cache_dir).map_err(io("create", cache_dir))?;
     let lock_path = cache_dir.join("accel-probe.lock");
@@ -230,17 +230,14 @@ async fn probe_boot(
     options: &ProbeOptions,
 ) -> Result<ProbeOutcome, ProbeError> {
     let scratch = tempfile::Builder::new().prefix("probe.").tempdir_in(cache_dir).map_err(|source| {
-        ProbeError::Io { what: "create a directory in", path: cache_dir.to_path_buf(), source }
+        ProbeError::Io(PathIoError { what: "create a directory in", path: cache_dir.to_path_buf(), source })
     })?;
     let paths = RuntimePaths::new(scratch.path());
     let mut spec = LaunchSpec::new("accel-probe", 256, Boot::Kernel(KernelBoot::from_guest_image(image, "")));
     spec.hotplug_slots = 0;
     let args = qemu_args(&spec, Accel::Kvm, &paths, ProcessMode::Foreground).map_err(ProbeError::Spec)?;
-    let log = std::fs::File::create(paths.qemu_log()).map_err(|source| ProbeError::Io {
-        what: "create",
-        path: paths.qemu_log(),
-        source,
-    })?;
+    let log = std::fs::File::create(paths.qemu_log())
+        .map_err(|source| ProbeError::Io(PathIoError { what: "create", path: paths.qemu_log(), source }))?;
     let started = Instant::now();
     let mut child = tokio::process::Command::new(&options.qemu_binary)
         .args(&args)

@@ -145,16 +145,8 @@ pub enum LaunchError {
         path: PathBuf,
     },
     /// Preparing the runtime directory failed.
-    #[error("could not {what} {}", path.display())]
-    Io {
-        /// What was being done, e.g. `write the spec to`.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The operating system error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// The QEMU binary could not be started.
     #[error("could not run {}; install qemu-system-x86 or set the QEMU binary", binary.display())]
     Spawn {
@@ -496,16 +488,8 @@ pub enum BlockError {
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     /// The probe's scratch or cache files could not be used.
-    #[error("could not {what} {}", path.display())]
-    Io {
-        /// What was being done.
-        what: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The operating system error.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathIoError),
     /// The setting is `kvm` but this host cannot run KVM guests at all.
     #[error("the accelerator setting is kvm, but {reason}; use auto or tcg")]
     KvmUnavailable {
@@ -524,4 +508,17 @@ pub enum ProbeError {
     /// The probe spec did not turn into a command line.
     #[error("the probe VM spec is invalid")]
     Spec(#[source] SpecError),
+}
+
+/// A file operation on `path` failed: what was being done, where, and the operating system's error.
+#[derive(Debug, thiserror::Error)]
+#[error("could not {what} {}", path.display())]
+pub struct PathIoError {
+    /// What was being done, e.g. `write the spec to`.
+    pub what: &'static str,
+    /// The path.
+    pub path: PathBuf,
+    /// The operating system error.
+    #[source]
+    pub source: std::io::Error,
 }

@@ -13,7 +13,7 @@ use vmsnap_qemu::qmp::commands::Cont;
 
 use super::accel::Accel;
 use super::cmdline::{ProcessMode, qemu_args};
-use super::error::{AttachError, LaunchError};
+use super::error::{AttachError, LaunchError, PathIoError};
 use super::handle::VmHandle;
 use super::paths::{MAX_SOCKET_PATH, RuntimePaths};
 use super::process::{KillOnDrop, connect_qmp, read_pidfile, running_qemu};
@@ -141,7 +141,7 @@ impl Vmm {
         spec.validate().map_err(LaunchError::InvalidSpec)?;
         spec.assign_macs();
         let paths = RuntimePaths::new(runtime_dir);
-        let io = |what, path: PathBuf| move |source| LaunchError::Io { what, path, source };
+        let io = |what, path: PathBuf| move |source| LaunchError::Io(PathIoError { what, path, source });
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)

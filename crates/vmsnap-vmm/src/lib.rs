@@ -64,7 +64,8 @@ pub use accel::{Accel, AccelSetting, ParseAccelSettingError, ProbeOptions, Probe
 pub use block::{DiskLayer, StreamReport};
 pub use cmdline::{ProcessMode, qemu_args};
 pub use error::{
-    AttachError, BlockError, ControlError, FreezeError, GuestAgentError, LaunchError, ProbeError, SpecError,
+    AttachError, BlockError, ControlError, FreezeError, GuestAgentError, LaunchError, PathIoError,
+    ProbeError, SpecError,
 };
 pub use events::{DiskIoError, ShutdownInfo, VmEvent, VmEvents};
 pub use freeze::{FreezeOutcome, FreezeReport, ThawReport};

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, TypedLocalObjectReference};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::kubevirt::{self, VirtualMachine};
@@ -240,7 +240,7 @@ async fn targets(
             _ => targets.missing.push((vm.clone(), format!("VM {vm} does not exist in namespace {ns}"))),
         }
     } else if let Some(selector) = &spec.selector {
-        let query = selector_query(selector).map_err(ReconcileError::Message)?;
+        let query = selector_query(selector).map_err(ReconcileError::BadSelector)?;
         for vm in vms.list(&ListParams::default().labels(&query)).await?.items {
             if vm.metadata.deletion_timestamp.is_none() {
                 targets.found.insert(vm.name_any());
@@ -365,13 +365,7 @@ async fn publish_run_events(ctx: &ScheduleContext, regarding: &ObjectReference, 
 impl ScheduleContext {
     /// Publishes an event; failures are logged, never fatal.
     async fn event(&self, regarding: &ObjectReference, warning: bool, reason: &str, note: String) {
-        let event = Event {
-            type_: if warning { EventType::Warning } else { EventType::Normal },
-            reason: reason.into(),
-            note: Some(note),
-            action: reason.into(),
-            secondary: None,
-        };
+        let event = vmsnap_contracts::controller::event(warning, reason, note);
         if let Err(e) = self.events.publish(&event, regarding).await {
             tracing::warn!(error = %e, %reason, "could not record an event");
         }

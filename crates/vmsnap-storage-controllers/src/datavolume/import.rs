@@ -236,7 +236,17 @@ async fn transfer(
     let on_progress = |percent: u8| {
         progress.send_replace(import_base + f64::from(percent) * weight / 100.0);
     };
-    let imported = ctx.driver.import_volume(&job.volume, &path, Some(job.size_bytes), &on_progress).await;
+    let imported = ctx
+        .driver
+        .import_volume(
+            &job.volume,
+            vmsnap_storage::Import {
+                source: &path,
+                size_bytes: Some(job.size_bytes),
+                progress: &on_progress,
+            },
+        )
+        .await;
     if let Some(scratch) = scratch {
         let _ = tokio::fs::remove_file(&scratch).await;
     }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,9 +14,9 @@ use kube::api::{Api, ListParams};
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use vmsnap_storage::{
-    CompactionReport, LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, Progress, RecoveryReport,
-    SnapshotId, SnapshotInfo, StorageAudit, StorageError, StorageOptions, StreamRequest, VolumeDriver,
-    VolumeId, VolumeInfo,
+    CompactionReport, Import, LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, RecoveryReport, SnapshotId,
+    SnapshotInfo, StorageAudit, StorageError, StorageOptions, StreamRequest, VolumeDriver, VolumeId,
+    VolumeInfo,
 };
 use vmsnap_storage_controllers::{ControllerConfig, StorageControllers};
 use vmsnap_testing::images::{self, DiskModel};
@@ -303,15 +303,9 @@ impl VolumeDriver for CountingDriver {
         self.count("create_volume");
         self.inner.create_volume(id, size_bytes).await
     }
-    async fn import_volume(
-        &self,
-        id: &VolumeId,
-        source: &Path,
-        size_bytes: Option<u64>,
-        progress: Progress<'_>,
-    ) -> Result<VolumeInfo, StorageError> {
+    async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError> {
         self.count("import_volume");
-        self.inner.import_volume(id, source, size_bytes, progress).await
+        self.inner.import_volume(id, import).await
     }
     async fn resize_volume(&self, id: &VolumeId, new_size: u64) -> Result<VolumeInfo, StorageError> {
         self.count("resize_volume");

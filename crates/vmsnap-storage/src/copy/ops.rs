@@ -11,7 +11,7 @@ use chrono::Utc;
 use super::CopyDriver;
 use super::manifest::{DRIVER, SnapshotEntry};
 use crate::driver::{
-    CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeInfo,
+    CompactionReport, Import, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeInfo,
 };
 use crate::error::StorageError;
 use crate::fsutil;
@@ -46,13 +46,8 @@ impl VolumeDriver for CopyDriver {
         self.commit_volume(id, file, size, "create.committed").await
     }
 
-    async fn import_volume(
-        &self,
-        id: &VolumeId,
-        source: &Path,
-        size_bytes: Option<u64>,
-        progress: Progress<'_>,
-    ) -> Result<VolumeInfo, StorageError> {
+    async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError> {
+        let Import { source, size_bytes, progress } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
         let _locks = self.store.lock_new_volume(id).await?;
         let file = LayerId::generate();

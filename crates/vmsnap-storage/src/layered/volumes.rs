@@ -3,15 +3,13 @@
 //! commit and then remove files. Snapshot and clone seal layers (`seal.rs`),
 //! recovery is in `recover.rs` and compaction in `compact.rs`.
 
-use std::path::Path;
-
 use async_trait::async_trait;
 
 use super::LayeredDriver;
 use super::manifest::{DRIVER, Intent, Layer, Manifest, Volume, layer_file_name};
 use super::seal::SealRequest;
 use crate::driver::{
-    CompactionReport, Progress, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeInfo,
+    CompactionReport, Import, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeInfo,
 };
 use crate::error::StorageError;
 use crate::id::{LayerId, SnapshotId, VolumeId};
@@ -45,13 +43,8 @@ impl VolumeDriver for LayeredDriver {
         self.commit_new_volume(id, layer, None, size, "create.committed").await
     }
 
-    async fn import_volume(
-        &self,
-        id: &VolumeId,
-        source: &Path,
-        size_bytes: Option<u64>,
-        progress: Progress<'_>,
-    ) -> Result<VolumeInfo, StorageError> {
+    async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError> {
+        let Import { source, size_bytes, progress } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
         let _locks = self.store.lock_new_volume(id).await?;
         let layer = LayerId::generate();

@@ -96,18 +96,12 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     println!("When:          {}", when(&s));
     println!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
     if let Some(keep) = &s.spec.keep {
-        let parts: Vec<String> = [
-            ("last", keep.last),
-            ("hourly", keep.hourly),
-            ("daily", keep.daily),
-            ("weekly", keep.weekly),
-            ("monthly", keep.monthly),
-            ("yearly", keep.yearly),
-        ]
-        .iter()
-        .filter_map(|(k, n)| n.map(|n| format!("{k} {n}")))
-        .chain(keep.within.iter().map(|w| format!("within {w}")))
-        .collect();
+        let parts: Vec<String> = keep
+            .counts()
+            .iter()
+            .filter_map(|(k, n)| n.map(|n| format!("{k} {n}")))
+            .chain(keep.within.iter().map(|w| format!("within {w}")))
+            .collect();
         println!("Keep:          {}", parts.join(", "));
     } else {
         println!("Keep:          all");
