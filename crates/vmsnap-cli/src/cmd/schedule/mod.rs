@@ -27,14 +27,19 @@ enum ScheduleCommand {
     #[command(after_help = create::EXAMPLES)]
     Create(create::CreateArgs),
     /// List the schedules of the namespace: when, suspended, last success, next run.
+    #[command(after_help = "Example:\n  vmsnap schedule list\n  vmsnap schedule list -o json")]
     List(show::ListArgs),
     /// Show a schedule: its spec, runs, per-VM results and conditions.
+    #[command(after_help = "Example:\n  vmsnap schedule describe db-hourly")]
     Describe(show::DescribeArgs),
     /// Stop taking runs (runs in progress go on).
+    #[command(after_help = "Example:\n  vmsnap schedule suspend db-hourly")]
     Suspend(NamesArgs),
     /// Take runs again (one catch-up run if one was missed, within the starting deadline).
+    #[command(after_help = "Example:\n  vmsnap schedule resume db-hourly")]
     Resume(NamesArgs),
     /// Delete schedules; the snapshots they made stay.
+    #[command(after_help = "Example:\n  vmsnap schedule delete db-hourly nightly")]
     Delete(NamesArgs),
 }
 
