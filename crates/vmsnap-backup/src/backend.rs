@@ -74,7 +74,12 @@ impl Backend {
     }
 
     /// An S3 bucket (any S3-compatible server).
+    ///
+    /// TLS is rustls with ring: if the process has no default rustls crypto provider yet, ring's
+    /// is installed as the default (the workspace builds rustls with ring only).
     pub fn s3(config: &S3Config) -> Result<Self> {
+        // Err only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let location = match &config.endpoint {
             Some(endpoint) => format!("s3 {endpoint} bucket {} prefix {:?}", config.bucket, config.prefix),
             None => format!("s3 bucket {} prefix {:?}", config.bucket, config.prefix),
@@ -104,6 +109,11 @@ impl Backend {
     /// Any other `object_store` implementation (tests, other clouds).
     pub fn from_object_store(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
         Backend { store, location: location.into() }
+    }
+
+    /// The underlying object store (for tools that inspect or repair objects).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
     }
 
     /// The description used in messages.
