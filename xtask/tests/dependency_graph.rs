@@ -16,6 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vmsnap-console", &[]),
     ("vmsnap-schedule", &[]),
     ("vmsnap-storage", &[]),
+    ("vmsnap-backup", &[]),
     ("vmsnap-admission", &["vmsnap-api", "vmsnap-schedule"]),
     ("vmsnap-contracts", &["vmsnap-api"]),
     ("vmsnap-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-schedule"]),

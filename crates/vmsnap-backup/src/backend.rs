@@ -1,0 +1,123 @@
+//! Where a repository's objects live: a local directory or an S3 bucket, through `object_store`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::prefix::PrefixStore;
+
+use crate::error::{Error, Result};
+
+/// An object store and a description of it for messages.
+#[derive(Clone)]
+pub struct Backend {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) location: String,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("location", &self.location).finish()
+    }
+}
+
+/// An S3-compatible bucket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// The endpoint URL (`http://127.0.0.1:8333`); `None` for AWS itself.
+    pub endpoint: Option<String>,
+    /// The region (any name for most S3-compatible servers; `us-east-1` if unsure).
+    pub region: String,
+    /// The bucket, which must exist.
+    pub bucket: String,
+    /// A prefix under which the repository lives (`team-a/vms`), or empty.
+    pub prefix: String,
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+    /// Allows `http://` endpoints (a server on the loopback interface).
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+impl Backend {
+    /// A local directory (an NFS mount works the same); made if missing.
+    pub fn local(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            context: format!("creating the repository directory {}", dir.display()),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| Error::Backend {
+            location: dir.display().to_string(),
+            operation: "open",
+            path: String::new(),
+            source,
+        })?;
+        Ok(Backend { store: Arc::new(store), location: dir.display().to_string() })
+    }
+
+    /// An S3 bucket (any S3-compatible server).
+    ///
+    /// TLS is rustls with ring: if the process has no default rustls crypto provider yet, ring's
+    /// is installed as the default (the workspace builds rustls with ring only).
+    pub fn s3(config: &S3Config) -> Result<Self> {
+        // Err only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let location = match &config.endpoint {
+            Some(endpoint) => format!("s3 {endpoint} bucket {} prefix {:?}", config.bucket, config.prefix),
+            None => format!("s3 bucket {} prefix {:?}", config.bucket, config.prefix),
+        };
+        let mut builder = AmazonS3Builder::new()
+            .with_region(&config.region)
+            .with_bucket_name(&config.bucket)
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_allow_http(config.allow_http);
+        if let Some(endpoint) = &config.endpoint {
+            // Path-style addressing: S3-compatible servers on an address rarely serve bucket subdomains.
+            builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+        }
+        let store = builder.build().map_err(|source| Error::Backend {
+            location: location.clone(),
+            operation: "configure",
+            path: String::new(),
+            source,
+        })?;
+        let prefix = config.prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { Arc::new(store) } else { Arc::new(PrefixStore::new(store, prefix)) };
+        Ok(Backend { store, location })
+    }
+
+    /// Any other `object_store` implementation (tests, other clouds).
+    pub fn from_object_store(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
+        Backend { store, location: location.into() }
+    }
+
+    /// The underlying object store (for tools that inspect or repair objects).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The description used in messages.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+}

@@ -1,0 +1,481 @@
+//! Writing a backup: a session holds a lease, reads the disks (only the extents the caller names
+//! when it knows what changed), uploads the chunks the repository does not have, and commits the
+//! manifest last.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use sha2::{Digest as _, Sha256};
+
+use crate::crypto::ObjectKind;
+use crate::error::{Error, Result};
+use crate::format::{
+    BackupManifest, BackupStats, ChunkRef, DiskManifest, FORMAT_VERSION, VmRef, chunk_range, tree_digest,
+};
+use crate::lease::{DEFAULT_LEASE_TTL, Lease};
+use crate::repository::{Repository, to_json};
+use crate::{BackupId, ChunkId, layout};
+
+/// A byte range of a disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Extent {
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes.
+    pub length: u64,
+}
+
+impl Extent {
+    /// The extent `[offset, offset + length)`.
+    pub fn new(offset: u64, length: u64) -> Self {
+        Extent { offset, length }
+    }
+
+    fn end(&self) -> u64 {
+        self.offset + self.length
+    }
+}
+
+/// A disk image read by position. Implemented for [`std::fs::File`] (a raw image, a block device,
+/// or a FUSE/NBD view of a qcow2 chain).
+pub trait DiskSource: Send + Sync + 'static {
+    /// Fills `buf` with the bytes at `offset` (the whole buffer, or an error).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl DiskSource for std::fs::File {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        std::os::unix::fs::FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+/// One disk to back up.
+pub struct DiskBackup<'a> {
+    /// The disk's name in the VM.
+    pub name: String,
+    /// Its content at the point in time backed up (a snapshot: it must not change meanwhile).
+    pub source: Arc<dyn DiskSource>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The byte ranges to read, or `None` to read the whole disk. Without `previous`, these are
+    /// the allocated ranges and everything else is zeros. With `previous`, these are the ranges
+    /// changed since it, and every chunk they do not touch is taken from it unread.
+    pub extents: Option<&'a [Extent]>,
+    /// The same disk in the backup this one is incremental to.
+    pub previous: Option<&'a DiskManifest>,
+}
+
+/// Where a disk's backup stands; passed to the progress callback after each chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The disk being backed up.
+    pub disk: String,
+    /// Bytes the plan reads in all (the extents, or the whole disk).
+    pub bytes_to_read: u64,
+    /// Bytes read so far.
+    pub bytes_read: u64,
+    /// Sealed bytes put to the store so far.
+    pub bytes_uploaded: u64,
+    /// Plaintext bytes read but found already stored.
+    pub bytes_deduplicated: u64,
+    /// Plaintext bytes taken from the previous backup unread.
+    pub bytes_reused: u64,
+    /// Chunks dealt with.
+    pub chunks_done: u64,
+    /// Chunks of the disk.
+    pub chunks_total: u64,
+}
+
+/// How a backup session runs.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The lease's time to live (default 6 h; renewed every quarter of it).
+    pub lease_ttl: Duration,
+    /// Chunks sealed and uploaded at once.
+    pub upload_concurrency: usize,
+}
+
+impl Default for BackupOptions {
+    fn default() -> Self {
+        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 4 }
+    }
+}
+
+/// What a committed backup records beyond its disks.
+#[derive(Debug, Clone)]
+pub struct BackupMetadata {
+    /// The VM backed up.
+    pub vm: VmRef,
+    /// Its spec (opaque JSON: a restore hands it back).
+    pub vm_spec: serde_json::Value,
+    /// The backup the disks were read incrementally against.
+    pub base: Option<BackupId>,
+    /// Free-form labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// A backup in flight. It holds a lease until [`BackupSession::commit_backup`] or
+/// [`BackupSession::abort`]; a session dropped without either leaves its lease to expire.
+pub struct BackupSession {
+    repo: Repository,
+    id: BackupId,
+    started: chrono::DateTime<Utc>,
+    lease: Lease,
+    options: BackupOptions,
+    /// Chunks this session may reference without uploading: those of the backups committed when
+    /// it started (read after the lease was taken, see `docs/backup-repository.md` "Prune"), and
+    /// those it uploaded itself.
+    known: HashSet<ChunkId>,
+}
+
+impl Repository {
+    /// Starts a backup with the default options.
+    pub async fn begin_backup(&self) -> Result<BackupSession> {
+        self.begin_backup_with(BackupOptions::default()).await
+    }
+
+    /// Starts a backup: takes the lease, then reads the index of the chunks already stored.
+    pub async fn begin_backup_with(&self, options: BackupOptions) -> Result<BackupSession> {
+        if options.upload_concurrency == 0 {
+            return Err(Error::InvalidInput { what: "upload concurrency", reason: "it is 0".to_string() });
+        }
+        let id = BackupId::generate();
+        let started = Utc::now();
+        // The lease comes first: a prune that starts later keeps everything this session uploads,
+        // and the manifests read below cannot lose their chunks to a prune while it lives.
+        let lease = Lease::acquire(self, id.clone(), options.lease_ttl).await?;
+        let mut known = HashSet::new();
+        for manifest in self.list_backups().await? {
+            for disk in &manifest.disks {
+                known.extend(disk.chunks.iter().flatten().map(|c| c.id));
+            }
+        }
+        Ok(BackupSession { repo: self.clone(), id, started, lease, options, known })
+    }
+}
+
+/// What to do with one chunk.
+enum Plan {
+    /// Zeros: not stored.
+    Hole,
+    /// Unchanged since the previous backup: its chunk, unread.
+    Reuse(ChunkRef),
+    /// Read these absolute ranges (the rest of the chunk is zeros).
+    Read(Vec<(u64, u64)>),
+}
+
+struct ReadChunk {
+    data: Option<(ChunkId, String, Vec<u8>)>,
+    linear: Option<Sha256>,
+}
+
+impl BackupSession {
+    /// The id the backup will have.
+    pub fn id(&self) -> &BackupId {
+        &self.id
+    }
+
+    /// Backs up one disk: reads what the plan needs, uploads the chunks not yet stored (all of them
+    /// before returning), and returns the disk's manifest for [`BackupSession::commit_backup`].
+    pub async fn backup_disk(
+        &mut self,
+        disk: DiskBackup<'_>,
+        progress: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<DiskManifest> {
+        let begun = Instant::now();
+        let chunk_size = self.repo.chunk_size();
+        let plans = plan(&disk, chunk_size, &self.known)?;
+        let mut linear = plans.iter().all(|p| !matches!(p, Plan::Reuse(_))).then(Sha256::new);
+        let mut state = Progress {
+            disk: disk.name.clone(),
+            bytes_to_read: plans
+                .iter()
+                .map(|p| match p {
+                    Plan::Read(ranges) => ranges.iter().map(|r| r.1).sum(),
+                    _ => 0,
+                })
+                .sum(),
+            chunks_total: plans.len() as u64,
+            ..Progress::default()
+        };
+        let mut stats = BackupStats::default();
+        let mut chunks = Vec::with_capacity(plans.len());
+        let mut uploads: FuturesUnordered<BoxFuture<'static, Result<u64>>> = FuturesUnordered::new();
+        let zeros: Arc<Vec<u8>> = Arc::new(vec![0u8; chunk_size as usize]);
+        for (index, chunk_plan) in plans.into_iter().enumerate() {
+            self.lease.renew_if_due(&self.repo).await?;
+            let (offset, len) = chunk_range(disk.size, chunk_size, index);
+            match chunk_plan {
+                Plan::Hole => {
+                    if let Some(h) = linear.as_mut() {
+                        h.update(&zeros[..len as usize]);
+                    }
+                    stats.holes += 1;
+                    chunks.push(None);
+                }
+                Plan::Reuse(chunk) => {
+                    stats.chunks_reused += 1;
+                    stats.bytes_reused += len;
+                    state.bytes_reused += len;
+                    chunks.push(Some(chunk));
+                }
+                Plan::Read(ranges) => {
+                    let read_bytes: u64 = ranges.iter().map(|r| r.1).sum();
+                    let read =
+                        read_chunk(&self.repo, &disk, offset, len, ranges, linear.take(), zeros.clone())
+                            .await?;
+                    linear = read.linear;
+                    stats.bytes_read += read_bytes;
+                    state.bytes_read += read_bytes;
+                    match read.data {
+                        None => {
+                            stats.holes += 1;
+                            chunks.push(None);
+                        }
+                        Some((id, sha256, data)) => {
+                            if self.known.contains(&id) {
+                                stats.chunks_deduplicated += 1;
+                                stats.bytes_deduplicated += len;
+                                state.bytes_deduplicated += len;
+                            } else {
+                                self.known.insert(id);
+                                stats.chunks_uploaded += 1;
+                                uploads.push(Box::pin(upload(self.repo.clone(), id, data)));
+                                while uploads.len() >= self.options.upload_concurrency {
+                                    let sent = uploads.next().await.expect("non-empty")?;
+                                    stats.bytes_uploaded += sent;
+                                    state.bytes_uploaded += sent;
+                                }
+                            }
+                            chunks.push(Some(ChunkRef { id, sha256 }));
+                        }
+                    }
+                }
+            }
+            state.chunks_done += 1;
+            progress(&state);
+        }
+        while let Some(sent) = uploads.next().await {
+            let sent = sent?;
+            stats.bytes_uploaded += sent;
+            state.bytes_uploaded += sent;
+            progress(&state);
+        }
+        let sha256_tree = tree_digest(disk.size, chunk_size, &chunks)
+            .map_err(|reason| Error::InvalidInput { what: "previous disk manifest", reason })?;
+        stats.duration_ms = begun.elapsed().as_millis() as u64;
+        Ok(DiskManifest {
+            name: disk.name,
+            size: disk.size,
+            chunk_size,
+            chunks,
+            sha256_tree,
+            sha256: linear.map(|h| hex::encode(h.finalize())),
+            stats,
+        })
+    }
+
+    /// Commits the backup: renews the lease (refusing if it ever lapsed), writes the manifest (all
+    /// its chunks are stored by now), then drops the lease.
+    pub async fn commit_backup(
+        mut self,
+        metadata: BackupMetadata,
+        disks: Vec<DiskManifest>,
+    ) -> Result<BackupManifest> {
+        let mut names = HashSet::new();
+        for disk in &disks {
+            if disk.chunk_size != self.repo.chunk_size() {
+                return Err(Error::InvalidInput {
+                    what: "disk manifest",
+                    reason: format!(
+                        "disk {:?} has chunk size {}, the repository {}",
+                        disk.name,
+                        disk.chunk_size,
+                        self.repo.chunk_size()
+                    ),
+                });
+            }
+            if !names.insert(disk.name.as_str()) {
+                return Err(Error::InvalidInput {
+                    what: "disk manifests",
+                    reason: format!("disk {:?} is given twice", disk.name),
+                });
+            }
+        }
+        let mut stats = BackupStats::default();
+        for disk in &disks {
+            stats.add(&disk.stats);
+        }
+        stats.duration_ms = (Utc::now() - self.started).num_milliseconds().max(0) as u64;
+        let manifest = BackupManifest {
+            format_version: FORMAT_VERSION,
+            id: self.id.clone(),
+            started: self.started,
+            completed: Utc::now(),
+            vm: metadata.vm,
+            vm_spec: metadata.vm_spec,
+            labels: metadata.labels,
+            base: metadata.base,
+            disks,
+            stats,
+        };
+        self.lease.renew(&self.repo).await?;
+        self.repo.put(&layout::manifest(&manifest.id), self.repo.seal_manifest(&manifest)).await?;
+        self.lease.release(&self.repo).await?;
+        Ok(manifest)
+    }
+
+    /// Gives the backup up: drops the lease. The chunks uploaded stay until a prune finds no
+    /// manifest naming them.
+    pub async fn abort(self) -> Result<()> {
+        self.lease.release(&self.repo).await
+    }
+}
+
+fn plan(disk: &DiskBackup<'_>, chunk_size: u32, known: &HashSet<ChunkId>) -> Result<Vec<Plan>> {
+    let extents = disk.extents.map(|e| normalize(e, disk.size)).transpose()?;
+    if let Some(previous) = disk.previous
+        && previous.chunks.len() != DiskManifest::chunk_count(previous.size, previous.chunk_size)
+    {
+        return Err(Error::InvalidInput {
+            what: "previous disk manifest",
+            reason: format!("{} chunks for a size of {}", previous.chunks.len(), previous.size),
+        });
+    }
+    let count = DiskManifest::chunk_count(disk.size, chunk_size);
+    let mut plans = Vec::with_capacity(count);
+    let mut next_extent = 0;
+    for index in 0..count {
+        let (offset, len) = chunk_range(disk.size, chunk_size, index);
+        let end = offset + len;
+        let covered: Vec<(u64, u64)> = match &extents {
+            None => vec![(offset, len)],
+            Some(list) => {
+                while next_extent < list.len() && list[next_extent].end() <= offset {
+                    next_extent += 1;
+                }
+                list[next_extent..]
+                    .iter()
+                    .take_while(|e| e.offset < end)
+                    .map(|e| {
+                        let from = e.offset.max(offset);
+                        (from, e.end().min(end) - from)
+                    })
+                    .collect()
+            }
+        };
+        // A chunk of the previous backup stands for this one only if it covers the same bytes.
+        let reusable = disk.previous.and_then(|p| {
+            (p.chunk_size == chunk_size && index < p.chunks.len() && p.chunk_range(index) == (offset, len))
+                .then(|| &p.chunks[index])
+        });
+        plans.push(match (disk.previous, reusable) {
+            (Some(_), Some(entry)) if covered.is_empty() => match entry {
+                None => Plan::Hole,
+                // Only chunks of backups that were committed when the session began are safe to
+                // reference (a deleted base's chunks may be pruned): others are read again.
+                Some(chunk) if known.contains(&chunk.id) => Plan::Reuse(chunk.clone()),
+                Some(_) => Plan::Read(vec![(offset, len)]),
+            },
+            // Changed, or not in the previous backup (a grown disk): read it whole, since the
+            // part the extents miss is the previous content, not zeros.
+            (Some(_), _) => Plan::Read(vec![(offset, len)]),
+            (None, _) if covered.is_empty() => Plan::Hole,
+            (None, _) => Plan::Read(covered),
+        });
+    }
+    Ok(plans)
+}
+
+/// Sorts and merges extents, refusing any beyond the disk.
+fn normalize(extents: &[Extent], size: u64) -> Result<Vec<Extent>> {
+    let mut sorted: Vec<Extent> = extents.iter().copied().filter(|e| e.length > 0).collect();
+    sorted.sort();
+    let mut merged: Vec<Extent> = Vec::with_capacity(sorted.len());
+    for extent in sorted {
+        if extent.offset.checked_add(extent.length).is_none_or(|end| end > size) {
+            return Err(Error::InvalidInput {
+                what: "extent",
+                reason: format!("{}+{} is beyond the disk's {} bytes", extent.offset, extent.length, size),
+            });
+        }
+        match merged.last_mut() {
+            Some(last) if extent.offset <= last.end() => {
+                last.length = last.end().max(extent.end()) - last.offset
+            }
+            _ => merged.push(extent),
+        }
+    }
+    Ok(merged)
+}
+
+async fn read_chunk(
+    repo: &Repository,
+    disk: &DiskBackup<'_>,
+    offset: u64,
+    len: u64,
+    ranges: Vec<(u64, u64)>,
+    linear: Option<Sha256>,
+    zeros: Arc<Vec<u8>>,
+) -> Result<ReadChunk> {
+    let source = disk.source.clone();
+    let repo = repo.clone();
+    let name = disk.name.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = vec![0u8; len as usize];
+        for (from, n) in ranges {
+            let at = (from - offset) as usize;
+            source.read_at(from, &mut buf[at..at + n as usize]).map_err(|source| Error::Io {
+                context: format!("reading disk {name:?} at offset {from} ({n} bytes)"),
+                source,
+            })?;
+        }
+        let mut linear = linear;
+        if let Some(h) = linear.as_mut() {
+            h.update(&buf);
+        }
+        // Compared with a buffer of zeros (memcmp) rather than byte by byte.
+        if buf[..] == zeros[..buf.len()] {
+            return Ok(ReadChunk { data: None, linear });
+        }
+        let id = repo.keys().chunk_id(&buf);
+        let sha256 = hex::encode(Sha256::digest(&buf));
+        Ok(ReadChunk { data: Some((id, sha256, buf)), linear })
+    })
+    .await
+    .expect("reading a chunk does not panic")
+}
+
+async fn upload(repo: Repository, id: ChunkId, data: Vec<u8>) -> Result<u64> {
+    let sealer = repo.clone();
+    let sealed =
+        tokio::task::spawn_blocking(move || sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data))
+            .await
+            .expect("sealing does not panic");
+    let len = sealed.len() as u64;
+    repo.put(&id.object_path(), sealed).await?;
+    Ok(len)
+}
+
+/// Serializes a manifest as the plaintext JSON of its object (for golden files and tools).
+pub fn manifest_json(manifest: &BackupManifest) -> Vec<u8> {
+    to_json(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extents_are_merged_and_checked_against_the_size() {
+        let merged = normalize(&[Extent::new(10, 5), Extent::new(0, 12), Extent::new(20, 0)], 100).unwrap();
+        assert_eq!(merged, vec![Extent::new(0, 15)]);
+        assert!(normalize(&[Extent::new(90, 11)], 100).is_err());
+        assert!(normalize(&[Extent::new(u64::MAX, 2)], 100).is_err());
+    }
+}
