@@ -35,6 +35,7 @@ pub static ASSETS: &[Asset] = assets![
     "js/views/vm-overview.js",
     "js/views/snapshots.js",
     "js/views/snapshot-detail.js",
+    "js/views/schedules.js",
     "js/dialogs/dialog.js",
     "js/dialogs/take-snapshot.js",
     "js/dialogs/restore.js",
