@@ -131,7 +131,8 @@ async fn the_webhook_of_the_deploy_manifest_answers_with_kubevirts_rules() {
         [
             "/virtualmachinesnapshots-validate",
             "/virtualmachinerestores-validate",
-            "/virtualmachines-validate"
+            "/virtualmachines-validate",
+            "/virtualmachinesnapshotschedules-validate"
         ]
     );
 
