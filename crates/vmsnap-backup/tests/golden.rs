@@ -1,6 +1,7 @@
 //! Format v1 pinned by golden files: `tests/golden/repository-v1/` is a repository written once
 //! by this build's format (regenerate only for a new format version, with
-//! `cargo test -p vmsnap-backup --test golden -- --ignored`). Every later build must open it with
+//! `VMSNAP_REGENERATE_GOLDEN=1 cargo test -p vmsnap-backup --test golden`, which rewrites it and
+//! then checks it like every run). Every later build must open it with
 //! its passphrase (Argon2id at the recommended costs), list its backup with exactly the manifest
 //! in `tests/golden/manifest-v1.json`, restore the disk's known content, and re-encode the plain
 //! documents (`config`, the key file) byte for byte.
@@ -50,8 +51,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test]
-#[ignore = "writes the golden files; run only for a new format version"]
+/// Writes the golden repository (only for a new format version, see the module doc).
 async fn regenerate_golden_repository() {
     let dir = golden_dir().join("repository-v1");
     let _ = std::fs::remove_dir_all(&dir);
@@ -86,6 +86,9 @@ async fn regenerate_golden_repository() {
 
 #[tokio::test]
 async fn the_golden_repository_opens_lists_and_restores() {
+    if std::env::var("VMSNAP_REGENERATE_GOLDEN").is_ok_and(|v| v == "1") {
+        regenerate_golden_repository().await;
+    }
     // A copy: opening never writes, but a restore test must not risk the golden files.
     let work = tempfile::tempdir().unwrap();
     copy_dir(&golden_dir().join("repository-v1"), &work.path().join("repo"));
