@@ -12,9 +12,24 @@ pub mod watch;
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::seconds;
+use super::output::{OutputArgs, seconds};
+use super::parse_duration;
+
+/// How a command that creates an operation (`snapshot create`, `restore`) waits for it.
+#[derive(Args, Debug)]
+pub struct FollowArgs {
+    /// Print the name of the object created and return without waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// How long to wait for it to finish (the snapshot ready, the restore complete).
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
 
 /// Something to show.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,7 +8,9 @@ use kube::ResourceExt;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::snapshot::{VirtualMachineRestore, annotation, condition_type, find_condition, reason};
 
+use super::watch::{Change, Seen, Signal, Tracker};
 use super::{Outcome, Report, Sequence, StepState};
+use crate::cmd::errors::Kind;
 
 const STEPS: &[&str] = &["target stopped", "volumes restored", "VM updated", "complete"];
 const STOPPED: usize = 0;
@@ -20,6 +22,27 @@ const COMPLETE: usize = 3;
 const UPDATING_TARGET: &str = "Updating target spec";
 /// The restore controller's first reason.
 const INITIALIZING: &str = "Initializing VirtualMachineRestore";
+
+/// What the merged watches of a restore saw: the restore, its target VM and the target's
+/// instance (one watch each, in this order).
+pub enum RestoreSeen {
+    /// The restore.
+    Restore(Change<VirtualMachineRestore>),
+    /// Its target VM.
+    Vm(Change<VirtualMachine>),
+    /// The target VM's instance.
+    Vmi(Change<VirtualMachineInstance>),
+}
+
+impl Seen for RestoreSeen {
+    fn signal(&self) -> (usize, Signal<'_>) {
+        match self {
+            RestoreSeen::Restore(c) => (0, c.signal()),
+            RestoreSeen::Vm(c) => (1, c.signal()),
+            RestoreSeen::Vmi(c) => (2, c.signal()),
+        }
+    }
+}
 
 /// Follows one restore from its creation to `complete` (or failure).
 #[derive(Debug)]
@@ -46,17 +69,6 @@ impl RestoreTracker {
             steps: Sequence::new(STEPS),
             last: None,
         }
-    }
-
-    /// The restore was created with this UID: from now on, observations count.
-    pub fn created(&mut self, restore: &VirtualMachineRestore) -> Vec<Report> {
-        self.uid = restore.uid();
-        self.on_restore(restore, Duration::ZERO)
-    }
-
-    /// The end, if reached.
-    pub fn outcome(&self) -> Option<Outcome> {
-        self.steps.outcome()
     }
 
     /// A version of the restore.
@@ -127,6 +139,33 @@ impl RestoreTracker {
             UPDATED => StepState::seen(implied(&[UPDATED, COMPLETE]), None),
             _ => StepState::seen(seen[COMPLETE], None),
         })
+    }
+}
+
+impl Tracker for RestoreTracker {
+    type Seen = RestoreSeen;
+    type Object = VirtualMachineRestore;
+    const KIND: Kind = Kind::Restore;
+    const WAITING_FOR: &'static str = "the restore";
+
+    /// The restore was created with this UID: from now on, observations count.
+    fn created(&mut self, restore: &VirtualMachineRestore) -> Vec<Report> {
+        self.uid = restore.uid();
+        self.on_restore(restore, Duration::ZERO)
+    }
+
+    fn observe(&mut self, seen: RestoreSeen, at: Duration) -> Vec<Report> {
+        match seen {
+            RestoreSeen::Restore(Change::Applied(r)) => self.on_restore(&r, at),
+            RestoreSeen::Vm(Change::Applied(vm)) => self.on_vm(&vm, at),
+            RestoreSeen::Vmi(c) => c.object().map(|vmi| self.on_vmi(vmi, at)).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The end, if reached.
+    fn outcome(&self) -> Option<Outcome> {
+        self.steps.outcome()
     }
 }
 

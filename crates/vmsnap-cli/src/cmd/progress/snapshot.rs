@@ -13,7 +13,9 @@ use vmsnap_api::snapshot::{
 };
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
+use super::watch::{Change, Seen, Signal, Tracker};
 use super::{Outcome, Report, Sequence, StepState};
+use crate::cmd::errors::Kind;
 use crate::cmd::output::seconds;
 
 const STEPS: &[&str] = &["source locked", "guest frozen", "volumes cut", "guest thawed", "ready"];
@@ -22,6 +24,36 @@ const FROZEN: usize = 1;
 const CUT: usize = 2;
 const THAWED: usize = 3;
 const READY: usize = 4;
+
+/// What the merged watches of a snapshot saw: the snapshot, its VM and VMI, the contents and the
+/// VolumeSnapshots of the VM (one watch each, in this order).
+pub enum SnapshotSeen {
+    /// The snapshot.
+    Snapshot(Change<VirtualMachineSnapshot>),
+    /// Its source VM.
+    Vm(Change<VirtualMachine>),
+    /// The VM's instance.
+    Vmi(Change<VirtualMachineInstance>),
+    /// The snapshot contents.
+    Content(Change<VirtualMachineSnapshotContent>),
+    /// The VolumeSnapshots of the VM's snapshots.
+    VolumeSnapshot(Change<VolumeSnapshot>),
+}
+
+/// The VolumeSnapshot watch: optional, a cluster user may not be allowed to read them.
+pub const VOLUME_SNAPSHOT_WATCH: usize = 4;
+
+impl Seen for SnapshotSeen {
+    fn signal(&self) -> (usize, Signal<'_>) {
+        match self {
+            SnapshotSeen::Snapshot(c) => (0, c.signal()),
+            SnapshotSeen::Vm(c) => (1, c.signal()),
+            SnapshotSeen::Vmi(c) => (2, c.signal()),
+            SnapshotSeen::Content(c) => (3, c.signal()),
+            SnapshotSeen::VolumeSnapshot(c) => (VOLUME_SNAPSHOT_WATCH, c.signal()),
+        }
+    }
+}
 
 /// Follows one snapshot from its creation to `readyToUse` (or failure).
 #[derive(Debug)]
@@ -52,35 +84,9 @@ impl SnapshotTracker {
         }
     }
 
-    /// The snapshot was created with this UID: from now on, observations count.
-    pub fn created(&mut self, snapshot: &VirtualMachineSnapshot) -> Vec<Report> {
-        self.uid = snapshot.uid();
-        self.on_snapshot(snapshot, Duration::ZERO)
-    }
-
     /// The guest was frozen for this long (measured by this client from watch events).
     pub fn freeze_window(&self) -> Option<Duration> {
         Some(self.seen[THAWED]?.saturating_sub(self.seen[FROZEN]?))
-    }
-
-    /// The end, if reached: ready (and thawed, if it was frozen), or failed.
-    pub fn outcome(&self) -> Option<Outcome> {
-        self.steps.outcome()
-    }
-
-    /// Ready, but the thaw of a frozen guest was not seen yet.
-    pub fn awaiting_thaw(&self) -> bool {
-        self.seen[READY].is_some() && self.steps.printed(FROZEN) && self.seen[THAWED].is_none()
-    }
-
-    /// Gives up waiting for the thaw event (the snapshot is ready).
-    pub fn thaw_not_observed(&mut self) -> Vec<Report> {
-        self.expect_freeze = false;
-        let mut out = vec![Report::Note("the thaw of the guest was not observed".into())];
-        self.seen[THAWED] = None;
-        out.extend(self.steps.advance(|i| if i == THAWED { StepState::Skip } else { StepState::Wait }));
-        out.extend(self.advance());
-        out
     }
 
     /// A version of the snapshot.
@@ -218,6 +224,51 @@ impl SnapshotTracker {
             ),
             _ => StepState::seen(seen[READY], None),
         })
+    }
+}
+
+impl Tracker for SnapshotTracker {
+    type Seen = SnapshotSeen;
+    type Object = VirtualMachineSnapshot;
+    const KIND: Kind = Kind::Snapshot;
+    const WAITING_FOR: &'static str = "the snapshot";
+    const OPTIONAL_WATCHES: &'static [usize] = &[VOLUME_SNAPSHOT_WATCH];
+
+    /// The snapshot was created with this UID: from now on, observations count.
+    fn created(&mut self, snapshot: &VirtualMachineSnapshot) -> Vec<Report> {
+        self.uid = snapshot.uid();
+        self.on_snapshot(snapshot, Duration::ZERO)
+    }
+
+    fn observe(&mut self, seen: SnapshotSeen, at: Duration) -> Vec<Report> {
+        match seen {
+            SnapshotSeen::Snapshot(Change::Applied(s)) => self.on_snapshot(&s, at),
+            SnapshotSeen::Vm(Change::Applied(vm)) => self.on_vm(&vm, at),
+            SnapshotSeen::Vmi(c) => c.object().map(|vmi| self.on_vmi(vmi, at)).unwrap_or_default(),
+            SnapshotSeen::Content(Change::Applied(c)) => self.on_content(&c, at),
+            SnapshotSeen::VolumeSnapshot(Change::Applied(vs)) => self.on_volume_snapshot(&vs, at),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The end, if reached: ready (and thawed, if it was frozen), or failed.
+    fn outcome(&self) -> Option<Outcome> {
+        self.steps.outcome()
+    }
+
+    /// Ready, but the thaw of a frozen guest was not seen yet.
+    fn lingers(&self) -> bool {
+        self.seen[READY].is_some() && self.steps.printed(FROZEN) && self.seen[THAWED].is_none()
+    }
+
+    /// Gives up waiting for the thaw event (the snapshot is ready).
+    fn give_up(&mut self) -> Vec<Report> {
+        self.expect_freeze = false;
+        let mut out = vec![Report::Note("the thaw of the guest was not observed".into())];
+        self.seen[THAWED] = None;
+        out.extend(self.steps.advance(|i| if i == THAWED { StepState::Skip } else { StepState::Wait }));
+        out.extend(self.advance());
+        out
     }
 }
 

@@ -4,10 +4,9 @@
 mod checks;
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use futures::StreamExt;
 use serde_json::json;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, run_strategy};
 use vmsnap_api::snapshot::{
@@ -16,11 +15,11 @@ use vmsnap_api::snapshot::{
 
 use super::client::{ConnectionArgs, Session};
 use super::errors::{self, CliError, CliResult, Exit, Kind};
-use super::output::{OutputArgs, create_and_print, print_objects, seconds};
-use super::progress::restore::RestoreTracker;
-use super::progress::watch::{self, Change, Followed, Seen, Signal};
-use super::progress::{Outcome, Progress, Report};
-use super::{parse_duration, timestamp_suffix};
+use super::output::{create_and_print, print_objects, seconds};
+use super::progress::FollowArgs;
+use super::progress::restore::{RestoreSeen, RestoreTracker};
+use super::progress::watch::{self, Request, Run};
+use super::timestamp_suffix;
 use checks::RunningTarget;
 
 /// `vmsnap restore`.
@@ -51,14 +50,8 @@ pub struct RestoreArgs {
     /// Name of the VirtualMachineRestore [default: TARGET-restore-YYYYMMDD-HHMMSS]
     #[arg(long)]
     name: Option<String>,
-    /// Print the restore's name and return without waiting.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the restore to complete.
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Duration,
     #[command(flatten)]
-    output: OutputArgs,
+    follow: FollowArgs,
 }
 
 /// `volumeRestorePolicy`.
@@ -79,40 +72,6 @@ impl VolumePolicy {
             VolumePolicy::InPlace => volume_restore_policy::IN_PLACE,
             VolumePolicy::PrefixTargetName => volume_restore_policy::PREFIX_TARGET_NAME,
         }
-    }
-}
-
-enum RestoreSeen {
-    Restore(Change<VirtualMachineRestore>),
-    Vm(Change<VirtualMachine>),
-    Vmi(Change<VirtualMachineInstance>),
-}
-
-impl Seen for RestoreSeen {
-    fn signal(&self) -> (usize, Signal<'_>) {
-        let (i, signal) = match self {
-            RestoreSeen::Restore(c) => (0, signal_of(c)),
-            RestoreSeen::Vm(c) => (1, signal_of(c)),
-            RestoreSeen::Vmi(c) => (2, signal_of(c)),
-        };
-        (i, signal)
-    }
-}
-
-fn signal_of<K>(c: &Change<K>) -> Signal<'_> {
-    match c {
-        Change::Synced => Signal::Synced,
-        Change::Failed(e) => Signal::Failed(e),
-        _ => Signal::Object,
-    }
-}
-
-fn observe(t: &mut RestoreTracker, seen: RestoreSeen, at: Duration) -> Vec<Report> {
-    match seen {
-        RestoreSeen::Restore(Change::Applied(r)) => t.on_restore(&r, at),
-        RestoreSeen::Vm(Change::Applied(vm)) => t.on_vm(&vm, at),
-        RestoreSeen::Vmi(c) => c.object().map(|vmi| t.on_vmi(vmi, at)).unwrap_or_default(),
-        _ => Vec::new(),
     }
 }
 
@@ -139,63 +98,42 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
 
     let name = args.name.clone().unwrap_or_else(|| format!("{target}-restore-{}", timestamp_suffix()));
     let object = restore_object(&args, &name, &target, policy)?;
-    let api = session.api::<VirtualMachineRestore>();
     // KubeVirt's admission refuses a second restore of a VM whose restore is in progress before the
     // API server sees the name clash, so the name is checked first to say what actually went wrong.
     if session.get_opt::<VirtualMachineRestore>(Kind::Restore, &name).await?.is_some() {
         return Err(errors::already_exists(&session.target(Kind::Restore, &name)));
     }
-    if args.no_wait {
-        return create_and_print(&session, Kind::Restore, &name, &object, args.output.output).await;
+    if args.follow.no_wait {
+        return create_and_print(&session, Kind::Restore, &name, &object, args.follow.output.output).await;
     }
-    let mut stream = watch::merge(vec![
-        watch::named(api.clone(), &name).map(RestoreSeen::Restore).boxed(),
-        watch::named(session.api::<VirtualMachine>(), &target).map(RestoreSeen::Vm).boxed(),
-        watch::named(session.api::<VirtualMachineInstance>(), &target).map(RestoreSeen::Vmi).boxed(),
-    ]);
-    watch::sync(&mut stream, 3, &[], &session, |_| {}).await?;
+    let mut stream = watch::merge(watch::object_and_vm(
+        &session,
+        &name,
+        &target,
+        RestoreSeen::Restore,
+        RestoreSeen::Vm,
+        RestoreSeen::Vmi,
+    ));
     let title = format!("Restore \"{name}\" of VM \"{target}\" from snapshot \"{}\":", args.snapshot);
-    let progress = Progress::start(&title);
-    let start = Instant::now();
-    let created = session.create(Kind::Restore, &name, &object).await.inspect_err(|_| progress.finish())?;
-    let tracker = std::cell::RefCell::new(RestoreTracker::new(&name, vmi.is_some()));
-    progress.show(&tracker.borrow_mut().created(&created));
-    progress.waiting_for("the restore");
-    let followed = watch::follow(
-        &mut stream,
-        &progress,
-        start,
-        args.timeout,
-        |seen, at| observe(&mut tracker.borrow_mut(), seen, at),
-        || tracker.borrow().outcome(),
-        || false,
-        Vec::new,
-    )
-    .await;
-    progress.finish();
-    let tracker = tracker.into_inner();
-    match followed {
-        Followed::Outcome(Outcome::Done) => {}
-        Followed::Outcome(Outcome::Failed(why)) => {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!(
-                    "restore \"{name}\" of VM \"{target}\" failed: {why}: delete it before trying again with: kubectl delete vmrestore {name}"
-                ),
-            ));
-        }
-        Followed::TimedOut => {
-            return Err(CliError::new(
-                Exit::Timeout,
-                format!(
-                    "restore \"{name}\" of VM \"{target}\" is not complete after {}: it goes on in the background; follow it with: kubectl get vmrestore {name} -o yaml",
-                    vmsnap_api::duration::format(args.timeout)
-                ),
-            ));
-        }
-    }
+    let request = Request { name: &name, object: &object, title, timeout: args.follow.timeout };
+    let Run { followed, tracker, created, start } =
+        watch::create_and_follow(&session, request, &mut stream, RestoreTracker::new(&name, vmi.is_some()))
+            .await?;
+    followed.done(
+        |why| {
+            format!(
+                "restore \"{name}\" of VM \"{target}\" failed: {why}: delete it before trying again with: kubectl delete vmrestore {name}"
+            )
+        },
+        || {
+            format!(
+                "restore \"{name}\" of VM \"{target}\" is not complete after {}: it goes on in the background; follow it with: kubectl get vmrestore {name} -o yaml",
+                vmsnap_api::duration::format(args.follow.timeout)
+            )
+        },
+    )?;
     let restore = tracker.last.clone().unwrap_or(created);
-    match args.output.output {
+    match args.follow.output.output {
         Some(format) => print_objects(&[restore], format, true)?,
         None => summary(&session, &restore, &target, &args.snapshot, start.elapsed()).await,
     }

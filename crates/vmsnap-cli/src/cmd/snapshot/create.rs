@@ -2,7 +2,7 @@
 //! it with watches until it is ready, then prints a summary (indications, disks, freeze window).
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use futures::StreamExt;
@@ -15,11 +15,11 @@ use vmsnap_api::volumesnapshot::VolumeSnapshot;
 use super::details::{Catalog, disk_lines, disks, indication_lines};
 use crate::cmd::client::{ConnectionArgs, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
-use crate::cmd::output::{OutputArgs, create_and_print, print_objects, seconds};
-use crate::cmd::progress::snapshot::SnapshotTracker;
-use crate::cmd::progress::watch::{self, Change, Followed, Seen, Signal};
-use crate::cmd::progress::{Outcome, Progress};
-use crate::cmd::{parse_deadline, parse_duration, timestamp_suffix};
+use crate::cmd::output::{create_and_print, print_objects, seconds};
+use crate::cmd::progress::FollowArgs;
+use crate::cmd::progress::snapshot::{SnapshotSeen, SnapshotTracker};
+use crate::cmd::progress::watch::{self, Request, Run};
+use crate::cmd::{parse_deadline, timestamp_suffix};
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap snapshot create db                      # wait, showing progress, then a summary
@@ -41,56 +41,8 @@ pub struct CreateArgs {
     /// Keep the volume snapshots when the snapshot is deleted (deletionPolicy Retain).
     #[arg(long)]
     retain: bool,
-    /// Print the snapshot's name and return without waiting.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the snapshot to be ready.
-    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Duration,
     #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// What the merged watches of a snapshot saw.
-enum SnapshotSeen {
-    Snapshot(Change<VirtualMachineSnapshot>),
-    Vm(Change<VirtualMachine>),
-    Vmi(Change<VirtualMachineInstance>),
-    Content(Change<VirtualMachineSnapshotContent>),
-    VolumeSnapshot(Change<VolumeSnapshot>),
-}
-
-/// The VolumeSnapshot watch: optional, a cluster user may not be allowed to read them.
-const VOLUME_SNAPSHOT_WATCH: usize = 4;
-
-impl Seen for SnapshotSeen {
-    fn signal(&self) -> (usize, Signal<'_>) {
-        fn of<K>(i: usize, c: &Change<K>) -> (usize, Signal<'_>) {
-            match c {
-                Change::Synced => (i, Signal::Synced),
-                Change::Failed(e) => (i, Signal::Failed(e)),
-                _ => (i, Signal::Object),
-            }
-        }
-        match self {
-            SnapshotSeen::Snapshot(c) => of(0, c),
-            SnapshotSeen::Vm(c) => of(1, c),
-            SnapshotSeen::Vmi(c) => of(2, c),
-            SnapshotSeen::Content(c) => of(3, c),
-            SnapshotSeen::VolumeSnapshot(c) => of(VOLUME_SNAPSHOT_WATCH, c),
-        }
-    }
-}
-
-fn observe(t: &mut SnapshotTracker, seen: SnapshotSeen, at: Duration) -> Vec<crate::cmd::progress::Report> {
-    match seen {
-        SnapshotSeen::Snapshot(Change::Applied(s)) => t.on_snapshot(&s, at),
-        SnapshotSeen::Vm(Change::Applied(vm)) => t.on_vm(&vm, at),
-        SnapshotSeen::Vmi(c) => c.object().map(|vmi| t.on_vmi(vmi, at)).unwrap_or_default(),
-        SnapshotSeen::Content(Change::Applied(c)) => t.on_content(&c, at),
-        SnapshotSeen::VolumeSnapshot(Change::Applied(vs)) => t.on_volume_snapshot(&vs, at),
-        _ => Vec::new(),
-    }
+    follow: FollowArgs,
 }
 
 fn snapshot_object(args: &CreateArgs, name: &str) -> CliResult<VirtualMachineSnapshot> {
@@ -114,59 +66,44 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
     session.get::<VirtualMachine>(Kind::Vm, &args.vm).await?;
     let name = args.name.clone().unwrap_or_else(|| format!("{}-{}", args.vm, timestamp_suffix()));
     let object = snapshot_object(&args, &name)?;
-    let api = session.api::<VirtualMachineSnapshot>();
-    if args.no_wait {
-        return create_and_print(&session, Kind::Snapshot, &name, &object, args.output.output).await;
+    if args.follow.no_wait {
+        return create_and_print(&session, Kind::Snapshot, &name, &object, args.follow.output.output).await;
     }
 
     let vmi = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &args.vm).await?;
     let expect_freeze = vmi.as_ref().is_some_and(can_freeze);
-    let mut stream = watch::merge(vec![
-        watch::named(api.clone(), &name).map(SnapshotSeen::Snapshot).boxed(),
-        watch::named(session.api::<VirtualMachine>(), &args.vm).map(SnapshotSeen::Vm).boxed(),
-        watch::named(session.api::<VirtualMachineInstance>(), &args.vm).map(SnapshotSeen::Vmi).boxed(),
+    let mut watches = watch::object_and_vm(
+        &session,
+        &name,
+        &args.vm,
+        SnapshotSeen::Snapshot,
+        SnapshotSeen::Vm,
+        SnapshotSeen::Vmi,
+    );
+    watches.push(
         watch::changes(session.api::<VirtualMachineSnapshotContent>(), Default::default())
             .map(SnapshotSeen::Content)
             .boxed(),
-        volume_snapshots(&session, &args.vm),
-    ]);
-    watch::sync(&mut stream, 5, &[VOLUME_SNAPSHOT_WATCH], &session, |_| {}).await?;
-
-    let progress = Progress::start(&format!("Snapshot \"{name}\" of VM \"{}\":", args.vm));
-    let start = Instant::now();
-    let created = session.create(Kind::Snapshot, &name, &object).await.inspect_err(|_| progress.finish())?;
-    let tracker = std::cell::RefCell::new(SnapshotTracker::new(&name, expect_freeze));
-    progress.show(&tracker.borrow_mut().created(&created));
-    progress.waiting_for("the snapshot");
-    let followed = watch::follow(
-        &mut stream,
-        &progress,
-        start,
-        args.timeout,
-        |seen, at| observe(&mut tracker.borrow_mut(), seen, at),
-        || tracker.borrow().outcome(),
-        || tracker.borrow().awaiting_thaw(),
-        || tracker.borrow_mut().thaw_not_observed(),
-    )
-    .await;
-    progress.finish();
-    let tracker = tracker.into_inner();
+    );
+    watches.push(volume_snapshots(&session, &args.vm));
+    let mut stream = watch::merge(watches);
+    let title = format!("Snapshot \"{name}\" of VM \"{}\":", args.vm);
+    let request = Request { name: &name, object: &object, title, timeout: args.follow.timeout };
+    let Run { followed, tracker, created, start } =
+        watch::create_and_follow(&session, request, &mut stream, SnapshotTracker::new(&name, expect_freeze))
+            .await?;
     let elapsed = start.elapsed();
-    match followed {
-        Followed::Outcome(Outcome::Done) => {}
-        Followed::Outcome(Outcome::Failed(why)) => {
-            return Err(CliError::new(
-                Exit::Failed,
-                format!(
-                    "snapshot \"{name}\" of VM \"{}\" failed: {why}: see the details with: vmsnap snapshot describe {name}",
-                    args.vm
-                ),
-            ));
-        }
-        Followed::TimedOut => return Err(timed_out(&name, &args, tracker.last.as_ref())),
-    }
+    followed.done(
+        |why| {
+            format!(
+                "snapshot \"{name}\" of VM \"{}\" failed: {why}: see the details with: vmsnap snapshot describe {name}",
+                args.vm
+            )
+        },
+        || timed_out(&name, &args, tracker.last.as_ref()),
+    )?;
     let snapshot = tracker.last.clone().unwrap_or(created);
-    match args.output.output {
+    match args.follow.output.output {
         Some(format) => print_objects(&[snapshot], format, true)?,
         None => summary(&session, &snapshot, &args.vm, elapsed, tracker.freeze_window(), vmi.as_ref()).await,
     }
@@ -188,18 +125,15 @@ fn can_freeze(vmi: &VirtualMachineInstance) -> bool {
         && !has(vmi_condition::PAUSED)
 }
 
-fn timed_out(name: &str, args: &CreateArgs, last: Option<&VirtualMachineSnapshot>) -> CliError {
+fn timed_out(name: &str, args: &CreateArgs, last: Option<&VirtualMachineSnapshot>) -> String {
     let phase = last
         .and_then(|s| s.status.as_ref())
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "not started".into());
-    CliError::new(
-        Exit::Timeout,
-        format!(
-            "snapshot \"{name}\" of VM \"{}\" is not ready after {} (phase {phase}): it goes on in the background; follow it with: vmsnap snapshot describe {name}",
-            args.vm,
-            vmsnap_api::duration::format(args.timeout)
-        ),
+    format!(
+        "snapshot \"{name}\" of VM \"{}\" is not ready after {} (phase {phase}): it goes on in the background; follow it with: vmsnap snapshot describe {name}",
+        args.vm,
+        vmsnap_api::duration::format(args.follow.timeout)
     )
 }
 
