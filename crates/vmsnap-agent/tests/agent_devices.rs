@@ -14,6 +14,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use support::cluster::{Cluster, NS, VMS, phase, running_with_agent};
+use support::manifests::{GuestDisk, guest_vm_yaml};
 use vmsnap_storage::{LiveBlockOps, SnapshotId, VolumeDriver, VolumeId};
 use vmsnap_testing::await_value;
 
@@ -27,39 +28,11 @@ const COLD_SERIAL: &str = "scsi-cold-plugged-disk-with-a-long-serial";
 /// more than the 20 of a virtio-blk serial.
 const HOT: &str = "test-volume-abcdefghijkl";
 
-const SCSI_VM_YAML: &str = r#"
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: scsivm
-spec:
-  runStrategy: Always
-  template:
-    spec:
-      domain:
-        firmware:
-          kernelBoot:
-            container:
-              image: vmsnap.local/test-guest:latest
-        memory:
-          guest: 256Mi
-        devices:
-          disks:
-          - name: data
-            disk:
-              bus: virtio
-          - name: cold
-            disk:
-              bus: scsi
-            serial: scsi-cold-plugged-disk-with-a-long-serial
-      volumes:
-      - name: data
-        persistentVolumeClaim:
-          claimName: data-pvc
-      - name: cold
-        persistentVolumeClaim:
-          claimName: cold-pvc
-"#;
+/// `scsivm`: the test guest with a virtio disk and a cold-plugged SCSI disk with a long serial.
+fn scsi_vm_yaml() -> String {
+    let cold = GuestDisk { name: "cold", bus: "scsi", claim: "cold-pvc", serial: Some(COLD_SERIAL) };
+    guest_vm_yaml("scsivm", "Always", &[GuestDisk::virtio("data", "data-pvc"), cold])
+}
 
 /// The guest writes the same counter, 1, 2, 3..., to a file on each disk in turn
 /// (data, then cold, then hot), each write `O_DIRECT` so it reaches QEMU before the
@@ -122,7 +95,7 @@ async fn scsi_disks_with_long_serials_are_cold_and_hot_plugged_and_snapshotted_w
     let data = cluster.volume("data-pvc", 64 << 20).await?;
     let cold = cluster.volume("cold-pvc", 64 << 20).await?;
     let hot = cluster.volume("hot-pvc", 64 << 20).await?;
-    cluster.apply(SCSI_VM_YAML).await?;
+    cluster.apply(&scsi_vm_yaml()).await?;
     let vmi =
         await_value(&cluster.vmis(), "scsivm", BOOT, |v| running_with_agent(v).then(|| v.clone())).await?;
 

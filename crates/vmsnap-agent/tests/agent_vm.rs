@@ -15,6 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 use support::cluster::{Cluster, NS, VMIS, VMS, ms, phase, printable, running_with_agent, vmi_condition};
+use support::manifests::{GuestDisk, guest_vm_yaml};
 use support::{largest_gap_us, qcow2, sha256};
 use vmsnap_storage::{LiveBlockOps, LiveSwitch, VolumeDriver, VolumeId};
 use vmsnap_testing::await_value;
@@ -24,35 +25,10 @@ use vmsnap_vmm::Vmm;
 const BOOT: Duration = Duration::from_secs(120);
 const SHORT: Duration = Duration::from_secs(20);
 
-const VM_YAML: &str = r#"
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: testvm
-spec:
-  runStrategy: Always
-  template:
-    metadata:
-      labels:
-        app: demo
-    spec:
-      domain:
-        firmware:
-          kernelBoot:
-            container:
-              image: vmsnap.local/test-guest:latest
-        memory:
-          guest: 256Mi
-        devices:
-          disks:
-          - name: data
-            disk:
-              bus: virtio
-      volumes:
-      - name: data
-        persistentVolumeClaim:
-          claimName: data-pvc
-"#;
+/// `testvm`: the test guest with one virtio disk on `data-pvc`, always running.
+fn vm_yaml() -> String {
+    guest_vm_yaml("testvm", "Always", &[GuestDisk::virtio("data", "data-pvc")])
+}
 
 fn api_status(error: anyhow::Error) -> (u16, String) {
     match error.downcast::<kube::Error>() {
@@ -99,7 +75,7 @@ async fn a_vm_applied_with_kubectl_runs_freezes_hotplugs_and_keeps_its_data_acro
     cluster.volume("hot-pvc", 32 << 20).await?;
     let vmi_hot = cluster.volume("vmi-hot-pvc", 32 << 20).await?;
     let applied = Instant::now();
-    cluster.apply(VM_YAML).await?;
+    cluster.apply(&vm_yaml()).await?;
 
     // The VM runs, with its guest agent connected, and says so.
     let vmi =

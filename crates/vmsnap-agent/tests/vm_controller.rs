@@ -11,31 +11,16 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use support::cluster::{Cluster, NS, VMS, phase, printable, vmi_condition};
+use support::manifests::{GuestDisk, guest_vm_yaml};
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_testing::await_value;
 
 const SHORT: Duration = Duration::from_secs(20);
 
-const MANUAL_YAML: &str = r#"
-apiVersion: kubevirt.io/v1
-kind: VirtualMachine
-metadata:
-  name: manual
-spec:
-  runStrategy: Manual
-  template:
-    spec:
-      domain:
-        firmware:
-          kernelBoot:
-            container:
-              image: vmsnap.local/test-guest:latest
-        devices: {}
-      volumes:
-      - name: data
-        persistentVolumeClaim:
-          claimName: missing-pvc
-"#;
+/// `manual`: a VM with run strategy Manual whose only disk's claim does not exist.
+fn manual_yaml() -> String {
+    guest_vm_yaml("manual", "Manual", &[GuestDisk::virtio("data", "missing-pvc")])
+}
 
 const TEMPLATED_YAML: &str = r#"
 apiVersion: kubevirt.io/v1
@@ -79,7 +64,7 @@ fn requests(vm: &vmsnap_api::kubevirt::VirtualMachine) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manual_vm_starts_and_stops_only_on_request_and_reports_its_missing_claim() -> Result<()> {
     let cluster = Cluster::start_without_guests().await?;
-    cluster.apply(MANUAL_YAML).await?;
+    cluster.apply(&manual_yaml()).await?;
 
     // Created but not started: Stopped, never run.
     let vm =
@@ -198,7 +183,7 @@ async fn data_volume_templates_are_created_owned_and_hold_the_start_until_popula
 async fn vms_carry_kubevirts_finalizer_and_firmware_uuid_and_each_start_records_its_revision() -> Result<()> {
     use k8s_openapi::api::apps::v1::ControllerRevision;
     let cluster = Cluster::start_without_guests().await?;
-    cluster.apply(MANUAL_YAML).await?;
+    cluster.apply(&manual_yaml()).await?;
     let vm = await_value(&cluster.vms(), "manual", SHORT, |vm| {
         let uuid = vm.spec.template.spec.domain.firmware.as_ref()?.uuid.clone()?;
         vm.metadata

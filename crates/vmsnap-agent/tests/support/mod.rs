@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset of these helpers.
 
 pub mod cluster;
+pub mod manifests;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
