@@ -14,49 +14,41 @@ fn meta_schema() -> Value {
     vmsnap_apiserver::registry_kinds().iter().find(|t| t.kind == "Namespace").unwrap().schema["properties"]["metadata"].clone()
 }
 
+/// Validates a `snapshot.kubevirt.io/v1beta1` object against the CRD of its kind.
+fn check_v1beta1(yaml: &str) {
+    let kind: Value = serde_norway::from_str::<Value>(yaml).unwrap()["kind"].clone();
+    let file = format!("{}s.yaml", kind.as_str().unwrap().to_lowercase());
+    check(&file, "v1beta1", yaml);
+}
+
 fn check(file: &str, version: &str, yaml: &str) {
     let mut obj: Value = serde_norway::from_str(yaml).unwrap();
     let report = validate(&mut obj, &crd_schema(file, version), &meta_schema());
     assert_eq!(report, Report::default(), "{yaml}");
 }
 
+/// The user guide's snapshot of VM `larry`, without its `apiVersion`.
+const SNAP_LARRY: &str = "
+kind: VirtualMachineSnapshot
+metadata:
+  name: snap-larry
+spec:
+  source:
+    apiGroup: kubevirt.io
+    kind: VirtualMachine
+    name: larry
+";
+
 #[test]
 fn the_user_guide_snapshot_and_restore_examples_validate() {
-    check(
-        "virtualmachinesnapshots.yaml",
-        "v1beta1",
-        "
-apiVersion: snapshot.kubevirt.io/v1beta1
-kind: VirtualMachineSnapshot
-metadata:
-  name: snap-larry
-spec:
-  source:
-    apiGroup: kubevirt.io
-    kind: VirtualMachine
-    name: larry
-  failureDeadline: 1m
-  deletionPolicy: Retain
-",
-    );
-    check(
-        "virtualmachinesnapshots.yaml",
-        "v1alpha1",
-        "
-apiVersion: snapshot.kubevirt.io/v1alpha1
-kind: VirtualMachineSnapshot
-metadata:
-  name: snap-larry
-spec:
-  source:
-    apiGroup: kubevirt.io
-    kind: VirtualMachine
-    name: larry
-",
-    );
-    check(
-        "virtualmachinerestores.yaml",
-        "v1beta1",
+    // Each served version, v1beta1 with the spec fields it added.
+    for (version, more_spec) in
+        [("v1beta1", "  failureDeadline: 1m\n  deletionPolicy: Retain\n"), ("v1alpha1", "")]
+    {
+        let snapshot = format!("apiVersion: snapshot.kubevirt.io/{version}{SNAP_LARRY}{more_spec}");
+        check("virtualmachinesnapshots.yaml", version, &snapshot);
+    }
+    check_v1beta1(
         r#"
 apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineRestore
@@ -84,9 +76,7 @@ spec:
 
 #[test]
 fn statuses_as_kubevirts_controllers_write_them_validate() {
-    check(
-        "virtualmachinesnapshots.yaml",
-        "v1beta1",
+    check_v1beta1(
         r#"
 apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineSnapshot
@@ -108,9 +98,7 @@ status:
   snapshotVolumes: {includedVolumes: [rootdisk], excludedVolumes: [cloudinitdisk]}
 "#,
     );
-    check(
-        "virtualmachinerestores.yaml",
-        "v1beta1",
+    check_v1beta1(
         r#"
 apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineRestore
@@ -127,9 +115,7 @@ status:
   - {type: Ready, status: "True", reason: Operation complete, lastProbeTime: null, lastTransitionTime: "2026-11-25T03:00:00Z"}
 "#,
     );
-    check(
-        "virtualmachinesnapshotcontents.yaml",
-        "v1beta1",
+    check_v1beta1(
         r#"
 apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineSnapshotContent

@@ -3,6 +3,20 @@
 //! CLI as a user drives them. They need QEMU and the test guest image (`cargo xtask test` builds
 //! it first); a missing QEMU is a failure, not a skip, unless `VMSNAP_ALLOW_SKIP=1`.
 
+/// One test per `Entry` of a KubeVirt `DescribeTable`: each entry's doc (the table and entry as
+/// KubeVirt names them), test name and the call of the table's body with the entry's arguments.
+macro_rules! table_entries {
+    ($($(#[doc = $doc:expr])+ $name:ident => $body:expr;)+) => {
+        $(
+            $(#[doc = $doc])+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                $body.await;
+            }
+        )+
+    };
+}
+
 mod cluster_mode;
 mod crash;
 mod full_disk;

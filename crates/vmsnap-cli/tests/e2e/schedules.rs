@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use vmsnap_api::k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use crate::support::*;
@@ -32,8 +32,13 @@ async fn create_vms(vmsnap: &Vmsnap, vms: &[(&str, &[(&str, &str)])]) {
     }
 }
 
-async fn create_schedule(vmsnap: &Vmsnap, json: &str) {
-    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], json).await.ok();
+/// Creates the VirtualMachineSnapshotSchedule `name` with `spec`.
+async fn create_schedule(vmsnap: &Vmsnap, name: &str, spec: Value) {
+    let schedule = json!({
+        "apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule",
+        "metadata": {"name": name}, "spec": spec,
+    });
+    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &schedule.to_string()).await.ok();
 }
 
 /// A scheduled snapshot as seen: (VM, run time, lateness of its creation, phase).
@@ -86,13 +91,9 @@ async fn a_one_minute_schedule_runs_on_time_keeps_the_last_three_and_takes_in_a_
         &[("sched-a", labelled), ("sched-b", labelled), ("sched-c", labelled), ("sched-d", &[])],
     )
     .await;
-    create_schedule(
-        &vmsnap,
-        r#"{"apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule",
-            "metadata": {"name": "minutely"},
-            "spec": {"selector": {"matchLabels": {"tier": "scheduled"}}, "every": "1m", "keep": {"last": 3}}}"#,
-    )
-    .await;
+    let spec =
+        json!({"selector": {"matchLabels": {"tier": "scheduled"}}, "every": "1m", "keep": {"last": 3}});
+    create_schedule(&vmsnap, "minutely", spec).await;
 
     // Six runs; the fourth VM is labelled between the second and the third.
     let mut ever: BTreeMap<String, Seen> = BTreeMap::new();
@@ -192,12 +193,8 @@ async fn a_one_minute_schedule_runs_on_time_keeps_the_last_three_and_takes_in_a_
 async fn a_server_down_for_three_ticks_takes_one_catch_up_run() {
     let Some(mut vmsnap) = start("tcg") else { return };
     create_vms(&vmsnap, &[("catchup", &[])]).await;
-    create_schedule(
-        &vmsnap,
-        r#"{"apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule",
-            "metadata": {"name": "catchup"}, "spec": {"vmName": "catchup", "every": "1m", "startingDeadlineSeconds": 120}}"#,
-    )
-    .await;
+    let spec = json!({"vmName": "catchup", "every": "1m", "startingDeadlineSeconds": 120});
+    create_schedule(&vmsnap, "catchup", spec).await;
     until("the first run", Duration::from_secs(75), async || {
         !scheduled_snapshots(&vmsnap, "catchup").await.is_empty()
     })
@@ -241,13 +238,11 @@ async fn a_vm_whose_freeze_fails_is_reported_while_the_others_runs_go_on() {
     let fail_freeze = "printf '#!/bin/sh\\n[ \"$1\" != freeze ]\\n' > /etc/qemu/fsfreeze-hook.d/00-fail && \
                        chmod +x /etc/qemu/fsfreeze-hook.d/00-fail";
     vmsnap.sh("frozen-bad", fail_freeze).await.unwrap();
-    create_schedule(
-        &vmsnap,
-        r#"{"apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule",
-            "metadata": {"name": "freezing"},
-            "spec": {"selector": {"matchLabels": {"backup": "yes"}}, "every": "1m", "failurePolicy": {"consecutiveFailures": 2}}}"#,
-    )
-    .await;
+    let spec = json!({
+        "selector": {"matchLabels": {"backup": "yes"}}, "every": "1m",
+        "failurePolicy": {"consecutiveFailures": 2},
+    });
+    create_schedule(&vmsnap, "freezing", spec).await;
     let vm_status = |schedule: &Value, vm: &str| -> Value {
         schedule["status"]["vms"]
             .as_array()

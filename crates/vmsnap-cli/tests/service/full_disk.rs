@@ -72,14 +72,8 @@ fn a_full_data_disk_starts_and_lets_the_user_delete_to_free_space() {
     }
     if with_disk {
         serve.apply(CLAIM);
-        let bound = serve.kubectl(&[
-            "wait",
-            "pvc",
-            "scratch",
-            "--for=jsonpath={.status.phase}=Bound",
-            "--timeout=60s",
-        ]);
-        assert_eq!(bound.code, 0, "{}\n{}", bound.stderr, serve.log());
+        let bound = "jsonpath={.status.phase}=Bound";
+        serve.wait_for(["pvc", "scratch"], bound, Duration::from_secs(60), "the claim bound");
     }
     let layers = layer_files(&data);
     serve.stop();

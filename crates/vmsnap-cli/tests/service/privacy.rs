@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -139,20 +140,12 @@ fn a_service_users_data_directory_is_private_to_it_and_kept_so() {
         // A running VM (QEMU's sockets, pid file, console log, its disk's layers) with a snapshot.
         let example = |name: &str| vmsnap_testing::serve::repository_root().join("examples").join(name);
         serve.kubectl(&["apply", "-f", example("vm.yaml").to_str().unwrap()]).ok();
-        let boot = format!("--timeout={}s", vmsnap_testing::serve::BOOT_TIMEOUT.as_secs());
-        let ready = serve.kubectl(&["wait", "vm", "demo", "--for", "condition=Ready", &boot]);
-        assert_eq!(ready.code, 0, "the VM did not start: {}\n{}", ready.stderr, serve.log());
-        let agent = serve.kubectl(&["wait", "vmi", "demo", "--for", "condition=AgentConnected", &boot]);
-        assert_eq!(agent.code, 0, "no guest agent: {}\n{}", agent.stderr, serve.log());
+        let boot = vmsnap_testing::serve::BOOT_TIMEOUT;
+        serve.wait_for(["vm", "demo"], "condition=Ready", boot, "the VM start");
+        serve.wait_for(["vmi", "demo"], "condition=AgentConnected", boot, "the guest agent connection");
         serve.kubectl(&["apply", "-f", example("snapshot.yaml").to_str().unwrap()]).ok();
-        let snapshot = serve.kubectl(&[
-            "wait",
-            "vmsnapshot",
-            "demo-snapshot",
-            "--for=jsonpath={.status.readyToUse}=true",
-            "--timeout=180s",
-        ]);
-        assert_eq!(snapshot.code, 0, "the snapshot did not complete: {}\n{}", snapshot.stderr, serve.log());
+        let ready = "jsonpath={.status.readyToUse}=true";
+        serve.wait_for(["vmsnapshot", "demo-snapshot"], ready, Duration::from_secs(180), "the snapshot");
     }
 
     let entries = walk(&data);

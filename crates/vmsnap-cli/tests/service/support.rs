@@ -259,6 +259,16 @@ impl Serve {
             .run_with_stdin(args, stdin)
     }
 
+    /// `kubectl wait OBJECT --for=CONDITION --timeout=TIMEOUT` (`object` as kubectl takes it, such
+    /// as `["pvc", "scratch"]`), failing the test with kubectl's error and the log unless it held.
+    #[track_caller]
+    pub fn wait_for(&self, object: [&str; 2], condition: &str, timeout: std::time::Duration, what: &str) {
+        let (condition, timeout) =
+            (format!("--for={condition}"), format!("--timeout={}s", timeout.as_secs()));
+        let waited = self.kubectl(&["wait", object[0], object[1], &condition, &timeout]);
+        assert_eq!(waited.code, 0, "{what} did not happen: {}\n{}", waited.stderr, self.log());
+    }
+
     /// `kubectl apply -f -` of `yaml`.
     #[track_caller]
     pub fn apply(&self, yaml: &str) {

@@ -111,13 +111,7 @@ async fn should_restore_a_vm_that_boots_from_a_datavolume_not_template(restore_t
     ctx.create_and_start_vm(vm).await;
     wait_dv_succeeded(&ctx.cluster, &name_of(&dv), secs(180)).await;
 
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(ROOT, OFFLINE, &target).await;
-    let restore = ctx.restore().clone();
-    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
-    if restore_to_new_vm {
-        ctx.check_new_vm_equality();
-    }
+    let restore = ctx.restore_to(ROOT, OFFLINE, restore_to_new_vm).await;
     assert!(items(&restore["status"]["deletedDataVolumes"]).is_empty(), "{restore:#}");
     ctx.cluster.get(DV, &name_of(&dv)).await;
     ctx.cluster.get(PVC, &original_pvc_name).await;
@@ -163,13 +157,7 @@ async fn should_restore_a_vm_that_boots_from_a_pvc(restore_to_new_vm: bool, owne
     };
     ctx.cluster.try_update(PVC, &pvc).await.unwrap_or_else(|e| panic!("update PVC {original_pvc_name}: {e}"));
 
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(ROOT, OFFLINE, &target).await;
-    let restore = ctx.restore().clone();
-    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
-    if restore_to_new_vm {
-        ctx.check_new_vm_equality();
-    }
+    let restore = ctx.restore_to(ROOT, OFFLINE, restore_to_new_vm).await;
     assert!(items(&restore["status"]["deletedDataVolumes"]).is_empty(), "{restore:#}");
     ctx.cluster.get(PVC, &original_pvc_name).await;
 
@@ -223,12 +211,8 @@ async fn should_restore_a_vm_with_containerdisk_and_blank_datavolume(restore_to_
         Vmi::alpine_with_test_tooling().with_masquerade_networking().with_data_volume("blank", &dv.name());
     ctx.create_and_start_vm(with_data_volume_template(new_virtual_machine(vmi), &dv.0)).await;
 
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(BLANK, OFFLINE, &target).await;
-    let restore = ctx.restore().clone();
-    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
+    let restore = ctx.restore_to(BLANK, OFFLINE, restore_to_new_vm).await;
     if restore_to_new_vm {
-        ctx.check_new_vm_equality();
         assert!(items(&restore["status"]["deletedDataVolumes"]).is_empty(), "{restore:#}");
     } else {
         assert_eq!(restore["status"]["deletedDataVolumes"], json!([dv.name()]), "{restore:#}");

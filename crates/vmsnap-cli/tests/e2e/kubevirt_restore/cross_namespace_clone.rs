@@ -79,6 +79,15 @@ async fn check_clone_annotations(cluster: &Cluster, vm: &Value, should_exist: bo
     }
 }
 
+/// The VM of the context restored offline to a table entry's target, whose PVC is no clone: it
+/// has no clone annotations.
+async fn restore_without_clone_annotations(ctx: &mut Ctx, restore_to_new_vm: bool) {
+    let target = ctx.target_vm_name(restore_to_new_vm);
+    ctx.do_restore(ROOT, OFFLINE, &target).await;
+    let target_vm = ctx.target_vm(restore_to_new_vm).clone();
+    check_clone_annotations(&ctx.cluster, &target_vm, false).await;
+}
+
 /// `createNetworkCloneVMFromSource`.
 fn create_network_clone_vm_from_source(source: &Source) -> Value {
     let dv = DataVolume::new()
@@ -110,49 +119,22 @@ async fn network_cloned_datavolumetemplate(
     } else if delete_source_pvc {
         ctx.cluster.in_namespace(ALTERNATIVE_NAMESPACE).delete(DV, &name_of(&source.dv)).await;
     }
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(ROOT, OFFLINE, &target).await;
-    let target_vm = ctx.target_vm(restore_to_new_vm).clone();
-    check_clone_annotations(&ctx.cluster, &target_vm, false).await;
+    restore_without_clone_annotations(&mut ctx, restore_to_new_vm).await;
 }
 
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm() {
-    network_cloned_datavolumetemplate(false, false, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm() {
-    network_cloned_datavolumetemplate(true, false, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM, no source pvc"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm_no_source_pvc()
- {
-    network_cloned_datavolumetemplate(false, true, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM, no source pvc"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm_no_source_pvc() {
-    network_cloned_datavolumetemplate(true, true, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM, no source namespace"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm_no_source_namespace()
- {
-    network_cloned_datavolumetemplate(false, false, true).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM, no source namespace"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm_no_source_namespace()
- {
-    network_cloned_datavolumetemplate(true, false, true).await;
+table_entries! {
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm => network_cloned_datavolumetemplate(false, false, false);
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm => network_cloned_datavolumetemplate(true, false, false);
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM, no source pvc"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm_no_source_pvc => network_cloned_datavolumetemplate(false, true, false);
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM, no source pvc"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm_no_source_pvc => network_cloned_datavolumetemplate(true, true, false);
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to the same VM, no source namespace"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_the_same_vm_no_source_namespace => network_cloned_datavolumetemplate(false, false, true);
+    /// "should restore a vm that boots from a network cloned datavolumetemplate" / Entry "to a new VM, no source namespace"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolumetemplate_to_a_new_vm_no_source_namespace => network_cloned_datavolumetemplate(true, false, true);
 }
 
 /// `DescribeTable("should restore a vm that boots from a network cloned datavolume (not template)", ...)`.
@@ -169,34 +151,16 @@ async fn network_cloned_datavolume_not_template(restore_to_new_vm: bool, delete_
     if delete_source_pvc {
         ctx.cluster.in_namespace(ALTERNATIVE_NAMESPACE).delete(DV, &name_of(&source.dv)).await;
     }
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(ROOT, OFFLINE, &target).await;
-    let target_vm = ctx.target_vm(restore_to_new_vm).clone();
-    check_clone_annotations(&ctx.cluster, &target_vm, false).await;
+    restore_without_clone_annotations(&mut ctx, restore_to_new_vm).await;
 }
 
-/// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to the same VM"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_the_same_vm() {
-    network_cloned_datavolume_not_template(false, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to a new VM"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_a_new_vm() {
-    network_cloned_datavolume_not_template(true, false).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to the same VM, no source pvc"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_the_same_vm_no_source_pvc()
- {
-    network_cloned_datavolume_not_template(false, true).await;
-}
-
-/// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to a new VM, no source pvc"
-#[tokio::test(flavor = "multi_thread")]
-async fn should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_a_new_vm_no_source_pvc()
- {
-    network_cloned_datavolume_not_template(true, true).await;
+table_entries! {
+    /// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to the same VM"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_the_same_vm => network_cloned_datavolume_not_template(false, false);
+    /// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to a new VM"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_a_new_vm => network_cloned_datavolume_not_template(true, false);
+    /// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to the same VM, no source pvc"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_the_same_vm_no_source_pvc => network_cloned_datavolume_not_template(false, true);
+    /// "should restore a vm that boots from a network cloned datavolume (not template)" / Entry "to a new VM, no source pvc"
+    should_restore_a_vm_that_boots_from_a_network_cloned_datavolume_not_template_to_a_new_vm_no_source_pvc => network_cloned_datavolume_not_template(true, true);
 }

@@ -208,6 +208,19 @@ impl Ctx {
         self.start_vm_after_restore(target, dir).await;
     }
 
+    /// `doRestore` to a table entry's target (the VM itself, or a new VM), then what every such
+    /// entry checks: one volume restored and, for a new VM, `checkNewVMEquality`; the restore.
+    pub async fn restore_to(&mut self, dir: &str, online: bool, restore_to_new_vm: bool) -> Value {
+        let target = self.target_vm_name(restore_to_new_vm);
+        self.do_restore(dir, online, &target).await;
+        let restore = self.restore().clone();
+        assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
+        if restore_to_new_vm {
+            self.check_new_vm_equality();
+        }
+        restore
+    }
+
     /// `checkNewVMEquality`.
     pub fn check_new_vm_equality(&self) {
         let new_vm = self.new_vm.as_ref().expect("the new VM");

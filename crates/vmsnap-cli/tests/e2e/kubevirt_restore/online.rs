@@ -57,12 +57,7 @@ async fn should_restore_a_vm_from_an_online_snapshot_with_guest_agent(restore_to
     ctx.create_and_start_vm(with_data_volume_template(new_virtual_machine(vmi), &dv.0)).await;
     wait_agent_connected(&ctx.cluster, &ctx.vm_name()).await;
 
-    let target = ctx.target_vm_name(restore_to_new_vm);
-    ctx.do_restore(BLANK, ONLINE, &target).await;
-    assert_eq!(items(&ctx.restore()["status"]["restores"]).len(), 1, "{:#}", ctx.restore());
-    if restore_to_new_vm {
-        ctx.check_new_vm_equality();
-    }
+    ctx.restore_to(BLANK, ONLINE, restore_to_new_vm).await;
 }
 
 /// "should restore a vm from an online snapshot with guest agent" / Entry "[test_id:6766] to the same VM"

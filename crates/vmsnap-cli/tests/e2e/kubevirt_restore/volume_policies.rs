@@ -33,6 +33,45 @@ fn in_place_restore(ctx: &Ctx) -> Value {
     )
 }
 
+/// Restores the context's snapshot in place (`in_place_restore`), waits for it and checks it
+/// restored one volume; the restore as it completed.
+async fn restore_in_place(ctx: &mut Ctx) -> Value {
+    ctx.create_restore(&in_place_restore(ctx)).await;
+    ctx.wait_restore_complete(&ctx.vm_name(), Some(&ctx.vm_uid())).await;
+    let restore = ctx.restore().clone();
+    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
+    restore
+}
+
+/// "Check the VM post-restore has info we want": the restored VM has `count` volumes, the first
+/// under its original name; the restored VM, its volumes and the original VM's.
+async fn check_restored_vm_volumes(ctx: &Ctx, count: usize) -> (Value, Vec<Value>, Vec<Value>) {
+    let restored = ctx.cluster.get(VM, &ctx.vm_name()).await;
+    let volumes = items(&restored["spec"]["template"]["spec"]["volumes"]);
+    let original = items(&ctx.vm["spec"]["template"]["spec"]["volumes"]);
+    assert_eq!(volumes.len(), count, "{volumes:#?}");
+    assert_eq!(volumes[0]["name"], original[0]["name"], "volume name didn't change");
+    (restored, volumes, original)
+}
+
+/// "Check the restored PVC exists", "PVC should have owner reference back to the DV (which has
+/// same name as itself)", "Check the source DV for that PVC": the PVC `pvc_name` was restored
+/// (annotated `test: value`), is owned by the DataVolume of its name, which names `restore` and
+/// says the PVC was pre-populated.
+async fn check_restored_pvc_owned_by_its_data_volume(ctx: &Ctx, pvc_name: &str, restore: &Value) {
+    let pvc = ctx.cluster.get(PVC, pvc_name).await;
+    assert_eq!(pvc["metadata"]["annotations"]["test"], "value", "{:#}", pvc["metadata"]);
+    eventually("the PVC to be owned by its DataVolume", secs(60), POLL, async || {
+        let pvc = ctx.cluster.get(PVC, pvc_name).await;
+        let owner = &pvc["metadata"]["ownerReferences"][0]["name"];
+        if owner == pvc_name { Ok(()) } else { Err(format!("{:#}", pvc["metadata"])) }
+    })
+    .await;
+    let dv = ctx.cluster.get(DV, pvc_name).await;
+    assert_eq!(dv["metadata"]["annotations"]["restore.kubevirt.io/name"], restore["metadata"]["name"]);
+    assert_eq!(dv["metadata"]["annotations"]["cdi.kubevirt.io/storage.prePopulated"], json!(pvc_name));
+}
+
 /// "should override VM during restore"
 #[tokio::test(flavor = "multi_thread")]
 async fn should_override_vm_during_restore() {
@@ -75,16 +114,9 @@ async fn should_restore_with_volume_restore_policy_in_place_and_dv_template_as_d
     let url = Image::Alpine.import_url(&ctx.cluster);
     ctx.create_and_start_vm(render_vm_with_registry_import_data_volume(&url, Image::Alpine)).await;
     ctx.create_snapshot().await;
-    ctx.create_restore(&in_place_restore(&ctx)).await;
-    ctx.wait_restore_complete(&ctx.vm_name(), Some(&ctx.vm_uid())).await;
-    assert_eq!(items(&ctx.restore()["status"]["restores"]).len(), 1, "{:#}", ctx.restore());
+    let restore = restore_in_place(&mut ctx).await;
 
-    // "Check the VM post-restore has info we want"
-    let restored = ctx.cluster.get(VM, &ctx.vm_name()).await;
-    let volumes = items(&restored["spec"]["template"]["spec"]["volumes"]);
-    let original = items(&ctx.vm["spec"]["template"]["spec"]["volumes"]);
-    assert_eq!(volumes.len(), 1, "{volumes:#?}");
-    assert_eq!(volumes[0]["name"], original[0]["name"], "volume name didn't change");
+    let (restored, volumes, original) = check_restored_vm_volumes(&ctx, 1).await;
     assert_eq!(
         volumes[0]["dataVolume"]["name"], original[0]["dataVolume"]["name"],
         "related DV didn't change"
@@ -99,23 +131,7 @@ async fn should_restore_with_volume_restore_policy_in_place_and_dv_template_as_d
         json!(original_pvc_name)
     );
 
-    // "Check the restored PVC exists"
-    let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
-    assert_eq!(pvc["metadata"]["annotations"]["test"], "value", "{:#}", pvc["metadata"]);
-    // "PVC should have owner reference back to the DV (which has same name as itself)"
-    eventually("the PVC to be owned by its DataVolume", secs(60), POLL, async || {
-        let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
-        let owner = &pvc["metadata"]["ownerReferences"][0]["name"];
-        if owner == original_pvc_name.as_str() { Ok(()) } else { Err(format!("{:#}", pvc["metadata"])) }
-    })
-    .await;
-    // "Check the source DV for that PVC"
-    let dv = ctx.cluster.get(DV, &original_pvc_name).await;
-    assert_eq!(dv["metadata"]["annotations"]["restore.kubevirt.io/name"], ctx.restore()["metadata"]["name"]);
-    assert_eq!(
-        dv["metadata"]["annotations"]["cdi.kubevirt.io/storage.prePopulated"],
-        json!(original_pvc_name)
-    );
+    check_restored_pvc_owned_by_its_data_volume(&ctx, &original_pvc_name, &restore).await;
 
     // "Start VM"
     let target = start_virtual_machine(&ctx.cluster, &name_of(&restored)).await;
@@ -144,45 +160,18 @@ async fn should_restore_with_volume_restore_policy_in_place_and_dv_not_template_
     wait_dv_succeeded(&ctx.cluster, &name_of(&dv), secs(180)).await;
     ctx.create_snapshot().await;
 
-    ctx.create_restore(&in_place_restore(&ctx)).await;
-    ctx.wait_restore_complete(&ctx.vm_name(), Some(&ctx.vm_uid())).await;
-    let restore = ctx.restore().clone();
-    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
+    let restore = restore_in_place(&mut ctx).await;
     assert!(
         items(&restore["status"]["deletedDataVolumes"]).is_empty(),
         "only DV templates are deleted: {restore:#}"
     );
 
-    // "Check the VM post-restore has info we want"
-    let restored = ctx.cluster.get(VM, &ctx.vm_name()).await;
-    let volumes = items(&restored["spec"]["template"]["spec"]["volumes"]);
-    let original = items(&ctx.vm["spec"]["template"]["spec"]["volumes"]);
-    assert_eq!(volumes.len(), 2, "{volumes:#?}");
-    assert_eq!(volumes[0]["name"], original[0]["name"], "volume name didn't change");
+    let (_, volumes, original) = check_restored_vm_volumes(&ctx, 2).await;
     assert_eq!(
         volumes[0]["persistentVolumeClaim"]["claimName"], original[0]["dataVolume"]["name"],
         "DV got converted to a PVC with the same name: {volumes:#?}"
     );
-    // "Check the restored PVC exists"
-    let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
-    assert_eq!(pvc["metadata"]["annotations"]["test"], "value", "{:#}", pvc["metadata"]);
-    // "PVC should have owner reference back to the DV (which has same name as itself)"
-    eventually("the PVC to be owned by its DataVolume", secs(60), POLL, async || {
-        let pvc = ctx.cluster.get(PVC, &original_pvc_name).await;
-        let owner = &pvc["metadata"]["ownerReferences"][0]["name"];
-        if owner == original_pvc_name.as_str() { Ok(()) } else { Err(format!("{:#}", pvc["metadata"])) }
-    })
-    .await;
-    // "Check the source DV for that PVC"
-    let restored_dv = ctx.cluster.get(DV, &original_pvc_name).await;
-    assert_eq!(
-        restored_dv["metadata"]["annotations"]["restore.kubevirt.io/name"],
-        restore["metadata"]["name"]
-    );
-    assert_eq!(
-        restored_dv["metadata"]["annotations"]["cdi.kubevirt.io/storage.prePopulated"],
-        json!(original_pvc_name)
-    );
+    check_restored_pvc_owned_by_its_data_volume(&ctx, &original_pvc_name, &restore).await;
 }
 
 /// `libstorage.NewPVC("standalone-pvc", "2Gi", sc, libstorage.WithStorageProfile())`.
@@ -216,18 +205,10 @@ async fn should_restore_with_volume_restore_policy_in_place_and_pvc_as_disk() {
     ctx.create_and_start_vm(vm_on_standalone_pvc(&pvc_name)).await;
     ctx.create_snapshot().await;
 
-    ctx.create_restore(&in_place_restore(&ctx)).await;
-    ctx.wait_restore_complete(&ctx.vm_name(), Some(&ctx.vm_uid())).await;
-    let restore = ctx.restore().clone();
-    assert_eq!(items(&restore["status"]["restores"]).len(), 1, "{restore:#}");
+    let restore = restore_in_place(&mut ctx).await;
     assert!(items(&restore["status"]["deletedDataVolumes"]).is_empty(), "{restore:#}");
 
-    // "Check the VM post-restore has info we want"
-    let restored = ctx.cluster.get(VM, &ctx.vm_name()).await;
-    let volumes = items(&restored["spec"]["template"]["spec"]["volumes"]);
-    let original = items(&ctx.vm["spec"]["template"]["spec"]["volumes"]);
-    assert_eq!(volumes.len(), 1, "{volumes:#?}");
-    assert_eq!(volumes[0]["name"], original[0]["name"], "volume name didn't change");
+    let (restored, volumes, _) = check_restored_vm_volumes(&ctx, 1).await;
     assert_eq!(volumes[0]["persistentVolumeClaim"]["claimName"], json!(pvc_name), "PVC name didn't change");
     // "Check the restored PVC exists"
     let pvc = ctx.cluster.get(PVC, &pvc_name).await;

@@ -15,17 +15,21 @@ use serde_json::Value;
 
 use crate::kubevirt_support::{Api, CONTENT, assert_json_eq, items};
 
-/// `checkOnlineSnapshotExpectedContentSource`: the content names the snapshot, its source VM is
-/// `vm` with the volumes and disks the content recorded, it has a UID, and it backs up every
-/// DataVolume template (or nothing).
+/// The name of the content of a snapshot (`status.virtualMachineSnapshotContentName`).
+pub fn content_name_of(snapshot: &Value) -> String {
+    snapshot["status"]["virtualMachineSnapshotContentName"].as_str().expect("a content name").to_owned()
+}
+
+/// `checkOnlineSnapshotExpectedContentSource` on the content the snapshot names: the content
+/// names the snapshot, its source VM is `vm` with the volumes and disks the content recorded, it
+/// has a UID, and it backs up every DataVolume template (or nothing).
 pub async fn check_online_snapshot_expected_content_source(
     api: &Api,
     vm: &Value,
     snapshot: &Value,
-    content_name: &str,
     expect_volume_backups: bool,
 ) {
-    let content = api.get(CONTENT, content_name).await;
+    let content = api.get(CONTENT, &content_name_of(snapshot)).await;
     let source = &content["spec"]["source"]["virtualMachine"];
     let mut vm = vm.clone();
     vm["spec"]["template"]["spec"]["volumes"] = source["spec"]["template"]["spec"]["volumes"].clone();

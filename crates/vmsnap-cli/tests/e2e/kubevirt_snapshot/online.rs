@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::check_online_snapshot_expected_content_source;
+use super::{check_online_snapshot_expected_content_source, content_name_of};
 use crate::kubevirt_support::console::Console;
 use crate::kubevirt_support::guest::Image;
 use crate::kubevirt_support::libstorage::*;
@@ -75,14 +75,27 @@ async fn check_content_source_and_memory(
     cluster: &Cluster,
     vm: &Value,
     snapshot: &Value,
-    content_name: &str,
     expected_memory: &Value,
 ) {
-    let content = cluster.get(CONTENT, content_name).await;
+    let content = cluster.get(CONTENT, &content_name_of(snapshot)).await;
     let memory = &content["spec"]["source"]["virtualMachine"]["spec"]["template"]["spec"]["domain"]["resources"]
         ["requests"]["memory"];
     assert_eq!(memory, expected_memory, "{content:#}");
-    check_online_snapshot_expected_content_source(cluster, vm, snapshot, content_name, true).await;
+    check_online_snapshot_expected_content_source(cluster, vm, snapshot, true).await;
+}
+
+/// Snapshots `vm` and checks what every snapshot of "With online vm snapshot" checks: the freeze
+/// (`checkVMFreeze`) and the creation time.
+async fn snapshot_checking_freeze(
+    cluster: &Cluster,
+    vm: &str,
+    has_guest_agent: bool,
+    ensure: Ensure,
+) -> Value {
+    let snapshot = snapshot_and_wait(cluster, vm).await;
+    check_vm_freeze(cluster, &snapshot, vm, has_guest_agent, ensure).await;
+    assert!(snapshot["status"]["creationTime"].is_string(), "{snapshot:#}");
+    snapshot
 }
 
 /// Creates the snapshot `snapshot-<vm>` and waits for it to succeed.
@@ -94,10 +107,6 @@ async fn snapshot_and_wait(cluster: &Cluster, vm: &str) -> Value {
 /// A VM of `vmi` with a blank DataVolume template `dv` as volume `blank`.
 fn vm_with_blank(vmi: Vmi, dv: &DataVolume) -> Value {
     with_data_volume_template(new_virtual_machine(vmi.with_data_volume("blank", &dv.name())), &dv.0)
-}
-
-fn content_name_of(snapshot: &Value) -> String {
-    snapshot["status"]["virtualMachineSnapshotContentName"].as_str().expect("a content name").to_owned()
 }
 
 /// "[test_id:6767]with volumes and guest agent available"
@@ -118,11 +127,8 @@ async fn test_id_6767_with_volumes_and_guest_agent_available() {
     let patch = json!([{"op": "test", "path": path, "value": initial_memory}, {"op": "replace", "path": path, "value": new_memory}]);
     cluster.json_patch(VM, &name, &patch).await;
 
-    let snapshot = snapshot_and_wait(&cluster, &name).await;
-    check_vm_freeze(&cluster, &snapshot, &name, true, Ensure::Freeze).await;
-    assert!(snapshot["status"]["creationTime"].is_string(), "{snapshot:#}");
-    check_content_source_and_memory(&cluster, &vm, &snapshot, &content_name_of(&snapshot), &initial_memory)
-        .await;
+    let snapshot = snapshot_checking_freeze(&cluster, &name, true, Ensure::Freeze).await;
+    check_content_source_and_memory(&cluster, &vm, &snapshot, &initial_memory).await;
 }
 
 /// "[test_id:6768]with volumes and no guest agent available"
@@ -134,17 +140,8 @@ async fn test_id_6768_with_volumes_and_no_guest_agent_available() {
     let (vm, _) = create_and_start_vm(&cluster, vm, None).await;
     let name = name_of(&vm);
 
-    let snapshot = snapshot_and_wait(&cluster, &name).await;
-    check_vm_freeze(&cluster, &snapshot, &name, false, Ensure::NoFreeze).await;
-    assert!(snapshot["status"]["creationTime"].is_string(), "{snapshot:#}");
-    check_online_snapshot_expected_content_source(
-        &cluster,
-        &vm,
-        &snapshot,
-        &content_name_of(&snapshot),
-        true,
-    )
-    .await;
+    let snapshot = snapshot_checking_freeze(&cluster, &name, false, Ensure::NoFreeze).await;
+    check_online_snapshot_expected_content_source(&cluster, &vm, &snapshot, true).await;
 }
 
 /// "[test_id:6769]without volumes with guest agent available"
@@ -156,17 +153,8 @@ async fn test_id_6769_without_volumes_with_guest_agent_available() {
     let name = name_of(&vm);
     wait_agent_connected(&cluster, &name).await;
 
-    let snapshot = snapshot_and_wait(&cluster, &name).await;
-    check_vm_freeze(&cluster, &snapshot, &name, true, Ensure::NoFreeze).await;
-    assert!(snapshot["status"]["creationTime"].is_string(), "{snapshot:#}");
-    check_online_snapshot_expected_content_source(
-        &cluster,
-        &vm,
-        &snapshot,
-        &content_name_of(&snapshot),
-        false,
-    )
-    .await;
+    let snapshot = snapshot_checking_freeze(&cluster, &name, true, Ensure::NoFreeze).await;
+    check_online_snapshot_expected_content_source(&cluster, &vm, &snapshot, false).await;
 }
 
 /// `createDenyVolumeSnapshotCreateWebhook`: VolumeSnapshots of the VM cannot be created.
@@ -299,14 +287,7 @@ async fn test_id_12182_should_succeed_snapshot_when_vm_is_paused_with_paused_ind
     for expected in ["Online", "Paused"] {
         assert!(indications.contains(&json!(expected)), "indication {expected}: {snapshot:#}");
     }
-    check_online_snapshot_expected_content_source(
-        &cluster,
-        &vm,
-        &snapshot,
-        &content_name_of(&snapshot),
-        true,
-    )
-    .await;
+    check_online_snapshot_expected_content_source(&cluster, &vm, &snapshot, true).await;
 }
 
 /// "should succeed online snapshot with hot plug disk"

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::check_online_snapshot_expected_content_source;
+use super::{check_online_snapshot_expected_content_source, content_name_of};
 use crate::kubevirt_support::libstorage::{new_snapshot, wait_snapshot_succeeded, wait_vmi_phase};
 use crate::kubevirt_support::libvmi::{CLOUD_INIT_DISK_NAME, Vmi, name_of, new_virtual_machine};
 use crate::kubevirt_support::{
@@ -27,11 +27,10 @@ async fn create_and_verify_vm_snapshot(cluster: &Cluster, vm: &Value) {
     assert_eq!(snapshot["status"]["sourceUID"], vm["metadata"]["uid"], "{snapshot:#}");
 
     let running = cluster.get_opt(VMI, &name).await.is_some();
-    let content_name =
-        snapshot["status"]["virtualMachineSnapshotContentName"].as_str().expect("a content").to_owned();
+    let content_name = content_name_of(&snapshot);
     if running {
         assert_eq!(snapshot["status"]["indications"], json!(["NoGuestAgent", "Online"]), "{snapshot:#}");
-        check_online_snapshot_expected_content_source(cluster, vm, &snapshot, &content_name, false).await;
+        check_online_snapshot_expected_content_source(cluster, vm, &snapshot, false).await;
     } else {
         assert!(items(&snapshot["status"]["indications"]).is_empty(), "{snapshot:#}");
         let content = cluster.get(CONTENT, &content_name).await;
