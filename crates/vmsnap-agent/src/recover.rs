@@ -10,6 +10,7 @@ use std::sync::Arc;
 use kube::api::{Api, ListParams, Patch};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use vmsnap_api::kubevirt::VmiPhase;
 use vmsnap_api::kubevirt::{VirtualMachineInstance, vmi_phase};
 
 use crate::agent::Agent;
@@ -27,13 +28,13 @@ const CONSOLE_TAIL: usize = 16 * 1024;
 /// `reboot: Power down` when it powers off cleanly (and the test guest's
 /// shutdown script `vmsnap-guest: shutdown (poweroff)` before), so without
 /// either line the process crashed or was killed.
-pub fn phase_from_console(console: &str) -> (&'static str, Option<&'static str>) {
+pub fn phase_from_console(console: &str) -> (VmiPhase, Option<&'static str>) {
     let start = console.len().saturating_sub(CONSOLE_TAIL);
     let tail = console.get(start..).unwrap_or(console);
     if tail.contains("reboot: Power down") || tail.contains("vmsnap-guest: shutdown (poweroff)") {
-        (vmi_phase::SUCCEEDED, None)
+        (VmiPhase::Succeeded, None)
     } else {
-        (vmi_phase::FAILED, Some("HypervisorStoppedWhileAgentDown"))
+        (VmiPhase::Failed, Some("HypervisorStoppedWhileAgentDown"))
     }
 }
 
@@ -130,7 +131,7 @@ pub async fn adopt(agent: &Arc<Agent>, vmi: &VirtualMachineInstance, handle: VmH
             .iter()
             .any(|c| c.type_ == crate::kubevirt::condition::AGENT_CONNECTED && c.status == "True")
     });
-    facts.set_phase(vmi_phase::RUNNING, &crate::time::now_time());
+    facts.set_phase(VmiPhase::Running, &crate::time::now_time());
     let pid = handle.pid();
     let running = RunningVmi::start(handle, (&namespace, &name, &uid), facts, attached, agent.deps());
     agent.registry.insert_running(running.clone());
@@ -145,7 +146,7 @@ pub async fn mark_gone(agent: &Agent, vmi: &VirtualMachineInstance) -> Result<()
     let uid = vmi.uid().unwrap_or_default();
     let console = std::fs::read(agent.runtime_dir_of(&uid).join("console.log")).unwrap_or_default();
     let (phase, reason) = phase_from_console(&String::from_utf8_lossy(&console));
-    tracing::warn!(vmi = %vmi.name_any(), phase, "the VMI's QEMU ended while no agent watched");
+    tracing::warn!(vmi = %vmi.name_any(), %phase, "the VMI's QEMU ended while no agent watched");
     let now = crate::time::now_time();
     let mut facts = VmiFacts::from_status(vmi.status.as_ref());
     facts.set_phase(phase, &now);
@@ -187,9 +188,9 @@ mod tests {
     #[test]
     fn a_clean_power_off_on_the_console_means_succeeded() {
         let clean = "vmsnap-guest: ready\n[   12.1] reboot: Power down\n";
-        assert_eq!(phase_from_console(clean), ("Succeeded", None));
+        assert_eq!(phase_from_console(clean), (VmiPhase::Succeeded, None));
         let killed = "vmsnap-guest: ready\n";
-        assert_eq!(phase_from_console(killed).0, "Failed");
-        assert_eq!(phase_from_console("").0, "Failed");
+        assert_eq!(phase_from_console(killed).0, VmiPhase::Failed);
+        assert_eq!(phase_from_console("").0, VmiPhase::Failed);
     }
 }

@@ -7,6 +7,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value, json};
+use vmsnap_api::kubevirt::VmiPhase;
 use vmsnap_api::kubevirt::{
     VirtualMachine, VirtualMachineCondition, VirtualMachineInstance, run_strategy, vmi_phase,
 };
@@ -61,7 +62,7 @@ pub fn vmi_view(vmi: &VirtualMachineInstance) -> VmiView<'_> {
         phase: status.and_then(|s| s.phase.as_deref()).unwrap_or_default(),
         deleting: vmi.metadata.deletion_timestamp.is_some(),
         ran: status
-            .is_some_and(|s| s.phase_transition_timestamps.iter().any(|p| p.phase == vmi_phase::RUNNING)),
+            .is_some_and(|s| s.phase_transition_timestamps.iter().any(|p| p.phase == VmiPhase::Running)),
     }
 }
 

@@ -20,6 +20,7 @@ use kube::runtime::finalizer::{Error as FinalizerError, Event as FinalizerEvent,
 use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use vmsnap_api::kubevirt::VmiPhase;
 use vmsnap_api::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceSpec, vmi_phase};
 
 use crate::agent::Agent;
@@ -114,7 +115,7 @@ async fn apply(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Actio
     let (_, _, uid) = ids(vmi);
     if let Some(running) = agent.registry.get(&uid) {
         let stored = vmi.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
-        if stored != running.facts().phase {
+        if stored != running.facts().phase.as_str() {
             // Someone rewrote the status: write ours again.
             running.invalidate_published().await;
             running.publish().await;
@@ -206,7 +207,7 @@ async fn wait_for(
     } else {
         facts.unsynchronized = Some(problem);
     }
-    facts.set_phase(vmi_phase::PENDING, &crate::time::now_time());
+    facts.set_phase(VmiPhase::Pending, &crate::time::now_time());
     write_status(agent, vmi, &mut facts).await?;
     Ok(Action::requeue(retry))
 }
@@ -222,7 +223,7 @@ async fn fail(
     event(agent, vmi, EventType::Warning, "FailedLaunch", message.clone());
     facts.unsynchronized = Some(Problem { reason: condition::REASON_LAUNCH_FAILED, message });
     facts.reason = Some(condition::REASON_LAUNCH_FAILED.into());
-    facts.set_phase(vmi_phase::FAILED, &crate::time::now_time());
+    facts.set_phase(VmiPhase::Failed, &crate::time::now_time());
     write_status(agent, vmi, &mut facts).await?;
     Ok(Action::await_change())
 }
@@ -299,7 +300,7 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
     facts.unschedulable = None;
     facts.reason = None;
     facts.node_name = Some(agent.config.node_name.clone());
-    facts.set_phase(vmi_phase::SCHEDULED, &now);
+    facts.set_phase(VmiPhase::Scheduled, &now);
     write_status(agent, vmi, &mut facts).await?;
 
     let disks = volumes.iter().map(|v| v.disk.clone()).collect();
@@ -331,7 +332,7 @@ async fn launch(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Acti
     facts.machine = Some(handle.spec().machine.clone());
     // QEMU keeps the vCPUs stopped for `startStrategy: Paused` until a user unpauses it.
     facts.pause = if handle.spec().start_paused { PauseState::ByUser } else { PauseState::Running };
-    facts.set_phase(vmi_phase::RUNNING, &crate::time::now_time());
+    facts.set_phase(VmiPhase::Running, &crate::time::now_time());
     let running = RunningVmi::start(handle, (&namespace, &name, &uid), facts, attached, agent.deps());
     running.write_record();
     guard.finish(running.clone());

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value, json};
 use vmsnap_api::kubevirt::{
     GuestOsInfo, PhaseTransitionTimestamp, VirtualMachineInstanceCondition,
-    VirtualMachineInstanceNetworkInterface, VolumeStatus, vmi_phase,
+    VirtualMachineInstanceNetworkInterface, VmiPhase, VolumeStatus,
 };
 
 use crate::kubevirt::{condition, launcher_version};
@@ -29,7 +29,7 @@ pub struct Problem {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct VmiFacts {
     /// The phase.
-    pub phase: String,
+    pub phase: VmiPhase,
     /// Why the VMI is in a final phase.
     pub reason: Option<String>,
     /// When each phase was entered.
@@ -82,21 +82,21 @@ impl VmiFacts {
     }
 
     /// Enters `phase` (recording when) unless already in it.
-    pub fn set_phase(&mut self, phase: &str, now: &Time) {
+    pub fn set_phase(&mut self, phase: VmiPhase, now: &Time) {
         if self.phase != phase {
-            self.phase = phase.to_owned();
             self.transitions.retain(|t| t.phase != phase);
             self.transitions.push(PhaseTransitionTimestamp {
-                phase: phase.to_owned(),
+                phase: phase.clone(),
                 phase_transition_timestamp: now.clone(),
             });
+            self.phase = phase;
         }
     }
 
     /// Recomputes [`VmiFacts::conditions`] from the facts, keeping the
     /// transition time of every condition whose status and reason did not change.
     pub fn refresh_conditions(&mut self, now: &Time) {
-        let running = self.phase == vmi_phase::RUNNING;
+        let running = self.phase == VmiPhase::Running;
         let mut wanted = vec![if running {
             new_condition(condition::READY, "True", None, None, now)
         } else {
@@ -253,7 +253,7 @@ mod tests {
     #[test]
     fn agent_connected_is_present_only_while_the_agent_answers() {
         let mut facts = VmiFacts::default();
-        facts.set_phase("Running", &at(1));
+        facts.set_phase(VmiPhase::Running, &at(1));
         facts.agent_connected = true;
         facts.refresh_conditions(&at(1));
         assert_eq!(types(&facts), ["Ready=True", "AgentConnected=True"]);
@@ -266,7 +266,7 @@ mod tests {
         // Ready did not change, so it keeps its transition time.
         assert_eq!(facts.conditions[0].last_transition_time, Some(at(1)));
 
-        facts.set_phase("Succeeded", &at(3));
+        facts.set_phase(VmiPhase::Succeeded, &at(3));
         facts.refresh_conditions(&at(3));
         assert_eq!(types(&facts), ["Ready=False"]);
         let phases: Vec<&str> = facts.transitions.iter().map(|t| t.phase.as_str()).collect();
@@ -276,7 +276,7 @@ mod tests {
     #[test]
     fn an_io_error_pause_is_shown_as_kubevirt_shows_it_and_hides_the_agent() {
         let mut facts = VmiFacts::default();
-        facts.set_phase("Running", &at(1));
+        facts.set_phase(VmiPhase::Running, &at(1));
         facts.agent_connected = true;
         facts.pause = PauseState::IoError(IoErrorPause {
             episode: 1,
@@ -314,7 +314,7 @@ mod tests {
     #[test]
     fn status_fields_clear_what_does_not_apply() {
         let mut facts = VmiFacts::default();
-        facts.set_phase("Pending", &at(1));
+        facts.set_phase(VmiPhase::Pending, &at(1));
         let pending = status_fields(&facts);
         assert_eq!(
             (&pending["phase"], &pending["machine"], &pending["interfaces"]),
@@ -331,7 +331,7 @@ mod tests {
         let stored: Map<String, Value> = running.into_iter().filter(|(_, v)| !v.is_null()).collect();
         let parsed: vmsnap_api::kubevirt::VirtualMachineInstanceStatus =
             serde_json::from_value(Value::Object(stored)).unwrap();
-        assert_eq!(VmiFacts::from_status(Some(&parsed)).phase, "Pending");
+        assert_eq!(VmiFacts::from_status(Some(&parsed)).phase, VmiPhase::Pending);
     }
 
     #[test]

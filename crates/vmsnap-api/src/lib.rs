@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod schema;
 pub mod snapshot;
 pub mod volumesnapshot;
+mod wire_enum;
 
 pub use builtin_columns::access_modes;
 pub use k8s_openapi;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 use tokio::sync::watch;
-use vmsnap_api::kubevirt::vmi_phase;
+use vmsnap_api::kubevirt::VmiPhase;
 
 use super::RunningVmi;
 use super::pause::{self, PauseState, PauseTracker, Reaction};
@@ -28,13 +28,13 @@ const FIRST_VERDICT: Duration = Duration::from_secs(3);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The final phase of a VMI whose QEMU exited, and the reason to report.
-pub fn exit_phase(requested: bool, shutdown: Option<ShutdownInfo>) -> (&'static str, Option<&'static str>) {
+pub fn exit_phase(requested: bool, shutdown: Option<ShutdownInfo>) -> (VmiPhase, Option<&'static str>) {
     match shutdown {
-        _ if requested => (vmi_phase::SUCCEEDED, None),
-        Some(info) if info.reason == ShutdownCause::GuestPanic => (vmi_phase::FAILED, Some("GuestPanicked")),
-        Some(info) if info.guest => (vmi_phase::SUCCEEDED, None),
-        Some(_) => (vmi_phase::FAILED, Some("HypervisorStopped")),
-        None => (vmi_phase::FAILED, Some("HypervisorCrashed")),
+        _ if requested => (VmiPhase::Succeeded, None),
+        Some(info) if info.reason == ShutdownCause::GuestPanic => (VmiPhase::Failed, Some("GuestPanicked")),
+        Some(info) if info.guest => (VmiPhase::Succeeded, None),
+        Some(_) => (VmiPhase::Failed, Some("HypervisorStopped")),
+        None => (VmiPhase::Failed, Some("HypervisorCrashed")),
     }
 }
 
@@ -90,7 +90,7 @@ pub async fn follow_events(vm: Arc<RunningVmi>, mut events: VmEvents) {
     };
     let requested = vm.stopping.load(Ordering::SeqCst);
     let (phase, reason) = exit_phase(requested, report.shutdown.or(shutdown));
-    tracing::info!(vmi = %vm.key(), phase, ?reason, "QEMU exited");
+    tracing::info!(vmi = %vm.key(), %phase, ?reason, "QEMU exited");
     let now = crate::time::now_time();
     vm.update_facts(|f| {
         f.set_phase(phase, &now);
@@ -229,14 +229,14 @@ mod tests {
 
     #[test]
     fn guest_power_offs_succeed_and_crashes_fail() {
-        assert_eq!(exit_phase(false, info(true, ShutdownCause::GuestShutdown)), ("Succeeded", None));
+        assert_eq!(exit_phase(false, info(true, ShutdownCause::GuestShutdown)), (VmiPhase::Succeeded, None));
         assert_eq!(
             exit_phase(false, info(true, ShutdownCause::GuestPanic)),
-            ("Failed", Some("GuestPanicked"))
+            (VmiPhase::Failed, Some("GuestPanicked"))
         );
-        assert_eq!(exit_phase(false, info(false, ShutdownCause::HostSignal)).0, "Failed");
-        assert_eq!(exit_phase(false, None), ("Failed", Some("HypervisorCrashed")));
+        assert_eq!(exit_phase(false, info(false, ShutdownCause::HostSignal)).0, VmiPhase::Failed);
+        assert_eq!(exit_phase(false, None), (VmiPhase::Failed, Some("HypervisorCrashed")));
         // A stop the agent asked for succeeds, even if QEMU had to be killed.
-        assert_eq!(exit_phase(true, None), ("Succeeded", None));
+        assert_eq!(exit_phase(true, None), (VmiPhase::Succeeded, None));
     }
 }

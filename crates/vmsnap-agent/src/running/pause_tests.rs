@@ -11,6 +11,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::VirtualMachineInstance;
+use vmsnap_api::kubevirt::VmiPhase;
 use vmsnap_qemu::client::QmpClient;
 use vmsnap_qemu::fake::{Behavior, FakeQmp};
 use vmsnap_testing::{TestServer, eventually};
@@ -264,7 +265,7 @@ impl Harness {
             hotplugged: false,
         };
         let mut facts = VmiFacts::default();
-        facts.set_phase("Running", &crate::time::now_time());
+        facts.set_phase(VmiPhase::Running, &crate::time::now_time());
         let free = Arc::new(AtomicU64::new(MIB));
         let measured = free.clone();
         let space = SpaceWatch {

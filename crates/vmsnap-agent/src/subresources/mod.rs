@@ -20,7 +20,7 @@ use kube::api::Api;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use vmsnap_api::kubevirt::{
-    GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, vmi_phase,
+    GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, VmiPhase,
 };
 use vmsnap_api::registry::registry;
 use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
@@ -141,7 +141,7 @@ pub(crate) async fn running_vmi(
     not_running: &str,
 ) -> Result<Arc<RunningVmi>, ApiError> {
     if let Some(running) = agent.running(namespace, name)
-        && running.facts().phase == vmi_phase::RUNNING
+        && running.facts().phase == VmiPhase::Running
     {
         return Ok(running);
     }

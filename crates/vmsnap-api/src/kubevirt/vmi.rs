@@ -107,8 +107,10 @@ pub struct VirtualMachineInstanceSpec {
     pub architecture: Option<String>,
 }
 
-/// VMI phases.
+/// The wire strings of [`VmiPhase`], for code that matches on `phase.as_deref()`.
 pub mod vmi_phase {
+    /// Not set yet.
+    pub const UNSET: &str = "";
     /// Accepted, not yet scheduled.
     pub const PENDING: &str = "Pending";
     /// Being scheduled.
@@ -121,6 +123,35 @@ pub mod vmi_phase {
     pub const SUCCEEDED: &str = "Succeeded";
     /// The guest or its hypervisor failed.
     pub const FAILED: &str = "Failed";
+    /// Waiting for a migration source to sync (KubeVirt's; never set by vmsnap).
+    pub const WAITING_FOR_SYNC: &str = "WaitingForSync";
+    /// The state cannot be obtained (KubeVirt's; never set by vmsnap).
+    pub const UNKNOWN: &str = "Unknown";
+}
+
+crate::wire_enum::wire_enum! {
+    /// Where a VirtualMachineInstance is in its life (`status.phase`, KubeVirt's
+    /// `VirtualMachineInstancePhase`).
+    VmiPhase {
+        /// Not set yet (KubeVirt's `VmPhaseUnset`, the empty string).
+        Unset = vmi_phase::UNSET,
+        /// Accepted, waiting for what it needs (its volumes) before it is scheduled.
+        Pending = vmi_phase::PENDING,
+        /// Being scheduled on a node.
+        Scheduling = vmi_phase::SCHEDULING,
+        /// Scheduled: the hypervisor process is starting.
+        Scheduled = vmi_phase::SCHEDULED,
+        /// The hypervisor runs the guest.
+        Running = vmi_phase::RUNNING,
+        /// The guest shut down cleanly; final.
+        Succeeded = vmi_phase::SUCCEEDED,
+        /// The guest or its hypervisor failed; final.
+        Failed = vmi_phase::FAILED,
+        /// Waiting for a migration source to sync (KubeVirt's; never set by vmsnap).
+        WaitingForSync = vmi_phase::WAITING_FOR_SYNC,
+        /// The state cannot be obtained (KubeVirt's; never set by vmsnap).
+        Unknown = vmi_phase::UNKNOWN,
+    }
 }
 
 /// VMI condition types used by vmsnap.
@@ -139,7 +170,7 @@ pub mod vmi_condition {
 pub struct VirtualMachineInstanceStatus {
     /// Pending, Scheduling, Scheduled, Running, Succeeded, Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<VmiPhase>,
     /// When each phase was entered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phase_transition_timestamps: Vec<PhaseTransitionTimestamp>,
@@ -184,7 +215,7 @@ pub struct VirtualMachineInstanceStatus {
 #[serde(rename_all = "camelCase")]
 pub struct PhaseTransitionTimestamp {
     /// The phase.
-    pub phase: String,
+    pub phase: VmiPhase,
     /// When it was entered.
     #[schemars(schema_with = "crate::schema::timestamp")]
     pub phase_transition_timestamp: Time,

@@ -50,7 +50,7 @@ pub mod annotation {
     pub const VOLUME_SNAPSHOT_REFUSED: &str = "snapshot.vmsnap.io/volume-snapshot-refused";
 }
 
-/// Snapshot phases.
+/// The wire strings of [`SnapshotPhase`], for code that matches on `phase.as_deref()`.
 pub mod phase {
     /// Not yet set.
     pub const UNSET: &str = "";
@@ -64,6 +64,26 @@ pub mod phase {
     pub const DELETING: &str = "Deleting";
     /// Never set by the controller.
     pub const UNKNOWN: &str = "Unknown";
+}
+
+crate::wire_enum::wire_enum! {
+    /// Where a VirtualMachineSnapshot is in its life (`status.phase`, KubeVirt's
+    /// `VirtualMachineSnapshotPhase`).
+    SnapshotPhase {
+        /// Not set yet (KubeVirt's `PhaseUnset`, the empty string).
+        Unset = phase::UNSET,
+        /// Locking the source, freezing the guest, cutting the volumes.
+        InProgress = phase::IN_PROGRESS,
+        /// The point in time is fixed: the snapshot succeeded (it is ready once its volume
+        /// snapshots are).
+        Succeeded = phase::SUCCEEDED,
+        /// The failure deadline passed before the point in time was fixed; final.
+        Failed = phase::FAILED,
+        /// Deleted while in progress: the controller is unwinding it.
+        Deleting = phase::DELETING,
+        /// KubeVirt's placeholder; never set by the controller.
+        Unknown = phase::UNKNOWN,
+    }
 }
 
 /// Condition types.

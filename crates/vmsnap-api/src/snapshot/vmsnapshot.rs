@@ -6,7 +6,7 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, SnapshotError};
+use super::{Condition, SnapshotError, SnapshotPhase};
 
 /// The desired snapshot.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -84,7 +84,7 @@ pub struct VirtualMachineSnapshotStatus {
     pub creation_time: Option<Time>,
     /// InProgress, Succeeded, Failed, Deleting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<SnapshotPhase>,
     /// The snapshot can be restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_to_use: Option<bool>,

@@ -14,9 +14,9 @@ use vmsnap_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use vmsnap_api::k8s_openapi::api::storage::v1::StorageClass;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::snapshot::{
-    DEFAULT_GRACE_PERIOD, VirtualMachineRestore, VirtualMachineRestoreStatus, VirtualMachineSnapshot,
-    VirtualMachineSnapshotContent, VolumeRestore, annotation, event, finalizer as fin, phase,
-    target_readiness_policy, volume_ownership_policy, volume_restore_policy,
+    DEFAULT_GRACE_PERIOD, SnapshotPhase, VirtualMachineRestore, VirtualMachineRestoreStatus,
+    VirtualMachineSnapshot, VirtualMachineSnapshotContent, VolumeRestore, annotation, event,
+    finalizer as fin, target_readiness_policy, volume_ownership_policy, volume_restore_policy,
 };
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
@@ -349,7 +349,7 @@ impl<'a> Restore<'a> {
             return Ok(Err(format!("VMSnapshot {key} does not exist")));
         };
         let st = snap.status.clone().unwrap_or_default();
-        if st.phase.as_deref() == Some(phase::FAILED) {
+        if st.phase == Some(SnapshotPhase::Failed) {
             return Ok(Err(format!("VMSnapshot {key} failed and is invalid to use")));
         }
         if st.ready_to_use != Some(true) {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 use vmsnap_api::duration;
-use vmsnap_api::snapshot::{DEFAULT_FAILURE_DEADLINE, VirtualMachineSnapshot, phase};
+use vmsnap_api::snapshot::{DEFAULT_FAILURE_DEADLINE, SnapshotPhase, VirtualMachineSnapshot};
 
 /// The snapshot's deadline (default 5m); `None` for `0s`.
 pub fn failure_deadline(snap: &VirtualMachineSnapshot) -> Option<Duration> {
@@ -23,8 +23,8 @@ pub fn unfreeze_timeout(snap: &VirtualMachineSnapshot) -> String {
 
 /// The phase is neither Failed nor Succeeded.
 pub fn progressing(snap: &VirtualMachineSnapshot) -> bool {
-    let p = snap.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-    p != phase::FAILED && p != phase::SUCCEEDED
+    let phase = snap.status.as_ref().and_then(|s| s.phase.as_ref());
+    !matches!(phase, Some(SnapshotPhase::Failed | SnapshotPhase::Succeeded))
 }
 
 /// How long until the deadline passes (`None`: no deadline, not progressing, or already passed).
@@ -41,7 +41,7 @@ pub fn time_until_deadline(snap: &VirtualMachineSnapshot, now: Timestamp) -> Opt
 
 /// Failed already, or still progressing past `creationTimestamp + failureDeadline`.
 pub fn deadline_exceeded(snap: &VirtualMachineSnapshot, now: Timestamp) -> bool {
-    if snap.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase::FAILED) {
+    if snap.status.as_ref().and_then(|s| s.phase.as_ref()) == Some(&SnapshotPhase::Failed) {
         return true;
     }
     if !progressing(snap) || failure_deadline(snap).is_none() {

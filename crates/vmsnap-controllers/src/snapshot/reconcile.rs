@@ -10,7 +10,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use vmsnap_api::snapshot::{
-    VirtualMachineSnapshot, VirtualMachineSnapshotContent, deletion_policy, event, finalizer as fin, reason,
+    SnapshotPhase, VirtualMachineSnapshot, VirtualMachineSnapshotContent, deletion_policy, event,
+    finalizer as fin, reason,
 };
 
 use super::content_create;
@@ -143,7 +144,7 @@ fn record_metrics(
     st: &vmsnap_api::snapshot::VirtualMachineSnapshotStatus,
 ) {
     let ns = snap.namespace().unwrap_or_default();
-    if st.phase.as_deref() == Some("Succeeded")
+    if st.phase == Some(SnapshotPhase::Succeeded)
         && let Some(t) = &st.creation_time
     {
         ctx.metrics.snapshot_succeeded(&snap.spec.source.name, &snap.name_any(), &ns, t.0.as_second());

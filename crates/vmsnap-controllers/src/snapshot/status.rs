@@ -3,9 +3,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::Volume;
 use vmsnap_api::snapshot::{
-    Condition, SnapshotVolumesLists, SourceIndication, VirtualMachineSnapshot, VirtualMachineSnapshotContent,
-    VirtualMachineSnapshotStatus, annotation, condition_type, find_condition, indication, phase, reason,
-    update_condition,
+    Condition, SnapshotPhase, SnapshotVolumesLists, SourceIndication, VirtualMachineSnapshot,
+    VirtualMachineSnapshotContent, VirtualMachineSnapshotStatus, annotation, condition_type, find_condition,
+    indication, reason, update_condition,
 };
 
 use super::deadline::deadline_exceeded;
@@ -57,7 +57,7 @@ pub fn compute(
     // What holds the snapshot up, in words; KubeVirt's reasons stay as they are.
     let problem = content.and_then(volume_snapshot_problem);
     if deadline_exceeded(snap, now.0) {
-        st.phase = Some(phase::FAILED.into());
+        st.phase = Some(SnapshotPhase::Failed);
         // The cause is kept once the content (which carried it) is gone.
         let cause = problem.or_else(|| {
             find_condition(&st.conditions, condition_type::FAILURE).and_then(|c| c.message.clone())
@@ -72,8 +72,8 @@ pub fn compute(
             cond(condition_type::PROGRESSING, false, reason::OPERATION_FAILED),
             now.clone(),
         );
-    } else if st.phase.as_deref() == Some(phase::SUCCEEDED) || st.creation_time.is_some() {
-        st.phase = Some(phase::SUCCEEDED.into());
+    } else if st.phase == Some(SnapshotPhase::Succeeded) || st.creation_time.is_some() {
+        st.phase = Some(SnapshotPhase::Succeeded);
         update_condition(
             &mut st.conditions,
             cond(condition_type::PROGRESSING, false, reason::OPERATION_COMPLETE),
@@ -84,7 +84,7 @@ pub fn compute(
             update_snapshot_volumes(&mut st, c, vmi_only);
         }
     } else {
-        st.phase = Some(phase::IN_PROGRESS.into());
+        st.phase = Some(SnapshotPhase::InProgress);
         match source {
             Some(src) => {
                 let progressing = if src.locked {
@@ -104,7 +104,7 @@ pub fn compute(
             }
         }
         if deleting {
-            st.phase = Some(phase::DELETING.into());
+            st.phase = Some(SnapshotPhase::Deleting);
             update_condition(
                 &mut st.conditions,
                 cond(condition_type::PROGRESSING, false, reason::DELETING),

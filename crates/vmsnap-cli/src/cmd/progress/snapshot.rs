@@ -8,8 +8,8 @@ use std::time::Duration;
 use kube::ResourceExt;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_api::snapshot::{
-    VirtualMachineSnapshot, VirtualMachineSnapshotContent, condition_type, content_name, find_condition,
-    phase, reason,
+    SnapshotPhase, VirtualMachineSnapshot, VirtualMachineSnapshotContent, condition_type, content_name,
+    find_condition, reason,
 };
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
@@ -103,8 +103,8 @@ impl SnapshotTracker {
         if st.creation_time.is_some() {
             self.seen[CUT].get_or_insert(at);
         }
-        match st.phase.as_deref() {
-            Some(phase::FAILED) => {
+        match &st.phase {
+            Some(SnapshotPhase::Failed) => {
                 let why = find_condition(&st.conditions, condition_type::FAILURE)
                     .and_then(|c| c.reason.clone())
                     .or_else(|| st.error.as_ref().and_then(|e| e.message.clone()))
@@ -115,7 +115,7 @@ impl SnapshotTracker {
                     None => why,
                 });
             }
-            Some(phase::DELETING) => self.steps.fail("the snapshot is being deleted".into()),
+            Some(SnapshotPhase::Deleting) => self.steps.fail("the snapshot is being deleted".into()),
             _ => {}
         }
         let progressing = find_condition(&st.conditions, condition_type::PROGRESSING);

@@ -3,7 +3,7 @@
 //! Each check restates a rule the controller enforces anyway; none adds a rule of its own.
 
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
-use vmsnap_api::snapshot::{VirtualMachineSnapshot, phase};
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot};
 
 use crate::cmd::errors::{CliError, Exit};
 
@@ -31,8 +31,8 @@ pub fn check_snapshot(snapshot: &VirtualMachineSnapshot, name: &str, vm: &str) -
         ));
     }
     let st = snapshot.status.clone().unwrap_or_default();
-    let phase = st.phase.unwrap_or_else(|| "Pending".into());
-    if phase == phase::FAILED {
+    let phase = st.phase.as_deref().unwrap_or("Pending");
+    if st.phase == Some(SnapshotPhase::Failed) {
         return Err(CliError::new(
             Exit::Conflict,
             format!(

@@ -40,7 +40,7 @@ pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCod
         ("Name", args.name.clone()),
         ("Namespace", session.namespace.clone()),
         ("VM", format!("{}{}", snapshot.spec.source.name, if vm.is_none() { " (deleted)" } else { "" })),
-        ("Phase", st.phase.clone().unwrap_or_else(|| "Pending".into())),
+        ("Phase", st.phase.as_deref().unwrap_or("Pending").to_owned()),
         ("Ready", st.ready_to_use.unwrap_or(false).to_string()),
         ("Created", format!("{} ({} ago)", timestamp(created), age(created))),
         ("Point in time", timestamp(st.creation_time.as_ref())),

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use kube::ResourceExt;
 use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::snapshot::{
-    VirtualMachineSnapshot, VirtualMachineSnapshotContent, content_name, indication, phase,
+    SnapshotPhase, VirtualMachineSnapshot, VirtualMachineSnapshotContent, content_name, indication,
 };
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
@@ -161,7 +161,7 @@ pub fn disk_lines(disks: &[DiskLine]) -> Vec<String> {
 pub fn indication_lines(snapshot: &VirtualMachineSnapshot) -> Vec<String> {
     let list = indications(snapshot);
     if list.is_empty() {
-        let done = snapshot.status.as_ref().and_then(|s| s.phase.as_deref()) == Some(phase::SUCCEEDED);
+        let done = snapshot.status.as_ref().and_then(|s| s.phase.as_ref()) == Some(&SnapshotPhase::Succeeded);
         let why = if done { "none (the VM was stopped)" } else { "none yet" };
         return vec![format!("Indications: {why}")];
     }

@@ -55,7 +55,7 @@ pub async fn run(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
         table.row(vec![
             s.metadata.name.clone().unwrap_or_default(),
             s.spec.source.name.clone(),
-            st.phase.unwrap_or_else(|| "Pending".into()),
+            st.phase.as_deref().unwrap_or("Pending").to_owned(),
             st.ready_to_use.unwrap_or(false).to_string(),
             if list.is_empty() { "-".into() } else { list.join(",") },
             catalog.size_text(s),
