@@ -10,8 +10,8 @@ use std::sync::Arc;
 use kube::api::{Api, ListParams, Patch};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use vmsnap_api::kubevirt::VirtualMachineInstance;
 use vmsnap_api::kubevirt::VmiPhase;
-use vmsnap_api::kubevirt::{VirtualMachineInstance, vmi_phase};
 
 use crate::agent::Agent;
 use crate::error::AgentStartError;
@@ -71,12 +71,12 @@ pub async fn recover(agent: &Arc<Agent>) -> Result<(), AgentStartError> {
     }
     for vmi in &vmis.items {
         let uid = vmi.uid().unwrap_or_default();
-        let phase = vmi.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+        let phase = vmi.status.as_ref().and_then(|s| s.phase.as_ref());
         let ours =
             vmi.status.as_ref().and_then(|s| s.node_name.as_deref()) == Some(agent.config.node_name.as_str());
         // A QEMU that runs but could not be attached is not gone: the VMI controller retries.
         let gone = agent.registry.get(&uid).is_none() && !alive.contains(&uid);
-        if phase == vmi_phase::RUNNING && ours && gone {
+        if phase == Some(&VmiPhase::Running) && ours && gone {
             mark_gone(agent, vmi).await.map_err(AgentStartError::Api)?;
         }
     }
@@ -85,8 +85,7 @@ pub async fn recover(agent: &Arc<Agent>) -> Result<(), AgentStartError> {
 }
 
 fn is_final(vmi: &VirtualMachineInstance) -> bool {
-    let phase = vmi.status.as_ref().and_then(|s| s.phase.as_deref());
-    phase == Some(vmi_phase::SUCCEEDED) || phase == Some(vmi_phase::FAILED)
+    matches!(vmi.status.as_ref().and_then(|s| s.phase.as_ref()), Some(VmiPhase::Succeeded | VmiPhase::Failed))
 }
 
 /// Runtime directories of VMIs that no longer exist (their QEMU was stopped above).

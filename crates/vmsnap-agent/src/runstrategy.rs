@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use vmsnap_api::kubevirt::{VirtualMachineStateChangeRequest, run_strategy, vmi_phase};
+use vmsnap_api::kubevirt::{VirtualMachineStateChangeRequest, VmiPhase, run_strategy};
 
 use crate::kubevirt::{START_PAUSED_KEY, START_PAUSED_TRUE, request};
 
@@ -16,8 +16,8 @@ use crate::kubevirt::{START_PAUSED_KEY, START_PAUSED_TRUE, request};
 pub struct VmiView<'a> {
     /// Its uid.
     pub uid: &'a str,
-    /// Its phase (`""` before the agent took it).
-    pub phase: &'a str,
+    /// Its phase (`Unset` before the agent took it).
+    pub phase: &'a VmiPhase,
     /// Whether it has a deletion timestamp.
     pub deleting: bool,
     /// Whether it ever reached `Running`.
@@ -27,7 +27,7 @@ pub struct VmiView<'a> {
 impl VmiView<'_> {
     /// `Succeeded` or `Failed`: the guest is gone for good.
     pub fn is_final(&self) -> bool {
-        self.phase == vmi_phase::SUCCEEDED || self.phase == vmi_phase::FAILED
+        matches!(self.phase, VmiPhase::Succeeded | VmiPhase::Failed)
     }
 }
 
@@ -102,8 +102,8 @@ pub fn decide(vm: VmView<'_>, vmi: Option<VmiView<'_>>) -> Result<VmAction, Unkn
         },
         run_strategy::RERUN_ON_FAILURE => match vmi {
             Some(vmi) if vmi.deleting => VmAction::Nothing,
-            Some(vmi) if vmi.phase == vmi_phase::FAILED => VmAction::StopAndRequestStart,
-            Some(vmi) if has_stop_request_for(vm.requests, &vmi) || vmi.phase == vmi_phase::SUCCEEDED => {
+            Some(vmi) if *vmi.phase == VmiPhase::Failed => VmAction::StopAndRequestStart,
+            Some(vmi) if has_stop_request_for(vm.requests, &vmi) || *vmi.phase == VmiPhase::Succeeded => {
                 VmAction::Stop
             }
             Some(_) => VmAction::Nothing,
@@ -176,7 +176,7 @@ pub fn next_start_failure(
     if vmi.ran {
         return None;
     }
-    if vmi.phase != vmi_phase::FAILED {
+    if *vmi.phase != VmiPhase::Failed {
         return previous;
     }
     match previous {
@@ -217,7 +217,9 @@ mod tests {
         VmView { strategy, status_strategy: Some(strategy), requests, backoff_left: None }
     }
 
-    fn vmi(phase: &str) -> VmiView<'_> {
+    fn vmi(phase: &str) -> VmiView<'static> {
+        // Leaked: a test's few phases live as long as the test binary.
+        let phase: &'static VmiPhase = Box::leak(Box::new(VmiPhase::from(phase)));
         VmiView { uid: "u1", phase, deleting: false, ran: true }
     }
 

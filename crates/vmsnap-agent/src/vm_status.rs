@@ -8,9 +8,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Map, Value, json};
 use vmsnap_api::kubevirt::VmiPhase;
-use vmsnap_api::kubevirt::{
-    VirtualMachine, VirtualMachineCondition, VirtualMachineInstance, run_strategy, vmi_phase,
-};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineCondition, VirtualMachineInstance, run_strategy};
 
 use crate::kubevirt::{VM_GENERATION_ANNOTATION, condition, printable};
 use crate::runstrategy::{StartFailure, VmiView, has_start_request, has_stop_request_for};
@@ -54,12 +52,15 @@ pub struct StatusInput<'a> {
     pub now: &'a Time,
 }
 
+/// The phase of a VMI without one.
+static UNSET_PHASE: VmiPhase = VmiPhase::Unset;
+
 /// The VMI as the run strategy sees it.
 pub fn vmi_view(vmi: &VirtualMachineInstance) -> VmiView<'_> {
     let status = vmi.status.as_ref();
     VmiView {
         uid: vmi.metadata.uid.as_deref().unwrap_or_default(),
-        phase: status.and_then(|s| s.phase.as_deref()).unwrap_or_default(),
+        phase: status.and_then(|s| s.phase.as_ref()).unwrap_or(&UNSET_PHASE),
         deleting: vmi.metadata.deletion_timestamp.is_some(),
         ran: status
             .is_some_and(|s| s.phase_transition_timestamps.iter().any(|p| p.phase == VmiPhase::Running)),
@@ -90,7 +91,7 @@ pub fn is_set_to_start(vm: &VirtualMachine, vmi: Option<&VirtualMachineInstance>
             Some(vmi) => !has_stop_request_for(requests, &vmi_view(vmi)),
             None => has_start_request(requests),
         },
-        run_strategy::RERUN_ON_FAILURE => vmi.is_none_or(|vmi| vmi_view(vmi).phase != vmi_phase::SUCCEEDED),
+        run_strategy::RERUN_ON_FAILURE => vmi.is_none_or(|vmi| *vmi_view(vmi).phase != VmiPhase::Succeeded),
         run_strategy::ONCE => vmi.is_none(),
         _ => false,
     }
@@ -101,7 +102,7 @@ pub fn printable_status(input: &StatusInput<'_>) -> &'static str {
     let vm = input.vm;
     let vmi = input.vmi;
     let view = vmi.map(vmi_view);
-    let running = view.is_some_and(|v| v.phase == vmi_phase::RUNNING);
+    let running = view.is_some_and(|v| *v.phase == VmiPhase::Running);
     let paused = vmi.is_some_and(|vmi| vmi_condition_true(vmi, condition::PAUSED));
     let synchronized_failed =
         |reason| vmi.is_some_and(|vmi| vmi_condition_reason(vmi, condition::SYNCHRONIZED, "False", reason));
@@ -132,7 +133,12 @@ pub fn printable_status(input: &StatusInput<'_>) -> &'static str {
         printable::ERR_IMAGE_PULL
     } else if match view {
         None => input.start_expected,
-        Some(v) => matches!(v.phase, "" | vmi_phase::PENDING | vmi_phase::SCHEDULING | vmi_phase::SCHEDULED),
+        Some(v) => {
+            matches!(
+                v.phase,
+                VmiPhase::Unset | VmiPhase::Pending | VmiPhase::Scheduling | VmiPhase::Scheduled
+            )
+        }
     } {
         printable::STARTING
     } else if (view.is_none_or(|v| v.is_final())) && !input.start_expected && crash_looping {

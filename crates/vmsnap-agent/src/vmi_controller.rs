@@ -21,7 +21,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::kubevirt::VmiPhase;
-use vmsnap_api::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceSpec, vmi_phase};
+use vmsnap_api::kubevirt::{VirtualMachineInstance, VirtualMachineInstanceSpec};
 
 use crate::agent::Agent;
 use crate::domain;
@@ -114,8 +114,8 @@ fn ids(vmi: &VirtualMachineInstance) -> (String, String, String) {
 async fn apply(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Action, VmiReconcileError> {
     let (_, _, uid) = ids(vmi);
     if let Some(running) = agent.registry.get(&uid) {
-        let stored = vmi.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
-        if stored != running.facts().phase.as_str() {
+        let stored = vmi.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        if stored != running.facts().phase {
             // Someone rewrote the status: write ours again.
             running.invalidate_published().await;
             running.publish().await;
@@ -123,16 +123,16 @@ async fn apply(agent: &Arc<Agent>, vmi: &VirtualMachineInstance) -> Result<Actio
         let pending = hotplug::sync(agent, &running, vmi).await;
         return Ok(if pending { Action::requeue(Duration::from_secs(2)) } else { Action::await_change() });
     }
-    let phase = vmi.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default();
+    let phase = vmi.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
     match phase {
-        vmi_phase::SUCCEEDED | vmi_phase::FAILED => Ok(Action::await_change()),
-        vmi_phase::RUNNING | vmi_phase::SCHEDULED => {
+        VmiPhase::Succeeded | VmiPhase::Failed => Ok(Action::await_change()),
+        VmiPhase::Running | VmiPhase::Scheduled => {
             // Not ours in memory: an earlier agent launched it.
             if let Some(handle) = attach(agent, &uid).await? {
                 recover::adopt(agent, vmi, handle).await;
                 return Ok(Action::await_change());
             }
-            if phase == vmi_phase::RUNNING {
+            if phase == VmiPhase::Running {
                 recover::mark_gone(agent, vmi).await?;
                 return Ok(Action::await_change());
             }

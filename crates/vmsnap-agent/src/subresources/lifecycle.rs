@@ -7,7 +7,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{
     RestartOptions, StartOptions, StopOptions, VirtualMachine, VirtualMachineInstance,
-    VirtualMachineStateChangeRequest, VirtualMachineStatus, run_strategy, vmi_phase,
+    VirtualMachineStateChangeRequest, VirtualMachineStatus, VmiPhase, run_strategy,
 };
 use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
@@ -20,14 +20,11 @@ fn params(dry_run: bool) -> PatchParams {
 }
 
 fn is_final(vmi: &VirtualMachineInstance) -> bool {
-    matches!(
-        vmi.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some(vmi_phase::SUCCEEDED | vmi_phase::FAILED)
-    )
+    matches!(phase(vmi), Some(VmiPhase::Succeeded | VmiPhase::Failed))
 }
 
-fn phase(vmi: &VirtualMachineInstance) -> &str {
-    vmi.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+fn phase(vmi: &VirtualMachineInstance) -> Option<&VmiPhase> {
+    vmi.status.as_ref().and_then(|s| s.phase.as_ref())
 }
 
 fn stop_request(vmi: &VirtualMachineInstance) -> VirtualMachineStateChangeRequest {
@@ -113,7 +110,7 @@ pub async fn start(
     let vmi = get_vmi(agent, namespace, name).await?;
     if let Some(vmi) = &vmi
         && !is_final(vmi)
-        && !matches!(phase(vmi), "" | "Unknown")
+        && !matches!(phase(vmi), None | Some(VmiPhase::Unset | VmiPhase::Unknown))
     {
         return Err(ApiError::conflict(message::VM_ALREADY_RUNNING));
     }
@@ -136,14 +133,14 @@ pub async fn start(
         }
         strategy @ (run_strategy::RERUN_ON_FAILURE | run_strategy::MANUAL) => {
             let rerun = strategy == run_strategy::RERUN_ON_FAILURE;
-            if rerun && vmi.as_ref().is_some_and(|v| phase(v) == vmi_phase::FAILED) {
+            if rerun && vmi.as_ref().is_some_and(|v| phase(v) == Some(&VmiPhase::Failed)) {
                 return Err(ApiError::conflict(format!(
                     "{strategy} does not support starting VM from failed state"
                 )));
             }
             let needs_restart = vmi
                 .as_ref()
-                .is_some_and(|v| if rerun { phase(v) == vmi_phase::SUCCEEDED } else { is_final(v) });
+                .is_some_and(|v| if rerun { phase(v) == Some(&VmiPhase::Succeeded) } else { is_final(v) });
             let changes = match &vmi {
                 Some(vmi) if needs_restart => vec![stop_request(vmi), start],
                 _ => vec![start],

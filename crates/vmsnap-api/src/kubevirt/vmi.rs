@@ -107,50 +107,28 @@ pub struct VirtualMachineInstanceSpec {
     pub architecture: Option<String>,
 }
 
-/// The wire strings of [`VmiPhase`], for code that matches on `phase.as_deref()`.
-pub mod vmi_phase {
-    /// Not set yet.
-    pub const UNSET: &str = "";
-    /// Accepted, not yet scheduled.
-    pub const PENDING: &str = "Pending";
-    /// Being scheduled.
-    pub const SCHEDULING: &str = "Scheduling";
-    /// Scheduled; the hypervisor process is starting.
-    pub const SCHEDULED: &str = "Scheduled";
-    /// The hypervisor runs the guest.
-    pub const RUNNING: &str = "Running";
-    /// The guest shut down cleanly.
-    pub const SUCCEEDED: &str = "Succeeded";
-    /// The guest or its hypervisor failed.
-    pub const FAILED: &str = "Failed";
-    /// Waiting for a migration source to sync (KubeVirt's; never set by vmsnap).
-    pub const WAITING_FOR_SYNC: &str = "WaitingForSync";
-    /// The state cannot be obtained (KubeVirt's; never set by vmsnap).
-    pub const UNKNOWN: &str = "Unknown";
-}
-
 crate::wire_enum::wire_enum! {
     /// Where a VirtualMachineInstance is in its life (`status.phase`, KubeVirt's
     /// `VirtualMachineInstancePhase`).
     VmiPhase {
         /// Not set yet (KubeVirt's `VmPhaseUnset`, the empty string).
-        Unset = vmi_phase::UNSET,
+        Unset = "",
         /// Accepted, waiting for what it needs (its volumes) before it is scheduled.
-        Pending = vmi_phase::PENDING,
+        Pending = "Pending",
         /// Being scheduled on a node.
-        Scheduling = vmi_phase::SCHEDULING,
+        Scheduling = "Scheduling",
         /// Scheduled: the hypervisor process is starting.
-        Scheduled = vmi_phase::SCHEDULED,
+        Scheduled = "Scheduled",
         /// The hypervisor runs the guest.
-        Running = vmi_phase::RUNNING,
+        Running = "Running",
         /// The guest shut down cleanly; final.
-        Succeeded = vmi_phase::SUCCEEDED,
+        Succeeded = "Succeeded",
         /// The guest or its hypervisor failed; final.
-        Failed = vmi_phase::FAILED,
+        Failed = "Failed",
         /// Waiting for a migration source to sync (KubeVirt's; never set by vmsnap).
-        WaitingForSync = vmi_phase::WAITING_FOR_SYNC,
+        WaitingForSync = "WaitingForSync",
         /// The state cannot be obtained (KubeVirt's; never set by vmsnap).
-        Unknown = vmi_phase::UNKNOWN,
+        Unknown = "Unknown",
     }
 }
 
