@@ -14,11 +14,13 @@ fn meta_schema() -> Value {
     vmsnap_apiserver::registry_kinds().iter().find(|t| t.kind == "Namespace").unwrap().schema["properties"]["metadata"].clone()
 }
 
-/// Validates a `snapshot.kubevirt.io/v1beta1` object against the CRD of its kind.
+/// Validates a `snapshot.kubevirt.io/v1beta1` object (`yaml` without its `apiVersion`) against
+/// the CRD of its kind.
 fn check_v1beta1(yaml: &str) {
-    let kind: Value = serde_norway::from_str::<Value>(yaml).unwrap()["kind"].clone();
+    let yaml = format!("apiVersion: snapshot.kubevirt.io/v1beta1\n{}", yaml.trim_start());
+    let kind: Value = serde_norway::from_str::<Value>(&yaml).unwrap()["kind"].clone();
     let file = format!("{}s.yaml", kind.as_str().unwrap().to_lowercase());
-    check(&file, "v1beta1", yaml);
+    check(&file, "v1beta1", &yaml);
 }
 
 fn check(file: &str, version: &str, yaml: &str) {
@@ -50,7 +52,6 @@ fn the_user_guide_snapshot_and_restore_examples_validate() {
     }
     check_v1beta1(
         r#"
-apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineRestore
 metadata:
   name: restore-larry
@@ -78,7 +79,6 @@ spec:
 fn statuses_as_kubevirts_controllers_write_them_validate() {
     check_v1beta1(
         r#"
-apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineSnapshot
 metadata: {name: s, namespace: default, finalizers: [snapshot.kubevirt.io/vmsnapshot-protection]}
 spec: {source: {apiGroup: kubevirt.io, kind: VirtualMachine, name: vm}}
@@ -100,7 +100,6 @@ status:
     );
     check_v1beta1(
         r#"
-apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineRestore
 metadata: {name: r, namespace: default}
 spec: {target: {apiGroup: kubevirt.io, kind: VirtualMachine, name: vm}, virtualMachineSnapshotName: s}
@@ -117,7 +116,6 @@ status:
     );
     check_v1beta1(
         r#"
-apiVersion: snapshot.kubevirt.io/v1beta1
 kind: VirtualMachineSnapshotContent
 metadata: {name: c, namespace: default}
 spec:

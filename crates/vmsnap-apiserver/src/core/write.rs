@@ -118,6 +118,17 @@ fn resource_version(obj: &Value) -> Option<String> {
     meta_str(obj, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_owned)
 }
 
+/// The object an update or a patch writes: its resource, the version the request speaks, its
+/// namespace and name, and the subresource (`status`) if the request is on one.
+#[derive(Clone, Copy)]
+struct UpdateTarget<'a> {
+    rt: &'a ResourceType,
+    version: &'a str,
+    ns: Option<&'a str>,
+    name: &'a str,
+    subresource: Option<&'a str>,
+}
+
 impl Core {
     /// Validates a body against the schema: prunes unknown fields (an error under Strict), applies
     /// defaults, and refuses type, enum and required errors.
@@ -400,7 +411,8 @@ impl Core {
             }
             let candidate = to_storage(rt, body.clone());
             let new = merge_for_update(rt, &current, candidate, subresource);
-            match self.finish_write(rt, version, ns, name, current, new, subresource, opts).await? {
+            let target = UpdateTarget { rt, version, ns, name, subresource };
+            match self.finish_write(&target, current, new, opts).await? {
                 Some(object) => return Ok(WriteResult { object, warnings, created: false }),
                 None => continue,
             }
@@ -492,28 +504,24 @@ impl Core {
             }
             let candidate = to_storage(rt, patched);
             let new = merge_for_update(rt, &current, candidate, subresource);
-            if let Some(object) =
-                self.finish_write(rt, version, ns, name, current, new, subresource, opts).await?
-            {
+            let target = UpdateTarget { rt, version, ns, name, subresource };
+            if let Some(object) = self.finish_write(&target, current, new, opts).await? {
                 return Ok(WriteResult { object, warnings, created: false });
             }
         }
         Err(ApiError::conflict(rt, name))
     }
 
-    /// Applies the common update rules and writes. `Ok(None)` means the object changed meanwhile: retry.
-    #[allow(clippy::too_many_arguments)] // Internal step shared by update and patch.
+    /// Applies the common update rules and writes `target` from `current` to `new`. `Ok(None)`
+    /// means the object changed meanwhile: retry.
     async fn finish_write(
         &self,
-        rt: &ResourceType,
-        version: &str,
-        ns: Option<&str>,
-        name: &str,
+        target: &UpdateTarget<'_>,
         current: Value,
         new: Value,
-        subresource: Option<&str>,
         opts: &WriteOptions,
     ) -> Result<Option<Value>, ApiError> {
+        let UpdateTarget { rt, version, ns, name, subresource } = *target;
         if is_deleting(&current) {
             let old = finalizers(&current);
             let added: Vec<String> = finalizers(&new).into_iter().filter(|f| !old.contains(f)).collect();
