@@ -37,7 +37,7 @@ pub struct VirtualMachineSnapshotSpec {
     /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::deletion_policy")]
-    pub deletion_policy: Option<String>,
+    pub deletion_policy: Option<DeletionPolicy>,
     /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no
     /// limit): a Go duration, or a number of seconds (`20`; read as the string `"20"`).
     #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_number")]
@@ -59,12 +59,24 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     }))
 }
 
-/// Deletion policies.
-pub mod deletion_policy {
-    /// Delete the content with the snapshot.
-    pub const DELETE: &str = "Delete";
+/// What happens to a snapshot's content when the snapshot is deleted (`spec.deletionPolicy`,
+/// KubeVirt's `DeletionPolicy`; the CRD admits only these two).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Delete the content with the snapshot (the default).
+    Delete,
     /// Keep a ready content after the snapshot is deleted.
-    pub const RETAIN: &str = "Retain";
+    Retain,
+}
+
+impl DeletionPolicy {
+    /// The string KubeVirt writes for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionPolicy::Delete => "Delete",
+            DeletionPolicy::Retain => "Retain",
+        }
+    }
 }
 
 /// The observed snapshot.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use kube::api::PostParams;
+use vmsnap_api::snapshot::DeletionPolicy;
 use vmsnap_testing::fixtures::{VmBuilder, create_bound_pvc};
 
 use crate::support::{Env, WAIT};
@@ -82,7 +83,7 @@ async fn no_wait_prints_the_name_and_a_taken_name_is_a_conflict_with_exit_4() {
     first.expect(0);
     assert_eq!(first.stdout, "s1\n");
     let snap = env.snapshots().get("s1").await.unwrap();
-    assert_eq!(snap.spec.deletion_policy.as_deref(), Some("Retain"));
+    assert_eq!(snap.spec.deletion_policy, Some(DeletionPolicy::Retain));
 
     let clash = env.run(&["snapshot", "create", "db", "--name", "s1"]).await;
     clash.expect(4);

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
 use vmsnap_api::snapshot::{
-    SnapshotPhase, VirtualMachineSnapshot, VirtualMachineSnapshotContent, deletion_policy, event,
+    DeletionPolicy, SnapshotPhase, VirtualMachineSnapshot, VirtualMachineSnapshotContent, event,
     finalizer as fin, reason,
 };
 
@@ -47,7 +47,7 @@ pub async fn reconcile(
 /// Whether deleting the snapshot deletes its content: policy Delete (the default), or a content
 /// that never became ready.
 pub fn should_delete_content(snap: &VirtualMachineSnapshot, content: &VirtualMachineSnapshotContent) -> bool {
-    let retain = snap.spec.deletion_policy.as_deref() == Some(deletion_policy::RETAIN);
+    let retain = snap.spec.deletion_policy == Some(DeletionPolicy::Retain);
     let ready = content.status.as_ref().and_then(|s| s.ready_to_use) == Some(true);
     !retain || !ready
 }

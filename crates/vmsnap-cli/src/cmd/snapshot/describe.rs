@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use vmsnap_api::kubevirt::VirtualMachine;
-use vmsnap_api::snapshot::VirtualMachineSnapshot;
+use vmsnap_api::snapshot::{DeletionPolicy, VirtualMachineSnapshot};
 
 use super::details::{Catalog, disk_lines, disks, indication_lines};
 use crate::cmd::client::ConnectionArgs;
@@ -44,7 +44,10 @@ pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCod
         ("Ready", st.ready_to_use.unwrap_or(false).to_string()),
         ("Created", format!("{} ({} ago)", timestamp(created), age(created))),
         ("Point in time", timestamp(st.creation_time.as_ref())),
-        ("Deletion policy", snapshot.spec.deletion_policy.clone().unwrap_or_else(|| "Delete".into())),
+        (
+            "Deletion policy",
+            snapshot.spec.deletion_policy.map_or("Delete", DeletionPolicy::as_str).to_owned(),
+        ),
         ("Failure deadline", snapshot.spec.failure_deadline.clone().unwrap_or_else(|| "5m0s".into())),
         (
             "Content",
