@@ -9,7 +9,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance};
-use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot};
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineRestore, VirtualMachineSnapshot};
 
 use crate::guest::{self, Guest};
 use crate::lab::Lab;
@@ -196,7 +196,7 @@ impl Lab {
             .with_context(|| format!("create snapshot {name}"))?;
         let done = |s: Option<&VirtualMachineSnapshot>| {
             s.and_then(|s| s.status.as_ref())
-                .is_some_and(|st| st.ready_to_use == Some(true) || st.phase.as_deref() == Some("Failed"))
+                .is_some_and(|st| st.ready_to_use == Some(true) || st.phase == Some(SnapshotPhase::Failed))
         };
         let snapshot = wait_object(api, name, OPERATION_TIMEOUT, done).await?;
         let took = started.elapsed();

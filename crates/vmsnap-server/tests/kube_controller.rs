@@ -15,7 +15,7 @@ use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use vmsnap_api::snapshot::VirtualMachineSnapshot;
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot};
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
 use vmsnap_store::{Mutation, ObjectKey, Store, StoreConfig};
 use vmsnap_testing::{TestServer, eventually};
@@ -90,7 +90,7 @@ async fn apply(snap: &VirtualMachineSnapshot, ctx: &Ctx) -> Result<Action, kube:
         };
         ctx.recorder.publish(&event, &snap.object_ref(&())).await?;
     }
-    if snap.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Succeeded") {
+    if snap.status.as_ref().and_then(|s| s.phase.as_ref()) != Some(&SnapshotPhase::Succeeded) {
         let snaps: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), "default");
         let status = json!({"status": {"phase": "Succeeded", "readyToUse": true}});
         snaps.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await?;
@@ -132,7 +132,7 @@ fn start_controller(client: Client, seen: Arc<Mutex<Observed>>) -> tokio::task::
 
 async fn converged(api: &Api<VirtualMachineSnapshot>, children: &Api<VolumeSnapshot>, name: &str) -> bool {
     let Ok(Some(s)) = api.get_opt(name).await else { return false };
-    let ready = s.status.as_ref().and_then(|st| st.phase.as_deref()) == Some("Succeeded");
+    let ready = s.status.as_ref().and_then(|st| st.phase.as_ref()) == Some(&SnapshotPhase::Succeeded);
     let has_finalizer = s.finalizers().iter().any(|f| f == FINALIZER);
     ready && has_finalizer && children.get_opt(&format!("child-{name}")).await.ok().flatten().is_some()
 }

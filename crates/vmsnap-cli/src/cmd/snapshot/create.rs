@@ -8,7 +8,7 @@ use clap::Args;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde_json::json;
-use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
+use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, VmiPhase, vmi_condition};
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotContent, label};
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 
@@ -120,9 +120,7 @@ fn volume_snapshots(session: &Session, vm: &str) -> BoxStream<'static, SnapshotS
 fn can_freeze(vmi: &VirtualMachineInstance) -> bool {
     let Some(st) = &vmi.status else { return false };
     let has = |t: &str| st.conditions.iter().any(|c| c.type_ == t && c.status == "True");
-    st.phase.as_deref() == Some("Running")
-        && has(vmi_condition::AGENT_CONNECTED)
-        && !has(vmi_condition::PAUSED)
+    st.phase == Some(VmiPhase::Running) && has(vmi_condition::AGENT_CONNECTED) && !has(vmi_condition::PAUSED)
 }
 
 fn timed_out(name: &str, args: &CreateArgs, last: Option<&VirtualMachineSnapshot>) -> String {
