@@ -20,6 +20,7 @@ use vmsnap_api::snapshot::{VirtualMachineRestore, VirtualMachineSnapshot, Virtua
 use vmsnap_schedule::{Interval, KeepPolicy, KeepWithin, Schedule, When};
 
 use super::ScheduleContext;
+use super::backups::BackupPass;
 use super::names::{NAME_LIMIT, selector_query};
 use super::observed::ScheduledSnapshot;
 use super::plan::{self, Tick, VmRun};
@@ -34,6 +35,7 @@ const DEFAULT_FAILURE_THRESHOLD: usize = 3;
 struct Parsed {
     schedule: Schedule,
     keep: KeepPolicy,
+    backup_keep: KeepPolicy,
 }
 
 fn count(n: Option<i32>) -> u32 {
@@ -53,13 +55,20 @@ fn parse(spec: &VirtualMachineSnapshotScheduleSpec) -> Result<Parsed, String> {
     if spec.vm_name.is_some() == spec.selector.is_some() {
         return Err("spec: set exactly one of vmName and selector".into());
     }
-    let keep = spec.keep.clone().unwrap_or_default();
+    let keep = keep_policy(spec.keep.as_ref(), "spec.keep")?;
+    let backup_keep = keep_policy(spec.backup_keep.as_ref(), "spec.backupKeep")?;
+    Ok(Parsed { schedule, keep, backup_keep })
+}
+
+/// A keep policy of the spec (`field` names it in messages); unset keeps everything.
+fn keep_policy(keep: Option<&vmsnap_api::schedule::KeepPolicy>, field: &str) -> Result<KeepPolicy, String> {
+    let keep = keep.cloned().unwrap_or_default();
     let within = keep
         .within
         .as_deref()
-        .map(|w| w.parse::<KeepWithin>().map_err(|e| format!("spec.keep.within: {e}")))
+        .map(|w| w.parse::<KeepWithin>().map_err(|e| format!("{field}.within: {e}")))
         .transpose()?;
-    let keep = KeepPolicy {
+    Ok(KeepPolicy {
         last: count(keep.last),
         hourly: count(keep.hourly),
         daily: count(keep.daily),
@@ -67,8 +76,7 @@ fn parse(spec: &VirtualMachineSnapshotScheduleSpec) -> Result<Parsed, String> {
         monthly: count(keep.monthly),
         yearly: count(keep.yearly),
         within,
-    };
-    Ok(Parsed { schedule, keep })
+    })
 }
 
 /// Reconciles one schedule.
@@ -141,7 +149,19 @@ pub async fn reconcile(
         }
     }
 
-    let in_use = snapshots_in_use(&ctx, &ns).await?;
+    let backups = BackupPass::run(
+        &ctx.client,
+        &ns,
+        &name,
+        spec.backup_to.as_deref(),
+        Some(&parsed.backup_keep),
+        parsed.schedule.time_zone(),
+        now,
+        &snapshots,
+    )
+    .await?;
+    let mut in_use = snapshots_in_use(&ctx, &ns).await?;
+    in_use.extend(backups.snapshots_in_use.iter().cloned());
     let threshold = spec
         .failure_policy
         .as_ref()
@@ -172,6 +192,7 @@ pub async fn reconcile(
         pruning: &pruning,
         pruned_now: &pruned_now,
         failure_threshold: threshold,
+        backups: &backups,
     };
     let outcome = status::next_status(&old, &seen);
     patch_status(&schedules, schedule.as_ref(), Some(&old), &outcome.status).await?;
@@ -181,6 +202,19 @@ pub async fn reconcile(
     for (pruned_vm, n) in &pruned_now {
         let note = format!("pruned {n} snapshot(s) of VM {pruned_vm} by the keep policy");
         ctx.event(&regarding, false, "SnapshotsPruned", note).await;
+    }
+    if !backups.made.is_empty() {
+        let made: Vec<&str> = backups.made.iter().map(|(_, backup)| backup.as_str()).collect();
+        let note = format!(
+            "backing up to repository {}: {}",
+            spec.backup_to.as_deref().unwrap_or_default(),
+            made.join(", ")
+        );
+        ctx.event(&regarding, false, "BackupsCreated", note).await;
+    }
+    for (pruned_vm, n) in &backups.pruned_now {
+        let note = format!("pruned {n} backup(s) of VM {pruned_vm} by the backup keep policy");
+        ctx.event(&regarding, false, "BackupsPruned", note).await;
     }
     for failed in &outcome.newly_failed {
         let note = format!(
