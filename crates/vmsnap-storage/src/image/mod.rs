@@ -102,6 +102,12 @@ pub struct SnapshotImage {
     lineage: Lineage,
 }
 
+// Backups read one image from many threads: keep it `Send + Sync`.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<SnapshotImage>();
+};
+
 impl SnapshotImage {
     /// The snapshot this image shows, as it was when opened.
     pub fn snapshot(&self) -> &SnapshotInfo {
