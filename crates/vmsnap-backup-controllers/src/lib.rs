@@ -12,8 +12,10 @@
 
 mod context;
 mod error;
+mod manifest_labels;
 mod metrics;
 mod open;
+mod status;
 
 mod backup;
 mod repository;
