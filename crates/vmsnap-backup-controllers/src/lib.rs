@@ -11,6 +11,7 @@
 //! controllers run where the storage is: in `vmsnap serve`.
 
 mod context;
+mod disks;
 mod error;
 mod manifest_labels;
 mod metrics;
