@@ -10,6 +10,7 @@ mod base;
 mod snapshots;
 mod source;
 mod task;
+mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -114,6 +115,12 @@ async fn reconcile(
 async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Result<Action, ReconcileError> {
     let ctx = &state.ctx;
     let status = backup.status.clone().unwrap_or_default();
+    if status.phase.as_deref() == Some(phase::SUCCEEDED)
+        && let Some(token) = verify::pending_request(backup)
+    {
+        verify::verify(ctx, backup, &token).await?;
+        return Ok(Action::await_change());
+    }
     if matches!(status.phase.as_deref(), Some(phase::SUCCEEDED | phase::FAILED)) {
         return Ok(Action::await_change());
     }
@@ -299,13 +306,21 @@ async fn cleanup(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Re
         // The repository object is gone: its data stays where it is, with this backup in it.
         return Ok(Action::await_change());
     };
-    let repository = ctx.repositories.open(&ctx.client, &repo, &ctx.config.local_root).await?;
+    let repository = match ctx.repositories.open(&ctx.client, &repo, &ctx.config.local_root).await {
+        Ok(repository) => repository,
+        Err(error) => {
+            let note = format!(
+                "backup {id} cannot be deleted from repository {} until it opens: {error} (or set spec.deletionPolicy: Retain)",
+                backup.spec.repository
+            );
+            publish(ctx, &backup.object_ref(&()), true, "DeleteWaiting", note).await;
+            return Err(error.into());
+        }
+    };
     match repository.delete_backup(&id).await {
         Ok(()) => {
             let note = format!("backup {id} deleted from repository {}", backup.spec.repository);
-            if let Some(repo_ref) = Some(repo.object_ref(&())) {
-                publish(ctx, &repo_ref, false, "BackupDeleted", note).await;
-            }
+            publish(ctx, &repo.object_ref(&()), false, "BackupDeleted", note).await;
         }
         Err(vmsnap_backup::Error::BackupNotFound(_)) => {}
         Err(error) => return Err(error.into()),

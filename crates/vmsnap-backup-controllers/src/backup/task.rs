@@ -494,3 +494,42 @@ async fn write_progress(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use vmsnap_backup::Progress;
+
+    use super::Counters;
+
+    #[test]
+    fn progress_adds_the_disks_done_to_the_one_being_read_and_counts_percent_in_chunks() {
+        let mut counters = Counters { chunks_total: 8, to_read_later: 100, ..Counters::default() };
+        counters.current = Progress {
+            bytes_to_read: 40,
+            bytes_read: 40,
+            bytes_uploaded: 30,
+            chunks_done: 4,
+            chunks_total: 4,
+            ..Progress::default()
+        };
+        counters.finish_disk();
+        counters.to_read_later = 0;
+        counters.current = Progress {
+            bytes_to_read: 100,
+            bytes_read: 10,
+            bytes_reused: 7,
+            chunks_done: 2,
+            chunks_total: 4,
+            ..Progress::default()
+        };
+        let transfer = counters.transfer(Instant::now());
+        assert_eq!(transfer.bytes_to_read, Some(140));
+        assert_eq!(transfer.bytes_read, Some(50));
+        assert_eq!(transfer.bytes_uploaded, Some(30));
+        assert_eq!(transfer.bytes_reused, Some(7));
+        assert_eq!(transfer.percent, Some(75));
+        assert_eq!(Counters::default().transfer(Instant::now()).percent, Some(100), "no chunks: done");
+    }
+}

@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
@@ -20,8 +21,22 @@ use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::status::{condition, patch_status, publish, time_of, with_condition};
 use crate::{Context, ReconcileError};
 
-/// Makes an object for each of `manifests` that has none in the repository object's namespace;
-/// returns the names made.
+/// The annotation on a repository object recording the newest backup (by commit time) an import
+/// pass has seen: older backups without an object are not imported again, so that a backup
+/// deleted with `deletionPolicy: Retain` stays out of this object (it reappears in a repository
+/// object added anew). Backups committed later, by another cluster, are imported.
+pub(crate) const IMPORTED_THROUGH: &str = "backup.vmsnap.io/imported-through";
+
+/// The import mark of `repo`, if it has one.
+pub(crate) fn imported_through(repo: &VirtualMachineBackupRepository) -> Option<DateTime<Utc>> {
+    repo.annotations()
+        .get(IMPORTED_THROUGH)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.to_utc())
+}
+
+/// Makes an object for each of `manifests` committed after the import mark that has none in the
+/// repository object's namespace; updates the mark. Returns the names made.
 pub(crate) async fn import_missing(
     ctx: &Context,
     repo: &VirtualMachineBackupRepository,
@@ -31,7 +46,8 @@ pub(crate) async fn import_missing(
     let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut existing = api.list(&ListParams::default()).await?.items;
     let mut made = Vec::new();
-    for manifest in manifests {
+    let through = imported_through(repo);
+    for manifest in manifests.iter().filter(|m| through.is_none_or(|t| m.completed > t)) {
         let repo_name = repo.name_any();
         let of_this_repository =
             |object: &&VirtualMachineRepositoryBackup| object.spec.repository == repo_name;
@@ -60,6 +76,14 @@ pub(crate) async fn import_missing(
         .await;
         existing.push(created);
         made.push(name);
+    }
+    let newest = manifests.iter().map(|m| m.completed).max();
+    if let Some(newest) = newest.filter(|n| through.is_none_or(|t| *n > t)) {
+        let mark = json!({"metadata": {"annotations": {
+            IMPORTED_THROUGH: newest.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        }}});
+        let repos: Api<VirtualMachineBackupRepository> = Api::namespaced(ctx.client.clone(), &namespace);
+        repos.patch(&repo.name_any(), &PatchParams::default(), &Patch::Merge(mark)).await?;
     }
     Ok(made)
 }

@@ -11,9 +11,9 @@ const MAX_BAD_CHUNKS: usize = 100;
 /// Uses of one bad chunk listed at most.
 const MAX_BREAKS: usize = 20;
 
-/// Runs a verify of every backup; the result for `status.lastVerify`.
-pub(crate) async fn verify(repository: &Repository, token: &str) -> VerifyResult {
-    match repository.verify(VerifyScope::All).await {
+/// Runs a verify of `scope` (every backup, for a repository); the result for `status.lastVerify`.
+pub(crate) async fn verify(repository: &Repository, scope: VerifyScope, token: &str) -> VerifyResult {
+    match repository.verify(scope).await {
         Ok(report) => verify_result(&report, token),
         Err(error) => VerifyResult {
             request: Some(token.to_owned()),
@@ -22,6 +22,17 @@ pub(crate) async fn verify(repository: &Repository, token: &str) -> VerifyResult
             error: Some(format!("the verify could not run: {error}")),
             ..VerifyResult::default()
         },
+    }
+}
+
+/// The result of a verify that could not start (`why` says what is missing).
+pub(crate) fn verify_not_run(token: &str, why: String) -> VerifyResult {
+    VerifyResult {
+        request: Some(token.to_owned()),
+        time: Some(now()),
+        ok: false,
+        error: Some(why),
+        ..VerifyResult::default()
     }
 }
 

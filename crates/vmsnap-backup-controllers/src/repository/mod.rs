@@ -5,7 +5,7 @@
 //! repository reads changes. A deleted repository object is forgotten; its data stays.
 
 mod import;
-mod maintenance;
+pub(crate) mod maintenance;
 mod usage;
 
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus, annotation, reason,
+    VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus, VirtualMachineRepositoryBackup,
+    annotation, phase, reason,
 };
 use vmsnap_api::snapshot::{Condition, condition_type};
 use vmsnap_backup::Repository;
@@ -50,6 +51,21 @@ pub(crate) async fn run(ctx: Arc<Context>) {
                 .map(|repo| ObjectRef::from_obj(&*repo))
                 .collect::<Vec<_>>()
         })
+        // A backup committed, failed or deleted changes what the repository holds: look now
+        // rather than at the next resync. (Progress writes of running backups are not mapped.)
+        .watches(
+            Api::<VirtualMachineRepositoryBackup>::all(ctx.client.clone()),
+            watcher::Config::default(),
+            |backup| {
+                let finished = matches!(
+                    backup.status.as_ref().and_then(|s| s.phase.as_deref()),
+                    Some(phase::SUCCEEDED | phase::FAILED)
+                );
+                (finished || backup.meta().deletion_timestamp.is_some()).then(|| {
+                    ObjectRef::new(&backup.spec.repository).within(&backup.namespace().unwrap_or_default())
+                })
+            },
+        )
         .run(reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))
         .await;
@@ -215,7 +231,7 @@ async fn run_requests(
             ),
         );
         patch_status(api, &name, json!({"conditions": conditions})).await?;
-        let result = maintenance::verify(repository, &token).await;
+        let result = maintenance::verify(repository, vmsnap_backup::VerifyScope::All, &token).await;
         let summary = maintenance::verify_summary(&result);
         let failed = !result.ok;
         conditions =

@@ -14,6 +14,10 @@ use vmsnap_testing::images::DiskModel;
 
 use crate::support::{Env, MIB, PASSPHRASE, WAIT, await_gone, await_some};
 
+fn backups_api(env: &Env) -> Api<VirtualMachineRepositoryBackup> {
+    env.api()
+}
+
 fn sha256_of(env: &Env, model: &DiskModel) -> String {
     let path = env.dir.path().join("model.raw");
     std::fs::write(&path, model.bytes()).unwrap();
@@ -94,6 +98,20 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(progress.bytes_reused, Some((8 * MIB) as i64), "{progress:?}");
     assert_eq!(status.disks[0].sha256, None, "an incremental does not read the whole disk");
     let b2_id = status.backup_id.clone().unwrap();
+    // The repository's figures follow without waiting for its resync.
+    let repos: Api<VirtualMachineBackupRepository> = env.api();
+    await_some(&repos, "main", |r| (r.status.as_ref()?.backups == Some(2)).then_some(())).await;
+    // A verify of one backup, asked for on its object.
+    env.kubectl()
+        .run_async(&["annotate", "vmrbackup", "b2", "backup.vmsnap.io/verify-request=bv1"])
+        .await
+        .ok();
+    let verify = await_some(&backups_api(&env), "b2", |b| {
+        let last = b.status.as_ref()?.last_verify.clone()?;
+        (last.request.as_deref() == Some("bv1")).then_some(last)
+    })
+    .await;
+    assert!(verify.ok && verify.backups_checked == 1 && verify.chunks_checked >= 3, "{verify:?}");
     // Only the newest backup's snapshot is kept, as the next base.
     await_gone(&snapshots, "b1-snapshot").await;
     assert!(snapshots.get_opt("b2-snapshot").await.unwrap().is_some());
@@ -137,7 +155,6 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
         assert_eq!(theirs.base_backup_id, ours.base_backup_id);
         assert!(copy.spec.source.is_none());
     }
-    let repos: Api<VirtualMachineBackupRepository> = env.api();
     let mirror =
         await_some(&repos, "mirror", |r| (r.status.as_ref()?.backups == Some(2)).then(|| r.clone())).await;
     let mirror_status = mirror.status.unwrap();
@@ -160,6 +177,12 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
         repository.list_backups().await.unwrap().into_iter().map(|m| m.id.to_string()).collect();
     assert_eq!(left, vec![b1_id.clone()]);
     await_gone(&snapshots, "b2-snapshot").await;
+    await_some(&repos, "main", |r| (r.status.as_ref()?.backups == Some(1)).then_some(())).await;
+    // The retained backup is not imported back into the object it was deleted from.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let of_main = ListParams::default().labels("backup.vmsnap.io/repository=main");
+    let names: Vec<String> = backups.list(&of_main).await.unwrap().items.iter().map(|b| b.name_any()).collect();
+    assert!(names.is_empty(), "{names:?}");
 
     // A corrupt chunk: the verify asked for on the mirror names the backup it breaks.
     let chunk = manifest1.disks[0].chunks[1].as_ref().unwrap();
