@@ -74,8 +74,6 @@ struct Counters {
     done: TransferTotals,
     /// The disk being read.
     current: Progress,
-    /// Chunks of all disks.
-    chunks_total: u64,
     /// Bytes the disks not started yet will read (their extents).
     to_read_later: u64,
 }
@@ -87,25 +85,24 @@ struct TransferTotals {
     uploaded: u64,
     deduplicated: u64,
     reused: u64,
-    chunks: u64,
 }
 
 impl Counters {
+    /// The counters for `status.progress`; the percent is of the bytes to read (reused chunks
+    /// and holes cost nothing).
     fn transfer(&self, started: Instant) -> TransferCounters {
         let c = &self.current;
         let d = self.done;
-        let chunks_done = d.chunks + c.chunks_done;
+        let to_read = d.to_read + c.bytes_to_read + self.to_read_later;
+        let read = d.read + c.bytes_read;
         TransferCounters {
-            bytes_to_read: Some((d.to_read + c.bytes_to_read + self.to_read_later) as i64),
-            bytes_read: Some((d.read + c.bytes_read) as i64),
+            bytes_to_read: Some(to_read as i64),
+            bytes_read: Some(read as i64),
             bytes_uploaded: Some((d.uploaded + c.bytes_uploaded) as i64),
             bytes_deduplicated: Some((d.deduplicated + c.bytes_deduplicated) as i64),
             bytes_reused: Some((d.reused + c.bytes_reused) as i64),
             bytes_written: None,
-            percent: Some(
-                (chunks_done * 100).checked_div(self.chunks_total).map_or(100, |percent| percent.min(100))
-                    as i32,
-            ),
+            percent: Some((read * 100).checked_div(to_read).map_or(100, |percent| percent.min(100)) as i32),
             elapsed_seconds: Some(started.elapsed().as_secs() as i64),
         }
     }
@@ -117,7 +114,6 @@ impl Counters {
         self.done.uploaded += c.bytes_uploaded;
         self.done.deduplicated += c.bytes_deduplicated;
         self.done.reused += c.bytes_reused;
-        self.done.chunks += c.chunks_total;
     }
 }
 
@@ -195,13 +191,8 @@ impl Job {
         )
         .await?;
 
-        let chunk_size = self.repository.config().chunk_size;
-        {
-            let mut c = counters.lock().expect("not poisoned");
-            c.chunks_total =
-                plans.iter().map(|p| DiskManifest::chunk_count(p.disk.size(), chunk_size) as u64).sum();
-            c.to_read_later = plans.iter().map(|p| p.extents.iter().map(|e| e.length).sum::<u64>()).sum();
-        }
+        counters.lock().expect("not poisoned").to_read_later =
+            plans.iter().map(|p| p.extents.iter().map(|e| e.length).sum::<u64>()).sum();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let writer = tokio::spawn(write_progress(
             self.api(),
@@ -281,8 +272,13 @@ impl Job {
         let mut manifests = Vec::new();
         for plan in plans {
             {
+                // The extents stand for the disk's bytes to read until the engine's plan (whole
+                // chunks, for an incremental) comes with its first progress.
+                let extents: u64 = plan.extents.iter().map(|e| e.length).sum();
                 let mut c = counters.lock().expect("not poisoned");
-                c.to_read_later -= plan.extents.iter().map(|e| e.length).sum::<u64>();
+                c.to_read_later -= extents;
+                c.current =
+                    Progress { disk: plan.name.clone(), bytes_to_read: extents, ..Progress::default() };
             }
             let source: Arc<dyn DiskSource> = plan.disk.clone();
             let request = DiskBackup {
@@ -504,32 +500,20 @@ mod tests {
     use super::Counters;
 
     #[test]
-    fn progress_adds_the_disks_done_to_the_one_being_read_and_counts_percent_in_chunks() {
-        let mut counters = Counters { chunks_total: 8, to_read_later: 100, ..Counters::default() };
-        counters.current = Progress {
-            bytes_to_read: 40,
-            bytes_read: 40,
-            bytes_uploaded: 30,
-            chunks_done: 4,
-            chunks_total: 4,
-            ..Progress::default()
-        };
+    fn progress_adds_the_disks_done_to_the_one_being_read_and_counts_percent_in_bytes_to_read() {
+        let mut counters = Counters { to_read_later: 40, ..Counters::default() };
+        counters.current =
+            Progress { bytes_to_read: 40, bytes_read: 40, bytes_uploaded: 30, ..Progress::default() };
+        counters.to_read_later -= 40;
         counters.finish_disk();
-        counters.to_read_later = 0;
-        counters.current = Progress {
-            bytes_to_read: 100,
-            bytes_read: 10,
-            bytes_reused: 7,
-            chunks_done: 2,
-            chunks_total: 4,
-            ..Progress::default()
-        };
+        counters.current =
+            Progress { bytes_to_read: 160, bytes_read: 10, bytes_reused: 7, ..Progress::default() };
         let transfer = counters.transfer(Instant::now());
-        assert_eq!(transfer.bytes_to_read, Some(140));
+        assert_eq!(transfer.bytes_to_read, Some(200));
         assert_eq!(transfer.bytes_read, Some(50));
         assert_eq!(transfer.bytes_uploaded, Some(30));
         assert_eq!(transfer.bytes_reused, Some(7));
-        assert_eq!(transfer.percent, Some(75));
-        assert_eq!(Counters::default().transfer(Instant::now()).percent, Some(100), "no chunks: done");
+        assert_eq!(transfer.percent, Some(25));
+        assert_eq!(Counters::default().transfer(Instant::now()).percent, Some(100), "nothing to read: done");
     }
 }

@@ -181,7 +181,8 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     // The retained backup is not imported back into the object it was deleted from.
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let of_main = ListParams::default().labels("backup.vmsnap.io/repository=main");
-    let names: Vec<String> = backups.list(&of_main).await.unwrap().items.iter().map(|b| b.name_any()).collect();
+    let names: Vec<String> =
+        backups.list(&of_main).await.unwrap().items.iter().map(|b| b.name_any()).collect();
     assert!(names.is_empty(), "{names:?}");
 
     // A corrupt chunk: the verify asked for on the mirror names the backup it breaks.

@@ -6,6 +6,7 @@
 
 mod backup;
 mod lifecycle;
+mod progress;
 mod repository;
 mod s3;
 #[path = "../../../vmsnap-backup/tests/support/seaweed.rs"]
