@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
     BackupDiskStatus, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
-    VirtualMachineRepositoryBackupSpec, backup_type, label, phase, reason,
+    VirtualMachineRepositoryBackupSpec, backup_type, deletion_policy, label, phase, reason,
 };
 use vmsnap_api::quantity::format_bytes;
 use vmsnap_api::snapshot::condition_type;
@@ -124,7 +124,9 @@ fn imported_object(
         repository: repo.name_any(),
         source: None,
         force_full: None,
-        deletion_policy: None,
+        // Another object (here, or in the cluster that made it) may stand for the same backup:
+        // deleting this view must not delete the data under it. Set Delete to manage it here.
+        deletion_policy: Some(deletion_policy::RETAIN.to_owned()),
     };
     let mut object = VirtualMachineRepositoryBackup::new(name, spec);
     object.metadata.namespace = repo.namespace();

@@ -154,6 +154,7 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
         );
         assert_eq!(theirs.base_backup_id, ours.base_backup_id);
         assert!(copy.spec.source.is_none());
+        assert_eq!(copy.spec.deletion_policy.as_deref(), Some("Retain"), "an imported view keeps the data");
     }
     let mirror =
         await_some(&repos, "mirror", |r| (r.status.as_ref()?.backups == Some(2)).then(|| r.clone())).await;

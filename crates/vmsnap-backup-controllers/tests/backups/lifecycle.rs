@@ -6,6 +6,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::json;
 use vmsnap_api::backup::{VirtualMachineBackupRepository, VirtualMachineRepositoryBackup};
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, find_condition};
+use vmsnap_storage::VolumeDriver as _;
 use vmsnap_testing::images::DiskModel;
 
 use crate::support::{Env, MIB, PASSPHRASE, await_gone, await_some};
@@ -93,6 +94,22 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
         Some("the snapshot b2-snapshot of the previous backup b2 was deleted")
     );
 
+    // Compaction merged the base's layer away: full, with the storage engine's reason.
+    env.write("disk", &mut model, 8 * MIB, MIB, 0x62).await;
+    let report = env.driver.compact(None).await.unwrap();
+    assert_eq!(report.compacted.len(), 1, "{report:?}");
+    env.backup("b4", "main", "VirtualMachine/vm").await;
+    let b4 = env.await_succeeded("b4").await.status.unwrap();
+    assert_eq!((b4.type_.as_deref(), b4.base_backup.as_deref()), (Some("Full"), None));
+    let reason = b4.full_reason.unwrap();
+    assert!(
+        reason.starts_with("disk rootdisk: the layer of base snapshot") && reason.contains("compacted since"),
+        "{reason}"
+    );
+    let manifest = repository.backup(&b4.backup_id.clone().unwrap().parse().unwrap()).await.unwrap();
+    let restored = env.restore(&repository, &manifest, "rootdisk").await;
+    env.assert_same_as_model(&restored, &model);
+
     // Waits say what is awaited; a bad spec fails naming the field.
     env.backup("orphan", "nowhere", "VirtualMachine/vm").await;
     let (phase, message) = await_progressing(&env, "orphan", "Waiting").await;
@@ -123,12 +140,12 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
     let repos: Api<VirtualMachineBackupRepository> = env.api();
     repos.delete("main", &DeleteParams::default()).await.unwrap();
     await_gone(&repos, "main").await;
-    for name in ["b3", "orphan", "early", "pod"] {
+    for name in ["b3", "b4", "orphan", "early", "pod"] {
         backups.delete(name, &DeleteParams::default()).await.unwrap();
         await_gone(&backups, name).await;
     }
     let ids: Vec<String> =
         repository.list_backups().await.unwrap().into_iter().map(|m| m.id.to_string()).collect();
     assert!(ids.contains(&b3.backup_id.unwrap()), "{ids:?}");
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4);
 }

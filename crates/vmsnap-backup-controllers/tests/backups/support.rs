@@ -57,7 +57,9 @@ impl Env {
             TestServer::start_with_seed(vmsnap_storage_controllers::default_objects()).await.unwrap();
         let client = server.client().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let options = StorageOptions { qemu_img: qemu_img.clone(), ..StorageOptions::default() };
+        // Chains deeper than 2 are compacted when a test calls `compact`.
+        let options =
+            StorageOptions { qemu_img: qemu_img.clone(), max_chain_depth: 2, ..StorageOptions::default() };
         let driver = Arc::new(LayeredDriver::open(dir.path().join("volumes"), options).await.unwrap());
         let mut config = ControllerConfig::new(dir.path().join("volumes/scratch"));
         config.instance = "test".into();
