@@ -1,8 +1,9 @@
 //! The restore controller: a `VirtualMachineRepositoryRestore` writes its backup's disks to staging
 //! files (in a task of its own), then makes the target VM import them through DataVolumes.
 //!
-//! - A target VM that does not exist is created from the backup's recorded VM spec, with a new
-//!   identity and a DataVolume `<target>-<volume>` per disk (`vmspec.rs`).
+//! - A target VM that does not exist is created from the backup's recorded VM spec, stopped (as
+//!   KubeVirt creates a restore's new target), with a new identity and a DataVolume
+//!   `<target>-<volume>` per disk (`vmspec.rs`).
 //! - A target that is the backed-up VM itself is restored in place, once stopped: its spec becomes
 //!   the recorded one with DataVolumes `restore-<first 8 of the restore's UID>-<volume>`, keeping its
 //!   run strategy, and its old DataVolumes go once the new ones are imported (as KubeVirt's

@@ -5,10 +5,13 @@
 //! the disk's staging file (`http.url: file:///...`, which the embedded importer reads from its
 //! import roots), sized to the disk and keeping the access modes, volume mode and storage class of
 //! the template the volume had. Templates of the replaced volumes go (their names belong to the
-//! backed-up VM); every other field stays as recorded, `runStrategy`/`running` included: a backup
-//! of a VM that ran `Always` restores to a VM that starts once its disks are imported, as the
-//! original did. The caller of an in-place restore keeps the existing VM's run strategy instead
-//! (the VM is stopped then, as KubeVirt's `VirtualMachineRestore` keeps it).
+//! backed-up VM); every other field stays as recorded.
+//!
+//! Run strategy, as KubeVirt's `VirtualMachineRestore` (`restore.go`, the target that does not
+//! exist): a new VM is created stopped, `running: false` when the recorded spec used `running`,
+//! else `runStrategy: Halted`; the user starts it (`virtctl start`, `vmsnap vm start`), so a copy
+//! never boots beside its original by surprise, and its disks can be checked first. An in-place
+//! restore keeps the existing VM's run strategy (the caller sets it; the VM is stopped then).
 
 use serde_json::{Map, Value, json};
 
@@ -28,8 +31,8 @@ pub struct RestoredDisk {
 /// Whose identity the restored VM has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Identity {
-    /// A new VM beside the original: the firmware UUID and the interfaces' MAC addresses are
-    /// removed, so that KubeVirt (the node agent) gives it its own.
+    /// A new VM beside the original, created stopped: the firmware UUID and the interfaces' MAC
+    /// addresses are removed, so that KubeVirt (the node agent) gives it its own.
     New,
     /// The backed-up VM restored in place: its identity stays.
     Keep,
@@ -112,6 +115,12 @@ pub fn restored_vm_spec(
     object.insert("dataVolumeTemplates".into(), Value::Array(templates));
     if identity == Identity::New {
         remove_identity(&mut spec);
+        let object = spec.as_object_mut().expect("checked by recorded_spec");
+        if object.contains_key("running") {
+            object.insert("running".into(), Value::Bool(false));
+        } else {
+            object.insert("runStrategy".into(), Value::String("Halted".into()));
+        }
     }
     Ok(spec)
 }
@@ -207,8 +216,7 @@ mod tests {
             }]),
             "the registry import of alpine-dv is gone, its access modes and class stay"
         );
-        // Everything else is as recorded: the run strategy, the domain, the template's labels.
-        assert_eq!(spec["runStrategy"], "Halted");
+        // Everything else is as recorded: the domain, the template's labels.
         assert_eq!(spec["template"]["spec"]["domain"], recorded["spec"]["template"]["spec"]["domain"]);
         assert_eq!(spec["template"]["metadata"], recorded["spec"]["template"]["metadata"]);
         assert_eq!(spec["template"]["spec"]["terminationGracePeriodSeconds"], 0);
@@ -245,6 +253,22 @@ mod tests {
             in_place["template"]["spec"]["domain"]["devices"]["interfaces"][0]["macAddress"],
             "de:ad:00:00:be:af"
         );
+    }
+
+    #[test]
+    fn a_new_vm_is_created_stopped_as_kubevirt_creates_a_restore_target() {
+        let mut recorded = example("datavolume");
+        let disks = [disk("datavolumedisk1", "c-d", 1 << 20)];
+        recorded["spec"]["runStrategy"] = json!("Always");
+        let spec = restored_vm_spec(&recorded, &disks, Identity::New).unwrap();
+        assert_eq!((&spec["runStrategy"], spec.get("running")), (&json!("Halted"), None));
+        let in_place = restored_vm_spec(&recorded, &disks, Identity::Keep).unwrap();
+        assert_eq!(in_place["runStrategy"], "Always", "the caller decides in place");
+        let object = recorded["spec"].as_object_mut().unwrap();
+        object.remove("runStrategy");
+        object.insert("running".into(), json!(true));
+        let spec = restored_vm_spec(&recorded, &disks, Identity::New).unwrap();
+        assert_eq!((spec.get("runStrategy"), &spec["running"]), (None, &json!(false)));
     }
 
     #[test]
