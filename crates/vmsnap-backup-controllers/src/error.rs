@@ -12,6 +12,9 @@ pub enum ReconcileError {
     /// The storage engine failed.
     #[error(transparent)]
     Storage(#[from] vmsnap_storage::StorageError),
+    /// A finalizer could not be added or removed, or what it guards failed.
+    #[error(transparent)]
+    Finalizer(Box<kube::runtime::finalizer::Error<ReconcileError>>),
     /// The repository could not be opened.
     #[error(transparent)]
     Open(#[from] super::OpenError),

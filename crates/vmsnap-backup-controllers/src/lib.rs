@@ -11,9 +11,12 @@
 //! controllers run where the storage is: in `vmsnap serve`.
 
 mod context;
+mod disks;
 mod error;
+mod manifest_labels;
 mod metrics;
 mod open;
+mod status;
 
 mod backup;
 mod repository;

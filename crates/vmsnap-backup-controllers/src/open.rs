@@ -63,7 +63,7 @@ impl OpenError {
 /// Opened repositories by `namespace/name`, each with the versions it was opened at.
 #[derive(Default)]
 pub struct RepositoryCache {
-    open: Mutex<HashMap<String, (String, Repository)>>,
+    open: Mutex<HashMap<String, (String, Repository, Backend)>>,
 }
 
 impl RepositoryCache {
@@ -76,6 +76,16 @@ impl RepositoryCache {
         object: &VirtualMachineBackupRepository,
         local_root: &Path,
     ) -> Result<Repository, OpenError> {
+        self.open_with_backend(client, object, local_root).await.map(|(repository, _)| repository)
+    }
+
+    /// [`RepositoryCache::open`], with the backend it was opened on (to list what is stored).
+    pub async fn open_with_backend(
+        &self,
+        client: &Client,
+        object: &VirtualMachineBackupRepository,
+        local_root: &Path,
+    ) -> Result<(Repository, Backend), OpenError> {
         let namespace = object.namespace().unwrap_or_default();
         let key = format!("{namespace}/{}", object.name_any());
         let secrets =
@@ -89,20 +99,20 @@ impl RepositoryCache {
             object.metadata.uid.clone().unwrap_or_default(),
             object.metadata.generation.unwrap_or_default()
         );
-        if let Some((cached_version, repository)) = self.open.lock().expect("not poisoned").get(&key)
+        if let Some((cached_version, repository, backend)) = self.open.lock().expect("not poisoned").get(&key)
             && *cached_version == version
         {
-            return Ok(repository.clone());
+            return Ok((repository.clone(), backend.clone()));
         }
         let repository = match Repository::open(backend.clone(), &passphrase).await {
             Ok(repository) => repository,
             Err(vmsnap_backup::Error::NotARepository { .. }) => {
-                Repository::init(backend, &passphrase).await.map_err(classify)?
+                Repository::init(backend.clone(), &passphrase).await.map_err(classify)?
             }
             Err(error) => return Err(classify(error)),
         };
-        self.open.lock().expect("not poisoned").insert(key, (version, repository.clone()));
-        Ok(repository)
+        self.open.lock().expect("not poisoned").insert(key, (version, repository.clone(), backend.clone()));
+        Ok((repository, backend))
     }
 
     /// Forgets a repository (deleted, or its spec changed).

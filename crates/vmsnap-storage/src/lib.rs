@@ -49,6 +49,7 @@ mod driver;
 mod error;
 mod fsutil;
 mod id;
+mod image;
 mod import;
 mod inuse;
 mod layered;
@@ -68,6 +69,9 @@ pub use driver::{
 };
 pub use error::{ManifestError, StorageError};
 pub use id::{InvalidIdError, MAX_ID_LEN, SnapshotId, VolumeId};
+pub use image::{
+    ChainFile, ChangePoint, ChangedExtents, ExtentSource, IncrementalImpossible, MappedExtent, SnapshotImage,
+};
 pub use layered::LayeredDriver;
 pub use live::{LiveBlockOps, LiveError, LiveSwitch, StreamRequest};
 pub use manifest_file::FORMAT_VERSION;

@@ -13,6 +13,7 @@
 //! locks, what it read from the manifest cannot change underneath it.
 
 mod compact;
+mod image;
 mod manifest;
 mod recover;
 mod seal;

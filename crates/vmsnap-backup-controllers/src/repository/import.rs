@@ -1,0 +1,165 @@
+//! Import: every backup in a repository that no `VirtualMachineRepositoryBackup` stands for gets
+//! one, so that a repository added to a new cluster (or a second object over the same location)
+//! lists what it holds and can restore it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use vmsnap_api::backup::{
+    BackupDiskStatus, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    VirtualMachineRepositoryBackupSpec, backup_type, label, phase, reason,
+};
+use vmsnap_api::quantity::format_bytes;
+use vmsnap_api::snapshot::condition_type;
+use vmsnap_backup::BackupManifest;
+
+use crate::manifest_labels::{self, BACKUP_ID_LABEL};
+use crate::status::{condition, patch_status, publish, time_of, with_condition};
+use crate::{Context, ReconcileError};
+
+/// Makes an object for each of `manifests` that has none in the repository object's namespace;
+/// returns the names made.
+pub(crate) async fn import_missing(
+    ctx: &Context,
+    repo: &VirtualMachineBackupRepository,
+    manifests: &[BackupManifest],
+) -> Result<Vec<String>, ReconcileError> {
+    let namespace = repo.namespace().unwrap_or_default();
+    let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut existing = api.list(&ListParams::default()).await?.items;
+    let mut made = Vec::new();
+    for manifest in manifests {
+        if existing.iter().any(|object| stands_for(object, manifest)) {
+            continue;
+        }
+        let Some(name) = free_name(manifest, &existing) else {
+            tracing::warn!(id = %manifest.id, "no free name for an imported backup; not imported");
+            continue;
+        };
+        let object = imported_object(&name, repo, manifest);
+        let created = match api.create(&PostParams::default(), &object).await {
+            Ok(created) => created,
+            // Made meanwhile (by another reconcile): the next pass matches it.
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(error) => return Err(error.into()),
+        };
+        patch_status(&api, &name, imported_status(repo, manifest)).await?;
+        publish(
+            ctx,
+            &repo.object_ref(&()),
+            false,
+            "BackupImported",
+            format!("backup {} of VM {} imported as {name}", manifest.id, manifest.vm.name),
+        )
+        .await;
+        existing.push(created);
+        made.push(name);
+    }
+    Ok(made)
+}
+
+/// Whether `object` is the object of backup `manifest`: by the id in its status or label, or, for a
+/// backup whose status is not written yet, by the uid the manifest records.
+fn stands_for(object: &VirtualMachineRepositoryBackup, manifest: &BackupManifest) -> bool {
+    let id = manifest.id.as_str();
+    object.status.as_ref().and_then(|s| s.backup_id.as_deref()) == Some(id)
+        || object.labels().get(BACKUP_ID_LABEL).map(String::as_str) == Some(id)
+        || (object.uid().is_some()
+            && object.uid().as_deref() == manifest_labels::get(manifest, manifest_labels::OBJECT_UID))
+}
+
+/// The name the backup had where it was made, when free; else `<vm>-<first 8 of the id>`.
+fn free_name(manifest: &BackupManifest, existing: &[VirtualMachineRepositoryBackup]) -> Option<String> {
+    let taken = |name: &str| existing.iter().any(|o| o.name_any() == name);
+    let recorded = manifest_labels::get(manifest, manifest_labels::OBJECT_NAME).map(str::to_owned);
+    let fallback = format!("{}-{}", manifest.vm.name, &manifest.id.as_str()[..8]);
+    recorded.into_iter().chain([fallback]).find(|name| is_dns_subdomain(name) && !taken(name))
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn imported_object(
+    name: &str,
+    repo: &VirtualMachineBackupRepository,
+    manifest: &BackupManifest,
+) -> VirtualMachineRepositoryBackup {
+    let spec = VirtualMachineRepositoryBackupSpec {
+        repository: repo.name_any(),
+        source: None,
+        force_full: None,
+        deletion_policy: None,
+    };
+    let mut object = VirtualMachineRepositoryBackup::new(name, spec);
+    object.metadata.namespace = repo.namespace();
+    object.metadata.labels = Some(BTreeMap::from([
+        (label::IMPORTED.to_owned(), "true".to_owned()),
+        (label::VM.to_owned(), manifest.vm.name.clone()),
+        (label::REPOSITORY.to_owned(), repo.name_any()),
+        (BACKUP_ID_LABEL.to_owned(), manifest.id.to_string()),
+    ]));
+    object
+}
+
+/// The status of a backup as its manifest tells it.
+fn imported_status(repo: &VirtualMachineBackupRepository, manifest: &BackupManifest) -> serde_json::Value {
+    let type_ = manifest_labels::get(manifest, manifest_labels::TYPE).unwrap_or(if manifest.base.is_some() {
+        backup_type::INCREMENTAL
+    } else {
+        backup_type::FULL
+    });
+    let point_in_time = manifest_labels::get(manifest, manifest_labels::POINT_IN_TIME)
+        .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .map(Time);
+    let disks: Vec<BackupDiskStatus> = manifest
+        .disks
+        .iter()
+        .map(|d| BackupDiskStatus {
+            name: d.name.clone(),
+            size_bytes: d.size as i64,
+            sha256: d.sha256.clone(),
+        })
+        .collect();
+    let stats = &manifest.stats;
+    let progress = TransferCounters {
+        bytes_to_read: Some(stats.bytes_read as i64),
+        bytes_read: Some(stats.bytes_read as i64),
+        bytes_uploaded: Some(stats.bytes_uploaded as i64),
+        bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
+        bytes_reused: Some(stats.bytes_reused as i64),
+        bytes_written: None,
+        percent: Some(100),
+        elapsed_seconds: Some((stats.duration_ms / 1000) as i64),
+    };
+    let ready = condition(
+        condition_type::READY,
+        true,
+        reason::SUCCEEDED,
+        format!("imported from repository {} (backup {})", repo.name_any(), manifest.id),
+    );
+    let progressing = condition(condition_type::PROGRESSING, false, reason::SUCCEEDED, "imported");
+    json!({
+        "phase": phase::SUCCEEDED,
+        "type": type_,
+        "fullReason": manifest_labels::get(manifest, manifest_labels::FULL_REASON),
+        "backupId": manifest.id.as_str(),
+        "vmName": manifest.vm.name,
+        "snapshotName": manifest_labels::get(manifest, manifest_labels::SNAPSHOT),
+        "baseBackup": manifest_labels::get(manifest, manifest_labels::BASE_NAME),
+        "baseBackupId": manifest.base.as_ref().map(|b| b.to_string()),
+        "pointInTime": point_in_time,
+        "completionTime": time_of(manifest.completed),
+        "size": format_bytes(manifest.disks.iter().map(|d| d.size).sum()),
+        "disks": disks,
+        "progress": progress,
+        "conditions": with_condition(&with_condition(&[], ready), progressing),
+    })
+}
