@@ -1,26 +1,16 @@
-//! A snapshot's disk as the repository engine reads it: the storage engine's opened snapshot
-//! image behind [`vmsnap_backup::DiskSource`], with its allocated extents and what changed since
-//! an earlier snapshot.
+//! A snapshot's disk as the repository engine reads it: the storage engine's opened
+//! [`SnapshotImage`] behind [`vmsnap_backup::DiskSource`], with its allocated extents and what
+//! changed since an earlier snapshot.
 
 use std::sync::Arc;
 
 use vmsnap_backup::{DiskSource, Extent};
-use vmsnap_storage::{SnapshotId, VolumeDriver};
+use vmsnap_storage::{ChangedExtents, MappedExtent, SnapshotId, SnapshotImage, StorageError, VolumeDriver};
 
-/// Why a snapshot's disk cannot be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum DiskError {
-    /// The storage engine failed.
-    #[error(transparent)]
-    Storage(#[from] vmsnap_storage::StorageError),
-    /// This build's storage engine cannot open snapshots for reading.
-    #[error("the storage engine of this build cannot read snapshots outside QEMU (no snapshot_image)")]
-    Unsupported,
-}
-
-/// One snapshot's disk, open for reading (immutable while open).
+/// One snapshot's disk, open for reading: its files are held open, so deleting or compacting the
+/// snapshot meanwhile does not take the data away.
 pub(crate) struct SnapshotDisk {
-    never: std::convert::Infallible,
+    image: SnapshotImage,
 }
 
 impl SnapshotDisk {
@@ -28,31 +18,36 @@ impl SnapshotDisk {
     pub(crate) async fn open(
         driver: &dyn VolumeDriver,
         id: &SnapshotId,
-    ) -> Result<Option<Arc<SnapshotDisk>>, DiskError> {
-        let _ = (driver, id);
-        Err(DiskError::Unsupported)
+    ) -> Result<Option<Arc<SnapshotDisk>>, StorageError> {
+        Ok(driver.snapshot_image(id).await?.map(|image| Arc::new(SnapshotDisk { image })))
     }
 
     /// The virtual size in bytes.
     pub(crate) fn size(&self) -> u64 {
-        match self.never {}
+        self.image.size_bytes()
     }
 
     /// The byte ranges that hold data (everything else reads as zeros).
     pub(crate) fn allocated(&self) -> Vec<Extent> {
-        match self.never {}
+        extents(self.image.allocated())
     }
 
-    /// The byte ranges written since snapshot `base`, or why that cannot be known (a sentence).
+    /// The byte ranges written since snapshot `base` (data, and zeros written over older data), or
+    /// why that cannot be known, as a sentence.
     pub(crate) fn changed_since(&self, base: &SnapshotId) -> Result<Vec<Extent>, String> {
-        let _ = base;
-        match self.never {}
+        match self.image.changed_since(base) {
+            ChangedExtents::Since { extents: changed } => Ok(extents(&changed)),
+            ChangedExtents::Impossible(why) => Err(why.to_string()),
+        }
     }
+}
+
+fn extents(mapped: &[MappedExtent]) -> Vec<Extent> {
+    mapped.iter().map(|e| Extent::new(e.offset, e.length)).collect()
 }
 
 impl DiskSource for SnapshotDisk {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        let _ = (offset, buf);
-        match self.never {}
+        self.image.read_at(offset, buf)
     }
 }

@@ -32,7 +32,10 @@ pub(crate) async fn import_missing(
     let mut existing = api.list(&ListParams::default()).await?.items;
     let mut made = Vec::new();
     for manifest in manifests {
-        if existing.iter().any(|object| stands_for(object, manifest)) {
+        let repo_name = repo.name_any();
+        let of_this_repository =
+            |object: &&VirtualMachineRepositoryBackup| object.spec.repository == repo_name;
+        if existing.iter().filter(of_this_repository).any(|object| stands_for(object, manifest)) {
             continue;
         }
         let Some(name) = free_name(manifest, &existing) else {
@@ -61,7 +64,8 @@ pub(crate) async fn import_missing(
     Ok(made)
 }
 
-/// Whether `object` is the object of backup `manifest`: by the id in its status or label, or, for a
+/// Whether `object` (of the same repository object: a second object over the same location gets
+/// objects of its own) is the object of backup `manifest`: by the id in its status or label, or, for a
 /// backup whose status is not written yet, by the uid the manifest records.
 fn stands_for(object: &VirtualMachineRepositoryBackup, manifest: &BackupManifest) -> bool {
     let id = manifest.id.as_str();

@@ -1,0 +1,1 @@
+//! Backups of a VM to a local repository.
