@@ -82,19 +82,41 @@ async fn back_up(vmsnap: &Vmsnap, name: &str, vm: &str) -> Value {
         "spec": {"repository": "offsite", "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": vm}},
     });
     vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &backup.to_string()).await.ok();
-    let timeout = format!("--timeout={OPERATION_TIMEOUT}");
-    let out = vmsnap
-        .kubectl_run(&["wait", "vmrbackup", name, "--for=jsonpath={.status.phase}=Succeeded", &timeout])
-        .await;
-    let object = get_json(vmsnap, "vmrbackup", name).await.unwrap_or_default();
-    assert_eq!(
-        out.code,
-        0,
-        "backup {name} did not succeed: {}\n{object:#}\n{}",
-        out.stderr,
-        tail(&vmsnap.log())
-    );
+    let mut object = Value::Null;
+    until(&format!("backup {name} to end"), std::time::Duration::from_secs(120), async || {
+        object = get_json(vmsnap, "vmrbackup", name).await.unwrap_or_default();
+        matches!(object["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    })
+    .await;
+    assert_eq!(object["status"]["phase"], "Succeeded", "backup {name}: {object:#}\n{}", tail(&vmsnap.log()));
     object
+}
+
+/// Restores backup `backup` to VM `target` as `name`.
+async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) {
+    let restore = serde_json::json!({
+        "apiVersion": "backup.vmsnap.io/v1alpha1",
+        "kind": "VirtualMachineRepositoryRestore",
+        "metadata": {"name": name},
+        "spec": {"backupName": backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target}},
+    });
+    vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &restore.to_string()).await.ok();
+}
+
+/// Waits until restore `name` completed (`kubectl wait`) and returns it.
+async fn await_repository_restore(vmsnap: &Vmsnap, name: &str) -> Value {
+    let out = vmsnap
+        .kubectl_run(&[
+            "wait",
+            "vmrrestore",
+            name,
+            "--for=jsonpath={.status.complete}=true",
+            "--timeout=120s",
+        ])
+        .await;
+    let restore = get_json(vmsnap, "vmrrestore", name).await.unwrap_or_default();
+    assert_eq!(out.code, 0, "{name} did not complete: {}\n{restore:#}\n{}", out.stderr, tail(&vmsnap.log()));
+    restore
 }
 
 /// `<data dir>/volumes/manifest.json` of the storage engine (`docs/storage-layers.md`).
@@ -230,6 +252,51 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
         let raw = exports.path().join("demo-2.raw");
         export_raw(&snapshot_layer(&vmsnap, &backup).await, &raw);
         points.push(("demo-2".into(), second, raw));
+
+        // In place: refused while the VM runs, done once it is stopped; its old disk goes.
+        create_restore(&vmsnap, "demo-back-to-1", "demo-1", "demo").await;
+        until(
+            "the in-place restore to ask for a stopped VM",
+            std::time::Duration::from_secs(30),
+            async || {
+                let restore = get_json(&vmsnap, "vmrrestore", "demo-back-to-1").await.unwrap_or_default();
+                restore["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter().any(|c| {
+                        c["type"] == "Progressing"
+                            && c["message"].as_str().unwrap_or_default().starts_with("stop the VM first")
+                    })
+                })
+            },
+        )
+        .await;
+        kubectl(
+            &vmsnap,
+            &["patch", "vm", "demo", "--type=merge", "-p", r#"{"spec":{"runStrategy":"Halted"}}"#],
+        )
+        .await;
+        await_stopped(&vmsnap, "demo").await;
+        let restore = await_repository_restore(&vmsnap, "demo-back-to-1").await;
+        let dv = restore["status"]["disks"][0]["dataVolumeName"].as_str().unwrap().to_owned();
+        let uid = restore["metadata"]["uid"].as_str().unwrap();
+        assert_eq!(dv, format!("restore-{}-data", &uid[..8]));
+        let vm = get_json(&vmsnap, "vm", "demo").await.unwrap();
+        assert_eq!(vm["spec"]["template"]["spec"]["volumes"][0]["dataVolume"]["name"], dv.as_str());
+        assert_eq!(vm["spec"]["runStrategy"], "Halted", "the VM keeps its run strategy");
+        until("the replaced DataVolume to go", std::time::Duration::from_secs(30), async || {
+            !exists(&vmsnap, "dv", "demo-data").await
+        })
+        .await;
+        kubectl(
+            &vmsnap,
+            &["patch", "vm", "demo", "--type=merge", "-p", r#"{"spec":{"runStrategy":"Always"}}"#],
+        )
+        .await;
+        await_running_with_agent(&vmsnap, "demo").await;
+        assert_eq!(
+            checksums(&vmsnap, "demo").await,
+            first,
+            "demo restored in place to its first point in time"
+        );
     }
 
     // Another vmsnap, nothing in common with the first but the bucket and the passphrase.
@@ -251,33 +318,11 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
     for (backup, _, _) in &points {
         let imported = get_json(&other, "vmrbackup", backup).await.unwrap();
         assert_eq!(imported["status"]["phase"], "Succeeded", "{imported:#}");
-        let restore = serde_json::json!({
-            "apiVersion": "backup.vmsnap.io/v1alpha1",
-            "kind": "VirtualMachineRepositoryRestore",
-            "metadata": {"name": format!("restore-{backup}")},
-            "spec": {"backupName": backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": format!("at-{backup}")}},
-        });
-        other.kubectl().run_stdin_async(&["create", "-f", "-"], &restore.to_string()).await.ok();
+        create_restore(&other, &format!("restore-{backup}"), backup, &format!("at-{backup}")).await;
     }
     for (backup, _, raw) in &points {
         let (name, vm) = (format!("restore-{backup}"), format!("at-{backup}"));
-        let out = other
-            .kubectl_run(&[
-                "wait",
-                "vmrrestore",
-                &name,
-                "--for=jsonpath={.status.complete}=true",
-                "--timeout=120s",
-            ])
-            .await;
-        let restore = get_json(&other, "vmrrestore", &name).await.unwrap_or_default();
-        assert_eq!(
-            out.code,
-            0,
-            "{name} did not complete: {}\n{restore:#}\n{}",
-            out.stderr,
-            tail(&other.log())
-        );
+        let restore = await_repository_restore(&other, &name).await;
         let status = &restore["status"];
         assert_eq!(status["phase"], "Succeeded", "{restore:#}");
         assert!(status["restoreTime"].is_string(), "{restore:#}");
@@ -298,6 +343,20 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
         .map(|e| e.path())
         .collect();
     assert!(staged.is_empty(), "nothing stays staged after the restores: {staged:?}");
+
+    // A restore onto a VM that exists and is not the backed-up one is refused.
+    create_restore(&other, "onto-another", "demo-2", "at-demo-1").await;
+    let mut refused = Value::Null;
+    until("the restore onto another VM to fail", std::time::Duration::from_secs(30), async || {
+        refused = get_json(&other, "vmrrestore", "onto-another").await.unwrap_or_default();
+        refused["status"]["phase"] == "Failed"
+    })
+    .await;
+    let message = refused["status"]["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("target VM at-demo-1 exists and is not the backed-up VM default/demo"),
+        "{refused:#}"
+    );
 
     // Both copies started: each guest sees exactly the files of its point in time.
     for (backup, _, _) in &points {
