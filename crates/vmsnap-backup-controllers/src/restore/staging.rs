@@ -12,8 +12,10 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// The directory of the restore with `uid` under `root`.
+    /// The directory of the restore with `uid` under `root` (made absolute: a `file://` URL
+    /// needs an absolute path).
     pub fn new(root: &Path, uid: &str) -> Self {
+        let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
         Staging { dir: root.join(uid) }
     }
 
@@ -84,6 +86,8 @@ mod tests {
         assert_eq!(mode, 0o600);
         assert!(staging.allocated_bytes() < 1 << 20, "a sized file stays sparse");
         assert!(staging.url("root").ends_with("/uid-1/root.raw"));
+        let relative = Staging::new(Path::new("staging"), "uid-2");
+        assert!(relative.url("root").starts_with("file:///"), "{}", relative.url("root"));
         staging.remove().unwrap();
         assert!(!root.path().join("uid-1").exists());
         staging.remove().unwrap();
