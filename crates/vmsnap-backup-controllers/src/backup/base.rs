@@ -3,10 +3,12 @@
 //! one, whose snapshot still exists. Without one the backup is full, and says why.
 
 use kube::ResourceExt;
+use std::collections::HashMap;
+
 use kube::api::{Api, ListParams};
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label, phase};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
-use vmsnap_backup::{BackupId, BackupManifest, Repository};
+use vmsnap_backup::{BackupManifest, Repository};
 
 use super::source::{self, SnapshotVolume};
 use crate::{Context, ReconcileError};
@@ -42,7 +44,7 @@ pub(crate) async fn choose(
     }
     let namespace = backup.namespace().unwrap_or_default();
     let backups: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut candidates: Vec<_> = backups
+    let candidates: Vec<_> = backups
         .list(&ListParams::default())
         .await?
         .items
@@ -61,48 +63,53 @@ pub(crate) async fn choose(
                 }
         })
         .collect();
-    candidates.sort_by_key(|other| std::cmp::Reverse(pit(other)));
-    let Some(newest) = candidates.first() else {
+    if candidates.is_empty() {
         return Ok(BaseChoice::Full(format!(
             "no earlier backup of VM {vm} in repository {} to be incremental to",
             backup.spec.repository
         )));
-    };
-    let snapshots: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
+    }
+    // Points in time are whole seconds in the API: backups within one second are ordered by
+    // when the repository committed them.
+    let mut manifests: HashMap<String, BackupManifest> =
+        repository.list_backups().await?.into_iter().map(|m| (m.id.to_string(), m)).collect();
     let mut first_reason = None;
-    for candidate in &candidates {
+    let mut ordered: Vec<(Option<i64>, Option<BackupManifest>, VirtualMachineRepositoryBackup)> = candidates
+        .into_iter()
+        .map(|other| {
+            let manifest =
+                other.status.as_ref().and_then(|s| s.backup_id.as_ref()).and_then(|id| manifests.remove(id));
+            (pit(&other), manifest, other)
+        })
+        .collect();
+    ordered.sort_by(|a, b| {
+        (b.0, b.1.as_ref().map(|m| m.completed)).cmp(&(a.0, a.1.as_ref().map(|m| m.completed)))
+    });
+    let snapshots: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
+    for (_, manifest, candidate) in ordered {
         let status = candidate.status.clone().unwrap_or_default();
         let name = candidate.name_any();
-        let reason = match status.snapshot_name.as_deref() {
-            None => format!("the previous backup {name} records no snapshot"),
-            Some(snapshot_name) => match snapshots.get_opt(snapshot_name).await? {
+        let reason = match (status.snapshot_name.as_deref(), manifest) {
+            (_, None) => format!("the previous backup {name} is not in the repository any more"),
+            (None, _) => format!("the previous backup {name} records no snapshot"),
+            (Some(snapshot_name), Some(manifest)) => match snapshots.get_opt(snapshot_name).await? {
                 None => format!("the snapshot {snapshot_name} of the previous backup {name} was deleted"),
                 Some(snapshot) => match source::resolve(&ctx.client, &namespace, &snapshot).await {
                     Err(error) => {
                         format!("the snapshot of the previous backup {name} cannot be read: {error}")
                     }
                     Ok(resolved) => {
-                        let id: Option<BackupId> = status.backup_id.as_deref().and_then(|id| id.parse().ok());
-                        match id {
-                            None => format!("the previous backup {name} has an invalid backupId"),
-                            Some(id) => match repository.backup(&id).await {
-                                Ok(manifest) => {
-                                    return Ok(BaseChoice::Base(Box::new(Base {
-                                        name,
-                                        manifest,
-                                        volumes: resolved.volumes,
-                                    })));
-                                }
-                                Err(error) => format!("the previous backup {name} cannot be read: {error}"),
-                            },
-                        }
+                        return Ok(BaseChoice::Base(Box::new(Base {
+                            name,
+                            manifest,
+                            volumes: resolved.volumes,
+                        })));
                     }
                 },
             },
         };
         first_reason.get_or_insert(reason);
     }
-    let _ = newest;
     Ok(BaseChoice::Full(first_reason.unwrap_or_default()))
 }
 

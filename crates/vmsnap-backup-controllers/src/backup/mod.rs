@@ -59,6 +59,16 @@ impl Backups {
     }
 }
 
+impl Drop for Backups {
+    /// The controller stopped (the server is stopping): so do the runs. Each is found
+    /// `InProgress` without a task at the next start, and run again.
+    fn drop(&mut self) {
+        for task in self.running.lock().expect("not poisoned").values() {
+            task.abort();
+        }
+    }
+}
+
 /// Runs the backup controller until the task is aborted.
 pub(crate) async fn run(ctx: Arc<Context>) {
     let client = ctx.client.clone();

@@ -5,6 +5,7 @@
 #![allow(missing_docs)] // Test helpers need no rustdoc.
 
 mod backup;
+mod lifecycle;
 mod repository;
 mod s3;
 #[path = "../../../vmsnap-backup/tests/support/seaweed.rs"]

@@ -129,6 +129,17 @@ impl Env {
         .await;
     }
 
+    /// Waits until repository object `name` is Ready.
+    pub async fn await_repository_ready(&self, name: &str) {
+        let api: Api<vmsnap_api::backup::VirtualMachineBackupRepository> = self.api();
+        await_some(&api, name, |r| {
+            vmsnap_api::snapshot::find_condition(&r.status.as_ref()?.conditions, "Ready")?
+                .is_true()
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The repository in `path`, opened by the test itself.
     pub async fn open_local(&self, path: &Path) -> Repository {
         Repository::open(Backend::local(path).unwrap(), PASSPHRASE).await.unwrap()
