@@ -151,12 +151,13 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     if !st.conditions.is_empty() {
         println!("Conditions:");
         for c in &st.conditions {
+            let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
             println!(
-                "  {} {} {}: {}",
+                "  {} {} {}{}",
                 c.type_,
                 c.status,
                 c.reason.as_deref().unwrap_or_default(),
-                c.message.as_deref().unwrap_or_default()
+                message.unwrap_or_default()
             );
         }
     }

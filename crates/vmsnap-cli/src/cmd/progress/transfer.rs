@@ -20,15 +20,15 @@ pub enum Direction {
     Restore,
 }
 
-fn bytes(v: Option<i64>) -> u64 {
+fn bytes_of(v: Option<i64>) -> u64 {
     v.unwrap_or(0).max(0) as u64
 }
 
 /// Bytes done so far and in all (`None` while unknown).
 pub fn done_and_total(direction: Direction, c: &TransferCounters) -> (u64, Option<u64>) {
     let done = match direction {
-        Direction::Backup => bytes(c.bytes_read),
-        Direction::Restore => bytes(c.bytes_written),
+        Direction::Backup => bytes_of(c.bytes_read),
+        Direction::Restore => bytes_of(c.bytes_written),
     };
     (done, c.bytes_to_read.map(|t| t.max(0) as u64))
 }
@@ -42,8 +42,9 @@ pub fn rate(direction: Direction, c: &TransferCounters) -> Option<f64> {
 /// Time left at the average rate so far.
 pub fn eta(direction: Direction, c: &TransferCounters) -> Option<Duration> {
     let (done, total) = done_and_total(direction, c);
+    let left = total?.checked_sub(done).filter(|left| *left > 0)?;
     let rate = rate(direction, c).filter(|r| *r > 0.0)?;
-    Some(Duration::from_secs_f64(total?.saturating_sub(done) as f64 / rate))
+    Some(Duration::from_secs_f64(left as f64 / rate))
 }
 
 /// `1m05s`, `42s`, `1h02m`.
@@ -56,34 +57,54 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
-/// One line of counters: `1Gi/4Gi read (25%), 100Mi uploaded, 900Mi deduplicated, 45.0Mi/s, ETA 1m02s`.
-pub fn counters_line(direction: Direction, c: &TransferCounters) -> String {
+/// The pieces of a counters line: what is done, the byte counts, the rate and time left.
+struct Parts {
+    done: String,
+    bytes: Vec<String>,
+    pace: Vec<String>,
+}
+
+fn parts(direction: Direction, c: &TransferCounters) -> Parts {
     let (done, total) = done_and_total(direction, c);
     let verb = match direction {
         Direction::Backup => "read",
         Direction::Restore => "written",
     };
-    let mut parts = vec![match total {
+    let mut head = match total {
         Some(total) => format!("{}/{} {verb}", display_size(done), display_size(total)),
         None => format!("{} {verb}", display_size(done)),
-    }];
+    };
     if let Some(p) = c.percent {
-        parts[0].push_str(&format!(" ({p}%)"));
+        head.push_str(&format!(" ({p}%)"));
     }
+    let mut bytes = Vec::new();
     if direction == Direction::Backup {
-        parts.push(format!("{} uploaded", display_size(bytes(c.bytes_uploaded))));
-        parts.push(format!("{} deduplicated", display_size(bytes(c.bytes_deduplicated))));
+        bytes.push(format!("{} uploaded", display_size(bytes_of(c.bytes_uploaded))));
+        bytes.push(format!("{} deduplicated", display_size(bytes_of(c.bytes_deduplicated))));
         if let Some(reused) = c.bytes_reused.filter(|r| *r > 0) {
-            parts.push(format!("{} reused from the base", display_size(reused as u64)));
+            bytes.push(format!("{} reused from the base", display_size(reused as u64)));
         }
     }
+    let mut pace = Vec::new();
     if let Some(rate) = rate(direction, c) {
-        parts.push(format!("{}/s", display_size(rate as u64)));
+        pace.push(format!("{}/s", display_size(rate as u64)));
     }
     if let Some(eta) = eta(direction, c) {
-        parts.push(format!("ETA {}", short_duration(eta)));
+        pace.push(format!("ETA {}", short_duration(eta)));
     }
-    parts.join(", ")
+    Parts { done: head, bytes, pace }
+}
+
+/// One line of counters: `1Gi/4Gi read (25%), 100Mi uploaded, 900Mi deduplicated, 45.0Mi/s, ETA 1m02s`.
+pub fn counters_line(direction: Direction, c: &TransferCounters) -> String {
+    let p = parts(direction, c);
+    std::iter::once(p.done).chain(p.bytes).chain(p.pace).collect::<Vec<_>>().join(", ")
+}
+
+/// The bar's message: the rate and time left first, as a narrow terminal cuts the end.
+fn bar_message(direction: Direction, c: &TransferCounters) -> String {
+    let p = parts(direction, c);
+    std::iter::once(p.done).chain(p.pace).chain(p.bytes).collect::<Vec<_>>().join(", ")
 }
 
 /// Shows the transfer on stderr.
@@ -99,8 +120,11 @@ impl TransferBar {
     pub fn start(title: &str, direction: Direction) -> TransferBar {
         eprintln!("{title}");
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template("  {spinner} [{bar:30}] {msg} ({elapsed})") {
+            // Length 1 until the total is known: an empty bar (a length of 0 draws a full one).
+            let bar = ProgressBar::new(1);
+            // `wide_msg` cuts the counters to the terminal's width rather than wrapping the line.
+            if let Ok(style) = ProgressStyle::with_template("  {spinner} [{bar:20}] {elapsed:>4} {wide_msg}")
+            {
                 bar.set_style(style.progress_chars("=> "));
             }
             bar.set_message("waiting");
@@ -125,7 +149,6 @@ impl TransferBar {
 
     /// New counters.
     pub fn update(&mut self, c: &TransferCounters) {
-        let line = counters_line(self.direction, c);
         let (done, total) = done_and_total(self.direction, c);
         match &self.bar {
             Some(bar) => {
@@ -133,9 +156,10 @@ impl TransferBar {
                     bar.set_length(total);
                 }
                 bar.set_position(done);
-                bar.set_message(line);
+                bar.set_message(bar_message(self.direction, c));
             }
             None => {
+                let line = counters_line(self.direction, c);
                 let tenth = c.percent.unwrap_or(0) / 10;
                 if self.last_tenth.is_none_or(|t| tenth > t) {
                     eprintln!("  {line}");
@@ -175,6 +199,10 @@ mod tests {
             "100Mi/400Mi read (25%), 10Mi uploaded, 90Mi deduplicated, 10Mi/s, ETA 30s"
         );
         assert_eq!(eta(Direction::Backup, &c), Some(Duration::from_secs(30)));
+        assert_eq!(
+            bar_message(Direction::Backup, &c),
+            "100Mi/400Mi read (25%), 10Mi/s, ETA 30s, 10Mi uploaded, 90Mi deduplicated"
+        );
     }
 
     #[test]
@@ -187,6 +215,8 @@ mod tests {
         };
         assert_eq!(counters_line(Direction::Restore, &c), "1Gi/2Gi written");
         assert_eq!(eta(Direction::Restore, &c), None);
+        let done = TransferCounters { bytes_written: Some(2048 * MI), elapsed_seconds: Some(4), ..c };
+        assert_eq!(counters_line(Direction::Restore, &done), "2Gi/2Gi written, 512Mi/s");
     }
 
     #[test]
