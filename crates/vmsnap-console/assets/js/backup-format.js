@@ -77,7 +77,21 @@ export function rate(progress) {
   return `${bytes(read / seconds)}/s`;
 }
 
-/// The counters of a transfer in words: read (of how much), uploaded, deduplicated, written, rate.
+/// "about 12 s left": the time left at the rate so far, or '' when it cannot be told.
+export function timeLeft(progress) {
+  const read = progress?.bytesRead;
+  const total = progress?.bytesToRead;
+  const seconds = progress?.elapsedSeconds;
+  if (!read || !total || !seconds || read >= total) return '';
+  const left = Math.round(((total - read) * seconds) / read);
+  if (left < 60) return `about ${left} s left`;
+  const minutes = Math.round(left / 60);
+  if (minutes < 60) return `about ${minutes} min left`;
+  return `about ${Math.floor(minutes / 60)} h ${minutes % 60} min left`;
+}
+
+/// The counters of a transfer in words: read (of how much), uploaded, deduplicated, written, and
+/// while it runs the rate and the time left.
 export function progressText(progress, { running = false } = {}) {
   if (!progress) return '';
   const parts = [];
@@ -90,6 +104,8 @@ export function progressText(progress, { running = false } = {}) {
   if (progress.bytesWritten !== undefined) parts.push(`written ${bytes(progress.bytesWritten)}`);
   const r = rate(progress);
   if (running && r) parts.push(r);
+  const left = timeLeft(progress);
+  if (running && left) parts.push(left);
   return parts.join(' · ');
 }
 
@@ -166,8 +182,12 @@ export function resultElement(summary, time, attrs = {}) {
   return h(
     'span',
     { class: 'result', ...attrs },
-    h('span', { class: `status status-${summary.tone}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), summary.text),
-    time ? h('span', { class: 'muted' }, ' ', ageElement(time), ' ago') : null,
+    h(
+      'span',
+      { class: 'result-title' },
+      h('span', { class: `status status-${summary.tone}` }, h('span', { class: 'dot', 'aria-hidden': 'true' }), summary.text),
+      time ? h('span', { class: 'muted' }, ' ', ageElement(time), ' ago') : null,
+    ),
     summary.details.map((line) => h('span', { class: 'activity' }, line)),
   );
 }

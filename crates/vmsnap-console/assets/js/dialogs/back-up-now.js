@@ -144,7 +144,7 @@ export function openBackUpNow(namespace, vmName) {
       return h(
         'form',
         { id: 'back-up-form', novalidate: true, onsubmit: submit },
-        h('p', {}, 'Copy ', h('strong', {}, vmName), ' to a backup repository: a snapshot is taken and its disks are read, deduplicated, compressed and encrypted. The VirtualMachine keeps running.'),
+        h('p', {}, 'Copy ', h('strong', {}, vmName), ' to a backup repository: a snapshot is taken and its disks are read, deduplicated, compressed and encrypted. A running VirtualMachine is not stopped.'),
         h('div', { class: 'field' }, h('label', { for: 'backup-repository' }, 'Repository'), repoSelect, repoHelp),
         h('div', { class: 'field' }, h('label', { for: 'backup-name' }, 'Name'), nameInput, h('p', { id: 'backup-name-help', class: 'help' }, `A backup of ${vmName} in namespace ${namespace}.`)),
         h('div', { class: 'checkbox' }, full, h('label', { for: 'backup-full' }, 'Full backup: read every disk completely, even when only the changes could be read')),

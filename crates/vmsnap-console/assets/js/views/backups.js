@@ -30,6 +30,12 @@ export function transferStatus(obj, label) {
   ];
 }
 
+/// Under the type: the backup an incremental builds on, or why a backup read everything.
+function typeDetail(status) {
+  if (status.type === 'Incremental' && status.baseBackup) return `on top of ${status.baseBackup}`;
+  return status.fullReason || '';
+}
+
 /// The backup actions of a row.
 function backupMenuItems(backup) {
   const deleting = Boolean(backup.metadata.deletionTimestamp);
@@ -113,7 +119,7 @@ export function backupsPanel(namespace, vmName) {
           { class: initialKeys.has(name) ? '' : 'is-new', dataset: { name, phase: status.phase || '' } },
           h('th', { scope: 'row', 'data-label': 'Name' }, name),
           h('td', { 'data-label': 'Point in time', class: 'cell-time' }, when ? h('time', { datetime: when }, exactTime(when)) : h('span', { class: 'muted' }, 'not taken yet')),
-          h('td', { 'data-label': 'Type', class: 'cell-type' }, status.type || h('span', { class: 'muted' }, '—'), status.fullReason ? h('span', { class: 'activity' }, status.fullReason) : null),
+          h('td', { 'data-label': 'Type', class: 'cell-type' }, status.type || h('span', { class: 'muted' }, '—'), typeDetail(status) ? h('span', { class: 'activity' }, typeDetail(status)) : null),
           h('td', { 'data-label': 'Size', class: 'cell-size' }, quantity(status.size)),
           h('td', { 'data-label': 'Repository' }, b.spec?.repository || '—'),
           h('td', { 'data-label': 'Status', class: 'cell-status' }, transferStatus(b, `Backup ${name}`)),
