@@ -406,6 +406,35 @@ try {
     check(await opener.evaluate((el) => el === document.activeElement), 'the focus is back on "Back up now"');
   });
 
+  await s.step('a backup found in a repository, of a VM not on this machine, is reached from the Repositories page and can be restored', async () => {
+    createObject({
+      apiVersion: 'backup.vmsnap.io/v1alpha1',
+      kind: 'VirtualMachineRepositoryBackup',
+      metadata: { name: 'imported-1', namespace: ns, labels: { 'backup.vmsnap.io/vm': 'gone', 'backup.vmsnap.io/imported': 'true' } },
+      spec: { repository: 'main', deletionPolicy: 'Retain' },
+    });
+    patchStatus('vmrbackup', 'imported-1', { phase: 'Succeeded', vmName: 'gone', type: 'Full', size: '2Gi', pointInTime: '2026-11-30T12:00:00Z', backupId: 'b-0007' });
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Repositories' }).click();
+    const vmRow = (name) => page.locator(`table.table-backed-up-vms tbody tr[data-vm="${name}"]`);
+    await expectText(vmRow(vm), new RegExp(`${vm}\\s+${ns}\\s+2\\s+\\w{3} \\d+, \\d{4}.*main\\s+Yes`));
+    await expectText(vmRow('gone'), new RegExp(`gone\\s+${ns}\\s+1\\s+Nov 30, 2026.*main\\s+No`));
+    await s.screenshot('backed-up-vms', { fullPage: true });
+    await vmRow('gone').getByRole('link', { name: 'Backups of gone' }).click();
+    await expectText(page.getByRole('alert').first(), /The VirtualMachine gone does not exist .* Its backups, if any, are under Backups/);
+    check((await page.getByRole('tab', { name: 'Backups' }).getAttribute('aria-selected')) === 'true', 'the link opens the Backups tab');
+    await expectText(backupRow('imported-1'), /imported-1\s+Nov 30, 2026.*Full\s+2 GiB\s+main\s+Succeeded/);
+    check(await page.getByRole('button', { name: 'Back up now' }).isDisabled(), 'there is nothing to back up');
+    await rowMenu(backupRow('imported-1'), 'Actions for backup imported-1', 'Restore as new VirtualMachine');
+    const d = dialog('Restore backup as new VirtualMachine');
+    check((await d.getByLabel('Name of the new VirtualMachine').inputValue()) === 'gone-restored', 'the default name is made from the backed-up VM');
+    await page.keyboard.press('Escape');
+    await d.waitFor({ state: 'detached' });
+    await rowMenu(backupRow('imported-1'), 'Actions for backup imported-1', 'Delete backup');
+    await expectText(dialog('Delete backup?'), /deletion policy is Retain: the backup stays in repository main/);
+    await page.keyboard.press('Escape');
+    await openBackupsTab();
+  });
+
   await s.step('a narrow window (400 px): the masthead keeps its three links, nothing scrolls sideways', async () => {
     await page.setViewportSize({ width: 400, height: 800 });
     const noOverflow = async (where) => {

@@ -157,7 +157,12 @@ export function backupsPanel(namespace, vmName) {
 
   return {
     el,
-    initialFocus: backUpNow,
+    /// The VM, or null when it does not exist: its backups can still be restored, but there is
+    /// nothing to back up.
+    updateVm(vm) {
+      backUpNow.disabled = !vm;
+      backUpNow.title = vm ? '' : `There is no VirtualMachine ${vmName} to back up`;
+    },
     start(scope) {
       initialKeys = null;
       backups = scope.watch(paths.backups(namespace), {}, () => {

@@ -8,7 +8,7 @@
 import { mergePatch, paths } from '../api.js';
 import { h, replace, errorSlot, updateKeyed, announce } from '../dom.js';
 import { describeError } from '../errors.js';
-import { condition, statusBadge } from '../format.js';
+import { condition, exactTime, statusBadge } from '../format.js';
 import { freshToken, pruneSummary, quantity, repositoryState, requestAnnotation, requestPending, resultElement, verifySummary } from '../backup-format.js';
 import { Scope } from '../live.js';
 
@@ -52,6 +52,24 @@ function addRepositoryHelp() {
   );
 }
 
+/// The backups of `backups` grouped by VM: `[{namespace, vm, count, latest, repositories}]`, the
+/// backups that succeeded only, by namespace then VM name.
+export function backedUpVms(backups) {
+  const groups = new Map();
+  for (const b of backups) {
+    const vm = b.status?.vmName || b.metadata.labels?.['backup.vmsnap.io/vm'] || (b.spec?.source?.kind === 'VirtualMachine' ? b.spec.source.name : '');
+    if (!vm || b.status?.phase !== 'Succeeded') continue;
+    const id = `${b.metadata.namespace}/${vm}`;
+    const g = groups.get(id) || { namespace: b.metadata.namespace, vm, count: 0, latest: '', repositories: new Set() };
+    g.count += 1;
+    const when = b.status?.pointInTime || '';
+    if (when > g.latest) g.latest = when;
+    if (b.spec?.repository) g.repositories.add(b.spec.repository);
+    groups.set(id, g);
+  }
+  return [...groups.values()].sort((a, b) => a.namespace.localeCompare(b.namespace) || a.vm.localeCompare(b.vm));
+}
+
 export function repositoriesView() {
   const scope = new Scope();
   const loadError = errorSlot();
@@ -74,6 +92,24 @@ export function repositoriesView() {
     ),
     tbody,
   );
+  const vmsBody = h('tbody');
+  const vmsSection = h(
+    'section',
+    { class: 'backed-up-vms', hidden: true, 'aria-labelledby': 'backed-up-vms-title' },
+    h('h2', { id: 'backed-up-vms-title' }, 'Backed-up VirtualMachines'),
+    h('p', { class: 'help' }, 'Every VirtualMachine with a backup that succeeded, including those found in a repository that are not on this machine: open one to restore a backup as a new VirtualMachine.'),
+    h(
+      'div',
+      { class: 'table-wrap' },
+      h(
+        'table',
+        { class: 'table table-backed-up-vms' },
+        h('caption', { class: 'visually-hidden' }, 'VirtualMachines with backups, updated live'),
+        h('thead', {}, h('tr', {}, ['VirtualMachine', 'Namespace', 'Backups', 'Latest point in time', 'Repositories', 'On this machine'].map((c) => h('th', { scope: 'col' }, c)))),
+        vmsBody,
+      ),
+    ),
+  );
   const el = h(
     'section',
     { class: 'page' },
@@ -82,6 +118,7 @@ export function repositoriesView() {
     actionError.el,
     h('div', { class: 'table-wrap' }, table),
     empty,
+    vmsSection,
     addRepositoryHelp(),
   );
 
@@ -162,5 +199,31 @@ export function repositoriesView() {
     });
   };
   scope.watch(paths.repositories(), {}, render);
+  let backups = null;
+  let vms = null;
+  const renderVms = () => {
+    if (!backups?.synced || !vms?.synced) return;
+    const groups = backedUpVms(backups.list());
+    vmsSection.hidden = groups.length === 0;
+    updateKeyed(vmsBody, groups, {
+      key: (g) => `${g.namespace}/${g.vm}`,
+      signature: (g) => JSON.stringify([g.count, g.latest, [...g.repositories], Boolean(vms.get(g.namespace, g.vm))]),
+      render: (g) => {
+        const here = Boolean(vms.get(g.namespace, g.vm));
+        return h(
+          'tr',
+          { dataset: { vm: g.vm, namespace: g.namespace } },
+          h('th', { scope: 'row', 'data-label': 'VirtualMachine' }, h('a', { href: `#/vms/${encodeURIComponent(g.namespace)}/${encodeURIComponent(g.vm)}/backups`, 'aria-label': `Backups of ${g.vm}` }, g.vm)),
+          h('td', { 'data-label': 'Namespace' }, g.namespace),
+          h('td', { 'data-label': 'Backups', class: 'cell-number' }, String(g.count)),
+          h('td', { 'data-label': 'Latest point in time' }, g.latest ? h('time', { datetime: g.latest }, exactTime(g.latest)) : '—'),
+          h('td', { 'data-label': 'Repositories' }, [...g.repositories].sort().join(', ')),
+          h('td', { 'data-label': 'On this machine' }, here ? 'Yes' : h('span', { class: 'muted' }, 'No')),
+        );
+      },
+    });
+  };
+  backups = scope.watch(paths.backups(), {}, renderVms);
+  vms = scope.watch(paths.vms(), {}, renderVms);
   return { el, title: 'Repositories', dispose: () => scope.dispose() };
 }

@@ -133,8 +133,9 @@ export function vmDetailView(namespace, name, tab = 'overview') {
     current = vm;
     missing.hidden = Boolean(vm);
     takeSnapshot.disabled = !vm;
+    backups.updateVm(vm || null);
     if (!vm) {
-      replace(missing, h('div', { class: 'alert alert-warning', role: 'alert' }, h('p', {}, `The VirtualMachine ${name} does not exist in namespace ${namespace} (it may have been deleted). `, h('a', { href: '#/vms' }, 'Back to the VirtualMachines'))));
+      replace(missing, h('div', { class: 'alert alert-warning', role: 'alert' }, h('p', {}, `The VirtualMachine ${name} does not exist in namespace ${namespace} (it may have been deleted). Its backups, if any, are under Backups and can be restored as a new VirtualMachine. `, h('a', { href: '#/vms' }, 'Back to the VirtualMachines'))));
       replace(status);
       replace(actions);
       return;
