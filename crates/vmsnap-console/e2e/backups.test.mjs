@@ -32,6 +32,18 @@ page.on('console', (msg) => {
   if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) pageErrors.push(msg.text());
 });
 const s = new Scenario(page, cfg.screenshots);
+// The watches open now: a browser keeps six HTTP/1.1 connections to one server and each watch
+// holds one, so a page must leave at least one free for its requests.
+const openWatches = new Set();
+page.on('request', (r) => r.url().includes('watch=true') && openWatches.add(r));
+page.on('requestfinished', (r) => openWatches.delete(r));
+page.on('requestfailed', (r) => openWatches.delete(r));
+async function checkWatchBudget(where) {
+  await page.waitForTimeout(300);
+  const paths = [...openWatches].map((r) => new URL(r.url()).pathname.split('/').pop());
+  check(paths.length <= 5, `${where}: at most five watches, leaving a connection for requests (open: ${paths.join(', ')})`);
+  process.stdout.write(`  watches open ${where}: ${paths.length} (${paths.sort().join(', ')})\n`);
+}
 
 const dialog = (name) => page.getByRole('dialog', { name });
 const repoRow = (name) => page.locator(`table.table-repositories tbody tr[data-name="${name}"]`);
@@ -244,6 +256,7 @@ try {
     await expectText(d, /Reading disk rootdisk/);
     check((await d.getByRole('progressbar').getAttribute('aria-label')) === 'Backup nightly-1: 25% done', 'the bar is labelled for screen readers');
     await s.screenshot('backup-in-progress');
+    await checkWatchBudget('with the Back up now dialog open');
     patchStatus('vmrbackup', 'nightly-1', { progress: { bytesToRead: GiB, bytesRead: 820 * MiB, bytesUploaded: 300 * MiB, bytesDeduplicated: 400 * MiB, percent: 80, elapsedSeconds: 10 } });
     await until('the bar at 80%', async () => (await shownPercent(d)) === 80);
     patchStatus('vmrbackup', 'nightly-1', {
@@ -352,6 +365,7 @@ try {
     await until('the restore bar at 50%', async () => (await shownPercent(d)) === 50);
     await expectText(d, /Writing disk rootdisk/);
     await s.screenshot('restore-backup-in-progress');
+    await checkWatchBudget('with the restore dialog open');
     await expectText(restoreRow(restoreName), new RegExp(`nightly-1\\s+${restoredVm}\\s+In progress\\s+50%`));
     createObject({
       apiVersion: 'kubevirt.io/v1',
