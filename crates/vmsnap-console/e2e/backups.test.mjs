@@ -205,11 +205,21 @@ try {
   });
 
   await s.step('Prune: the same round trip, showing what was freed', async () => {
-    await repoRow('main').getByRole('button', { name: 'Prune repository main' }).click();
+    // With the keyboard: the focus stays on Prune while it waits and when the result arrives.
+    const prune = () => repoRow('main').getByRole('button', { name: 'Prune repository main' });
+    await prune().focus();
+    await page.keyboard.press('Enter');
     const token = await until('the prune-request annotation', () => getObject('vmrepo', 'main').metadata.annotations?.['backup.vmsnap.io/prune-request']);
     await expectText(repoRow('main').locator('.cell-prune'), /Pruning…/);
+    check(await prune().isDisabled(), 'Prune waits for its result');
+    check(await prune().evaluate((el) => el === document.activeElement), 'the focus stayed on Prune');
+    await page.keyboard.press('Enter');
+    await page.waitForTimeout(300);
+    check(getObject('vmrepo', 'main').metadata.annotations['backup.vmsnap.io/prune-request'] === token, 'pressing it again while it waits asks nothing more');
     patchStatus('vmrepo', 'main', { lastPrune: { request: token, chunksDeleted: 7, bytesFreed: 3 * MiB, time: now() } });
     await expectText(repoRow('main').locator('.cell-prune'), /Freed 3\.0 MiB\s+\d+s ago\s+7 chunks deleted/);
+    check(await prune().evaluate((el) => el === document.activeElement), 'the focus is still on Prune');
+    check(await prune().isEnabled(), 'Prune can be asked for again');
     await s.screenshot('repository-verified-pruned');
   });
 

@@ -168,19 +168,27 @@ export function repositoriesView() {
         const name = r.metadata.name;
         const status = r.status || {};
         const state = repositoryState(r);
-        const actionButton = (operation) =>
-          h(
+        // While its request waits for a result the button stays focusable (aria-disabled), so that
+        // the focus stays on it when the row is redrawn.
+        const actionButton = (operation) => {
+          const pending = requestPending(r, operation);
+          return h(
             'button',
             {
               type: 'button',
               class: 'button button-secondary button-small',
-              disabled: state.text !== 'Ready' || requestPending(r, operation),
+              disabled: state.text !== 'Ready',
+              'aria-disabled': pending ? 'true' : undefined,
               'aria-label': `${OPERATIONS[operation].button} repository ${name}`,
               dataset: { focusKey: operation, operation },
-              onclick: () => request(collection.get(r.metadata.namespace, name) || r, operation),
+              onclick: () => {
+                const current = collection.get(r.metadata.namespace, name) || r;
+                if (!requestPending(current, operation)) request(current, operation);
+              },
             },
             OPERATIONS[operation].button,
           );
+        };
         return h(
           'tr',
           { dataset: { name, namespace: r.metadata.namespace, ready: String(state.text === 'Ready') } },
