@@ -459,6 +459,29 @@ try {
     await openBackupsTab();
   });
 
+  await s.step('Back up now in a namespace without a repository says how to add one', async () => {
+    kubectl(['create', 'namespace', 'lab']);
+    createObject({
+      apiVersion: 'kubevirt.io/v1',
+      kind: 'VirtualMachine',
+      metadata: { name: 'solo', namespace: 'lab' },
+      spec: { runStrategy: 'Halted', template: { spec: { domain: { devices: {}, resources: { requests: { memory: '128Mi' } } } } } },
+    });
+    await page.evaluate(() => {
+      location.hash = '#/vms/lab/solo/backups';
+    });
+    await expectText(page.getByRole('heading', { level: 1 }), /^solo\b/);
+    await page.getByRole('button', { name: 'Back up now' }).click();
+    const d = dialog('Back up now');
+    await expectText(d, /There is no backup repository in namespace lab\s+Add one from a terminal.*vmsnap repo add NAME --dir \/path\/to\/backups --passphrase-file FILE -n lab/);
+    check(await d.getByRole('button', { name: 'Back up', exact: true }).isDisabled(), 'there is nowhere to back up to');
+    check(await d.getByLabel('Repository').isDisabled(), 'there is no repository to choose');
+    await s.screenshot('back-up-now-no-repository');
+    await page.keyboard.press('Escape');
+    await d.waitFor({ state: 'detached' });
+    await openBackupsTab();
+  });
+
   await s.step('a narrow window (400 px): the masthead keeps its three links, nothing scrolls sideways', async () => {
     await page.setViewportSize({ width: 400, height: 800 });
     const noOverflow = async (where) => {
