@@ -337,8 +337,16 @@ try {
     await until('the row bar at 40%', async () => (await shownPercent(row)) === 40);
     await expectText(row.locator('.cell-status'), /In progress\s+40%\s+read 4\.0 MiB of 10\.0 MiB · uploaded 4\.0 MiB · deduplicated 0 B · reused 900 MiB from the base backup · 2\.0 MiB\/s · about 3 s left\s+Reading the clusters written since nightly-1/);
     await s.screenshot('backup-row-in-progress');
+    // The bar moves in place: a menu opened on the row stays open.
+    await row.getByRole('button', { name: 'Actions for backup from-cli' }).click();
+    await page.getByRole('menuitem', { name: 'Delete backup' }).waitFor();
     patchStatus('vmrbackup', 'from-cli', { progress: { bytesToRead: 10 * MiB, bytesRead: 9 * MiB, percent: 90, elapsedSeconds: 3 } });
     await until('the row bar at 90%', async () => (await shownPercent(row)) === 90);
+    await expectText(row.locator('.cell-status'), /90%\s+read 9\.0 MiB of 10\.0 MiB/);
+    check((await row.getByRole('button', { name: 'Actions for backup from-cli' }).getAttribute('aria-expanded')) === 'true', 'the row menu stayed open while the progress moved');
+    check(await page.getByRole('menuitem', { name: 'Delete backup' }).isVisible(), 'its items are still shown');
+    check((await row.getByRole('progressbar').getAttribute('aria-label')) === 'Backup from-cli: 90% done', 'the bar\'s label follows');
+    await page.keyboard.press('Escape');
     patchStatus('vmrbackup', 'from-cli', { phase: 'Succeeded', size: '10Gi', progress: { bytesToRead: 10 * MiB, bytesRead: 10 * MiB, bytesUploaded: 5 * MiB, percent: 100 }, conditions: [cond('Ready', 'True', 'Succeeded'), cond('Progressing', 'False', 'Succeeded')] });
     await expectText(row, /Incremental\s+on top of nightly-1\s+10 GiB\s+main\s+Succeeded/);
     check(!(await row.locator('progress').count()), 'no bar once done');

@@ -123,6 +123,26 @@ export function progressBar(progress, label) {
   );
 }
 
+/// Updates in place a bar made by `progressBar` (so that an open row menu or the focus survive
+/// the once-a-second progress updates).
+export function updateProgressBar(transfer, progress, label) {
+  const percent = Math.max(0, Math.min(100, Number(progress?.percent ?? 0)));
+  const bar = transfer.querySelector('progress');
+  bar.value = percent;
+  bar.setAttribute('aria-label', `${label}: ${percent}% done`);
+  transfer.dataset.percent = String(percent);
+  transfer.querySelector('.transfer-percent').textContent = `${percent}%`;
+  transfer.querySelector('.transfer-counters').textContent = progressText(progress, { running: true });
+}
+
+/// What, of a backup or restore, needs its row redrawn: everything but the progress of one that
+/// runs, which `updateProgressBar` updates in place.
+export function rowSignature(obj) {
+  const status = obj.status || {};
+  const running = status.phase === 'InProgress';
+  return JSON.stringify([obj.metadata.deletionTimestamp, obj.metadata.labels, obj.spec, { ...status, progress: running ? Boolean(status.progress) : status.progress }]);
+}
+
 /// A repository's readiness: Ready, or Not ready with the condition's message (wrong passphrase,
 /// unreachable, a Secret missing).
 export function repositoryState(repo) {

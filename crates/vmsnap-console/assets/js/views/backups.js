@@ -7,7 +7,7 @@ import { h, updateKeyed, replace } from '../dom.js';
 import { describeError } from '../errors.js';
 import { ageElement, exactTime, statusBadge } from '../format.js';
 import { menuButton } from '../menu.js';
-import { isBackupOf, progressBar, progressText, quantity, transferPhase } from '../backup-format.js';
+import { isBackupOf, progressBar, progressText, quantity, rowSignature, transferPhase, updateProgressBar } from '../backup-format.js';
 import { openBackUpNow } from '../dialogs/back-up-now.js';
 import { openRestoreBackup } from '../dialogs/restore-backup.js';
 import { openDeleteBackup } from '../dialogs/delete-backup.js';
@@ -28,6 +28,15 @@ export function transferStatus(obj, label) {
     phase.detail ? h('span', { class: phase.tone === 'danger' ? 'activity text-danger' : 'activity' }, phase.detail) : null,
     done ? h('span', { class: 'activity' }, done) : null,
   ];
+}
+
+/// Brings the progress bars of the running rows of `body` up to date, in place.
+function refreshBars(body, items, noun) {
+  for (const obj of items) {
+    if (obj.status?.phase !== 'InProgress') continue;
+    const transfer = body.querySelector(`tr[data-key="${CSS.escape(obj.metadata.name)}"] .transfer`);
+    if (transfer) updateProgressBar(transfer, obj.status.progress, `${noun} ${obj.metadata.name}`);
+  }
 }
 
 /// Under the type: the backup an incremental builds on, or why a backup read everything.
@@ -109,7 +118,7 @@ export function backupsPanel(namespace, vmName) {
     table.hidden = items.length === 0;
     updateKeyed(tbody, items, {
       key: (b) => b.metadata.name,
-      signature: (b) => b.metadata.resourceVersion,
+      signature: rowSignature,
       render: (b) => {
         const name = b.metadata.name;
         const status = b.status || {};
@@ -127,6 +136,7 @@ export function backupsPanel(namespace, vmName) {
         );
       },
     });
+    refreshBars(tbody, items, 'Backup');
   };
 
   const renderRestores = () => {
@@ -139,7 +149,7 @@ export function backupsPanel(namespace, vmName) {
     restoresSection.hidden = items.length === 0;
     updateKeyed(restoresBody, items, {
       key: (r) => r.metadata.name,
-      signature: (r) => r.metadata.resourceVersion,
+      signature: rowSignature,
       render: (r) => {
         const target = r.spec?.target?.name || '';
         return h(
@@ -153,6 +163,7 @@ export function backupsPanel(namespace, vmName) {
         );
       },
     });
+    refreshBars(restoresBody, items, 'Restore');
   };
 
   return {
