@@ -235,7 +235,7 @@ try {
     const d = dialog('Back up now');
     await d.waitFor();
     const repo = d.getByLabel('Repository');
-    check((await repo.inputValue()) === 'main', 'the ready repository is chosen');
+    await until('the ready repository to be chosen', async () => (await repo.inputValue()) === 'main');
     check((await d.getByLabel('Name').inputValue()).startsWith(`${vm}-backup-`), 'the default name is made from the VM name');
     await repo.selectOption('offsite');
     await expectText(d.getByRole('alert'), /Repository offsite is not ready.*does not open the repository/);
@@ -455,7 +455,7 @@ try {
     await expectText(page.getByRole('alert').first(), /The VirtualMachine gone does not exist .* Its backups, if any, are under Backups/);
     check((await page.getByRole('tab', { name: 'Backups' }).getAttribute('aria-selected')) === 'true', 'the link opens the Backups tab');
     await expectText(backupRow('imported-1'), /imported-1\s+Nov 30, 2026.*Full\s+2 GiB\s+main\s+Succeeded/);
-    check(await page.getByRole('button', { name: 'Back up now' }).isDisabled(), 'there is nothing to back up');
+    await until('Back up now to be disabled: there is nothing to back up', () => page.getByRole('button', { name: 'Back up now' }).isDisabled());
     await rowMenu(backupRow('imported-1'), 'Actions for backup imported-1', 'Restore as new VirtualMachine');
     const d = dialog('Restore backup as new VirtualMachine');
     check((await d.getByLabel('Name of the new VirtualMachine').inputValue()) === 'gone-restored', 'the default name is made from the backed-up VM');

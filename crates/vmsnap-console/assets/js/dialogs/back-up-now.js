@@ -4,7 +4,7 @@
 import { create, paths, repositoryBackupObject } from '../api.js';
 import { h, replace, announce, alertBox } from '../dom.js';
 import { describeError, nameProblem } from '../errors.js';
-import { timestampedName } from '../format.js';
+import { statusBadge, timestampedName } from '../format.js';
 import { progressText, quantity, repositoryState, transferPhase } from '../backup-format.js';
 import { transferStatus } from '../views/backups.js';
 import { openDialog, button } from './dialog.js';
@@ -24,13 +24,20 @@ function showBackupProgress(dialog, namespace, backupName, vmName) {
   replace(dialog.body, h('p', {}, 'Progress of backup ', h('strong', {}, backupName), ':'), state, help);
   closeButton.focus();
   let announced = '';
+  let seen = false;
   dialog.scope.watch(paths.backups(namespace), {}, (backups) => {
     const backup = backups.get(namespace, backupName);
     if (!backup) {
+      // Just created, the watch may not have brought it yet.
+      if (!seen) {
+        replace(state, statusBadge({ text: 'Starting', tone: 'info', busy: true }));
+        return;
+      }
       replace(state, alertBox('warning', null, h('p', {}, `The backup ${backupName} no longer exists.`)));
       dialog.el.dataset.backupState = 'Gone';
       return;
     }
+    seen = true;
     const phase = backup.status?.phase || 'Pending';
     dialog.el.dataset.backupState = phase;
     help.hidden = phase === 'Succeeded' || phase === 'Failed';
@@ -83,7 +90,10 @@ export function openBackUpNow(namespace, vmName) {
           replace(repoHelp, h('span', { class: 'text-danger' }, describeError(repositories.error, { doing: 'list the repositories' })));
           return;
         }
-        if (!repositories.synced) return;
+        if (!repositories.synced) {
+          replace(repoHelp, 'Loading the repositories…');
+          return;
+        }
         replace(
           repoSelect,
           list.map((r) => {
@@ -140,6 +150,7 @@ export function openBackUpNow(namespace, vmName) {
       }
 
       repositories = dialog.scope.watch(paths.repositories(namespace), {}, update);
+      update();
       nameInput.setAttribute('autofocus', '');
       return h(
         'form',

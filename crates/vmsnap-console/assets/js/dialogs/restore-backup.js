@@ -4,7 +4,7 @@
 import { create, paths, repositoryRestoreObject } from '../api.js';
 import { h, replace, announce, alertBox } from '../dom.js';
 import { describeError, vmNameProblem } from '../errors.js';
-import { exactTime, timestampedName } from '../format.js';
+import { exactTime, statusBadge, timestampedName } from '../format.js';
 import { transferPhase } from '../backup-format.js';
 import { transferStatus } from '../views/backups.js';
 import { openDialog, button } from './dialog.js';
@@ -22,12 +22,15 @@ function showProgress(dialog, namespace, restoreName, target, backupName) {
   replace(dialog.body, h('p', {}, 'Progress of restore ', h('strong', {}, restoreName), ':'), state, help);
   closeButton.focus();
   let announced = false;
+  let seen = false;
   dialog.scope.watch(paths.backupRestores(namespace), {}, (restores) => {
     const restore = restores.get(namespace, restoreName);
     if (!restore) {
-      replace(state, alertBox('warning', null, h('p', {}, `The restore ${restoreName} no longer exists.`)));
+      // Just created, the watch may not have brought it yet.
+      replace(state, seen ? alertBox('warning', null, h('p', {}, `The restore ${restoreName} no longer exists.`)) : statusBadge({ text: 'Starting', tone: 'info', busy: true }));
       return;
     }
+    seen = true;
     const phase = transferPhase(restore);
     if (restoreComplete(restore)) {
       const text = `VirtualMachine ${target} was created from backup ${backupName}.`;
