@@ -383,6 +383,20 @@ impl Job {
             percent: Some(100),
             elapsed_seconds: Some(started.elapsed().as_secs() as i64),
         };
+        // Counted once committed, before the status says so (a reader of Succeeded sees it).
+        let namespace = self.backup.namespace().unwrap_or_default();
+        self.ctx.metrics.backup_finished(
+            &format!("{namespace}/{}", self.backup.spec.repository),
+            &format!("{namespace}/{}", resolved.vm),
+            true,
+            started.elapsed().as_secs_f64(),
+            BackupFigures {
+                bytes_read: stats.bytes_read,
+                bytes_uploaded: stats.bytes_uploaded,
+                bytes_deduplicated: stats.bytes_deduplicated,
+            },
+            manifest.completed.timestamp(),
+        );
         patch_status(
             &api,
             &name,
@@ -406,19 +420,6 @@ impl Job {
         )
         .await?;
         publish(&self.ctx, &self.backup.object_ref(&()), false, reason::SUCCEEDED, summary).await;
-        let namespace = self.backup.namespace().unwrap_or_default();
-        self.ctx.metrics.backup_finished(
-            &format!("{namespace}/{}", self.backup.spec.repository),
-            &format!("{namespace}/{}", resolved.vm),
-            true,
-            started.elapsed().as_secs_f64(),
-            BackupFigures {
-                bytes_read: stats.bytes_read,
-                bytes_uploaded: stats.bytes_uploaded,
-                bytes_deduplicated: stats.bytes_deduplicated,
-            },
-            manifest.completed.timestamp(),
-        );
         let ours = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
         super::snapshots::delete_older_bases(&self.ctx, &self.backup, &resolved.vm, ours).await
     }

@@ -65,10 +65,15 @@ async fn a_repository_reports_what_it_holds_and_names_what_to_fix_when_it_cannot
     assert_eq!(reason, "RepositoryReady");
 
     // A relative path is refused, naming the field.
-    env.local_repository("relative", std::path::Path::new("some/dir"), "pass").await;
-    let (reason, message, _) = await_ready(&env, "relative", "False").await;
-    assert_eq!(reason, "InvalidSpec");
-    assert!(message.contains("spec.local.path must be an absolute path"), "{message}");
+    let refused = env
+        .kubectl()
+        .run_stdin_async(
+            &["apply", "-f", "-"],
+            "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineBackupRepository\nmetadata: {name: relative}\nspec:\n  local: {path: some/dir}\n  passphraseSecretRef: {name: pass}\n",
+        )
+        .await;
+    let refusal = refused.err();
+    assert!(refusal.contains("spec.local.path: \"some/dir\" must be an absolute path"), "{refusal}");
 
     // kubectl shows the columns.
     let out = env.kubectl().run_async(&["get", "vmrepo", "main"]).await;
