@@ -134,7 +134,7 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
     let error = bad.error.unwrap().message.unwrap();
     assert!(error.starts_with("spec.source must be a VirtualMachine"), "{error}");
     assert!(find_condition(&bad.conditions, "Failure").unwrap().is_true());
-    assert!(env.events_about("pod").await.iter().any(|e| e.starts_with("Failed: spec.source")));
+    env.await_event("pod", "Failed: spec.source").await;
 
     // The repository object gone: deleting a backup drops the finalizer and keeps the data.
     let repos: Api<VirtualMachineBackupRepository> = env.api();
