@@ -66,6 +66,19 @@ impl Core {
             ("schedule.vmsnap.io", "VirtualMachineSnapshotSchedule") => {
                 vmsnap_admission::validate_schedule(&typed(new)?).map_err(denied)
             }
+            ("backup.vmsnap.io", "VirtualMachineBackupRepository") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_repository(op, old_t.as_ref(), &typed(new)?).map_err(denied)
+            }
+            ("backup.vmsnap.io", "VirtualMachineRepositoryBackup") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_backup(op, old_t.as_ref(), &typed(new)?).map_err(denied)
+            }
+            ("backup.vmsnap.io", "VirtualMachineRepositoryRestore") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_repository_restore(op, old_t.as_ref(), &typed(new)?)
+                    .map_err(denied)
+            }
             ("kubevirt.io", "VirtualMachine") => {
                 let new_t: VirtualMachine = typed(new)?;
                 vmsnap_admission::validate_vm_run_strategy(&new_t).map_err(denied)?;

@@ -3,6 +3,7 @@
 //! CLI as a user drives them. They need QEMU and the test guest image (`cargo xtask test` builds
 //! it first); a missing QEMU is a failure, not a skip, unless `VMSNAP_ALLOW_SKIP=1`.
 
+mod backups;
 mod cluster_mode;
 mod crash;
 mod full_disk;

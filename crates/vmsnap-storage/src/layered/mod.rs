@@ -41,7 +41,7 @@ pub struct LayeredDriver {
 
 impl LayeredDriver {
     /// Opens (or initialises) the store under `root`. Call
-    /// [`VolumeDriver::recover`] next, before serving requests.
+    /// [`VolumeDriver::recover`](crate::VolumeDriver::recover) next, before serving requests.
     pub async fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<Self, StorageError> {
         Self::open_with_steps(root.into(), options, Steps::default()).await
     }
