@@ -11,7 +11,7 @@ use serde_json::json;
 use vmsnap_api::backup::{
     BackupDiskStatus, TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
 };
-use vmsnap_api::quantity::format_bytes;
+use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::{
     BackupManifest, BackupMetadata, DiskBackup, DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
@@ -347,10 +347,10 @@ impl Job {
             committed.type_,
             manifest.id,
             resolved.vm,
-            stats.bytes_read,
-            stats.bytes_uploaded,
-            stats.bytes_deduplicated,
-            stats.bytes_reused,
+            human_bytes(stats.bytes_read),
+            human_bytes(stats.bytes_uploaded),
+            human_bytes(stats.bytes_deduplicated),
+            human_bytes(stats.bytes_reused),
             match (&committed.base, &committed.full_reason) {
                 (Some(base), _) => format!(" (incremental to {base})"),
                 (None, Some(reason)) if !reason.is_empty() => format!(" (full: {reason})"),

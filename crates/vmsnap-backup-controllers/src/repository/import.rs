@@ -45,6 +45,7 @@ pub(crate) async fn import_missing(
     let namespace = repo.namespace().unwrap_or_default();
     let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut existing = api.list(&ListParams::default()).await?.items;
+    mark_missing(&api, repo, &existing, manifests).await?;
     let mut made = Vec::new();
     let through = imported_through(repo);
     for manifest in manifests.iter().filter(|m| through.is_none_or(|t| m.completed > t)) {
@@ -86,6 +87,52 @@ pub(crate) async fn import_missing(
         repos.patch(&repo.name_any(), &PatchParams::default(), &Patch::Merge(mark)).await?;
     }
     Ok(made)
+}
+
+/// The Ready reason of a committed backup whose manifest is no longer in the repository (deleted
+/// through another object over the same location, or by hand).
+const BACKUP_MISSING: &str = "BackupMissing";
+
+/// Says on each succeeded backup of `repo` whether its manifest is still in the repository:
+/// `Ready` turns False (`BackupMissing`) when it is gone, and True again if it comes back.
+async fn mark_missing(
+    api: &Api<VirtualMachineRepositoryBackup>,
+    repo: &VirtualMachineBackupRepository,
+    existing: &[VirtualMachineRepositoryBackup],
+    manifests: &[BackupManifest],
+) -> Result<(), ReconcileError> {
+    let ids: std::collections::HashSet<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
+    for object in existing
+        .iter()
+        .filter(|o| o.spec.repository == repo.name_any() && o.meta().deletion_timestamp.is_none())
+    {
+        let Some(status) = object.status.as_ref() else { continue };
+        let Some(id) = status.backup_id.as_deref() else { continue };
+        if status.phase.as_deref() != Some(phase::SUCCEEDED) {
+            continue;
+        }
+        let ready = vmsnap_api::snapshot::find_condition(&status.conditions, condition_type::READY);
+        let marked = ready.is_some_and(|c| c.reason.as_deref() == Some(BACKUP_MISSING));
+        let present = ids.contains(id);
+        let update = match (present, marked) {
+            (false, false) => condition(
+                condition_type::READY,
+                false,
+                BACKUP_MISSING,
+                format!("backup {id} is no longer in repository {}: it cannot be restored", repo.name_any()),
+            ),
+            (true, true) => condition(
+                condition_type::READY,
+                true,
+                reason::SUCCEEDED,
+                format!("backup {id} is in the repository again"),
+            ),
+            _ => continue,
+        };
+        let conditions = with_condition(&status.conditions, update);
+        patch_status(api, &object.name_any(), json!({"conditions": conditions})).await?;
+    }
+    Ok(())
 }
 
 /// Whether `object` (of the same repository object: a second object over the same location gets

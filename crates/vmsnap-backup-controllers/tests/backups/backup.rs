@@ -68,7 +68,7 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(snapshot.labels().get("backup.vmsnap.io/backup").map(String::as_str), Some("b1"));
     assert_eq!(snapshot.labels().get("backup.vmsnap.io/vm").map(String::as_str), Some("vm"));
     assert_eq!(status.point_in_time, snapshot.status.unwrap().creation_time);
-    assert!(env.events_about("b1").await.iter().any(|e| e.starts_with("Succeeded: Full backup")));
+    env.await_event("b1", "Succeeded: Full backup").await;
 
     let repository = env.open_local(&path).await;
     let manifest1 = repository.backup(&b1_id.parse().unwrap()).await.unwrap();
@@ -208,5 +208,13 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
         verify.bad_chunks[0].breaks,
         vec![format!("{b1_id} rootdisk @ 0"), format!("{b1_id} rootdisk @ {}", 4 * MIB)]
     );
-    assert!(env.events_about("mirror").await.iter().any(|e| e.starts_with("VerifyFailed:")));
+    env.await_event("mirror", "VerifyFailed:").await;
+    // The mirror's view of b2, deleted through main, says it is gone.
+    let copy = format!("vm-{}", &b2_id[..8]);
+    let ready = await_some(&backups, &copy, |b| {
+        let ready = find_condition(&b.status.as_ref()?.conditions, "Ready")?.clone();
+        (ready.reason.as_deref() == Some("BackupMissing")).then_some(ready)
+    })
+    .await;
+    assert!(!ready.is_true() && ready.message.unwrap().contains("is no longer in repository mirror"));
 }

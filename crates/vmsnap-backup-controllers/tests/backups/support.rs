@@ -284,6 +284,17 @@ impl Env {
             .collect()
     }
 
+    /// Waits until an event about `name` starts with `prefix` (events follow the status write).
+    pub async fn await_event(&self, name: &str, prefix: &str) -> String {
+        vmsnap_testing::eventually(
+            &format!("an event about {name} starting with {prefix:?}"),
+            WAIT,
+            || async { self.events_about(name).await.into_iter().find(|e| e.starts_with(prefix)) },
+        )
+        .await
+        .unwrap()
+    }
+
     /// A VirtualMachineSnapshot of `vm`, ready.
     pub async fn ready_vm_snapshot(&self, name: &str, vm: &str) -> VirtualMachineSnapshot {
         self.apply(&format!(
