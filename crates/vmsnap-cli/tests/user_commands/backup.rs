@@ -780,3 +780,45 @@ async fn a_kept_secret_is_reused_when_equal_and_refused_when_different() {
     assert!(out.stdout.starts_with("repository \"main\" deleted.\n"), "{}", out.stdout);
     assert!(secret_names(&env).await.contains(&"main-passphrase".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_list_shows_the_age_of_each_vms_newest_succeeded_backup() {
+    let env = Env::start().await;
+    env.stopped_vm("db").await;
+    env.stopped_vm("web").await;
+    ready_repository(&env, "main").await;
+    create_backup(&env, "db-old", "db", "main").await;
+    create_backup(&env, "db-new", "db", "main").await;
+    create_backup(&env, "web-1", "web", "main").await;
+    let an_hour_ago = (vmsnap_api::k8s_openapi::jiff::Timestamp::now()
+        - vmsnap_api::k8s_openapi::jiff::SignedDuration::from_hours(1))
+    .to_string();
+    let two_days_ago = (vmsnap_api::k8s_openapi::jiff::Timestamp::now()
+        - vmsnap_api::k8s_openapi::jiff::SignedDuration::from_hours(49))
+    .to_string();
+    set_status(
+        &backups(&env),
+        "db-old",
+        json!({"phase": "Succeeded", "vmName": "db", "pointInTime": two_days_ago}),
+    )
+    .await;
+    set_status(
+        &backups(&env),
+        "db-new",
+        json!({"phase": "Succeeded", "vmName": "db", "pointInTime": an_hour_ago}),
+    )
+    .await;
+    // A failed backup counts for nobody.
+    set_status(
+        &backups(&env),
+        "web-1",
+        json!({"phase": "Failed", "vmName": "web", "pointInTime": an_hour_ago}),
+    )
+    .await;
+    let list = env.run(&["vm", "list"]).await;
+    list.expect(0);
+    let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0][5], "LAST-BACKUP");
+    assert!(matches!(lines[1][5], "59m" | "60m" | "1h"), "db's newest backup is an hour old: {:?}", lines[1]);
+    assert_eq!(lines[2][5], "-", "web has no succeeded backup: {:?}", lines[2]);
+}
