@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("vmsnap-contracts", &["vmsnap-api"]),
     ("vmsnap-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-schedule"]),
     ("vmsnap-storage-controllers", &["vmsnap-api", "vmsnap-contracts", "vmsnap-storage"]),
+    ("vmsnap-backup-controllers", &["vmsnap-api", "vmsnap-backup", "vmsnap-contracts", "vmsnap-storage"]),
     ("vmsnap-webhook", &["vmsnap-admission", "vmsnap-api"]),
     ("vmsnap-apiserver", &["vmsnap-admission", "vmsnap-api", "vmsnap-contracts", "vmsnap-store"]),
     (
@@ -41,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "vmsnap-agent",
             "vmsnap-api",
             "vmsnap-apiserver",
+            "vmsnap-backup-controllers",
             "vmsnap-console",
             "vmsnap-controllers",
             "vmsnap-storage",

@@ -1,15 +1,17 @@
 //! Admission rules of KubeVirt's snapshot, restore and VirtualMachine webhooks, and of vmsnap's
-//! snapshot schedules, as pure functions.
+//! snapshot schedules and backup kinds, as pure functions.
 //!
 //! The embedded API server runs them in-process; `vmsnap webhook` serves them to a real cluster as a
 //! validating webhook. Messages, field paths and the quirks listed in the contract are KubeVirt's.
 //! Callers look up the objects a rule needs (the snapshot, the target VM, other restores) and pass them in.
 
+mod backup;
 mod restore;
 mod schedule;
 mod snapshot;
 mod vm;
 
+pub use backup::{validate_backup, validate_repository, validate_repository_restore};
 pub use restore::{RestoreContext, validate_restore};
 pub use schedule::validate_schedule;
 pub use snapshot::validate_snapshot;
@@ -21,6 +23,12 @@ pub const SNAPSHOT_WEBHOOK: &str = "virtualmachinesnapshot-validator.snapshot.ku
 pub const RESTORE_WEBHOOK: &str = "virtualmachinerestore-validator.snapshot.kubevirt.io";
 /// Name of vmsnap's VirtualMachineSnapshotSchedule webhook.
 pub const SCHEDULE_WEBHOOK: &str = "virtualmachinesnapshotschedule-validator.schedule.vmsnap.io";
+/// Name of vmsnap's VirtualMachineBackupRepository webhook.
+pub const REPOSITORY_WEBHOOK: &str = "virtualmachinebackuprepository-validator.backup.vmsnap.io";
+/// Name of vmsnap's VirtualMachineRepositoryBackup webhook.
+pub const BACKUP_WEBHOOK: &str = "virtualmachinerepositorybackup-validator.backup.vmsnap.io";
+/// Name of vmsnap's VirtualMachineRepositoryRestore webhook.
+pub const REPOSITORY_RESTORE_WEBHOOK: &str = "virtualmachinerepositoryrestore-validator.backup.vmsnap.io";
 /// Name of KubeVirt's VirtualMachine webhook.
 pub const VM_WEBHOOK: &str = "virtualmachine-validator.kubevirt.io";
 
@@ -45,6 +53,17 @@ pub struct Cause {
 }
 
 impl Cause {
+    /// The message as a `StatusCause` carries it: without a leading `field: `, which kubectl
+    /// prints before each cause itself (vmsnap's own rules put the field first so that the
+    /// `Status` message, which joins the causes, names it; KubeVirt's messages do not).
+    pub fn cause_message(&self) -> &str {
+        self.message
+            .strip_prefix(self.field.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .filter(|_| !self.field.is_empty())
+            .unwrap_or(&self.message)
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
     }

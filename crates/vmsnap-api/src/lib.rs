@@ -1,6 +1,7 @@
 //! Typed Kubernetes API objects served and used by vmsnap: KubeVirt (`kubevirt.io/v1`), CDI
 //! (`cdi.kubevirt.io/v1beta1`), the CSI snapshot API (`snapshot.storage.k8s.io/v1`), KubeVirt's
-//! snapshot API (`snapshot.kubevirt.io`) and vmsnap's schedules (`schedule.vmsnap.io`), plus the
+//! snapshot API (`snapshot.kubevirt.io`), vmsnap's schedules (`schedule.vmsnap.io`) and backups
+//! (`backup.vmsnap.io`), plus the
 //! registry describing every kind the embedded API server serves.
 //!
 //! This crate is pure data: no HTTP, no storage, no QEMU. Field names and JSON shapes copy the
@@ -9,6 +10,7 @@
 // kube's `printcolumn(name = .., type_ = ..)` attributes repeat the same keys by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod backup;
 mod builtin_columns;
 pub mod cdi;
 pub mod duration;

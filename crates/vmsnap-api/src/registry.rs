@@ -11,7 +11,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Value, json};
 
 use crate::builtin_columns;
-use crate::{cdi, kubevirt, schedule, snapshot, volumesnapshot};
+use crate::{backup, cdi, kubevirt, schedule, snapshot, volumesnapshot};
 
 /// Whether a kind lives in a namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,6 +164,9 @@ impl Registry {
             custom::<snapshot::VirtualMachineSnapshotContent>(&["v1alpha1"]),
             custom::<snapshot::VirtualMachineRestore>(&["v1alpha1"]),
             custom::<schedule::VirtualMachineSnapshotSchedule>(&[]),
+            custom::<backup::VirtualMachineBackupRepository>(&[]),
+            custom::<backup::VirtualMachineRepositoryBackup>(&[]),
+            custom::<backup::VirtualMachineRepositoryRestore>(&[]),
         ];
         types.extend(builtin_columns::builtin_types());
         Registry { types }

@@ -16,13 +16,16 @@ use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
 use crate::lab::{Lab, LabConfig};
-use crate::stats::{ms, percentile};
+use crate::probe::{Probed, all, by_kind, join, spawn_probe};
+use crate::stats::percentile;
 use crate::vms::{NS, snapshot_manifest, vm_manifest};
 use crate::{BenchOptions, Report, Row};
 
 const SECTION: &str = "controlplane";
 const COUNT: usize = 1000;
 const TIMEOUT: Duration = Duration::from_secs(900);
+/// What the API probe reads: the VMs `cp0` .. `cp999` and their disks.
+const PROBED: Probed = Probed { vm_prefix: "cp", count: COUNT };
 
 /// Runs the section.
 pub(crate) async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::Result<()> {
@@ -72,9 +75,10 @@ async fn measure(lab: &Lab, report: &mut Report) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let idle = join(spawn_probe(lab, Some(Duration::from_secs(5)), Arc::new(AtomicBool::new(false)))).await?;
+    let idle = join(spawn_probe(lab, PROBED, Some(Duration::from_secs(5)), Arc::new(AtomicBool::new(false))))
+        .await?;
     let stop = Arc::new(AtomicBool::new(false));
-    let prober = spawn_probe(lab, None, stop.clone());
+    let prober = spawn_probe(lab, PROBED, None, stop.clone());
     let snapshots: Api<VirtualMachineSnapshot> = Api::namespaced(lab.client.clone(), NS);
     let started = Instant::now();
     let created = futures::stream::iter(0..COUNT)
@@ -155,72 +159,4 @@ where
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// Runs the probe on a thread and runtime of its own, with its own connections, as a separate
-/// client process (kubectl) would: its latencies are the API server's, not the queue of this
-/// process's other tasks (the embedded control plane runs in this process).
-fn spawn_probe(
-    lab: &Lab,
-    duration: Option<Duration>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<anyhow::Result<Latencies>> {
-    let kubeconfig = lab.kubeconfig.clone();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(async {
-            let client = crate::lab::client_for(&kubeconfig, Some(Duration::from_secs(30))).await?;
-            probe_with(client, duration, stop).await
-        })
-    })
-}
-
-async fn join(probe: std::thread::JoinHandle<anyhow::Result<Latencies>>) -> anyhow::Result<Latencies> {
-    tokio::task::spawn_blocking(move || probe.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the API probe panicked"))?
-}
-
-/// The probe's requests, in the order it makes them.
-const KINDS: [&str; 3] = ["GET vm", "GET datavolume", "LIST 50 snapshots"];
-
-/// The latencies of each of the probe's [`KINDS`] of request, in ms.
-type Latencies = [Vec<f64>; 3];
-
-fn all(latencies: &Latencies) -> Vec<f64> {
-    latencies.concat()
-}
-
-fn by_kind(latencies: &Latencies) -> String {
-    let p99 =
-        |l: &Vec<f64>| if l.is_empty() { "-".to_owned() } else { format!("{:.1} ms", percentile(l, 99.0)) };
-    KINDS.iter().zip(latencies).map(|(kind, l)| format!("{kind} {}", p99(l))).collect::<Vec<_>>().join(", ")
-}
-
-/// Requests in a loop (GET a VM, GET a DataVolume, LIST 50 snapshots) until `duration` passed or
-/// `stop` is set; the latency of each, in ms, by kind.
-async fn probe_with(
-    client: kube::Client,
-    duration: Option<Duration>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<Latencies> {
-    let vms: Api<VirtualMachine> = Api::namespaced(client.clone(), NS);
-    let dvs: Api<DataVolume> = Api::namespaced(client.clone(), NS);
-    let snapshots: Api<VirtualMachineSnapshot> = Api::namespaced(client, NS);
-    let started = Instant::now();
-    let mut latencies = Latencies::default();
-    let mut i = 0usize;
-    while !stop.load(Ordering::Relaxed) && duration.is_none_or(|d| started.elapsed() < d) {
-        let name = format!("cp{}", (i * 7919) % COUNT);
-        let t = Instant::now();
-        match i % 3 {
-            0 => drop(vms.get(&name).await?),
-            1 => drop(dvs.get(&format!("{name}-d0")).await?),
-            _ => drop(snapshots.list(&ListParams::default().limit(50)).await?),
-        }
-        latencies[i % 3].push(ms(t.elapsed()));
-        i += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(latencies)
 }

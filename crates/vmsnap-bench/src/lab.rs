@@ -70,6 +70,14 @@ impl Lab {
             .map(|(path, _)| path)
     }
 
+    /// The longest layer chain of any volume (how many files a guest read may go through).
+    pub async fn deepest_chain(&self) -> anyhow::Result<usize> {
+        use vmsnap_storage::VolumeDriver;
+        let server = self.server.as_ref().context("the lab is shut down")?;
+        let volumes = server.driver.volumes().await?;
+        Ok(volumes.iter().map(|v| v.chain_depth).max().unwrap_or(0))
+    }
+
     /// Stops the control plane, kills the QEMU processes of its VMs and removes its files.
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {

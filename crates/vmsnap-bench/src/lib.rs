@@ -12,9 +12,11 @@ mod guest;
 mod lab;
 mod libvirt;
 mod memory;
+mod probe;
 mod reads;
 mod report;
 mod restore;
+mod schedule;
 mod snapshot;
 mod stats;
 mod storage;
@@ -26,7 +28,7 @@ pub use report::{Note, Report, Row};
 
 /// Every section, in the order they run.
 pub const SECTIONS: &[&str] =
-    &["freeze", "snapshot", "restore", "reads", "controlplane", "memory", "storage"];
+    &["freeze", "snapshot", "restore", "reads", "controlplane", "schedule", "memory", "storage"];
 
 /// The sections that share the VMs of one embedded control plane.
 const SHARING: &[&str] = &["freeze", "snapshot", "restore"];
@@ -142,6 +144,7 @@ pub async fn run(options: &BenchOptions) -> Report {
             "restore" => restore::run(&mut shared, &mut report).await,
             "reads" => reads::run(options, &mut report).await,
             "controlplane" => controlplane::run(options, &mut report).await,
+            "schedule" => schedule::run(options, &mut report).await,
             "memory" => memory::run(options, &mut report).await,
             "storage" => storage::run(options, &mut report).await,
             _ => unreachable!("every section is listed"),

@@ -188,8 +188,14 @@ impl Lab {
 
     /// Creates a snapshot of `vm` and waits until it is `readyToUse`; returns that time.
     pub async fn snapshot(&self, vm: &str, name: &str) -> anyhow::Result<Duration> {
+        self.take_snapshot(serde_json::from_value(snapshot_manifest(vm, name))?).await
+    }
+
+    /// Creates `snapshot` and waits until it is `readyToUse`; returns that time.
+    pub async fn take_snapshot(&self, snapshot: VirtualMachineSnapshot) -> anyhow::Result<Duration> {
         let api: Api<VirtualMachineSnapshot> = Api::namespaced(self.client.clone(), NS);
-        let snapshot: VirtualMachineSnapshot = serde_json::from_value(snapshot_manifest(vm, name))?;
+        let name = snapshot.metadata.name.clone().unwrap_or_default();
+        let name = name.as_str();
         let started = Instant::now();
         api.create(&PostParams::default(), &snapshot)
             .await

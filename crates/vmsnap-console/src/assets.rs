@@ -29,6 +29,7 @@ pub static ASSETS: &[Asset] = assets![
     "js/format.js",
     "js/menu.js",
     "js/vm-actions.js",
+    "js/backup-format.js",
     "js/views/login.js",
     "js/views/vms.js",
     "js/views/vm-detail.js",
@@ -36,11 +37,16 @@ pub static ASSETS: &[Asset] = assets![
     "js/views/snapshots.js",
     "js/views/snapshot-detail.js",
     "js/views/schedules.js",
+    "js/views/backups.js",
+    "js/views/repositories.js",
     "js/dialogs/dialog.js",
     "js/dialogs/take-snapshot.js",
     "js/dialogs/restore.js",
     "js/dialogs/restore-new.js",
     "js/dialogs/delete-snapshot.js",
+    "js/dialogs/back-up-now.js",
+    "js/dialogs/restore-backup.js",
+    "js/dialogs/delete-backup.js",
 ];
 
 /// The page template; `{{BASE}}` becomes the versioned asset prefix.

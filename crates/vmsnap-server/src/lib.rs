@@ -130,6 +130,8 @@ pub struct EmbeddedServer {
     pub storage: Option<StorageControllers>,
     /// The snapshot and restore controllers, when running in-process.
     pub controllers: Option<vmsnap_controllers::Controllers>,
+    /// The backup repository, backup and restore controllers, when running in-process.
+    pub backups: Option<vmsnap_backup_controllers::BackupControllers>,
     /// The host's addresses the API answers on when it listens on all of them (loopback excluded;
     /// empty otherwise).
     pub host_addresses: Vec<IpAddr>,
@@ -185,7 +187,8 @@ impl EmbeddedServer {
         let mut storage_config = vmsnap_storage_controllers::ControllerConfig::new(paths.scratch());
         storage_config.instance = node_name();
         storage_config.file_import_roots = config.file_import_roots.clone();
-        for root in &config.file_import_roots {
+        storage_config.file_import_roots.push(paths.restore_staging());
+        for root in &storage_config.file_import_roots {
             if let Err(error) = std::fs::create_dir_all(root) {
                 tracing::warn!(root = %root.display(), %error, "cannot create the file import directory");
             }
@@ -207,6 +210,16 @@ impl EmbeddedServer {
             api.add_metrics(Arc::new(move || metrics.render()));
             c
         });
+        let backups = config.controllers.then(|| {
+            let backup_config = vmsnap_backup_controllers::BackupConfig {
+                local_root: paths.backups(),
+                staging_dir: paths.restore_staging(),
+            };
+            let b = vmsnap_backup_controllers::start(client.clone(), driver.clone(), backup_config);
+            let metrics = b.metrics.clone();
+            api.add_metrics(Arc::new(move || metrics.render()));
+            b
+        });
         let reserve_watch = watch_reserve(reserve, config.reserve_check_interval);
         Ok(EmbeddedServer {
             api,
@@ -214,6 +227,7 @@ impl EmbeddedServer {
             driver,
             storage: Some(storage),
             controllers,
+            backups,
             host_addresses,
             compaction,
             reserve_watch,
@@ -223,6 +237,7 @@ impl EmbeddedServer {
     /// Stops every component in the reverse order of their start. The VMs keep running; the next
     /// start re-attaches to them.
     pub async fn shutdown(mut self) {
+        drop(self.backups.take());
         drop(self.controllers.take());
         self.reserve_watch.abort();
         if let Some(task) = self.compaction.take() {

@@ -28,6 +28,17 @@ impl DataPaths {
         self.root.join("import")
     }
 
+    /// The default home of `local` backup repositories without a path (`<namespace>/<name>`).
+    pub fn backups(&self) -> PathBuf {
+        self.root.join("backups")
+    }
+
+    /// Where restores from backups stage disk images for DataVolumes to import (a file import
+    /// root of the storage controllers).
+    pub fn restore_staging(&self) -> PathBuf {
+        self.root.join("restore-staging")
+    }
+
     /// The storage driver's volume store (layers and their manifest).
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::StorageError;
 use crate::id::{SnapshotId, VolumeId};
+use crate::image::SnapshotImage;
 use crate::live::LiveBlockOps;
 
 /// A percent-progress callback (0 to 100), called from the importing task.
@@ -77,6 +78,13 @@ pub trait VolumeDriver: Send + Sync {
 
     /// Every snapshot, by id.
     async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError>;
+
+    /// Opens snapshot `id` for reading outside QEMU (a backup): every file of
+    /// its chain is held open and mapped once, so reads need no process, and
+    /// deleting or compacting the snapshot meanwhile does not take the data
+    /// away. `None` if the snapshot does not exist. See [`SnapshotImage`] for
+    /// reads and [`SnapshotImage::changed_since`] for incrementals.
+    async fn snapshot_image(&self, id: &SnapshotId) -> Result<Option<SnapshotImage>, StorageError>;
 
     /// Creates volume `to` with the content of snapshot `from`; its size is the
     /// larger of `size_bytes` and the snapshot's size.

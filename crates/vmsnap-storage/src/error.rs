@@ -123,6 +123,25 @@ pub enum StorageError {
         /// Which volume, snapshot or layer refers to it.
         referenced_by: String,
     },
+    /// A snapshot's content cannot be read file by file
+    /// ([`VolumeDriver::snapshot_image`](crate::VolumeDriver::snapshot_image)):
+    /// `qemu-img map` reports an extent with no place in a file of the chain.
+    /// The engine never writes compressed clusters (imports are converted
+    /// uncompressed), so this means a file was changed behind its back.
+    #[error(
+        "snapshot {snapshot} cannot be read file by file: virtual bytes {start}..{} are {reason}; back it up from a full read (restore it to a volume) and investigate the file",
+        start + length
+    )]
+    UnmappableExtent {
+        /// The snapshot.
+        snapshot: SnapshotId,
+        /// The first virtual byte of the extent.
+        start: u64,
+        /// Its length in bytes.
+        length: u64,
+        /// What `qemu-img map` said about it.
+        reason: String,
+    },
     /// The manifest cannot be read or is inconsistent.
     #[error(transparent)]
     Manifest(#[from] ManifestError),

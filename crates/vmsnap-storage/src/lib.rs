@@ -13,6 +13,12 @@
 //!   baseline for benchmarks, and a driver for file systems where qcow2 chains
 //!   are not wanted.
 //!
+//! [`VolumeDriver::snapshot_image`] opens a snapshot for readers outside QEMU
+//! (backups): a [`SnapshotImage`] holds every file of the snapshot's chain
+//! open, lists its allocated extents, reads it with `pread`, and tells which
+//! extents changed since an older snapshot ([`SnapshotImage::changed_since`])
+//! or why that cannot be known ([`IncrementalImpossible`]).
+//!
 //! Volumes attached to a running QEMU are switched through [`LiveBlockOps`],
 //! which the node agent implements over QMP; only `vmsnap-qemu` speaks QMP.
 //!
@@ -49,6 +55,7 @@ mod driver;
 mod error;
 mod fsutil;
 mod id;
+mod image;
 mod import;
 mod inuse;
 mod layered;
@@ -68,6 +75,9 @@ pub use driver::{
 };
 pub use error::{ManifestError, StorageError};
 pub use id::{InvalidIdError, MAX_ID_LEN, SnapshotId, VolumeId};
+pub use image::{
+    ChainFile, ChangePoint, ChangedExtents, ExtentSource, IncrementalImpossible, MappedExtent, SnapshotImage,
+};
 pub use layered::LayeredDriver;
 pub use live::{LiveBlockOps, LiveError, LiveSwitch, StreamRequest};
 pub use manifest_file::FORMAT_VERSION;

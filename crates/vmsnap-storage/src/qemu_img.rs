@@ -75,6 +75,27 @@ impl ImageInfo {
     }
 }
 
+/// One entry of `qemu-img map --output=json` (QEMU 7.2): a run of the virtual
+/// disk that the chain maps the same way.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct MapEntry {
+    /// First virtual byte.
+    pub start: u64,
+    /// Length in bytes.
+    pub length: u64,
+    /// Which file of the backing chain answers for it (0: the top file).
+    pub depth: usize,
+    /// Whether some file of the chain allocates it (false: it reads as zeros, or beyond a backing file's end).
+    pub present: bool,
+    /// Whether it reads as zeros.
+    pub zero: bool,
+    /// Whether the file at `depth` holds its bytes.
+    pub data: bool,
+    /// Where those bytes are in that file; absent for compressed clusters.
+    #[serde(default)]
+    pub offset: Option<u64>,
+}
+
 /// The `qemu-img` binary.
 #[derive(Debug, Clone)]
 pub(crate) struct QemuImg {
@@ -136,6 +157,17 @@ impl QemuImg {
         if force_share {
             args.push("-U".into());
         }
+        args.push(path.into());
+        let command = render(&args);
+        let stdout = self.run(args).await?;
+        serde_json::from_str(&stdout).map_err(|source| QemuImgError::Output { command, source })
+    }
+
+    /// How the image's chain maps its virtual disk, in order of `start`,
+    /// covering the whole disk. Read with `-U`: callers map sealed files that a
+    /// running QEMU may hold read-only, and nothing writes them any more.
+    pub async fn map(&self, path: &Path, format: &str) -> Result<Vec<MapEntry>, QemuImgError> {
+        let mut args = args(["map", "--output=json", "-U", "-f", format]);
         args.push(path.into());
         let command = render(&args);
         let stdout = self.run(args).await?;

@@ -269,3 +269,35 @@ async fn recovery_without_live_ops_refuses_to_guess_while_qemu_still_writes() {
     store.assert_no_leaks().await;
     into_vm(vm).quit().await;
 }
+
+#[tokio::test]
+async fn snapshots_of_an_attached_volume_read_and_diff_while_qemu_holds_their_layers() {
+    let Some((store, vm, mut a, _)) = two_attached_volumes().await else { return };
+    guest_write(&vm, "a", &mut a, 0, MIB, 0xa1).await;
+    store.driver.snapshot_volumes(&[(vid("a"), sid("a-1"))], Some(&vm)).await.unwrap();
+    let first = a.clone();
+    guest_write(&vm, "a", &mut a, 5 * MIB + 512, 4096, 0xa2).await;
+    guest_write(&vm, "a", &mut a, 9 * MIB, 128 << 10, 0xa3).await;
+    store.driver.snapshot_volumes(&[(vid("a"), sid("a-2"))], Some(&vm)).await.unwrap();
+    let second = a.clone();
+    guest_write(&vm, "a", &mut a, 0, 64 << 10, 0xa4).await;
+
+    // QEMU holds both sealed layers as the backing chain of the disk it writes.
+    for (name, model) in [("a-1", &first), ("a-2", &second)] {
+        let image = store.driver.snapshot_image(&sid(name)).await.unwrap().unwrap();
+        let mut bytes = vec![0xee; image.size_bytes() as usize];
+        image.read_at(0, &mut bytes).unwrap();
+        vmsnap_testing::images::assert_bytes(name, &bytes, &model.bytes());
+    }
+    let image = store.driver.snapshot_image(&sid("a-2")).await.unwrap().unwrap();
+    let changed = image.changed_since(&sid("a-1"));
+    // The 64 KiB clusters the two writes touched, whatever runs `qemu-img map` merged them into.
+    let clusters: Vec<u64> = changed
+        .extents()
+        .unwrap()
+        .iter()
+        .flat_map(|extent| extent.offset / (64 << 10)..extent.end().div_ceil(64 << 10))
+        .collect();
+    assert_eq!(clusters, vec![80, 144, 145]);
+    vm.quit().await;
+}

@@ -11,6 +11,7 @@ pub mod guests;
 pub mod images;
 mod kubectl;
 mod process;
+pub mod seaweedfs;
 pub mod serve;
 pub mod tmpfs;
 mod wait;

@@ -24,6 +24,12 @@ pub const RESTORE_PATH: &str = "/virtualmachinerestores-validate";
 pub const VM_PATH: &str = "/virtualmachines-validate";
 /// The snapshot schedule webhook's path (vmsnap's own kind).
 pub const SCHEDULE_PATH: &str = "/virtualmachinesnapshotschedules-validate";
+/// The backup repository webhook's path (vmsnap's own kind).
+pub const REPOSITORY_PATH: &str = "/virtualmachinebackuprepositories-validate";
+/// The repository backup webhook's path (vmsnap's own kind).
+pub const BACKUP_PATH: &str = "/virtualmachinerepositorybackups-validate";
+/// The repository restore webhook's path (vmsnap's own kind).
+pub const REPOSITORY_RESTORE_PATH: &str = "/virtualmachinerepositoryrestores-validate";
 
 /// Settings of `vmsnap webhook`.
 #[derive(Clone, Debug)]
@@ -60,6 +66,9 @@ pub fn router(lookup: Arc<dyn Lookup>) -> Router {
         .route(RESTORE_PATH, post(handle))
         .route(VM_PATH, post(handle))
         .route(SCHEDULE_PATH, post(handle))
+        .route(REPOSITORY_PATH, post(handle))
+        .route(BACKUP_PATH, post(handle))
+        .route(REPOSITORY_RESTORE_PATH, post(handle))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .with_state(lookup)
 }

@@ -59,7 +59,7 @@ fn response(uid: &Value, result: Result<(), Denial>) -> Value {
             let causes: Vec<Value> = denial
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .map(|c| json!({"reason": c.reason, "message": c.cause_message(), "field": c.field}))
                 .collect();
             let message = denial.causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join(", ");
             json!({"uid": uid, "allowed": false, "status": {"status": "Failure", "message": message, "reason": "Invalid", "code": 422, "details": {"causes": causes}}})
@@ -78,6 +78,15 @@ fn decode<T: serde::de::DeserializeOwned>(v: &Value) -> Result<Option<T>, String
         return Ok(None);
     }
     serde_json::from_value(v.clone()).map(Some).map_err(|e| e.to_string())
+}
+
+/// The request's `object` (required) and `oldObject`.
+fn decode_pair<T: serde::de::DeserializeOwned>(request: &Value) -> Result<(T, Option<T>), String> {
+    let old = decode::<T>(&request["oldObject"])?;
+    match decode::<T>(&request["object"])? {
+        Some(new) => Ok((new, old)),
+        None => Err("the AdmissionReview has no object".into()),
+    }
 }
 
 /// Answers one AdmissionReview.
@@ -129,6 +138,18 @@ pub async fn review(lookup: &dyn Lookup, body: &Value) -> Value {
                 Ok(None) => return error_response(uid, "the AdmissionReview has no object".into()),
             }
         }
+        "virtualmachinebackuprepositories" => match decode_pair(request) {
+            Ok((new, old)) => vmsnap_admission::validate_repository(op, old.as_ref(), &new),
+            Err(e) => return error_response(uid, e),
+        },
+        "virtualmachinerepositorybackups" => match decode_pair(request) {
+            Ok((new, old)) => vmsnap_admission::validate_backup(op, old.as_ref(), &new),
+            Err(e) => return error_response(uid, e),
+        },
+        "virtualmachinerepositoryrestores" => match decode_pair(request) {
+            Ok((new, old)) => vmsnap_admission::validate_repository_restore(op, old.as_ref(), &new),
+            Err(e) => return error_response(uid, e),
+        },
         "virtualmachines" => match (
             decode::<VirtualMachine>(&request["object"]),
             decode::<VirtualMachine>(&request["oldObject"]),

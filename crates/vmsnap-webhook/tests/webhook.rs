@@ -116,4 +116,44 @@ async fn snapshot_and_restore_reviews_get_kubevirts_answers_over_tls() {
     assert_eq!(bad_cron["response"]["status"]["details"]["causes"][0]["field"], "spec.cron");
     let message = bad_cron["response"]["status"]["message"].as_str().unwrap();
     assert!(message.starts_with("spec.cron: cron hour field: "), "{message}");
+
+    // The backup kinds: each path runs its kind's rules, on create and on update.
+    let repository = json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineBackupRepository", "metadata": {"name": "off-site", "namespace": "default"},
+        "spec": {"s3": {"endpoint": "http://10.0.0.5:8333", "bucket": "vm-backups", "credentialsSecretRef": {"name": "c"}}, "passphraseSecretRef": {"name": "p"}}});
+    let plain_http = post(
+        &format!("{base}/virtualmachinebackuprepositories-validate"),
+        &ca,
+        &review("virtualmachinebackuprepositories", "CREATE", repository, Value::Null),
+    )
+    .await;
+    assert_eq!(plain_http["response"]["allowed"], false);
+    assert_eq!(plain_http["response"]["status"]["details"]["causes"][0]["field"], "spec.s3.endpoint");
+    let backup = |force: bool| {
+        json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryBackup", "metadata": {"name": "b", "namespace": "default"},
+        "spec": {"repository": "off-site", "forceFull": force, "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"}}})
+    };
+    let changed = post(
+        &format!("{base}/virtualmachinerepositorybackups-validate"),
+        &ca,
+        &review("virtualmachinerepositorybackups", "UPDATE", backup(true), backup(false)),
+    )
+    .await;
+    assert_eq!(changed["response"]["allowed"], false);
+    assert_eq!(changed["response"]["status"]["details"]["causes"][0]["field"], "spec");
+    let created = post(
+        &format!("{base}/virtualmachinerepositorybackups-validate"),
+        &ca,
+        &review("virtualmachinerepositorybackups", "CREATE", backup(false), Value::Null),
+    )
+    .await;
+    assert_eq!(created["response"]["allowed"], true);
+    let restore = json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryRestore", "metadata": {"name": "r", "namespace": "default"},
+        "spec": {"backupName": "b", "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachineInstance", "name": "vm"}}});
+    let bad_target = post(
+        &format!("{base}/virtualmachinerepositoryrestores-validate"),
+        &ca,
+        &review("virtualmachinerepositoryrestores", "CREATE", restore, Value::Null),
+    )
+    .await;
+    assert_eq!(bad_target["response"]["status"]["details"]["causes"][0]["field"], "spec.target.kind");
 }

@@ -22,7 +22,7 @@ fn denied(denial: Denial) -> ApiError {
     let causes: Vec<Value> = denial
         .causes
         .iter()
-        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+        .map(|c| json!({"reason": c.reason, "message": c.cause_message(), "field": c.field}))
         .collect();
     ApiError::denied(denial.message(), json!(causes))
 }
@@ -65,6 +65,19 @@ impl Core {
             }
             ("schedule.vmsnap.io", "VirtualMachineSnapshotSchedule") => {
                 vmsnap_admission::validate_schedule(&typed(new)?).map_err(denied)
+            }
+            ("backup.vmsnap.io", "VirtualMachineBackupRepository") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_repository(op, old_t.as_ref(), &typed(new)?).map_err(denied)
+            }
+            ("backup.vmsnap.io", "VirtualMachineRepositoryBackup") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_backup(op, old_t.as_ref(), &typed(new)?).map_err(denied)
+            }
+            ("backup.vmsnap.io", "VirtualMachineRepositoryRestore") => {
+                let old_t = old.map(typed).transpose()?;
+                vmsnap_admission::validate_repository_restore(op, old_t.as_ref(), &typed(new)?)
+                    .map_err(denied)
             }
             ("kubevirt.io", "VirtualMachine") => {
                 let new_t: VirtualMachine = typed(new)?;

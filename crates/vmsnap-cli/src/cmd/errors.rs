@@ -71,6 +71,14 @@ pub enum Kind {
     Restore,
     /// A VirtualMachineSnapshotSchedule.
     Schedule,
+    /// A VirtualMachineBackupRepository.
+    Repository,
+    /// A VirtualMachineRepositoryBackup.
+    Backup,
+    /// A VirtualMachineRepositoryRestore.
+    BackupRestore,
+    /// A Secret.
+    Secret,
 }
 
 /// The object an API call was about, for the message.
@@ -92,6 +100,10 @@ impl Target<'_> {
             Kind::Snapshot => "snapshot",
             Kind::Restore => "restore",
             Kind::Schedule => "schedule",
+            Kind::Repository => "repository",
+            Kind::Backup => "backup",
+            Kind::BackupRestore => "backup restore",
+            Kind::Secret => "Secret",
         };
         format!("{word} \"{}\"", self.name)
     }
@@ -119,6 +131,19 @@ impl Target<'_> {
                 Exit::NotFound,
                 format!("{label} not found in namespace \"{ns}\": list schedules with: vmsnap schedule list"),
             ),
+            Kind::Repository => CliError::new(
+                Exit::NotFound,
+                format!("{label} not found in namespace \"{ns}\": list repositories with: vmsnap repo list"),
+            ),
+            Kind::Backup => CliError::new(
+                Exit::NotFound,
+                format!("{label} not found in namespace \"{ns}\": list backups with: vmsnap backup list"),
+            ),
+            Kind::BackupRestore => CliError::new(
+                Exit::NotFound,
+                format!("{label} not found in namespace \"{ns}\": list them with: kubectl get vmrrestores"),
+            ),
+            Kind::Secret => CliError::new(Exit::NotFound, format!("{label} not found in namespace \"{ns}\"")),
         }
     }
 }
@@ -188,6 +213,14 @@ pub fn already_exists(target: &Target<'_>) -> CliError {
         Kind::Snapshot => format!("pick another --name, or delete it with: vmsnap snapshot delete {name}"),
         Kind::Restore => format!("pick another --name, or delete it with: kubectl delete vmrestore {name}"),
         Kind::Schedule => format!("pick another name, or delete it with: vmsnap schedule delete {name}"),
+        Kind::Repository => format!("pick another name, or remove it with: vmsnap repo delete {name}"),
+        Kind::Backup => format!("pick another --name, or delete it with: vmsnap backup delete {name}"),
+        Kind::BackupRestore => {
+            format!("pick another --name, or delete it with: kubectl delete vmrrestore {name}")
+        }
+        Kind::Secret => {
+            format!("delete it with: kubectl delete secret {name}, or pick another repository name")
+        }
         Kind::Vm | Kind::Vmi => "pick another name".to_owned(),
     };
     CliError::new(Exit::Conflict, format!("{label} already exists: {todo}"))

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod backup;
 mod bench;
 #[cfg(feature = "bench")]
 mod bench_run;
@@ -15,6 +16,7 @@ mod exec;
 mod guest_image;
 mod output;
 mod progress;
+pub mod repo;
 mod restore;
 mod schedule;
 mod serve;
@@ -34,9 +36,9 @@ const EXIT_CODES: &str = "Exit codes of the user commands:
   0  success
   1  other error
   2  wrong command line
-  3  not found: the VM, snapshot, restore or schedule does not exist
-  4  conflict: the VM runs, the name is taken, the snapshot is not ready, a lock is held
-  5  the snapshot or restore failed
+  3  not found: the VM, snapshot, restore, schedule, repository or backup does not exist
+  4  conflict: the VM runs, the name is taken, the snapshot or backup is not ready, a lock is held
+  5  the snapshot, restore or backup failed, a repository does not open, verify found bad chunks
   6  timed out waiting (the operation goes on in the background)
   7  cannot reach the API server, or it refuses the credentials or the permission
 `vmsnap exec` exits with the guest command's status once the command ran.
@@ -60,7 +62,7 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Run only the snapshot and restore controllers against a cluster (with leader election).
     Controller(controller::ControllerArgs),
-    /// Serve KubeVirt's snapshot, restore and VM-lock admission rules as a validating webhook for a cluster.
+    /// Serve the admission rules (KubeVirt's snapshot, restore and VM-lock rules, vmsnap's schedules and backups) as a validating webhook for a cluster.
     Webhook(webhook::WebhookArgs),
     /// Build the test guest image (a small Linux with the QEMU guest agent) used by the examples.
     GuestImage(guest_image::GuestImageArgs),
@@ -72,6 +74,10 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Take snapshots on a schedule and prune them by a keep policy: create, list, describe, suspend, resume, delete.
     Schedule(schedule::ScheduleArgs),
+    /// Add, list, verify, prune and remove backup repositories (a directory or an S3 bucket).
+    Repo(repo::RepoArgs),
+    /// Back up VMs to a repository (incremental, deduplicated, encrypted), list, verify, delete and restore backups.
+    Backup(backup::BackupArgs),
     /// Run a command in a VM's guest through its guest agent.
     Exec(exec::ExecArgs),
     /// Connect to a VM's serial console (Ctrl-] to leave).
@@ -120,6 +126,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Snapshot(args) => snapshot::run(args, conn).await,
         Command::Schedule(args) => schedule::run(args, conn).await,
         Command::Restore(args) => restore::run(args, conn).await,
+        Command::Repo(args) => repo::run(args, conn).await,
+        Command::Backup(args) => backup::run(args, conn).await,
         Command::Exec(args) => exec::run(args, conn).await,
         Command::Console(args) => console::run(args, conn).await,
     };

@@ -17,6 +17,7 @@ macro_rules! table_entries {
     };
 }
 
+mod backups;
 mod cluster_mode;
 mod crash;
 mod full_disk;

@@ -132,7 +132,10 @@ async fn the_webhook_of_the_deploy_manifest_answers_with_kubevirts_rules() {
             "/virtualmachinesnapshots-validate",
             "/virtualmachinerestores-validate",
             "/virtualmachines-validate",
-            "/virtualmachinesnapshotschedules-validate"
+            "/virtualmachinesnapshotschedules-validate",
+            "/virtualmachinebackuprepositories-validate",
+            "/virtualmachinerepositorybackups-validate",
+            "/virtualmachinerepositoryrestores-validate"
         ]
     );
 
@@ -222,4 +225,25 @@ async fn the_webhook_of_the_deploy_manifest_answers_with_kubevirts_rules() {
                     "metadata": {"name": "db", "namespace": "default"}, "spec": {"runStrategy": "Always"}});
     let update = post(port, &ca, &paths[2], &review("u5", "virtualmachines", "kubevirt.io", vm.clone(), vm));
     assert_eq!(update["response"]["allowed"], true, "{update}");
+
+    // The backup kinds: each path of the manifest runs its kind's rules.
+    let repository = json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineBackupRepository",
+        "metadata": {"name": "main", "namespace": "default"},
+        "spec": {"local": {"path": "relative/dir"}, "passphraseSecretRef": {"name": "main-passphrase"}}});
+    let backup = json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryBackup",
+        "metadata": {"name": "b", "namespace": "default"},
+        "spec": {"repository": "main", "deletionPolicy": "Orphan", "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "db"}}});
+    let restore = json!({"apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryRestore",
+        "metadata": {"name": "r", "namespace": "default"},
+        "spec": {"backupName": "b", "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachineSnapshot", "name": "db"}}});
+    let cases = [
+        (&paths[4], "virtualmachinebackuprepositories", repository, "spec.local.path"),
+        (&paths[5], "virtualmachinerepositorybackups", backup, "spec.deletionPolicy"),
+        (&paths[6], "virtualmachinerepositoryrestores", restore, "spec.target.kind"),
+    ];
+    for (path, resource, object, field) in cases {
+        let answer = post(port, &ca, path, &review("u6", resource, "backup.vmsnap.io", object, Value::Null));
+        assert_eq!(answer["response"]["allowed"], false, "{answer}");
+        assert_eq!(answer["response"]["status"]["details"]["causes"][0]["field"], field, "{answer}");
+    }
 }

@@ -2,6 +2,7 @@
 //! controllers and fakes for the node agent and the storage: each command's success path, its main
 //! failures and their exit codes, the progress of `snapshot create` and `restore`.
 
+mod backup;
 mod console_exec;
 mod restore;
 mod schedule;

@@ -118,3 +118,39 @@ async fn bad_schedules_get_one_line_errors_and_their_exit_codes() {
         "error: schedule \"s\" already exists: pick another name, or delete it with: vmsnap schedule delete s\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_can_back_its_snapshots_up_with_a_keep_policy_of_their_own() {
+    let env = Env::start().await;
+    let out = env
+        .run(&[
+            "schedule",
+            "create",
+            "offsite",
+            "--vm",
+            "db",
+            "--every",
+            "6h",
+            "--keep-last",
+            "2",
+            "--backup-to",
+            "main",
+            "--backup-keep-daily",
+            "30",
+            "--backup-keep-monthly",
+            "12",
+        ])
+        .await;
+    out.expect(0);
+    assert!(out.stdout.contains("each backed up to repository \"main\""), "{}", out.stdout);
+    let spec = get(&env, "offsite").await.spec;
+    assert_eq!(spec.backup_to.as_deref(), Some("main"));
+    let backup_keep = spec.backup_keep.unwrap();
+    assert_eq!((backup_keep.daily, backup_keep.monthly, backup_keep.last), (Some(30), Some(12), None));
+    assert_eq!(spec.keep.unwrap().last, Some(2), "the snapshots' policy is separate");
+    // A backup keep policy without a repository to back up to is a usage error.
+    let out =
+        env.run(&["schedule", "create", "s", "--vm", "db", "--every", "1h", "--backup-keep-last", "3"]).await;
+    out.expect(2);
+    assert!(out.stderr.contains("--backup-to"), "{}", out.stderr);
+}

@@ -52,8 +52,8 @@ export async function errorFrom(response) {
 }
 
 /// Calls the API; resolves to the decoded JSON body.
-export async function request(method, path, body, { signal, token } = {}) {
-  const headers = authHeaders(body === undefined ? {} : { 'Content-Type': 'application/json' });
+export async function request(method, path, body, { signal, token, contentType = 'application/json' } = {}) {
+  const headers = authHeaders(body === undefined ? {} : { 'Content-Type': contentType });
   if (token !== undefined) headers.Authorization = `Bearer ${token}`;
   let response;
   try {
@@ -76,10 +76,13 @@ export async function request(method, path, body, { signal, token } = {}) {
 export const get = (path, opts) => request('GET', path, undefined, opts);
 export const create = (path, obj) => request('POST', path, obj);
 export const remove = (path) => request('DELETE', path, { propagationPolicy: 'Background' });
+/// A JSON merge patch (RFC 7386): only the fields given change.
+export const mergePatch = (path, patch) => request('PATCH', path, patch, { contentType: 'application/merge-patch+json' });
 
 const SNAP = '/apis/snapshot.kubevirt.io/v1beta1';
 const KUBEVIRT = '/apis/kubevirt.io/v1';
 const SCHEDULE = '/apis/schedule.vmsnap.io/v1alpha1';
+const BACKUP = '/apis/backup.vmsnap.io/v1alpha1';
 const ns = (namespace) => (namespace ? `/namespaces/${encodeURIComponent(namespace)}` : '');
 const one = (name) => (name ? `/${encodeURIComponent(name)}` : '');
 
@@ -91,6 +94,9 @@ export const paths = {
   contents: (namespace, name) => `${SNAP}${ns(namespace)}/virtualmachinesnapshotcontents${one(name)}`,
   restores: (namespace, name) => `${SNAP}${ns(namespace)}/virtualmachinerestores${one(name)}`,
   schedules: (namespace, name) => `${SCHEDULE}${ns(namespace)}/virtualmachinesnapshotschedules${one(name)}`,
+  repositories: (namespace, name) => `${BACKUP}${ns(namespace)}/virtualmachinebackuprepositories${one(name)}`,
+  backups: (namespace, name) => `${BACKUP}${ns(namespace)}/virtualmachinerepositorybackups${one(name)}`,
+  backupRestores: (namespace, name) => `${BACKUP}${ns(namespace)}/virtualmachinerepositoryrestores${one(name)}`,
   events: (namespace) => `/api/v1${ns(namespace)}/events`,
   vmAction: (namespace, name, action) =>
     `/apis/subresources.kubevirt.io/v1${ns(namespace)}/virtualmachines/${encodeURIComponent(name)}/${action}`,
@@ -119,4 +125,25 @@ export function restoreObject(namespace, name, snapshotName, targetName, targetR
   };
   if (targetReadinessPolicy) spec.targetReadinessPolicy = targetReadinessPolicy;
   return { apiVersion: 'snapshot.kubevirt.io/v1beta1', kind: 'VirtualMachineRestore', metadata: { name, namespace }, spec };
+}
+
+/// The API version of vmsnap's backup kinds.
+export const BACKUP_API_VERSION = 'backup.vmsnap.io/v1alpha1';
+
+/// A VirtualMachineRepositoryBackup of the VM `vmName` into the repository `repository`; `forceFull`
+/// reads every allocated byte even when an incremental backup is possible.
+export function repositoryBackupObject(namespace, name, vmName, repository, { forceFull = false } = {}) {
+  const spec = { repository, source: { apiGroup: 'kubevirt.io', kind: 'VirtualMachine', name: vmName } };
+  if (forceFull) spec.forceFull = true;
+  return { apiVersion: BACKUP_API_VERSION, kind: 'VirtualMachineRepositoryBackup', metadata: { name, namespace }, spec };
+}
+
+/// A VirtualMachineRepositoryRestore of the backup `backupName` into the VM `targetName`.
+export function repositoryRestoreObject(namespace, name, backupName, targetName) {
+  return {
+    apiVersion: BACKUP_API_VERSION,
+    kind: 'VirtualMachineRepositoryRestore',
+    metadata: { name, namespace },
+    spec: { backupName, target: { apiGroup: 'kubevirt.io', kind: 'VirtualMachine', name: targetName } },
+  };
 }

@@ -10,6 +10,7 @@ import { vmsView } from './views/vms.js';
 import { vmDetailView } from './views/vm-detail.js';
 import { snapshotDetailView } from './views/snapshot-detail.js';
 import { schedulesView } from './views/schedules.js';
+import { repositoriesView } from './views/repositories.js';
 
 const main = document.getElementById('main');
 const nav = document.querySelector('.mainnav');
@@ -17,9 +18,10 @@ const logout = document.querySelector('.logout');
 
 const routes = [
   { pattern: /^#\/vms$/, view: vmsView, nav: 'vms' },
-  { pattern: /^#\/vms\/([^/]+)\/([^/]+)(?:\/(overview|snapshots))?$/, view: vmDetailView, nav: 'vms' },
+  { pattern: /^#\/vms\/([^/]+)\/([^/]+)(?:\/(overview|snapshots|backups))?$/, view: vmDetailView, nav: 'vms' },
   { pattern: /^#\/snapshots\/([^/]+)\/([^/]+)$/, view: snapshotDetailView, nav: 'vms' },
   { pattern: /^#\/schedules$/, view: schedulesView, nav: 'schedules' },
+  { pattern: /^#\/repositories$/, view: repositoriesView, nav: 'repositories' },
 ];
 
 let current = null;

@@ -6,6 +6,9 @@ const KINDS = {
   virtualmachinesnapshots: 'snapshot',
   virtualmachinesnapshotcontents: 'snapshot content',
   virtualmachinerestores: 'restore',
+  virtualmachinebackuprepositories: 'repository',
+  virtualmachinerepositorybackups: 'backup',
+  virtualmachinerepositoryrestores: 'restore',
 };
 
 const sentence = (text) => {

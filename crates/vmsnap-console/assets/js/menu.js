@@ -8,6 +8,11 @@ let openMenu = null;
 document.addEventListener('click', (event) => {
   if (openMenu && !openMenu.root.contains(event.target)) openMenu.close(false);
 });
+// The menu is placed in the window (position: fixed), so that a table's scrolling wrapper does not
+// cut it off; scrolling or resizing would leave it behind its button, so they close it.
+const closeOpenMenu = () => openMenu && openMenu.close(false);
+window.addEventListener('scroll', closeOpenMenu, true);
+window.addEventListener('resize', closeOpenMenu);
 
 /// `items`: `[{label, onSelect, disabled, danger, description}]`.
 export function menuButton(label, items, { focusKey = 'menu' } = {}) {
@@ -49,7 +54,18 @@ export function menuButton(label, items, { focusKey = 'menu' } = {}) {
   );
   const menu = h('div', { class: 'menu', role: 'menu', id: menuId, 'aria-label': label, hidden: true }, entries);
   const root = h('div', { class: 'menu-root' }, toggle, menu);
-  const focusItem = (index) => entries[(index + entries.length) % entries.length].focus();
+  const focusItem = (index) => entries[(index + entries.length) % entries.length].focus({ preventScroll: true });
+  /// Below the button, its right edges aligned, or above it when there is no room below.
+  const place = () => {
+    const button = toggle.getBoundingClientRect();
+    const width = menu.offsetWidth;
+    const height = menu.offsetHeight;
+    const left = Math.max(8, Math.min(button.right - width, window.innerWidth - width - 8));
+    const roomBelow = window.innerHeight - button.bottom;
+    const up = roomBelow < height + 16 && button.top > height + 16;
+    menu.style.left = `${left}px`;
+    menu.style.top = `${up ? button.top - height - 4 : button.bottom + 4}px`;
+  };
   const control = {
     root,
     open(index = 0) {
@@ -57,9 +73,7 @@ export function menuButton(label, items, { focusKey = 'menu' } = {}) {
       openMenu = control;
       menu.hidden = false;
       toggle.setAttribute('aria-expanded', 'true');
-      // Open upwards when there is no room below.
-      const below = window.innerHeight - toggle.getBoundingClientRect().bottom;
-      menu.classList.toggle('menu-up', below < menu.offsetHeight + 16);
+      place();
       focusItem(index);
     },
     close(returnFocus) {

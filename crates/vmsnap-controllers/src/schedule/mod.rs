@@ -14,6 +14,7 @@
 //! - What it makes it keeps: snapshots carry no owner reference to the schedule, so deleting the
 //!   schedule leaves them (and their data) in place.
 
+mod backups;
 mod names;
 mod observed;
 mod plan;
@@ -30,6 +31,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use vmsnap_api::backup::VirtualMachineRepositoryBackup;
 use vmsnap_api::schedule::{VirtualMachineSnapshotSchedule, labels};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
@@ -51,9 +53,13 @@ pub async fn run(client: Client, instance: String) {
     let made_by_a_schedule = watcher::Config::default().labels(labels::SCHEDULE);
     Controller::new(Api::<VirtualMachineSnapshotSchedule>::all(client.clone()), watcher::Config::default())
         .with_config(vmsnap_contracts::controller::controller_config())
-        .watches(Api::<VirtualMachineSnapshot>::all(client), made_by_a_schedule, |snapshot| {
+        .watches(Api::<VirtualMachineSnapshot>::all(client.clone()), made_by_a_schedule.clone(), |snapshot| {
             let schedule = snapshot.labels().get(labels::SCHEDULE)?;
             Some(ObjectRef::new(schedule).within(&snapshot.namespace().unwrap_or_default()))
+        })
+        .watches(Api::<VirtualMachineRepositoryBackup>::all(client), made_by_a_schedule, |backup| {
+            let schedule = backup.labels().get(labels::SCHEDULE)?;
+            Some(ObjectRef::new(schedule).within(&backup.namespace().unwrap_or_default()))
         })
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|_| futures::future::ready(()))

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::schedule::{ScheduledVmStatus, VirtualMachineSnapshotScheduleStatus, run_result};
 use vmsnap_api::snapshot::{Condition, condition_type as condition, update_condition};
 
+use super::backups::BackupPass;
 use super::observed::{ScheduledSnapshot, SnapshotState};
 use super::plan::{Tick, VmPruning, VmRun, consecutive_failures};
 
@@ -45,6 +46,8 @@ pub struct Observation<'a> {
     pub pruned_now: &'a BTreeMap<String, usize>,
     /// `failurePolicy.consecutiveFailures`.
     pub failure_threshold: usize,
+    /// What the backup part did (empty without `backupTo` and `backupKeep`).
+    pub backups: &'a BackupPass,
 }
 
 /// A VM's run that failed since the last status: for events.
@@ -85,6 +88,35 @@ fn result_of(snapshot: &ScheduledSnapshot) -> Option<(&'static str, Option<Strin
         )),
         SnapshotState::InProgress => Some((run_result::IN_PROGRESS, snapshot.error.clone())),
         SnapshotState::Deleting => None,
+    }
+}
+
+/// The VM's newest backup of this schedule, and what backup retention kept and pruned; a failed
+/// newest backup makes the run's result `Failed` with the backup's error.
+fn record_backups(entry: &mut ScheduledVmStatus, pass: &BackupPass) {
+    let newest = pass
+        .backups
+        .iter()
+        .filter(|b| b.vm == entry.name && b.state != SnapshotState::Deleting)
+        .max_by_key(|b| b.run_time);
+    if let Some(backup) = newest {
+        entry.last_backup_name = Some(backup.name.clone());
+        let of_last_run = entry.last_snapshot_name.as_deref() == Some(backup.name.as_str());
+        if of_last_run && backup.state == SnapshotState::Failed {
+            entry.last_result = Some(run_result::FAILED.into());
+            entry.message = Some(format!(
+                "backup {} failed: {}",
+                backup.name,
+                backup.error.as_deref().unwrap_or("see the backup's status")
+            ));
+        }
+    }
+    if let Some(pruning) = pass.pruning.get(&entry.name) {
+        entry.backups_kept = Some(i32::try_from(pruning.kept).unwrap_or(i32::MAX));
+    }
+    if let Some(pruned) = pass.pruned_now.get(&entry.name).filter(|n| **n > 0) {
+        let pruned = i64::try_from(*pruned).unwrap_or(i64::MAX);
+        entry.backups_pruned = Some(entry.backups_pruned.unwrap_or(0).saturating_add(pruned));
     }
 }
 
@@ -176,6 +208,7 @@ pub fn next_status(old: &VirtualMachineSnapshotScheduleStatus, seen: &Observatio
             let pruned = i64::try_from(*pruned).unwrap_or(i64::MAX);
             entry.snapshots_pruned = Some(entry.snapshots_pruned.unwrap_or(0).saturating_add(pruned));
         }
+        record_backups(entry, seen.backups);
         let failed = entry.last_result.as_deref() == Some(run_result::FAILED);
         let was_failed = old_entry.is_some_and(|o| {
             o.last_result.as_deref() == Some(run_result::FAILED)
@@ -328,7 +361,41 @@ mod tests {
             pruning,
             pruned_now,
             failure_threshold: 2,
+            backups: &NO_BACKUPS,
         }
+    }
+
+    static NO_BACKUPS: BackupPass = BackupPass {
+        made: Vec::new(),
+        backups: Vec::new(),
+        pruning: BTreeMap::new(),
+        pruned_now: BTreeMap::new(),
+        snapshots_in_use: std::collections::BTreeSet::new(),
+    };
+
+    #[test]
+    fn a_failed_backup_of_the_last_run_fails_the_run_and_retention_is_counted() {
+        let snapshot = snap("a", 0, SnapshotState::Succeeded, None);
+        let mut entry = ScheduledVmStatus {
+            name: "a".into(),
+            last_snapshot_name: Some(snapshot.name.clone()),
+            last_result: Some(run_result::SUCCEEDED.into()),
+            ..Default::default()
+        };
+        let mut failed = snapshot.clone();
+        failed.state = SnapshotState::Failed;
+        failed.error = Some("repository main: wrong passphrase".into());
+        let pass = BackupPass {
+            backups: vec![failed],
+            pruning: BTreeMap::from([("a".to_string(), VmPruning { kept: 2, ..Default::default() })]),
+            pruned_now: BTreeMap::from([("a".to_string(), 1)]),
+            ..Default::default()
+        };
+        record_backups(&mut entry, &pass);
+        assert_eq!(entry.last_backup_name.as_deref(), Some(snapshot.name.as_str()));
+        assert_eq!(entry.last_result.as_deref(), Some(run_result::FAILED));
+        assert!(entry.message.as_deref().unwrap().contains("wrong passphrase"), "{:?}", entry.message);
+        assert_eq!((entry.backups_kept, entry.backups_pruned), (Some(2), Some(1)));
     }
 
     fn condition_of(status: &VirtualMachineSnapshotScheduleStatus, type_: &str) -> (String, String, String) {

@@ -15,8 +15,8 @@ use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use vmsnap_storage::{
     CompactionReport, Import, LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, RecoveryReport, SnapshotId,
-    SnapshotInfo, StorageAudit, StorageError, StorageOptions, StreamRequest, VolumeDriver, VolumeId,
-    VolumeInfo,
+    SnapshotImage, SnapshotInfo, StorageAudit, StorageError, StorageOptions, StreamRequest, VolumeDriver,
+    VolumeId, VolumeInfo,
 };
 use vmsnap_storage_controllers::{ControllerConfig, StorageControllers};
 use vmsnap_testing::images::{self, DiskModel};
@@ -338,6 +338,9 @@ impl VolumeDriver for CountingDriver {
     }
     async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
         self.inner.snapshots().await
+    }
+    async fn snapshot_image(&self, id: &SnapshotId) -> Result<Option<SnapshotImage>, StorageError> {
+        self.inner.snapshot_image(id).await
     }
     async fn restore_volume(
         &self,

@@ -11,11 +11,13 @@ use chrono::Utc;
 use super::CopyDriver;
 use super::manifest::{DRIVER, SnapshotEntry};
 use crate::driver::{
-    CompactionReport, Import, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeInfo,
+    CompactionReport, Import, RecoveryReport, SnapshotInfo, StorageAudit, VolumeDriver, VolumeFormat,
+    VolumeInfo,
 };
 use crate::error::StorageError;
 use crate::fsutil;
 use crate::id::{LayerId, SnapshotId, VolumeId};
+use crate::image::{Lineage, SnapshotImage};
 use crate::import::inspect_source;
 use crate::inuse::ensure_not_written_by_qemu;
 use crate::live::LiveBlockOps;
@@ -285,6 +287,19 @@ impl VolumeDriver for CopyDriver {
 
     async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
         Ok(self.store.snapshots().await)
+    }
+
+    async fn snapshot_image(&self, id: &SnapshotId) -> Result<Option<SnapshotImage>, StorageError> {
+        // Under the snapshot's lock, `delete_snapshot` waits until the file is open and mapped.
+        let _locks = self.store.locks.lock(locks::snapshots([id])).await;
+        let (info, path) = {
+            let state = self.store.state.lock().await;
+            let Some((info, file)) = state.snapshot(id) else { return Ok(None) };
+            (info, self.store.path(file))
+        };
+        let files = vec![(path, VolumeFormat::Raw)];
+        let lineage = Lineage::Standalone { driver: DRIVER };
+        SnapshotImage::open(&self.store.qemu_img, info, files, lineage).await.map(Some)
     }
 
     /// Nothing to do: every file stands alone.

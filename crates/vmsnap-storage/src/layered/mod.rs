@@ -13,6 +13,7 @@
 //! locks, what it read from the manifest cannot change underneath it.
 
 mod compact;
+mod image;
 mod manifest;
 mod recover;
 mod seal;
@@ -40,7 +41,7 @@ pub struct LayeredDriver {
 
 impl LayeredDriver {
     /// Opens (or initialises) the store under `root`. Call
-    /// [`VolumeDriver::recover`] next, before serving requests.
+    /// [`VolumeDriver::recover`](crate::VolumeDriver::recover) next, before serving requests.
     pub async fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<Self, StorageError> {
         Self::open_with_steps(root.into(), options, Steps::default()).await
     }

@@ -13,6 +13,7 @@ use crate::driver::{
 };
 use crate::error::StorageError;
 use crate::id::{LayerId, SnapshotId, VolumeId};
+use crate::image::SnapshotImage;
 use crate::import::inspect_source;
 use crate::inuse::ensure_not_written_by_qemu;
 use crate::live::LiveBlockOps;
@@ -190,6 +191,10 @@ impl VolumeDriver for LayeredDriver {
 
     async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError> {
         Ok(self.store.snapshots().await)
+    }
+
+    async fn snapshot_image(&self, id: &SnapshotId) -> Result<Option<SnapshotImage>, StorageError> {
+        self.open_snapshot_image(id).await
     }
 
     async fn clone_volume(

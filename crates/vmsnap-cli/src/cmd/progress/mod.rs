@@ -5,8 +5,10 @@
 //! fixed order. [`watch`] merges the watch streams and runs a tracker to its outcome; [`Progress`]
 //! shows the steps: spinners on a terminal, plain lines otherwise (tests, CI, logs).
 
+pub mod object;
 pub mod restore;
 pub mod snapshot;
+pub mod transfer;
 pub mod watch;
 
 use std::io::IsTerminal;

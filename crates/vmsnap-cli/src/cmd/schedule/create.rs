@@ -13,7 +13,8 @@ use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap schedule create db-hourly --vm db --every 1h --keep-last 24 --keep-daily 7
-  vmsnap schedule create nightly --selector tier=db --cron '30 2 * * *' --time-zone Europe/Berlin --keep-daily 14";
+  vmsnap schedule create nightly --selector tier=db --cron '30 2 * * *' --time-zone Europe/Berlin --keep-daily 14
+  vmsnap schedule create offsite --vm db --every 6h --keep-last 2 --backup-to main --backup-keep-daily 30 --backup-keep-monthly 12";
 
 /// `vmsnap schedule create`.
 #[derive(Args, Debug)]
@@ -55,6 +56,25 @@ pub struct CreateArgs {
     /// ... years.
     #[arg(long, value_name = "N")]
     keep_yearly: Option<i32>,
+    /// Back each new snapshot up to this repository (`vmsnap repo list`); incremental to the
+    /// VM's previous backup.
+    #[arg(long, value_name = "REPO")]
+    backup_to: Option<String>,
+    /// Keep the newest N backups per VM (backups have their own keep policy).
+    #[arg(long, value_name = "N", requires = "backup_to")]
+    backup_keep_last: Option<i32>,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, value_name = "N", requires = "backup_to")]
+    backup_keep_daily: Option<i32>,
+    /// ... ISO weeks.
+    #[arg(long, value_name = "N", requires = "backup_to")]
+    backup_keep_weekly: Option<i32>,
+    /// ... months.
+    #[arg(long, value_name = "N", requires = "backup_to")]
+    backup_keep_monthly: Option<i32>,
+    /// ... years.
+    #[arg(long, value_name = "N", requires = "backup_to")]
+    backup_keep_yearly: Option<i32>,
 }
 
 /// `a=b,c=d` as matchLabels.
@@ -93,6 +113,14 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
         yearly: args.keep_yearly,
         within: None,
     };
+    let backup_keep = KeepPolicy {
+        last: args.backup_keep_last,
+        daily: args.backup_keep_daily,
+        weekly: args.backup_keep_weekly,
+        monthly: args.backup_keep_monthly,
+        yearly: args.backup_keep_yearly,
+        ..Default::default()
+    };
     let spec = VirtualMachineSnapshotScheduleSpec {
         vm_name: args.vm.clone(),
         selector,
@@ -100,6 +128,8 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
         every: args.every.clone(),
         time_zone: args.time_zone.clone(),
         keep: (keep != KeepPolicy::default()).then_some(keep),
+        backup_to: args.backup_to.clone(),
+        backup_keep: (backup_keep != KeepPolicy::default()).then_some(backup_keep),
         ..Default::default()
     };
     let session = conn.connect().await?;
@@ -119,8 +149,13 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
         (_, Some(cron)) => format!("at \"{cron}\" ({})", args.time_zone.as_deref().unwrap_or("UTC")),
         _ => String::new(),
     };
+    let backups = args
+        .backup_to
+        .as_deref()
+        .map(|repo| format!(", each backed up to repository \"{repo}\""))
+        .unwrap_or_default();
     println!(
-        "schedule \"{}\" created: snapshots of {what} {when}",
+        "schedule \"{}\" created: snapshots of {what} {when}{backups}",
         created.metadata.name.unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)

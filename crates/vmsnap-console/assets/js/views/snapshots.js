@@ -39,7 +39,9 @@ export function snapshotMenuItems(snapshot, getVm) {
   ];
 }
 
-export function snapshotsPanel(scope, namespace, vmName) {
+/// The panel. Its watches are acquired by `start(scope)` when the tab is shown and released with
+/// that scope when another tab is: a browser keeps only six connections to one server.
+export function snapshotsPanel(namespace, vmName) {
   const tbody = h('tbody');
   const restoresBody = h('tbody');
   const empty = h('p', { class: 'empty', hidden: true }, 'No snapshots of this VirtualMachine yet. Use "Take snapshot" to take one.');
@@ -129,15 +131,18 @@ export function snapshotsPanel(scope, namespace, vmName) {
     });
   };
 
-  snapshots = scope.watch(paths.snapshots(namespace), {}, () => {
-    renderSnapshots();
-    renderRestores();
-  });
-  restores = scope.watch(paths.restores(namespace), {}, renderRestores);
   return {
     el,
     updateVm(next) {
       vm = next;
+    },
+    start(scope) {
+      initialKeys = null;
+      snapshots = scope.watch(paths.snapshots(namespace), {}, () => {
+        renderSnapshots();
+        renderRestores();
+      });
+      restores = scope.watch(paths.restores(namespace), {}, renderRestores);
     },
   };
 }

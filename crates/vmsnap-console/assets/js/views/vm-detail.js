@@ -1,4 +1,6 @@
-// A VirtualMachine's page: its status and actions, and the Overview and Snapshots tabs.
+// A VirtualMachine's page: its status and actions, and the Overview, Snapshots and Backups tabs.
+// A tab's watches are held only while it is shown: a browser keeps at most six connections to one
+// server over HTTP/1.1, and each watch holds one.
 
 import { paths } from '../api.js';
 import { h, replace, errorSlot, newId } from '../dom.js';
@@ -8,11 +10,13 @@ import { Scope } from '../live.js';
 import { actionButtons } from '../vm-actions.js';
 import { overviewPanel } from './vm-overview.js';
 import { snapshotsPanel } from './snapshots.js';
+import { backupsPanel } from './backups.js';
 import { openTakeSnapshot } from '../dialogs/take-snapshot.js';
 
 const TABS = [
   { id: 'overview', label: 'Overview' },
   { id: 'snapshots', label: 'Snapshots' },
+  { id: 'backups', label: 'Backups' },
 ];
 
 export function vmDetailView(namespace, name, tab = 'overview') {
@@ -23,7 +27,11 @@ export function vmDetailView(namespace, name, tab = 'overview') {
   const actions = h('div', { class: 'header-actions' });
   const missing = h('div', { hidden: true });
   const overview = overviewPanel();
-  const snapshots = snapshotsPanel(scope, namespace, name);
+  const snapshots = snapshotsPanel(namespace, name);
+  const backups = backupsPanel(namespace, name);
+  const lazyPanels = { snapshots, backups };
+  let shown = null;
+  let tabScope = null;
 
   const panels = {};
   const tabs = {};
@@ -57,6 +65,7 @@ export function vmDetailView(namespace, name, tab = 'overview') {
   }
   panels.overview.append(overview.el);
   panels.snapshots.append(snapshots.el);
+  panels.backups.append(backups.el);
 
   function select(id, focus) {
     for (const t of TABS) {
@@ -67,6 +76,14 @@ export function vmDetailView(namespace, name, tab = 'overview') {
     }
     if (focus) tabs[id].focus();
     history.replaceState(null, '', `${vmHref}/${id}`);
+    if (shown !== id) {
+      shown = id;
+      // The new tab's watches are acquired before the old tab's are released, so shared ones stay.
+      const previous = tabScope;
+      tabScope = lazyPanels[id] ? new Scope() : null;
+      if (tabScope) lazyPanels[id].start(tabScope);
+      if (previous) previous.dispose();
+    }
   }
 
   let current = null;
@@ -94,6 +111,7 @@ export function vmDetailView(namespace, name, tab = 'overview') {
     tablist,
     panels.overview,
     panels.snapshots,
+    panels.backups,
   );
   select(tab, false);
 
@@ -115,8 +133,9 @@ export function vmDetailView(namespace, name, tab = 'overview') {
     current = vm;
     missing.hidden = Boolean(vm);
     takeSnapshot.disabled = !vm;
+    backups.updateVm(vm || null);
     if (!vm) {
-      replace(missing, h('div', { class: 'alert alert-warning', role: 'alert' }, h('p', {}, `The VirtualMachine ${name} does not exist in namespace ${namespace} (it may have been deleted). `, h('a', { href: '#/vms' }, 'Back to the VirtualMachines'))));
+      replace(missing, h('div', { class: 'alert alert-warning', role: 'alert' }, h('p', {}, `The VirtualMachine ${name} does not exist in namespace ${namespace} (it may have been deleted). Its backups, if any, are under Backups and can be restored as a new VirtualMachine. `, h('a', { href: '#/vms' }, 'Back to the VirtualMachines'))));
       replace(status);
       replace(actions);
       return;
@@ -138,5 +157,12 @@ export function vmDetailView(namespace, name, tab = 'overview') {
   };
   scope.watch(paths.vms(), {}, render);
   scope.watch(paths.schedules(namespace), {}, (schedules) => overview.updateSchedules(schedules));
-  return { el, title: name, dispose: () => scope.dispose() };
+  return {
+    el,
+    title: name,
+    dispose: () => {
+      if (tabScope) tabScope.dispose();
+      scope.dispose();
+    },
+  };
 }

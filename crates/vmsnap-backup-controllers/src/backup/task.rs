@@ -1,0 +1,520 @@
+//! One backup run, in its own task (keyed by the object's uid): resolve the snapshot's disks,
+//! choose the base, read (only what changed, for an incremental) and upload, commit, then write
+//! the result. `status.progress` is written about once a second meanwhile.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use vmsnap_api::backup::{
+    BackupDiskStatus, TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
+};
+use vmsnap_api::quantity::{format_bytes, human_bytes};
+use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
+use vmsnap_backup::{
+    BackupManifest, BackupMetadata, DiskBackup, DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
+};
+
+use super::base::{self, BaseChoice};
+use super::source::{self, ResolvedSnapshot};
+use crate::Context;
+use crate::disks::SnapshotDisk;
+use crate::manifest_labels::{self, BACKUP_ID_LABEL};
+use crate::metrics::BackupFigures;
+use crate::status::{condition, now, patch_status, publish, time_of, with_condition};
+
+/// How often `status.progress` is written while a backup runs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// What a run needs.
+pub(crate) struct Job {
+    pub ctx: Arc<Context>,
+    /// The object, as read just before the run.
+    pub backup: VirtualMachineRepositoryBackup,
+    /// Its repository, open.
+    pub repository: Repository,
+    /// The ready snapshot to read.
+    pub snapshot: VirtualMachineSnapshot,
+    /// Whether the controller took the snapshot (then it is deleted if the backup fails).
+    pub made_snapshot: bool,
+}
+
+/// Why a run failed (a sentence for `status.error` and the conditions).
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(error.to_string())
+    }
+}
+
+/// How one disk is read.
+struct DiskPlan {
+    name: String,
+    disk: Arc<SnapshotDisk>,
+    extents: Vec<Extent>,
+    /// The base's manifest of the disk, for an incremental.
+    previous: Option<DiskManifest>,
+}
+
+/// What a committed run did.
+struct Committed {
+    manifest: BackupManifest,
+    type_: &'static str,
+    full_reason: Option<String>,
+    base: Option<String>,
+}
+
+/// The counters of a run, shared with the progress writer.
+#[derive(Default)]
+struct Counters {
+    /// Figures of the disks done.
+    done: TransferTotals,
+    /// The disk being read.
+    current: Progress,
+    /// Bytes the disks not started yet will read (their extents).
+    to_read_later: u64,
+}
+
+#[derive(Default, Clone, Copy)]
+struct TransferTotals {
+    to_read: u64,
+    read: u64,
+    uploaded: u64,
+    deduplicated: u64,
+    reused: u64,
+}
+
+impl Counters {
+    /// The counters for `status.progress`; the percent is of the bytes to read (reused chunks
+    /// and holes cost nothing).
+    fn transfer(&self, started: Instant) -> TransferCounters {
+        let c = &self.current;
+        let d = self.done;
+        let to_read = d.to_read + c.bytes_to_read + self.to_read_later;
+        let read = d.read + c.bytes_read;
+        TransferCounters {
+            bytes_to_read: Some(to_read as i64),
+            bytes_read: Some(read as i64),
+            bytes_uploaded: Some((d.uploaded + c.bytes_uploaded) as i64),
+            bytes_deduplicated: Some((d.deduplicated + c.bytes_deduplicated) as i64),
+            bytes_reused: Some((d.reused + c.bytes_reused) as i64),
+            bytes_written: None,
+            percent: Some((read * 100).checked_div(to_read).map_or(100, |percent| percent.min(100)) as i32),
+            elapsed_seconds: Some(started.elapsed().as_secs() as i64),
+        }
+    }
+
+    fn finish_disk(&mut self) {
+        let c = std::mem::take(&mut self.current);
+        self.done.to_read += c.bytes_to_read;
+        self.done.read += c.bytes_read;
+        self.done.uploaded += c.bytes_uploaded;
+        self.done.deduplicated += c.bytes_deduplicated;
+        self.done.reused += c.bytes_reused;
+    }
+}
+
+impl Job {
+    fn api(&self) -> Api<VirtualMachineRepositoryBackup> {
+        Api::namespaced(self.ctx.client.clone(), &self.backup.namespace().unwrap_or_default())
+    }
+
+    fn conditions(&self) -> Vec<Condition> {
+        self.backup.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default()
+    }
+
+    /// Runs the backup to its end and writes the outcome.
+    pub(crate) async fn run(self) {
+        let started = Instant::now();
+        let counters = Arc::new(Mutex::new(Counters::default()));
+        let outcome = self.execute(started, &counters).await;
+        let transfer = counters.lock().expect("not poisoned").transfer(started);
+        let result = match outcome {
+            Ok((committed, resolved)) => self.succeed(committed, resolved, transfer, started).await,
+            Err(failure) => self.fail(failure, transfer, started).await,
+        };
+        if let Err(error) = result {
+            // The next reconcile finds the object InProgress without a task and runs it again.
+            tracing::warn!(backup = %self.backup.name_any(), %error, "could not record the backup's outcome");
+        }
+    }
+
+    async fn execute(
+        &self,
+        started: Instant,
+        counters: &Arc<Mutex<Counters>>,
+    ) -> Result<(Committed, ResolvedSnapshot), Failure> {
+        let namespace = self.backup.namespace().unwrap_or_default();
+        let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
+        let point_in_time = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
+        let choice =
+            base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &self.repository).await?;
+        let (plans, full_reasons) = self.plan(&resolved, &choice).await?;
+        let incremental = plans.iter().any(|p| p.previous.is_some());
+        let type_ = if incremental { backup_type::INCREMENTAL } else { backup_type::FULL };
+        let full_reason = (!incremental).then(|| full_reasons.join("; "));
+        let base = match (&choice, incremental) {
+            (BaseChoice::Base(base), true) => Some(&**base),
+            _ => None,
+        };
+        let doing = match (&base, &full_reason) {
+            (Some(base), _) => {
+                format!("reading what changed since backup {} ({} disk(s))", base.name, plans.len())
+            }
+            (None, reason) => format!(
+                "reading every allocated byte of {} disk(s) (full: {})",
+                plans.len(),
+                reason.as_deref().unwrap_or_default()
+            ),
+        };
+        let conditions = with_condition(
+            &self.conditions(),
+            condition(condition_type::PROGRESSING, true, reason::BACKUP_IN_PROGRESS, doing),
+        );
+        patch_status(
+            &self.api(),
+            &self.backup.name_any(),
+            json!({
+                "phase": phase::IN_PROGRESS,
+                "type": type_,
+                "fullReason": full_reason,
+                "vmName": resolved.vm,
+                "snapshotName": self.snapshot.name_any(),
+                "baseBackup": base.map(|b| b.name.clone()),
+                "baseBackupId": base.map(|b| b.manifest.id.to_string()),
+                "pointInTime": resolved.point_in_time,
+                "conditions": conditions,
+            }),
+        )
+        .await?;
+
+        counters.lock().expect("not poisoned").to_read_later =
+            plans.iter().map(|p| p.extents.iter().map(|e| e.length).sum::<u64>()).sum();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let writer = tokio::spawn(write_progress(
+            self.api(),
+            self.backup.name_any(),
+            counters.clone(),
+            started,
+            stopped,
+        ));
+        let committed = self.read_and_commit(&plans, &resolved, base, counters).await;
+        // Stopped and awaited (not aborted): a write in flight must land before the outcome's.
+        let _ = stop.send(true);
+        let _ = writer.await;
+        let manifest = committed?;
+        Ok((Committed { manifest, type_, full_reason, base: base.map(|b| b.name.clone()) }, resolved))
+    }
+
+    /// Opens each disk and decides how to read it; also the reasons disks are read in full.
+    async fn plan(
+        &self,
+        resolved: &ResolvedSnapshot,
+        choice: &BaseChoice,
+    ) -> Result<(Vec<DiskPlan>, Vec<String>), Failure> {
+        let mut plans = Vec::new();
+        let mut full_reasons = Vec::new();
+        for volume in &resolved.volumes {
+            let disk = SnapshotDisk::open(self.ctx.driver.as_ref(), &volume.snapshot_id).await?.ok_or_else(
+                || {
+                    Failure(format!(
+                        "the storage engine has no snapshot {} (volume {})",
+                        volume.snapshot_id, volume.name
+                    ))
+                },
+            )?;
+            let (extents, previous) = match choice {
+                BaseChoice::Full(reason) => {
+                    if !full_reasons.contains(reason) {
+                        full_reasons.push(reason.clone());
+                    }
+                    (disk.allocated(), None)
+                }
+                BaseChoice::Base(base) => {
+                    let previous = base.manifest.disk(&volume.name);
+                    let base_volume = base.volumes.iter().find(|v| v.name == volume.name);
+                    match (previous, base_volume) {
+                        (Some(previous), Some(base_volume)) => {
+                            match disk.changed_since(&base_volume.snapshot_id) {
+                                Ok(changed) => (changed, Some(previous.clone())),
+                                Err(why) => {
+                                    full_reasons.push(format!("disk {}: {why}", volume.name));
+                                    (disk.allocated(), None)
+                                }
+                            }
+                        }
+                        _ => {
+                            full_reasons.push(format!(
+                                "disk {} is not in the previous backup {}",
+                                volume.name, base.name
+                            ));
+                            (disk.allocated(), None)
+                        }
+                    }
+                }
+            };
+            plans.push(DiskPlan { name: volume.name.clone(), disk, extents, previous });
+        }
+        Ok((plans, full_reasons))
+    }
+
+    async fn read_and_commit(
+        &self,
+        plans: &[DiskPlan],
+        resolved: &ResolvedSnapshot,
+        base: Option<&base::Base>,
+        counters: &Arc<Mutex<Counters>>,
+    ) -> Result<BackupManifest, Failure> {
+        let mut session = self.repository.begin_backup().await?;
+        let mut manifests = Vec::new();
+        for plan in plans {
+            {
+                // The extents stand for the disk's bytes to read until the engine's plan (whole
+                // chunks, for an incremental) comes with its first progress.
+                let extents: u64 = plan.extents.iter().map(|e| e.length).sum();
+                let mut c = counters.lock().expect("not poisoned");
+                c.to_read_later -= extents;
+                c.current =
+                    Progress { disk: plan.name.clone(), bytes_to_read: extents, ..Progress::default() };
+            }
+            let source: Arc<dyn DiskSource> = plan.disk.clone();
+            let request = DiskBackup {
+                name: plan.name.clone(),
+                source,
+                size: plan.disk.size(),
+                extents: Some(&plan.extents),
+                previous: plan.previous.as_ref(),
+            };
+            let shared = counters.clone();
+            let mut progress = move |p: &Progress| shared.lock().expect("not poisoned").current = p.clone();
+            match session.backup_disk(request, &mut progress).await {
+                Ok(manifest) => manifests.push(manifest),
+                Err(error) => {
+                    if let Err(abort) = session.abort().await {
+                        tracing::warn!(%abort, "could not release the failed backup's lease; it expires");
+                    }
+                    return Err(Failure(format!("backing up disk {}: {error}", plan.name)));
+                }
+            }
+            counters.lock().expect("not poisoned").finish_disk();
+        }
+        let namespace = self.backup.namespace().unwrap_or_default();
+        let labels = [
+            (manifest_labels::OBJECT_NAME, Some(self.backup.name_any())),
+            (manifest_labels::OBJECT_UID, self.backup.uid()),
+            (manifest_labels::SNAPSHOT, Some(self.snapshot.name_any())),
+            (manifest_labels::POINT_IN_TIME, resolved.point_in_time.as_ref().map(|t| t.0.to_string())),
+            (
+                manifest_labels::TYPE,
+                Some(if base.is_some() { backup_type::INCREMENTAL } else { backup_type::FULL }.to_owned()),
+            ),
+            (manifest_labels::BASE_NAME, base.map(|b| b.name.clone())),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect();
+        let metadata = BackupMetadata {
+            vm: VmRef { namespace, name: resolved.vm.clone() },
+            vm_spec: resolved.vm_spec.clone(),
+            base: base.map(|b| b.manifest.id.clone()),
+            labels,
+        };
+        Ok(session.commit_backup(metadata, manifests).await?)
+    }
+
+    async fn succeed(
+        &self,
+        committed: Committed,
+        resolved: ResolvedSnapshot,
+        transfer: TransferCounters,
+        started: Instant,
+    ) -> Result<(), kube::Error> {
+        let name = self.backup.name_any();
+        let api = self.api();
+        let manifest = &committed.manifest;
+        let labels = json!({"metadata": {"labels": {
+            BACKUP_ID_LABEL: manifest.id.as_str(),
+            label::VM: resolved.vm,
+            label::REPOSITORY: self.backup.spec.repository,
+        }}});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(labels)).await?;
+        let stats = &manifest.stats;
+        let summary = format!(
+            "{} backup {} of VM {} committed: {} read, {} uploaded, {} deduplicated, {} reused{}",
+            committed.type_,
+            manifest.id,
+            resolved.vm,
+            human_bytes(stats.bytes_read),
+            human_bytes(stats.bytes_uploaded),
+            human_bytes(stats.bytes_deduplicated),
+            human_bytes(stats.bytes_reused),
+            match (&committed.base, &committed.full_reason) {
+                (Some(base), _) => format!(" (incremental to {base})"),
+                (None, Some(reason)) if !reason.is_empty() => format!(" (full: {reason})"),
+                _ => String::new(),
+            }
+        );
+        let conditions = with_condition(
+            &with_condition(
+                &self.conditions(),
+                condition(condition_type::READY, true, reason::SUCCEEDED, &summary),
+            ),
+            condition(condition_type::PROGRESSING, false, reason::SUCCEEDED, "the backup is committed"),
+        );
+        let disks: Vec<BackupDiskStatus> = manifest
+            .disks
+            .iter()
+            .map(|d| BackupDiskStatus {
+                name: d.name.clone(),
+                size_bytes: d.size as i64,
+                sha256: d.sha256.clone(),
+            })
+            .collect();
+        let progress = TransferCounters {
+            bytes_to_read: transfer.bytes_to_read,
+            bytes_read: Some(stats.bytes_read as i64),
+            bytes_uploaded: Some(stats.bytes_uploaded as i64),
+            bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
+            bytes_reused: Some(stats.bytes_reused as i64),
+            bytes_written: None,
+            percent: Some(100),
+            elapsed_seconds: Some(started.elapsed().as_secs() as i64),
+        };
+        // Counted once committed, before the status says so (a reader of Succeeded sees it).
+        let namespace = self.backup.namespace().unwrap_or_default();
+        self.ctx.metrics.backup_finished(
+            &format!("{namespace}/{}", self.backup.spec.repository),
+            &format!("{namespace}/{}", resolved.vm),
+            true,
+            started.elapsed().as_secs_f64(),
+            BackupFigures {
+                bytes_read: stats.bytes_read,
+                bytes_uploaded: stats.bytes_uploaded,
+                bytes_deduplicated: stats.bytes_deduplicated,
+            },
+            manifest.completed.timestamp(),
+        );
+        patch_status(
+            &api,
+            &name,
+            json!({
+                "phase": phase::SUCCEEDED,
+                "type": committed.type_,
+                "fullReason": committed.full_reason,
+                "backupId": manifest.id.as_str(),
+                "vmName": resolved.vm,
+                "snapshotName": self.snapshot.name_any(),
+                "baseBackup": committed.base,
+                "baseBackupId": manifest.base.as_ref().map(|b| b.to_string()),
+                "pointInTime": resolved.point_in_time,
+                "completionTime": time_of(manifest.completed),
+                "size": format_bytes(manifest.disks.iter().map(|d| d.size).sum()),
+                "disks": disks,
+                "progress": progress,
+                "error": null,
+                "conditions": conditions,
+            }),
+        )
+        .await?;
+        publish(&self.ctx, &self.backup.object_ref(&()), false, reason::SUCCEEDED, summary).await;
+        let ours = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
+        super::snapshots::delete_older_bases(&self.ctx, &self.backup, &resolved.vm, ours).await
+    }
+
+    async fn fail(
+        &self,
+        failure: Failure,
+        transfer: TransferCounters,
+        started: Instant,
+    ) -> Result<(), kube::Error> {
+        let message = failure.0;
+        let name = self.backup.name_any();
+        let conditions = [
+            condition(condition_type::READY, false, reason::FAILED, &message),
+            condition(condition_type::PROGRESSING, false, reason::FAILED, "the backup failed"),
+            condition(condition_type::FAILURE, true, reason::FAILED, &message),
+        ]
+        .into_iter()
+        .fold(self.conditions(), |all, c| with_condition(&all, c));
+        patch_status(
+            &self.api(),
+            &name,
+            json!({
+                "phase": phase::FAILED,
+                "error": {"time": now(), "message": message},
+                "progress": transfer,
+                "conditions": conditions,
+            }),
+        )
+        .await?;
+        publish(&self.ctx, &self.backup.object_ref(&()), true, reason::FAILED, message).await;
+        let namespace = self.backup.namespace().unwrap_or_default();
+        let vm = self.snapshot.spec.source.name.clone();
+        self.ctx.metrics.backup_finished(
+            &format!("{namespace}/{}", self.backup.spec.repository),
+            &format!("{namespace}/{vm}"),
+            false,
+            started.elapsed().as_secs_f64(),
+            BackupFigures::default(),
+            chrono::Utc::now().timestamp(),
+        );
+        if self.made_snapshot {
+            super::snapshots::delete_made_by(&self.ctx, &self.backup).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `status.progress` every [`PROGRESS_EVERY`] while it changes, until told to stop.
+async fn write_progress(
+    api: Api<VirtualMachineRepositoryBackup>,
+    name: String,
+    counters: Arc<Mutex<Counters>>,
+    started: Instant,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let transfer = counters.lock().expect("not poisoned").transfer(started);
+        if last.as_ref() != Some(&transfer) {
+            if let Err(error) = patch_status(&api, &name, json!({"progress": transfer})).await {
+                tracing::debug!(%error, backup = %name, "could not write progress");
+            }
+            last = Some(transfer);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PROGRESS_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use vmsnap_backup::Progress;
+
+    use super::Counters;
+
+    #[test]
+    fn progress_adds_the_disks_done_to_the_one_being_read_and_counts_percent_in_bytes_to_read() {
+        let mut counters = Counters { to_read_later: 40, ..Counters::default() };
+        counters.current =
+            Progress { bytes_to_read: 40, bytes_read: 40, bytes_uploaded: 30, ..Progress::default() };
+        counters.to_read_later -= 40;
+        counters.finish_disk();
+        counters.current =
+            Progress { bytes_to_read: 160, bytes_read: 10, bytes_reused: 7, ..Progress::default() };
+        let transfer = counters.transfer(Instant::now());
+        assert_eq!(transfer.bytes_to_read, Some(200));
+        assert_eq!(transfer.bytes_read, Some(50));
+        assert_eq!(transfer.bytes_uploaded, Some(30));
+        assert_eq!(transfer.bytes_reused, Some(7));
+        assert_eq!(transfer.percent, Some(25));
+        assert_eq!(Counters::default().transfer(Instant::now()).percent, Some(100), "nothing to read: done");
+    }
+}

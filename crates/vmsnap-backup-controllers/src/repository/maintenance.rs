@@ -1,0 +1,122 @@
+//! Verifies and prunes asked for with the `verify-request` / `prune-request` annotations: each
+//! runs once per token, with `Progressing` saying so, and its result carries the token.
+
+use vmsnap_api::backup::{BadChunkStatus, PruneResult, VerifyResult};
+use vmsnap_backup::{ChunkProblem, PruneOptions, PruneReport, Repository, VerifyReport, VerifyScope};
+
+use crate::status::now;
+
+/// Bad chunks listed in a status at most (the count is in the message).
+const MAX_BAD_CHUNKS: usize = 100;
+/// Uses of one bad chunk listed at most.
+const MAX_BREAKS: usize = 20;
+
+/// Runs a verify of `scope` (every backup, for a repository); the result for `status.lastVerify`.
+pub(crate) async fn verify(repository: &Repository, scope: VerifyScope, token: &str) -> VerifyResult {
+    match repository.verify(scope).await {
+        Ok(report) => verify_result(&report, token),
+        Err(error) => VerifyResult {
+            request: Some(token.to_owned()),
+            time: Some(now()),
+            ok: false,
+            error: Some(format!("the verify could not run: {error}")),
+            ..VerifyResult::default()
+        },
+    }
+}
+
+/// The result of a verify that could not start (`why` says what is missing).
+pub(crate) fn verify_not_run(token: &str, why: String) -> VerifyResult {
+    VerifyResult {
+        request: Some(token.to_owned()),
+        time: Some(now()),
+        ok: false,
+        error: Some(why),
+        ..VerifyResult::default()
+    }
+}
+
+/// A verify report as a status.
+pub(crate) fn verify_result(report: &VerifyReport, token: &str) -> VerifyResult {
+    VerifyResult {
+        request: Some(token.to_owned()),
+        time: Some(now()),
+        ok: report.is_ok(),
+        chunks_checked: report.chunks_checked as i64,
+        backups_checked: report.backups as i64,
+        bad_chunks: report
+            .bad_chunks
+            .iter()
+            .take(MAX_BAD_CHUNKS)
+            .map(|bad| {
+                let mut breaks: Vec<String> = bad
+                    .used_by
+                    .iter()
+                    .take(MAX_BREAKS)
+                    .map(|u| format!("{} {} @ {}", u.backup, u.disk, u.offset))
+                    .collect();
+                if bad.used_by.len() > MAX_BREAKS {
+                    breaks.push(format!("and {} more", bad.used_by.len() - MAX_BREAKS));
+                }
+                BadChunkStatus {
+                    chunk: bad.chunk.to_string(),
+                    problem: problem_name(&bad.problem).into(),
+                    breaks,
+                }
+            })
+            .collect(),
+        error: None,
+    }
+}
+
+fn problem_name(problem: &ChunkProblem) -> &'static str {
+    match problem {
+        ChunkProblem::Missing => "Missing",
+        ChunkProblem::Unreadable(_) => "Unreadable",
+        ChunkProblem::Corrupt(_) => "Corrupt",
+    }
+}
+
+/// Runs a prune; the result for `status.lastPrune`.
+pub(crate) async fn prune(repository: &Repository, token: &str) -> PruneResult {
+    match repository.prune(PruneOptions::default()).await {
+        Ok(report) => prune_result(&report, token),
+        Err(error) => PruneResult {
+            request: Some(token.to_owned()),
+            time: Some(now()),
+            error: Some(format!("the prune could not run: {error}")),
+            ..PruneResult::default()
+        },
+    }
+}
+
+fn prune_result(report: &PruneReport, token: &str) -> PruneResult {
+    PruneResult {
+        request: Some(token.to_owned()),
+        time: Some(now()),
+        chunks_deleted: report.chunks_deleted as i64,
+        bytes_freed: report.bytes_deleted as i64,
+        error: None,
+    }
+}
+
+/// A one-line summary of a verify for conditions and events.
+pub(crate) fn verify_summary(result: &VerifyResult) -> String {
+    if let Some(error) = &result.error {
+        return error.clone();
+    }
+    if result.ok {
+        return format!(
+            "verified {} backup(s): all {} chunk(s) are intact",
+            result.backups_checked, result.chunks_checked
+        );
+    }
+    let broken: std::collections::BTreeSet<&str> =
+        result.bad_chunks.iter().flat_map(|b| &b.breaks).filter_map(|b| b.split(' ').next()).collect();
+    format!(
+        "verify found {} bad chunk(s) of {} checked, breaking backup(s) {}",
+        result.bad_chunks.len(),
+        result.chunks_checked,
+        broken.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}

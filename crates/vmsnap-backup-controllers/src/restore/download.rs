@@ -1,0 +1,122 @@
+//! Restores' downloads: each runs in a task of its own, keyed by the restore's UID, so that a
+//! reconcile only starts one and reads where it stands.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use vmsnap_backup::{BackupManifest, Repository, RestoreReport};
+
+use super::staging::Staging;
+
+/// Where a download stands.
+#[derive(Debug, Clone)]
+pub enum DownloadState {
+    /// Writing the disks.
+    Running,
+    /// Every disk written and checked.
+    Done(Vec<RestoreReport>),
+    /// A disk could not be restored (the message names the disk and, for a bad chunk, the offset).
+    Failed(String),
+}
+
+struct Download {
+    state: Arc<Mutex<DownloadState>>,
+    started: Instant,
+    cancel: Arc<Notify>,
+    _task: JoinHandle<()>,
+}
+
+/// The downloads in flight or finished and not yet forgotten.
+#[derive(Default)]
+pub struct Downloads {
+    by_uid: Mutex<HashMap<String, Download>>,
+}
+
+impl Downloads {
+    /// The state of the download of restore `uid` and the seconds since it started, if one
+    /// was started since this process began.
+    pub fn state(&self, uid: &str) -> Option<(DownloadState, u64)> {
+        let map = self.by_uid.lock().expect("not poisoned");
+        let download = map.get(uid)?;
+        let state = download.state.lock().expect("not poisoned").clone();
+        Some((state, download.started.elapsed().as_secs()))
+    }
+
+    /// Starts writing `disks` of `manifest` into `staging` (unless a download of `uid` exists).
+    pub fn start(
+        &self,
+        uid: &str,
+        repository: Repository,
+        manifest: BackupManifest,
+        disks: Vec<String>,
+        staging: Staging,
+    ) {
+        let mut map = self.by_uid.lock().expect("not poisoned");
+        if map.contains_key(uid) {
+            return;
+        }
+        let state = Arc::new(Mutex::new(DownloadState::Running));
+        let shared = state.clone();
+        let cancel = Arc::new(Notify::new());
+        let cancelled = cancel.clone();
+        let runtime = tokio::runtime::Handle::current();
+        // On a blocking thread of its own: rustc cannot prove the engine's restore future `Send`
+        // for every lifetime (a closure over borrowed chunk references inside it), which
+        // `tokio::spawn` needs; `block_on` does not.
+        let task = tokio::task::spawn_blocking(move || {
+            let result = runtime.block_on(async {
+                tokio::select! {
+                    result = write_disks(&repository, &manifest, &disks, &staging) => Some(result),
+                    () = cancelled.notified() => None,
+                }
+            });
+            let end = match result {
+                Some(Ok(reports)) => DownloadState::Done(reports),
+                None => {
+                    // Forgotten (the restore ended or went): its files go with it.
+                    if let Err(error) = staging.remove() {
+                        tracing::warn!(%error, "could not remove the staging files of a stopped restore");
+                    }
+                    return;
+                }
+                Some(Err(message)) => {
+                    // Nothing of a failed restore stays on disk.
+                    if let Err(error) = staging.remove() {
+                        tracing::warn!(%error, "could not remove the staging files of a failed restore");
+                    }
+                    DownloadState::Failed(message)
+                }
+            };
+            *shared.lock().expect("not poisoned") = end;
+        });
+        map.insert(uid.to_owned(), Download { state, started: Instant::now(), cancel, _task: task });
+    }
+
+    /// Stops (if running) and forgets the download of `uid`.
+    pub fn forget(&self, uid: &str) {
+        if let Some(download) = self.by_uid.lock().expect("not poisoned").remove(uid) {
+            // A stored permit: the task stops even if it has not reached its `select!` yet.
+            download.cancel.notify_one();
+        }
+    }
+}
+
+async fn write_disks(
+    repository: &Repository,
+    manifest: &BackupManifest,
+    disks: &[String],
+    staging: &Staging,
+) -> Result<Vec<RestoreReport>, String> {
+    let mut reports = Vec::with_capacity(disks.len());
+    for disk in disks {
+        let file = staging
+            .create(disk)
+            .map_err(|e| format!("creating the staging file {}: {e}", staging.file(disk).display()))?;
+        let report = repository.restore_disk(manifest, disk, &file).await.map_err(|e| e.to_string())?;
+        reports.push(report);
+    }
+    Ok(reports)
+}

@@ -1,0 +1,97 @@
+//! Small pieces the controllers' status writes share: the time, conditions, sizes for people,
+//! and merge patches of the status subresource.
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::api::{Api, Patch, PatchParams};
+use serde::de::DeserializeOwned;
+use vmsnap_api::snapshot::{Condition, update_condition};
+
+use crate::Context;
+
+/// Now, as an API timestamp.
+pub(crate) fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// A chrono time as an API timestamp (the repository engine's times are chrono's).
+pub(crate) fn time_of(at: chrono::DateTime<chrono::Utc>) -> Time {
+    let nanos = at.timestamp_nanos_opt().unwrap_or_default();
+    Time(k8s_openapi::jiff::Timestamp::from_nanosecond(i128::from(nanos)).unwrap_or_default())
+}
+
+/// `conditions` with `new` set the way KubeVirt's `updateCondition` does it.
+pub(crate) fn with_condition(conditions: &[Condition], new: Condition) -> Vec<Condition> {
+    let mut conditions = conditions.to_vec();
+    update_condition(&mut conditions, new, now());
+    conditions
+}
+
+/// A condition of `type_` with its status, reason and message.
+pub(crate) fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Condition {
+    Condition::new(type_, status, reason).with_message(Some(message.into()))
+}
+
+/// Bytes for a status column, short and in binary units (`1.2Gi`, `512Mi`, `900`).
+pub(crate) fn short_size(bytes: u64) -> String {
+    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        bytes.to_string()
+    } else if value >= 10.0 || value.fract() == 0.0 {
+        format!("{value:.0}{}", units[unit])
+    } else {
+        format!("{value:.1}{}", units[unit])
+    }
+}
+
+/// Publishes an event about `regarding` as the backup controllers. Events are best effort: a
+/// failure is logged, never returned.
+pub(crate) async fn publish(
+    ctx: &Context,
+    regarding: &ObjectReference,
+    warning: bool,
+    reason: &str,
+    note: String,
+) {
+    let event = vmsnap_contracts::controller::event(warning, reason, note);
+    if let Err(error) = ctx.recorder.publish(&event, regarding).await {
+        tracing::warn!(%error, reason, object = ?regarding.name, "could not publish an event");
+    }
+}
+
+/// Merge-patches the status subresource of `name` with `status` (a JSON object: only the fields it
+/// names change; `null` removes one).
+pub(crate) async fn patch_status<K>(
+    api: &Api<K>,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status })))
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_size;
+
+    #[test]
+    fn sizes_for_people_use_binary_units_with_one_decimal_below_ten() {
+        assert_eq!(short_size(900), "900");
+        assert_eq!(short_size(1024), "1Ki");
+        assert_eq!(short_size(1536), "1.5Ki");
+        assert_eq!(short_size(512 << 20), "512Mi");
+        assert_eq!(short_size((12 << 30) / 10), "1.2Gi");
+        assert_eq!(short_size(15 << 30), "15Gi");
+    }
+}

@@ -1,0 +1,345 @@
+//! The environment of one test: an API server, the storage controllers over a real
+//! `LayeredDriver`, KubeVirt's snapshot controllers, and the backup controllers.
+
+#![allow(dead_code)] // Each test uses a different part.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
+use kube::api::{Api, ListParams, PostParams};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use vmsnap_api::backup::VirtualMachineRepositoryBackup;
+use vmsnap_api::snapshot::VirtualMachineSnapshot;
+use vmsnap_backup::{Backend, BackupManifest, Repository};
+use vmsnap_backup_controllers::{BackupConfig, BackupControllers};
+use vmsnap_storage::{
+    LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, SnapshotInfo, StorageOptions, StreamRequest,
+    VolumeDriver, VolumeId, VolumeInfo,
+};
+use vmsnap_storage_controllers::{ControllerConfig, StorageControllers};
+use vmsnap_testing::fixtures::VmBuilder;
+use vmsnap_testing::images::{self, DiskModel};
+use vmsnap_testing::{Kubectl, TestServer, await_value};
+
+/// How long a test waits for the controllers to converge.
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const MIB: u64 = 1 << 20;
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+pub struct Env {
+    pub server: TestServer,
+    pub client: Client,
+    pub dir: tempfile::TempDir,
+    pub driver: Arc<LayeredDriver>,
+    pub qemu_img: PathBuf,
+    pub qemu_io: PathBuf,
+    _storage: StorageControllers,
+    _kubevirt: vmsnap_controllers::Controllers,
+    pub backups: Option<BackupControllers>,
+}
+
+impl Env {
+    /// Everything running, or `None` (skip) without the QEMU tools when skips are allowed.
+    pub async fn start() -> Option<Env> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "off".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (qemu_img, qemu_io) = images::qemu_tools()?;
+        let server =
+            TestServer::start_with_seed(vmsnap_storage_controllers::default_objects()).await.unwrap();
+        let client = server.client().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Chains deeper than 2 are compacted when a test calls `compact`.
+        let options =
+            StorageOptions { qemu_img: qemu_img.clone(), max_chain_depth: 2, ..StorageOptions::default() };
+        let driver = Arc::new(LayeredDriver::open(dir.path().join("volumes"), options).await.unwrap());
+        let mut config = ControllerConfig::new(dir.path().join("volumes/scratch"));
+        config.instance = "test".into();
+        config.group_wait = Duration::from_secs(1);
+        let storage = vmsnap_storage_controllers::run_controllers(
+            client.clone(),
+            driver.clone(),
+            Arc::new(NothingAttached),
+            config,
+        )
+        .await
+        .unwrap();
+        let kubevirt =
+            vmsnap_controllers::start(client.clone(), vmsnap_controllers::ControllerConfig::default());
+        let mut env = Env {
+            server,
+            client,
+            dir,
+            driver,
+            qemu_img,
+            qemu_io,
+            _storage: storage,
+            _kubevirt: kubevirt,
+            backups: None,
+        };
+        env.start_backup_controllers();
+        Some(env)
+    }
+
+    pub fn start_backup_controllers(&mut self) {
+        let config = BackupConfig {
+            local_root: self.dir.path().join("backups"),
+            staging_dir: self.dir.path().join("staging"),
+        };
+        self.backups =
+            Some(vmsnap_backup_controllers::start(self.client.clone(), self.driver.clone(), config));
+    }
+
+    pub fn kubectl(&self) -> Kubectl {
+        self.server.kubectl()
+    }
+
+    /// `kubectl apply -f -`, which must succeed.
+    pub async fn apply(&self, manifest: &str) {
+        self.kubectl().run_stdin_async(&["apply", "-f", "-"], manifest).await.ok();
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// A Secret holding `passphrase` under key `passphrase`.
+    pub async fn passphrase_secret(&self, name: &str, passphrase: &str) {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{passphrase: {passphrase:?}}}\n"
+        ))
+        .await;
+    }
+
+    /// A repository in directory `path`, opened with Secret `secret`.
+    pub async fn local_repository(&self, name: &str, path: &Path, secret: &str) {
+        self.apply(&format!(
+            "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineBackupRepository\nmetadata: {{name: {name}}}\nspec:\n  local: {{path: {path:?}}}\n  passphraseSecretRef: {{name: {secret}}}\n",
+            path = path.display().to_string()
+        ))
+        .await;
+    }
+
+    /// Waits until repository object `name` is Ready.
+    pub async fn await_repository_ready(&self, name: &str) {
+        let api: Api<vmsnap_api::backup::VirtualMachineBackupRepository> = self.api();
+        await_some(&api, name, |r| {
+            vmsnap_api::snapshot::find_condition(&r.status.as_ref()?.conditions, "Ready")?
+                .is_true()
+                .then_some(())
+        })
+        .await;
+    }
+
+    /// The repository in `path`, opened by the test itself.
+    pub async fn open_local(&self, path: &Path) -> Repository {
+        Repository::open(Backend::local(path).unwrap(), PASSPHRASE).await.unwrap()
+    }
+
+    /// A bound PVC of `size` in the default class.
+    pub async fn bound_pvc(&self, name: &str, size: &str) -> PersistentVolumeClaim {
+        self.apply(&format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n"
+        ))
+        .await;
+        let api: Api<PersistentVolumeClaim> = self.api();
+        await_value(&api, name, WAIT, |pvc| {
+            (pvc.status.as_ref()?.phase.as_deref() == Some("Bound")).then(|| pvc.clone())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The engine volume behind a bound PVC.
+    pub async fn volume_of(&self, pvc: &str) -> VolumeInfo {
+        let claim: PersistentVolumeClaim = self.api().get(pvc).await.unwrap();
+        let pv_name = claim.spec.unwrap().volume_name.unwrap();
+        let pv: k8s_openapi::api::core::v1::PersistentVolume =
+            Api::all(self.client.clone()).get(&pv_name).await.unwrap();
+        let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
+        self.driver.volume(&VolumeId::new(handle).unwrap()).await.unwrap().expect("the PV's volume exists")
+    }
+
+    /// Writes `pattern` into the PVC's volume with `qemu-io`, and into the model.
+    pub async fn write(&self, pvc: &str, model: &mut DiskModel, offset: u64, len: u64, pattern: u8) {
+        let info = self.volume_of(pvc).await;
+        images::qemu_io_write(&self.qemu_io, &info.path, info.format.as_str(), offset, len, pattern);
+        model.push_write(offset, len, pattern);
+    }
+
+    /// A stopped VM with one disk `rootdisk` on PVC `pvc`.
+    pub async fn vm_with_disk(&self, name: &str, pvc: &str) {
+        let vm = VmBuilder::new(name).with_pvc("rootdisk", pvc).build();
+        let vms: Api<vmsnap_api::kubevirt::VirtualMachine> = self.api();
+        vms.create(&PostParams::default(), &vm).await.unwrap();
+    }
+
+    /// A backup of `source` (`VirtualMachine/<name>` or `VirtualMachineSnapshot/<name>`).
+    pub async fn backup(&self, name: &str, repository: &str, source: &str) {
+        let (kind, source_name) = source.split_once('/').unwrap();
+        let group = if kind == "VirtualMachine" { "kubevirt.io" } else { "snapshot.kubevirt.io" };
+        self.apply(&format!(
+            "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineRepositoryBackup\nmetadata: {{name: {name}}}\nspec:\n  repository: {repository}\n  source: {{apiGroup: {group}, kind: {kind}, name: {source_name}}}\n"
+        ))
+        .await;
+    }
+
+    /// Waits until the backup is Succeeded (panics with its status if it fails).
+    pub async fn await_succeeded(&self, name: &str) -> VirtualMachineRepositoryBackup {
+        let api: Api<VirtualMachineRepositoryBackup> = self.api();
+        await_value(&api, name, WAIT, |b| {
+            let phase = b.status.as_ref()?.phase.as_deref()?;
+            assert_ne!(phase, "Failed", "backup {name} failed: {:?}", b.status);
+            (phase == "Succeeded").then(|| b.clone())
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The snapshots of the storage engine taken of the PVC's volume, oldest first.
+    pub async fn engine_snapshots_of(&self, pvc: &str) -> Vec<SnapshotInfo> {
+        let volume = self.volume_of(pvc).await.id;
+        let mut snapshots: Vec<SnapshotInfo> = self
+            .driver
+            .snapshots()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.source_volume == volume)
+            .collect();
+        snapshots.sort_by_key(|s| s.created_at);
+        snapshots
+    }
+
+    /// Restores disk `disk` of `backup` into a raw file (with the engine, as a restore does).
+    pub async fn restore(&self, repository: &Repository, backup: &BackupManifest, disk: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("restored-{}-{disk}.raw", backup.id));
+        let file = std::fs::File::create(&path).unwrap();
+        repository.restore_disk(backup, disk, &file).await.unwrap();
+        path
+    }
+
+    /// Asserts with `qemu-img compare` that the raw image `raw` has the content of engine
+    /// snapshot `snapshot` (its qcow2 chain, read by QEMU).
+    pub async fn assert_same_as_snapshot(&self, raw: &Path, snapshot: &SnapshotInfo) {
+        let image = self.driver.snapshot_image(&snapshot.id).await.unwrap().expect("the snapshot exists");
+        let top = &image.chain()[0];
+        let output = Command::new(&self.qemu_img)
+            .args(["compare", "-U", "-f", "raw", "-F", top.format().as_str()])
+            .arg(raw)
+            .arg(top.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "qemu-img compare {} {}: {}{}",
+            raw.display(),
+            top.path().display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Asserts with `qemu-img compare` that the raw image `raw` holds the model's bytes.
+    pub fn assert_same_as_model(&self, raw: &Path, model: &DiskModel) {
+        let expected = self.dir.path().join("expected.raw");
+        std::fs::write(&expected, model.bytes()).unwrap();
+        let output = Command::new(&self.qemu_img)
+            .args(["compare", "-f", "raw", "-F", "raw"])
+            .arg(raw)
+            .arg(&expected)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "qemu-img compare with the model: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+
+    /// The events about `name`, as `reason: message`.
+    pub async fn events_about(&self, name: &str) -> Vec<String> {
+        let events: Api<Event> = self.api();
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|event| event.involved_object.name.as_deref() == Some(name))
+            .map(|event| {
+                format!("{}: {}", event.reason.unwrap_or_default(), event.message.unwrap_or_default())
+            })
+            .collect()
+    }
+
+    /// Waits until an event about `name` starts with `prefix` (events follow the status write).
+    pub async fn await_event(&self, name: &str, prefix: &str) -> String {
+        vmsnap_testing::eventually(
+            &format!("an event about {name} starting with {prefix:?}"),
+            WAIT,
+            || async { self.events_about(name).await.into_iter().find(|e| e.starts_with(prefix)) },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// A VirtualMachineSnapshot of `vm`, ready.
+    pub async fn ready_vm_snapshot(&self, name: &str, vm: &str) -> VirtualMachineSnapshot {
+        self.apply(&format!(
+            "apiVersion: snapshot.kubevirt.io/v1beta1\nkind: VirtualMachineSnapshot\nmetadata: {{name: {name}}}\nspec:\n  source: {{apiGroup: kubevirt.io, kind: VirtualMachine, name: {vm}}}\n"
+        ))
+        .await;
+        let api: Api<VirtualMachineSnapshot> = self.api();
+        await_some(&api, name, |s| (s.status.as_ref()?.ready_to_use == Some(true)).then(|| s.clone())).await
+    }
+}
+
+/// Waits until `extract` returns `Some`.
+pub async fn await_some<K, T>(api: &Api<K>, name: &str, extract: impl Fn(&K) -> Option<T>) -> T
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
+{
+    await_value(api, name, WAIT, extract).await.unwrap()
+}
+
+/// Waits until the object is gone.
+pub async fn await_gone<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + std::fmt::Debug + DeserializeOwned + Send + 'static,
+{
+    vmsnap_testing::eventually(&format!("{name} to be deleted"), WAIT, || async {
+        api.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+/// A node agent with no VM running: no volume is attached.
+struct NothingAttached;
+
+#[async_trait]
+impl LiveBlockOps for NothingAttached {
+    async fn active_file(&self, _volume: &VolumeId) -> Result<Option<PathBuf>, LiveError> {
+        Ok(None)
+    }
+
+    async fn switch_to_overlays(&self, switches: &[LiveSwitch]) -> Result<(), LiveError> {
+        Err(LiveError::new(format!("no VM runs here ({} volumes asked)", switches.len())))
+    }
+
+    async fn stream_into_active(&self, request: &StreamRequest) -> Result<(), LiveError> {
+        Err(LiveError::new(format!("no VM runs here ({})", request.volume)))
+    }
+}

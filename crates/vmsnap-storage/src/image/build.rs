@@ -1,0 +1,162 @@
+//! Opening a [`SnapshotImage`]: the chain's files, then one `qemu-img map`
+//! turned into sorted data and zero extents.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use super::{ChainFile, ExtentSource, Lineage, MappedExtent, SnapshotImage};
+use crate::driver::{SnapshotInfo, VolumeFormat};
+use crate::error::StorageError;
+use crate::fsutil;
+use crate::qemu_img::{MapEntry, QemuImg};
+
+impl SnapshotImage {
+    /// Opens every file of `chain` (top first: the order `qemu-img map`
+    /// numbers depths in), then maps the top file. The caller holds the
+    /// snapshot's lock, so no file can be removed before it is open.
+    pub(crate) async fn open(
+        qemu_img: &QemuImg,
+        snapshot: SnapshotInfo,
+        chain: Vec<(PathBuf, VolumeFormat)>,
+        lineage: Lineage,
+    ) -> Result<Self, StorageError> {
+        let chain = fsutil::blocking(move || {
+            chain
+                .into_iter()
+                .map(|(path, format)| match File::open(&path) {
+                    Ok(file) => Ok(ChainFile { path, format, file }),
+                    Err(source) => Err(StorageError::Io { action: "open", path, source }),
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        let top = chain.first().expect("a snapshot has at least one file");
+        let entries = qemu_img.map(&top.path, top.format.as_str()).await?;
+        let Mapped { data, zeros, end } = classify(&snapshot, &entries, chain.len())?;
+        if end != snapshot.size_bytes {
+            return Err(unmappable(
+                &snapshot,
+                end.min(snapshot.size_bytes),
+                end.abs_diff(snapshot.size_bytes),
+                format!("mapped up to byte {end}, but the snapshot has {} bytes", snapshot.size_bytes),
+            ));
+        }
+        Ok(Self { size_bytes: end, snapshot, chain, data, zeros, lineage })
+    }
+}
+
+/// A map sorted into data and zero extents, and where it ends.
+#[derive(Debug, PartialEq, Eq)]
+struct Mapped {
+    data: Vec<MappedExtent>,
+    zeros: Vec<MappedExtent>,
+    end: u64,
+}
+
+/// Sorts `qemu-img map` entries into data and zero extents. Entries no file
+/// allocates (`present: false`) read as zeros and are not changes, so they
+/// are dropped. The map must cover the disk from 0 without gaps, name only
+/// files of the chain, and give every data extent a host offset (compressed
+/// clusters have none).
+fn classify(snapshot: &SnapshotInfo, entries: &[MapEntry], chain_len: usize) -> Result<Mapped, StorageError> {
+    let mut mapped = Mapped { data: Vec::new(), zeros: Vec::new(), end: 0 };
+    for entry in entries {
+        let fail = |reason: String| Err(unmappable(snapshot, entry.start, entry.length, reason));
+        if entry.start != mapped.end {
+            return fail(format!(
+                "mapped from byte {}, but the previous entry ended at {}",
+                entry.start, mapped.end
+            ));
+        }
+        mapped.end = entry.start + entry.length;
+        if !entry.present || entry.length == 0 {
+            continue;
+        }
+        if entry.depth >= chain_len {
+            return fail(format!("in chain file {}, but the chain has {chain_len} files", entry.depth));
+        }
+        let depth = entry.depth;
+        // A preallocated zero cluster has data and an offset, but reads as zeros.
+        let source = match (entry.zero, entry.data, entry.offset) {
+            (true, _, _) => ExtentSource::Zero { depth },
+            (false, true, Some(host_offset)) => ExtentSource::Data { depth, host_offset },
+            (false, true, None) => return fail("data with no host offset (compressed clusters)".into()),
+            (false, false, _) => return fail("allocated but neither data nor zeros".into()),
+        };
+        let extent = MappedExtent { offset: entry.start, length: entry.length, source };
+        match source {
+            ExtentSource::Data { .. } => mapped.data.push(extent),
+            ExtentSource::Zero { .. } => mapped.zeros.push(extent),
+        }
+    }
+    Ok(mapped)
+}
+
+fn unmappable(snapshot: &SnapshotInfo, start: u64, length: u64, reason: String) -> StorageError {
+    StorageError::UnmappableExtent { snapshot: snapshot.id.clone(), start, length, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> SnapshotInfo {
+        SnapshotInfo {
+            id: "snap".parse().unwrap(),
+            source_volume: "disk".parse().unwrap(),
+            size_bytes: 0,
+            created_at: chrono::Utc::now(),
+        }
+    }
+
+    fn entries(json: &str) -> Vec<MapEntry> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_qemu_7_2_map_of_a_three_file_chain_is_sorted_into_data_and_zeros() {
+        // `qemu-img map --output=json` of a qcow2 over two backing files, grown
+        // from 8 to 12 MiB, as QEMU 7.2 prints it.
+        let map = entries(
+            r#"[{ "start": 0, "length": 65536, "depth": 2, "present": true, "zero": false, "data": true, "offset": 327680},
+            { "start": 65536, "length": 65536, "depth": 1, "present": true, "zero": false, "data": true, "offset": 327680},
+            { "start": 131072, "length": 917504, "depth": 2, "present": false, "zero": true, "data": false},
+            { "start": 1048576, "length": 65536, "depth": 1, "present": true, "zero": true, "data": false},
+            { "start": 1114112, "length": 7274496, "depth": 2, "present": false, "zero": true, "data": false},
+            { "start": 8388608, "length": 4194304, "depth": 0, "present": false, "zero": true, "data": false}]"#,
+        );
+        let mapped = classify(&snapshot(), &map, 3).unwrap();
+        assert_eq!(mapped.end, 12 << 20);
+        let data = |offset, depth, host_offset| MappedExtent {
+            offset,
+            length: 65536,
+            source: ExtentSource::Data { depth, host_offset },
+        };
+        assert_eq!(mapped.data, vec![data(0, 2, 327680), data(65536, 1, 327680)]);
+        let zero = MappedExtent { offset: 1 << 20, length: 65536, source: ExtentSource::Zero { depth: 1 } };
+        assert_eq!(mapped.zeros, vec![zero]);
+    }
+
+    #[test]
+    fn compressed_clusters_gaps_and_depths_outside_the_chain_are_refused_with_the_extent() {
+        let cases = [
+            (
+                r#"[{"start": 0, "length": 512, "depth": 0, "present": true, "zero": false, "data": true}]"#,
+                "virtual bytes 0..512 are data with no host offset (compressed clusters)",
+            ),
+            (
+                r#"[{"start": 512, "length": 512, "depth": 0, "present": false, "zero": true, "data": false}]"#,
+                "virtual bytes 512..1024 are mapped from byte 512, but the previous entry ended at 0",
+            ),
+            (
+                r#"[{"start": 0, "length": 512, "depth": 1, "present": true, "zero": false, "data": true, "offset": 0}]"#,
+                "virtual bytes 0..512 are in chain file 1, but the chain has 1 files",
+            ),
+        ];
+        for (json, message) in cases {
+            let error = classify(&snapshot(), &entries(json), 1).unwrap_err();
+            assert!(matches!(error, StorageError::UnmappableExtent { .. }), "{error:?}");
+            assert!(error.to_string().contains(message), "{error}");
+        }
+    }
+}

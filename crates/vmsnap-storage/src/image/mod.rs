@@ -1,0 +1,181 @@
+//! [`SnapshotImage`]: an opened, immutable view of a snapshot's content, for
+//! readers outside QEMU (backups), without a process per read.
+//!
+//! Opening a snapshot opens every file of its chain at once, then asks
+//! `qemu-img map` once where each extent of the virtual disk lives (which
+//! file, at which host offset). Reads are then `pread`s on those open files,
+//! found by binary search. Because the files are held open, a later
+//! `delete_snapshot` or compaction that removes them cannot take the data away
+//! from a reader: an unlinked file stays readable through an open descriptor
+//! (its space is freed when the image is dropped), and the engine never
+//! writes a sealed layer or a snapshot's file.
+
+mod build;
+mod changes;
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub(crate) use self::changes::{BaseRecord, Lineage};
+pub use self::changes::{ChangePoint, ChangedExtents, IncrementalImpossible};
+use crate::driver::{SnapshotInfo, VolumeFormat};
+
+/// One file of a snapshot's chain, held open.
+#[derive(Debug)]
+pub struct ChainFile {
+    path: PathBuf,
+    format: VolumeFormat,
+    file: File,
+}
+
+impl ChainFile {
+    /// The path the file had when the image was opened (it may since have been removed).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its format: how its host offsets were computed.
+    pub fn format(&self) -> VolumeFormat {
+        self.format
+    }
+}
+
+/// Where the bytes of a [`MappedExtent`] come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExtentSource {
+    /// The bytes at `host_offset` of file `depth` of the chain (0: the snapshot's top file).
+    Data {
+        /// The index of the file in [`SnapshotImage::chain`].
+        depth: usize,
+        /// The offset of the extent's first byte in that file.
+        host_offset: u64,
+    },
+    /// Zeros, recorded by file `depth` (a zero cluster: written zeros or a
+    /// discard). Listed only among changes, where it hides older data.
+    Zero {
+        /// The index of the file in [`SnapshotImage::chain`].
+        depth: usize,
+    },
+}
+
+impl ExtentSource {
+    /// The index of the file that answers for the extent.
+    pub fn depth(&self) -> usize {
+        match *self {
+            Self::Data { depth, .. } | Self::Zero { depth } => depth,
+        }
+    }
+}
+
+/// A run of the virtual disk that one file of the chain answers for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MappedExtent {
+    /// The first virtual byte.
+    pub offset: u64,
+    /// The length in bytes (positive).
+    pub length: u64,
+    /// Where its bytes come from.
+    pub source: ExtentSource,
+}
+
+impl MappedExtent {
+    /// One past the last virtual byte.
+    pub fn end(&self) -> u64 {
+        self.offset + self.length
+    }
+}
+
+/// An opened, immutable view of one snapshot's content (see the module doc).
+///
+/// `Send + Sync`: reads take `&self` and may run from many threads at once.
+#[derive(Debug)]
+pub struct SnapshotImage {
+    snapshot: SnapshotInfo,
+    size_bytes: u64,
+    chain: Vec<ChainFile>,
+    /// The extents that hold data, sorted by offset, disjoint.
+    data: Vec<MappedExtent>,
+    /// The zero clusters some file of the chain records, sorted, disjoint.
+    zeros: Vec<MappedExtent>,
+    lineage: Lineage,
+}
+
+// Backups read one image from many threads: keep it `Send + Sync`.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<SnapshotImage>();
+};
+
+impl SnapshotImage {
+    /// The snapshot this image shows, as it was when opened.
+    pub fn snapshot(&self) -> &SnapshotInfo {
+        &self.snapshot
+    }
+
+    /// The size of the virtual disk in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.size_bytes
+    }
+
+    /// The files of the chain, the snapshot's top file first; an
+    /// [`ExtentSource`]'s `depth` indexes this.
+    pub fn chain(&self) -> &[ChainFile] {
+        &self.chain
+    }
+
+    /// The extents of the virtual disk that hold data, sorted by offset and
+    /// disjoint, each [`ExtentSource::Data`]. Every byte outside them reads as
+    /// zeros: unallocated ranges and zero clusters are not listed. (A raw
+    /// file's data extents come from `SEEK_DATA`, so they may include zeros
+    /// that were written out.)
+    pub fn allocated(&self) -> &[MappedExtent] {
+        &self.data
+    }
+
+    /// Fills `buf` with the virtual disk's bytes at `offset`: data extents are
+    /// read with `pread` from the open files, everything else is zeros. A
+    /// range past the end of the disk is an `InvalidInput` error.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end =
+            offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size_bytes).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "read of {} bytes at {offset} is past the end of snapshot {} ({} bytes)",
+                        buf.len(),
+                        self.snapshot.id,
+                        self.size_bytes
+                    ),
+                )
+            })?;
+        let mut position = offset;
+        let mut next = self.data.partition_point(|extent| extent.end() <= offset);
+        while position < end {
+            let slice = |from: u64, to: u64| (from - offset) as usize..(to - offset) as usize;
+            let Some(extent) = self.data.get(next).filter(|extent| extent.offset < end) else {
+                buf[slice(position, end)].fill(0);
+                break;
+            };
+            if extent.offset > position {
+                buf[slice(position, extent.offset)].fill(0);
+                position = extent.offset;
+            }
+            let stop = extent.end().min(end);
+            let target = &mut buf[slice(position, stop)];
+            match extent.source {
+                ExtentSource::Data { depth, host_offset } => {
+                    let file = &self.chain[depth];
+                    file.file.read_exact_at(target, host_offset + (position - extent.offset)).map_err(
+                        |error| io::Error::new(error.kind(), format!("{}: {error}", file.path.display())),
+                    )?;
+                }
+                ExtentSource::Zero { .. } => target.fill(0),
+            }
+            position = stop;
+            next += 1;
+        }
+        Ok(())
+    }
+}
