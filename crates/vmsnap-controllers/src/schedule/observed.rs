@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use vmsnap_api::schedule::annotations;
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
-use vmsnap_api::snapshot::phase;
+use vmsnap_api::snapshot::SnapshotPhase;
 
 /// A snapshot made by a schedule, as its decisions see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,10 +47,10 @@ impl ScheduledSnapshot {
         let state = if snapshot.metadata.deletion_timestamp.is_some() {
             SnapshotState::Deleting
         } else {
-            match status.and_then(|s| s.phase.as_deref()) {
-                Some(phase::SUCCEEDED) => SnapshotState::Succeeded,
-                Some(phase::FAILED) => SnapshotState::Failed,
-                Some(phase::DELETING) => SnapshotState::Deleting,
+            match status.and_then(|s| s.phase.as_ref()) {
+                Some(SnapshotPhase::Succeeded) => SnapshotState::Succeeded,
+                Some(SnapshotPhase::Failed) => SnapshotState::Failed,
+                Some(SnapshotPhase::Deleting) => SnapshotState::Deleting,
                 _ => SnapshotState::InProgress,
             }
         };
