@@ -6,6 +6,7 @@
 
 mod backup;
 mod lifecycle;
+mod multi_disk;
 mod progress;
 mod repository;
 mod s3;
