@@ -53,6 +53,17 @@ pub struct Cause {
 }
 
 impl Cause {
+    /// The message as a `StatusCause` carries it: without a leading `field: `, which kubectl
+    /// prints before each cause itself (vmsnap's own rules put the field first so that the
+    /// `Status` message, which joins the causes, names it; KubeVirt's messages do not).
+    pub fn cause_message(&self) -> &str {
+        self.message
+            .strip_prefix(self.field.as_str())
+            .and_then(|rest| rest.strip_prefix(": "))
+            .filter(|_| !self.field.is_empty())
+            .unwrap_or(&self.message)
+    }
+
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
     }

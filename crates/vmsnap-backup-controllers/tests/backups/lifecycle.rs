@@ -123,6 +123,19 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
         (phase.as_str(), message.as_str()),
         ("Pending", "waiting for VirtualMachineSnapshot not-yet to exist")
     );
+    // A source of another kind is refused at admission, naming the field once (kubectl prints
+    // the field before each cause).
+    let refused = env
+        .kubectl()
+        .run_stdin_async(
+            &["apply", "-f", "-"],
+            "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineRepositoryBackup\nmetadata: {name: pod}\nspec:\n  repository: main\n  source: {kind: Pod, name: vm}\n",
+        )
+        .await;
+    let refusal = refused.err();
+    assert!(refusal.contains("spec.source.kind: unsupported value \"Pod\""), "{refusal}");
+    assert!(!refusal.contains("spec.source.kind: spec.source.kind"), "{refusal}");
+
     // A VM with no disk to back up (a container disk only): the run fails naming why, and the
     // snapshot it took goes. (A bad spec never gets here: admission refuses it.)
     let diskless = vmsnap_testing::fixtures::VmBuilder::new("diskless").with_container_disk("boot").build();

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
+use vmsnap_api::backup::{VirtualMachineRepositoryBackup, phase as backup_phase};
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
@@ -153,7 +154,8 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
         .map(|v| (v.metadata.name.clone().unwrap_or_default(), v))
         .collect();
     let last_snapshots = last_ready_snapshots(session).await?;
-    let mut table = Table::new(&["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "AGE"]);
+    let last_backups = last_backups(session).await?;
+    let mut table = Table::new(&["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "LAST-BACKUP", "AGE"]);
     for vm in &vms {
         let name = vm.metadata.name.clone().unwrap_or_default();
         let status = vm.status.clone().unwrap_or_default();
@@ -171,12 +173,14 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
             None => "-",
         };
         let last_snapshot = last_snapshots.get(&name).map_or_else(|| "-".into(), |t| age(Some(t)));
+        let last_backup = last_backups.get(&name).map_or_else(|| "-".into(), |t| age(Some(t)));
         table.row(vec![
             name,
             status.printable_status.unwrap_or_else(|| "-".into()),
             ready.unwrap_or_else(|| "False".into()),
             agent.into(),
             last_snapshot,
+            last_backup,
             age(vm.metadata.creation_timestamp.as_ref()),
         ]);
     }
@@ -185,6 +189,23 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
 }
 
 /// Each VM's newest ready snapshot: its point in time (`status.creationTime`), by VM name.
+/// Per VM, the point in time of its newest succeeded backup (in any repository).
+async fn last_backups(session: &Session) -> CliResult<BTreeMap<String, Time>> {
+    let mut newest: BTreeMap<String, Time> = BTreeMap::new();
+    for backup in session.list::<VirtualMachineRepositoryBackup>(Kind::Backup, "").await? {
+        let Some(st) =
+            backup.status.as_ref().filter(|st| st.phase.as_deref() == Some(backup_phase::SUCCEEDED))
+        else {
+            continue;
+        };
+        let (Some(vm), Some(at)) = (st.vm_name.clone(), st.point_in_time.clone()) else { continue };
+        if newest.get(&vm).is_none_or(|seen| seen.0 < at.0) {
+            newest.insert(vm, at);
+        }
+    }
+    Ok(newest)
+}
+
 async fn last_ready_snapshots(session: &Session) -> CliResult<BTreeMap<String, Time>> {
     let mut newest: BTreeMap<String, Time> = BTreeMap::new();
     for snapshot in session.list::<VirtualMachineSnapshot>(Kind::Snapshot, "").await? {

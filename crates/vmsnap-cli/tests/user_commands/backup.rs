@@ -743,3 +743,82 @@ async fn backups_of_snapshots_and_in_place_restores_are_checked_against_their_vm
     );
     assert!(restores(&env).list(&Default::default()).await.unwrap().items.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_secret_is_reused_when_equal_and_refused_when_different() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pass = file(dir.path(), "pass", "one\n");
+    let other = file(dir.path(), "other", "two\n");
+    env.run(&["repo", "add", "main", "--passphrase-file", &pass, "--no-wait"]).await.expect(0);
+    let out = env.run(&["repo", "delete", "main", "--keep-secrets"]).await;
+    out.expect(0);
+    assert!(out.stdout.starts_with("repository \"main\" deleted.\n"), "{}", out.stdout);
+    assert!(secret_names(&env).await.contains(&"main-passphrase".to_string()));
+    // The same passphrase: the kept Secret is used again.
+    env.run(&["repo", "add", "main", "--passphrase-file", &pass, "--no-wait"]).await.expect(0);
+    env.run(&["repo", "delete", "main", "--keep-secrets"]).await.expect(0);
+    // Another one: refused, and the kept Secret is left as it was.
+    let out = env.run(&["repo", "add", "main", "--passphrase-file", &other, "--no-wait"]).await;
+    out.expect(4);
+    assert_eq!(
+        out.stderr,
+        "error: Secret \"main-passphrase\" already exists with other content: delete it with: kubectl delete secret main-passphrase, or pick another repository name\n"
+    );
+    assert_eq!(secret_data(&env, "main-passphrase").await, vec![("passphrase".into(), "one".into())]);
+    assert!(repos(&env).get_opt("main").await.unwrap().is_none());
+    // A Secret another repository also names is not deleted with the first.
+    env.run(&["repo", "add", "main", "--passphrase-file", &pass, "--no-wait"]).await.expect(0);
+    let sharing: VirtualMachineBackupRepository = serde_json::from_value(json!({
+        "apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineBackupRepository",
+        "metadata": {"name": "sharing"}, "spec": {"local": {"path": "/srv/b"}, "passphraseSecretRef": {"name": "main-passphrase"}}
+    }))
+    .unwrap();
+    repos(&env).create(&PostParams::default(), &sharing).await.unwrap();
+    let out = env.run(&["repo", "delete", "main"]).await;
+    out.expect(0);
+    assert!(out.stdout.starts_with("repository \"main\" deleted.\n"), "{}", out.stdout);
+    assert!(secret_names(&env).await.contains(&"main-passphrase".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_list_shows_the_age_of_each_vms_newest_succeeded_backup() {
+    let env = Env::start().await;
+    env.stopped_vm("db").await;
+    env.stopped_vm("web").await;
+    ready_repository(&env, "main").await;
+    create_backup(&env, "db-old", "db", "main").await;
+    create_backup(&env, "db-new", "db", "main").await;
+    create_backup(&env, "web-1", "web", "main").await;
+    let an_hour_ago = (vmsnap_api::k8s_openapi::jiff::Timestamp::now()
+        - vmsnap_api::k8s_openapi::jiff::SignedDuration::from_hours(1))
+    .to_string();
+    let two_days_ago = (vmsnap_api::k8s_openapi::jiff::Timestamp::now()
+        - vmsnap_api::k8s_openapi::jiff::SignedDuration::from_hours(49))
+    .to_string();
+    set_status(
+        &backups(&env),
+        "db-old",
+        json!({"phase": "Succeeded", "vmName": "db", "pointInTime": two_days_ago}),
+    )
+    .await;
+    set_status(
+        &backups(&env),
+        "db-new",
+        json!({"phase": "Succeeded", "vmName": "db", "pointInTime": an_hour_ago}),
+    )
+    .await;
+    // A failed backup counts for nobody.
+    set_status(
+        &backups(&env),
+        "web-1",
+        json!({"phase": "Failed", "vmName": "web", "pointInTime": an_hour_ago}),
+    )
+    .await;
+    let list = env.run(&["vm", "list"]).await;
+    list.expect(0);
+    let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0][5], "LAST-BACKUP");
+    assert!(matches!(lines[1][5], "59m" | "60m" | "1h"), "db's newest backup is an hour old: {:?}", lines[1]);
+    assert_eq!(lines[2][5], "-", "web has no succeeded backup: {:?}", lines[2]);
+}

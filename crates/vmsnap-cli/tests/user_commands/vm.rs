@@ -15,9 +15,9 @@ async fn start_runs_a_stopped_vm_and_list_shows_it_running_with_its_agent() {
     let list = env.run(&["vm", "list"]).await;
     list.expect(0);
     let lines: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines[0], ["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "AGE"]);
-    assert_eq!(lines[1][..5], ["db", "Running", "True", "connected", "-"]);
-    assert_eq!(lines[2][..5], ["web", "-", "False", "-", "-"]);
+    assert_eq!(lines[0], ["NAME", "STATUS", "READY", "AGENT", "LAST-SNAPSHOT", "LAST-BACKUP", "AGE"]);
+    assert_eq!(lines[1][..6], ["db", "Running", "True", "connected", "-", "-"]);
+    assert_eq!(lines[2][..6], ["web", "-", "False", "-", "-", "-"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

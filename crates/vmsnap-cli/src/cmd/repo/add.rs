@@ -80,7 +80,7 @@ pub struct AddArgs {
     output: OutputArgs,
 }
 
-/// The Secret names of repository `name`.
+/// The passphrase Secret of repository `name`.
 pub fn passphrase_secret(name: &str) -> String {
     format!("{name}-passphrase")
 }
@@ -265,7 +265,7 @@ pub async fn run(args: AddArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
             println!(
                 "  Backups:   {backups}{}",
                 if backups > 0 {
-                    " (list them with: vmsnap backup list --repo NAME)".replace("NAME", &args.name)
+                    format!(" (list them with: vmsnap backup list --repo {})", args.name)
                 } else {
                     String::new()
                 }
