@@ -27,6 +27,8 @@ use crate::status::{condition, now, patch_status, publish, time_of, with_conditi
 
 /// How often `status.progress` is written while a backup runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How many times the outcome of a run is written before giving up (1 s, 2 s, 4 s ... apart).
+const RECORD_ATTEMPTS: u32 = 6;
 
 /// What a run needs.
 pub(crate) struct Job {
@@ -132,13 +134,55 @@ impl Job {
         let counters = Arc::new(Mutex::new(Counters::default()));
         let outcome = self.execute(started, &counters).await;
         let transfer = counters.lock().expect("not poisoned").transfer(started);
-        let result = match outcome {
-            Ok((committed, resolved)) => self.succeed(committed, resolved, transfer, started).await,
-            Err(failure) => self.fail(failure, transfer, started).await,
-        };
-        if let Err(error) = result {
-            // The next reconcile finds the object InProgress without a task and runs it again.
-            tracing::warn!(backup = %self.backup.name_any(), %error, "could not record the backup's outcome");
+        self.count(&outcome, started);
+        // The outcome is written with a few retries: a committed backup whose status never says
+        // so would be run again (and then adopted, see `committed_earlier`) only at the next start.
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=RECORD_ATTEMPTS {
+            let result = match &outcome {
+                Ok((committed, resolved)) => self.succeed(committed, resolved, &transfer, started).await,
+                Err(failure) => self.fail(&failure.0, &transfer).await,
+            };
+            match result {
+                Ok(()) => return,
+                Err(error) => {
+                    tracing::warn!(backup = %self.backup.name_any(), %error, attempt, "could not record the backup's outcome");
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+    }
+
+    /// Adds the outcome to the metrics.
+    fn count(&self, outcome: &Result<(Committed, ResolvedSnapshot), Failure>, started: Instant) {
+        let namespace = self.backup.namespace().unwrap_or_default();
+        let repository = format!("{namespace}/{}", self.backup.spec.repository);
+        let seconds = started.elapsed().as_secs_f64();
+        match outcome {
+            Ok((committed, resolved)) => {
+                let stats = &committed.manifest.stats;
+                let figures = BackupFigures {
+                    bytes_read: stats.bytes_read,
+                    bytes_uploaded: stats.bytes_uploaded,
+                    bytes_deduplicated: stats.bytes_deduplicated,
+                };
+                let vm = format!("{namespace}/{}", resolved.vm);
+                let at = committed.manifest.completed.timestamp();
+                self.ctx.metrics.backup_finished(&repository, &vm, true, seconds, figures, at);
+            }
+            Err(_) => {
+                let vm = format!("{namespace}/{}", self.snapshot.spec.source.name);
+                let at = chrono::Utc::now().timestamp();
+                self.ctx.metrics.backup_finished(
+                    &repository,
+                    &vm,
+                    false,
+                    seconds,
+                    BackupFigures::default(),
+                    at,
+                );
+            }
         }
     }
 
@@ -149,6 +193,10 @@ impl Job {
     ) -> Result<(Committed, ResolvedSnapshot), Failure> {
         let namespace = self.backup.namespace().unwrap_or_default();
         let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
+        if let Some(committed) = self.committed_earlier().await? {
+            // An earlier run committed, then stopped before writing so: that is the backup.
+            return Ok((committed, resolved));
+        }
         let point_in_time = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
         let choice =
             base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &self.repository).await?;
@@ -201,12 +249,35 @@ impl Job {
             started,
             stopped,
         ));
-        let committed = self.read_and_commit(&plans, &resolved, base, counters).await;
+        let committed = self.read_and_commit(&plans, &resolved, base, full_reason.as_deref(), counters).await;
         // Stopped and awaited (not aborted): a write in flight must land before the outcome's.
         let _ = stop.send(true);
         let _ = writer.await;
         let manifest = committed?;
         Ok((Committed { manifest, type_, full_reason, base: base.map(|b| b.name.clone()) }, resolved))
+    }
+
+    /// The backup an earlier run of this object committed, if any (found by the uid the manifest
+    /// records).
+    async fn committed_earlier(&self) -> Result<Option<Committed>, Failure> {
+        let Some(uid) = self.backup.uid() else { return Ok(None) };
+        let manifests = self.repository.list_backups().await?;
+        let Some(manifest) = manifests
+            .into_iter()
+            .find(|m| manifest_labels::get(m, manifest_labels::OBJECT_UID) == Some(uid.as_str()))
+        else {
+            return Ok(None);
+        };
+        let type_ = match manifest_labels::get(&manifest, manifest_labels::TYPE) {
+            Some(backup_type::INCREMENTAL) => backup_type::INCREMENTAL,
+            Some(_) => backup_type::FULL,
+            None if manifest.base.is_some() => backup_type::INCREMENTAL,
+            None => backup_type::FULL,
+        };
+        let full_reason = manifest_labels::get(&manifest, manifest_labels::FULL_REASON).map(str::to_owned);
+        let base = manifest_labels::get(&manifest, manifest_labels::BASE_NAME).map(str::to_owned);
+        tracing::info!(backup = %self.backup.name_any(), id = %manifest.id, "adopting the backup an earlier run committed");
+        Ok(Some(Committed { manifest, type_, full_reason, base }))
     }
 
     /// Opens each disk and decides how to read it; also the reasons disks are read in full.
@@ -266,6 +337,7 @@ impl Job {
         plans: &[DiskPlan],
         resolved: &ResolvedSnapshot,
         base: Option<&base::Base>,
+        full_reason: Option<&str>,
         counters: &Arc<Mutex<Counters>>,
     ) -> Result<BackupManifest, Failure> {
         let mut session = self.repository.begin_backup().await?;
@@ -312,6 +384,7 @@ impl Job {
                 Some(if base.is_some() { backup_type::INCREMENTAL } else { backup_type::FULL }.to_owned()),
             ),
             (manifest_labels::BASE_NAME, base.map(|b| b.name.clone())),
+            (manifest_labels::FULL_REASON, full_reason.filter(|r| !r.is_empty()).map(str::to_owned)),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
@@ -327,9 +400,9 @@ impl Job {
 
     async fn succeed(
         &self,
-        committed: Committed,
-        resolved: ResolvedSnapshot,
-        transfer: TransferCounters,
+        committed: &Committed,
+        resolved: &ResolvedSnapshot,
+        transfer: &TransferCounters,
         started: Instant,
     ) -> Result<(), kube::Error> {
         let name = self.backup.name_any();
@@ -383,20 +456,6 @@ impl Job {
             percent: Some(100),
             elapsed_seconds: Some(started.elapsed().as_secs() as i64),
         };
-        // Counted once committed, before the status says so (a reader of Succeeded sees it).
-        let namespace = self.backup.namespace().unwrap_or_default();
-        self.ctx.metrics.backup_finished(
-            &format!("{namespace}/{}", self.backup.spec.repository),
-            &format!("{namespace}/{}", resolved.vm),
-            true,
-            started.elapsed().as_secs_f64(),
-            BackupFigures {
-                bytes_read: stats.bytes_read,
-                bytes_uploaded: stats.bytes_uploaded,
-                bytes_deduplicated: stats.bytes_deduplicated,
-            },
-            manifest.completed.timestamp(),
-        );
         patch_status(
             &api,
             &name,
@@ -424,18 +483,12 @@ impl Job {
         super::snapshots::delete_older_bases(&self.ctx, &self.backup, &resolved.vm, ours).await
     }
 
-    async fn fail(
-        &self,
-        failure: Failure,
-        transfer: TransferCounters,
-        started: Instant,
-    ) -> Result<(), kube::Error> {
-        let message = failure.0;
+    async fn fail(&self, message: &str, transfer: &TransferCounters) -> Result<(), kube::Error> {
         let name = self.backup.name_any();
         let conditions = [
-            condition(condition_type::READY, false, reason::FAILED, &message),
+            condition(condition_type::READY, false, reason::FAILED, message),
             condition(condition_type::PROGRESSING, false, reason::FAILED, "the backup failed"),
-            condition(condition_type::FAILURE, true, reason::FAILED, &message),
+            condition(condition_type::FAILURE, true, reason::FAILED, message),
         ]
         .into_iter()
         .fold(self.conditions(), |all, c| with_condition(&all, c));
@@ -450,17 +503,7 @@ impl Job {
             }),
         )
         .await?;
-        publish(&self.ctx, &self.backup.object_ref(&()), true, reason::FAILED, message).await;
-        let namespace = self.backup.namespace().unwrap_or_default();
-        let vm = self.snapshot.spec.source.name.clone();
-        self.ctx.metrics.backup_finished(
-            &format!("{namespace}/{}", self.backup.spec.repository),
-            &format!("{namespace}/{vm}"),
-            false,
-            started.elapsed().as_secs_f64(),
-            BackupFigures::default(),
-            chrono::Utc::now().timestamp(),
-        );
+        publish(&self.ctx, &self.backup.object_ref(&()), true, reason::FAILED, message.to_owned()).await;
         if self.made_snapshot {
             super::snapshots::delete_made_by(&self.ctx, &self.backup).await?;
         }

@@ -136,11 +136,27 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
     assert!(refusal.contains("spec.source.kind: unsupported value \"Pod\""), "{refusal}");
     assert!(!refusal.contains("spec.source.kind: spec.source.kind"), "{refusal}");
 
+    // A VM with no disk to back up (a container disk only): the run fails naming why, and the
+    // snapshot it took goes. (A bad spec never gets here: admission refuses it.)
+    let diskless = vmsnap_testing::fixtures::VmBuilder::new("diskless").with_container_disk("boot").build();
+    let vms: Api<vmsnap_api::kubevirt::VirtualMachine> = env.api();
+    vms.create(&Default::default(), &diskless).await.unwrap();
+    env.backup("nodisk", "main", "VirtualMachine/diskless").await;
+    let bad = await_some(&backups, "nodisk", |b| {
+        (b.status.as_ref()?.phase.as_deref() == Some("Failed")).then(|| b.status.clone().unwrap())
+    })
+    .await;
+    let error = bad.error.unwrap().message.unwrap();
+    assert!(error.contains("no volume snapshots (no disk to back up)"), "{error}");
+    assert!(find_condition(&bad.conditions, "Failure").unwrap().is_true());
+    env.await_event("nodisk", "Failed: VirtualMachineSnapshot nodisk-snapshot").await;
+    await_gone(&snapshots, "nodisk-snapshot").await;
+
     // The repository object gone: deleting a backup drops the finalizer and keeps the data.
     let repos: Api<VirtualMachineBackupRepository> = env.api();
     repos.delete("main", &DeleteParams::default()).await.unwrap();
     await_gone(&repos, "main").await;
-    for name in ["b3", "b4", "orphan", "early"] {
+    for name in ["b3", "b4", "orphan", "early", "nodisk"] {
         backups.delete(name, &DeleteParams::default()).await.unwrap();
         await_gone(&backups, name).await;
     }
@@ -148,4 +164,62 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
         repository.list_backups().await.unwrap().into_iter().map(|m| m.id.to_string()).collect();
     assert!(ids.contains(&b3.backup_id.unwrap()), "{ids:?}");
     assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_committed_before_the_stop_is_adopted_not_repeated() {
+    let Some(mut env) = Env::start().await else { return };
+    env.passphrase_secret("pass", PASSPHRASE).await;
+    let path = env.dir.path().join("repo");
+    env.local_repository("main", &path, "pass").await;
+    env.await_repository_ready("main").await;
+    env.bound_pvc("disk", "16Mi").await;
+    env.vm_with_disk("vm", "disk").await;
+
+    // The server stopped after b1's run committed and before its status said so.
+    env.backups = None;
+    env.backup("b1", "main", "VirtualMachine/vm").await;
+    let backups: Api<VirtualMachineRepositoryBackup> = env.api();
+    let uid = backups.get("b1").await.unwrap().metadata.uid.unwrap();
+    let repository = env.open_local(&path).await;
+    let image = env.dir.path().join("committed.raw");
+    std::fs::write(&image, vec![0x5au8; MIB as usize]).unwrap();
+    let mut session = repository.begin_backup().await.unwrap();
+    let disk = session
+        .backup_disk(
+            vmsnap_backup::DiskBackup {
+                name: "rootdisk".into(),
+                source: std::sync::Arc::new(std::fs::File::open(&image).unwrap()),
+                size: MIB,
+                extents: None,
+                previous: None,
+            },
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    let labels =
+        [("backup.vmsnap.io/uid".to_owned(), uid), ("backup.vmsnap.io/type".to_owned(), "Full".to_owned())];
+    let metadata = vmsnap_backup::BackupMetadata {
+        vm: vmsnap_backup::VmRef { namespace: "default".into(), name: "vm".into() },
+        vm_spec: json!({}),
+        base: None,
+        labels: labels.into_iter().collect(),
+    };
+    let committed = session.commit_backup(metadata, vec![disk]).await.unwrap();
+    backups
+        .patch_status(
+            "b1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "InProgress"}})),
+        )
+        .await
+        .unwrap();
+
+    env.start_backup_controllers();
+    let b1 = env.await_succeeded("b1").await.status.unwrap();
+    assert_eq!(b1.backup_id.as_deref(), Some(committed.id.as_str()), "the committed backup is adopted");
+    assert_eq!(b1.type_.as_deref(), Some("Full"));
+    assert_eq!(b1.disks[0].size_bytes, MIB as i64);
+    assert_eq!(repository.list_backups().await.unwrap().len(), 1, "the run was not repeated");
 }

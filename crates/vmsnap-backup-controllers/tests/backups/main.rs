@@ -5,7 +5,9 @@
 #![allow(missing_docs)] // Test helpers need no rustdoc.
 
 mod backup;
+mod failure;
 mod lifecycle;
+mod multi_disk;
 mod progress;
 mod repository;
 mod s3;

@@ -27,7 +27,7 @@ use vmsnap_testing::images::{self, DiskModel};
 use vmsnap_testing::{Kubectl, TestServer, await_value};
 
 /// How long a test waits for the controllers to converge.
-pub const WAIT: Duration = Duration::from_secs(60);
+pub const WAIT: Duration = Duration::from_secs(120);
 pub const MIB: u64 = 1 << 20;
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
