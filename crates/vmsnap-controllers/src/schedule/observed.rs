@@ -3,8 +3,8 @@
 use jiff::Timestamp;
 use kube::ResourceExt;
 use vmsnap_api::schedule::annotations;
-use vmsnap_api::snapshot::VirtualMachineSnapshot;
 use vmsnap_api::snapshot::SnapshotPhase;
+use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
 /// A snapshot made by a schedule, as its decisions see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
