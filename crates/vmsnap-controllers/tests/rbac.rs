@@ -10,6 +10,7 @@ use std::time::Duration;
 use common::Env;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::{Value, json};
+use vmsnap_api::backup::VirtualMachineRepositoryBackup;
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::{DataVolumeTemplateSpec, VirtualMachineInstance};
 use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
@@ -66,8 +67,8 @@ fn granted() -> BTreeSet<(String, String, String)> {
     out
 }
 
-/// A schedule that catches up a missed run (creates a snapshot), prunes by its keep policy
-/// (deletes one), and suspends itself when a VM's run failed (patches its spec).
+/// A schedule that catches up a missed run (creates a snapshot, then its backup), prunes by its
+/// keep policies (deletes a snapshot and a backup), and suspends itself when a VM's run failed (patches its spec).
 async fn schedule_scenario(env: &Env) {
     let schedules: Api<VirtualMachineSnapshotSchedule> = Api::namespaced(env.client.clone(), "default");
     let labelled = |name: &str, vm: &str, run_time: &str, deadline: &str| -> VirtualMachineSnapshot {
@@ -88,11 +89,34 @@ async fn schedule_scenario(env: &Env) {
         .await
         .unwrap();
     ready("hourly-old").await;
+    // Two earlier backups of the schedule (succeeded); with backupKeep.last 1 the older goes.
+    let backups: Api<VirtualMachineRepositoryBackup> = Api::namespaced(env.client.clone(), "default");
+    for (name, run_time) in [("hourly-b1", "2025-01-01T06:00:00Z"), ("hourly-b2", "2025-01-01T07:00:00Z")] {
+        let backup: VirtualMachineRepositoryBackup = serde_json::from_value(json!({
+            "apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryBackup",
+            "metadata": {"name": name, "labels": {"schedule.vmsnap.io/schedule": "hourly", "schedule.vmsnap.io/vm": "vm"},
+                         "annotations": {"schedule.vmsnap.io/run-time": run_time}},
+            "spec": {"repository": "main", "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "vm"}}}))
+        .unwrap();
+        backups.create(&PostParams::default(), &backup).await.unwrap();
+        let status = json!({"status": {"phase": "Succeeded", "vmName": "vm"}});
+        backups
+            .patch_status(name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status))
+            .await
+            .unwrap();
+    }
     let schedule: VirtualMachineSnapshotSchedule = serde_json::from_value(json!({
         "apiVersion": "schedule.vmsnap.io/v1alpha1", "kind": "VirtualMachineSnapshotSchedule", "metadata": {"name": "hourly"},
-        "spec": {"vmName": "vm", "every": "1h", "keep": {"last": 1}}}))
+        "spec": {"vmName": "vm", "every": "1h", "keep": {"last": 1}, "backupTo": "main", "backupKeep": {"last": 1}}}))
     .unwrap();
     schedules.create(&PostParams::default(), &schedule).await.unwrap();
+    // The newest scheduled snapshot is backed up at once; the test plays its backup controller.
+    vmsnap_testing::await_value(&backups, "hourly-old", WAIT, |_| Some(())).await.unwrap();
+    let status = json!({"status": {"phase": "Succeeded", "vmName": "vm"}});
+    backups
+        .patch_status("hourly-old", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&status))
+        .await
+        .unwrap();
     // As after downtime: the last run dealt with was two hours ago, so one catch-up run is due.
     let two_hours_ago = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(2)).to_string();
     let status = json!({"status": {"lastScheduleTime": two_hours_ago}});
@@ -105,6 +129,14 @@ async fn schedule_scenario(env: &Env) {
         let names: Vec<String> = made.iter().filter_map(|s| s.metadata.name.clone()).collect();
         let caught_up = names.iter().any(|n| n.starts_with("hourly-vm-"));
         (caught_up && !names.contains(&"hourly-old".to_string())).then_some(())
+    })
+    .await
+    .unwrap();
+    eventually("the catch-up run's backup, and the older backup pruned", WAIT, || async {
+        let made = backups.list(&Default::default()).await.ok()?.items;
+        let names: Vec<String> = made.iter().filter_map(|b| b.metadata.name.clone()).collect();
+        let backed_up = names.iter().any(|n| n.starts_with("hourly-vm-"));
+        (backed_up && !names.contains(&"hourly-b1".to_string())).then_some(())
     })
     .await
     .unwrap();

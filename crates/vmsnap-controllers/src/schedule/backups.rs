@@ -57,15 +57,16 @@ pub fn observe_backup(backup: &VirtualMachineRepositoryBackup) -> Option<Schedul
     })
 }
 
-/// The snapshots to back up now: per VM, its newest succeeded scheduled snapshot, unless a backup
-/// of that name exists or a backup of a later (or the same) run does. Older snapshots are not
-/// backed up after the fact: a backup is of the latest point in time.
+/// The snapshots to back up now: per VM, its newest scheduled snapshot once it has succeeded,
+/// unless a backup of that name exists or a backup of a later (or the same) run does. Older
+/// snapshots are never backed up after the fact: a backup is of the latest point in time, and a
+/// newer run still in progress is waited for.
 pub fn plan_backups(
     snapshots: &[ScheduledSnapshot],
     backups: &[ScheduledSnapshot],
 ) -> Vec<ScheduledSnapshot> {
     let mut newest: BTreeMap<&str, &ScheduledSnapshot> = BTreeMap::new();
-    for s in snapshots.iter().filter(|s| s.state == SnapshotState::Succeeded) {
+    for s in snapshots.iter().filter(|s| s.state != SnapshotState::Deleting) {
         let slot = newest.entry(s.vm.as_str()).or_insert(s);
         if s.run_time > slot.run_time {
             *slot = s;
@@ -73,6 +74,7 @@ pub fn plan_backups(
     }
     newest
         .into_values()
+        .filter(|s| s.state == SnapshotState::Succeeded)
         .filter(|s| !backups.iter().any(|b| b.name == s.name || (b.vm == s.vm && b.run_time >= s.run_time)))
         .cloned()
         .collect()
@@ -213,17 +215,23 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_ready_snapshot_of_each_vm_is_backed_up_once() {
+    fn the_newest_snapshot_of_each_vm_is_backed_up_once_when_it_succeeded() {
         let snapshots = [
             item("s-a-1", "a", "2026-01-01T00:00:00Z", SnapshotState::Succeeded),
             item("s-a-2", "a", "2026-01-01T01:00:00Z", SnapshotState::Succeeded),
             item("s-a-3", "a", "2026-01-01T02:00:00Z", SnapshotState::InProgress),
             item("s-b-1", "b", "2026-01-01T00:00:00Z", SnapshotState::Failed),
         ];
-        let planned: Vec<String> = plan_backups(&snapshots, &[]).into_iter().map(|s| s.name).collect();
-        assert_eq!(planned, ["s-a-2"], "the newest succeeded one; failed and running ones are not backed up");
-        let made = [item("s-a-2", "a", "2026-01-01T01:00:00Z", SnapshotState::InProgress)];
-        assert!(plan_backups(&snapshots, &made).is_empty(), "a backup of that snapshot exists");
+        assert!(
+            plan_backups(&snapshots, &[]).is_empty(),
+            "a's newest run is in progress: it is waited for, not replaced by an older one; b's failed"
+        );
+        let done = [&snapshots[..2], &[item("s-a-3", "a", "2026-01-01T02:00:00Z", SnapshotState::Succeeded)]]
+            .concat();
+        let planned: Vec<String> = plan_backups(&done, &[]).into_iter().map(|s| s.name).collect();
+        assert_eq!(planned, ["s-a-3"], "the newest, once it succeeded");
+        let made = [item("s-a-3", "a", "2026-01-01T02:00:00Z", SnapshotState::InProgress)];
+        assert!(plan_backups(&done, &made).is_empty(), "a backup of that snapshot exists");
     }
 
     #[test]

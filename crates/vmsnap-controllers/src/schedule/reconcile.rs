@@ -23,7 +23,7 @@ use vmsnap_schedule::{Interval, KeepPolicy, KeepWithin, Schedule, When};
 use super::ScheduleContext;
 use super::backups::BackupPass;
 use super::names::{NAME_LIMIT, selector_query};
-use super::observed::ScheduledSnapshot;
+use super::observed::{ScheduledSnapshot, SnapshotState};
 use super::plan::{self, Tick, VmRun};
 use super::status::{self, Observation};
 use crate::error::ReconcileError;
@@ -164,6 +164,24 @@ pub async fn reconcile(
             .await;
     }
 
+    // The snapshots this run just made count as in progress: the older ones they supersede are
+    // not backed up any more.
+    let mut with_this_run = snapshots.clone();
+    if let Tick::Run { scheduled, .. } = tick {
+        for run in &runs {
+            if let VmRun::Create { vm, name: made } | VmRun::AlreadyMade { vm, name: made } = run
+                && !with_this_run.iter().any(|s| &s.name == made)
+            {
+                with_this_run.push(ScheduledSnapshot {
+                    name: made.clone(),
+                    vm: vm.clone(),
+                    run_time: scheduled,
+                    state: SnapshotState::InProgress,
+                    error: None,
+                });
+            }
+        }
+    }
     let backups = BackupPass::run(
         &ctx.client,
         &ns,
@@ -172,7 +190,7 @@ pub async fn reconcile(
         Some(&parsed.backup_keep),
         parsed.schedule.time_zone(),
         now,
-        &snapshots,
+        &with_this_run,
     )
     .await?;
     let mut in_use = snapshots_in_use(&ctx, &ns).await?;
