@@ -7,6 +7,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
+use support::seaweed::SeaweedRepository;
 
 use support::disk;
 use vmsnap_backup::*;

@@ -9,6 +9,7 @@ mod support;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::seaweed::SeaweedRepository;
 
 use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;

