@@ -80,6 +80,36 @@ pub(crate) async fn traced_snapshot<G: Guest>(
     Ok((trace, took?))
 }
 
+/// The block device mounted at [`FIRST_DISK`] and its size in MiB, after the host wrote back what
+/// it holds for it (so reads measure the guest, not a write-back in flight).
+pub(crate) async fn first_disk_device<G: Guest>(guest: &G) -> anyhow::Result<(String, f64)> {
+    tokio::process::Command::new("sync").status().await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let script = format!(
+        "d=$(awk '$2 == \"{FIRST_DISK}\" {{print $1}}' /proc/mounts); echo $d $(cat /sys/class/block/${{d#/dev/}}/size)"
+    );
+    let out = guest.sh(&script, SHORT).await?;
+    let (dev, sectors) = out.trim().split_once(' ').context("no device mounted at /mnt/d0")?;
+    let bytes = sectors.parse::<u64>().with_context(|| format!("the guest said {out:?}"))? * 512;
+    Ok((dev.to_owned(), bytes as f64 / f64::from(1u32 << 20)))
+}
+
+/// The guest's read throughput of the whole device `dev` of `mib` MiB, in MiB/s: one warm-up read,
+/// then the median of `runs` reads.
+pub(crate) async fn read_throughput<G: Guest>(
+    guest: &G,
+    dev: &str,
+    mib: f64,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    timed_read(guest, dev).await?;
+    let mut samples = Vec::new();
+    for _ in 0..runs {
+        samples.push(mib / timed_read(guest, dev).await?.as_secs_f64());
+    }
+    Ok(crate::stats::median(&samples))
+}
+
 /// Reads the whole block device `dev` once with the guest's page cache dropped first; returns
 /// the time the guest measured.
 pub(crate) async fn timed_read<G: Guest>(guest: &G, dev: &str) -> anyhow::Result<Duration> {

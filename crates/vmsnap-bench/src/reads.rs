@@ -5,11 +5,8 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-
-use crate::guest::{self, FIRST_DISK, Guest};
+use crate::guest;
 use crate::lab::{Lab, LabConfig};
-use crate::stats::median;
 use crate::{BenchOptions, Report, Row};
 
 const SECTION: &str = "reads";
@@ -41,30 +38,14 @@ async fn measure(lab: &Lab, gib: u64, runs: usize, report: &mut Report) -> anyho
     let name = "reads";
     let guest = lab.running_vm(name, 1, &format!("{gib}Gi"), true).await?;
     // The host writes the fill back meanwhile: let that finish first.
-    tokio::process::Command::new("sync").status().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let script = format!(
-        "d=$(awk '$2 == \"{FIRST_DISK}\" {{print $1}}' /proc/mounts); echo $d $(cat /sys/class/block/${{d#/dev/}}/size)"
-    );
-    let out = guest.sh(&script, guest::SHORT).await?;
-    let (dev, sectors) = out.trim().split_once(' ').context("no device mounted at /mnt/d0")?;
-    let bytes = sectors.parse::<u64>().with_context(|| format!("the guest said {out:?}"))? * 512;
-    let mib = bytes as f64 / f64::from(1u32 << 20);
-    let throughput = async |runs: usize| -> anyhow::Result<f64> {
-        guest::timed_read(&guest, dev).await?;
-        let mut samples = Vec::new();
-        for _ in 0..runs {
-            samples.push(mib / guest::timed_read(&guest, dev).await?.as_secs_f64());
-        }
-        Ok(median(&samples))
-    };
-    let before = throughput(runs).await?;
+    let (dev, mib) = guest::first_disk_device(&guest).await?;
+    let before = guest::read_throughput(&guest, &dev, mib, runs).await?;
     for i in 0..SNAPSHOTS {
         lab.snapshot(name, &format!("{name}-{i}")).await?;
     }
     // Let compaction catch up with the last snapshots.
     tokio::time::sleep(COMPACTION * 3).await;
-    let after = throughput(runs).await?;
+    let after = guest::read_throughput(&guest, &dev, mib, runs).await?;
     report.add(
         Row::new(
             SECTION,

@@ -24,10 +24,10 @@ use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::schedule::{VirtualMachineSnapshotSchedule, annotations, labels};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
-use crate::guest::{self, FIRST_DISK, Guest};
+use crate::guest;
 use crate::lab::{Lab, LabConfig};
 use crate::probe::{Probed, all, join, spawn_probe};
-use crate::stats::{median, percentile};
+use crate::stats::percentile;
 use crate::vms::{NS, snapshot_manifest, vm_manifest};
 use crate::{BenchOptions, Report, Row};
 
@@ -192,24 +192,8 @@ async fn under_pruning(lab: &Lab, options: &BenchOptions, report: &mut Report) -
     let gib = options.sizes_gib.iter().copied().min().unwrap_or(1);
     let name = "pruned";
     let guest = lab.running_vm(name, 1, &format!("{gib}Gi"), true).await?;
-    tokio::process::Command::new("sync").status().await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let script = format!(
-        "d=$(awk '$2 == \"{FIRST_DISK}\" {{print $1}}' /proc/mounts); echo $d $(cat /sys/class/block/${{d#/dev/}}/size)"
-    );
-    let out = guest.sh(&script, guest::SHORT).await?;
-    let (dev, sectors) = out.trim().split_once(' ').context("no device mounted at /mnt/d0")?;
-    let mib = sectors.parse::<u64>().with_context(|| format!("the guest said {out:?}"))? as f64 * 512.0
-        / f64::from(1u32 << 20);
-    let throughput = async |runs: usize| -> anyhow::Result<f64> {
-        guest::timed_read(&guest, dev).await?;
-        let mut samples = Vec::new();
-        for _ in 0..runs {
-            samples.push(mib / guest::timed_read(&guest, dev).await?.as_secs_f64());
-        }
-        Ok(median(&samples))
-    };
-    let before = throughput(options.runs).await?;
+    let (dev, mib) = guest::first_disk_device(&guest).await?;
+    let before = guest::read_throughput(&guest, &dev, mib, options.runs).await?;
 
     // A suspended schedule takes no snapshot itself, but prunes those labelled with it.
     let schedule: VirtualMachineSnapshotSchedule = serde_json::from_value(json!({
@@ -248,7 +232,7 @@ async fn under_pruning(lab: &Lab, options: &BenchOptions, report: &mut Report) -
         )
         .target("<= 8 (the compaction threshold)", depth <= 8),
     );
-    let after = throughput(options.runs).await?;
+    let after = guest::read_throughput(&guest, &dev, mib, options.runs).await?;
     report.add(
         Row::new(SECTION, "guest read throughput after them (baseline: before)", after, "MiB/s")
             .baseline(before)
