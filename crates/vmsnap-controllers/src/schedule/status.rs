@@ -120,6 +120,25 @@ fn record_backups(entry: &mut ScheduledVmStatus, pass: &BackupPass) {
     }
 }
 
+/// A VM's failed runs in a row, counted on from the old status: a run that failed since (a
+/// snapshot that failed, a backup that failed, or a run refused because the VM is missing or the
+/// API refused its snapshot) adds one, a success starts again from zero, and a run in progress
+/// or skipped leaves the count as it was. Refused runs leave no snapshot, so the status is what
+/// remembers them; the schedule's failed snapshots are the floor when the status was lost.
+fn failures_in_a_row(
+    last_result: Option<&str>,
+    newly_failed: bool,
+    old_count: Option<i32>,
+    failed_snapshots_in_a_row: usize,
+) -> usize {
+    let old_count = old_count.and_then(|n| usize::try_from(n).ok()).unwrap_or(0);
+    match last_result {
+        Some(run_result::SUCCEEDED) => 0,
+        Some(run_result::FAILED) if newly_failed => failed_snapshots_in_a_row.max(old_count + 1),
+        _ => failed_snapshots_in_a_row.max(old_count),
+    }
+}
+
 /// Computes the status after a reconcile from the old one and what it saw and did.
 pub fn next_status(old: &VirtualMachineSnapshotScheduleStatus, seen: &Observation<'_>) -> Outcome {
     let mut status = old.clone();
@@ -199,8 +218,6 @@ pub fn next_status(old: &VirtualMachineSnapshotScheduleStatus, seen: &Observatio
             entry.last_result = Some(result.into());
             entry.message = message;
         }
-        let failures = consecutive_failures(&entry.name, seen.snapshots);
-        entry.consecutive_failures = Some(i32::try_from(failures).unwrap_or(i32::MAX));
         if let Some(pruning) = seen.pruning.get(&entry.name) {
             entry.snapshots_kept = Some(i32::try_from(pruning.kept).unwrap_or(i32::MAX));
         }
@@ -210,10 +227,20 @@ pub fn next_status(old: &VirtualMachineSnapshotScheduleStatus, seen: &Observatio
         }
         record_backups(entry, seen.backups);
         let failed = entry.last_result.as_deref() == Some(run_result::FAILED);
+        // The same failed run as in the old status: same run time and snapshot (a refused run has
+        // none, so two refused runs in a row differ by their run time).
         let was_failed = old_entry.is_some_and(|o| {
             o.last_result.as_deref() == Some(run_result::FAILED)
                 && o.last_snapshot_name == entry.last_snapshot_name
+                && o.last_run_time == entry.last_run_time
         });
+        let failures = failures_in_a_row(
+            entry.last_result.as_deref(),
+            failed && !was_failed,
+            old_entry.and_then(|o| o.consecutive_failures),
+            consecutive_failures(&entry.name, seen.snapshots),
+        );
+        entry.consecutive_failures = Some(i32::try_from(failures).unwrap_or(i32::MAX));
         if failed && !was_failed {
             let run = FailedRun {
                 vm: entry.name.clone(),
@@ -480,6 +507,54 @@ mod tests {
         let again =
             next_status(&out.status, &observe(tick, &[], &failed, &BTreeMap::new(), &BTreeMap::new()));
         assert!(again.newly_failed.is_empty() && again.newly_failing.is_empty(), "reported once");
+    }
+
+    #[test]
+    fn runs_refused_for_a_missing_vm_count_as_failures_in_a_row_and_each_is_reported() {
+        let mut status = VirtualMachineSnapshotScheduleStatus::default();
+        let mut reported = Vec::new();
+        for minute in 5..=7 {
+            let tick = Tick::Run {
+                scheduled: ts(&format!("2025-01-01T10:{minute:02}:00Z")),
+                next: ts(&format!("2025-01-01T10:{:02}:00Z", minute + 1)),
+                missed: 0,
+            };
+            let runs = vec![VmRun::Refused {
+                vm: "gone".into(),
+                message: "VM gone does not exist in namespace default".into(),
+            }];
+            let out = next_status(&status, &observe(tick, &runs, &[], &BTreeMap::new(), &BTreeMap::new()));
+            reported.push((out.newly_failed.len(), out.newly_failing.len()));
+            status = out.status;
+            let wait = Tick::Wait { next: ts(&format!("2025-01-01T10:{:02}:00Z", minute + 1)) };
+            let out = next_status(&status, &observe(wait, &[], &[], &BTreeMap::new(), &BTreeMap::new()));
+            assert!(out.newly_failed.is_empty(), "a refused run is reported once");
+            status = out.status;
+        }
+        let gone = &status.vms[0];
+        assert_eq!((gone.last_result.as_deref(), gone.consecutive_failures), (Some("Failed"), Some(3)));
+        assert_eq!(reported, vec![(1, 0), (1, 1), (1, 0)], "each run is an event; the threshold of 2 once");
+        let (state, reason, message) = condition_of(&status, "Failure");
+        assert_eq!((state.as_str(), reason.as_str()), ("True", "ConsecutiveFailures"));
+        assert_eq!(
+            message,
+            "VM gone: the last 3 runs failed (last: VM gone does not exist in namespace default)"
+        );
+
+        // The VM comes back: its next snapshot fails (one more), then one succeeds (zero).
+        let tick =
+            Tick::Run { scheduled: ts("2025-01-01T10:08:00Z"), next: ts("2025-01-01T10:09:00Z"), missed: 0 };
+        let failed = vec![snap("gone", 8, SnapshotState::Failed, Some("command Freeze failed"))];
+        let runs = vec![VmRun::Create { vm: "gone".into(), name: failed[0].name.clone() }];
+        let out = next_status(&status, &observe(tick, &runs, &[], &BTreeMap::new(), &BTreeMap::new()));
+        assert_eq!(out.status.vms[0].consecutive_failures, Some(3), "a run in progress changes nothing");
+        let wait = Tick::Wait { next: ts("2025-01-01T10:09:00Z") };
+        let out = next_status(&out.status, &observe(wait, &[], &failed, &BTreeMap::new(), &BTreeMap::new()));
+        assert_eq!(out.status.vms[0].consecutive_failures, Some(4));
+        let succeeded = vec![snap("gone", 8, SnapshotState::Succeeded, None)];
+        let out =
+            next_status(&out.status, &observe(wait, &[], &succeeded, &BTreeMap::new(), &BTreeMap::new()));
+        assert_eq!(out.status.vms[0].consecutive_failures, Some(0));
     }
 
     #[test]
