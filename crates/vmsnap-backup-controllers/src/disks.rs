@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use vmsnap_backup::{DiskSource, Extent};
-use vmsnap_storage::{ChangedExtents, MappedExtent, SnapshotId, SnapshotImage, StorageError, VolumeDriver};
+use vmsnap_storage::{
+    ChangePoint, ChangedExtents, MappedExtent, SnapshotId, SnapshotImage, StorageError, VolumeDriver,
+};
 
 /// One snapshot's disk, open for reading: its files are held open, so deleting or compacting the
 /// snapshot meanwhile does not take the data away.
@@ -35,10 +37,27 @@ impl SnapshotDisk {
     /// The byte ranges written since snapshot `base` (data, and zeros written over older data), or
     /// why that cannot be known, as a sentence.
     pub(crate) fn changed_since(&self, base: &SnapshotId) -> Result<Vec<Extent>, String> {
-        match self.image.changed_since(base) {
-            ChangedExtents::Since { extents: changed } => Ok(extents(&changed)),
-            ChangedExtents::Impossible(why) => Err(why.to_string()),
-        }
+        changes(self.image.changed_since(base))
+    }
+
+    /// This snapshot's point in its volume's history, recorded with a backup of it so that a
+    /// later backup can be incremental to it after the snapshot is deleted; `None` for a driver
+    /// of standalone files.
+    pub(crate) fn change_point(&self) -> Option<ChangePoint> {
+        self.image.change_point()
+    }
+
+    /// The byte ranges written since the snapshot whose change point is `point` (which may have
+    /// been deleted since), or why that cannot be known, as a sentence.
+    pub(crate) fn changed_since_point(&self, point: &ChangePoint) -> Result<Vec<Extent>, String> {
+        changes(self.image.changed_since_point(point))
+    }
+}
+
+fn changes(answer: ChangedExtents) -> Result<Vec<Extent>, String> {
+    match answer {
+        ChangedExtents::Since { extents: changed } => Ok(extents(&changed)),
+        ChangedExtents::Impossible(why) => Err(why.to_string()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! (the repository controller's import).
 
 use vmsnap_backup::BackupManifest;
+use vmsnap_storage::ChangePoint;
 
 /// The name of the `VirtualMachineRepositoryBackup` that made the backup.
 pub(crate) const OBJECT_NAME: &str = "backup.vmsnap.io/name";
@@ -18,6 +19,22 @@ pub(crate) const TYPE: &str = "backup.vmsnap.io/type";
 pub(crate) const FULL_REASON: &str = "backup.vmsnap.io/full-reason";
 /// The name of the base backup's object.
 pub(crate) const BASE_NAME: &str = "backup.vmsnap.io/base-name";
+
+/// The prefix of the labels recording, per disk (`<prefix><disk name>`), the storage engine's
+/// change point of the snapshot read: a later backup of the VM reads only what changed since it,
+/// even once the snapshot is deleted.
+const CHANGE_POINT_PREFIX: &str = "backup.vmsnap.io/change-point.";
+
+/// The label key recording disk `disk`'s change point.
+pub(crate) fn change_point_key(disk: &str) -> String {
+    format!("{CHANGE_POINT_PREFIX}{disk}")
+}
+
+/// Disk `disk`'s change point as recorded in `manifest`, if any (an unreadable one is none: the
+/// next backup then finds its base another way, or reads in full).
+pub(crate) fn change_point(manifest: &BackupManifest, disk: &str) -> Option<ChangePoint> {
+    get(manifest, &change_point_key(disk))?.parse().ok()
+}
 
 /// The label on `VirtualMachineRepositoryBackup` objects holding the backup's id in the
 /// repository (set on imported objects and on committed ones).

@@ -1,17 +1,30 @@
 //! The base of an incremental backup: the newest succeeded backup of the same VM in the same
 //! repository, made here (imported backups name snapshots of another cluster), older than this
-//! one, whose snapshot still exists. Without one the backup is full, and says why.
+//! one, that recorded its disks' change points (then its snapshot may be gone) or whose snapshot
+//! still exists. Without one the backup is full, and says why.
 
 use kube::ResourceExt;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use kube::api::{Api, ListParams};
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label, phase};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 use vmsnap_backup::{BackupManifest, Repository};
 
-use super::source::{self, SnapshotVolume};
+use vmsnap_storage::{ChangePoint, SnapshotId};
+
+use super::source;
+use crate::manifest_labels;
 use crate::{Context, ReconcileError};
+
+/// What one disk of an incremental is diffed against in the storage engine.
+pub(crate) enum DiskBase {
+    /// The change point the base backup recorded: valid after its snapshot is deleted, until
+    /// compaction folds its layer away.
+    Point(ChangePoint),
+    /// The base backup's snapshot (a backup that recorded no change point).
+    Snapshot(SnapshotId),
+}
 
 /// The backup an incremental is read against.
 pub(crate) struct Base {
@@ -19,8 +32,20 @@ pub(crate) struct Base {
     pub name: String,
     /// Its manifest (the previous disk manifests).
     pub manifest: BackupManifest,
-    /// Its snapshot's disks in the storage engine.
-    pub volumes: Vec<SnapshotVolume>,
+    /// What each of its disks is diffed against, by disk name.
+    pub disks: BTreeMap<String, DiskBase>,
+}
+
+/// The change points `manifest` records for every one of its disks, or `None` when one lacks it.
+fn recorded_points(manifest: &BackupManifest) -> Option<BTreeMap<String, DiskBase>> {
+    manifest
+        .disks
+        .iter()
+        .map(|disk| {
+            let point = manifest_labels::change_point(manifest, &disk.name)?;
+            Some((disk.name.clone(), DiskBase::Point(point)))
+        })
+        .collect()
 }
 
 /// A base, or why there is none (a sentence for `status.fullReason`).
@@ -89,6 +114,10 @@ pub(crate) async fn choose(
     for (_, manifest, candidate) in ordered {
         let status = candidate.status.clone().unwrap_or_default();
         let name = candidate.name_any();
+        if let Some(disks) = manifest.as_ref().and_then(recorded_points) {
+            let manifest = manifest.expect("points come from the manifest");
+            return Ok(BaseChoice::Base(Box::new(Base { name, manifest, disks })));
+        }
         let reason = match (status.snapshot_name.as_deref(), manifest) {
             (_, None) => format!("the previous backup {name} is not in the repository any more"),
             (None, _) => format!("the previous backup {name} records no snapshot"),
@@ -99,11 +128,12 @@ pub(crate) async fn choose(
                         format!("the snapshot of the previous backup {name} cannot be read: {error}")
                     }
                     Ok(resolved) => {
-                        return Ok(BaseChoice::Base(Box::new(Base {
-                            name,
-                            manifest,
-                            volumes: resolved.volumes,
-                        })));
+                        let disks = resolved
+                            .volumes
+                            .into_iter()
+                            .map(|v| (v.name, DiskBase::Snapshot(v.snapshot_id)))
+                            .collect();
+                        return Ok(BaseChoice::Base(Box::new(Base { name, manifest, disks })));
                     }
                 },
             },

@@ -17,7 +17,7 @@ use vmsnap_backup::{
     BackupManifest, BackupMetadata, DiskBackup, DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
 };
 
-use super::base::{self, BaseChoice};
+use super::base::{self, BaseChoice, DiskBase};
 use super::source::{self, ResolvedSnapshot};
 use crate::Context;
 use crate::disks::SnapshotDisk;
@@ -306,10 +306,13 @@ impl Job {
                 }
                 BaseChoice::Base(base) => {
                     let previous = base.manifest.disk(&volume.name);
-                    let base_volume = base.volumes.iter().find(|v| v.name == volume.name);
-                    match (previous, base_volume) {
-                        (Some(previous), Some(base_volume)) => {
-                            match disk.changed_since(&base_volume.snapshot_id) {
+                    match (previous, base.disks.get(&volume.name)) {
+                        (Some(previous), Some(from)) => {
+                            let changed = match from {
+                                DiskBase::Point(point) => disk.changed_since_point(point),
+                                DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot),
+                            };
+                            match changed {
                                 Ok(changed) => (changed, Some(previous.clone())),
                                 Err(why) => {
                                     full_reasons.push(format!("disk {}: {why}", volume.name));
@@ -374,6 +377,10 @@ impl Job {
             counters.lock().expect("not poisoned").finish_disk();
         }
         let namespace = self.backup.namespace().unwrap_or_default();
+        let change_points = plans.iter().filter_map(|plan| {
+            let point = plan.disk.change_point()?;
+            Some((manifest_labels::change_point_key(&plan.name), point.to_string()))
+        });
         let labels = [
             (manifest_labels::OBJECT_NAME, Some(self.backup.name_any())),
             (manifest_labels::OBJECT_UID, self.backup.uid()),
@@ -388,6 +395,7 @@ impl Job {
         ]
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .chain(change_points)
         .collect();
         let metadata = BackupMetadata {
             vm: VmRef { namespace, name: resolved.vm.clone() },

@@ -1,5 +1,5 @@
-//! What happens around a backup's run: a run cut short by a stop starts again, the reasons a
-//! backup is full, waits and failures named in conditions, and deleting a backup whose
+//! What happens around a backup's run: a run cut short by a stop starts again, an incremental
+//! after its base's snapshot is deleted, the reasons a backup is full, waits and failures named in conditions, and deleting a backup whose
 //! repository object is gone.
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -81,18 +81,23 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
     let ready = find_condition(&b2.conditions, "Ready").unwrap();
     assert!(ready.message.as_deref().unwrap().contains("(full: spec.forceFull is set)"), "{ready:?}");
 
-    // The base's snapshot deleted: full, saying so.
+    // The base's snapshot deleted: still incremental, from the change point b2 recorded (the
+    // snapshot's layer lives on in the volume's chain), reading only what changed since.
     let snapshots: Api<VirtualMachineSnapshot> = env.api();
     await_gone(&snapshots, "b1-snapshot").await;
     snapshots.delete("b2-snapshot", &DeleteParams::default()).await.unwrap();
     await_gone(&snapshots, "b2-snapshot").await;
+    env.write("disk", &mut model, 12 * MIB, MIB, 0x63).await;
     env.backup("b3", "main", "VirtualMachine/vm").await;
     let b3 = env.await_succeeded("b3").await.status.unwrap();
-    assert_eq!(b3.type_.as_deref(), Some("Full"));
     assert_eq!(
-        b3.full_reason.as_deref(),
-        Some("the snapshot b2-snapshot of the previous backup b2 was deleted")
+        (b3.type_.as_deref(), b3.base_backup.as_deref(), b3.full_reason.as_deref()),
+        (Some("Incremental"), Some("b2"), None)
     );
+    let b3_progress = b3.progress.clone().unwrap();
+    assert!(b3_progress.bytes_read.unwrap() <= (4 * MIB) as i64, "one 4 MiB chunk at most: {b3_progress:?}");
+    let manifest = repository.backup(&b3.backup_id.clone().unwrap().parse().unwrap()).await.unwrap();
+    env.assert_same_as_model(&env.restore(&repository, &manifest, "rootdisk").await, &model);
 
     // Compaction merged the base's layer away: full, with the storage engine's reason.
     env.write("disk", &mut model, 8 * MIB, MIB, 0x62).await;
@@ -103,7 +108,7 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
     assert_eq!((b4.type_.as_deref(), b4.base_backup.as_deref()), (Some("Full"), None));
     let reason = b4.full_reason.unwrap();
     assert!(
-        reason.starts_with("disk rootdisk: the layer of base snapshot") && reason.contains("compacted since"),
+        reason.starts_with("disk rootdisk: change point ") && reason.contains("compacted since"),
         "{reason}"
     );
     let manifest = repository.backup(&b4.backup_id.clone().unwrap().parse().unwrap()).await.unwrap();
