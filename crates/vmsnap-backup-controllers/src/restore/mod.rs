@@ -29,6 +29,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore};
+use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::VirtualMachine;
 
 use crate::{Context, ReconcileError};
@@ -59,8 +60,15 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             watcher::Config::default(),
             move |b| restores_of(&by_backup, &b, |r, name| r.spec.backup_name == name),
         )
-        .watches(Api::<VirtualMachine>::all(client), watcher::Config::default(), move |vm| {
-            restores_of(&store, &vm, |r, name| r.spec.target.name == name)
+        .watches(Api::<VirtualMachine>::all(client.clone()), watcher::Config::default(), {
+            let store = store.clone();
+            move |vm| restores_of(&store, &vm, |r, name| r.spec.target.name == name)
+        })
+        // A restore waits for its DataVolumes to import: their progress and phase wake it.
+        .watches(Api::<DataVolume>::all(client), watcher::Config::default(), move |dv| {
+            restores_of(&store, &dv, |r, name| {
+                r.status.as_ref().is_some_and(|s| s.disks.iter().any(|d| d.data_volume_name == name))
+            })
         })
         .run(
             reconcile::reconcile,

@@ -29,6 +29,9 @@ use crate::ReconcileError;
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often a restore waiting for something that sends no event looks again.
 const WAIT: Duration = Duration::from_secs(2);
+/// How often a restore looks at its importing DataVolumes unwoken (their watch wakes it on each
+/// change; this only bounds a missed event).
+const IMPORT_RECHECK: Duration = Duration::from_secs(30);
 /// How often a restore waiting for the repository looks again.
 const REPOSITORY_RETRY: Duration = Duration::from_secs(10);
 
@@ -456,7 +459,7 @@ impl<'a> Restore<'a> {
         if !pending.is_empty() {
             in_progress(&mut self.st, &format!("waiting for DataVolume(s) {} to import", pending.join(", ")));
             self.save().await?;
-            return Ok(Action::requeue(WAIT));
+            return Ok(Action::requeue(IMPORT_RECHECK));
         }
         self.delete_replaced_data_volumes(vm).await?;
         self.rc.downloads.forget(&self.uid);
