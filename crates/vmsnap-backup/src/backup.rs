@@ -204,6 +204,20 @@ impl Repository {
         crate::lease::remove(self, id).await
     }
 
+    /// Gives up backup `id`, begun by a process that is gone and that nothing will resume (its
+    /// object was deleted while it ran, or while the server was down): removes its lease, so that
+    /// a prune collects what it uploaded without waiting for the lease to lapse. Refuses a
+    /// committed backup (delete it instead).
+    pub async fn abandon_backup(&self, id: &BackupId) -> Result<()> {
+        if self.head(&layout::manifest(id)).await?.is_some() {
+            return Err(Error::InvalidInput {
+                what: "backup to abandon",
+                reason: format!("backup {id} is committed; delete it instead"),
+            });
+        }
+        crate::lease::remove(self, id).await
+    }
+
     /// The chunks of the committed backups.
     async fn committed_chunks(&self) -> Result<HashSet<ChunkId>> {
         let mut known = HashSet::new();

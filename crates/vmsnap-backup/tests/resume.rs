@@ -139,3 +139,28 @@ async fn a_prune_removes_the_markers_of_killed_prunes_older_than_its_cutoff() {
     assert!(!stale.exists(), "the marker older than the cutoff goes");
     assert!(recent.exists(), "a marker newer than the cutoff may be a running prune's");
 }
+
+#[tokio::test]
+async fn an_abandoned_backup_drops_its_lease_so_that_a_prune_collects_its_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repository::init_with(Backend::local(dir.path()).unwrap(), "resume", options()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("disk.raw");
+    std::fs::write(&image, disk::noise(11, (CHUNKS * CHUNK) as usize)).unwrap();
+    let mut killed = repo.begin_backup().await.unwrap();
+    let id = killed.id().clone();
+    killed.backup_disk(request(&image), &mut |_| {}).await.unwrap();
+    drop(killed);
+
+    repo.abandon_backup(&id).await.unwrap();
+    assert!(objects_under(dir.path(), "leases").await.is_empty());
+    assert!(repo.resume_backup(&id).await.unwrap().is_none(), "nothing left to resume");
+    let report = repo.prune(PruneOptions { safety_margin: Duration::ZERO, dry_run: false }).await.unwrap();
+    assert_eq!(report.chunks_deleted as u64, CHUNKS, "{report:?}");
+
+    let mut session = repo.begin_backup().await.unwrap();
+    let committed = session.id().clone();
+    let disk = session.backup_disk(request(&image), &mut |_| {}).await.unwrap();
+    session.commit_backup(metadata(), vec![disk]).await.unwrap();
+    assert!(matches!(repo.abandon_backup(&committed).await, Err(Error::InvalidInput { .. })));
+}

@@ -341,6 +341,19 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
     create_backup(&vmsnap, "crash-4").await;
     let backup = await_succeeded(&vmsnap, "crash-4").await;
     println!("crash-4 after the outage: {} {}", backup["status"]["type"], backup["status"]["progress"]);
+
+    // 6. Backups that will not be committed leave no lease once deleted: the one that failed in
+    // the outage (its lease could not be released then), and one deleted while it uploads.
+    println!("leases after the outage: {:?}", seaweed.keys(BUCKET, "leases/"));
+    vmsnap
+        .sh("demo", "dd if=/dev/urandom of=/mnt/data/last bs=1M count=32 2>/dev/null && sync")
+        .await
+        .unwrap();
+    create_backup(&vmsnap, "crash-5").await;
+    await_uploading(&vmsnap, "crash-5").await;
+    kubectl(&vmsnap, &["delete", "vmrbackup", "crash-3", "crash-5", "--timeout=60s"]).await;
+    assert!(seaweed.keys(BUCKET, "leases/").is_empty(), "{:?}", seaweed.keys(BUCKET, "leases/"));
+    assert_eq!(seaweed.keys(BUCKET, "manifests/").len(), 3, "nothing of crash-5 committed");
     verify_all(&vmsnap, "verify-2", 3).await;
     let listed = vmsnap.cli(&["backup", "list", "demo", "--repo", REPOSITORY]).await;
     println!("{}", listed.ok());
