@@ -30,8 +30,10 @@ impl std::fmt::Debug for Backend {
 /// a request in flight), rather than after `object_store`'s default of ten retries over up to
 /// three minutes per request, which made a backup whose server stopped hang for many minutes.
 pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
-/// Retries of one request at most (transient errors: connection refused or reset, 5xx, 429).
-const S3_MAX_RETRIES: usize = 5;
+/// Retries of one request at most (transient errors: connection refused or reset, 5xx, 429):
+/// enough to ride out a server that is starting (SeaweedFS answers 500 until its volumes are
+/// loaded); [`S3_RETRY_TIMEOUT`] bounds their time.
+const S3_MAX_RETRIES: usize = 10;
 /// The time limit of one request (a 4 MiB chunk at a few hundred kB/s).
 pub const S3_TIMEOUT: Duration = Duration::from_secs(30);
 /// The time limit to open a connection.

@@ -169,6 +169,29 @@ impl Seaweed {
         keys
     }
 
+    /// The content of object `key` in `bucket` (S3 GetObject signed by curl), or why not.
+    pub fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--max-time",
+                "10",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+                &format!("{}/{bucket}/{key}", self.endpoint),
+            ])
+            .output()
+            .expect("curl");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Creates a bucket (through `weed shell`, SeaweedFS's own admin tool).
     pub fn create_bucket(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
