@@ -64,9 +64,14 @@ impl Failure {
     /// `doing: error`, with what to do when the storage did not answer.
     fn of_storage(doing: &str, error: &vmsnap_backup::Error) -> Self {
         match error {
+            vmsnap_backup::Error::Backend { location, .. } if location.starts_with("s3 ") => {
+                Failure(format!(
+                    "{doing}: {error} (retried for up to {} s); check that {location} is running and reachable from this host, then create the backup again",
+                    vmsnap_backup::S3_RETRY_TIMEOUT.as_secs()
+                ))
+            }
             vmsnap_backup::Error::Backend { location, .. } => Failure(format!(
-                "{doing}: {error} (retried for up to {} s); check that {location} is running and reachable from this host, then create the backup again",
-                vmsnap_backup::S3_RETRY_TIMEOUT.as_secs()
+                "{doing}: {error}; check that directory {location} is mounted and writable, then create the backup again"
             )),
             _ => Failure(format!("{doing}: {error}")),
         }
