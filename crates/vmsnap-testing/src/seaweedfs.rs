@@ -105,6 +105,22 @@ impl Seaweed {
         let _ = self.child.wait();
     }
 
+    /// Suspends the server (SIGSTOP, by its pid): requests to it hang, as on a network that drops
+    /// packets, until [`Seaweed::resume`]. Lets a test hold a client mid-upload.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes a server suspended by [`Seaweed::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to weed: {e}"));
+    }
+
     /// Starts the server again on the same directory and ports (after [`Seaweed::stop`]) and
     /// waits until it serves S3.
     pub fn start_again(&mut self) {
