@@ -34,6 +34,9 @@ pub enum OpenError {
     /// The passphrase does not open the repository.
     #[error("{0}")]
     WrongPassphrase(vmsnap_backup::Error),
+    /// The repository is of a format (version) this build does not read.
+    #[error("{0}")]
+    UnsupportedFormat(vmsnap_backup::Error),
     /// The backend failed (unreachable, credentials refused, bucket missing, corrupt config).
     #[error("{0}")]
     Unreachable(vmsnap_backup::Error),
@@ -55,6 +58,7 @@ impl OpenError {
             OpenError::InvalidSpec(_) => reason::INVALID_SPEC,
             OpenError::SecretMissing { .. } => reason::SECRET_MISSING,
             OpenError::WrongPassphrase(_) => reason::WRONG_PASSPHRASE,
+            OpenError::UnsupportedFormat(_) => reason::UNSUPPORTED_FORMAT,
             OpenError::Unreachable(_) | OpenError::Api { .. } => reason::REPOSITORY_UNREACHABLE,
         }
     }
@@ -124,6 +128,7 @@ impl RepositoryCache {
 fn classify(error: vmsnap_backup::Error) -> OpenError {
     match error {
         vmsnap_backup::Error::WrongPassphrase { .. } => OpenError::WrongPassphrase(error),
+        vmsnap_backup::Error::UnsupportedFormat { .. } => OpenError::UnsupportedFormat(error),
         vmsnap_backup::Error::InvalidInput { .. } => OpenError::InvalidSpec(error.to_string()),
         other => OpenError::Unreachable(other),
     }

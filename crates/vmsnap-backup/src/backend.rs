@@ -3,10 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
+use std::time::Duration;
+
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
 use crate::error::{Error, Result};
 
@@ -22,6 +24,20 @@ impl std::fmt::Debug for Backend {
         f.debug_struct("Backend").field("location", &self.location).finish()
     }
 }
+
+/// How long one request to an S3 server is retried before its error is returned: an endpoint
+/// that is down or unreachable fails an operation within about this long (plus [`S3_TIMEOUT`] for
+/// a request in flight), rather than after `object_store`'s default of ten retries over up to
+/// three minutes per request, which made a backup whose server stopped hang for many minutes.
+pub const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Retries of one request at most (transient errors: connection refused or reset, 5xx, 429):
+/// enough to ride out a server that is starting (SeaweedFS answers 500 until its volumes are
+/// loaded); [`S3_RETRY_TIMEOUT`] bounds their time.
+const S3_MAX_RETRIES: usize = 10;
+/// The time limit of one request (a 4 MiB chunk at a few hundred kB/s).
+pub const S3_TIMEOUT: Duration = Duration::from_secs(30);
+/// The time limit to open a connection.
+const S3_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An S3-compatible bucket.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,7 +105,21 @@ impl Backend {
             .with_bucket_name(&config.bucket)
             .with_access_key_id(&config.access_key_id)
             .with_secret_access_key(&config.secret_access_key)
-            .with_allow_http(config.allow_http);
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig {
+                    init_backoff: Duration::from_millis(200),
+                    max_backoff: Duration::from_secs(5),
+                    base: 2.0,
+                },
+                max_retries: S3_MAX_RETRIES,
+                retry_timeout: S3_RETRY_TIMEOUT,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_allow_http(config.allow_http)
+                    .with_timeout(S3_TIMEOUT)
+                    .with_connect_timeout(S3_CONNECT_TIMEOUT),
+            );
         if let Some(endpoint) = &config.endpoint {
             // Path-style addressing: S3-compatible servers on an address rarely serve bucket subdomains.
             builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);

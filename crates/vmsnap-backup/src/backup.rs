@@ -131,6 +131,10 @@ pub struct BackupSession {
     /// it started (read after the lease was taken, see `docs/backup-repository.md` "Prune"), and
     /// those it uploaded itself.
     known: HashSet<ChunkId>,
+    /// For a session resumed after its process died ([`Repository::resume_backup`]): the start of
+    /// its lease. A chunk not in `known` that is stored with a store time at or after it was
+    /// uploaded under this lease (or another live one) and is not uploaded again.
+    resumed_since: Option<chrono::DateTime<Utc>>,
 }
 
 impl Repository {
@@ -149,14 +153,89 @@ impl Repository {
         // The lease comes first: a prune that starts later keeps everything this session uploads,
         // and the manifests read below cannot lose their chunks to a prune while it lives.
         let lease = Lease::acquire(self, id.clone(), options.lease_ttl).await?;
+        let known = self.committed_chunks().await?;
+        Ok(BackupSession { repo: self.clone(), id, started, lease, options, known, resumed_since: None })
+    }
+
+    /// Resumes backup `id`, begun by a process that died before committing it (its lease is still
+    /// there): takes its lease over, keeping the lease's start, so that the chunks it uploaded
+    /// are found stored (counted as deduplicated) instead of uploaded again. `None` when the
+    /// lease is gone or lapsed: begin a new backup then. The backup keeps its id.
+    pub async fn resume_backup(&self, id: &BackupId) -> Result<Option<BackupSession>> {
+        self.resume_backup_with(id, BackupOptions::default()).await
+    }
+
+    /// [`Repository::resume_backup`] with options (the lease keeps its own time to live).
+    pub async fn resume_backup_with(
+        &self,
+        id: &BackupId,
+        options: BackupOptions,
+    ) -> Result<Option<BackupSession>> {
+        if options.upload_concurrency == 0 {
+            return Err(Error::InvalidInput { what: "upload concurrency", reason: "it is 0".to_string() });
+        }
+        if self.head(&layout::manifest(id)).await?.is_some() {
+            return Err(Error::InvalidInput {
+                what: "backup to resume",
+                reason: format!("backup {id} is committed already"),
+            });
+        }
+        let Some((lease, start)) = Lease::adopt(self, id).await? else { return Ok(None) };
+        // Read after the lease was renewed, as for a new session.
+        let known = self.committed_chunks().await?;
+        Ok(Some(BackupSession {
+            repo: self.clone(),
+            id: id.clone(),
+            started: Utc::now(),
+            lease,
+            options,
+            known,
+            resumed_since: Some(start),
+        }))
+    }
+
+    /// Removes the lease of backup `id` if one is left: a process that died between writing the
+    /// manifest and dropping the lease leaves it, and it would hold every prune's cutoff back
+    /// until it lapses. Only for a committed backup (else the lease may protect an in-flight one).
+    pub async fn release_committed_lease(&self, id: &BackupId) -> Result<()> {
+        if self.head(&layout::manifest(id)).await?.is_none() {
+            return Err(Error::BackupNotFound(id.clone()));
+        }
+        crate::lease::remove(self, id).await
+    }
+
+    /// Gives up backup `id`, begun by a process that is gone and that nothing will resume (its
+    /// object was deleted while it ran, or while the server was down): removes its lease, so that
+    /// a prune collects what it uploaded without waiting for the lease to lapse. Refuses a
+    /// committed backup (delete it instead).
+    pub async fn abandon_backup(&self, id: &BackupId) -> Result<()> {
+        if self.head(&layout::manifest(id)).await?.is_some() {
+            return Err(Error::InvalidInput {
+                what: "backup to abandon",
+                reason: format!("backup {id} is committed; delete it instead"),
+            });
+        }
+        crate::lease::remove(self, id).await
+    }
+
+    /// The chunks of the committed backups.
+    async fn committed_chunks(&self) -> Result<HashSet<ChunkId>> {
         let mut known = HashSet::new();
         for manifest in self.list_backups().await? {
             for disk in &manifest.disks {
                 known.extend(disk.chunks.iter().flatten().map(|c| c.id));
             }
         }
-        Ok(BackupSession { repo: self.clone(), id, started, lease, options, known })
+        Ok(known)
     }
+}
+
+/// What became of a chunk to store.
+enum Stored {
+    /// Uploaded: its sealed size.
+    Uploaded(u64),
+    /// Found stored already (by the earlier run of a resumed session): its plaintext size.
+    Found(u64),
 }
 
 /// What to do with one chunk.
@@ -205,7 +284,7 @@ impl BackupSession {
         };
         let mut stats = BackupStats::default();
         let mut chunks = Vec::with_capacity(plans.len());
-        let mut uploads: FuturesUnordered<BoxFuture<'static, Result<u64>>> = FuturesUnordered::new();
+        let mut uploads: FuturesUnordered<BoxFuture<'static, Result<Stored>>> = FuturesUnordered::new();
         let zeros: Arc<Vec<u8>> = Arc::new(vec![0u8; chunk_size as usize]);
         for (index, chunk_plan) in plans.into_iter().enumerate() {
             self.lease.renew_if_due(&self.repo).await?;
@@ -244,12 +323,15 @@ impl BackupSession {
                                 state.bytes_deduplicated += len;
                             } else {
                                 self.known.insert(id);
-                                stats.chunks_uploaded += 1;
-                                uploads.push(Box::pin(upload(self.repo.clone(), id, data)));
+                                uploads.push(Box::pin(upload(
+                                    self.repo.clone(),
+                                    id,
+                                    data,
+                                    self.resumed_since,
+                                )));
                                 while uploads.len() >= self.options.upload_concurrency {
-                                    let sent = uploads.next().await.expect("non-empty")?;
-                                    stats.bytes_uploaded += sent;
-                                    state.bytes_uploaded += sent;
+                                    let stored = uploads.next().await.expect("non-empty")?;
+                                    count_stored(stored, &mut stats, &mut state);
                                 }
                             }
                             chunks.push(Some(ChunkRef { id, sha256 }));
@@ -260,10 +342,8 @@ impl BackupSession {
             state.chunks_done += 1;
             progress(&state);
         }
-        while let Some(sent) = uploads.next().await {
-            let sent = sent?;
-            stats.bytes_uploaded += sent;
-            state.bytes_uploaded += sent;
+        while let Some(stored) = uploads.next().await {
+            count_stored(stored?, &mut stats, &mut state);
             progress(&state);
         }
         let sha256_tree = tree_digest(disk.size, chunk_size, &chunks)
@@ -451,7 +531,36 @@ async fn read_chunk(
     .expect("reading a chunk does not panic")
 }
 
-async fn upload(repo: Repository, id: ChunkId, data: Vec<u8>) -> Result<u64> {
+fn count_stored(stored: Stored, stats: &mut BackupStats, state: &mut Progress) {
+    match stored {
+        Stored::Uploaded(sent) => {
+            stats.chunks_uploaded += 1;
+            stats.bytes_uploaded += sent;
+            state.bytes_uploaded += sent;
+        }
+        Stored::Found(plain) => {
+            stats.chunks_deduplicated += 1;
+            stats.bytes_deduplicated += plain;
+            state.bytes_deduplicated += plain;
+        }
+    }
+}
+
+/// Seals and puts a chunk, unless (for a resumed session) it is stored already with a store time
+/// at or after `stored_since`, the start of the session's lease: such a chunk is protected by a
+/// live lease from any prune, and its name is the keyed hash of its plaintext, so it holds `data`.
+async fn upload(
+    repo: Repository,
+    id: ChunkId,
+    data: Vec<u8>,
+    stored_since: Option<chrono::DateTime<Utc>>,
+) -> Result<Stored> {
+    if let Some(since) = stored_since
+        && let Some(meta) = repo.head(&id.object_path()).await?
+        && meta.last_modified >= since
+    {
+        return Ok(Stored::Found(data.len() as u64));
+    }
     let sealer = repo.clone();
     let sealed =
         tokio::task::spawn_blocking(move || sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data))
@@ -459,7 +568,7 @@ async fn upload(repo: Repository, id: ChunkId, data: Vec<u8>) -> Result<u64> {
             .expect("sealing does not panic");
     let len = sealed.len() as u64;
     repo.put(&id.object_path(), sealed).await?;
-    Ok(len)
+    Ok(Stored::Uploaded(len))
 }
 
 /// Serializes a manifest as the plaintext JSON of its object (for golden files and tools).

@@ -51,6 +51,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The location does not exist (an S3 bucket that does not exist): a repository is never made
+    /// in a bucket it would have to create.
+    #[error("{location} does not exist: create the bucket first (a repository never creates one)")]
+    LocationMissing {
+        /// The backend's description.
+        location: String,
+    },
     /// The object store failed (unreachable endpoint, wrong credentials, missing bucket, ...).
     #[error("backup storage {location}: {operation} {path}: {source}")]
     Backend {

@@ -57,6 +57,41 @@ impl Lease {
         Ok(Lease { backup, ttl, last_store_time: start, last_local: Instant::now() })
     }
 
+    /// Takes over the lease of backup `backup` that a process put and did not release (it was
+    /// killed): renews it, keeping its start, so that everything uploaded under it since stays
+    /// protected from a prune. `None` when there is no such lease or it lapsed (a prune may have
+    /// collected what it protected; start a new backup then).
+    pub(crate) async fn adopt(
+        repo: &Repository,
+        backup: &BackupId,
+    ) -> Result<Option<(Lease, DateTime<Utc>)>> {
+        let path = start_path(backup);
+        let Some(start) = repo.head(&path).await? else { return Ok(None) };
+        let Some(sealed) = repo.get(&path).await? else { return Ok(None) };
+        let plain = repo
+            .keys()
+            .open(ObjectKind::Lease, backup.as_str(), &sealed, 1 << 20)
+            .map_err(|e| Error::CorruptObject { path: path.clone(), reason: e.to_string() })?;
+        let body: LeaseBody = from_json(&path, &plain)?;
+        let renewed = repo.head(&alive_path(backup)).await?.map(|m| m.last_modified);
+        let last = renewed.map_or(start.last_modified, |r| r.max(start.last_modified));
+        let mut lease = Lease {
+            backup: backup.clone(),
+            ttl: Duration::from_secs(body.ttl_seconds),
+            last_store_time: last,
+            last_local: Instant::now(),
+        };
+        match lease.renew(repo).await {
+            Ok(()) => Ok(Some((lease, start.last_modified))),
+            Err(Error::LeaseLapsed { .. }) => {
+                // Nothing it protected can be relied on: it goes, as a prune would remove it.
+                lease.release(repo).await?;
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
     /// Renews the lease when a quarter of its time to live has passed.
     pub(crate) async fn renew_if_due(&mut self, repo: &Repository) -> Result<()> {
         if self.last_local.elapsed() >= self.ttl / 4 { self.renew(repo).await } else { Ok(()) }
@@ -86,6 +121,12 @@ impl Lease {
         repo.delete(&alive_path(&self.backup)).await?;
         repo.delete(&start_path(&self.backup)).await
     }
+}
+
+/// Removes the lease objects of `backup`, if any.
+pub(crate) async fn remove(repo: &Repository, backup: &BackupId) -> Result<()> {
+    repo.delete(&alive_path(backup)).await?;
+    repo.delete(&start_path(backup)).await
 }
 
 fn start_path(backup: &BackupId) -> String {

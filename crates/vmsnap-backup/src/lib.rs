@@ -40,7 +40,7 @@ mod repository;
 mod restore;
 mod verify;
 
-pub use backend::{Backend, S3Config};
+pub use backend::{Backend, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
 pub use backup::{
     BackupMetadata, BackupOptions, BackupSession, DiskBackup, DiskSource, Extent, Progress, manifest_json,
 };

@@ -56,6 +56,8 @@ pub struct PruneReport {
     pub deleted_manifests_removed: usize,
     /// Leases of backups presumed dead (lapsed), removed.
     pub lapsed_leases_removed: usize,
+    /// Markers of prunes that died before removing them (older than the cutoff), removed.
+    pub stale_markers_removed: usize,
     /// Live leases seen.
     pub live_leases: usize,
 }
@@ -134,6 +136,15 @@ impl Repository {
                 self.delete(&path).await?;
             }
         }
+        // Markers of prunes killed before they removed theirs: only their store time mattered.
+        let stale_markers: Vec<String> = self
+            .list(layout::PRUNE)
+            .await?
+            .into_iter()
+            .filter(|m| m.location.as_ref() != marker && m.last_modified < cutoff)
+            .map(|m| m.location.to_string())
+            .collect();
+        report.stale_markers_removed = stale_markers.len();
         report.deleted_manifests_removed = expired_deleted.len();
         report.lapsed_leases_removed = lapsed.len();
         if !options.dry_run {
@@ -142,6 +153,9 @@ impl Repository {
             }
             for lease in &lapsed {
                 lease.remove(self).await?;
+            }
+            for path in &stale_markers {
+                self.delete(path).await?;
             }
         }
         Ok(report)

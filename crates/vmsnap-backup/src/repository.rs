@@ -74,6 +74,7 @@ impl Repository {
         if probe.head(layout::CONFIG).await?.is_some() {
             return Err(Error::AlreadyInitialized { location: backend.location });
         }
+        probe.check_exists().await?;
         let config = RepositoryConfig {
             format: FORMAT_NAME.to_string(),
             version: FORMAT_VERSION,
@@ -286,6 +287,29 @@ impl UnkeyedStore {
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error("get", path, e)),
+        }
+    }
+
+    /// Fails with [`Error::LocationMissing`] when the location (an S3 bucket) does not exist. Some
+    /// S3 servers (SeaweedFS) make a missing bucket on the first write; a repository never makes
+    /// one (its bucket is the user's to create, with its own policies), and a listing answers 404
+    /// for a missing bucket on every S3 server.
+    async fn check_exists(&self) -> Result<()> {
+        match self
+            .backend
+            .store
+            .list_with_delimiter(Some(&Path::from(layout::KEYS.trim_end_matches('/'))))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(Error::LocationMissing { location: self.backend.location.clone() })
+            }
+            // `object_store` reports a listing's 404 as a generic error: S3's error code says it.
+            Err(e) if e.to_string().contains("<Code>NoSuchBucket</Code>") => {
+                Err(Error::LocationMissing { location: self.backend.location.clone() })
+            }
+            Err(e) => Err(self.error("list", layout::KEYS, e)),
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Seaweed {
     filer: String,
     _dir: tempfile::TempDir,
     log: PathBuf,
+    /// The `weed` command line, to start it again on the same directory and ports.
+    args: Vec<String>,
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -62,28 +64,26 @@ impl Seaweed {
         .unwrap();
         let p = free_ports(8);
         let log = dir.path().join("weed.log");
-        let child = Command::new("weed")
-            .arg("server")
-            .arg(format!("-dir={}", data.display()))
-            .arg("-ip=127.0.0.1")
-            .arg("-ip.bind=127.0.0.1")
-            .arg("-s3")
-            .arg(format!("-s3.port={}", p[0]))
-            .arg(format!("-s3.port.grpc={}", p[1]))
-            .arg(format!("-master.port={}", p[2]))
-            .arg(format!("-master.port.grpc={}", p[3]))
-            .arg(format!("-volume.port={}", p[4]))
-            .arg(format!("-volume.port.grpc={}", p[5]))
-            .arg(format!("-filer.port={}", p[6]))
-            .arg(format!("-filer.port.grpc={}", p[7]))
-            .arg("-s3.port.iceberg=0")
-            .arg("-s3.port.lance=0")
-            .arg("-master.volumeSizeLimitMB=256")
-            .arg(format!("-s3.config={}", config.display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start weed server");
+        let args = vec![
+            "server".to_owned(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".to_owned(),
+            "-ip.bind=127.0.0.1".to_owned(),
+            "-s3".to_owned(),
+            format!("-s3.port={}", p[0]),
+            format!("-s3.port.grpc={}", p[1]),
+            format!("-master.port={}", p[2]),
+            format!("-master.port.grpc={}", p[3]),
+            format!("-volume.port={}", p[4]),
+            format!("-volume.port.grpc={}", p[5]),
+            format!("-filer.port={}", p[6]),
+            format!("-filer.port.grpc={}", p[7]),
+            "-s3.port.iceberg=0".to_owned(),
+            "-s3.port.lance=0".to_owned(),
+            "-master.volumeSizeLimitMB=256".to_owned(),
+            format!("-s3.config={}", config.display()),
+        ];
+        let child = spawn(&args, &log);
         let server = Seaweed {
             child,
             endpoint: format!("http://127.0.0.1:{}", p[0]),
@@ -92,9 +92,41 @@ impl Seaweed {
             filer: format!("127.0.0.1:{}.{}", p[6], p[7]),
             _dir: dir,
             log,
+            args,
         };
         server.wait_until_serving();
         Some(server)
+    }
+
+    /// Kills the server (SIGKILL, by its pid), as a crash or a power cut would: its S3 endpoint
+    /// refuses connections until [`Seaweed::start_again`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Suspends the server (SIGSTOP, by its pid): requests to it hang, as on a network that drops
+    /// packets, until [`Seaweed::resume`]. Lets a test hold a client mid-upload.
+    pub fn pause(&self) {
+        self.signal(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes a server suspended by [`Seaweed::pause`] (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap_or_else(|e| panic!("{signal} to weed: {e}"));
+    }
+
+    /// Starts the server again on the same directory and ports (after [`Seaweed::stop`]) and
+    /// waits until it serves S3.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.child = spawn(&self.args, &self.log);
+        self.wait_until_serving();
     }
 
     fn wait_until_serving(&self) {
@@ -122,6 +154,58 @@ impl Seaweed {
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The keys of the objects in `bucket` under `prefix` (S3 ListObjectsV2 signed by curl's
+    /// `--aws-sigv4`, at most the first 1000), sorted.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--max-time",
+                "10",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+                // Encoded as SigV4's canonical query wants it (a literal `/` fails the signature).
+                &format!("{}/{bucket}?list-type=2&prefix={}", self.endpoint, prefix.replace('/', "%2F")),
+            ])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "listing {bucket}/{prefix}: {}", String::from_utf8_lossy(&out.stderr));
+        let body = String::from_utf8_lossy(&out.stdout);
+        let mut keys: Vec<String> = body
+            .split("<Key>")
+            .skip(1)
+            .filter_map(|rest| rest.split_once("</Key>").map(|(key, _)| key.to_owned()))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The content of object `key` in `bucket` (S3 GetObject signed by curl), or why not.
+    pub fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "--fail",
+                "--max-time",
+                "10",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                &format!("{ACCESS_KEY}:{SECRET_KEY}"),
+                &format!("{}/{bucket}/{key}", self.endpoint),
+            ])
+            .output()
+            .expect("curl");
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// Creates a bucket (through `weed shell`, SeaweedFS's own admin tool).
@@ -162,6 +246,11 @@ impl Seaweed {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+}
+
+fn spawn(args: &[String], log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("the weed log");
+    Command::new("weed").args(args).stdout(Stdio::null()).stderr(log).spawn().expect("start weed server")
 }
 
 impl Drop for Seaweed {

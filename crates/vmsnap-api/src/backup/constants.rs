@@ -73,6 +73,8 @@ pub mod reason {
     pub const REPOSITORY_UNREACHABLE: &str = "RepositoryUnreachable";
     /// The passphrase does not open the repository.
     pub const WRONG_PASSPHRASE: &str = "WrongPassphrase";
+    /// The repository is of a format version this build does not read.
+    pub const UNSUPPORTED_FORMAT: &str = "UnsupportedFormat";
     /// A Secret or a key in it is missing.
     pub const SECRET_MISSING: &str = "SecretMissing";
     /// The spec is invalid (the message names the field).

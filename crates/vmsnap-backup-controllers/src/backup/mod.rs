@@ -229,6 +229,34 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
     Ok(Action::await_change())
 }
 
+/// Drops the lease of the repository session a run of `backup` began and did not commit (the
+/// run was stopped just now, or its server was killed): nothing will resume it, and its lease
+/// would keep prunes from collecting what it uploaded until it lapses. Best effort: an unreleased
+/// lease lapses by itself.
+async fn abandon_unfinished_session(ctx: &Context, backup: &VirtualMachineRepositoryBackup) {
+    let committed = backup.status.as_ref().and_then(|s| s.backup_id.as_deref()).is_some();
+    let session =
+        backup.annotations().get(task::SESSION_ANNOTATION).and_then(|id| id.parse::<BackupId>().ok());
+    let Some(session) = session.filter(|_| !committed) else { return };
+    let repositories: Api<VirtualMachineBackupRepository> =
+        Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
+    let repo = match repositories.get_opt(&backup.spec.repository).await {
+        Ok(Some(repo)) => repo,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(backup = %backup.name_any(), %error, "could not read the repository to drop the run's lease; it lapses");
+            return;
+        }
+    };
+    let outcome = match ctx.repositories.open(&ctx.client, &repo, &ctx.config.local_root).await {
+        Ok(repository) => repository.abandon_backup(&session).await.map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = outcome {
+        tracing::warn!(backup = %backup.name_any(), %session, %error, "could not drop the run's lease; it lapses");
+    }
+}
+
 /// Writes a phase and what the backup waits for or does (`Progressing`), if they changed.
 async fn wait(
     ctx: &Context,
@@ -291,6 +319,7 @@ async fn cleanup(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Re
     let ctx = &state.ctx;
     state.stop(&backup.uid().unwrap_or_default());
     snapshots::delete_made_by(ctx, backup).await?;
+    abandon_unfinished_session(ctx, backup).await;
     let policy = backup.spec.deletion_policy.as_deref().unwrap_or(deletion_policy::DELETE);
     let id = backup
         .status

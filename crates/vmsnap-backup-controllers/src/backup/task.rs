@@ -14,7 +14,8 @@ use vmsnap_api::backup::{
 use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::{
-    BackupManifest, BackupMetadata, DiskBackup, DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
+    BackupId, BackupManifest, BackupMetadata, BackupSession, DiskBackup, DiskManifest, DiskSource, Extent,
+    Progress, Repository, VmRef,
 };
 
 use super::base::{self, BaseChoice, DiskBase};
@@ -29,6 +30,13 @@ use crate::status::{condition, now, patch_status, publish, time_of, with_conditi
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How many times the outcome of a run is written before giving up (1 s, 2 s, 4 s ... apart).
 const RECORD_ATTEMPTS: u32 = 6;
+/// On a backup object: the id of the repository session (and lease) its run began. A run that
+/// finds it (the server was killed mid-backup) resumes that session, so that what it uploaded is
+/// not uploaded again.
+pub(crate) const SESSION_ANNOTATION: &str = "backup.vmsnap.io/session";
+/// How long a failed run waits for its lease to be released (the storage may be what failed;
+/// an unreleased lease lapses by itself).
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a run needs.
 pub(crate) struct Job {
@@ -49,6 +57,24 @@ struct Failure(String);
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(error: E) -> Self {
         Failure(error.to_string())
+    }
+}
+
+impl Failure {
+    /// `doing: error`, with what to do when the storage did not answer.
+    fn of_storage(doing: &str, error: &vmsnap_backup::Error) -> Self {
+        match error {
+            vmsnap_backup::Error::Backend { location, .. } if location.starts_with("s3 ") => {
+                Failure(format!(
+                    "{doing}: {error} (retried for up to {} s); check that {location} is running and reachable from this host, then create the backup again",
+                    vmsnap_backup::S3_RETRY_TIMEOUT.as_secs()
+                ))
+            }
+            vmsnap_backup::Error::Backend { location, .. } => Failure(format!(
+                "{doing}: {error}; check that directory {location} is mounted and writable, then create the backup again"
+            )),
+            _ => Failure(format!("{doing}: {error}")),
+        }
     }
 }
 
@@ -277,6 +303,10 @@ impl Job {
         let full_reason = manifest_labels::get(&manifest, manifest_labels::FULL_REASON).map(str::to_owned);
         let base = manifest_labels::get(&manifest, manifest_labels::BASE_NAME).map(str::to_owned);
         tracing::info!(backup = %self.backup.name_any(), id = %manifest.id, "adopting the backup an earlier run committed");
+        // The earlier run may have died before dropping its lease, which would hold prunes back.
+        if let Err(error) = self.repository.release_committed_lease(&manifest.id).await {
+            tracing::warn!(backup = %self.backup.name_any(), %error, "could not remove the earlier run's lease; it lapses");
+        }
         Ok(Some(Committed { manifest, type_, full_reason, base }))
     }
 
@@ -343,7 +373,7 @@ impl Job {
         full_reason: Option<&str>,
         counters: &Arc<Mutex<Counters>>,
     ) -> Result<BackupManifest, Failure> {
-        let mut session = self.repository.begin_backup().await?;
+        let mut session = self.open_session().await?;
         let mut manifests = Vec::new();
         for plan in plans {
             {
@@ -368,10 +398,14 @@ impl Job {
             match session.backup_disk(request, &mut progress).await {
                 Ok(manifest) => manifests.push(manifest),
                 Err(error) => {
-                    if let Err(abort) = session.abort().await {
-                        tracing::warn!(%abort, "could not release the failed backup's lease; it expires");
+                    match tokio::time::timeout(ABORT_TIMEOUT, session.abort()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(abort)) => {
+                            tracing::warn!(%abort, "could not release the failed backup's lease; it expires")
+                        }
+                        Err(_) => tracing::warn!("releasing the failed backup's lease timed out; it expires"),
                     }
-                    return Err(Failure(format!("backing up disk {}: {error}", plan.name)));
+                    return Err(Failure::of_storage(&format!("backing up disk {}", plan.name), &error));
                 }
             }
             counters.lock().expect("not poisoned").finish_disk();
@@ -403,7 +437,46 @@ impl Job {
             base: base.map(|b| b.manifest.id.clone()),
             labels,
         };
-        Ok(session.commit_backup(metadata, manifests).await?)
+        session
+            .commit_backup(metadata, manifests)
+            .await
+            .map_err(|error| Failure::of_storage("committing the backup", &error))
+    }
+
+    /// The repository session of this run: the one an earlier run of this object began, resumed
+    /// when its lease is still there (the server was killed before it committed), so that the
+    /// chunks it uploaded are found rather than uploaded again; else a new one, whose id is
+    /// recorded on the object before anything is uploaded.
+    async fn open_session(&self) -> Result<BackupSession, Failure> {
+        let earlier =
+            self.backup.annotations().get(SESSION_ANNOTATION).and_then(|id| id.parse::<BackupId>().ok());
+        if let Some(id) = earlier {
+            match self.repository.resume_backup(&id).await {
+                Ok(Some(session)) => {
+                    tracing::info!(backup = %self.backup.name_any(), %id, "resuming the repository session an earlier run began");
+                    return Ok(session);
+                }
+                Ok(None) => {
+                    tracing::info!(backup = %self.backup.name_any(), %id, "the earlier run's lease is gone or lapsed; starting over")
+                }
+                Err(error) => return Err(Failure::of_storage("resuming the earlier run's backup", &error)),
+            }
+        }
+        let session = self
+            .repository
+            .begin_backup()
+            .await
+            .map_err(|error| Failure::of_storage("starting the backup", &error))?;
+        let annotation = json!({"metadata": {"annotations": {SESSION_ANNOTATION: session.id().as_str()}}});
+        if let Err(error) = self
+            .api()
+            .patch(&self.backup.name_any(), &PatchParams::default(), &Patch::Merge(annotation))
+            .await
+        {
+            // Only a resume after a crash needs it: the run goes on without.
+            tracing::warn!(backup = %self.backup.name_any(), %error, "could not record the backup's session");
+        }
+        Ok(session)
     }
 
     async fn succeed(

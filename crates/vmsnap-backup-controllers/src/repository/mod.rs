@@ -319,6 +319,9 @@ fn what_to_fix(error: &OpenError, repo: &VirtualMachineBackupRepository) -> Stri
             "{error}: put the passphrase the repository was created with in Secret {:?} key {key:?}",
             passphrase.name
         ),
+        OpenError::UnsupportedFormat(_) => format!(
+            "{error}: open it with a vmsnap that reads that format version, or point this repository at another location"
+        ),
         OpenError::Unreachable(_) | OpenError::Api { .. } => {
             format!("{error}: check that the location exists and is reachable, and the credentials")
         }

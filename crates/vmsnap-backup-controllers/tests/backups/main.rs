@@ -5,6 +5,7 @@
 #![allow(missing_docs)] // Test helpers need no rustdoc.
 
 mod backup;
+mod bad_input;
 mod failure;
 mod lifecycle;
 mod multi_disk;

@@ -134,7 +134,7 @@ fn layer_file(vmsnap: &Vmsnap, layer: &Value) -> PathBuf {
 }
 
 /// The engine's qcow2 layer (with its chain) of the snapshot a backup read.
-async fn snapshot_layer(vmsnap: &Vmsnap, backup: &Value) -> PathBuf {
+pub(crate) async fn snapshot_layer(vmsnap: &Vmsnap, backup: &Value) -> PathBuf {
     let snapshot = backup["status"]["snapshotName"].as_str().expect("status.snapshotName");
     let snapshot = get_json(vmsnap, "vmsnapshot", snapshot).await.unwrap();
     let content = snapshot["status"]["virtualMachineSnapshotContentName"].as_str().unwrap();
@@ -150,7 +150,7 @@ async fn snapshot_layer(vmsnap: &Vmsnap, backup: &Value) -> PathBuf {
 }
 
 /// The engine's active qcow2 layer (with its chain) of DataVolume `dv`.
-async fn data_volume_layer(vmsnap: &Vmsnap, dv: &str) -> PathBuf {
+pub(crate) async fn data_volume_layer(vmsnap: &Vmsnap, dv: &str) -> PathBuf {
     let claim = get_json(vmsnap, "pvc", dv).await.unwrap();
     let pv = claim["spec"]["volumeName"].as_str().expect("a bound claim");
     let pv = get_json(vmsnap, "pv", pv).await.unwrap();
@@ -163,7 +163,7 @@ fn qemu_img(args: &[&str]) -> std::process::Output {
 }
 
 /// A raw copy of a qcow2 chain (read while QEMU may hold it: `-U`).
-fn export_raw(qcow2: &Path, raw: &Path) {
+pub(crate) fn export_raw(qcow2: &Path, raw: &Path) {
     let out = qemu_img(&[
         "convert",
         "-U",
@@ -178,7 +178,7 @@ fn export_raw(qcow2: &Path, raw: &Path) {
 }
 
 /// `qemu-img compare` of a raw image and a qcow2 chain: `Ok` when their contents are identical.
-fn compare(raw: &Path, qcow2: &Path) -> Result<(), String> {
+pub(crate) fn compare(raw: &Path, qcow2: &Path) -> Result<(), String> {
     let out = qemu_img(&[
         "compare",
         "-U",

@@ -18,6 +18,7 @@ macro_rules! table_entries {
 }
 
 mod backup_cli;
+mod backup_crash;
 mod backups;
 mod cluster_mode;
 mod crash;

@@ -78,6 +78,7 @@ pub fn readiness(r: &VirtualMachineBackupRepository) -> Readiness {
         Some(c) if !c.is_true() && current => {
             let final_reasons = [
                 reason::WRONG_PASSPHRASE,
+                reason::UNSUPPORTED_FORMAT,
                 reason::REPOSITORY_UNREACHABLE,
                 reason::SECRET_MISSING,
                 reason::INVALID_SPEC,
