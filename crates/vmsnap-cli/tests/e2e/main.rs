@@ -17,6 +17,7 @@ macro_rules! table_entries {
     };
 }
 
+mod backup_bounds;
 mod backup_cli;
 mod backups;
 mod cluster_mode;
