@@ -14,8 +14,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// qcow2's default cluster size: chunk sizes are multiples of it, so that a run of changed
 /// clusters maps onto whole chunks.
 pub const CLUSTER_SIZE: u32 = 64 * 1024;
-/// The default chunk size, 4 MiB (as Proxmox Backup Server's fixed index for VM images).
-pub const DEFAULT_CHUNK_SIZE: u32 = 4 * 1024 * 1024;
+/// The default chunk size, 512 KiB: the largest power of two for which an incremental after a
+/// contiguous change of any length and alignment uploads at most the change + 1 MiB (two partial
+/// chunks at its ends hold old data); see `docs/backup-repository.md` "Why 512 KiB".
+pub const DEFAULT_CHUNK_SIZE: u32 = 512 * 1024;
 /// The largest chunk size accepted (a chunk is held in memory several times over while in flight).
 pub const MAX_CHUNK_SIZE: u32 = 64 * 1024 * 1024;
 
@@ -192,8 +194,8 @@ pub(crate) fn zeros_sha256(len: u64) -> [u8; 32] {
 
 /// The tree digest of a disk: SHA-256 over the concatenated 32-byte SHA-256 digests of its chunks
 /// in order (chunk *i* is bytes `[i*chunk_size, min((i+1)*chunk_size, size))`; holes digest as
-/// zeros). It needs no key, so anyone can recompute it from a disk image:
-/// `split -b 4M disk.raw c. && sha256sum c.* | cut -d' ' -f1 | xxd -r -p | sha256sum`. Unlike the
+/// zeros). It needs no key, so anyone can recompute it from a disk image (512 KiB chunks here):
+/// `split -b 512K disk.raw c. && sha256sum c.* | cut -d' ' -f1 | xxd -r -p | sha256sum`. Unlike the
 /// plain SHA-256, an incremental backup can compute it from the chunks it did not read.
 pub fn tree_digest(size: u64, chunk_size: u32, chunks: &[Option<ChunkRef>]) -> Result<String, String> {
     let mut hasher = Sha256::new();

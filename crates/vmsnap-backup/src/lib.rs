@@ -3,7 +3,7 @@
 //! A repository is a directory or an S3 bucket prefix holding (see `docs/backup-repository.md`):
 //! - `config`: plain JSON, the format name and version, a random id, the chunk size;
 //! - `keys/<id>`: the master key sealed under a key derived from a passphrase with Argon2id;
-//! - `chunks/<xx>/<name>`: fixed-size chunks of disk images (4 MiB by default), each compressed
+//! - `chunks/<xx>/<name>`: fixed-size chunks of disk images (512 KiB by default), each compressed
 //!   with zstd and sealed with XChaCha20-Poly1305, named by the keyed BLAKE3 hash of the plaintext,
 //!   so identical chunks are stored once across disks and VMs and names reveal nothing;
 //! - `manifests/<backup id>`: one sealed JSON manifest per backup (VM, spec, disks, chunk lists,

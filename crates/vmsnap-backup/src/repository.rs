@@ -16,14 +16,15 @@ use crate::format::{
 };
 use crate::{BackupId, layout};
 
-/// The largest manifest accepted when opening one (a 64 TiB disk in 4 MiB chunks is ~2.3 GB of
-/// JSON; far beyond anything a VM has, and a bound on what a corrupt object can make us allocate).
+/// The largest manifest accepted when opening one (~14 million chunk entries: a fully allocated
+/// 7 TiB disk in the default 512 KiB chunks, 56 TiB in 4 MiB ones; a bound on what a corrupt
+/// object can make us allocate).
 const MAX_MANIFEST_LEN: usize = 1 << 31;
 
 /// How a new repository is made.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
-    /// The chunk size (default 4 MiB).
+    /// The chunk size (default [`DEFAULT_CHUNK_SIZE`], 512 KiB).
     pub chunk_size: u32,
     /// The passphrase's key derivation (default [`KdfParams::recommended`]).
     pub kdf: KdfParams,

@@ -16,9 +16,13 @@ use object_store::path::Path as ObjectPath;
 use support::disk::{self, GIB, MIB};
 use vmsnap_backup::*;
 
+/// The scenario's disks are laid out in 4 MiB chunks (which chunks a change touches, which are
+/// twins); the default chunk size is what the controllers' and end-to-end tests use.
+const CHUNK_SIZE: u32 = 4 << 20;
+
 fn cheap_init() -> InitOptions {
     // Small Argon2id costs keep the tests fast; the recommended ones are exercised in `golden.rs`.
-    InitOptions { chunk_size: DEFAULT_CHUNK_SIZE, kdf: KdfParams::with_cost(8 * 1024, 1, 1) }
+    InitOptions { chunk_size: CHUNK_SIZE, kdf: KdfParams::with_cost(8 * 1024, 1, 1) }
 }
 
 fn metadata(name: &str, base: Option<BackupId>) -> BackupMetadata {
@@ -87,7 +91,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
     let work = tempfile::tempdir().unwrap();
     let v1 = work.path().join("v1.raw");
     let v2 = work.path().join("v2.raw");
-    let chunk = u64::from(DEFAULT_CHUNK_SIZE);
+    let chunk = u64::from(CHUNK_SIZE);
 
     // A 1 GiB sparse disk: 48 scattered 512 KiB regions (noise and text, not chunk-aligned), two
     // identical aligned 4 MiB chunks, and a marker string that must appear in no object.

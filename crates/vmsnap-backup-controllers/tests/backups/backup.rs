@@ -12,7 +12,7 @@ use vmsnap_api::backup::{VirtualMachineBackupRepository, VirtualMachineRepositor
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, find_condition};
 use vmsnap_testing::images::DiskModel;
 
-use crate::support::{Env, MIB, PASSPHRASE, WAIT, await_gone, await_some};
+use crate::support::{CHUNK, Env, MIB, PASSPHRASE, WAIT, await_gone, await_some, chunks_touched};
 
 fn backups_api(env: &Env) -> Api<VirtualMachineRepositoryBackup> {
     env.api()
@@ -82,8 +82,8 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     env.assert_same_as_model(&restored, &model);
     let at_b1 = model.clone();
 
-    // Changes in chunks 0 and 7 (4 MiB chunks): the incremental reads those two only, and takes
-    // chunks 1 and 5 from the first backup unread.
+    // Changes in the first chunk and at 30 MiB (holes before): the incremental reads the chunks
+    // they touch only, and takes the other chunks with data from the first backup unread.
     env.write("disk", &mut model, 0, 64 * 1024, 0x44).await;
     env.write("disk", &mut model, 30 * MIB, MIB, 0x33).await;
     env.backup("b2", "main", "VirtualMachine/vm").await;
@@ -94,8 +94,10 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(status.base_backup.as_deref(), Some("b1"));
     assert_eq!(status.base_backup_id.as_deref(), Some(b1_id.as_str()));
     let progress = status.progress.clone().unwrap();
-    assert_eq!(progress.bytes_read, Some((8 * MIB) as i64), "{progress:?}");
-    assert_eq!(progress.bytes_reused, Some((8 * MIB) as i64), "{progress:?}");
+    let read = chunks_touched(0, 64 * 1024) + chunks_touched(30 * MIB, MIB);
+    assert_eq!(progress.bytes_read, Some((read * CHUNK) as i64), "{progress:?}");
+    let reused = chunks_touched(0, 8 * MIB) - 1 + chunks_touched(20 * MIB, 3 * MIB);
+    assert_eq!(progress.bytes_reused, Some((reused * CHUNK) as i64), "{progress:?}");
     assert_eq!(status.disks[0].sha256, None, "an incremental does not read the whole disk");
     let b2_id = status.backup_id.clone().unwrap();
     // The repository's figures follow without waiting for its resync.
@@ -203,11 +205,10 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(verify.backups_checked, 1);
     assert_eq!(verify.bad_chunks.len(), 1, "{verify:?}");
     assert_eq!(verify.bad_chunks[0].chunk, chunk.id.to_string());
-    // Chunks 0 and 1 of b1 both held 4 MiB of 0x11: one stored chunk, so both break.
-    assert_eq!(
-        verify.bad_chunks[0].breaks,
-        vec![format!("{b1_id} rootdisk @ 0"), format!("{b1_id} rootdisk @ {}", 4 * MIB)]
-    );
+    // Every chunk of b1's first 8 MiB held only 0x11: one stored chunk, so all of them break.
+    let breaks: Vec<String> =
+        (0..8 * MIB / CHUNK).map(|i| format!("{b1_id} rootdisk @ {}", i * CHUNK)).collect();
+    assert_eq!(verify.bad_chunks[0].breaks, breaks);
     env.await_event("mirror", "VerifyFailed:").await;
     // The mirror's view of b2, deleted through main, says it is gone.
     let copy = format!("vm-{}", &b2_id[..8]);

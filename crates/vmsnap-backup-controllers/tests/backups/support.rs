@@ -29,6 +29,13 @@ use vmsnap_testing::{Kubectl, TestServer, await_value};
 /// How long a test waits for the controllers to converge.
 pub const WAIT: Duration = Duration::from_secs(120);
 pub const MIB: u64 = 1 << 20;
+/// The chunk size of the repositories the controllers make (the engine's default).
+pub const CHUNK: u64 = vmsnap_backup::DEFAULT_CHUNK_SIZE as u64;
+
+/// How many chunks the bytes `[from, from + len)` touch.
+pub fn chunks_touched(from: u64, len: u64) -> u64 {
+    (from + len).div_ceil(CHUNK) - from / CHUNK
+}
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
 pub struct Env {

@@ -15,12 +15,25 @@ use vmsnap_testing::seaweedfs::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
 use crate::support::*;
 
-const BUCKET: &str = "vmsnap-e2e";
-const PASSPHRASE: &str = "correct horse battery staple, e2e";
-const DISK_BYTES: u64 = 1 << 30;
+pub(crate) const BUCKET: &str = "vmsnap-e2e";
+pub(crate) const PASSPHRASE: &str = "correct horse battery staple, e2e";
+pub(crate) const DISK_BYTES: u64 = 1 << 30;
+
+/// A repository object `name` over the bucket, its passphrase in Secret `passphrase_secret`.
+pub(crate) fn s3_repository(seaweed: &Seaweed, name: &str, passphrase_secret: &str) -> Value {
+    serde_json::json!({
+        "apiVersion": "backup.vmsnap.io/v1alpha1",
+        "kind": "VirtualMachineBackupRepository",
+        "metadata": {"name": name},
+        "spec": {
+            "s3": {"endpoint": seaweed.endpoint, "bucket": BUCKET, "credentialsSecretRef": {"name": "s3-credentials"}},
+            "passphraseSecretRef": {"name": passphrase_secret},
+        },
+    })
+}
 
 /// The Secrets and the repository object `name` over the bucket, waited Ready.
-async fn add_repository(vmsnap: &Vmsnap, seaweed: &Seaweed, name: &str) {
+pub(crate) async fn add_repository(vmsnap: &Vmsnap, seaweed: &Seaweed, name: &str) {
     kubectl(
         vmsnap,
         &[
@@ -44,15 +57,7 @@ async fn add_repository(vmsnap: &Vmsnap, seaweed: &Seaweed, name: &str) {
         ],
     )
     .await;
-    let repository = serde_json::json!({
-        "apiVersion": "backup.vmsnap.io/v1alpha1",
-        "kind": "VirtualMachineBackupRepository",
-        "metadata": {"name": name},
-        "spec": {
-            "s3": {"endpoint": seaweed.endpoint, "bucket": BUCKET, "credentialsSecretRef": {"name": "s3-credentials"}},
-            "passphraseSecretRef": {"name": "repository-passphrase"},
-        },
-    });
+    let repository = s3_repository(seaweed, name, "repository-passphrase");
     vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &repository.to_string()).await.ok();
     let out = vmsnap.kubectl_run(&["wait", "vmrepo", name, "--for=condition=Ready", "--timeout=60s"]).await;
     let object = get_json(vmsnap, "vmrepo", name).await.unwrap_or_default();
@@ -60,7 +65,7 @@ async fn add_repository(vmsnap: &Vmsnap, seaweed: &Seaweed, name: &str) {
 }
 
 /// `sha256sum` of every file under /mnt/data in the guest of `vm`, by path.
-async fn checksums(vmsnap: &Vmsnap, vm: &str) -> BTreeMap<String, String> {
+pub(crate) async fn checksums(vmsnap: &Vmsnap, vm: &str) -> BTreeMap<String, String> {
     let out = vmsnap
         .sh(vm, "cd /mnt/data && find . -type f | sort | xargs sha256sum")
         .await
@@ -74,7 +79,7 @@ async fn checksums(vmsnap: &Vmsnap, vm: &str) -> BTreeMap<String, String> {
 }
 
 /// Backs up VM `vm` as `name` through kubectl and waits until it succeeded.
-async fn back_up(vmsnap: &Vmsnap, name: &str, vm: &str) -> Value {
+pub(crate) async fn back_up(vmsnap: &Vmsnap, name: &str, vm: &str) -> Value {
     let backup = serde_json::json!({
         "apiVersion": "backup.vmsnap.io/v1alpha1",
         "kind": "VirtualMachineRepositoryBackup",
@@ -93,7 +98,7 @@ async fn back_up(vmsnap: &Vmsnap, name: &str, vm: &str) -> Value {
 }
 
 /// Restores backup `backup` to VM `target` as `name`.
-async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) {
+pub(crate) async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) {
     let restore = serde_json::json!({
         "apiVersion": "backup.vmsnap.io/v1alpha1",
         "kind": "VirtualMachineRepositoryRestore",
@@ -104,7 +109,7 @@ async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str)
 }
 
 /// Waits until restore `name` completed (`kubectl wait`) and returns it.
-async fn await_repository_restore(vmsnap: &Vmsnap, name: &str) -> Value {
+pub(crate) async fn await_repository_restore(vmsnap: &Vmsnap, name: &str) -> Value {
     let out = vmsnap
         .kubectl_run(&[
             "wait",
@@ -158,6 +163,12 @@ pub(crate) async fn data_volume_layer(vmsnap: &Vmsnap, dv: &str) -> PathBuf {
     layer_file(vmsnap, &storage_manifest(vmsnap)["volumes"][handle]["activeLayer"])
 }
 
+/// The files in the restore controller's staging directory.
+pub(crate) fn staged_files(vmsnap: &Vmsnap) -> Vec<PathBuf> {
+    let staging = vmsnap.data_dir().join("restore-staging");
+    std::fs::read_dir(staging).unwrap().flatten().map(|e| e.path()).collect()
+}
+
 fn qemu_img(args: &[&str]) -> std::process::Output {
     Command::new("qemu-img").args(args).output().expect("qemu-img")
 }
@@ -195,7 +206,7 @@ pub(crate) fn compare(raw: &Path, qcow2: &Path) -> Result<(), String> {
     Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
-fn int(value: &Value) -> u64 {
+pub(crate) fn int(value: &Value) -> u64 {
     value.as_u64().unwrap_or_else(|| panic!("{value} is not a count"))
 }
 
@@ -337,11 +348,7 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
         compare(raw, &data_volume_layer(&other, &dv).await)
             .unwrap_or_else(|diff| panic!("{vm}'s disk differs from the snapshot of {backup}: {diff}"));
     }
-    let staged: Vec<_> = std::fs::read_dir(other.data_dir().join("restore-staging"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let staged = staged_files(&other);
     assert!(staged.is_empty(), "nothing stays staged after the restores: {staged:?}");
 
     // A restore onto a VM that exists and is not the backed-up one is refused.

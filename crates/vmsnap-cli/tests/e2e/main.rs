@@ -17,6 +17,7 @@ macro_rules! table_entries {
     };
 }
 
+mod backup_bounds;
 mod backup_cli;
 mod backup_crash;
 mod backups;
