@@ -24,7 +24,8 @@ pub(crate) struct ResticBackup {
     pub data_added: u64,
 }
 
-/// Fails unless `restic` runs, naming how to install it; returns its version line.
+/// Fails unless `restic` runs, naming how to install it; returns its name and version
+/// (`restic 0.14.0`).
 pub(crate) async fn require() -> anyhow::Result<String> {
     let out = tokio::process::Command::new("restic").arg("version").output().await.with_context(|| {
         format!("restic is not installed, and the backup section compares with it: {INSTALL}")
@@ -34,7 +35,8 @@ pub(crate) async fn require() -> anyhow::Result<String> {
         "`restic version` failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let version = String::from_utf8_lossy(&out.stdout);
+    Ok(version.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
 }
 
 impl Restic {
