@@ -248,8 +248,8 @@ impl<'a> SizeBench<'a> {
             );
             times.0.push(backup.took.as_secs_f64());
             times.1.push(restic.took.as_secs_f64());
-            grown.0.push((middle.0 - before.0) as f64 / MIB);
-            grown.1.push((after.1 - middle.1) as f64 / MIB);
+            grown.0.push(middle.0.saturating_sub(before.0) as f64 / MIB);
+            grown.1.push(after.1.saturating_sub(middle.1) as f64 / MIB);
         }
         let (vt, rt) = (median(&times.0), median(&times.1));
         report.add(
