@@ -15,7 +15,7 @@ use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
-use crate::lab::{Lab, LabConfig};
+use crate::lab::Lab;
 use crate::probe::{Probed, all, by_kind, join, spawn_probe};
 use crate::stats::percentile;
 use crate::vms::{NS, snapshot_manifest, vm_manifest};
@@ -32,13 +32,7 @@ pub(crate) async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::
     report.section(&format!(
         "controlplane: {COUNT} VirtualMachineSnapshots of stopped VMs created at once; API latency of a separate client meanwhile (baseline: idle)"
     ));
-    let lab = Lab::start(LabConfig {
-        scratch: &options.scratch,
-        image_cache: &options.guest_cache,
-        guests: false,
-        compaction: None,
-    })
-    .await?;
+    let lab = options.start_lab(false, None).await?;
     let result = measure(&lab, report).await;
     lab.shutdown().await;
     result

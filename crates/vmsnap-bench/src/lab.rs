@@ -70,6 +70,32 @@ impl Lab {
             .map(|(path, _)| path)
     }
 
+    /// The directory `file://` DataVolume imports may read (the server's default import root).
+    pub fn import_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.as_ref().context("the lab is shut down")?;
+        let import = DataPaths::new(&dir.path().join("d")).import();
+        std::fs::create_dir_all(&import).with_context(|| format!("create {}", import.display()))?;
+        Ok(import)
+    }
+
+    /// The qcow2 layer file (top of its chain) of the storage engine's snapshot `handle` (a
+    /// VolumeSnapshotContent's `snapshotHandle`), from the engine's manifest
+    /// (`docs/storage-layers.md`).
+    pub fn snapshot_layer(&self, handle: &str) -> anyhow::Result<PathBuf> {
+        let dir = self.dir.as_ref().context("the lab is shut down")?;
+        let volumes = DataPaths::new(&dir.path().join("d")).volumes();
+        let text =
+            std::fs::read_to_string(volumes.join("manifest.json")).context("read the storage manifest")?;
+        let manifest: serde_json::Value = serde_json::from_str(&text)?;
+        let layer = manifest["snapshots"][handle]["layer"]
+            .as_str()
+            .with_context(|| format!("no snapshot {handle} in the storage manifest"))?;
+        let file = manifest["layers"][layer]["file"]
+            .as_str()
+            .with_context(|| format!("no file for layer {layer}"))?;
+        Ok(volumes.join("layers").join(file))
+    }
+
     /// The longest layer chain of any volume (how many files a guest read may go through).
     pub async fn deepest_chain(&self) -> anyhow::Result<usize> {
         use vmsnap_storage::VolumeDriver;

@@ -6,6 +6,7 @@
 //! `restore` reuse the same VMs); every other section starts its own. A section that fails, or
 //! whose prerequisite is missing, leaves a note in the report and the next section runs.
 
+mod backup;
 mod controlplane;
 mod freeze;
 mod guest;
@@ -28,7 +29,7 @@ pub use report::{Note, Report, Row};
 
 /// Every section, in the order they run.
 pub const SECTIONS: &[&str] =
-    &["freeze", "snapshot", "restore", "reads", "controlplane", "schedule", "memory", "storage"];
+    &["freeze", "snapshot", "restore", "reads", "controlplane", "schedule", "memory", "storage", "backup"];
 
 /// The sections that share the VMs of one embedded control plane.
 const SHARING: &[&str] = &["freeze", "snapshot", "restore"];
@@ -66,6 +67,22 @@ impl Default for BenchOptions {
 impl BenchOptions {
     fn wants(&self, section: &str) -> bool {
         self.sections.is_empty() || self.sections.iter().any(|s| s == section)
+    }
+
+    /// Starts a control plane of its own for a section, in the scratch directory of the run
+    /// (guests need the test guest image; `compaction`: how often layer chains are compacted).
+    async fn start_lab(
+        &self,
+        guests: bool,
+        compaction: Option<std::time::Duration>,
+    ) -> anyhow::Result<lab::Lab> {
+        lab::Lab::start(lab::LabConfig {
+            scratch: &self.scratch,
+            image_cache: &self.guest_cache,
+            guests,
+            compaction,
+        })
+        .await
     }
 
     /// The smallest and the largest size, in GiB, when they differ.
@@ -113,14 +130,8 @@ impl<'a> SharedLab<'a> {
     pub(crate) async fn get(&mut self) -> anyhow::Result<&lab::Lab> {
         let options = self.options;
         if self.lab.is_none() {
-            let config = lab::LabConfig {
-                scratch: &options.scratch,
-                image_cache: &options.guest_cache,
-                guests: true,
-                // Off: compaction would copy whole disks under the measurements (see `reads`).
-                compaction: None,
-            };
-            self.lab = Some(lab::Lab::start(config).await?);
+            // Compaction off: it would copy whole disks under the measurements (see `reads`).
+            self.lab = Some(options.start_lab(true, None).await?);
         }
         Ok(self.lab.as_ref().expect("started above"))
     }
@@ -147,6 +158,7 @@ pub async fn run(options: &BenchOptions) -> Report {
             "schedule" => schedule::run(options, &mut report).await,
             "memory" => memory::run(options, &mut report).await,
             "storage" => storage::run(options, &mut report).await,
+            "backup" => backup::run(options, &mut report).await,
             _ => unreachable!("every section is listed"),
         };
         if let Err(error) = result {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::guest;
-use crate::lab::{Lab, LabConfig};
+use crate::lab::Lab;
 use crate::{BenchOptions, Report, Row};
 
 const SECTION: &str = "reads";
@@ -22,13 +22,7 @@ pub(crate) async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::
         options.runs
     ));
     crate::storage::ensure_free(&options.scratch, (gib << 30) * 2 + (1 << 30))?;
-    let lab = Lab::start(LabConfig {
-        scratch: &options.scratch,
-        image_cache: &options.guest_cache,
-        guests: true,
-        compaction: Some(COMPACTION),
-    })
-    .await?;
+    let lab = options.start_lab(true, Some(COMPACTION)).await?;
     let result = measure(&lab, gib, options.runs, report).await;
     lab.shutdown().await;
     result

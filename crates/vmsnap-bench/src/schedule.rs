@@ -25,7 +25,7 @@ use vmsnap_api::schedule::{VirtualMachineSnapshotSchedule, annotations, labels};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
 use crate::guest;
-use crate::lab::{Lab, LabConfig};
+use crate::lab::Lab;
 use crate::probe::{Probed, all, join, spawn_probe};
 use crate::stats::percentile;
 use crate::vms::{NS, snapshot_manifest, vm_manifest};
@@ -44,13 +44,7 @@ pub(crate) async fn run(options: &BenchOptions, report: &mut Report) -> anyhow::
     report.section(&format!(
         "schedule: {VMS} VMs on a 1-minute schedule for {RUNS} runs (lateness, API latency); {PRUNED_SNAPSHOTS} scheduled snapshots of a running VM with keep-last {KEEP_LAST} (chain length, read throughput)"
     ));
-    let lab = Lab::start(LabConfig {
-        scratch: &options.scratch,
-        image_cache: &options.guest_cache,
-        guests: true,
-        compaction: Some(COMPACTION),
-    })
-    .await?;
+    let lab = options.start_lab(true, Some(COMPACTION)).await?;
     let on_time = on_time(&lab, report).await;
     let pruning = match on_time {
         Ok(()) => under_pruning(&lab, options, report).await,

@@ -159,13 +159,15 @@ impl Lab {
         Ok(guest)
     }
 
-    async fn set_run_strategy(&self, name: &str, strategy: &str) -> anyhow::Result<()> {
+    /// Sets the VM's `spec.runStrategy`.
+    pub async fn set_run_strategy(&self, name: &str, strategy: &str) -> anyhow::Result<()> {
         let patch = json!({"spec": {"runStrategy": strategy}});
         self.vms().patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
         Ok(())
     }
 
-    async fn await_agent(&self, name: &str) -> anyhow::Result<()> {
+    /// Waits until the VM's guest agent is connected.
+    pub async fn await_agent(&self, name: &str) -> anyhow::Result<()> {
         let connected = |vmi: Option<&VirtualMachineInstance>| {
             vmi.is_some_and(|v| condition(&as_json(v), "AgentConnected"))
         };
@@ -284,7 +286,7 @@ where
 }
 
 /// Like [`wait`], returning the object.
-async fn wait_object<K>(
+pub(crate) async fn wait_object<K>(
     api: Api<K>,
     name: &str,
     timeout: Duration,

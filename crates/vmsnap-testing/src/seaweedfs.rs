@@ -81,6 +81,9 @@ impl Seaweed {
             "-s3.port.iceberg=0".to_owned(),
             "-s3.port.lance=0".to_owned(),
             "-master.volumeSizeLimitMB=256".to_owned(),
+            // As many volumes as the disk has room for: each bucket is a collection with volumes
+            // of its own, and the default of 8 runs out with two buckets of a GiB or more.
+            "-volume.max=0".to_owned(),
             format!("-s3.config={}", config.display()),
         ];
         let child = spawn(&args, &log);
@@ -212,29 +215,7 @@ impl Seaweed {
     pub fn create_bucket(&self, name: &str) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let mut child = Command::new("timeout")
-                .args([
-                    "30",
-                    "weed",
-                    "shell",
-                    &format!("-master={}", self.master),
-                    &format!("-filer={}", self.filer),
-                ])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("weed shell");
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("s3.bucket.create -name {name}\n").as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            let text =
-                String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+            let text = self.shell(&format!("s3.bucket.create -name {name}"));
             if text.contains(&format!("created bucket {name}")) {
                 return;
             }
@@ -246,6 +227,40 @@ impl Seaweed {
             std::thread::sleep(Duration::from_millis(500));
         }
     }
+
+    /// The bytes of every object in bucket `name` (`fs.du` of `weed shell`: the sum of the
+    /// objects' logical sizes, as S3 lists them), or `None` when `weed shell` does not say.
+    pub fn bucket_bytes(&self, name: &str) -> Option<u64> {
+        parse_du(&self.shell(&format!("fs.du /buckets/{name}")))
+    }
+
+    /// Runs one `weed shell` command against this server (at most 30 s); returns what it printed
+    /// on stdout and stderr.
+    pub fn shell(&self, command: &str) -> String {
+        let mut child = Command::new("timeout")
+            .args([
+                "30",
+                "weed",
+                "shell",
+                &format!("-master={}", self.master),
+                &format!("-filer={}", self.filer),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weed shell");
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(format!("{command}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+    }
+}
+
+/// The byte count of `fs.du`'s line (`block:  18\tlogical size:  50007977\t/buckets/restic`).
+fn parse_du(text: &str) -> Option<u64> {
+    let after = text.lines().rev().find_map(|line| line.split_once("logical size:"))?.1;
+    after.split_whitespace().next()?.parse().ok()
 }
 
 fn spawn(args: &[String], log: &std::path::Path) -> Child {
@@ -258,5 +273,15 @@ impl Drop for Seaweed {
         // Only the process this harness started, by its pid.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bucket_size_is_read_from_the_du_line() {
+        let out = "> block:  18\tlogical size:  50007977\t/buckets/restic\n> ";
+        assert_eq!(super::parse_du(out), Some(50_007_977));
+        assert_eq!(super::parse_du("error: no such bucket"), None);
     }
 }

@@ -11,9 +11,10 @@ use vmsnap_bench::{BenchOptions, SECTIONS};
 /// `vmsnap bench`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Sections: freeze, snapshot, restore, reads, controlplane, memory, storage (all by default).
-The guest sections run real QEMU guests under TCG and take a while (the 16 GiB disks are filled
-with data); the freeze section installs and starts libvirt for its baseline if it is missing.
+    after_help = "Sections: freeze, snapshot, restore, reads, controlplane, schedule, memory, storage, backup
+(all by default). The guest sections run real QEMU guests under TCG and take a while (the 16 GiB
+disks are filled with data); the freeze section installs and starts libvirt for its baseline if it
+is missing; the backup section needs restic (apt-get install restic) and weed (SeaweedFS).
 
 Example:
   vmsnap bench --sections freeze,snapshot,restore --sizes 1,16
