@@ -22,7 +22,7 @@ const PASSPHRASE: &str = "crash test passphrase";
 /// seconds, so that the kill lands in it.
 const FIRST_MIB: u64 = 64;
 /// The repository's chunk size (the default).
-const CHUNK_BYTES: i64 = 4 << 20;
+const CHUNK_BYTES: i64 = vmsnap_backup::DEFAULT_CHUNK_SIZE as i64;
 /// A failed backup's S3 server stopped: the failure must be in status within this.
 const OUTAGE_FAILURE_BOUND: Duration = Duration::from_secs(120);
 
@@ -247,7 +247,7 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
     let backup = await_succeeded(&vmsnap, "crash-1").await;
     let rerun = &backup["status"]["progress"];
     println!("crash-1 after the restart: {rerun}");
-    // Every chunk stored before the kill (4 MiB each: the disk is 1 GiB) is found, not uploaded.
+    // Every chunk stored before the kill (whole chunks: the disk is 1 GiB) is found, not uploaded.
     let deduplicated = count(&rerun["bytesDeduplicated"]);
     assert!(
         deduplicated >= stored_at_kill * CHUNK_BYTES && deduplicated % CHUNK_BYTES == 0,
@@ -373,9 +373,19 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
         .sh("demo", "dd if=/dev/urandom of=/mnt/data/last bs=1M count=32 2>/dev/null && sync")
         .await
         .unwrap();
+    // Held mid-upload as crash-1 was (the S3 server suspended once a chunk of it is stored), and
+    // deleted while held: nothing it uploaded can commit after the delete.
+    let chunks_before = seaweed.keys(BUCKET, "chunks/").len();
     create_backup(&vmsnap, "crash-5").await;
+    let uploading =
+        seen_in_bucket(Duration::from_secs(120), || seaweed.keys(BUCKET, "chunks/").len() > chunks_before);
+    seaweed.pause();
+    assert!(uploading, "crash-5 uploads: {}", tail(&vmsnap.log()));
     await_uploading(&vmsnap, "crash-5").await;
-    kubectl(&vmsnap, &["delete", "vmrbackup", "crash-3", "crash-5", "--timeout=60s"]).await;
+    kubectl(&vmsnap, &["delete", "vmrbackup", "crash-3", "crash-5", "--wait=false"]).await;
+    seaweed.resume();
+    kubectl(&vmsnap, &["delete", "vmrbackup", "crash-3", "crash-5", "--ignore-not-found", "--timeout=60s"])
+        .await;
     assert!(seaweed.keys(BUCKET, "leases/").is_empty(), "{:?}", seaweed.keys(BUCKET, "leases/"));
     assert_eq!(seaweed.keys(BUCKET, "manifests/").len(), 3, "nothing of crash-5 committed");
     verify_all(&vmsnap, "verify-2", 3).await;
