@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::k8s_openapi::jiff::Timestamp;
 
-use super::client::Session;
+use super::client::{ApiObject, Session};
 use super::errors::{CliError, CliResult, Exit, Kind};
 
 /// `-o yaml|json|name`.
@@ -76,11 +76,7 @@ pub async fn create_and_print<K>(
     format: Option<Format>,
 ) -> CliResult<std::process::ExitCode>
 where
-    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: ApiObject,
 {
     let created = session.create(kind, name, object).await?;
     match format {

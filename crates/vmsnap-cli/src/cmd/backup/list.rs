@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use clap::Args;
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label};
 
-use super::create::failure;
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, Table, display_size, print_objects, timestamp};
+use crate::cmd::output::{OutputArgs, Table, display_size, timestamp};
 use crate::cmd::progress::transfer::{Direction, counters_line};
+use crate::cmd::progress::transfer_run::failure;
 use crate::cmd::repo::request::verify_summary;
+use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print_list};
 
 /// `vmsnap backup list`.
 #[derive(Args, Debug)]
@@ -20,15 +21,6 @@ pub struct ListArgs {
     /// Only the backups in this repository.
     #[arg(long, value_name = "NAME")]
     repo: Option<String>,
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// `vmsnap backup describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The backup.
-    name: String,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -68,18 +60,17 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
         .filter(|b| args.vm.as_ref().is_none_or(|vm| vm_of(b).as_ref() == Some(vm)))
         .filter(|b| args.repo.as_ref().is_none_or(|r| &b.spec.repository == r))
         .collect();
-    if let Some(format) = args.output.output {
-        print_objects(&backups, format, false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if backups.is_empty() {
+    let nothing = || {
         let of = args.vm.as_ref().map(|vm| format!(" of VM \"{vm}\"")).unwrap_or_default();
         let in_repo = args.repo.as_ref().map(|r| format!(" in repository \"{r}\"")).unwrap_or_default();
-        eprintln!("No backups{of}{in_repo} in namespace \"{}\".", session.namespace);
-        return Ok(ExitCode::SUCCESS);
-    }
+        format!("No backups{of}{in_repo} in namespace \"{}\".", session.namespace)
+    };
+    print_list(&backups, &args.output, nothing, table)
+}
+
+fn table(backups: &[VirtualMachineRepositoryBackup]) -> Table {
     let mut table = Table::new(&["NAME", "VM", "REPO", "TYPE", "SIZE", "POINT IN TIME", "PHASE"]);
-    for b in &backups {
+    for b in backups {
         let st = b.status.clone().unwrap_or_default();
         table.row(vec![
             b.metadata.name.clone().unwrap_or_default(),
@@ -91,18 +82,16 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             dash(st.phase),
         ]);
     }
-    print!("{}", table.render());
-    Ok(ExitCode::SUCCESS)
+    table
 }
 
 /// Runs `vmsnap backup describe`.
 pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let b: VirtualMachineRepositoryBackup = session.get(Kind::Backup, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(std::slice::from_ref(&b), format, true)?;
+    let Some(b) = object_to_describe::<VirtualMachineRepositoryBackup>(&session, Kind::Backup, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let st = b.status.clone().unwrap_or_default();
     let source = match &b.spec.source {
         Some(s) => format!("{} {}", s.kind, s.name),
@@ -148,18 +137,6 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
             println!("  {line}");
         }
     }
-    if !st.conditions.is_empty() {
-        println!("Conditions:");
-        for c in &st.conditions {
-            let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
-            println!(
-                "  {} {} {}{}",
-                c.type_,
-                c.status,
-                c.reason.as_deref().unwrap_or_default(),
-                message.unwrap_or_default()
-            );
-        }
-    }
+    print_conditions(&st.conditions);
     Ok(ExitCode::SUCCESS)
 }

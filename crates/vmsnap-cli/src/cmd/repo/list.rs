@@ -2,29 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use vmsnap_api::backup::{VirtualMachineBackupRepository, reason};
 use vmsnap_api::snapshot::{condition_type, find_condition};
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, Table, display_size, print_objects, timestamp};
-
-/// `vmsnap repo list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// `vmsnap repo describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The repository.
-    name: String,
-    #[command(flatten)]
-    output: OutputArgs,
-}
+use crate::cmd::output::{OutputArgs, Table, display_size, timestamp};
+use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print_list};
 
 /// Where a repository is, from its status, else from its spec.
 pub fn location(r: &VirtualMachineBackupRepository) -> String {
@@ -102,23 +86,22 @@ fn ready_column(r: &VirtualMachineBackupRepository) -> String {
 }
 
 /// Runs `vmsnap repo list`.
-pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+pub async fn list(output: OutputArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
     let mut repos: Vec<VirtualMachineBackupRepository> = session.list(Kind::Repository, "").await?;
     repos.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    if let Some(format) = args.output.output {
-        print_objects(&repos, format, false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if repos.is_empty() {
-        eprintln!(
+    let nothing = || {
+        format!(
             "No repositories in namespace \"{}\": add one with: vmsnap repo add NAME --passphrase-file FILE",
             session.namespace
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
+        )
+    };
+    print_list(&repos, &output, nothing, table)
+}
+
+fn table(repos: &[VirtualMachineBackupRepository]) -> Table {
     let mut table = Table::new(&["NAME", "LOCATION", "READY", "BACKUPS", "STORED", "DEDUP"]);
-    for r in &repos {
+    for r in repos {
         let status = r.status.clone().unwrap_or_default();
         table.row(vec![
             r.metadata.name.clone().unwrap_or_default(),
@@ -132,18 +115,17 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             status.deduplication_ratio.map(|d| format!("{d}x")).unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", table.render());
-    Ok(ExitCode::SUCCESS)
+    table
 }
 
 /// Runs `vmsnap repo describe`.
 pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let r: VirtualMachineBackupRepository = session.get(Kind::Repository, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(std::slice::from_ref(&r), format, true)?;
+    let Some(r) =
+        object_to_describe::<VirtualMachineBackupRepository>(&session, Kind::Repository, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let status = r.status.clone().unwrap_or_default();
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     println!("Name:            {}", args.name);
@@ -171,19 +153,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
         }
         None => println!("Last prune:      never"),
     }
-    if !status.conditions.is_empty() {
-        println!("Conditions:");
-        for c in &status.conditions {
-            let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
-            println!(
-                "  {} {} {}{}",
-                c.type_,
-                c.status,
-                c.reason.as_deref().unwrap_or_default(),
-                message.unwrap_or_default()
-            );
-        }
-    }
+    print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)
 }
 

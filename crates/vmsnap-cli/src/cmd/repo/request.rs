@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use vmsnap_api::backup::{
     PruneResult, VerifyResult, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, annotation,
 };
 
-use crate::cmd::client::{ConnectionArgs, Session};
+use crate::cmd::client::{ApiObject, ConnectionArgs, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
 use crate::cmd::output::{Table, display_size, seconds};
 use crate::cmd::progress::Progress;
@@ -38,12 +37,7 @@ async fn request<K, T>(
     answer: impl Fn(&K) -> Option<(Option<String>, T)>,
 ) -> CliResult<T>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: ApiObject,
 {
     let (mut watch, current) = ObjectWatch::<K>::start(session, name).await?;
     if current.is_none() {

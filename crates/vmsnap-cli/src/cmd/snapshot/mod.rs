@@ -31,7 +31,7 @@ enum SnapshotCommand {
     List(list::ListArgs),
     /// Show a snapshot: phase, indications, included and excluded disks, conditions.
     #[command(after_help = describe::EXAMPLES)]
-    Describe(describe::DescribeArgs),
+    Describe(super::show::DescribeArgs),
     /// Delete snapshots (their volume snapshots go with them unless the snapshot was taken with --retain).
     #[command(
         after_help = "Example:\n  vmsnap snapshot delete db-20250101-120000\n  vmsnap snapshot delete s1 s2 --wait"
