@@ -50,7 +50,7 @@ pub fn print_list<K: ApiObject>(
     } else if objects.is_empty() {
         eprintln!("{}", nothing());
     } else {
-        print!("{}", table(objects).render());
+        out!("{}", table(objects).render());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -60,10 +60,10 @@ pub fn print_conditions(conditions: &[Condition]) {
     if conditions.is_empty() {
         return;
     }
-    println!("Conditions:");
+    outln!("Conditions:");
     for c in conditions {
         let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
-        println!(
+        outln!(
             "  {} {} {}{}",
             c.type_,
             c.status,

@@ -127,7 +127,7 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
         return Ok(ExitCode::SUCCESS);
     };
     for line in summary(&done, start.elapsed()) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -97,44 +97,44 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
         Some(s) => format!("{} {}", s.kind, s.name),
         None => "found in the repository".into(),
     };
-    println!("Name:            {}", args.name);
-    println!("VM:              {}", dash(vm_of(&b)));
-    println!("Repository:      {}", b.spec.repository);
-    println!("Source:          {source}");
-    println!("Phase:           {}", dash(st.phase.clone()));
-    println!("Type:            {}", dash(st.type_.clone()));
+    outln!("Name:            {}", args.name);
+    outln!("VM:              {}", dash(vm_of(&b)));
+    outln!("Repository:      {}", b.spec.repository);
+    outln!("Source:          {source}");
+    outln!("Phase:           {}", dash(st.phase.clone()));
+    outln!("Type:            {}", dash(st.type_.clone()));
     if let Some(reason) = &st.full_reason {
-        println!("Full because:    {reason}");
+        outln!("Full because:    {reason}");
     }
     if let Some(base) = &st.base_backup {
-        println!(
+        outln!(
             "Base backup:     {base}{}",
             st.base_backup_id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
         );
     }
-    println!("Backup id:       {}", dash(st.backup_id.clone()));
-    println!("Snapshot:        {}", dash(st.snapshot_name.clone()));
-    println!("Point in time:   {}", timestamp(st.point_in_time.as_ref()));
-    println!("Completed:       {}", timestamp(st.completion_time.as_ref()));
-    println!("Size:            {}", dash(st.size.clone()));
-    println!("Deletion policy: {}", b.spec.deletion_policy.as_deref().unwrap_or("Delete"));
+    outln!("Backup id:       {}", dash(st.backup_id.clone()));
+    outln!("Snapshot:        {}", dash(st.snapshot_name.clone()));
+    outln!("Point in time:   {}", timestamp(st.point_in_time.as_ref()));
+    outln!("Completed:       {}", timestamp(st.completion_time.as_ref()));
+    outln!("Size:            {}", dash(st.size.clone()));
+    outln!("Deletion policy: {}", b.spec.deletion_policy.as_deref().unwrap_or("Delete"));
     if let Some(c) = &st.progress {
-        println!("Transfer:        {}", counters_line(Direction::Backup, c));
+        outln!("Transfer:        {}", counters_line(Direction::Backup, c));
     }
     if let Some(v) = &st.last_verify {
-        println!("Last verify:     {} {}", timestamp(v.time.as_ref()), verify_summary(v));
+        outln!("Last verify:     {} {}", timestamp(v.time.as_ref()), verify_summary(v));
     }
     if st.error.is_some() {
-        println!("Error:           {}", failure(&st.error, &st.conditions));
+        outln!("Error:           {}", failure(&st.error, &st.conditions));
     }
     if !st.disks.is_empty() {
-        println!("Disks:");
+        outln!("Disks:");
         let mut table = Table::new(&["NAME", "SIZE", "SHA256"]);
         for d in &st.disks {
             table.row(vec![d.name.clone(), display_size(d.size_bytes.max(0) as u64), dash(d.sha256.clone())]);
         }
         for line in table.render().lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
     print_conditions(&st.conditions);

@@ -99,7 +99,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
                 } else {
                     "its data is removed from the repository; run vmsnap repo prune to free the chunks no other backup uses"
                 };
-                println!("backup \"{name}\" deleted: {data}");
+                outln!("backup \"{name}\" deleted: {data}");
             }
             Err(e) => {
                 eprintln!("error: {e}");

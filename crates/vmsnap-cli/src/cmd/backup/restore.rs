@@ -109,21 +109,21 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
     let Some((done, start)) = create_and_follow(&session, request, &args.follow).await? else {
         return Ok(ExitCode::SUCCESS);
     };
-    println!(
+    outln!(
         "VM \"{target}\" restored from backup \"{}\" (restore \"{name}\", {}).",
         args.backup,
         seconds(start.elapsed())
     );
     let st = done.status.unwrap_or_default();
     if !st.disks.is_empty() {
-        println!("  Disks:");
+        outln!("  Disks:");
         for d in &st.disks {
-            println!("    {}   {}", d.name, d.data_volume_name);
+            outln!("    {}   {}", d.name, d.data_volume_name);
         }
     }
     let running = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &target).await?.is_some();
     if !running {
-        println!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
+        outln!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -128,30 +128,30 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     };
     let status = r.status.clone().unwrap_or_default();
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("Name:            {}", args.name);
-    println!("Location:        {}", location(&r));
-    println!("Ready:           {}", ready_column(&r));
-    println!("Repository id:   {}", dash(status.repository_id.clone()));
-    println!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
-    println!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
-    println!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
-    println!("Stored:          {}", dash(status.stored_size.clone()));
-    println!("Deduplication:   {}", dash(status.deduplication_ratio.map(|d| format!("{d}x"))));
-    println!("Passphrase:      Secret {}", r.spec.passphrase_secret_ref.name);
+    outln!("Name:            {}", args.name);
+    outln!("Location:        {}", location(&r));
+    outln!("Ready:           {}", ready_column(&r));
+    outln!("Repository id:   {}", dash(status.repository_id.clone()));
+    outln!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
+    outln!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
+    outln!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
+    outln!("Stored:          {}", dash(status.stored_size.clone()));
+    outln!("Deduplication:   {}", dash(status.deduplication_ratio.map(|d| format!("{d}x"))));
+    outln!("Passphrase:      Secret {}", r.spec.passphrase_secret_ref.name);
     if let Some(s3) = &r.spec.s3 {
-        println!("S3 credentials:  Secret {}", s3.credentials_secret_ref.name);
+        outln!("S3 credentials:  Secret {}", s3.credentials_secret_ref.name);
     }
     match &status.last_verify {
         Some(v) => {
-            println!("Last verify:     {} {}", timestamp(v.time.as_ref()), super::request::verify_summary(v))
+            outln!("Last verify:     {} {}", timestamp(v.time.as_ref()), super::request::verify_summary(v))
         }
-        None => println!("Last verify:     never"),
+        None => outln!("Last verify:     never"),
     }
     match &status.last_prune {
         Some(p) => {
-            println!("Last prune:      {} {}", timestamp(p.time.as_ref()), super::request::prune_summary(p))
+            outln!("Last prune:      {} {}", timestamp(p.time.as_ref()), super::request::prune_summary(p))
         }
-        None => println!("Last prune:      never"),
+        None => outln!("Last prune:      never"),
     }
     print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)

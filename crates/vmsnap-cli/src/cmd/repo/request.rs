@@ -118,7 +118,7 @@ fn report_verify(what: &str, v: &VerifyResult) -> CliResult<ExitCode> {
         return Err(CliError::new(Exit::Failed, format!("the verify of {what} could not run: {e}")));
     }
     if v.ok {
-        println!(
+        outln!(
             "{} verified: {} chunks of {} backups read back, decrypted and checked; all good.",
             capitalized(what),
             v.chunks_checked,
@@ -131,7 +131,7 @@ fn report_verify(what: &str, v: &VerifyResult) -> CliResult<ExitCode> {
         let breaks = if bad.breaks.is_empty() { "-".to_owned() } else { bad.breaks.join("; ") };
         table.row(vec![bad.chunk.clone(), bad.problem.clone(), breaks]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     let listed = if v.bad_chunks.len() >= 100 { " (the first 100 are listed)" } else { "" };
     Err(CliError::new(
         Exit::Failed,
@@ -183,7 +183,7 @@ pub async fn prune_repository(name: &str, timeout: Duration, conn: &ConnectionAr
             format!("the prune of repository \"{name}\" could not run: {e}"),
         ));
     }
-    println!("Repository \"{name}\" pruned: {}.", prune_summary(&result));
+    outln!("Repository \"{name}\" pruned: {}.", prune_summary(&result));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -91,7 +91,7 @@ async fn each(args: NamesArgs, conn: &ConnectionArgs, action: Action) -> CliResu
             Action::Delete => api.delete(name, &DeleteParams::default()).await.map(|_| ()),
         };
         match result {
-            Ok(()) => println!("schedule \"{name}\" {done}"),
+            Ok(()) => outln!("schedule \"{name}\" {done}"),
             Err(e) => {
                 let e = session.error(e, verb, Kind::Schedule, name);
                 eprintln!("error: {e}");

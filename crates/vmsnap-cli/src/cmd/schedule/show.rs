@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use vmsnap_api::label_selector::Selector;
 use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
 
 use crate::cmd::client::ConnectionArgs;
@@ -12,11 +13,10 @@ use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print
 fn which(s: &VirtualMachineSnapshotSchedule) -> String {
     match (&s.spec.vm_name, &s.spec.selector) {
         (Some(vm), _) => format!("vm {vm}"),
-        (_, Some(sel)) => {
-            let labels: Vec<String> =
-                sel.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("selector {}", labels.join(","))
-        }
+        (_, Some(sel)) => match Selector::try_from(sel) {
+            Ok(selector) => format!("selector {selector}"),
+            Err(e) => format!("selector that cannot be read: {e}"),
+        },
         _ => "-".into(),
     }
 }
@@ -71,10 +71,10 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
         return Ok(ExitCode::SUCCESS);
     };
     let status = s.status.clone().unwrap_or_default();
-    println!("Name:          {}", args.name);
-    println!("Target:        {}", which(&s));
-    println!("When:          {}", when(&s));
-    println!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
+    outln!("Name:          {}", args.name);
+    outln!("Target:        {}", which(&s));
+    outln!("When:          {}", when(&s));
+    outln!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
     if let Some(keep) = &s.spec.keep {
         let parts: Vec<String> = keep
             .counts()
@@ -82,16 +82,16 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
             .filter_map(|(k, n)| n.map(|n| format!("{k} {n}")))
             .chain(keep.within.iter().map(|w| format!("within {w}")))
             .collect();
-        println!("Keep:          {}", parts.join(", "));
+        outln!("Keep:          {}", parts.join(", "));
     } else {
-        println!("Keep:          all");
+        outln!("Keep:          all");
     }
-    println!("Last run:      {}", time(status.last_run_time.as_ref()));
-    println!("Last success:  {}", time(status.last_success_time.as_ref()));
-    println!("Next run:      {}", time(status.next_run_time.as_ref()));
-    println!("Missed runs:   {}", status.missed_runs.unwrap_or(0));
+    outln!("Last run:      {}", time(status.last_run_time.as_ref()));
+    outln!("Last success:  {}", time(status.last_success_time.as_ref()));
+    outln!("Next run:      {}", time(status.next_run_time.as_ref()));
+    outln!("Missed runs:   {}", status.missed_runs.unwrap_or(0));
     if !status.vms.is_empty() {
-        println!("VMs:");
+        outln!("VMs:");
         let mut table =
             Table::new(&["VM", "LAST RUN", "RESULT", "SNAPSHOT", "FAILURES", "KEPT", "PRUNED", "MESSAGE"]);
         for v in &status.vms {
@@ -106,7 +106,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
                 v.message.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
     print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)

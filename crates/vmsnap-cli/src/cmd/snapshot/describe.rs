@@ -50,18 +50,18 @@ pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCod
         fields.push(("Error", message));
     }
     for (key, value) in fields {
-        println!("{:<18}{value}", format!("{key}:"));
+        outln!("{:<18}{value}", format!("{key}:"));
     }
     for line in
         indication_lines(&snapshot).into_iter().chain(disk_lines(&disks(&snapshot, &catalog, vm.as_ref())))
     {
-        println!("{line}");
+        outln!("{line}");
     }
     if !st.conditions.is_empty() {
-        println!("Conditions:");
+        outln!("Conditions:");
         for c in &st.conditions {
             let reason = c.reason.clone().unwrap_or_default();
-            println!("  {:<12}{:<7}{reason}", c.type_, c.status);
+            outln!("  {:<12}{:<7}{reason}", c.type_, c.status);
         }
     }
     Ok(ExitCode::SUCCESS)

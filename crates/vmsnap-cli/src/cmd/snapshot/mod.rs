@@ -91,7 +91,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             Err(e) => Err(session.error(e, "delete", Kind::Snapshot, name)),
         };
         match result {
-            Ok(()) => println!("snapshot \"{name}\" deleted"),
+            Ok(()) => outln!("snapshot \"{name}\" deleted"),
             Err(e) => {
                 eprintln!("error: {e}");
                 first_error.get_or_insert(e);
