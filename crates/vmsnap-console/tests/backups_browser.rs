@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use vmsnap_testing::TestServer;
-use vmsnap_testing::browser::{Console, require_browser, run_scenario, screenshot_dir, screenshots_in};
+use vmsnap_testing::browser::{Console, require_browser, run_scenario};
 
 const NAMESPACE: &str = "default";
 const VM: &str = "demo";
@@ -36,28 +36,9 @@ async fn the_backups_tab_and_the_repositories_page_follow_the_api_in_a_browser()
     .await
     .expect("the API server starts");
     let api = &server.api;
-    let screenshots = screenshot_dir("backups");
-    println!("web console: {}  screenshots: {}", api.console_url, screenshots.display());
-
-    let console = Console {
-        url: &api.console_url,
-        token: &api.token,
-        kubeconfig: &api.kubeconfig_path,
-        screenshots: &screenshots,
-    };
+    let console = Console::new(api, "backups");
     let env = [("NAMESPACE", NAMESPACE), ("VM_NAME", VM)];
     let status = run_scenario("backups.test.mjs", &console, &env, SCENARIO_TIMEOUT).await.expect("node runs");
-    if !status.success() {
-        let out = vmsnap_testing::Kubectl::new(&api.kubeconfig_path)
-            .run_async(&["get", "vm,vmrepo,vmrbackup,vmrrestore", "-n", NAMESPACE, "-o", "yaml"])
-            .await;
-        println!("what the API held when the scenario failed:\n{}{}", out.stdout, out.stderr);
-    }
-    assert!(
-        status.success(),
-        "the browser scenario failed ({status}); its output above names the step, and {} holds the screenshots",
-        screenshots.display()
-    );
-    let shots = screenshots_in(&screenshots);
-    assert!(shots >= 15, "a screenshot of each screen was saved ({shots} in {})", screenshots.display());
+    let dump = ["get", "vm,vmrepo,vmrbackup,vmrrestore", "-n", NAMESPACE, "-o", "yaml"];
+    console.expect_passed(status, &dump, 15).await;
 }

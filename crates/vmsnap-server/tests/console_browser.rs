@@ -25,7 +25,7 @@ use serde_json::json;
 use vmsnap_agent::AccelSetting;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_server::{DataPaths, EmbeddedServer, ServeConfig};
-use vmsnap_testing::browser::{Console, require_browser, run_scenario, screenshot_dir, screenshots_in};
+use vmsnap_testing::browser::{Console, require_browser, run_scenario};
 use vmsnap_testing::serve::{BOOT_TIMEOUT, guest_cache};
 use vmsnap_testing::{await_value, fixtures};
 
@@ -181,32 +181,14 @@ async fn the_console_takes_restores_and_deletes_snapshots_in_a_browser() {
         return;
     }
     let env = ConsoleEnv::start().await.expect("the control plane starts and the VMs settle");
-    let screenshots = screenshot_dir("");
-    let api = env.api();
-    println!("web console: {}  screenshots: {}", api.console_url, screenshots.display());
-
-    let console = Console {
-        url: &api.console_url,
-        token: &api.token,
-        kubeconfig: &api.kubeconfig_path,
-        screenshots: &screenshots,
-    };
+    let console = Console::new(env.api(), "");
     let settings = [("NAMESPACE", NAMESPACE), ("VM_NAME", VM), ("VM_PARTIAL", PARTIAL_VM)];
     let status = run_scenario("console.test.mjs", &console, &settings, SCENARIO_TIMEOUT)
         .await
         .expect("node runs the scenario");
 
-    if !status.success() {
-        let out = vmsnap_testing::Kubectl::new(&env.api().kubeconfig_path)
-            .run_async(&["get", "vm,vmi,vmsnapshot,vmrestore,dv,pvc", "-n", NAMESPACE, "-o", "wide"])
-            .await;
-        println!("what the API held when the scenario failed:\n{}{}", out.stdout, out.stderr);
-    }
-    assert!(
-        status.success(),
-        "the browser scenario failed ({status}); its output above names the step, and {} holds the screenshots",
-        screenshots.display()
-    );
+    let dump = ["get", "vm,vmi,vmsnapshot,vmrestore,dv,pvc", "-n", NAMESPACE, "-o", "wide"];
+    console.expect_passed(status, &dump, 20).await;
     // What the browser showed is what the API holds.
     let vms: Api<VirtualMachine> = Api::namespaced(env.client.clone(), NAMESPACE);
     let copy = vms.get("copy").await.expect("the VM restored as new exists");
@@ -220,6 +202,4 @@ async fn the_console_takes_restores_and_deletes_snapshots_in_a_browser() {
         demo.metadata.annotations.unwrap_or_default().contains_key("restore.kubevirt.io/lastRestoreUID"),
         "the demo VM was restored in place"
     );
-    let shots = screenshots_in(&screenshots);
-    assert!(shots >= 20, "a screenshot of each screen was saved ({shots} in {})", screenshots.display());
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+use vmsnap_apiserver::ApiServer;
+
 /// Debian's Chromium (playwright's own browser builds cannot be downloaded here).
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 
@@ -62,16 +64,38 @@ pub fn screenshot_dir(sub: &str) -> PathBuf {
     root.join("console-screenshots").join(sub)
 }
 
-/// The settings every scenario reads (`e2e/harness.mjs`, `settings()`).
+/// What every scenario is given (`e2e/harness.mjs`, `settings()`): the console of an API server
+/// (its URL, token and kubeconfig) and where the screenshots go.
 pub struct Console<'a> {
-    /// The console's URL.
-    pub url: &'a str,
-    /// The bearer token to log in with.
-    pub token: &'a str,
-    /// The kubeconfig the scenario's kubectl uses.
-    pub kubeconfig: &'a Path,
-    /// Where the screenshots go.
-    pub screenshots: &'a Path,
+    /// The API server serving the console.
+    pub api: &'a ApiServer,
+    /// Where the screenshots go (`screenshot_dir(sub)`).
+    pub screenshots: PathBuf,
+}
+
+impl Console<'_> {
+    /// The console of `api`, with its screenshots in `screenshot_dir(sub)`; says both.
+    pub fn new<'a>(api: &'a ApiServer, sub: &str) -> Console<'a> {
+        let screenshots = screenshot_dir(sub);
+        println!("web console: {}  screenshots: {}", api.console_url, screenshots.display());
+        Console { api, screenshots }
+    }
+
+    /// Fails the test unless the scenario passed (after showing what `kubectl ARGS` says the API
+    /// held) and saved at least `screenshots` screenshots.
+    pub async fn expect_passed(&self, status: ExitStatus, kubectl: &[&str], screenshots: usize) {
+        if !status.success() {
+            let out = crate::Kubectl::new(&self.api.kubeconfig_path).run_async(kubectl).await;
+            println!("what the API held when the scenario failed:\n{}{}", out.stdout, out.stderr);
+        }
+        let dir = self.screenshots.display();
+        assert!(
+            status.success(),
+            "the browser scenario failed ({status}); its output above names the step, and {dir} holds the screenshots"
+        );
+        let shots = screenshots_in(&self.screenshots);
+        assert!(shots >= screenshots, "a screenshot of each screen was saved ({shots} in {dir})");
+    }
 }
 
 /// Runs `node SCRIPT` in the e2e directory with `console`'s settings and `env`. On a timeout it is
@@ -86,10 +110,10 @@ pub async fn run_scenario(
     let mut child = tokio::process::Command::new("node")
         .arg(script)
         .current_dir(e2e_dir())
-        .env("CONSOLE_URL", console.url)
-        .env("VMSNAP_TOKEN", console.token)
-        .env("KUBECONFIG", console.kubeconfig)
-        .env("SCREENSHOT_DIR", console.screenshots)
+        .env("CONSOLE_URL", &console.api.console_url)
+        .env("VMSNAP_TOKEN", &console.api.token)
+        .env("KUBECONFIG", &console.api.kubeconfig_path)
+        .env("SCREENSHOT_DIR", &console.screenshots)
         .env("CHROMIUM", CHROMIUM)
         .envs(env.iter().copied())
         .kill_on_drop(true)
@@ -108,7 +132,7 @@ pub async fn run_scenario(
 }
 
 /// How many screenshots (`*.png`) `dir` holds.
-pub fn screenshots_in(dir: &Path) -> usize {
+fn screenshots_in(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("the screenshot directory exists")
         .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png")))
