@@ -15,6 +15,7 @@ mod builtin_columns;
 pub mod cdi;
 pub mod duration;
 pub mod kubevirt;
+pub mod label_selector;
 pub mod quantity;
 pub mod registry;
 pub mod schedule;

@@ -1,6 +1,21 @@
 //! The `vmsnap` binary: the embedded control plane (`serve`), the controllers alone (`controller`),
 //! and the user commands.
 
+/// `println!` for what the user commands print: a reader that went away (`vmsnap snapshot list |
+/// head -1`) ends the command quietly (`cmd::output::write_stdout`) instead of a panic on EPIPE.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cmd::output::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` likewise.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cmd::output::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod cmd;
 
 use std::process::ExitCode;

@@ -7,7 +7,7 @@
 //
 // Expects: an empty namespace NAMESPACE (default "default") on a server with no controllers.
 
-import { Scenario, StepFailed, check, expectText, kubectlRunner, launch, settings, until } from './harness.mjs';
+import { Scenario, check, expectText, kubectlRunner, settings, until } from './harness.mjs';
 
 const cfg = settings();
 const kubectl = kubectlRunner(cfg.kubeconfig);
@@ -16,22 +16,8 @@ const restoredVm = `${vm}-restored`;
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
 
-const browser = await launch(cfg.chromium);
-const watchdog = setTimeout(async () => {
-  console.error('backups.test: the scenario took more than 3 minutes; giving up');
-  await browser.close().catch(() => {});
-  process.exit(1);
-}, 3 * 60 * 1000);
-
-const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-const page = await context.newPage();
-page.setDefaultTimeout(15000);
-const pageErrors = [];
-page.on('pageerror', (err) => pageErrors.push(err.message));
-page.on('console', (msg) => {
-  if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) pageErrors.push(msg.text());
-});
-const s = new Scenario(page, cfg.screenshots);
+const s = await Scenario.open('backups.test', cfg, 3);
+const { page } = s;
 // The watches open now: a browser keeps six HTTP/1.1 connections to one server and each watch
 // holds one, so a page must leave at least one free for its requests.
 const openWatches = new Set();
@@ -100,7 +86,7 @@ async function openBackupsTab() {
   await until('the Backups tab to be selected', async () => (await page.getByRole('tab', { name: 'Backups' }).getAttribute('aria-selected')) === 'true');
 }
 
-try {
+await s.run(async () => {
   await s.step('set up with kubectl: a stopped VM, a ready repository and one whose passphrase is wrong', async () => {
     createObject({
       apiVersion: 'kubevirt.io/v1',
@@ -140,12 +126,7 @@ try {
 
   await s.step('log in', async () => {
     await page.goto(cfg.url);
-    await page.getByLabel('Bearer token').fill(cfg.token);
-    await page.getByLabel('Bearer token').press('Enter');
-    await page.getByRole('heading', { name: 'VirtualMachines', level: 1 }).waitFor();
-    await page.evaluate(() => {
-      window.__noReload = true;
-    });
+    await s.logIn(cfg.token);
   });
 
   await s.step('the Repositories page (masthead link): location, readiness and why not, contents', async () => {
@@ -522,17 +503,4 @@ try {
     await s.screenshot('narrow-repositories', { fullPage: true });
     await page.setViewportSize({ width: 1280, height: 800 });
   });
-
-  await s.step('the page was never reloaded and reported no script errors', async () => {
-    check(await page.evaluate(() => window.__noReload === true), 'the page was not reloaded');
-    check(pageErrors.length === 0, `no script errors: ${pageErrors.join(' | ')}`);
-  });
-
-  console.log(`backups.test: ${s.count} steps passed in ${((Date.now() - s.started) / 1000).toFixed(1)} s; ${s.shots} screenshots in ${cfg.screenshots}`);
-} catch (err) {
-  console.error(err instanceof StepFailed ? err.message : `backups.test: ${err.stack || err}`);
-  process.exitCode = 1;
-} finally {
-  clearTimeout(watchdog);
-  await browser.close();
-}
+});

@@ -50,6 +50,28 @@ export class StepFailed extends Error {}
 
 /// Runs the scenario's steps in order; the first failure stops everything with its step's name.
 export class Scenario {
+  /// A scenario called `name` in a fresh 1280×800 page of Debian's Chromium, given at most
+  /// `minutes` before a watchdog closes the browser. The page's script errors are collected.
+  static async open(name, cfg, minutes) {
+    const browser = await launch(cfg.chromium);
+    const watchdog = setTimeout(async () => {
+      console.error(`${name}: the scenario took more than ${minutes} minutes; giving up`);
+      await browser.close().catch(() => {});
+      process.exit(1);
+    }, minutes * 60 * 1000);
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(15000);
+    const s = new Scenario(page, cfg.screenshots);
+    Object.assign(s, { name, browser, watchdog, pageErrors: [] });
+    page.on('pageerror', (err) => s.pageErrors.push(err.message));
+    page.on('console', (msg) => {
+      // A refused request is logged by Chromium itself; the console shows it in words.
+      if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) s.pageErrors.push(msg.text());
+    });
+    return s;
+  }
+
   constructor(page, screenshots) {
     this.page = page;
     this.screenshots = screenshots;
@@ -58,6 +80,36 @@ export class Scenario {
     this.started = Date.now();
     mkdirSync(screenshots, { recursive: true });
     for (const file of readdirSync(screenshots)) if (file.endsWith('.png')) rmSync(join(screenshots, file));
+  }
+
+  /// Logs in on the login page with `token` (Enter submits) and marks the page, so that `run` can
+  /// tell it was never reloaded (a reload would lose the mark).
+  async logIn(token) {
+    await this.page.getByLabel('Bearer token').fill(token);
+    await this.page.getByLabel('Bearer token').press('Enter');
+    await this.page.getByRole('heading', { name: 'VirtualMachines', level: 1 }).waitFor();
+    await this.page.evaluate(() => {
+      window.__noReload = true;
+    });
+  }
+
+  /// Runs `steps`, then checks that the page was never reloaded and reported no script errors;
+  /// prints the summary, or the failure (and sets the exit code), and closes the browser.
+  async run(steps) {
+    try {
+      await steps();
+      await this.step('the page was never reloaded and reported no script errors', async () => {
+        check(await this.page.evaluate(() => window.__noReload === true), 'the page was not reloaded');
+        check(this.pageErrors.length === 0, `no script errors: ${this.pageErrors.join(' | ')}`);
+      });
+      console.log(`${this.name}: ${this.count} steps passed in ${((Date.now() - this.started) / 1000).toFixed(1)} s; ${this.shots} screenshots in ${this.screenshots}`);
+    } catch (err) {
+      console.error(err instanceof StepFailed ? err.message : `${this.name}: ${err.stack || err}`);
+      process.exitCode = 1;
+    } finally {
+      clearTimeout(this.watchdog);
+      await this.browser.close();
+    }
   }
 
   async step(name, fn) {

@@ -41,12 +41,13 @@ pub static ASSETS: &[Asset] = assets![
     "js/views/repositories.js",
     "js/dialogs/dialog.js",
     "js/dialogs/take-snapshot.js",
+    "js/dialogs/restore-progress.js",
+    "js/dialogs/new-vm-restore.js",
     "js/dialogs/restore.js",
     "js/dialogs/restore-new.js",
-    "js/dialogs/delete-snapshot.js",
     "js/dialogs/back-up-now.js",
     "js/dialogs/restore-backup.js",
-    "js/dialogs/delete-backup.js",
+    "js/dialogs/delete.js",
 ];
 
 /// The page template; `{{BASE}}` becomes the versioned asset prefix.

@@ -14,7 +14,7 @@
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in `crates/vmsnap-console/e2e` (`scripts/setup.sh
 //! --test` installs them). Without them the test fails, unless `VMSNAP_ALLOW_SKIP=1`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,6 +25,7 @@ use serde_json::json;
 use vmsnap_agent::AccelSetting;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 use vmsnap_server::{DataPaths, EmbeddedServer, ServeConfig};
+use vmsnap_testing::browser::{Console, require_browser, run_scenario};
 use vmsnap_testing::serve::{BOOT_TIMEOUT, guest_cache};
 use vmsnap_testing::{await_value, fixtures};
 
@@ -38,48 +39,6 @@ const PARTIAL_VM: &str = "legacy";
 const NFS_CLASS: &str = "nfs";
 /// Longer than the scenario's own watchdog, which closes Chromium itself.
 const SCENARIO_TIMEOUT: Duration = Duration::from_secs(300);
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../vmsnap-console/e2e")
-}
-
-/// Why the browser test cannot run here, if it cannot.
-fn missing_prerequisite() -> Option<String> {
-    let node_ok =
-        std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !node_ok {
-        return Some("node is not installed".into());
-    }
-    if !Path::new(CHROMIUM).exists() {
-        return Some(format!("{CHROMIUM} is not installed (Debian package chromium)"));
-    }
-    if !e2e_dir().join("node_modules/playwright-core").exists() {
-        return Some("playwright-core is not installed (npm ci in crates/vmsnap-console/e2e)".into());
-    }
-    None
-}
-
-/// Whether the browser test can run; panics when it cannot unless skips are allowed.
-fn require_browser() -> bool {
-    let Some(why) = missing_prerequisite() else { return true };
-    assert!(
-        vmsnap_testing::skips_allowed(),
-        "the browser test cannot run: {why}; run scripts/setup.sh --test, or set VMSNAP_ALLOW_SKIP=1 to skip it"
-    );
-    eprintln!("skipping the browser test: {why} (VMSNAP_ALLOW_SKIP=1)");
-    false
-}
-
-/// `$VMSNAP_ARTIFACTS/console-screenshots`, else `console-screenshots` in the target directory.
-fn screenshot_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VMSNAP_ARTIFACTS") {
-        return PathBuf::from(dir).join("console-screenshots");
-    }
-    // The test binary is target/<profile>/deps/<name>: three levels below the target directory.
-    let exe = std::env::current_exe().expect("the test binary's path");
-    exe.ancestors().nth(3).expect("the target directory").join("console-screenshots")
-}
 
 /// The test guest with one blank DataVolume disk per `(volume, DataVolume)`, from
 /// `examples/vm.yaml`.
@@ -216,58 +175,20 @@ impl Drop for ConsoleEnv {
     }
 }
 
-/// Runs the scenario with `node`; on a timeout it is asked to stop (SIGTERM makes playwright close
-/// Chromium) before being killed.
-async fn run_scenario(env: &ConsoleEnv, screenshots: &Path) -> anyhow::Result<std::process::ExitStatus> {
-    let api = env.api();
-    let mut child = tokio::process::Command::new("node")
-        .arg("console.test.mjs")
-        .current_dir(e2e_dir())
-        .env("CONSOLE_URL", &api.console_url)
-        .env("VMSNAP_TOKEN", &api.token)
-        .env("KUBECONFIG", &api.kubeconfig_path)
-        .env("SCREENSHOT_DIR", screenshots)
-        .env("NAMESPACE", NAMESPACE)
-        .env("VM_NAME", VM)
-        .env("VM_PARTIAL", PARTIAL_VM)
-        .env("CHROMIUM", CHROMIUM)
-        .kill_on_drop(true)
-        .spawn()?;
-    match tokio::time::timeout(SCENARIO_TIMEOUT, child.wait()).await {
-        Ok(status) => Ok(status?),
-        Err(_) => {
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
-                let _ = tokio::time::timeout(Duration::from_secs(15), child.wait()).await;
-            }
-            let _ = child.kill().await;
-            anyhow::bail!("the browser scenario did not finish within {SCENARIO_TIMEOUT:?}")
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_takes_restores_and_deletes_snapshots_in_a_browser() {
-    if !vmsnap_testing::require_qemu() || !require_browser() {
+    if !vmsnap_testing::require_qemu() || !require_browser(&["kubectl"]) {
         return;
     }
     let env = ConsoleEnv::start().await.expect("the control plane starts and the VMs settle");
-    let screenshots = screenshot_dir();
-    println!("web console: {}  screenshots: {}", env.api().console_url, screenshots.display());
+    let console = Console::new(env.api(), "");
+    let settings = [("NAMESPACE", NAMESPACE), ("VM_NAME", VM), ("VM_PARTIAL", PARTIAL_VM)];
+    let status = run_scenario("console.test.mjs", &console, &settings, SCENARIO_TIMEOUT)
+        .await
+        .expect("node runs the scenario");
 
-    let status = run_scenario(&env, &screenshots).await.expect("node runs the scenario");
-
-    if !status.success() {
-        let out = vmsnap_testing::Kubectl::new(&env.api().kubeconfig_path)
-            .run_async(&["get", "vm,vmi,vmsnapshot,vmrestore,dv,pvc", "-n", NAMESPACE, "-o", "wide"])
-            .await;
-        println!("what the API held when the scenario failed:\n{}{}", out.stdout, out.stderr);
-    }
-    assert!(
-        status.success(),
-        "the browser scenario failed ({status}); its output above names the step, and {} holds the screenshots",
-        screenshots.display()
-    );
+    let dump = ["get", "vm,vmi,vmsnapshot,vmrestore,dv,pvc", "-n", NAMESPACE, "-o", "wide"];
+    console.expect_passed(status, &dump, 20).await;
     // What the browser showed is what the API holds.
     let vms: Api<VirtualMachine> = Api::namespaced(env.client.clone(), NAMESPACE);
     let copy = vms.get("copy").await.expect("the VM restored as new exists");
@@ -281,9 +202,4 @@ async fn the_console_takes_restores_and_deletes_snapshots_in_a_browser() {
         demo.metadata.annotations.unwrap_or_default().contains_key("restore.kubevirt.io/lastRestoreUID"),
         "the demo VM was restored in place"
     );
-    let shots = std::fs::read_dir(&screenshots)
-        .expect("the screenshot directory exists")
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png")))
-        .count();
-    assert!(shots >= 20, "a screenshot of each screen was saved ({shots} in {})", screenshots.display());
 }

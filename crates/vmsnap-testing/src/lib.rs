@@ -5,6 +5,7 @@
 //! never passes without running it. Only [`skips_allowed`] (`VMSNAP_ALLOW_SKIP=1`, never set by
 //! CI) turns a missing prerequisite into a skip, with a message naming it.
 
+pub mod browser;
 pub mod fakes;
 pub mod fixtures;
 pub mod guests;

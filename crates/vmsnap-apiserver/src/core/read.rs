@@ -26,7 +26,8 @@ impl Selection {
         labels: Option<&str>,
         fields: Option<&str>,
     ) -> Result<Selection, ApiError> {
-        let labels = LabelSelector::parse(labels.unwrap_or("")).map_err(|e| ApiError::bad_request(e.0))?;
+        let labels =
+            LabelSelector::parse(labels.unwrap_or("")).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let is_event = rt.plural == "events";
         let fields =
             FieldSelector::parse(fields.unwrap_or(""), is_event).map_err(|e| ApiError::bad_request(e.0))?;

@@ -1,157 +1,16 @@
-//! Label selectors (full syntax) and field selectors, parsed and matched against JSON objects.
-
-use std::collections::BTreeMap;
+//! Label selectors (full syntax: `vmsnap_api::label_selector`, shared with the CLI) and field
+//! selectors, parsed and matched against JSON objects.
 
 use serde_json::Value;
 
-/// A selector could not be parsed.
+/// A field selector could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SelectorError(pub String);
 
-/// One label requirement.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Requirement {
-    /// `key` (exists).
-    Exists(String),
-    /// `!key`.
-    NotExists(String),
-    /// `key=value`, `key==value`, `key in (a,b)`.
-    In(String, Vec<String>),
-    /// `key!=value`, `key notin (a,b)`.
-    NotIn(String, Vec<String>),
-}
-
-/// A parsed label selector: all requirements must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct LabelSelector(pub Vec<Requirement>);
-
-impl LabelSelector {
-    /// Parses `app=demo,tier in (a,b),!legacy`.
-    pub fn parse(text: &str) -> Result<LabelSelector, SelectorError> {
-        let mut reqs = Vec::new();
-        for part in split_top_level(text)? {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
-            }
-            reqs.push(parse_requirement(part)?);
-        }
-        Ok(LabelSelector(reqs))
-    }
-
-    /// Whether the labels satisfy every requirement.
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.0.iter().all(|r| match r {
-            Requirement::Exists(k) => labels.contains_key(k),
-            Requirement::NotExists(k) => !labels.contains_key(k),
-            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-        })
-    }
-
-    /// Whether an object's `metadata.labels` satisfy the selector.
-    pub fn matches_object(&self, object: &Value) -> bool {
-        if self.0.is_empty() {
-            return true;
-        }
-        self.matches(&labels_of(object))
-    }
-}
-
-/// The labels of an object.
-pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
-    object
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect())
-        .unwrap_or_default()
-}
-
-fn split_top_level(text: &str) -> Result<Vec<&str>, SelectorError> {
-    let mut parts = Vec::new();
-    let mut depth = 0i32;
-    let mut start = 0;
-    for (i, c) in text.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err(SelectorError(format!(
-                        "unable to parse requirement: unexpected ')' in {text:?}"
-                    )));
-                }
-            }
-            ',' if depth == 0 => {
-                parts.push(&text[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err(SelectorError(format!("unable to parse requirement: unclosed '(' in {text:?}")));
-    }
-    parts.push(&text[start..]);
-    Ok(parts)
-}
-
-fn parse_requirement(part: &str) -> Result<Requirement, SelectorError> {
-    if let Some(key) = part.strip_prefix('!') {
-        return Ok(Requirement::NotExists(check_key(key.trim())?));
-    }
-    if let Some((k, v)) = part.split_once("!=") {
-        return Ok(Requirement::NotIn(check_key(k.trim())?, vec![check_value(v.trim())?]));
-    }
-    if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Ok(Requirement::In(check_key(k.trim())?, vec![check_value(v.trim())?]));
-    }
-    let words: Vec<&str> = part.splitn(2, char::is_whitespace).collect();
-    if words.len() == 2 {
-        let key = check_key(words[0])?;
-        let rest = words[1].trim_start();
-        let (op, set) = if let Some(s) = rest.strip_prefix("notin") {
-            ("notin", s)
-        } else if let Some(s) = rest.strip_prefix("in") {
-            ("in", s)
-        } else {
-            return Err(SelectorError(format!(
-                "unable to parse requirement: found '{rest}', expected: in, notin, =, ==, !="
-            )));
-        };
-        let set = set.trim();
-        let inner = set.strip_prefix('(').and_then(|s| s.strip_suffix(')')).ok_or_else(|| {
-            SelectorError(format!(
-                "unable to parse requirement: expected '(' and ')' around the values of {key}"
-            ))
-        })?;
-        let values = inner.split(',').map(|v| check_value(v.trim())).collect::<Result<Vec<_>, _>>()?;
-        return Ok(if op == "in" { Requirement::In(key, values) } else { Requirement::NotIn(key, values) });
-    }
-    Ok(Requirement::Exists(check_key(part)?))
-}
-
-fn check_key(key: &str) -> Result<String, SelectorError> {
-    let ok = !key.is_empty()
-        && key.len() <= 317
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
-    if ok {
-        Ok(key.to_owned())
-    } else {
-        Err(SelectorError(format!("unable to parse requirement: invalid label key {key:?}")))
-    }
-}
-
-fn check_value(value: &str) -> Result<String, SelectorError> {
-    let ok =
-        value.len() <= 63 && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(SelectorError(format!("unable to parse requirement: invalid label value {value:?}")))
-    }
-}
+pub use vmsnap_api::label_selector::{
+    Requirement, Selector as LabelSelector, SelectorError as LabelSelectorError, labels_of,
+};
 
 /// One field requirement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,6 +126,8 @@ fn unescape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use serde_json::json;
 

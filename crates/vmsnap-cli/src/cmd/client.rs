@@ -2,11 +2,15 @@
 //! embedded server's kubeconfig in the data directory, `~/.kube/config`; `--namespace`, the
 //! kubeconfig context's namespace, `default`.
 
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use kube::Resource;
 use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::NamespaceResourceScope;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::errors::{CliError, CliResult, Exit, Kind, Target, api_error};
@@ -21,6 +25,17 @@ pub struct ConnectionArgs {
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
 }
+
+/// What the user commands get, list, create and watch: a namespaced API object of a kind known at
+/// compile time (every kind of `vmsnap-api` and `k8s-openapi` the CLI uses).
+pub trait ApiObject: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + ObjectData {}
+
+impl<K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + ObjectData> ApiObject for K {}
+
+/// What the client does with an object's data: decode, encode, print for debugging, hold across tasks.
+pub trait ObjectData: Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static {}
+
+impl<K: Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static> ObjectData for K {}
 
 /// A connected API client and the namespace to work in.
 #[derive(Clone)]
@@ -130,10 +145,7 @@ impl Session {
     /// Gets an object; a missing one is the "not found" error of its kind.
     pub async fn get<K>(&self, kind: Kind, name: &str) -> CliResult<K>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: ApiObject,
     {
         self.api::<K>().get(name).await.map_err(|e| self.error(e, "get", kind, name))
     }
@@ -141,10 +153,7 @@ impl Session {
     /// Gets an object if it exists.
     pub async fn get_opt<K>(&self, kind: Kind, name: &str) -> CliResult<Option<K>>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: ApiObject,
     {
         self.api::<K>().get_opt(name).await.map_err(|e| self.error(e, "get", kind, name))
     }
@@ -152,10 +161,7 @@ impl Session {
     /// Lists every object of `K` in the namespace.
     pub async fn list<K>(&self, kind: Kind, what: &str) -> CliResult<Vec<K>>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + std::fmt::Debug,
+        K: ApiObject,
     {
         let list =
             self.api::<K>().list(&Default::default()).await.map_err(|e| self.error(e, "list", kind, what))?;
@@ -165,11 +171,7 @@ impl Session {
     /// Creates `object` (`kind` `name`); a refusal is the one-line error of its kind.
     pub async fn create<K>(&self, kind: Kind, name: &str, object: &K) -> CliResult<K>
     where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-            + Clone
-            + DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug,
+        K: ApiObject,
     {
         self.api::<K>()
             .create(&Default::default(), object)

@@ -19,6 +19,8 @@ pub struct CompletionsArgs {
 /// Prints the completion script.
 pub fn run(args: CompletionsArgs) -> ExitCode {
     let mut command = super::Cli::command();
-    clap_complete::generate(args.shell, &mut command, "vmsnap", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "vmsnap", &mut script);
+    out!("{}", String::from_utf8_lossy(&script));
     ExitCode::SUCCESS
 }

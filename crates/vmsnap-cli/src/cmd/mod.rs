@@ -20,6 +20,7 @@ pub mod repo;
 mod restore;
 mod schedule;
 mod serve;
+mod show;
 mod snapshot;
 mod vm;
 mod vm_wait;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::k8s_openapi::jiff::Timestamp;
 
-use super::client::Session;
+use super::client::{ApiObject, Session};
 use super::errors::{CliError, CliResult, Exit, Kind};
 
 /// `-o yaml|json|name`.
@@ -32,6 +32,23 @@ pub struct OutputArgs {
     pub output: Option<Format>,
 }
 
+/// Writes what a user command prints (through `outln!`/`out!`). When the reader went away
+/// (`vmsnap snapshot list | head -1`), the command ends there, quietly and with status 0, as `ls`
+/// does: Rust ignores SIGPIPE, so `println!` would panic on the EPIPE instead. Any other write
+/// error ends it with status 1.
+pub fn write_stdout(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let written = std::io::stdout().lock().write_fmt(text);
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: cannot write the output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// `kind.group/name`, as `kubectl -o name` prints it.
 pub fn qualified_name<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     let kind = K::kind(&()).to_lowercase();
@@ -47,7 +64,7 @@ where
 {
     if format == Format::Name {
         for obj in objects {
-            println!("{}", qualified_name(obj));
+            outln!("{}", qualified_name(obj));
         }
         return Ok(());
     }
@@ -63,7 +80,7 @@ where
         Format::Yaml => serde_norway::to_string(&document).map_err(encode_error)?,
         Format::Name => unreachable!("handled above"),
     };
-    print!("{text}");
+    out!("{text}");
     Ok(())
 }
 
@@ -76,16 +93,12 @@ pub async fn create_and_print<K>(
     format: Option<Format>,
 ) -> CliResult<std::process::ExitCode>
 where
-    K: Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: ApiObject,
 {
     let created = session.create(kind, name, object).await?;
     match format {
         Some(format) => print_objects(&[created], format, true)?,
-        None => println!("{name}"),
+        None => outln!("{name}"),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

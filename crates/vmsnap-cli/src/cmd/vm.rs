@@ -106,7 +106,7 @@ pub async fn run(args: VmArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     if let Some((until, timeout)) = wait {
         vm_wait::wait(&session, &name, until, running_before, timeout).await?;
     }
-    println!("VM \"{name}\" {}", done_message(action, wait.is_some()));
+    outln!("VM \"{name}\" {}", done_message(action, wait.is_some()));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -184,7 +184,7 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
             age(vm.metadata.creation_timestamp.as_ref()),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 
 mod backup;
 mod console_exec;
+mod pipe;
 mod restore;
 mod schedule;
 mod snapshot;

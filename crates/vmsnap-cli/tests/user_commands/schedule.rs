@@ -99,9 +99,18 @@ async fn bad_schedules_get_one_line_errors_and_their_exit_codes() {
     // Both or neither of a pair is a usage error.
     env.run(&["schedule", "create", "s", "--vm", "db", "--selector", "a=b", "--every", "1h"]).await.expect(2);
     env.run(&["schedule", "create", "s", "--vm", "db"]).await.expect(2);
-    let out = env.run(&["schedule", "create", "s", "--selector", "tier", "--every", "1h"]).await;
+    // A selector kubectl would refuse is a usage error naming the term.
+    let out =
+        env.run(&["schedule", "create", "s", "--selector", "tier=db,zone in (a b)", "--every", "1h"]).await;
     out.expect(2);
-    assert!(out.stderr.contains("expected key=value pairs"), "{}", out.stderr);
+    assert_eq!(
+        out.stderr,
+        "error: --selector \"tier=db,zone in (a b)\": unable to parse requirement \"zone in (a b)\": found 'b', expected: ',' or ')'\n"
+    );
+    // `>` has no metav1.LabelSelector form.
+    let out = env.run(&["schedule", "create", "s", "--selector", "gen>2", "--every", "1h"]).await;
+    out.expect(2);
+    assert!(out.stderr.contains("\"gen>2\""), "{}", out.stderr);
     // Missing and taken names.
     let out = env.run(&["schedule", "describe", "nope"]).await;
     out.expect(3);
@@ -153,4 +162,34 @@ async fn a_schedule_can_back_its_snapshots_up_with_a_keep_policy_of_their_own() 
         env.run(&["schedule", "create", "s", "--vm", "db", "--every", "1h", "--backup-keep-last", "3"]).await;
     out.expect(2);
     assert!(out.stderr.contains("--backup-to"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_in_kubectl_syntax_becomes_the_schedules_label_selector() {
+    let env = Env::start().await;
+    let selector = "tier=db,env!=dev,zone in (a,b),site notin (old),backup,!skip";
+    let out = env.run(&["schedule", "create", "dbs", "--selector", selector, "--every", "1h"]).await;
+    out.expect(0);
+    let stored = serde_json::to_value(get(&env, "dbs").await.spec.selector.unwrap()).unwrap();
+    assert_eq!(
+        stored,
+        serde_json::json!({
+            "matchLabels": {"tier": "db"},
+            "matchExpressions": [
+                {"key": "backup", "operator": "Exists"},
+                {"key": "env", "operator": "NotIn", "values": ["dev"]},
+                {"key": "site", "operator": "NotIn", "values": ["old"]},
+                {"key": "skip", "operator": "DoesNotExist"},
+                {"key": "zone", "operator": "In", "values": ["a", "b"]},
+            ]
+        })
+    );
+    // Listed back in kubectl's syntax.
+    let list = env.run(&["schedule", "list"]).await;
+    list.expect(0);
+    assert!(
+        list.stdout.contains("selector tier=db,backup,env notin (dev),site notin (old),!skip,zone in (a,b)"),
+        "{}",
+        list.stdout
+    );
 }

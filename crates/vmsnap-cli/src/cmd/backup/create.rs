@@ -3,23 +3,22 @@
 //! committed or failed; then prints a summary.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, backup_type, label, phase,
+    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, backup_type, label,
 };
 use vmsnap_api::kubevirt::VirtualMachine;
-use vmsnap_api::snapshot::{VirtualMachineSnapshot, condition_type, find_condition};
+use vmsnap_api::snapshot::VirtualMachineSnapshot;
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
-use crate::cmd::output::{OutputArgs, create_and_print, display_size, print_objects, seconds, timestamp};
-use crate::cmd::progress::object::{Next, ObjectWatch};
-use crate::cmd::progress::transfer::{Direction, TransferBar};
+use crate::cmd::output::{display_size, seconds, timestamp};
+use crate::cmd::progress::transfer_run::{TransferArgs, TransferRequest, create_and_follow};
 use crate::cmd::repo::list::{Readiness, readiness};
-use crate::cmd::{parse_duration, timestamp_suffix};
+use crate::cmd::timestamp_suffix;
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap backup create db --repo off-site                 # snapshot, then read only what changed since the last backup
@@ -46,17 +45,8 @@ pub struct CreateArgs {
     /// Keep the backup in the repository when this object is deleted (deletionPolicy Retain).
     #[arg(long)]
     retain: bool,
-    /// Wait until the backup is done, showing progress (the default).
-    #[arg(long, conflicts_with = "no_wait")]
-    wait: bool,
-    /// Print the backup's name and return without waiting.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the backup.
-    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Duration,
     #[command(flatten)]
-    output: OutputArgs,
+    follow: TransferArgs,
 }
 
 /// The backup object.
@@ -127,95 +117,19 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
     check(&args, &session).await?;
     let name = args.name.clone().unwrap_or_else(|| format!("{}-backup-{}", args.vm, timestamp_suffix()));
     let object = backup_object(&args, &name)?;
-    if args.no_wait {
-        return create_and_print(&session, Kind::Backup, &name, &object, args.output.output).await;
-    }
-    let (mut watch, _) = ObjectWatch::<VirtualMachineRepositoryBackup>::start(&session, &name).await?;
-    let start = Instant::now();
-    let created = session.create(Kind::Backup, &name, &object).await?;
-    let uid = created.metadata.uid.clone();
-    let mut bar = TransferBar::start(
-        &format!("Backup \"{name}\" of VM \"{}\" to repository \"{}\":", args.vm, args.repo),
-        Direction::Backup,
-    );
-    let deadline = start + args.timeout;
-    let done = loop {
-        match watch.next(deadline).await {
-            Next::Applied(b) if b.metadata.uid != uid => {}
-            Next::Applied(b) => {
-                let status = b.status.clone().unwrap_or_default();
-                bar.note(progressing_note(&status.conditions));
-                if let Some(progress) = &status.progress {
-                    bar.update(progress);
-                }
-                match status.phase.as_deref() {
-                    Some(phase::SUCCEEDED) => break b,
-                    Some(phase::FAILED) => {
-                        bar.finish();
-                        return Err(CliError::new(
-                            Exit::Failed,
-                            format!(
-                                "backup \"{name}\" failed: {}",
-                                failure(&status.error, &status.conditions)
-                            ),
-                        ));
-                    }
-                    _ => {}
-                }
-            }
-            Next::Deleted => {
-                bar.finish();
-                return Err(CliError::new(
-                    Exit::Failed,
-                    format!("backup \"{name}\" was deleted while it ran"),
-                ));
-            }
-            Next::TimedOut => {
-                bar.finish();
-                return Err(CliError::new(
-                    Exit::Timeout,
-                    format!(
-                        "backup \"{name}\" is not done after {}: it goes on in the background; follow it with: vmsnap backup describe {name}",
-                        seconds(args.timeout)
-                    ),
-                ));
-            }
-        }
+    let request = TransferRequest {
+        name: &name,
+        object: &object,
+        title: format!("Backup \"{name}\" of VM \"{}\" to repository \"{}\":", args.vm, args.repo),
+        follow_with: format!("vmsnap backup describe {name}"),
     };
-    bar.finish();
-    if let Some(format) = args.output.output {
-        print_objects(&[done], format, true)?;
+    let Some((done, start)) = create_and_follow(&session, request, &args.follow).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     for line in summary(&done, start.elapsed()) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `Reason: message` of a Progressing condition, as a note.
-pub fn progressing_note(conditions: &[vmsnap_api::snapshot::Condition]) -> Option<String> {
-    let c = find_condition(conditions, condition_type::PROGRESSING)?;
-    let reason = c.reason.clone().unwrap_or_default();
-    match c.message.as_deref().filter(|m| !m.is_empty()) {
-        Some(m) => Some(format!("{reason}: {m}")),
-        None => Some(reason).filter(|r| !r.is_empty()),
-    }
-}
-
-/// Why it failed: `status.error`, else the Failure condition.
-pub fn failure(
-    error: &Option<vmsnap_api::snapshot::SnapshotError>,
-    conditions: &[vmsnap_api::snapshot::Condition],
-) -> String {
-    error
-        .as_ref()
-        .and_then(|e| e.message.clone())
-        .or_else(|| {
-            find_condition(conditions, condition_type::FAILURE)
-                .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
-        })
-        .unwrap_or_else(|| "no reason given".into())
 }
 
 fn size(v: Option<i64>) -> String {

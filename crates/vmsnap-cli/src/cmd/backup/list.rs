@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use clap::Args;
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label};
 
-use super::create::failure;
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, Table, display_size, print_objects, timestamp};
+use crate::cmd::output::{OutputArgs, Table, display_size, timestamp};
 use crate::cmd::progress::transfer::{Direction, counters_line};
+use crate::cmd::progress::transfer_run::failure;
 use crate::cmd::repo::request::verify_summary;
+use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print_list};
 
 /// `vmsnap backup list`.
 #[derive(Args, Debug)]
@@ -20,15 +21,6 @@ pub struct ListArgs {
     /// Only the backups in this repository.
     #[arg(long, value_name = "NAME")]
     repo: Option<String>,
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// `vmsnap backup describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The backup.
-    name: String,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -68,18 +60,17 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
         .filter(|b| args.vm.as_ref().is_none_or(|vm| vm_of(b).as_ref() == Some(vm)))
         .filter(|b| args.repo.as_ref().is_none_or(|r| &b.spec.repository == r))
         .collect();
-    if let Some(format) = args.output.output {
-        print_objects(&backups, format, false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if backups.is_empty() {
+    let nothing = || {
         let of = args.vm.as_ref().map(|vm| format!(" of VM \"{vm}\"")).unwrap_or_default();
         let in_repo = args.repo.as_ref().map(|r| format!(" in repository \"{r}\"")).unwrap_or_default();
-        eprintln!("No backups{of}{in_repo} in namespace \"{}\".", session.namespace);
-        return Ok(ExitCode::SUCCESS);
-    }
+        format!("No backups{of}{in_repo} in namespace \"{}\".", session.namespace)
+    };
+    print_list(&backups, &args.output, nothing, table)
+}
+
+fn table(backups: &[VirtualMachineRepositoryBackup]) -> Table {
     let mut table = Table::new(&["NAME", "VM", "REPO", "TYPE", "SIZE", "POINT IN TIME", "PHASE"]);
-    for b in &backups {
+    for b in backups {
         let st = b.status.clone().unwrap_or_default();
         table.row(vec![
             b.metadata.name.clone().unwrap_or_default(),
@@ -91,75 +82,61 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             dash(st.phase),
         ]);
     }
-    print!("{}", table.render());
-    Ok(ExitCode::SUCCESS)
+    table
 }
 
 /// Runs `vmsnap backup describe`.
 pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let b: VirtualMachineRepositoryBackup = session.get(Kind::Backup, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(std::slice::from_ref(&b), format, true)?;
+    let Some(b) = object_to_describe::<VirtualMachineRepositoryBackup>(&session, Kind::Backup, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let st = b.status.clone().unwrap_or_default();
     let source = match &b.spec.source {
         Some(s) => format!("{} {}", s.kind, s.name),
         None => "found in the repository".into(),
     };
-    println!("Name:            {}", args.name);
-    println!("VM:              {}", dash(vm_of(&b)));
-    println!("Repository:      {}", b.spec.repository);
-    println!("Source:          {source}");
-    println!("Phase:           {}", dash(st.phase.clone()));
-    println!("Type:            {}", dash(st.type_.clone()));
+    outln!("Name:            {}", args.name);
+    outln!("VM:              {}", dash(vm_of(&b)));
+    outln!("Repository:      {}", b.spec.repository);
+    outln!("Source:          {source}");
+    outln!("Phase:           {}", dash(st.phase.clone()));
+    outln!("Type:            {}", dash(st.type_.clone()));
     if let Some(reason) = &st.full_reason {
-        println!("Full because:    {reason}");
+        outln!("Full because:    {reason}");
     }
     if let Some(base) = &st.base_backup {
-        println!(
+        outln!(
             "Base backup:     {base}{}",
             st.base_backup_id.as_ref().map(|i| format!(" ({i})")).unwrap_or_default()
         );
     }
-    println!("Backup id:       {}", dash(st.backup_id.clone()));
-    println!("Snapshot:        {}", dash(st.snapshot_name.clone()));
-    println!("Point in time:   {}", timestamp(st.point_in_time.as_ref()));
-    println!("Completed:       {}", timestamp(st.completion_time.as_ref()));
-    println!("Size:            {}", dash(st.size.clone()));
-    println!("Deletion policy: {}", b.spec.deletion_policy.as_deref().unwrap_or("Delete"));
+    outln!("Backup id:       {}", dash(st.backup_id.clone()));
+    outln!("Snapshot:        {}", dash(st.snapshot_name.clone()));
+    outln!("Point in time:   {}", timestamp(st.point_in_time.as_ref()));
+    outln!("Completed:       {}", timestamp(st.completion_time.as_ref()));
+    outln!("Size:            {}", dash(st.size.clone()));
+    outln!("Deletion policy: {}", b.spec.deletion_policy.as_deref().unwrap_or("Delete"));
     if let Some(c) = &st.progress {
-        println!("Transfer:        {}", counters_line(Direction::Backup, c));
+        outln!("Transfer:        {}", counters_line(Direction::Backup, c));
     }
     if let Some(v) = &st.last_verify {
-        println!("Last verify:     {} {}", timestamp(v.time.as_ref()), verify_summary(v));
+        outln!("Last verify:     {} {}", timestamp(v.time.as_ref()), verify_summary(v));
     }
     if st.error.is_some() {
-        println!("Error:           {}", failure(&st.error, &st.conditions));
+        outln!("Error:           {}", failure(&st.error, &st.conditions));
     }
     if !st.disks.is_empty() {
-        println!("Disks:");
+        outln!("Disks:");
         let mut table = Table::new(&["NAME", "SIZE", "SHA256"]);
         for d in &st.disks {
             table.row(vec![d.name.clone(), display_size(d.size_bytes.max(0) as u64), dash(d.sha256.clone())]);
         }
         for line in table.render().lines() {
-            println!("  {line}");
+            outln!("  {line}");
         }
     }
-    if !st.conditions.is_empty() {
-        println!("Conditions:");
-        for c in &st.conditions {
-            let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
-            println!(
-                "  {} {} {}{}",
-                c.type_,
-                c.status,
-                c.reason.as_deref().unwrap_or_default(),
-                message.unwrap_or_default()
-            );
-        }
-    }
+    print_conditions(&st.conditions);
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ use super::client::ConnectionArgs;
 use super::errors::{CliError, CliResult, Kind};
 use super::parse_duration;
 use super::repo::request;
+use super::show::DescribeArgs;
 
 /// `vmsnap backup`.
 #[derive(Args, Debug)]
@@ -34,7 +35,7 @@ enum BackupCommand {
     List(list::ListArgs),
     /// Show a backup: VM, type and base, point in time, disks, bytes, last verify, conditions.
     #[command(after_help = "Example:\n  vmsnap backup describe db-backup-20261206-101500")]
-    Describe(list::DescribeArgs),
+    Describe(DescribeArgs),
     /// Read back every chunk of a backup and check it.
     #[command(after_help = "Example:\n  vmsnap backup verify db-backup-20261206-101500")]
     Verify(VerifyArgs),
@@ -98,7 +99,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
                 } else {
                     "its data is removed from the repository; run vmsnap repo prune to free the chunks no other backup uses"
                 };
-                println!("backup \"{name}\" deleted: {data}");
+                outln!("backup \"{name}\" deleted: {data}");
             }
             Err(e) => {
                 eprintln!("error: {e}");

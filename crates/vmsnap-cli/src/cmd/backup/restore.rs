@@ -3,21 +3,18 @@
 //! until the VM exists with the restored disks.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use clap::{ArgGroup, Args};
 use serde_json::json;
 use vmsnap_api::backup::{VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore, phase};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 
-use super::create::{failure, progressing_note};
 use super::list::vm_of;
 use crate::cmd::client::{ConnectionArgs, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
-use crate::cmd::output::{OutputArgs, create_and_print, print_objects, seconds};
-use crate::cmd::progress::object::{Next, ObjectWatch};
-use crate::cmd::progress::transfer::{Direction, TransferBar};
-use crate::cmd::{parse_duration, timestamp_suffix};
+use crate::cmd::output::seconds;
+use crate::cmd::progress::transfer_run::{TransferArgs, TransferRequest, create_and_follow};
+use crate::cmd::timestamp_suffix;
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap backup restore db-backup-20261206-101500 --to db-copy   # a new VM
@@ -38,17 +35,8 @@ pub struct RestoreArgs {
     /// Name of the restore object [default: TARGET-restore-YYYYMMDD-HHMMSS]
     #[arg(long)]
     name: Option<String>,
-    /// Wait until the VM is restored, showing progress (the default).
-    #[arg(long, conflicts_with = "no_wait")]
-    wait: bool,
-    /// Print the restore's name and return without waiting.
-    #[arg(long)]
-    no_wait: bool,
-    /// How long to wait for the restore.
-    #[arg(long, default_value = "2h", value_name = "DURATION", value_parser = parse_duration)]
-    timeout: Duration,
     #[command(flatten)]
-    output: OutputArgs,
+    follow: TransferArgs,
 }
 
 /// The target VM, checked: the backup is complete, a `--to` VM is new (or the backed-up VM), an
@@ -112,77 +100,30 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
         "spec": {"backupName": args.backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target}}
     }))
     .map_err(|e| CliError::new(Exit::Usage, format!("invalid restore: {e}")))?;
-    if args.no_wait {
-        return create_and_print(&session, Kind::BackupRestore, &name, &object, args.output.output).await;
-    }
-    let (mut watch, _) = ObjectWatch::<VirtualMachineRepositoryRestore>::start(&session, &name).await?;
-    let start = Instant::now();
-    let created = session.create(Kind::BackupRestore, &name, &object).await?;
-    let uid = created.metadata.uid.clone();
-    let mut bar = TransferBar::start(
-        &format!("Restore of backup \"{}\" to VM \"{target}\" (restore \"{name}\"):", args.backup),
-        Direction::Restore,
-    );
-    let deadline = start + args.timeout;
-    let done = loop {
-        match watch.next(deadline).await {
-            Next::Applied(r) if r.metadata.uid != uid => {}
-            Next::Applied(r) => {
-                let st = r.status.clone().unwrap_or_default();
-                bar.note(progressing_note(&st.conditions));
-                if let Some(progress) = &st.progress {
-                    bar.update(progress);
-                }
-                if st.phase.as_deref() == Some(phase::FAILED) {
-                    bar.finish();
-                    return Err(CliError::new(
-                        Exit::Failed,
-                        format!("restore \"{name}\" failed: {}", failure(&st.error, &st.conditions)),
-                    ));
-                }
-                if st.complete == Some(true) || st.phase.as_deref() == Some(phase::SUCCEEDED) {
-                    break r;
-                }
-            }
-            Next::Deleted => {
-                bar.finish();
-                return Err(CliError::new(
-                    Exit::Failed,
-                    format!("restore \"{name}\" was deleted while it ran"),
-                ));
-            }
-            Next::TimedOut => {
-                bar.finish();
-                return Err(CliError::new(
-                    Exit::Timeout,
-                    format!(
-                        "restore \"{name}\" is not done after {}: it goes on in the background; follow it with: kubectl get vmrrestore {name}",
-                        seconds(args.timeout)
-                    ),
-                ));
-            }
-        }
+    let request = TransferRequest {
+        name: &name,
+        object: &object,
+        title: format!("Restore of backup \"{}\" to VM \"{target}\" (restore \"{name}\"):", args.backup),
+        follow_with: format!("kubectl get vmrrestore {name}"),
     };
-    bar.finish();
-    if let Some(format) = args.output.output {
-        print_objects(&[done], format, true)?;
+    let Some((done, start)) = create_and_follow(&session, request, &args.follow).await? else {
         return Ok(ExitCode::SUCCESS);
-    }
-    println!(
+    };
+    outln!(
         "VM \"{target}\" restored from backup \"{}\" (restore \"{name}\", {}).",
         args.backup,
         seconds(start.elapsed())
     );
     let st = done.status.unwrap_or_default();
     if !st.disks.is_empty() {
-        println!("  Disks:");
+        outln!("  Disks:");
         for d in &st.disks {
-            println!("    {}   {}", d.name, d.data_volume_name);
+            outln!("    {}   {}", d.name, d.data_volume_name);
         }
     }
     let running = session.get_opt::<VirtualMachineInstance>(Kind::Vmi, &target).await?.is_some();
     if !running {
-        println!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
+        outln!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod object;
 pub mod restore;
 pub mod snapshot;
 pub mod transfer;
+pub mod transfer_run;
 pub mod watch;
 
 use std::io::IsTerminal;

@@ -2,15 +2,13 @@
 //! its controller's answer (a repository becoming ready, a verify or prune result, a backup or
 //! restore running): the watch is synced before the change is made, so no later version is missed.
 
-use std::fmt::Debug;
 use std::time::Instant;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use serde::de::DeserializeOwned;
 
 use super::watch::{self, Change};
-use crate::cmd::client::Session;
+use crate::cmd::client::{ApiObject, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit};
 
 /// A synced watch on one object.
@@ -30,15 +28,7 @@ pub enum Next<K> {
     TimedOut,
 }
 
-impl<K> ObjectWatch<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + 'static,
-{
+impl<K: ApiObject> ObjectWatch<K> {
     /// Starts watching `name` and waits until the initial list is done: returns the watch and
     /// the object as it is now (if it exists).
     pub async fn start(session: &Session, name: &str) -> CliResult<(ObjectWatch<K>, Option<K>)> {

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 
 use super::{Outcome, Progress, Report};
-use crate::cmd::client::Session;
+use crate::cmd::client::{ApiObject, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
 
 /// A change seen by one watch.
@@ -101,12 +101,7 @@ pub fn object_and_vm<K, S: Send + 'static>(
     vmi_seen: fn(Change<VirtualMachineInstance>) -> S,
 ) -> Vec<BoxStream<'static, S>>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + 'static,
+    K: ApiObject,
 {
     vec![
         named(session.api::<K>(), name).map(object).boxed(),
@@ -212,11 +207,7 @@ pub trait Tracker {
     /// What the merged watches of the operation see.
     type Seen: Seen;
     /// The object whose creation starts the operation.
-    type Object: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + serde::Serialize
-        + Debug;
+    type Object: ApiObject;
     /// Its kind, for the one-line error of a refused creation.
     const KIND: Kind;
     /// What the spinner says it waits for (`the snapshot`).

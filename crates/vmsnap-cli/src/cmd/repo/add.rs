@@ -214,7 +214,7 @@ pub async fn run(args: AddArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let Some((mut watch, _)) = watch else {
         match args.output.output {
             Some(format) => print_objects(&[created], format, true)?,
-            None => println!("repository \"{}\" added (not waiting for it to open)", args.name),
+            None => outln!("repository \"{}\" added (not waiting for it to open)", args.name),
         }
         return Ok(ExitCode::SUCCESS);
     };
@@ -256,13 +256,13 @@ pub async fn run(args: AddArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let status = r.status.unwrap_or_default();
-            println!("Repository \"{}\" is ready ({}).", args.name, seconds(start.elapsed()));
-            println!("  Location:  {}", status.location.as_deref().unwrap_or("-"));
+            outln!("Repository \"{}\" is ready ({}).", args.name, seconds(start.elapsed()));
+            outln!("  Location:  {}", status.location.as_deref().unwrap_or("-"));
             if let Some(id) = &status.repository_id {
-                println!("  Id:        {id}");
+                outln!("  Id:        {id}");
             }
             let backups = status.backups.unwrap_or(0);
-            println!(
+            outln!(
                 "  Backups:   {backups}{}",
                 if backups > 0 {
                     format!(" (list them with: vmsnap backup list --repo {})", args.name)
@@ -270,9 +270,7 @@ pub async fn run(args: AddArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
                     String::new()
                 }
             );
-            println!(
-                "  Keep the passphrase safe: without it nobody, vmsnap included, can read these backups."
-            );
+            outln!("  Keep the passphrase safe: without it nobody, vmsnap included, can read these backups.");
             Ok(ExitCode::SUCCESS)
         }
         Err(why) => {

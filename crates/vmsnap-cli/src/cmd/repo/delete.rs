@@ -59,8 +59,8 @@ pub async fn run(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
     }
     let with =
         if removed.is_empty() { String::new() } else { format!(" with its Secrets {}", removed.join(", ")) };
-    println!("repository \"{}\" deleted{with}.", args.name);
-    println!(
+    outln!("repository \"{}\" deleted{with}.", args.name);
+    outln!(
         "The backups stay in {}: add the repository again with the same passphrase to find them.",
         location(&repo)
     );

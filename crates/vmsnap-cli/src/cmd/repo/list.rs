@@ -2,29 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use vmsnap_api::backup::{VirtualMachineBackupRepository, reason};
 use vmsnap_api::snapshot::{condition_type, find_condition};
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, Table, display_size, print_objects, timestamp};
-
-/// `vmsnap repo list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// `vmsnap repo describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The repository.
-    name: String,
-    #[command(flatten)]
-    output: OutputArgs,
-}
+use crate::cmd::output::{OutputArgs, Table, display_size, timestamp};
+use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print_list};
 
 /// Where a repository is, from its status, else from its spec.
 pub fn location(r: &VirtualMachineBackupRepository) -> String {
@@ -103,23 +87,22 @@ fn ready_column(r: &VirtualMachineBackupRepository) -> String {
 }
 
 /// Runs `vmsnap repo list`.
-pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+pub async fn list(output: OutputArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
     let mut repos: Vec<VirtualMachineBackupRepository> = session.list(Kind::Repository, "").await?;
     repos.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    if let Some(format) = args.output.output {
-        print_objects(&repos, format, false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if repos.is_empty() {
-        eprintln!(
+    let nothing = || {
+        format!(
             "No repositories in namespace \"{}\": add one with: vmsnap repo add NAME --passphrase-file FILE",
             session.namespace
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
+        )
+    };
+    print_list(&repos, &output, nothing, table)
+}
+
+fn table(repos: &[VirtualMachineBackupRepository]) -> Table {
     let mut table = Table::new(&["NAME", "LOCATION", "READY", "BACKUPS", "STORED", "DEDUP"]);
-    for r in &repos {
+    for r in repos {
         let status = r.status.clone().unwrap_or_default();
         table.row(vec![
             r.metadata.name.clone().unwrap_or_default(),
@@ -133,58 +116,45 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             status.deduplication_ratio.map(|d| format!("{d}x")).unwrap_or_else(|| "-".into()),
         ]);
     }
-    print!("{}", table.render());
-    Ok(ExitCode::SUCCESS)
+    table
 }
 
 /// Runs `vmsnap repo describe`.
 pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let r: VirtualMachineBackupRepository = session.get(Kind::Repository, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(std::slice::from_ref(&r), format, true)?;
+    let Some(r) =
+        object_to_describe::<VirtualMachineBackupRepository>(&session, Kind::Repository, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let status = r.status.clone().unwrap_or_default();
     let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("Name:            {}", args.name);
-    println!("Location:        {}", location(&r));
-    println!("Ready:           {}", ready_column(&r));
-    println!("Repository id:   {}", dash(status.repository_id.clone()));
-    println!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
-    println!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
-    println!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
-    println!("Stored:          {}", dash(status.stored_size.clone()));
-    println!("Deduplication:   {}", dash(status.deduplication_ratio.map(|d| format!("{d}x"))));
-    println!("Passphrase:      Secret {}", r.spec.passphrase_secret_ref.name);
+    outln!("Name:            {}", args.name);
+    outln!("Location:        {}", location(&r));
+    outln!("Ready:           {}", ready_column(&r));
+    outln!("Repository id:   {}", dash(status.repository_id.clone()));
+    outln!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
+    outln!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
+    outln!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
+    outln!("Stored:          {}", dash(status.stored_size.clone()));
+    outln!("Deduplication:   {}", dash(status.deduplication_ratio.map(|d| format!("{d}x"))));
+    outln!("Passphrase:      Secret {}", r.spec.passphrase_secret_ref.name);
     if let Some(s3) = &r.spec.s3 {
-        println!("S3 credentials:  Secret {}", s3.credentials_secret_ref.name);
+        outln!("S3 credentials:  Secret {}", s3.credentials_secret_ref.name);
     }
     match &status.last_verify {
         Some(v) => {
-            println!("Last verify:     {} {}", timestamp(v.time.as_ref()), super::request::verify_summary(v))
+            outln!("Last verify:     {} {}", timestamp(v.time.as_ref()), super::request::verify_summary(v))
         }
-        None => println!("Last verify:     never"),
+        None => outln!("Last verify:     never"),
     }
     match &status.last_prune {
         Some(p) => {
-            println!("Last prune:      {} {}", timestamp(p.time.as_ref()), super::request::prune_summary(p))
+            outln!("Last prune:      {} {}", timestamp(p.time.as_ref()), super::request::prune_summary(p))
         }
-        None => println!("Last prune:      never"),
+        None => outln!("Last prune:      never"),
     }
-    if !status.conditions.is_empty() {
-        println!("Conditions:");
-        for c in &status.conditions {
-            let message = c.message.as_deref().filter(|m| !m.is_empty()).map(|m| format!(": {m}"));
-            println!(
-                "  {} {} {}{}",
-                c.type_,
-                c.status,
-                c.reason.as_deref().unwrap_or_default(),
-                message.unwrap_or_default()
-            );
-        }
-    }
+    print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)
 }
 

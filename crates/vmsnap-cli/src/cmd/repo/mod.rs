@@ -13,7 +13,9 @@ use clap::{Args, Subcommand};
 
 use super::client::ConnectionArgs;
 use super::errors::CliResult;
+use super::output::OutputArgs;
 use super::parse_duration;
+use super::show::DescribeArgs;
 
 /// `vmsnap repo`.
 #[derive(Args, Debug)]
@@ -30,10 +32,10 @@ enum RepoCommand {
     Add(add::AddArgs),
     /// List the repositories of the namespace: location, ready, backups, bytes stored, deduplication.
     #[command(after_help = "Example:\n  vmsnap repo list\n  vmsnap repo list -o yaml")]
-    List(list::ListArgs),
+    List(OutputArgs),
     /// Show a repository: location, id, counts, last verify and prune, conditions.
     #[command(after_help = "Example:\n  vmsnap repo describe main")]
-    Describe(list::DescribeArgs),
+    Describe(DescribeArgs),
     /// Read back every chunk of the repository and check it; lists what bad chunks break.
     #[command(after_help = "Example:\n  vmsnap repo verify main")]
     Verify(RequestArgs),

@@ -6,13 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
-use serde::de::DeserializeOwned;
 use serde_json::json;
 use vmsnap_api::backup::{
     PruneResult, VerifyResult, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, annotation,
 };
 
-use crate::cmd::client::{ConnectionArgs, Session};
+use crate::cmd::client::{ApiObject, ConnectionArgs, Session};
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
 use crate::cmd::output::{Table, display_size, seconds};
 use crate::cmd::progress::Progress;
@@ -38,12 +37,7 @@ async fn request<K, T>(
     answer: impl Fn(&K) -> Option<(Option<String>, T)>,
 ) -> CliResult<T>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: ApiObject,
 {
     let (mut watch, current) = ObjectWatch::<K>::start(session, name).await?;
     if current.is_none() {
@@ -124,7 +118,7 @@ fn report_verify(what: &str, v: &VerifyResult) -> CliResult<ExitCode> {
         return Err(CliError::new(Exit::Failed, format!("the verify of {what} could not run: {e}")));
     }
     if v.ok {
-        println!(
+        outln!(
             "{} verified: {} chunks of {} backups read back, decrypted and checked; all good.",
             capitalized(what),
             v.chunks_checked,
@@ -137,7 +131,7 @@ fn report_verify(what: &str, v: &VerifyResult) -> CliResult<ExitCode> {
         let breaks = if bad.breaks.is_empty() { "-".to_owned() } else { bad.breaks.join("; ") };
         table.row(vec![bad.chunk.clone(), bad.problem.clone(), breaks]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     let listed = if v.bad_chunks.len() >= 100 { " (the first 100 are listed)" } else { "" };
     Err(CliError::new(
         Exit::Failed,
@@ -189,7 +183,7 @@ pub async fn prune_repository(name: &str, timeout: Duration, conn: &ConnectionAr
             format!("the prune of repository \"{name}\" could not run: {e}"),
         ));
     }
-    println!("Repository \"{name}\" pruned: {}.", prune_summary(&result));
+    outln!("Repository \"{name}\" pruned: {}.", prune_summary(&result));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -173,16 +173,16 @@ async fn summary(
     elapsed: Duration,
 ) {
     let name = restore.metadata.name.clone().unwrap_or_default();
-    println!(
+    outln!(
         "VM \"{target}\" restored from snapshot \"{snapshot}\" (restore \"{name}\", {}).",
         seconds(elapsed)
     );
     let restores = restore.status.as_ref().map(|s| s.restores.clone()).unwrap_or_default();
     if !restores.is_empty() {
-        println!("  Volumes:");
+        outln!("  Volumes:");
         let width = restores.iter().map(|r| r.volume_name.len()).max().unwrap_or(0);
         for r in &restores {
-            println!("    {:<width$}   {}", r.volume_name, r.persistent_volume_claim);
+            outln!("    {:<width$}   {}", r.volume_name, r.persistent_volume_claim);
         }
     }
     let vm = session.get_opt::<VirtualMachine>(Kind::Vm, target).await.ok().flatten();
@@ -191,6 +191,6 @@ async fn summary(
         && !running
         && vm.spec.effective_run_strategy() == run_strategy::HALTED
     {
-        println!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
+        outln!("  VM \"{target}\" is stopped: start it with: vmsnap vm start {target}");
     }
 }

@@ -1,11 +1,11 @@
 //! `vmsnap schedule create NAME (--vm VM | --selector SEL) (--every 1h | --cron EXPR) ...`.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use kube::api::PostParams;
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use vmsnap_api::label_selector::Selector;
 use vmsnap_api::schedule::{KeepPolicy, VirtualMachineSnapshotSchedule, VirtualMachineSnapshotScheduleSpec};
 
 use crate::cmd::client::ConnectionArgs;
@@ -26,7 +26,8 @@ pub struct CreateArgs {
     /// The VM to snapshot.
     #[arg(long)]
     vm: Option<String>,
-    /// The VMs to snapshot: those matching these labels at each run (`tier=db,env=prod`).
+    /// The VMs to snapshot: those this label selector matches at each run, in kubectl's syntax
+    /// (`tier=db,env!=dev,zone in (a,b),!legacy`).
     #[arg(long)]
     selector: Option<String>,
     /// A fixed interval (`15m`, `1h`, `1d`; whole minutes).
@@ -77,28 +78,15 @@ pub struct CreateArgs {
     backup_keep_yearly: Option<i32>,
 }
 
-/// `a=b,c=d` as matchLabels.
+/// A label selector in kubectl's syntax (`tier=db,env!=dev,zone in (a,b),!legacy`) as the
+/// schedule's `metav1.LabelSelector`.
 fn parse_selector(text: &str) -> CliResult<LabelSelector> {
-    let mut labels = BTreeMap::new();
-    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !k.ends_with('!') && !v.contains('=') => {
-                labels.insert(k.trim().to_owned(), v.trim().to_owned());
-            }
-            _ => {
-                return Err(CliError::new(
-                    Exit::Usage,
-                    format!(
-                        "--selector {text:?}: expected key=value pairs separated by commas (tier=db,env=prod); {pair:?} is not one"
-                    ),
-                ));
-            }
-        }
+    let usage = |why: String| CliError::new(Exit::Usage, format!("--selector {text:?}: {why}"));
+    let selector = Selector::parse(text).map_err(|e| usage(e.to_string()))?;
+    if selector.0.is_empty() {
+        return Err(usage("it selects every VM: give at least one requirement (tier=db)".into()));
     }
-    if labels.is_empty() {
-        return Err(CliError::new(Exit::Usage, "--selector is empty: give key=value pairs (tier=db)"));
-    }
-    Ok(LabelSelector { match_labels: Some(labels), ..Default::default() })
+    selector.to_label_selector().map_err(|e| usage(e.to_string()))
 }
 
 /// Runs `vmsnap schedule create`.
@@ -154,7 +142,7 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
         .as_deref()
         .map(|repo| format!(", each backed up to repository \"{repo}\""))
         .unwrap_or_default();
-    println!(
+    outln!(
         "schedule \"{}\" created: snapshots of {what} {when}{backups}",
         created.metadata.name.unwrap_or_default()
     );
@@ -166,11 +154,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn selectors_are_key_value_pairs() {
-        let s = parse_selector("tier=db, env=prod").unwrap();
-        assert_eq!(s.match_labels.unwrap().len(), 2);
-        for bad in ["tier", "tier!=db", "", "a=b=c"] {
-            assert_eq!(parse_selector(bad).unwrap_err().exit, Exit::Usage, "{bad}");
+    fn selectors_take_kubectl_syntax_into_match_labels_and_expressions() {
+        let s = parse_selector("a=b,c!=d,e in (x,y),f notin (z),g,!h").unwrap();
+        assert_eq!(s.match_labels.unwrap().get("a").map(String::as_str), Some("b"));
+        let ops: Vec<(String, String, Option<Vec<String>>)> =
+            s.match_expressions.unwrap().into_iter().map(|e| (e.key, e.operator, e.values)).collect();
+        let v = |vs: &[&str]| Some(vs.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            ops,
+            vec![
+                ("c".into(), "NotIn".into(), v(&["d"])),
+                ("e".into(), "In".into(), v(&["x", "y"])),
+                ("f".into(), "NotIn".into(), v(&["z"])),
+                ("g".into(), "Exists".into(), None),
+                ("h".into(), "DoesNotExist".into(), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_selectors_are_usage_errors_naming_the_term() {
+        for (bad, term) in [
+            ("tier=db,zone in (a b)", "\"zone in (a b)\""),
+            ("tier=db,,env=prod", "an empty term"),
+            ("tier==db==x", "\"tier==db==x\""),
+            ("n>1", "\"n>1\""),
+            ("", "every VM"),
+        ] {
+            let e = parse_selector(bad).unwrap_err();
+            assert_eq!(e.exit, Exit::Usage, "{bad}");
+            assert!(e.message.contains(term), "{bad}: {}", e.message);
         }
     }
 }

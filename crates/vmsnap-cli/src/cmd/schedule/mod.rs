@@ -13,6 +13,8 @@ use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
 
 use super::client::ConnectionArgs;
 use super::errors::{CliError, CliResult, Kind};
+use super::output::OutputArgs;
+use super::show::DescribeArgs;
 
 /// `vmsnap schedule`.
 #[derive(Args, Debug)]
@@ -28,10 +30,10 @@ enum ScheduleCommand {
     Create(create::CreateArgs),
     /// List the schedules of the namespace: when, suspended, last success, next run.
     #[command(after_help = "Example:\n  vmsnap schedule list\n  vmsnap schedule list -o json")]
-    List(show::ListArgs),
+    List(OutputArgs),
     /// Show a schedule: its spec, runs, per-VM results and conditions.
     #[command(after_help = "Example:\n  vmsnap schedule describe db-hourly")]
-    Describe(show::DescribeArgs),
+    Describe(DescribeArgs),
     /// Stop taking runs (runs in progress go on).
     #[command(after_help = "Example:\n  vmsnap schedule suspend db-hourly")]
     Suspend(NamesArgs),
@@ -89,7 +91,7 @@ async fn each(args: NamesArgs, conn: &ConnectionArgs, action: Action) -> CliResu
             Action::Delete => api.delete(name, &DeleteParams::default()).await.map(|_| ()),
         };
         match result {
-            Ok(()) => println!("schedule \"{name}\" {done}"),
+            Ok(()) => outln!("schedule \"{name}\" {done}"),
             Err(e) => {
                 let e = session.error(e, verb, Kind::Schedule, name);
                 eprintln!("error: {e}");

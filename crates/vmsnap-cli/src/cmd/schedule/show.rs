@@ -2,37 +2,21 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
+use vmsnap_api::label_selector::Selector;
 use vmsnap_api::schedule::VirtualMachineSnapshotSchedule;
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, Table, age, print_objects};
-
-/// `vmsnap schedule list`.
-#[derive(Args, Debug)]
-pub struct ListArgs {
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
-/// `vmsnap schedule describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The schedule.
-    name: String,
-    #[command(flatten)]
-    output: OutputArgs,
-}
+use crate::cmd::output::{OutputArgs, Table, age};
+use crate::cmd::show::{DescribeArgs, object_to_describe, print_conditions, print_list};
 
 fn which(s: &VirtualMachineSnapshotSchedule) -> String {
     match (&s.spec.vm_name, &s.spec.selector) {
         (Some(vm), _) => format!("vm {vm}"),
-        (_, Some(sel)) => {
-            let labels: Vec<String> =
-                sel.match_labels.iter().flatten().map(|(k, v)| format!("{k}={v}")).collect();
-            format!("selector {}", labels.join(","))
-        }
+        (_, Some(sel)) => match Selector::try_from(sel) {
+            Ok(selector) => format!("selector {selector}"),
+            Err(e) => format!("selector that cannot be read: {e}"),
+        },
         _ => "-".into(),
     }
 }
@@ -50,19 +34,16 @@ fn time(t: Option<&vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::T
 }
 
 /// Runs `vmsnap schedule list`.
-pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
+pub async fn list(output: OutputArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
     let schedules: Vec<VirtualMachineSnapshotSchedule> = session.list(Kind::Schedule, "").await?;
-    if let Some(format) = args.output.output {
-        print_objects(&schedules, format, false)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    if schedules.is_empty() {
-        eprintln!("No schedules in namespace \"{}\".", session.namespace);
-        return Ok(ExitCode::SUCCESS);
-    }
+    let nothing = || format!("No schedules in namespace \"{}\".", session.namespace);
+    print_list(&schedules, &output, nothing, table)
+}
+
+fn table(schedules: &[VirtualMachineSnapshotSchedule]) -> Table {
     let mut table = Table::new(&["NAME", "TARGET", "WHEN", "SUSPENDED", "LAST SUCCESS", "NEXT RUN", "AGE"]);
-    for s in &schedules {
+    for s in schedules {
         let status = s.status.clone().unwrap_or_default();
         table.row(vec![
             s.metadata.name.clone().unwrap_or_default(),
@@ -78,23 +59,22 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             age(s.metadata.creation_timestamp.as_ref()),
         ]);
     }
-    print!("{}", table.render());
-    Ok(ExitCode::SUCCESS)
+    table
 }
 
 /// Runs `vmsnap schedule describe`.
 pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let s: VirtualMachineSnapshotSchedule = session.get(Kind::Schedule, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(std::slice::from_ref(&s), format, true)?;
+    let Some(s) =
+        object_to_describe::<VirtualMachineSnapshotSchedule>(&session, Kind::Schedule, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let status = s.status.clone().unwrap_or_default();
-    println!("Name:          {}", args.name);
-    println!("Target:        {}", which(&s));
-    println!("When:          {}", when(&s));
-    println!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
+    outln!("Name:          {}", args.name);
+    outln!("Target:        {}", which(&s));
+    outln!("When:          {}", when(&s));
+    outln!("Suspended:     {}", s.spec.suspend.unwrap_or(false));
     if let Some(keep) = &s.spec.keep {
         let parts: Vec<String> = keep
             .counts()
@@ -102,16 +82,16 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
             .filter_map(|(k, n)| n.map(|n| format!("{k} {n}")))
             .chain(keep.within.iter().map(|w| format!("within {w}")))
             .collect();
-        println!("Keep:          {}", parts.join(", "));
+        outln!("Keep:          {}", parts.join(", "));
     } else {
-        println!("Keep:          all");
+        outln!("Keep:          all");
     }
-    println!("Last run:      {}", time(status.last_run_time.as_ref()));
-    println!("Last success:  {}", time(status.last_success_time.as_ref()));
-    println!("Next run:      {}", time(status.next_run_time.as_ref()));
-    println!("Missed runs:   {}", status.missed_runs.unwrap_or(0));
+    outln!("Last run:      {}", time(status.last_run_time.as_ref()));
+    outln!("Last success:  {}", time(status.last_success_time.as_ref()));
+    outln!("Next run:      {}", time(status.next_run_time.as_ref()));
+    outln!("Missed runs:   {}", status.missed_runs.unwrap_or(0));
     if !status.vms.is_empty() {
-        println!("VMs:");
+        outln!("VMs:");
         let mut table =
             Table::new(&["VM", "LAST RUN", "RESULT", "SNAPSHOT", "FAILURES", "KEPT", "PRUNED", "MESSAGE"]);
         for v in &status.vms {
@@ -126,19 +106,8 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
                 v.message.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
-        print!("{}", table.render());
+        out!("{}", table.render());
     }
-    if !status.conditions.is_empty() {
-        println!("Conditions:");
-        for c in &status.conditions {
-            println!(
-                "  {} {} {}: {}",
-                c.type_,
-                c.status,
-                c.reason.as_deref().unwrap_or_default(),
-                c.message.as_deref().unwrap_or_default()
-            );
-        }
-    }
+    print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)
 }

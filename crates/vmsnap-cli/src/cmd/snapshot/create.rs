@@ -144,7 +144,7 @@ async fn summary(
     vmi: Option<&VirtualMachineInstance>,
 ) {
     let name = snapshot.metadata.name.clone().unwrap_or_default();
-    println!("Snapshot \"{name}\" of VM \"{vm_name}\" is ready ({}).", seconds(elapsed));
+    outln!("Snapshot \"{name}\" of VM \"{vm_name}\" is ready ({}).", seconds(elapsed));
     let window = match (freeze_window, vmi) {
         (Some(w), _) => {
             format!("{} (guest frozen to thawed, measured by this client from watch events)", seconds(w))
@@ -161,12 +161,12 @@ async fn summary(
             "none: the guest was not frozen (no guest agent), the snapshot is crash-consistent".into()
         }
     };
-    println!("  Freeze window: {window}");
+    outln!("  Freeze window: {window}");
     let catalog = Catalog::load(session).await;
     let vm = session.get_opt::<VirtualMachine>(Kind::Vm, vm_name).await.ok().flatten();
     for line in
         indication_lines(snapshot).into_iter().chain(disk_lines(&disks(snapshot, &catalog, vm.as_ref())))
     {
-        println!("  {line}");
+        outln!("  {line}");
     }
 }

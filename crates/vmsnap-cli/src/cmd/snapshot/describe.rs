@@ -2,36 +2,27 @@
 
 use std::process::ExitCode;
 
-use clap::Args;
 use vmsnap_api::kubevirt::VirtualMachine;
 use vmsnap_api::snapshot::{DeletionPolicy, VirtualMachineSnapshot};
 
 use super::details::{Catalog, disk_lines, disks, indication_lines};
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliResult, Kind};
-use crate::cmd::output::{OutputArgs, age, print_objects, timestamp};
+use crate::cmd::output::{age, timestamp};
+use crate::cmd::show::{DescribeArgs, object_to_describe};
 
 pub const EXAMPLES: &str = "Examples:
   vmsnap snapshot describe db-20250101-120000
   vmsnap snapshot describe s1 -o yaml     # the VirtualMachineSnapshot object";
 
-/// `vmsnap snapshot describe`.
-#[derive(Args, Debug)]
-pub struct DescribeArgs {
-    /// The snapshot.
-    name: String,
-    #[command(flatten)]
-    output: OutputArgs,
-}
-
 /// Runs `vmsnap snapshot describe`.
 pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     let session = conn.connect().await?;
-    let snapshot: VirtualMachineSnapshot = session.get(Kind::Snapshot, &args.name).await?;
-    if let Some(format) = args.output.output {
-        print_objects(&[snapshot], format, true)?;
+    let Some(snapshot) =
+        object_to_describe::<VirtualMachineSnapshot>(&session, Kind::Snapshot, &args).await?
+    else {
         return Ok(ExitCode::SUCCESS);
-    }
+    };
     let catalog = Catalog::load(&session).await;
     let vm = session.get_opt::<VirtualMachine>(Kind::Vm, &snapshot.spec.source.name).await?;
     let st = snapshot.status.clone().unwrap_or_default();
@@ -59,18 +50,18 @@ pub async fn run(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<ExitCod
         fields.push(("Error", message));
     }
     for (key, value) in fields {
-        println!("{:<18}{value}", format!("{key}:"));
+        outln!("{:<18}{value}", format!("{key}:"));
     }
     for line in
         indication_lines(&snapshot).into_iter().chain(disk_lines(&disks(&snapshot, &catalog, vm.as_ref())))
     {
-        println!("{line}");
+        outln!("{line}");
     }
     if !st.conditions.is_empty() {
-        println!("Conditions:");
+        outln!("Conditions:");
         for c in &st.conditions {
             let reason = c.reason.clone().unwrap_or_default();
-            println!("  {:<12}{:<7}{reason}", c.type_, c.status);
+            outln!("  {:<12}{:<7}{reason}", c.type_, c.status);
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -62,7 +62,7 @@ pub async fn run(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
             age(s.metadata.creation_timestamp.as_ref()),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -31,7 +31,7 @@ enum SnapshotCommand {
     List(list::ListArgs),
     /// Show a snapshot: phase, indications, included and excluded disks, conditions.
     #[command(after_help = describe::EXAMPLES)]
-    Describe(describe::DescribeArgs),
+    Describe(super::show::DescribeArgs),
     /// Delete snapshots (their volume snapshots go with them unless the snapshot was taken with --retain).
     #[command(
         after_help = "Example:\n  vmsnap snapshot delete db-20250101-120000\n  vmsnap snapshot delete s1 s2 --wait"
@@ -91,7 +91,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             Err(e) => Err(session.error(e, "delete", Kind::Snapshot, name)),
         };
         match result {
-            Ok(()) => println!("snapshot \"{name}\" deleted"),
+            Ok(()) => outln!("snapshot \"{name}\" deleted"),
             Err(e) => {
                 eprintln!("error: {e}");
                 first_error.get_or_insert(e);

@@ -2,40 +2,11 @@
 // it), then the restore is created and its progress shown until it completes.
 
 import { create, paths, restoreObject, vmAction } from '../api.js';
-import { h, replace, announce, alertBox } from '../dom.js';
+import { h, replace, alertBox } from '../dom.js';
 import { describeError } from '../errors.js';
 import { exactTime, statusBadge, timestampedName, vmHasInstance, vmStatus } from '../format.js';
-import { restoreState } from '../views/snapshots.js';
 import { openDialog, button } from './dialog.js';
-
-/// Shows the progress of the restore `restoreName` in `dialog` until it completes or fails.
-export function showRestoreProgress(dialog, namespace, restoreName, { doneText, doneLink }) {
-  const state = h('div', { class: 'restore-progress', 'aria-live': 'polite' });
-  const closeButton = button('Close', 'secondary', () => dialog.close());
-  dialog.setActions(closeButton);
-  const help = h('p', { class: 'help' }, 'Closing this dialog does not stop the restore; its progress is also shown under Restores.');
-  replace(dialog.body, h('p', {}, 'Progress of restore ', h('strong', {}, restoreName), ':'), state, help);
-  closeButton.focus();
-  dialog.scope.watch(paths.restores(namespace), {}, (restores) => {
-    const restore = restores.get(namespace, restoreName);
-    if (!restore) {
-      replace(state, statusBadge({ text: 'Starting', tone: 'info', busy: true }));
-      return;
-    }
-    const s = restoreState(restore);
-    dialog.el.dataset.restoreState = s.text;
-    help.hidden = s.text !== 'In progress';
-    if (s.text === 'Complete') {
-      replace(state, alertBox('success', doneText, doneLink || null));
-      closeButton.className = 'button button-primary';
-      announce(doneText);
-    } else if (s.text === 'Failed') {
-      replace(state, alertBox('danger', 'The restore failed', h('p', {}, s.detail)));
-    } else {
-      replace(state, statusBadge(s), h('span', { class: 'activity' }, s.detail));
-    }
-  });
-}
+import { showRestoreProgress, snapshotRestores } from './restore-progress.js';
 
 export function openRestore(snapshot, initialVm) {
   const { namespace, name: snapName } = snapshot.metadata;
@@ -96,7 +67,7 @@ export function openRestore(snapshot, initialVm) {
         try {
           await create(paths.restores(namespace), restoreObject(namespace, restoreName, snapName, vmName, 'WaitGracePeriod'));
           dialog.setBusy(false);
-          showRestoreProgress(dialog, namespace, restoreName, { doneText: `${vmName} was restored from snapshot ${snapName}.` });
+          showRestoreProgress(dialog, snapshotRestores, namespace, restoreName, { doneText: `${vmName} was restored from snapshot ${snapName}.` });
         } catch (err) {
           dialog.setBusy(false);
           dialog.error.show(describeError(err, { kind: 'restore', name: restoreName, doing: `restore ${vmName}` }));

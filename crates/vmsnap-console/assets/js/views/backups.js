@@ -10,7 +10,7 @@ import { menuButton } from '../menu.js';
 import { isBackupOf, progressBar, progressText, quantity, rowSignature, transferPhase, updateProgressBar } from '../backup-format.js';
 import { openBackUpNow } from '../dialogs/back-up-now.js';
 import { openRestoreBackup } from '../dialogs/restore-backup.js';
-import { openDeleteBackup } from '../dialogs/delete-backup.js';
+import { openDeleteBackup } from '../dialogs/delete.js';
 
 const newestFirst = (a, b) =>
   (b.status?.pointInTime || b.metadata.creationTimestamp || '').localeCompare(a.status?.pointInTime || a.metadata.creationTimestamp || '') ||

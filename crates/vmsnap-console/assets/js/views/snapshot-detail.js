@@ -15,7 +15,7 @@ import {
 } from '../format.js';
 import { Scope } from '../live.js';
 import { snapshotMenuItems } from './snapshots.js';
-import { openDeleteSnapshot } from '../dialogs/delete-snapshot.js';
+import { openDeleteSnapshot } from '../dialogs/delete.js';
 
 const card = (id, title, ...body) => h('section', { class: 'card', 'aria-labelledby': id, dataset: { section: id } }, h('h2', { id }, title), ...body);
 const item = (label, value) => [h('dt', {}, label), h('dd', {}, value === undefined || value === null || value === '' ? h('span', { class: 'muted' }, '—') : value)];

@@ -8,7 +8,7 @@ import { ageElement, condition, indicationBadges, snapshotActivity, snapshotPhas
 import { menuButton } from '../menu.js';
 import { openRestore } from '../dialogs/restore.js';
 import { openRestoreAsNew } from '../dialogs/restore-new.js';
-import { openDeleteSnapshot } from '../dialogs/delete-snapshot.js';
+import { openDeleteSnapshot } from '../dialogs/delete.js';
 
 const newestFirst = (a, b) => (b.metadata.creationTimestamp || '').localeCompare(a.metadata.creationTimestamp || '') || a.metadata.name.localeCompare(b.metadata.name);
 
