@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    BackupDiskStatus, TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
+    TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
 };
 use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
@@ -23,7 +23,7 @@ use crate::Context;
 use crate::disks::SnapshotDisk;
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::metrics::BackupFigures;
-use crate::status::{condition, now, patch_status, publish, time_of, with_condition};
+use crate::status::{condition, disk_statuses, now, patch_status, publish, time_of, with_condition};
 
 /// How often `status.progress` is written while a backup runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -437,15 +437,7 @@ impl Job {
             ),
             condition(condition_type::PROGRESSING, false, reason::SUCCEEDED, "the backup is committed"),
         );
-        let disks: Vec<BackupDiskStatus> = manifest
-            .disks
-            .iter()
-            .map(|d| BackupDiskStatus {
-                name: d.name.clone(),
-                size_bytes: d.size as i64,
-                sha256: d.sha256.clone(),
-            })
-            .collect();
+        let disks = disk_statuses(manifest);
         let progress = TransferCounters {
             bytes_to_read: transfer.bytes_to_read,
             bytes_read: Some(stats.bytes_read as i64),

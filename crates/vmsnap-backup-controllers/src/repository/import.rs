@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    BackupDiskStatus, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
     VirtualMachineRepositoryBackupSpec, backup_type, deletion_policy, label, phase, reason,
 };
 use vmsnap_api::quantity::format_bytes;
@@ -18,7 +18,7 @@ use vmsnap_api::snapshot::condition_type;
 use vmsnap_backup::BackupManifest;
 
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
-use crate::status::{condition, patch_status, publish, time_of, with_condition};
+use crate::status::{condition, disk_statuses, patch_status, publish, time_of, with_condition};
 use crate::{Context, ReconcileError};
 
 /// The annotation on a repository object recording the newest backup (by commit time) an import
@@ -196,15 +196,7 @@ fn imported_status(repo: &VirtualMachineBackupRepository, manifest: &BackupManif
     let point_in_time = manifest_labels::get(manifest, manifest_labels::POINT_IN_TIME)
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
         .map(Time);
-    let disks: Vec<BackupDiskStatus> = manifest
-        .disks
-        .iter()
-        .map(|d| BackupDiskStatus {
-            name: d.name.clone(),
-            size_bytes: d.size as i64,
-            sha256: d.sha256.clone(),
-        })
-        .collect();
+    let disks = disk_statuses(manifest);
     let stats = &manifest.stats;
     let progress = TransferCounters {
         bytes_to_read: Some(stats.bytes_read as i64),

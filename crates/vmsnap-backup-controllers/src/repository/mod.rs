@@ -23,11 +23,12 @@ use vmsnap_api::backup::{
     VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus, VirtualMachineRepositoryBackup,
     annotation, phase, reason,
 };
+use vmsnap_api::quantity::short_bytes;
 use vmsnap_api::snapshot::{Condition, condition_type};
 use vmsnap_backup::Repository;
 
 use crate::open::default_local_path;
-use crate::status::{condition, patch_status, publish, short_size, with_condition};
+use crate::status::{condition, patch_status, publish, with_condition};
 use crate::{Context, OpenError, ReconcileError};
 
 /// How often a repository is looked at again (backups written by others, space used).
@@ -161,7 +162,7 @@ async fn reconcile(
             "opened: {} backup(s) in {} chunk(s), {}",
             usage.backups,
             usage.chunks,
-            short_size(usage.stored_bytes)
+            short_bytes(usage.stored_bytes)
         ),
     );
     let conditions = with_condition(&conditions, ready);
@@ -173,7 +174,7 @@ async fn reconcile(
         backups: Some(usage.backups as i64),
         chunks: Some(usage.chunks as i64),
         stored_bytes: Some(usage.stored_bytes as i64),
-        stored_size: Some(short_size(usage.stored_bytes)),
+        stored_size: Some(short_bytes(usage.stored_bytes)),
         deduplication_ratio: usage.deduplication_ratio(),
         conditions: conditions.clone(),
         observed_generation: repo.meta().generation,
@@ -263,7 +264,7 @@ async fn run_requests(
             None => format!(
                 "pruned {} chunk(s), {} freed",
                 result.chunks_deleted,
-                short_size(result.bytes_freed as u64)
+                short_bytes(result.bytes_freed as u64)
             ),
         };
         conditions =
