@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    BackupPhase, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
     VirtualMachineRepositoryBackupSpec, backup_type, deletion_policy, label, phase, reason,
 };
 use vmsnap_api::quantity::format_bytes;
@@ -108,7 +108,7 @@ async fn mark_missing(
     {
         let Some(status) = object.status.as_ref() else { continue };
         let Some(id) = status.backup_id.as_deref() else { continue };
-        if status.phase.as_deref() != Some(phase::SUCCEEDED) {
+        if status.phase != Some(BackupPhase::Succeeded) {
             continue;
         }
         let ready = vmsnap_api::snapshot::find_condition(&status.conditions, condition_type::READY);

@@ -20,8 +20,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus, VirtualMachineRepositoryBackup,
-    annotation, phase, reason,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus,
+    VirtualMachineRepositoryBackup, annotation, reason,
 };
 use vmsnap_api::quantity::short_bytes;
 use vmsnap_api::snapshot::{Condition, condition_type};
@@ -58,10 +58,8 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             Api::<VirtualMachineRepositoryBackup>::all(ctx.client.clone()),
             watcher::Config::default(),
             |backup| {
-                let finished = matches!(
-                    backup.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some(phase::SUCCEEDED | phase::FAILED)
-                );
+                let finished =
+                    backup.status.as_ref().and_then(|s| s.phase.as_ref()).is_some_and(BackupPhase::is_final);
                 (finished || backup.meta().deletion_timestamp.is_some()).then(|| {
                     ObjectRef::new(&backup.spec.repository).within(&backup.namespace().unwrap_or_default())
                 })

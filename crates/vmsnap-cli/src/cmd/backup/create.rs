@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::json;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, backup_type, label, phase,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, backup_type, label,
 };
 use vmsnap_api::kubevirt::VirtualMachine;
-use vmsnap_api::snapshot::{VirtualMachineSnapshot, condition_type, find_condition};
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot, condition_type, find_condition};
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
@@ -111,7 +111,7 @@ async fn check(args: &CreateArgs, session: &crate::cmd::client::Session) -> CliR
             ));
         }
         let st = snapshot.status.clone().unwrap_or_default();
-        if st.phase.as_deref() == Some("Failed") {
+        if st.phase == Some(SnapshotPhase::Failed) {
             return Err(CliError::new(
                 Exit::Conflict,
                 format!("snapshot \"{name}\" failed: back up the VM itself, or take another snapshot"),
@@ -148,9 +148,9 @@ pub async fn run(args: CreateArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
                 if let Some(progress) = &status.progress {
                     bar.update(progress);
                 }
-                match status.phase.as_deref() {
-                    Some(phase::SUCCEEDED) => break b,
-                    Some(phase::FAILED) => {
+                match status.phase {
+                    Some(BackupPhase::Succeeded) => break b,
+                    Some(BackupPhase::Failed) => {
                         bar.finish();
                         return Err(CliError::new(
                             Exit::Failed,

@@ -88,7 +88,7 @@ pub async fn list(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
             dash(st.type_),
             dash(st.size),
             timestamp(st.point_in_time.as_ref()),
-            dash(st.phase),
+            dash(st.phase.map(String::from)),
         ]);
     }
     print!("{}", table.render());
@@ -112,7 +112,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     println!("VM:              {}", dash(vm_of(&b)));
     println!("Repository:      {}", b.spec.repository);
     println!("Source:          {source}");
-    println!("Phase:           {}", dash(st.phase.clone()));
+    println!("Phase:           {}", dash(st.phase.clone().map(String::from)));
     println!("Type:            {}", dash(st.type_.clone()));
     if let Some(reason) = &st.full_reason {
         println!("Full because:    {reason}");

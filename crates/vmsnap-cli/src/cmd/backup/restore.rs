@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use clap::{ArgGroup, Args};
 use serde_json::json;
-use vmsnap_api::backup::{VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore, phase};
+use vmsnap_api::backup::{
+    BackupPhase, RestorePhase, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore,
+};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 
 use super::create::{failure, progressing_note};
@@ -56,7 +58,7 @@ pub struct RestoreArgs {
 async fn target(args: &RestoreArgs, session: &Session) -> CliResult<String> {
     let backup: VirtualMachineRepositoryBackup = session.get(Kind::Backup, &args.backup).await?;
     let st = backup.status.clone().unwrap_or_default();
-    if st.phase.as_deref() != Some(phase::SUCCEEDED) {
+    if st.phase != Some(BackupPhase::Succeeded) {
         return Err(CliError::new(
             Exit::Conflict,
             format!(
@@ -133,14 +135,14 @@ pub async fn run(args: RestoreArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
                 if let Some(progress) = &st.progress {
                     bar.update(progress);
                 }
-                if st.phase.as_deref() == Some(phase::FAILED) {
+                if st.phase == Some(RestorePhase::Failed) {
                     bar.finish();
                     return Err(CliError::new(
                         Exit::Failed,
                         format!("restore \"{name}\" failed: {}", failure(&st.error, &st.conditions)),
                     ));
                 }
-                if st.complete == Some(true) || st.phase.as_deref() == Some(phase::SUCCEEDED) {
+                if st.complete == Some(true) || st.phase == Some(RestorePhase::Succeeded) {
                     break r;
                 }
             }
