@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::runtime::events::{Recorder, Reporter};
 use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
 use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
 
 use crate::expectations::Expectations;
