@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::snapshot::{
     SnapshotError, VirtualMachineSnapshot, VirtualMachineSnapshotContent, VolumeBackup, VolumeSnapshotStatus,
-    annotation, event, finalizer, indication, label,
+    annotation, event, finalizer, label,
 };
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
 
@@ -162,7 +162,7 @@ pub async fn reconcile(
         if let Some(src) = &source {
             match unfreeze_after_cut(&ctx, src, &content).await {
                 Ok(()) => {}
-                Err(e) if indication::is_freeze_limit_reached(&e.to_string()) => {
+                Err(e @ ReconcileError::FreezeLimitReached(_)) => {
                     new.creation_time = None;
                     new.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
                     ctx.expectations
