@@ -223,3 +223,27 @@ fn unfreeze_error(error: kube::Error) -> ReconcileError {
         other => other.into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_request(message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(
+            json!({"code": 400, "message": message, "reason": "BadRequest", "status": "Failure"}),
+        )
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn an_unfreeze_refused_for_the_vss_freeze_limit_is_its_own_error_with_the_agents_message() {
+        // The agent's message as virt-handler passes it on (KubeVirt's `VSSFreezeLimitReached`).
+        let limit = "failed to unfreeze: fsfreeze is limited up to 10 seconds";
+        match unfreeze_error(bad_request(limit)) {
+            ReconcileError::FreezeLimitReached(message) => assert_eq!(message, limit),
+            other => panic!("expected FreezeLimitReached, got {other:?}"),
+        }
+        assert!(matches!(unfreeze_error(bad_request("guest agent not connected")), ReconcileError::Kube(_)));
+    }
+}
