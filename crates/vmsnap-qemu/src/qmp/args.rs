@@ -58,6 +58,27 @@ pub struct BlockResizeArgs {
     pub size: i64,
 }
 
+/// The options every block job (`block-stream`, `block-commit`) takes beside its own.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockJobOptions {
+    /// Rate limit in bytes per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<i64>,
+    /// What to do on an I/O error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<BlockdevOnError>,
+    /// Name of the implicit filter node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_node_name: Option<String>,
+    /// Finalise automatically (QEMU default `true`); `false` needs `job-finalize`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_finalize: Option<bool>,
+    /// Dismiss automatically (QEMU default `true`); `false` needs `job-dismiss`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_dismiss: Option<bool>,
+}
+
 /// Arguments of `block-stream`: copy data from the backing chain into `device`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -76,21 +97,9 @@ pub struct BlockStreamArgs {
     /// The last node to copy from (inclusive); exclusive with `base_node`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bottom: Option<String>,
-    /// Rate limit in bytes per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speed: Option<i64>,
-    /// What to do on an I/O error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<BlockdevOnError>,
-    /// Name of the implicit filter node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter_node_name: Option<String>,
-    /// Finalise automatically (QEMU default `true`); `false` needs `job-finalize`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_finalize: Option<bool>,
-    /// Dismiss automatically (QEMU default `true`); `false` needs `job-dismiss`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_dismiss: Option<bool>,
+    /// How the job runs (QEMU's options common to block jobs).
+    #[serde(flatten)]
+    pub job: BlockJobOptions,
 }
 
 /// Arguments of `block-commit`: merge `top_node` down into `base_node`.
@@ -111,21 +120,9 @@ pub struct BlockCommitArgs {
     /// The backing file string to write into the overlay above `top_node`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
-    /// Rate limit in bytes per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speed: Option<i64>,
-    /// What to do on an I/O error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<BlockdevOnError>,
-    /// Name of the implicit filter node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter_node_name: Option<String>,
-    /// Finalise automatically (QEMU default `true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_finalize: Option<bool>,
-    /// Dismiss automatically (QEMU default `true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_dismiss: Option<bool>,
+    /// How the job runs (QEMU's options common to block jobs).
+    #[serde(flatten)]
+    pub job: BlockJobOptions,
 }
 
 /// Arguments of `transaction`: actions applied atomically.
@@ -183,4 +180,38 @@ pub enum CompletionMode {
     Individual,
     /// A failing job cancels the others.
     Grouped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_job_options_are_members_of_the_jobs_arguments_as_qemu_reads_them() {
+        let stream = BlockStreamArgs {
+            device: "top".into(),
+            base_node: Some("base".into()),
+            job: BlockJobOptions {
+                auto_dismiss: Some(false),
+                speed: Some(1024),
+                ..BlockJobOptions::default()
+            },
+            ..BlockStreamArgs::default()
+        };
+        let json = serde_json::to_value(&stream).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"device": "top", "base-node": "base", "speed": 1024, "auto-dismiss": false})
+        );
+        assert_eq!(serde_json::from_value::<BlockStreamArgs>(json).unwrap(), stream);
+        let commit = BlockCommitArgs {
+            device: "top".into(),
+            job: BlockJobOptions { auto_finalize: Some(false), ..BlockJobOptions::default() },
+            ..BlockCommitArgs::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&commit).unwrap(),
+            serde_json::json!({"device": "top", "auto-finalize": false})
+        );
+    }
 }
