@@ -263,11 +263,14 @@ impl VmHandle {
         }
         let mut events = self.qmp().events();
         let args = BlockStreamArgs {
-            job_id: Some(job.clone()),
             device: top,
             base_node,
             backing_file: backing_file.map(str::to_owned),
-            job: BlockJobOptions { auto_dismiss: Some(false), ..BlockJobOptions::default() },
+            job: BlockJobOptions {
+                job_id: Some(job.clone()),
+                auto_dismiss: Some(false),
+                ..BlockJobOptions::default()
+            },
             ..BlockStreamArgs::default()
         };
         self.qmp().execute::<BlockStream>(args).await.map_err(qmp_error("starting to stream"))?;

@@ -58,10 +58,14 @@ pub struct BlockResizeArgs {
     pub size: i64,
 }
 
-/// The options every block job (`block-stream`, `block-commit`) takes beside its own.
+/// The options every block job (`block-stream`, `block-commit`) takes beside its own: its id
+/// and how it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BlockJobOptions {
+    /// The job id; defaults to the device name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
     /// Rate limit in bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
@@ -83,9 +87,6 @@ pub struct BlockJobOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BlockStreamArgs {
-    /// The job id; defaults to the device name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
     /// The node (or backend) to stream into.
     pub device: String,
     /// The node to stop at (exclusive); streams the whole chain when absent.
@@ -106,9 +107,6 @@ pub struct BlockStreamArgs {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BlockCommitArgs {
-    /// The job id; defaults to the device name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
     /// The node (or backend) whose chain is committed.
     pub device: String,
     /// The node to commit into; defaults to the bottom of the chain.
@@ -192,6 +190,7 @@ mod tests {
             device: "top".into(),
             base_node: Some("base".into()),
             job: BlockJobOptions {
+                job_id: Some("stream-top".into()),
                 auto_dismiss: Some(false),
                 speed: Some(1024),
                 ..BlockJobOptions::default()
@@ -201,7 +200,7 @@ mod tests {
         let json = serde_json::to_value(&stream).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"device": "top", "base-node": "base", "speed": 1024, "auto-dismiss": false})
+            serde_json::json!({"job-id": "stream-top", "device": "top", "base-node": "base", "speed": 1024, "auto-dismiss": false})
         );
         assert_eq!(serde_json::from_value::<BlockStreamArgs>(json).unwrap(), stream);
         let commit = BlockCommitArgs {
