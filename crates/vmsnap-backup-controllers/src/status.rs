@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use serde::de::DeserializeOwned;
-use vmsnap_api::backup::BackupDiskStatus;
+use vmsnap_api::backup::{BackupDiskStatus, TransferCounters};
 use vmsnap_api::snapshot::{Condition, update_condition};
 
 use crate::Context;
@@ -62,6 +62,26 @@ where
 {
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({ "status": status })))
         .await
+}
+
+/// The counters of a committed backup: what its manifest's statistics say, at 100%, with
+/// `bytes_to_read` as planned and the time it took.
+pub(crate) fn committed_counters(
+    manifest: &vmsnap_backup::BackupManifest,
+    bytes_to_read: Option<i64>,
+    elapsed_seconds: i64,
+) -> TransferCounters {
+    let stats = &manifest.stats;
+    TransferCounters {
+        bytes_to_read,
+        bytes_read: Some(stats.bytes_read as i64),
+        bytes_uploaded: Some(stats.bytes_uploaded as i64),
+        bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
+        bytes_reused: Some(stats.bytes_reused as i64),
+        bytes_written: None,
+        percent: Some(100),
+        elapsed_seconds: Some(elapsed_seconds),
+    }
 }
 
 /// The disks of a committed backup as its status lists them.

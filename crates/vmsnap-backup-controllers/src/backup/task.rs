@@ -23,7 +23,9 @@ use crate::Context;
 use crate::disks::SnapshotDisk;
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::metrics::BackupFigures;
-use crate::status::{condition, disk_statuses, now, patch_status, publish, time_of, with_condition};
+use crate::status::{
+    committed_counters, condition, disk_statuses, now, patch_status, publish, time_of, with_condition,
+};
 
 /// How often `status.progress` is written while a backup runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -438,16 +440,8 @@ impl Job {
             condition(condition_type::PROGRESSING, false, reason::SUCCEEDED, "the backup is committed"),
         );
         let disks = disk_statuses(manifest);
-        let progress = TransferCounters {
-            bytes_to_read: transfer.bytes_to_read,
-            bytes_read: Some(stats.bytes_read as i64),
-            bytes_uploaded: Some(stats.bytes_uploaded as i64),
-            bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
-            bytes_reused: Some(stats.bytes_reused as i64),
-            bytes_written: None,
-            percent: Some(100),
-            elapsed_seconds: Some(started.elapsed().as_secs() as i64),
-        };
+        let progress =
+            committed_counters(manifest, transfer.bytes_to_read, started.elapsed().as_secs() as i64);
         patch_status(
             &api,
             &name,

@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    BackupPhase, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
     VirtualMachineRepositoryBackupSpec, backup_type, deletion_policy, label, phase, reason,
 };
 use vmsnap_api::quantity::format_bytes;
@@ -18,7 +18,9 @@ use vmsnap_api::snapshot::condition_type;
 use vmsnap_backup::BackupManifest;
 
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
-use crate::status::{condition, disk_statuses, patch_status, publish, time_of, with_condition};
+use crate::status::{
+    committed_counters, condition, disk_statuses, patch_status, publish, time_of, with_condition,
+};
 use crate::{Context, ReconcileError};
 
 /// The annotation on a repository object recording the newest backup (by commit time) an import
@@ -198,16 +200,8 @@ fn imported_status(repo: &VirtualMachineBackupRepository, manifest: &BackupManif
         .map(Time);
     let disks = disk_statuses(manifest);
     let stats = &manifest.stats;
-    let progress = TransferCounters {
-        bytes_to_read: Some(stats.bytes_read as i64),
-        bytes_read: Some(stats.bytes_read as i64),
-        bytes_uploaded: Some(stats.bytes_uploaded as i64),
-        bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
-        bytes_reused: Some(stats.bytes_reused as i64),
-        bytes_written: None,
-        percent: Some(100),
-        elapsed_seconds: Some((stats.duration_ms / 1000) as i64),
-    };
+    let progress =
+        committed_counters(manifest, Some(stats.bytes_read as i64), (stats.duration_ms / 1000) as i64);
     let ready = condition(
         condition_type::READY,
         true,
