@@ -61,7 +61,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "vmsnap-testing",
         ],
     ),
-    ("vmsnap-testing", &["vmsnap-api", "vmsnap-apiserver", "vmsnap-contracts", "vmsnap-store"]),
+    // The storage environment that the storage and backup controllers' tests share.
+    (
+        "vmsnap-testing",
+        &[
+            "vmsnap-api",
+            "vmsnap-apiserver",
+            "vmsnap-contracts",
+            "vmsnap-storage",
+            "vmsnap-storage-controllers",
+            "vmsnap-store",
+        ],
+    ),
     (
         "vmsnap-cli",
         &[

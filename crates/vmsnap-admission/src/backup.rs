@@ -26,25 +26,21 @@ use crate::{BACKUP_WEBHOOK, Cause, Denial, Operation, REPOSITORY_RESTORE_WEBHOOK
 /// The API group of `VirtualMachineSnapshot`.
 const SNAPSHOT_GROUP: &str = "snapshot.kubevirt.io";
 
-/// Collects causes whose message starts with their field.
+/// Collects causes whose field the `Status` message names.
 #[derive(Default)]
 struct Causes(Vec<Cause>);
 
 impl Causes {
     fn invalid(&mut self, field: &str, message: impl std::fmt::Display) {
-        self.0.push(Cause::invalid(field, format!("{field}: {message}")));
+        self.0.push(Cause::invalid(field, message.to_string()).naming_field());
     }
 
     fn required(&mut self, field: &str, message: impl std::fmt::Display) {
-        self.0.push(Cause::required(field, format!("{field}: Required value: {message}")));
+        self.0.push(Cause::required(field, format!("Required value: {message}")).naming_field());
     }
 
     fn forbidden(&mut self, field: &str, message: impl std::fmt::Display) {
-        self.0.push(Cause {
-            reason: "FieldValueForbidden",
-            field: field.into(),
-            message: format!("{field}: Forbidden: {message}"),
-        });
+        self.0.push(Cause::new("FieldValueForbidden", field, format!("Forbidden: {message}")).naming_field());
     }
 }
 
@@ -296,7 +292,7 @@ mod tests {
             Ok(()) => Vec::new(),
             Err(denial) => {
                 assert_eq!(denial.webhook, webhook);
-                denial.causes.into_iter().map(|c| (c.field, c.message)).collect()
+                denial.causes.iter().map(|c| (c.field.clone(), c.summary())).collect()
             }
         }
     }

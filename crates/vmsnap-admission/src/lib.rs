@@ -48,28 +48,41 @@ pub struct Cause {
     pub reason: &'static str,
     /// Field path, e.g. `spec.source.apiGroup`.
     pub field: String,
-    /// KubeVirt's message.
+    /// The message as a `StatusCause` carries it, without the field (kubectl prints the field
+    /// before each cause itself): KubeVirt's message, or vmsnap's.
     pub message: String,
+    /// Whether the `Status` message, which joins the causes, puts the field before this one's
+    /// message ([`Cause::summary`]): vmsnap's own rules do, because kubectl shows a webhook's
+    /// message and not its causes' fields; KubeVirt's messages do not.
+    pub field_in_summary: bool,
 }
 
 impl Cause {
-    /// The message as a `StatusCause` carries it: without a leading `field: `, which kubectl
-    /// prints before each cause itself (vmsnap's own rules put the field first so that the
-    /// `Status` message, which joins the causes, names it; KubeVirt's messages do not).
-    pub fn cause_message(&self) -> &str {
-        self.message
-            .strip_prefix(self.field.as_str())
-            .and_then(|rest| rest.strip_prefix(": "))
-            .filter(|_| !self.field.is_empty())
-            .unwrap_or(&self.message)
+    /// A cause with KubeVirt's `reason`, for `field`, saying `message` (the field not in the summary).
+    pub fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        Cause { reason, field: field.into(), message: message.into(), field_in_summary: false }
+    }
+
+    /// This cause, its field named before its message in the `Status` message (vmsnap's rules).
+    pub(crate) fn naming_field(self) -> Self {
+        Cause { field_in_summary: true, ..self }
+    }
+
+    /// How the `Status` message shows it: `field: message`, or the message alone.
+    pub fn summary(&self) -> String {
+        if self.field_in_summary && !self.field.is_empty() {
+            format!("{}: {}", self.field, self.message)
+        } else {
+            self.message.clone()
+        }
     }
 
     pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause { reason: "FieldValueInvalid", field: field.into(), message: message.into() }
+        Cause::new("FieldValueInvalid", field, message)
     }
 
     pub(crate) fn required(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause { reason: "FieldValueRequired", field: field.into(), message: message.into() }
+        Cause::new("FieldValueRequired", field, message)
     }
 }
 
@@ -98,11 +111,27 @@ impl Denial {
     pub fn status_message(&self) -> String {
         match &self.error {
             Some(error) => error.clone(),
-            None => self.causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join(", "),
+            None => self.causes.iter().map(Cause::summary).collect::<Vec<_>>().join(", "),
         }
     }
 
     pub(crate) fn check(webhook: &'static str, causes: Vec<Cause>) -> Result<(), Denial> {
         if causes.is_empty() { Ok(()) } else { Err(Denial { webhook, causes, error: None }) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_keeps_its_field_apart_from_its_message_and_only_the_summary_joins_them() {
+        let ours = Cause::required("spec.cron", "Required value: set cron or every").naming_field();
+        assert_eq!(ours.message, "Required value: set cron or every");
+        assert_eq!(ours.summary(), "spec.cron: Required value: set cron or every");
+        let kubevirts = Cause::invalid("spec.source.kind", "invalid kind");
+        assert_eq!(kubevirts.summary(), "invalid kind");
+        let denial = Denial { webhook: SCHEDULE_WEBHOOK, causes: vec![ours, kubevirts], error: None };
+        assert_eq!(denial.status_message(), "spec.cron: Required value: set cron or every, invalid kind");
     }
 }

@@ -53,11 +53,7 @@ fn validate_create(new: &VirtualMachineRestore, ctx: &RestoreContext) -> Result<
     let target = &new.spec.target;
     let mut causes = Vec::new();
     match target.api_group.as_deref() {
-        None => causes.push(Cause {
-            reason: "FieldValueNotFound",
-            field: "spec.target.apiGroup".into(),
-            message: "missing apiGroup".into(),
-        }),
+        None => causes.push(Cause::new("FieldValueNotFound", "spec.target.apiGroup", "missing apiGroup")),
         Some(kubevirt::GROUP) if target.kind == "VirtualMachine" => {
             causes.extend(validate_target_vm(new, ctx)?);
             causes.extend(validate_volume_overrides(new));

@@ -17,7 +17,7 @@ pub fn validate_schedule(new: &VirtualMachineSnapshotSchedule) -> Result<(), Den
     let spec = &new.spec;
     let mut causes = Vec::new();
     let mut invalid =
-        |field: &str, message: String| causes.push(Cause::invalid(field, format!("{field}: {message}")));
+        |field: &str, message: String| causes.push(Cause::invalid(field, message).naming_field());
 
     if let Some(name) = new.metadata.name.as_deref()
         && name.len() > 63
@@ -107,10 +107,10 @@ pub fn validate_schedule(new: &VirtualMachineSnapshotSchedule) -> Result<(), Den
 
     // Required fields last, as Kubernetes lists them after the invalid values they follow.
     if spec.vm_name.is_none() && spec.selector.is_none() {
-        causes.push(Cause::required("spec.vmName", "spec.vmName: Required value: set vmName or selector"));
+        causes.push(Cause::required("spec.vmName", "Required value: set vmName or selector").naming_field());
     }
     if spec.cron.is_none() && spec.every.is_none() {
-        causes.push(Cause::required("spec.cron", "spec.cron: Required value: set cron or every"));
+        causes.push(Cause::required("spec.cron", "Required value: set cron or every").naming_field());
     }
     Denial::check(SCHEDULE_WEBHOOK, causes)
 }
@@ -185,7 +185,7 @@ mod tests {
             Ok(()) => Vec::new(),
             Err(denial) => {
                 assert_eq!(denial.webhook, SCHEDULE_WEBHOOK);
-                denial.causes.into_iter().map(|c| (c.field, c.message)).collect()
+                denial.causes.iter().map(|c| (c.field.clone(), c.summary())).collect()
             }
         }
     }

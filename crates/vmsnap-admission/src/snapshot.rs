@@ -16,11 +16,9 @@ pub fn validate_snapshot(
         Operation::Create => {
             let source = &new.spec.source;
             match source.api_group.as_deref() {
-                None => causes.push(Cause {
-                    reason: "FieldValueNotFound",
-                    field: "spec.source.apiGroup".into(),
-                    message: "missing apiGroup".into(),
-                }),
+                None => {
+                    causes.push(Cause::new("FieldValueNotFound", "spec.source.apiGroup", "missing apiGroup"))
+                }
                 Some(g) if g != kubevirt::GROUP => {
                     causes.push(Cause::invalid("spec.source.apiGroup", "invalid apiGroup"));
                 }

@@ -62,7 +62,7 @@ fn restore_lock(old: &VirtualMachine, new: &VirtualMachine) -> Option<Cause> {
 }
 
 fn not_supported(message: String) -> Cause {
-    Cause { reason: "FieldValueNotSupported", field: "spec".into(), message }
+    Cause::new("FieldValueNotSupported", "spec", message)
 }
 
 /// KubeVirt's `compareRunningSpec`: `running` against `running`, else `runStrategy` against

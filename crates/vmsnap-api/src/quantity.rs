@@ -172,20 +172,34 @@ pub fn format_bytes(bytes: u64) -> String {
 
 /// Formats bytes for people: `1.5 GiB`, `512 MiB`, `900 B`.
 pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let (number, prefix) = binary_scaled(bytes);
+    format!("{number} {prefix}B")
+}
+
+/// Formats bytes short, for a status column: `1.5Gi`, `512Mi`, `900`.
+pub fn short_bytes(bytes: u64) -> String {
+    let (number, prefix) = binary_scaled(bytes);
+    format!("{number}{prefix}")
+}
+
+/// `bytes` in the largest binary unit it reaches, as the number (whole below that unit's 1024,
+/// one decimal under 10 unless whole) and the unit's prefix (`""`, `Ki`, ... `Ei`).
+fn binary_scaled(bytes: u64) -> (String, &'static str) {
+    const PREFIXES: [&str; 7] = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
     let mut value = bytes as f64;
-    let mut i = 0;
-    while value >= 1024.0 && i + 1 < units.len() {
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < PREFIXES.len() {
         value /= 1024.0;
-        i += 1;
+        unit += 1;
     }
-    if i == 0 {
-        format!("{bytes} B")
-    } else if value >= 10.0 {
-        format!("{value:.0} {}", units[i])
+    let number = if unit == 0 {
+        bytes.to_string()
+    } else if value >= 10.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
     } else {
-        format!("{value:.1} {}", units[i])
-    }
+        format!("{value:.1}")
+    };
+    (number, PREFIXES[unit])
 }
 
 #[cfg(test)]
@@ -252,5 +266,16 @@ mod tests {
         assert_eq!(parse_bytes(&format_bytes(17 << 30)), Ok(17 << 30));
         assert_eq!(human_bytes(3 << 29), "1.5 GiB");
         assert_eq!(human_bytes(900), "900 B");
+        assert_eq!(human_bytes(1 << 30), "1 GiB");
+    }
+
+    #[test]
+    fn short_sizes_use_binary_units_with_one_decimal_below_ten() {
+        assert_eq!(short_bytes(900), "900");
+        assert_eq!(short_bytes(1024), "1Ki");
+        assert_eq!(short_bytes(1536), "1.5Ki");
+        assert_eq!(short_bytes(512 << 20), "512Mi");
+        assert_eq!(short_bytes((12 << 30) / 10), "1.2Gi");
+        assert_eq!(short_bytes(15 << 30), "15Gi");
     }
 }

@@ -124,6 +124,25 @@ mod tests {
     }
 
     #[test]
+    fn backup_and_restore_phases_read_and_write_as_their_strings() {
+        use crate::backup::{BackupPhase, RestorePhase};
+        let backups: Vec<BackupPhase> =
+            serde_json::from_str(r#"["Pending", "InProgress", "Succeeded", "Failed", "Paused"]"#).unwrap();
+        assert_eq!(
+            backups,
+            [
+                BackupPhase::Pending,
+                BackupPhase::InProgress,
+                BackupPhase::Succeeded,
+                BackupPhase::Failed,
+                BackupPhase::Other("Paused".into())
+            ]
+        );
+        assert_eq!(serde_json::to_string(&RestorePhase::InProgress).unwrap(), r#""InProgress""#);
+        assert_eq!(RestorePhase::from("Failed"), RestorePhase::Failed);
+    }
+
+    #[test]
     fn a_state_this_version_does_not_know_is_kept_as_written() {
         let phase: SnapshotPhase = serde_json::from_str(r#""Paused ""#).unwrap();
         assert_eq!(phase, SnapshotPhase::Other("Paused ".into()));

@@ -1,5 +1,5 @@
-//! Small pieces the controllers' status writes share: the time, conditions, sizes for people,
-//! and merge patches of the status subresource.
+//! Small pieces the controllers' status writes share: the time, conditions, events and merge
+//! patches of the status subresource.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use serde::de::DeserializeOwned;
+use vmsnap_api::backup::{BackupDiskStatus, TransferCounters};
 use vmsnap_api::snapshot::{Condition, update_condition};
 
 use crate::Context;
@@ -32,24 +33,6 @@ pub(crate) fn with_condition(conditions: &[Condition], new: Condition) -> Vec<Co
 /// A condition of `type_` with its status, reason and message.
 pub(crate) fn condition(type_: &str, status: bool, reason: &str, message: impl Into<String>) -> Condition {
     Condition::new(type_, status, reason).with_message(Some(message.into()))
-}
-
-/// Bytes for a status column, short and in binary units (`1.2Gi`, `512Mi`, `900`).
-pub(crate) fn short_size(bytes: u64) -> String {
-    let units = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        bytes.to_string()
-    } else if value >= 10.0 || value.fract() == 0.0 {
-        format!("{value:.0}{}", units[unit])
-    } else {
-        format!("{value:.1}{}", units[unit])
-    }
 }
 
 /// Publishes an event about `regarding` as the backup controllers. Events are best effort: a
@@ -81,17 +64,35 @@ where
         .await
 }
 
-#[cfg(test)]
-mod tests {
-    use super::short_size;
-
-    #[test]
-    fn sizes_for_people_use_binary_units_with_one_decimal_below_ten() {
-        assert_eq!(short_size(900), "900");
-        assert_eq!(short_size(1024), "1Ki");
-        assert_eq!(short_size(1536), "1.5Ki");
-        assert_eq!(short_size(512 << 20), "512Mi");
-        assert_eq!(short_size((12 << 30) / 10), "1.2Gi");
-        assert_eq!(short_size(15 << 30), "15Gi");
+/// The counters of a committed backup: what its manifest's statistics say, at 100%, with
+/// `bytes_to_read` as planned and the time it took.
+pub(crate) fn committed_counters(
+    manifest: &vmsnap_backup::BackupManifest,
+    bytes_to_read: Option<i64>,
+    elapsed_seconds: i64,
+) -> TransferCounters {
+    let stats = &manifest.stats;
+    TransferCounters {
+        bytes_to_read,
+        bytes_read: Some(stats.bytes_read as i64),
+        bytes_uploaded: Some(stats.bytes_uploaded as i64),
+        bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
+        bytes_reused: Some(stats.bytes_reused as i64),
+        bytes_written: None,
+        percent: Some(100),
+        elapsed_seconds: Some(elapsed_seconds),
     }
+}
+
+/// The disks of a committed backup as its status lists them.
+pub(crate) fn disk_statuses(manifest: &vmsnap_backup::BackupManifest) -> Vec<BackupDiskStatus> {
+    manifest
+        .disks
+        .iter()
+        .map(|d| BackupDiskStatus {
+            name: d.name.clone(),
+            size_bytes: d.size as i64,
+            sha256: d.sha256.clone(),
+        })
+        .collect()
 }

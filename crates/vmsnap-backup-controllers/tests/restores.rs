@@ -32,7 +32,9 @@ async fn await_progressing(env: &Env, name: &str, prefix: &str) -> (String, Stri
     await_some(&api, name, |r| {
         let status = r.status.as_ref()?;
         let message = find_condition(&status.conditions, "Progressing")?.message.clone()?;
-        message.starts_with(prefix).then(|| (status.phase.clone().unwrap_or_default(), message))
+        message
+            .starts_with(prefix)
+            .then(|| (status.phase.clone().map(String::from).unwrap_or_default(), message))
     })
     .await
 }

@@ -38,19 +38,6 @@ fn golden_disk() -> Vec<u8> {
     disk
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Writes the golden repository (only for a new format version, see the module doc).
 async fn regenerate_golden_repository() {
     let dir = golden_dir().join("repository-v1");
@@ -91,7 +78,7 @@ async fn the_golden_repository_opens_lists_and_restores() {
     }
     // A copy: opening never writes, but a restore test must not risk the golden files.
     let work = tempfile::tempdir().unwrap();
-    copy_dir(&golden_dir().join("repository-v1"), &work.path().join("repo"));
+    vmsnap_testing::copy_dir(&golden_dir().join("repository-v1"), &work.path().join("repo"));
     let backend = Backend::local(work.path().join("repo")).unwrap();
     let repo = Repository::open(backend.clone(), PASSPHRASE).await.unwrap();
     assert_eq!(repo.config().format, "vmsnap-backup");
@@ -141,7 +128,7 @@ fn the_plain_documents_re_encode_byte_for_byte() {
 #[tokio::test]
 async fn a_repository_of_another_format_version_is_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
-    copy_dir(&golden_dir().join("repository-v1"), work.path());
+    vmsnap_testing::copy_dir(&golden_dir().join("repository-v1"), work.path());
     let config = std::fs::read_to_string(work.path().join("config"))
         .unwrap()
         .replace("\"version\": 1", "\"version\": 2");

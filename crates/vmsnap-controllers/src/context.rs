@@ -4,11 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use kube::api::Api;
+use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use vmsnap_api::k8s_openapi::api::core::v1::ObjectReference;
 
 use crate::expectations::Expectations;
@@ -69,27 +66,6 @@ impl Context {
             expectations: Expectations::default(),
             freeze_retry: RetryClock::default(),
         })
-    }
-
-    /// Writes `status` of `obj` with [`crate::kube_util::patch_status`] from `old`
-    /// to `new`, remembering the version it wrote so that reconciles of older cached copies are
-    /// skipped (see [`Expectations`]). Returns the written object, `None` when nothing changed.
-    pub async fn patch_status<K, S>(
-        &self,
-        api: &Api<K>,
-        obj: &K,
-        old: Option<&S>,
-        new: &S,
-    ) -> Result<Option<K>, kube::Error>
-    where
-        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
-        S: Serialize,
-    {
-        let written = crate::kube_util::patch_status(api, obj, old, new).await?;
-        if let Some(written) = &written {
-            self.expectations.wrote(written);
-        }
-        Ok(written)
     }
 
     /// Publishes an event; failures are logged, never fatal.

@@ -26,6 +26,11 @@ pub enum ReconcileError {
     /// The snapshot's source is not a VirtualMachine.
     #[error("unknown source {0}")]
     UnknownSource(String),
+    /// The unfreeze answered that the guest held its file systems frozen longer than Windows
+    /// VSS allows (`VSSFreezeLimitReached`): the point in time is not application-consistent.
+    /// The message is the agent's, as KubeVirt reports it.
+    #[error("{0}")]
+    FreezeLimitReached(String),
     /// A freeze was asked for a VM the snapshot has not locked.
     #[error("attempting to freeze unlocked VM")]
     FreezeUnlocked,

@@ -32,6 +32,15 @@ impl Expectations {
         }
     }
 
+    /// Records the object a status write of ours answered with, if it wrote one (see
+    /// [`crate::kube_util::patch_status`]), and passes it on.
+    pub fn record<K: Resource<DynamicType = ()>>(&self, written: Option<K>) -> Option<K> {
+        if let Some(written) = &written {
+            self.wrote(written);
+        }
+        written
+    }
+
     /// Whether `cached` is at least as new as our last write of it. A fresh copy clears the
     /// record. Versions that are not numbers (opaque to clients by contract) are always fresh.
     pub fn fresh<K: Resource<DynamicType = ()>>(&self, cached: &K) -> bool {

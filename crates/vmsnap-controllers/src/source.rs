@@ -7,7 +7,7 @@ use serde_json::json;
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
-use vmsnap_api::snapshot::{VirtualMachineSnapshot, finalizer, label};
+use vmsnap_api::snapshot::{VirtualMachineSnapshot, finalizer, indication, label};
 
 use crate::error::ReconcileError;
 use crate::kube_util::{add_finalizer, kubevirt_subresource, remove_finalizer};
@@ -208,6 +208,42 @@ pub async fn unfreeze(client: &Client, source: &Source) -> Result<(), ReconcileE
     }
     let ns = source.vm.namespace().unwrap_or_default();
     kubevirt_subresource(client, &ns, "virtualmachineinstances", &source.vm.name_any(), "unfreeze", None)
-        .await?;
-    Ok(())
+        .await
+        .map_err(unfreeze_error)
+}
+
+/// The error of an unfreeze call. Across the API the guest agent's refusal is only the text of a
+/// `Status` (virt-handler passes the agent's message on, and KubeVirt recognizes the VSS limit by
+/// it): it is read once, here, into [`ReconcileError::FreezeLimitReached`].
+fn unfreeze_error(error: kube::Error) -> ReconcileError {
+    match error {
+        kube::Error::Api(status) if indication::is_freeze_limit_reached(&status.message) => {
+            ReconcileError::FreezeLimitReached(status.message)
+        }
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bad_request(message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(
+            json!({"code": 400, "message": message, "reason": "BadRequest", "status": "Failure"}),
+        )
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn an_unfreeze_refused_for_the_vss_freeze_limit_is_its_own_error_with_the_agents_message() {
+        // The agent's message as virt-handler passes it on (KubeVirt's `VSSFreezeLimitReached`).
+        let limit = "failed to unfreeze: fsfreeze is limited up to 10 seconds";
+        match unfreeze_error(bad_request(limit)) {
+            ReconcileError::FreezeLimitReached(message) => assert_eq!(message, limit),
+            other => panic!("expected FreezeLimitReached, got {other:?}"),
+        }
+        assert!(matches!(unfreeze_error(bad_request("guest agent not connected")), ReconcileError::Kube(_)));
+    }
 }

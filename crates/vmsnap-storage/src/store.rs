@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::driver::{SnapshotInfo, StorageAudit};
+use crate::driver::{SnapshotInfo, StorageAudit, VolumeFormat, VolumeInfo};
 use crate::error::{ManifestError, StorageError};
 use crate::fsutil;
 use crate::id::{LayerId, SnapshotId, VolumeId};
@@ -36,8 +36,10 @@ pub(crate) trait DriverManifest:
     const DRIVER: &'static str;
     /// The directory under the root that holds the data files.
     const DATA_DIR: &'static str;
+    /// The format of every volume's data file (its active layer for qcow2).
+    const FORMAT: VolumeFormat;
     /// What the manifest records of a volume.
-    type Volume;
+    type Volume: VolumeRecord;
     /// What the manifest records of a snapshot.
     type Snapshot: SnapshotRecord;
 
@@ -54,6 +56,11 @@ pub(crate) trait DriverManifest:
     /// The snapshots, by id.
     fn snapshot_map(&self) -> &BTreeMap<SnapshotId, Self::Snapshot>;
 
+    /// How many files a reader of `top` opens: 1 where every file stands alone.
+    fn chain_depth(&self, _top: &LayerId) -> usize {
+        1
+    }
+
     /// Snapshot `id` with its data file (copy) or sealed layer (qcow2), if it exists.
     fn snapshot(&self, id: &SnapshotId) -> Option<(SnapshotInfo, &LayerId)> {
         let record = self.snapshot_map().get(id)?;
@@ -62,6 +69,12 @@ pub(crate) trait DriverManifest:
             SnapshotInfo { id: id.clone(), source_volume: source_volume.clone(), size_bytes, created_at };
         Some((info, data))
     }
+}
+
+/// What both drivers record of a volume.
+pub(crate) trait VolumeRecord {
+    /// Its data file (copy) or active layer (qcow2), and its virtual size in bytes.
+    fn active(&self) -> (&LayerId, u64);
 }
 
 /// What both drivers record of a snapshot.
@@ -92,7 +105,8 @@ pub(crate) struct Store<M> {
 
 impl<M: DriverManifest> Store<M> {
     /// Opens (or initialises) the store under `root`.
-    pub async fn open(root: PathBuf, options: &StorageOptions, steps: Steps) -> Result<Self, StorageError> {
+    pub async fn open(root: PathBuf, options: &StorageOptions) -> Result<Self, StorageError> {
+        let steps = Steps::of(options);
         let data_dir = root.join(M::DATA_DIR);
         let dir = data_dir.clone();
         fsutil::blocking(move || std::fs::create_dir_all(&dir))
@@ -178,6 +192,46 @@ impl<M: DriverManifest> Store<M> {
         .await
     }
 
+    /// Makes a new data file under a fresh id: `make` gets its path and leaves
+    /// the file durable. If `make` fails, whatever it left is removed.
+    pub async fn make_file<T, Fut>(
+        &self,
+        make: impl FnOnce(PathBuf) -> Fut,
+    ) -> Result<(LayerId, T), StorageError>
+    where
+        Fut: Future<Output = Result<T, StorageError>>,
+    {
+        let file = LayerId::generate();
+        match make(self.path(&file)).await {
+            Ok(value) => Ok((file, value)),
+            Err(error) => {
+                self.discard_created(std::slice::from_ref(&file)).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Commits the manifest that `change` makes of the current one, which
+    /// refers to the new, durable files `created`, and reaches `step`. If the
+    /// commit fails, the files are removed. Returns the state, still locked.
+    pub async fn commit_created(
+        &self,
+        created: &[LayerId],
+        step: &'static str,
+        change: impl FnOnce(&mut M),
+    ) -> Result<MutexGuard<'_, M>, StorageError> {
+        let mut state = self.state.lock().await;
+        let mut next = state.clone();
+        change(&mut next);
+        if let Err(error) = self.commit(&mut state, next).await {
+            drop(state);
+            self.discard_created(created).await;
+            return Err(error);
+        }
+        self.steps.reach(step);
+        Ok(state)
+    }
+
     /// Removes the files of `created` that the current manifest does not know,
     /// after an operation that created them failed. Files the manifest does
     /// refer to (a commit that reached the disk despite an error) are kept.
@@ -239,6 +293,29 @@ impl<M: DriverManifest> Store<M> {
             return Err(StorageError::VolumeExists { volume: to.clone() });
         }
         Ok((guards, data.clone(), round_to_sector(size_bytes).max(snapshot.size_bytes)))
+    }
+
+    /// Volume `id` of `manifest` (the state, or the one being committed), if it exists.
+    pub fn volume_info(&self, manifest: &M, id: &VolumeId) -> Option<VolumeInfo> {
+        let (active, size_bytes) = manifest.volume_map().get(id)?.active();
+        Some(VolumeInfo {
+            id: id.clone(),
+            size_bytes,
+            path: self.path(active),
+            format: M::FORMAT,
+            chain_depth: manifest.chain_depth(active),
+        })
+    }
+
+    /// Volume `id`, if it exists.
+    pub async fn volume(&self, id: &VolumeId) -> Option<VolumeInfo> {
+        self.volume_info(&*self.state.lock().await, id)
+    }
+
+    /// Every volume, by id.
+    pub async fn volumes(&self) -> Vec<VolumeInfo> {
+        let state = self.state.lock().await;
+        state.volume_map().keys().filter_map(|id| self.volume_info(&state, id)).collect()
     }
 
     /// Snapshot `id`, if it exists.

@@ -121,23 +121,10 @@ async fn run_op(driver: &dyn VolumeDriver, op: Op, source: &Path) -> Result<(), 
 async fn copy_of(kind: Kind, world: &World, hook: Option<StepHook>) -> (Store, Arc<dyn VolumeDriver>) {
     let (qemu_img, qemu_io) = common::qemu_tools().expect("checked by arrange");
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(world.template.path(), dir.path());
+    vmsnap_testing::copy_dir(world.template.path(), dir.path());
     let options = options(&qemu_img);
     let driver = kind.open(dir.path(), options.clone(), hook).await.unwrap();
     (Store { kind, dir, driver: driver.clone(), options, qemu_io }, driver)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// The steps `op` goes through, from an uninterrupted run (which must also end in the new state).

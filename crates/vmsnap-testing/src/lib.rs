@@ -14,6 +14,7 @@ mod kubectl;
 mod process;
 pub mod seaweedfs;
 pub mod serve;
+pub mod storage;
 pub mod tmpfs;
 mod wait;
 
@@ -155,4 +156,19 @@ pub fn require_qemu() -> bool {
         std::process::Command::new(bin).arg("--version").output().is_ok_and(|o| o.status.success())
     });
     found || missing_prerequisite("QEMU (qemu-system-x86_64 and qemu-img)")
+}
+
+/// Copies directory `from` into `to` (created), recursively, as a test's fixture: a store's or a
+/// repository's files. Panics on any error.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
 }

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use vmsnap_qemu::CommandError;
 use vmsnap_qemu::qmp::Event;
 use vmsnap_qemu::qmp::args::{
-    BlockStreamArgs, BlockdevDelArgs, JobIdArgs, NamedBlockNodesArgs, TransactionAction, TransactionArgs,
+    BlockJobOptions, BlockStreamArgs, BlockdevDelArgs, JobIdArgs, NamedBlockNodesArgs, TransactionAction,
+    TransactionArgs,
 };
 use vmsnap_qemu::qmp::commands::{
     BlockStream, BlockdevAdd, BlockdevDel, JobDismiss, QueryBlock, QueryJobs, QueryNamedBlockNodes,
@@ -262,11 +263,14 @@ impl VmHandle {
         }
         let mut events = self.qmp().events();
         let args = BlockStreamArgs {
-            job_id: Some(job.clone()),
             device: top,
             base_node,
             backing_file: backing_file.map(str::to_owned),
-            auto_dismiss: Some(false),
+            job: BlockJobOptions {
+                job_id: Some(job.clone()),
+                auto_dismiss: Some(false),
+                ..BlockJobOptions::default()
+            },
             ..BlockStreamArgs::default()
         };
         self.qmp().execute::<BlockStream>(args).await.map_err(qmp_error("starting to stream"))?;

@@ -59,9 +59,9 @@ fn response(uid: &Value, result: Result<(), Denial>) -> Value {
             let causes: Vec<Value> = denial
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.cause_message(), "field": c.field}))
+                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
                 .collect();
-            let message = denial.causes.iter().map(|c| c.message.as_str()).collect::<Vec<_>>().join(", ");
+            let message = denial.status_message();
             json!({"uid": uid, "allowed": false, "status": {"status": "Failure", "message": message, "reason": "Invalid", "code": 422, "details": {"causes": causes}}})
         }
     };

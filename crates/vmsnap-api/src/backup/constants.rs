@@ -37,7 +37,8 @@ pub mod label {
     pub const IMPORTED: &str = "backup.vmsnap.io/imported";
 }
 
-/// Phases of a backup and of a restore (`status.phase`).
+/// The wire strings of [`BackupPhase`] and [`RestorePhase`], for JSON patches and for code that
+/// matches on `phase.as_deref()`.
 pub mod phase {
     /// Waiting: for the repository, or for the snapshot to be ready.
     pub const PENDING: &str = "Pending";
@@ -47,6 +48,51 @@ pub mod phase {
     pub const SUCCEEDED: &str = "Succeeded";
     /// Failed; `status.error` says why. A failed backup leaves nothing in the repository.
     pub const FAILED: &str = "Failed";
+}
+
+crate::wire_enum::wire_enum! {
+    /// Where a VirtualMachineRepositoryBackup is in its life (`status.phase`).
+    BackupPhase {
+        /// Waiting for the repository to be ready, or for the snapshot the backup reads to be
+        /// ready to use.
+        Pending = phase::PENDING,
+        /// Reading the snapshot's disks (only the extents changed since the base backup's
+        /// snapshot, for an incremental) and uploading their new chunks.
+        InProgress = phase::IN_PROGRESS,
+        /// Committed: the backup's manifest is in the repository; final.
+        Succeeded = phase::SUCCEEDED,
+        /// Failed for good, `status.error` says why; nothing of it is left in the repository.
+        Failed = phase::FAILED,
+    }
+}
+
+crate::wire_enum::wire_enum! {
+    /// Where a VirtualMachineRepositoryRestore is in its life (`status.phase`).
+    RestorePhase {
+        /// Waiting for the repository to be ready or for the backup to be found in it.
+        Pending = phase::PENDING,
+        /// Downloading the disks into staging files and creating the VM with DataVolumes that
+        /// import them.
+        InProgress = phase::IN_PROGRESS,
+        /// The target VM exists with the restored disks; final.
+        Succeeded = phase::SUCCEEDED,
+        /// Failed for good, `status.error` says why.
+        Failed = phase::FAILED,
+    }
+}
+
+impl BackupPhase {
+    /// Succeeded or failed: nothing changes the backup's phase any more.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl RestorePhase {
+    /// Succeeded or failed: nothing changes the restore's phase any more.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
 }
 
 /// Backup types (`status.type`), KubeVirt's words.

@@ -6,7 +6,7 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::TransferCounters;
+use super::{RestorePhase, TransferCounters};
 use crate::snapshot::{Condition, SnapshotError};
 
 /// A restore of a backup. A `target` VM that does not exist is created from the backup's VM
@@ -47,7 +47,7 @@ pub struct VirtualMachineRepositoryRestoreSpec {
 pub struct VirtualMachineRepositoryRestoreStatus {
     /// `Pending`, `InProgress`, `Succeeded` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<RestorePhase>,
     /// True once the target VM exists with the restored disks (KubeVirt's restore field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub complete: Option<bool>,

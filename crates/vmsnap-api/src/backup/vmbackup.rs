@@ -6,7 +6,7 @@ use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{TransferCounters, VerifyResult};
+use super::{BackupPhase, TransferCounters, VerifyResult};
 use crate::snapshot::{Condition, SnapshotError};
 
 /// A backup of a VM to a repository. Its source is a `VirtualMachineSnapshot` that is (or will
@@ -57,7 +57,7 @@ pub struct VirtualMachineRepositoryBackupSpec {
 pub struct VirtualMachineRepositoryBackupStatus {
     /// `Pending`, `InProgress`, `Succeeded` or `Failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phase: Option<String>,
+    pub phase: Option<BackupPhase>,
     /// `Full` or `Incremental`.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub type_: Option<String>,

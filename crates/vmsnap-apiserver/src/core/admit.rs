@@ -22,7 +22,7 @@ fn denied(denial: Denial) -> ApiError {
     let causes: Vec<Value> = denial
         .causes
         .iter()
-        .map(|c| json!({"reason": c.reason, "message": c.cause_message(), "field": c.field}))
+        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
         .collect();
     ApiError::denied(denial.message(), json!(causes))
 }

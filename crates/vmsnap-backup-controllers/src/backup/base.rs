@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use std::collections::{BTreeMap, HashMap};
 
 use kube::api::{Api, ListParams};
-use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label, phase};
+use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup, label};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 use vmsnap_backup::{BackupManifest, Repository};
 
@@ -79,7 +79,7 @@ pub(crate) async fn choose(
             other.uid() != backup.uid()
                 && other.spec.repository == backup.spec.repository
                 && other.labels().get(label::IMPORTED).map(String::as_str) != Some("true")
-                && status.phase.as_deref() == Some(phase::SUCCEEDED)
+                && status.phase == Some(BackupPhase::Succeeded)
                 && status.vm_name.as_deref() == Some(vm)
                 && status.backup_id.is_some()
                 && match (pit(other), point_in_time) {

@@ -26,10 +26,10 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use tokio::task::JoinHandle;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, deletion_policy, finalizer as finalizers,
-    label, phase, reason,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, deletion_policy,
+    finalizer as finalizers, label, phase, reason,
 };
-use vmsnap_api::snapshot::{VirtualMachineSnapshot, condition_type};
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::BackupId;
 
 use crate::status::{condition, now, patch_status, publish, with_condition};
@@ -115,13 +115,13 @@ async fn reconcile(
 async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Result<Action, ReconcileError> {
     let ctx = &state.ctx;
     let status = backup.status.clone().unwrap_or_default();
-    if status.phase.as_deref() == Some(phase::SUCCEEDED)
+    if status.phase == Some(BackupPhase::Succeeded)
         && let Some(token) = verify::pending_request(backup)
     {
         verify::verify(ctx, backup, &token).await?;
         return Ok(Action::await_change());
     }
-    if matches!(status.phase.as_deref(), Some(phase::SUCCEEDED | phase::FAILED)) {
+    if status.phase.as_ref().is_some_and(BackupPhase::is_final) {
         return Ok(Action::await_change());
     }
     let uid = backup.uid().unwrap_or_default();
@@ -152,7 +152,7 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
     let Some(repo) = repositories.get_opt(&backup.spec.repository).await? else {
         let message =
             format!("waiting for VirtualMachineBackupRepository {} to exist", backup.spec.repository);
-        wait(ctx, backup, phase::PENDING, reason::WAITING, &message).await?;
+        wait(ctx, backup, BackupPhase::Pending, reason::WAITING, &message).await?;
         return Ok(Action::requeue(REPOSITORY_RETRY));
     };
     let repository = match ctx.repositories.open(&ctx.client, &repo, &ctx.config.local_root).await {
@@ -162,7 +162,7 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
                 "waiting for repository {} to open: {error} (see its Ready condition)",
                 backup.spec.repository
             );
-            wait(ctx, backup, phase::PENDING, error.reason(), &message).await?;
+            wait(ctx, backup, BackupPhase::Pending, error.reason(), &message).await?;
             return Ok(Action::requeue(REPOSITORY_RETRY));
         }
     };
@@ -178,7 +178,7 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
                         Api::namespaced(ctx.client.clone(), &namespace);
                     if vms.get_opt(&source.name).await?.is_none() {
                         let message = format!("waiting for VirtualMachine {} to exist", source.name);
-                        wait(ctx, backup, phase::PENDING, reason::WAITING, &message).await?;
+                        wait(ctx, backup, BackupPhase::Pending, reason::WAITING, &message).await?;
                         return Ok(Action::requeue(REPOSITORY_RETRY));
                     }
                     snapshots::take(ctx, backup, &source.name).await?
@@ -190,7 +190,7 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
             Some(snapshot) => (snapshot, false),
             None => {
                 let message = format!("waiting for VirtualMachineSnapshot {} to exist", source.name);
-                wait(ctx, backup, phase::PENDING, reason::WAITING, &message).await?;
+                wait(ctx, backup, BackupPhase::Pending, reason::WAITING, &message).await?;
                 return Ok(Action::requeue(SNAPSHOT_POLL));
             }
         },
@@ -202,26 +202,25 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
         }
     };
     let snapshot_status = snapshot.status.clone().unwrap_or_default();
-    if snapshot_status.phase.as_deref() == Some(vmsnap_api::snapshot::phase::FAILED) {
+    if snapshot_status.phase == Some(SnapshotPhase::Failed) {
         let why = snapshot_status.error.and_then(|e| e.message).unwrap_or_else(|| "no message".into());
         return fail(ctx, backup, &format!("VirtualMachineSnapshot {} failed: {why}", snapshot.name_any()))
             .await;
     }
     if snapshot_status.ready_to_use != Some(true) {
         let message = format!("waiting for VirtualMachineSnapshot {} to be ready", snapshot.name_any());
-        wait(ctx, backup, phase::PENDING, reason::SNAPSHOT_IN_PROGRESS, &message).await?;
+        wait(ctx, backup, BackupPhase::Pending, reason::SNAPSHOT_IN_PROGRESS, &message).await?;
         return Ok(Action::requeue(SNAPSHOT_POLL));
     }
     // Read again, not from the cache: a run that just ended must not be started twice.
     let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
     let Some(fresh) = api.get_opt(&backup.name_any()).await? else { return Ok(Action::await_change()) };
-    let fresh_phase = fresh.status.as_ref().and_then(|s| s.phase.clone());
-    if fresh.uid() != backup.uid() || matches!(fresh_phase.as_deref(), Some(phase::SUCCEEDED | phase::FAILED))
-    {
+    let fresh_phase = fresh.status.as_ref().and_then(|s| s.phase.as_ref());
+    if fresh.uid() != backup.uid() || fresh_phase.is_some_and(BackupPhase::is_final) {
         return Ok(Action::await_change());
     }
     let message = format!("backing up VirtualMachineSnapshot {}", snapshot.name_any());
-    wait(ctx, &fresh, phase::IN_PROGRESS, reason::BACKUP_IN_PROGRESS, &message).await?;
+    wait(ctx, &fresh, BackupPhase::InProgress, reason::BACKUP_IN_PROGRESS, &message).await?;
     let fresh = api.get(&backup.name_any()).await?;
     let job = task::Job { ctx: ctx.clone(), backup: fresh, repository, snapshot, made_snapshot };
     let mut running = state.running.lock().expect("not poisoned");
@@ -261,14 +260,14 @@ async fn abandon_unfinished_session(ctx: &Context, backup: &VirtualMachineReposi
 async fn wait(
     ctx: &Context,
     backup: &VirtualMachineRepositoryBackup,
-    phase_now: &str,
+    phase_now: BackupPhase,
     why: &str,
     message: &str,
 ) -> Result<(), ReconcileError> {
     let status = backup.status.clone().unwrap_or_default();
     let conditions = with_condition(
         &status.conditions,
-        condition(condition_type::PROGRESSING, phase_now == phase::IN_PROGRESS, why, message),
+        condition(condition_type::PROGRESSING, phase_now == BackupPhase::InProgress, why, message),
     );
     let conditions = if conditions.iter().any(|c| c.type_ == condition_type::READY) {
         conditions
@@ -278,7 +277,7 @@ async fn wait(
             condition(condition_type::READY, false, why, "the backup is not committed yet"),
         )
     };
-    if status.phase.as_deref() == Some(phase_now) && conditions == status.conditions {
+    if status.phase.as_ref() == Some(&phase_now) && conditions == status.conditions {
         return Ok(());
     }
     let api: Api<VirtualMachineRepositoryBackup> =

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use vmsnap_api::backup::{VirtualMachineRepositoryBackup, label, phase};
+use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup, label};
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, VirtualMachineSnapshotSpec};
 
 use crate::Context;
@@ -82,11 +82,8 @@ pub(crate) async fn delete_older_bases(
         let stale = match backups.get_opt(owner).await? {
             None => true,
             Some(other) => {
-                let finished = other
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.phase.as_deref())
-                    .is_some_and(|p| p == phase::SUCCEEDED || p == phase::FAILED);
+                let finished =
+                    other.status.as_ref().and_then(|s| s.phase.as_ref()).is_some_and(BackupPhase::is_final);
                 let older = match (point_in_time(&other), ours) {
                     (Some(theirs), Some(ours)) => theirs <= ours,
                     _ => true,

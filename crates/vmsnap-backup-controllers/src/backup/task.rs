@@ -9,7 +9,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    BackupDiskStatus, TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
+    TransferCounters, VirtualMachineRepositoryBackup, backup_type, label, phase, reason,
 };
 use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
@@ -24,7 +24,9 @@ use crate::Context;
 use crate::disks::SnapshotDisk;
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::metrics::BackupFigures;
-use crate::status::{condition, now, patch_status, publish, time_of, with_condition};
+use crate::status::{
+    committed_counters, condition, disk_statuses, now, patch_status, publish, time_of, with_condition,
+};
 
 /// How often `status.progress` is written while a backup runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -518,25 +520,9 @@ impl Job {
             ),
             condition(condition_type::PROGRESSING, false, reason::SUCCEEDED, "the backup is committed"),
         );
-        let disks: Vec<BackupDiskStatus> = manifest
-            .disks
-            .iter()
-            .map(|d| BackupDiskStatus {
-                name: d.name.clone(),
-                size_bytes: d.size as i64,
-                sha256: d.sha256.clone(),
-            })
-            .collect();
-        let progress = TransferCounters {
-            bytes_to_read: transfer.bytes_to_read,
-            bytes_read: Some(stats.bytes_read as i64),
-            bytes_uploaded: Some(stats.bytes_uploaded as i64),
-            bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
-            bytes_reused: Some(stats.bytes_reused as i64),
-            bytes_written: None,
-            percent: Some(100),
-            elapsed_seconds: Some(started.elapsed().as_secs() as i64),
-        };
+        let disks = disk_statuses(manifest);
+        let progress =
+            committed_counters(manifest, transfer.bytes_to_read, started.elapsed().as_secs() as i64);
         patch_status(
             &api,
             &name,

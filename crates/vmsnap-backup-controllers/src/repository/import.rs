@@ -10,7 +10,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    BackupDiskStatus, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
     VirtualMachineRepositoryBackupSpec, backup_type, deletion_policy, label, phase, reason,
 };
 use vmsnap_api::quantity::format_bytes;
@@ -18,7 +18,9 @@ use vmsnap_api::snapshot::condition_type;
 use vmsnap_backup::BackupManifest;
 
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
-use crate::status::{condition, patch_status, publish, time_of, with_condition};
+use crate::status::{
+    committed_counters, condition, disk_statuses, patch_status, publish, time_of, with_condition,
+};
 use crate::{Context, ReconcileError};
 
 /// The annotation on a repository object recording the newest backup (by commit time) an import
@@ -108,7 +110,7 @@ async fn mark_missing(
     {
         let Some(status) = object.status.as_ref() else { continue };
         let Some(id) = status.backup_id.as_deref() else { continue };
-        if status.phase.as_deref() != Some(phase::SUCCEEDED) {
+        if status.phase != Some(BackupPhase::Succeeded) {
             continue;
         }
         let ready = vmsnap_api::snapshot::find_condition(&status.conditions, condition_type::READY);
@@ -196,26 +198,10 @@ fn imported_status(repo: &VirtualMachineBackupRepository, manifest: &BackupManif
     let point_in_time = manifest_labels::get(manifest, manifest_labels::POINT_IN_TIME)
         .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
         .map(Time);
-    let disks: Vec<BackupDiskStatus> = manifest
-        .disks
-        .iter()
-        .map(|d| BackupDiskStatus {
-            name: d.name.clone(),
-            size_bytes: d.size as i64,
-            sha256: d.sha256.clone(),
-        })
-        .collect();
+    let disks = disk_statuses(manifest);
     let stats = &manifest.stats;
-    let progress = TransferCounters {
-        bytes_to_read: Some(stats.bytes_read as i64),
-        bytes_read: Some(stats.bytes_read as i64),
-        bytes_uploaded: Some(stats.bytes_uploaded as i64),
-        bytes_deduplicated: Some(stats.bytes_deduplicated as i64),
-        bytes_reused: Some(stats.bytes_reused as i64),
-        bytes_written: None,
-        percent: Some(100),
-        elapsed_seconds: Some((stats.duration_ms / 1000) as i64),
-    };
+    let progress =
+        committed_counters(manifest, Some(stats.bytes_read as i64), (stats.duration_ms / 1000) as i64);
     let ready = condition(
         condition_type::READY,
         true,

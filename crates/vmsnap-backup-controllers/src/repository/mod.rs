@@ -20,14 +20,15 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus, VirtualMachineRepositoryBackup,
-    annotation, phase, reason,
+    BackupPhase, VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus,
+    VirtualMachineRepositoryBackup, annotation, reason,
 };
+use vmsnap_api::quantity::short_bytes;
 use vmsnap_api::snapshot::{Condition, condition_type};
 use vmsnap_backup::Repository;
 
 use crate::open::default_local_path;
-use crate::status::{condition, patch_status, publish, short_size, with_condition};
+use crate::status::{condition, patch_status, publish, with_condition};
 use crate::{Context, OpenError, ReconcileError};
 
 /// How often a repository is looked at again (backups written by others, space used).
@@ -57,10 +58,8 @@ pub(crate) async fn run(ctx: Arc<Context>) {
             Api::<VirtualMachineRepositoryBackup>::all(ctx.client.clone()),
             watcher::Config::default(),
             |backup| {
-                let finished = matches!(
-                    backup.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some(phase::SUCCEEDED | phase::FAILED)
-                );
+                let finished =
+                    backup.status.as_ref().and_then(|s| s.phase.as_ref()).is_some_and(BackupPhase::is_final);
                 (finished || backup.meta().deletion_timestamp.is_some()).then(|| {
                     ObjectRef::new(&backup.spec.repository).within(&backup.namespace().unwrap_or_default())
                 })
@@ -161,7 +160,7 @@ async fn reconcile(
             "opened: {} backup(s) in {} chunk(s), {}",
             usage.backups,
             usage.chunks,
-            short_size(usage.stored_bytes)
+            short_bytes(usage.stored_bytes)
         ),
     );
     let conditions = with_condition(&conditions, ready);
@@ -173,7 +172,7 @@ async fn reconcile(
         backups: Some(usage.backups as i64),
         chunks: Some(usage.chunks as i64),
         stored_bytes: Some(usage.stored_bytes as i64),
-        stored_size: Some(short_size(usage.stored_bytes)),
+        stored_size: Some(short_bytes(usage.stored_bytes)),
         deduplication_ratio: usage.deduplication_ratio(),
         conditions: conditions.clone(),
         observed_generation: repo.meta().generation,
@@ -263,7 +262,7 @@ async fn run_requests(
             None => format!(
                 "pruned {} chunk(s), {} freed",
                 result.chunks_deleted,
-                short_size(result.bytes_freed as u64)
+                short_bytes(result.bytes_freed as u64)
             ),
         };
         conditions =

@@ -11,8 +11,8 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::backup::RestoredDiskStatus;
 use vmsnap_api::backup::{
-    TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
-    VirtualMachineRepositoryRestore, VirtualMachineRepositoryRestoreStatus, finalizer as fin, phase, reason,
+    BackupPhase, TransferCounters, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    VirtualMachineRepositoryRestore, VirtualMachineRepositoryRestoreStatus, finalizer as fin, reason,
 };
 use vmsnap_api::cdi::{DataVolume, dv_phase};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
@@ -266,9 +266,9 @@ impl<'a> Restore<'a> {
             return self.wait(reason::WAITING, message, WAIT).await.map(Err);
         };
         let status = backup.status.clone().unwrap_or_default();
-        match status.phase.as_deref() {
-            Some(phase::SUCCEEDED) => {}
-            Some(phase::FAILED) => {
+        match status.phase {
+            Some(BackupPhase::Succeeded) => {}
+            Some(BackupPhase::Failed) => {
                 let why = status.error.and_then(|e| e.message).unwrap_or_default();
                 self.fail(reason::FAILED, format!("backup {backup_name} failed: {why}")).await?;
                 return Ok(Ok(None));
@@ -276,7 +276,7 @@ impl<'a> Restore<'a> {
             other => {
                 let message = format!(
                     "waiting for backup {backup_name} to succeed (it is {})",
-                    other.unwrap_or("not started")
+                    other.as_deref().unwrap_or("not started")
                 );
                 return self.wait(reason::WAITING, message, WAIT).await.map(Err);
             }

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use vmsnap_api::backup::{VirtualMachineRepositoryRestoreStatus, phase, reason};
+use vmsnap_api::backup::{RestorePhase, VirtualMachineRepositoryRestoreStatus, reason};
 use vmsnap_api::snapshot::{Condition, SnapshotError, condition_type, update_condition};
 
 /// Now, as a Kubernetes time.
@@ -21,7 +21,7 @@ fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str,
 
 /// Waiting for something (`message` says what): phase `Pending`, `Progressing` False.
 pub fn waiting(st: &mut VirtualMachineRepositoryRestoreStatus, why: &str, message: &str) {
-    st.phase = Some(phase::PENDING.into());
+    st.phase = Some(RestorePhase::Pending);
     let st = &mut st.conditions;
     set(st, condition_type::PROGRESSING, false, why, message);
     set(st, condition_type::READY, false, why, message);
@@ -29,7 +29,7 @@ pub fn waiting(st: &mut VirtualMachineRepositoryRestoreStatus, why: &str, messag
 
 /// Working (`message` says on what): phase `InProgress`, `Progressing` True.
 pub fn in_progress(st: &mut VirtualMachineRepositoryRestoreStatus, message: &str) {
-    st.phase = Some(phase::IN_PROGRESS.into());
+    st.phase = Some(RestorePhase::InProgress);
     st.complete = Some(false);
     let st = &mut st.conditions;
     set(st, condition_type::PROGRESSING, true, reason::RESTORE_IN_PROGRESS, message);
@@ -38,7 +38,7 @@ pub fn in_progress(st: &mut VirtualMachineRepositoryRestoreStatus, message: &str
 
 /// Completed: phase `Succeeded`, `complete`, `restoreTime`, `Ready` True.
 pub fn succeeded(st: &mut VirtualMachineRepositoryRestoreStatus, message: &str) {
-    st.phase = Some(phase::SUCCEEDED.into());
+    st.phase = Some(RestorePhase::Succeeded);
     st.complete = Some(true);
     st.restore_time = Some(now());
     let st = &mut st.conditions;
@@ -48,7 +48,7 @@ pub fn succeeded(st: &mut VirtualMachineRepositoryRestoreStatus, message: &str) 
 
 /// Failed for good: phase `Failed`, `error`, `Failure` True with `why` and the message.
 pub fn failed(st: &mut VirtualMachineRepositoryRestoreStatus, why: &str, message: &str) {
-    st.phase = Some(phase::FAILED.into());
+    st.phase = Some(RestorePhase::Failed);
     st.complete = Some(false);
     st.error = Some(SnapshotError { time: Some(now()), message: Some(message.to_owned()) });
     let st = &mut st.conditions;
@@ -59,5 +59,5 @@ pub fn failed(st: &mut VirtualMachineRepositoryRestoreStatus, why: &str, message
 
 /// Whether the restore has ended (succeeded or failed: both are final).
 pub fn finished(st: &VirtualMachineRepositoryRestoreStatus) -> bool {
-    matches!(st.phase.as_deref(), Some(phase::SUCCEEDED | phase::FAILED))
+    st.phase.as_ref().is_some_and(RestorePhase::is_final)
 }

@@ -18,7 +18,10 @@ async fn await_progressing(env: &Env, name: &str, reason: &str) -> (String, Stri
         let status = b.status.as_ref()?;
         let progressing = find_condition(&status.conditions, "Progressing")?;
         (progressing.reason.as_deref() == Some(reason)).then(|| {
-            (status.phase.clone().unwrap_or_default(), progressing.message.clone().unwrap_or_default())
+            (
+                status.phase.clone().map(String::from).unwrap_or_default(),
+                progressing.message.clone().unwrap_or_default(),
+            )
         })
     })
     .await

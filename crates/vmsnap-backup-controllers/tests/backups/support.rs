@@ -3,28 +3,24 @@
 
 #![allow(dead_code)] // Each test uses a different part.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim};
-use kube::api::{Api, ListParams, PostParams};
-use kube::{Client, Resource};
+use kube::Resource;
+use kube::api::{Api, PostParams};
 use serde::de::DeserializeOwned;
 use vmsnap_api::backup::VirtualMachineRepositoryBackup;
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
 use vmsnap_backup::{Backend, BackupManifest, Repository};
 use vmsnap_backup_controllers::{BackupConfig, BackupControllers};
-use vmsnap_storage::{
-    LayeredDriver, LiveBlockOps, LiveError, LiveSwitch, SnapshotInfo, StorageOptions, StreamRequest,
-    VolumeDriver, VolumeId, VolumeInfo,
-};
-use vmsnap_storage_controllers::{ControllerConfig, StorageControllers};
+use vmsnap_storage::{LayeredDriver, SnapshotInfo, StorageOptions, VolumeDriver};
+use vmsnap_testing::await_value;
 use vmsnap_testing::fixtures::VmBuilder;
-use vmsnap_testing::images::{self, DiskModel};
-use vmsnap_testing::{Kubectl, TestServer, await_value};
+use vmsnap_testing::images::DiskModel;
+use vmsnap_testing::storage::StorageEnv;
 
 /// How long a test waits for the controllers to converge.
 pub const WAIT: Duration = Duration::from_secs(120);
@@ -38,60 +34,36 @@ pub fn chunks_touched(from: u64, len: u64) -> u64 {
 }
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// The shared storage environment (server, engine, helpers), with every controller running.
 pub struct Env {
-    pub server: TestServer,
-    pub client: Client,
-    pub dir: tempfile::TempDir,
+    pub storage: StorageEnv,
+    /// The storage engine the backup controllers read.
     pub driver: Arc<LayeredDriver>,
-    pub qemu_img: PathBuf,
-    pub qemu_io: PathBuf,
-    _storage: StorageControllers,
     _kubevirt: vmsnap_controllers::Controllers,
     pub backups: Option<BackupControllers>,
+}
+
+impl Deref for Env {
+    type Target = StorageEnv;
+
+    fn deref(&self) -> &StorageEnv {
+        &self.storage
+    }
 }
 
 impl Env {
     /// Everything running, or `None` (skip) without the QEMU tools when skips are allowed.
     pub async fn start() -> Option<Env> {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("VMSNAP_LOG").unwrap_or_else(|_| "off".into()),
-            )
-            .with_test_writer()
-            .try_init();
-        let (qemu_img, qemu_io) = images::qemu_tools()?;
-        let server =
-            TestServer::start_with_seed(vmsnap_storage_controllers::default_objects()).await.unwrap();
-        let client = server.client().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
         // Chains deeper than 2 are compacted when a test calls `compact`.
-        let options =
-            StorageOptions { qemu_img: qemu_img.clone(), max_chain_depth: 2, ..StorageOptions::default() };
-        let driver = Arc::new(LayeredDriver::open(dir.path().join("volumes"), options).await.unwrap());
-        let mut config = ControllerConfig::new(dir.path().join("volumes/scratch"));
-        config.instance = "test".into();
-        config.group_wait = Duration::from_secs(1);
-        let storage = vmsnap_storage_controllers::run_controllers(
-            client.clone(),
-            driver.clone(),
-            Arc::new(NothingAttached),
-            config,
-        )
-        .await
-        .unwrap();
-        let kubevirt =
-            vmsnap_controllers::start(client.clone(), vmsnap_controllers::ControllerConfig::default());
-        let mut env = Env {
-            server,
-            client,
-            dir,
-            driver,
-            qemu_img,
-            qemu_io,
-            _storage: storage,
-            _kubevirt: kubevirt,
-            backups: None,
-        };
+        let options = StorageOptions { max_chain_depth: 2, ..StorageOptions::default() };
+        let mut storage = StorageEnv::new(options, WAIT).await?;
+        storage.start_controllers().await;
+        let driver = storage.layered.clone();
+        let kubevirt = vmsnap_controllers::start(
+            storage.client.clone(),
+            vmsnap_controllers::ControllerConfig::default(),
+        );
+        let mut env = Env { storage, driver, _kubevirt: kubevirt, backups: None };
         env.start_backup_controllers();
         Some(env)
     }
@@ -103,22 +75,6 @@ impl Env {
         };
         self.backups =
             Some(vmsnap_backup_controllers::start(self.client.clone(), self.driver.clone(), config));
-    }
-
-    pub fn kubectl(&self) -> Kubectl {
-        self.server.kubectl()
-    }
-
-    /// `kubectl apply -f -`, which must succeed.
-    pub async fn apply(&self, manifest: &str) {
-        self.kubectl().run_stdin_async(&["apply", "-f", "-"], manifest).await.ok();
-    }
-
-    pub fn api<K>(&self) -> Api<K>
-    where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-    {
-        Api::namespaced(self.client.clone(), "default")
     }
 
     /// A Secret holding `passphrase` under key `passphrase`.
@@ -152,37 +108,6 @@ impl Env {
     /// The repository in `path`, opened by the test itself.
     pub async fn open_local(&self, path: &Path) -> Repository {
         Repository::open(Backend::local(path).unwrap(), PASSPHRASE).await.unwrap()
-    }
-
-    /// A bound PVC of `size` in the default class.
-    pub async fn bound_pvc(&self, name: &str, size: &str) -> PersistentVolumeClaim {
-        self.apply(&format!(
-            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {size}}}}}\n"
-        ))
-        .await;
-        let api: Api<PersistentVolumeClaim> = self.api();
-        await_value(&api, name, WAIT, |pvc| {
-            (pvc.status.as_ref()?.phase.as_deref() == Some("Bound")).then(|| pvc.clone())
-        })
-        .await
-        .unwrap()
-    }
-
-    /// The engine volume behind a bound PVC.
-    pub async fn volume_of(&self, pvc: &str) -> VolumeInfo {
-        let claim: PersistentVolumeClaim = self.api().get(pvc).await.unwrap();
-        let pv_name = claim.spec.unwrap().volume_name.unwrap();
-        let pv: k8s_openapi::api::core::v1::PersistentVolume =
-            Api::all(self.client.clone()).get(&pv_name).await.unwrap();
-        let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
-        self.driver.volume(&VolumeId::new(handle).unwrap()).await.unwrap().expect("the PV's volume exists")
-    }
-
-    /// Writes `pattern` into the PVC's volume with `qemu-io`, and into the model.
-    pub async fn write(&self, pvc: &str, model: &mut DiskModel, offset: u64, len: u64, pattern: u8) {
-        let info = self.volume_of(pvc).await;
-        images::qemu_io_write(&self.qemu_io, &info.path, info.format.as_str(), offset, len, pattern);
-        model.push_write(offset, len, pattern);
     }
 
     /// A stopped VM with one disk `rootdisk` on PVC `pvc`.
@@ -277,29 +202,13 @@ impl Env {
 
     /// The events about `name`, as `reason: message`.
     pub async fn events_about(&self, name: &str) -> Vec<String> {
-        let events: Api<Event> = self.api();
-        events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|event| event.involved_object.name.as_deref() == Some(name))
-            .map(|event| {
-                format!("{}: {}", event.reason.unwrap_or_default(), event.message.unwrap_or_default())
-            })
-            .collect()
+        self.storage.events_about("default", name).await
     }
 
     /// Waits until an event about `name` starts with `prefix` (events follow the status write).
     pub async fn await_event(&self, name: &str, prefix: &str) -> String {
-        vmsnap_testing::eventually(
-            &format!("an event about {name} starting with {prefix:?}"),
-            WAIT,
-            || async { self.events_about(name).await.into_iter().find(|e| e.starts_with(prefix)) },
-        )
-        .await
-        .unwrap()
+        let what = format!("starting with {prefix:?}");
+        self.storage.await_event_where("default", name, &what, |event| event.starts_with(prefix)).await
     }
 
     /// A VirtualMachineSnapshot of `vm`, ready.
@@ -331,22 +240,4 @@ where
     })
     .await
     .unwrap();
-}
-
-/// A node agent with no VM running: no volume is attached.
-struct NothingAttached;
-
-#[async_trait]
-impl LiveBlockOps for NothingAttached {
-    async fn active_file(&self, _volume: &VolumeId) -> Result<Option<PathBuf>, LiveError> {
-        Ok(None)
-    }
-
-    async fn switch_to_overlays(&self, switches: &[LiveSwitch]) -> Result<(), LiveError> {
-        Err(LiveError::new(format!("no VM runs here ({} volumes asked)", switches.len())))
-    }
-
-    async fn stream_into_active(&self, request: &StreamRequest) -> Result<(), LiveError> {
-        Err(LiveError::new(format!("no VM runs here ({})", request.volume)))
-    }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use vmsnap_api::backup::{VirtualMachineRepositoryBackup, phase as backup_phase};
+use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup};
 use vmsnap_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance, vmi_condition};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
@@ -193,9 +193,7 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
 async fn last_backups(session: &Session) -> CliResult<BTreeMap<String, Time>> {
     let mut newest: BTreeMap<String, Time> = BTreeMap::new();
     for backup in session.list::<VirtualMachineRepositoryBackup>(Kind::Backup, "").await? {
-        let Some(st) =
-            backup.status.as_ref().filter(|st| st.phase.as_deref() == Some(backup_phase::SUCCEEDED))
-        else {
+        let Some(st) = backup.status.as_ref().filter(|st| st.phase == Some(BackupPhase::Succeeded)) else {
             continue;
         };
         let (Some(vm), Some(at)) = (st.vm_name.clone(), st.point_in_time.clone()) else { continue };

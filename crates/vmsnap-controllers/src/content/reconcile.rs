@@ -11,7 +11,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::snapshot::{
     SnapshotError, VirtualMachineSnapshot, VirtualMachineSnapshotContent, VolumeBackup, VolumeSnapshotStatus,
-    annotation, event, finalizer, indication, label,
+    annotation, event, finalizer, label,
 };
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotSource, VolumeSnapshotSpec};
 
@@ -19,7 +19,7 @@ use super::aggregate::{aggregate, next_error};
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
 use crate::expectations::AWAITING_OWN_WRITE;
-use crate::kube_util::{error_message, now, remove_finalizer};
+use crate::kube_util::{error_message, now, patch_status, remove_finalizer};
 use crate::snapshot::deadline::{deadline_exceeded, unfreeze_timeout};
 use crate::snapshot::should_delete_content;
 use crate::source::{self, Source};
@@ -125,7 +125,7 @@ pub async fn reconcile(
             let mut st = content.status.clone().unwrap_or_default();
             st.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
             st.ready_to_use = Some(false);
-            ctx.patch_status(&contents, &content, content.status.as_ref(), &st).await?;
+            ctx.expectations.record(patch_status(&contents, &content, content.status.as_ref(), &st).await?);
             return Ok(Action::requeue(RETRY));
         }
         ctx.freeze_retry.succeeded(&content_key(&content));
@@ -162,10 +162,11 @@ pub async fn reconcile(
         if let Some(src) = &source {
             match unfreeze_after_cut(&ctx, src, &content).await {
                 Ok(()) => {}
-                Err(e) if indication::is_freeze_limit_reached(&e.to_string()) => {
+                Err(e @ ReconcileError::FreezeLimitReached(_)) => {
                     new.creation_time = None;
                     new.error = Some(SnapshotError { time: Some(now()), message: Some(e.to_string()) });
-                    ctx.patch_status(&contents, &written, written.status.as_ref(), &new).await?;
+                    ctx.expectations
+                        .record(patch_status(&contents, &written, written.status.as_ref(), &new).await?);
                     return Ok(Action::requeue(RETRY));
                 }
                 Err(e) => return Err(e),
@@ -175,7 +176,7 @@ pub async fn reconcile(
     new.error = next_error(new.error.as_ref(), agg.error_message.as_deref(), agg.ready, now());
     new.ready_to_use = Some(agg.ready);
     new.volume_snapshot_status = statuses;
-    ctx.patch_status(&contents, &written, written.status.as_ref(), &new).await?;
+    ctx.expectations.record(patch_status(&contents, &written, written.status.as_ref(), &new).await?);
     Ok(Action::await_change())
 }
 

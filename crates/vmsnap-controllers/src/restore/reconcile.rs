@@ -28,7 +28,7 @@ use super::vmspec::restored_vm;
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
 use crate::expectations::AWAITING_OWN_WRITE;
-use crate::kube_util::{error_message, now};
+use crate::kube_util::{error_message, now, patch_status};
 use vmsnap_contracts::owner::controller_reference;
 
 const WAIT: Duration = Duration::from_secs(2);
@@ -54,9 +54,10 @@ pub async fn reconcile(
     if restore.status.is_none() && restore.metadata.deletion_timestamp.is_none() {
         let mut st = VirtualMachineRestoreStatus { complete: Some(false), ..Default::default() };
         set_progress(&mut st, true, INITIALIZING, false, INITIALIZING);
-        ctx.patch_status(&api, restore.as_ref(), None::<&VirtualMachineRestoreStatus>, &st)
+        let written = patch_status(&api, restore.as_ref(), None::<&VirtualMachineRestoreStatus>, &st)
             .await
             .map_err(|e| kube::runtime::finalizer::Error::ApplyFailed(ReconcileError::Kube(e)))?;
+        ctx.expectations.record(written);
         return Ok(Action::await_change());
     }
     finalizer(&api, fin::RESTORE, restore, |event| async {
@@ -98,7 +99,8 @@ impl<'a> Restore<'a> {
     async fn save(&mut self) -> Result<(), ReconcileError> {
         let base = self.written.as_ref().unwrap_or(self.r);
         let api = self.api::<VirtualMachineRestore>();
-        if let Some(written) = self.ctx.patch_status(&api, base, base.status.as_ref(), &self.st).await? {
+        let written = patch_status(&api, base, base.status.as_ref(), &self.st).await?;
+        if let Some(written) = self.ctx.expectations.record(written) {
             self.written = Some(written);
         }
         Ok(())

@@ -36,9 +36,9 @@ pub fn observe_backup(backup: &VirtualMachineRepositoryBackup) -> Option<Schedul
     let state = if backup.metadata.deletion_timestamp.is_some() {
         SnapshotState::Deleting
     } else {
-        match status.and_then(|s| s.phase.as_deref()) {
-            Some(backup_api::phase::SUCCEEDED) => SnapshotState::Succeeded,
-            Some(backup_api::phase::FAILED) => SnapshotState::Failed,
+        match status.and_then(|s| s.phase.as_ref()) {
+            Some(backup_api::BackupPhase::Succeeded) => SnapshotState::Succeeded,
+            Some(backup_api::BackupPhase::Failed) => SnapshotState::Failed,
             _ => SnapshotState::InProgress,
         }
     };
@@ -132,12 +132,7 @@ impl BackupPass {
         let all = api.list(&ListParams::default()).await?.items;
         pass.snapshots_in_use = all
             .iter()
-            .filter(|b| {
-                !matches!(
-                    b.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some(backup_api::phase::SUCCEEDED | backup_api::phase::FAILED)
-                )
-            })
+            .filter(|b| !b.status.as_ref().and_then(|s| s.phase.as_ref()).is_some_and(|p| p.is_final()))
             .filter_map(|b| b.spec.source.as_ref())
             .filter(|source| source.kind == "VirtualMachineSnapshot")
             .map(|source| source.name.clone())

@@ -15,6 +15,8 @@
 //!   schedule leaves them (and their data) in place.
 
 mod backups;
+#[cfg(test)]
+mod fixtures;
 mod names;
 mod observed;
 mod plan;

@@ -221,21 +221,7 @@ pub fn consecutive_failures(vm: &str, snapshots: &[ScheduledSnapshot]) -> usize 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ts(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
-
-    fn snap(vm: &str, minute: u32, state: SnapshotState) -> ScheduledSnapshot {
-        let run_time = ts(&format!("2025-01-01T10:{minute:02}:00Z"));
-        ScheduledSnapshot {
-            name: snapshot_name("s", vm, run_time),
-            vm: vm.into(),
-            run_time,
-            state,
-            error: None,
-        }
-    }
+    use crate::schedule::fixtures::{snap, ts};
 
     fn every_minute() -> Schedule {
         Schedule::every("1m").unwrap()

@@ -356,21 +356,10 @@ pub fn invalid_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::names::snapshot_name;
-
-    fn ts(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
+    use crate::schedule::fixtures::{self, ts};
 
     fn snap(vm: &str, minute: u32, state: SnapshotState, error: Option<&str>) -> ScheduledSnapshot {
-        let run_time = ts(&format!("2025-01-01T10:{minute:02}:00Z"));
-        ScheduledSnapshot {
-            name: snapshot_name("s", vm, run_time),
-            vm: vm.into(),
-            run_time,
-            state,
-            error: error.map(Into::into),
-        }
+        ScheduledSnapshot { error: error.map(Into::into), ..fixtures::snap(vm, minute, state) }
     }
 
     fn observe<'a>(

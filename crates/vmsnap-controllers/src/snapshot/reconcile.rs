@@ -20,7 +20,7 @@ use super::status::{self, SourceFacts};
 use crate::context::{Component, Context};
 use crate::error::ReconcileError;
 use crate::expectations::AWAITING_OWN_WRITE;
-use crate::kube_util::now;
+use crate::kube_util::{now, patch_status};
 use crate::source::{self, Source};
 
 const SNAPSHOT_RETRY: Duration = Duration::from_secs(5);
@@ -126,7 +126,7 @@ async fn update(
     });
     let new_status = status::compute(snap, facts.as_ref(), &lock_msg, content.as_ref(), now());
     let api: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &ns);
-    ctx.patch_status(&api, snap, snap.status.as_ref(), &new_status).await?;
+    ctx.expectations.record(patch_status(&api, snap, snap.status.as_ref(), &new_status).await?);
     record_metrics(ctx, snap, &new_status);
 
     if deleting && !finalizer_removable {

@@ -58,24 +58,14 @@ pub struct BlockResizeArgs {
     pub size: i64,
 }
 
-/// Arguments of `block-stream`: copy data from the backing chain into `device`.
+/// The options every block job (`block-stream`, `block-commit`) takes beside its own: its id
+/// and how it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub struct BlockStreamArgs {
+pub struct BlockJobOptions {
     /// The job id; defaults to the device name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
-    /// The node (or backend) to stream into.
-    pub device: String,
-    /// The node to stop at (exclusive); streams the whole chain when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub base_node: Option<String>,
-    /// The backing file string to write into the image header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub backing_file: Option<String>,
-    /// The last node to copy from (inclusive); exclusive with `base_node`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bottom: Option<String>,
     /// Rate limit in bytes per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speed: Option<i64>,
@@ -93,13 +83,30 @@ pub struct BlockStreamArgs {
     pub auto_dismiss: Option<bool>,
 }
 
+/// Arguments of `block-stream`: copy data from the backing chain into `device`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BlockStreamArgs {
+    /// The node (or backend) to stream into.
+    pub device: String,
+    /// The node to stop at (exclusive); streams the whole chain when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_node: Option<String>,
+    /// The backing file string to write into the image header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backing_file: Option<String>,
+    /// The last node to copy from (inclusive); exclusive with `base_node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bottom: Option<String>,
+    /// How the job runs (QEMU's options common to block jobs).
+    #[serde(flatten)]
+    pub job: BlockJobOptions,
+}
+
 /// Arguments of `block-commit`: merge `top_node` down into `base_node`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct BlockCommitArgs {
-    /// The job id; defaults to the device name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
     /// The node (or backend) whose chain is committed.
     pub device: String,
     /// The node to commit into; defaults to the bottom of the chain.
@@ -111,21 +118,9 @@ pub struct BlockCommitArgs {
     /// The backing file string to write into the overlay above `top_node`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_file: Option<String>,
-    /// Rate limit in bytes per second.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub speed: Option<i64>,
-    /// What to do on an I/O error.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<BlockdevOnError>,
-    /// Name of the implicit filter node.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub filter_node_name: Option<String>,
-    /// Finalise automatically (QEMU default `true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_finalize: Option<bool>,
-    /// Dismiss automatically (QEMU default `true`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_dismiss: Option<bool>,
+    /// How the job runs (QEMU's options common to block jobs).
+    #[serde(flatten)]
+    pub job: BlockJobOptions,
 }
 
 /// Arguments of `transaction`: actions applied atomically.
@@ -183,4 +178,39 @@ pub enum CompletionMode {
     Individual,
     /// A failing job cancels the others.
     Grouped,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_job_options_are_members_of_the_jobs_arguments_as_qemu_reads_them() {
+        let stream = BlockStreamArgs {
+            device: "top".into(),
+            base_node: Some("base".into()),
+            job: BlockJobOptions {
+                job_id: Some("stream-top".into()),
+                auto_dismiss: Some(false),
+                speed: Some(1024),
+                ..BlockJobOptions::default()
+            },
+            ..BlockStreamArgs::default()
+        };
+        let json = serde_json::to_value(&stream).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"job-id": "stream-top", "device": "top", "base-node": "base", "speed": 1024, "auto-dismiss": false})
+        );
+        assert_eq!(serde_json::from_value::<BlockStreamArgs>(json).unwrap(), stream);
+        let commit = BlockCommitArgs {
+            device: "top".into(),
+            job: BlockJobOptions { auto_finalize: Some(false), ..BlockJobOptions::default() },
+            ..BlockCommitArgs::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&commit).unwrap(),
+            serde_json::json!({"device": "top", "auto-finalize": false})
+        );
+    }
 }

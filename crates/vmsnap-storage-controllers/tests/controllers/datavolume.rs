@@ -16,7 +16,7 @@ use vmsnap_api::volumesnapshot::VolumeSnapshot;
 use vmsnap_storage::VolumeDriver;
 use vmsnap_testing::images::DiskModel;
 
-use crate::harness::{Env, MIB, await_some};
+use crate::harness::{Env, MIB};
 use crate::http_server::HttpServer;
 
 fn data_volume(name: &str, source: &str, size: &str) -> String {
@@ -27,7 +27,7 @@ fn data_volume(name: &str, source: &str, size: &str) -> String {
 
 async fn await_succeeded(env: &Env, name: &str) -> DataVolume {
     let dvs: Api<DataVolume> = env.api();
-    await_some(&dvs, name, |dv| {
+    env.await_some(&dvs, name, |dv| {
         (dv.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then(|| dv.clone())
     })
     .await
@@ -85,7 +85,7 @@ fn to_qcow2(env: &Env, raw: &[u8], name: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blank_data_volume_succeeds_with_a_bound_pvc_it_owns() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&data_volume("blank", "{blank: {}}", "8Mi")).await;
     let dv = await_succeeded(&env, "blank").await;
     let status = dv.status.clone().unwrap();
@@ -120,7 +120,7 @@ async fn a_blank_data_volume_succeeds_with_a_bound_pvc_it_owns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_sources_import_raw_and_qcow2_images_with_progress() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     let (raw, model) = image();
     let qcow2 = std::fs::read(to_qcow2(&env, &raw, "served")).unwrap();
     let server = HttpServer::start().await;
@@ -169,7 +169,7 @@ async fn http_sources_import_raw_and_qcow2_images_with_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_sources_import_from_the_allowed_directories_only() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     let (raw, model) = image();
     let qcow2 = to_qcow2(&env, &raw, "local");
     env.apply(&data_volume(
@@ -190,10 +190,11 @@ async fn file_sources_import_from_the_allowed_directories_only() {
     await_succeeded(&env, "from-file").await;
     env.assert_data("from-file", &model).await;
     let dvs: Api<DataVolume> = env.api();
-    let failed = await_some(&dvs, "not-allowed", |dv| {
-        (dv.status.as_ref()?.phase.as_deref() == Some("Failed")).then(|| dv.clone())
-    })
-    .await;
+    let failed = env
+        .await_some(&dvs, "not-allowed", |dv| {
+            (dv.status.as_ref()?.phase.as_deref() == Some("Failed")).then(|| dv.clone())
+        })
+        .await;
     let (status, reason, message) = condition(&failed, "Running");
     assert_eq!((status.as_str(), reason.as_deref()), ("False", Some("Error")));
     assert!(message.unwrap().contains("outside the directories file:// imports may read"));
@@ -202,16 +203,17 @@ async fn file_sources_import_from_the_allowed_directories_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_import_is_reported_and_retried_until_it_succeeds() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     let server = HttpServer::start().await;
     env.apply(&data_volume("retried", &format!("{{http: {{url: \"{}\"}}}}", server.url("/late.raw")), "8Mi"))
         .await;
     let dvs: Api<DataVolume> = env.api();
-    let failed = await_some(&dvs, "retried", |dv| {
-        let status = dv.status.as_ref()?;
-        (status.phase.as_deref() == Some("Failed") && status.restart_count >= Some(1)).then(|| dv.clone())
-    })
-    .await;
+    let failed = env
+        .await_some(&dvs, "retried", |dv| {
+            let status = dv.status.as_ref()?;
+            (status.phase.as_deref() == Some("Failed") && status.restart_count >= Some(1)).then(|| dv.clone())
+        })
+        .await;
     let message = condition(&failed, "Running").2.unwrap();
     assert!(message.contains("404 Not Found"), "{message}");
     env.await_event("default", "retried", "Unable to import into PVC retried").await;
@@ -230,7 +232,7 @@ async fn a_failed_import_is_reported_and_retried_until_it_succeeds() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&data_volume("source", "{blank: {}}", "16Mi")).await;
     await_succeeded(&env, "source").await;
     let mut model = DiskModel::blank(16 * MIB);
@@ -240,7 +242,7 @@ async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
     )
     .await;
     let snapshots: Api<VolumeSnapshot> = env.api();
-    await_some(&snapshots, "source-snap", |s| s.status.as_ref()?.ready_to_use.filter(|r| *r)).await;
+    env.await_some(&snapshots, "source-snap", |s| s.status.as_ref()?.ready_to_use.filter(|r| *r)).await;
     let at_snapshot = model.clone();
     env.write("source", &mut model, 8 * MIB, MIB, 0x22).await;
 
@@ -277,7 +279,7 @@ async fn pvc_and_snapshot_sources_clone_the_data_in_constant_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     for (name, annotation) in [
         ("pre", "restore.kubevirt.io/name: r1"),
         ("populated", "cdi.kubevirt.io/storage.populatedFor: populated"),
@@ -301,7 +303,7 @@ async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() 
         let dv = await_succeeded(&env, name).await;
         let claims: Api<PersistentVolumeClaim> = env.api();
         let claim =
-            await_some(&claims, name, |c| (!c.owner_references().is_empty()).then(|| c.clone())).await;
+            env.await_some(&claims, name, |c| (!c.owner_references().is_empty()).then(|| c.clone())).await;
         let owner = &claim.owner_references()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
@@ -315,17 +317,18 @@ async fn a_data_volume_adopts_a_pre_populated_claim_without_touching_its_data() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_the_driver_cannot_use_is_named_as_the_reason_not_a_missing_size() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(
         "apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata: {name: from-a-data-source}\nspec:\n  sourceRef: {kind: DataSource, name: fedora}\n  storage: {}\n",
     )
     .await;
     let dvs: Api<DataVolume> = env.api();
-    let message = await_some(&dvs, "from-a-data-source", |dv| {
-        let running = dv.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Running")?;
-        running.message.clone().filter(|m| !m.is_empty())
-    })
-    .await;
+    let message = env
+        .await_some(&dvs, "from-a-data-source", |dv| {
+            let running = dv.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Running")?;
+            running.message.clone().filter(|m| !m.is_empty())
+        })
+        .await;
     assert!(message.contains("sourceRef (a DataSource) is not supported"), "{message}");
     assert!(!message.contains("gives no size"), "{message}");
 }
@@ -335,13 +338,13 @@ async fn a_source_the_driver_cannot_use_is_named_as_the_reason_not_a_missing_siz
 /// source and its namespace are deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pvc_of_another_namespace_is_cloned_and_outlives_its_namespace() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: golden}\n").await;
     let image = data_volume("image", "{blank: {}}", "16Mi")
         .replace("metadata: {name: image}", "metadata: {name: image, namespace: golden}");
     env.apply(&image).await;
     let golden: Api<DataVolume> = Api::namespaced(env.client.clone(), "golden");
-    await_some(&golden, "image", |dv| {
+    env.await_some(&golden, "image", |dv| {
         (dv.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(())
     })
     .await;

@@ -9,11 +9,11 @@ use vmsnap_api::cdi::StorageProfile;
 use vmsnap_storage::{VolumeDriver, VolumeId};
 use vmsnap_storage_controllers::PROVISIONER;
 
-use crate::harness::{Env, MIB, await_gone, await_some};
+use crate::harness::MIB;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pvc_applied_with_kubectl_is_bound_to_a_local_csi_volume() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(
         "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n",
     )
@@ -54,7 +54,7 @@ async fn a_pvc_applied_with_kubectl_is_bound_to_a_local_csi_volume() {
     assert_eq!(classes.ok(), PROVISIONER);
     let profiles: Api<StorageProfile> = env.cluster_api();
     let status =
-        await_some(&profiles, "local", |p| p.status.clone().filter(|s| s.snapshot_class.is_some())).await;
+        env.await_some(&profiles, "local", |p| p.status.clone().filter(|s| s.snapshot_class.is_some())).await;
     assert_eq!(status.snapshot_class.as_deref(), Some("local-snapshots"));
     assert_eq!(status.provisioner.as_deref(), Some(PROVISIONER));
     assert_eq!(status.storage_class.as_deref(), Some("local"));
@@ -67,13 +67,13 @@ async fn a_pvc_applied_with_kubectl_is_bound_to_a_local_csi_volume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_storage_class_gets_a_profile_and_wait_for_first_consumer_claims_stay_pending() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&format!(
         "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: later}}\nprovisioner: {PROVISIONER}\nvolumeBindingMode: WaitForFirstConsumer\n"
     ))
     .await;
     let profiles: Api<StorageProfile> = env.cluster_api();
-    let status = await_some(&profiles, "later", |p| p.status.clone()).await;
+    let status = env.await_some(&profiles, "later", |p| p.status.clone()).await;
     assert_eq!(status.snapshot_class.as_deref(), Some("local-snapshots"));
 
     env.apply(
@@ -87,12 +87,12 @@ async fn a_new_storage_class_gets_a_profile_and_wait_for_first_consumer_claims_s
     assert!(env.driver.volumes().await.unwrap().is_empty());
 
     env.kubectl().run_async(&["delete", "storageclass", "later"]).await.ok();
-    await_gone(&profiles, "later").await;
+    env.await_gone(&profiles, "later").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn growing_the_request_grows_a_detached_volume_and_waits_while_a_vm_uses_it() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("grow", "16Mi").await;
     let volume = env.volume_of("grow").await.id;
     let claims: Api<PersistentVolumeClaim> = env.api();
@@ -100,7 +100,7 @@ async fn growing_the_request_grows_a_detached_volume_and_waits_while_a_vm_uses_i
     let request = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
 
     claims.patch("grow", &PatchParams::default(), &Patch::Merge(&request("32Mi"))).await.unwrap();
-    await_some(&claims, "grow", |c| {
+    env.await_some(&claims, "grow", |c| {
         (c.status.as_ref()?.capacity.as_ref()?["storage"].0 == "32Mi").then_some(())
     })
     .await;
@@ -109,28 +109,30 @@ async fn growing_the_request_grows_a_detached_volume_and_waits_while_a_vm_uses_i
 
     env.live.attach(&volume);
     claims.patch("grow", &PatchParams::default(), &Patch::Merge(&request("48Mi"))).await.unwrap();
-    let message = await_some(&claims, "grow", |c| {
-        let condition =
-            c.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Resizing")?.clone();
-        condition.message
-    })
-    .await;
+    let message = env
+        .await_some(&claims, "grow", |c| {
+            let condition =
+                c.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Resizing")?.clone();
+            condition.message
+        })
+        .await;
     assert!(message.contains("a running VM uses it"), "{message}");
     env.await_event("default", "grow", "grows when the VM stops").await;
     assert_eq!(env.driver.volume(&volume).await.unwrap().unwrap().size_bytes, 32 * MIB);
 
     env.live.detach(&volume);
-    let claim = await_some(&claims, "grow", |c| {
-        (c.status.as_ref()?.capacity.as_ref()?["storage"].0 == "48Mi").then(|| c.clone())
-    })
-    .await;
+    let claim = env
+        .await_some(&claims, "grow", |c| {
+            (c.status.as_ref()?.capacity.as_ref()?["storage"].0 == "48Mi").then(|| c.clone())
+        })
+        .await;
     assert!(claim.status.unwrap().conditions.unwrap_or_default().is_empty());
     assert_eq!(env.driver.volume(&volume).await.unwrap().unwrap().size_bytes, 48 * MIB);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_claim_deletes_or_retains_its_volume_as_the_class_says() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&format!(
         "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: keep}}\nprovisioner: {PROVISIONER}\nreclaimPolicy: Retain\n"
     ))
@@ -146,11 +148,11 @@ async fn deleting_a_claim_deletes_or_retains_its_volume_as_the_class_says() {
     let pvs: Api<PersistentVolume> = env.cluster_api();
 
     env.kubectl().run_async(&["delete", "pvc", "kept", "dropped"]).await.ok();
-    await_gone(&claims, "kept").await;
-    await_gone(&claims, "dropped").await;
-    await_gone(&pvs, dropped.as_str()).await;
+    env.await_gone(&claims, "kept").await;
+    env.await_gone(&claims, "dropped").await;
+    env.await_gone(&pvs, dropped.as_str()).await;
     assert!(env.driver.volume(&dropped).await.unwrap().is_none());
-    await_some(&pvs, kept.as_str(), |pv| {
+    env.await_some(&pvs, kept.as_str(), |pv| {
         (pv.status.as_ref()?.phase.as_deref() == Some("Released")).then_some(())
     })
     .await;
@@ -158,7 +160,7 @@ async fn deleting_a_claim_deletes_or_retains_its_volume_as_the_class_says() {
 
     // A retained volume outlives its PV too: it is the administrator's to remove.
     pvs.delete(kept.as_str(), &DeleteParams::default()).await.unwrap();
-    await_gone(&pvs, kept.as_str()).await;
+    env.await_gone(&pvs, kept.as_str()).await;
     assert!(env.driver.volume(&kept).await.unwrap().is_some());
     let audit = env.assert_no_leaks().await;
     assert_eq!(audit.volumes, 1);
@@ -166,7 +168,7 @@ async fn deleting_a_claim_deletes_or_retains_its_volume_as_the_class_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_a_running_vm_uses_is_deleted_only_after_the_vm_stops() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("busy", "4Mi").await;
     let volume = env.volume_of("busy").await.id;
     env.live.attach(&volume);
@@ -179,8 +181,8 @@ async fn a_claim_a_running_vm_uses_is_deleted_only_after_the_vm_stops() {
     assert!(env.driver.volume(&volume).await.unwrap().is_some());
 
     env.live.detach(&volume);
-    await_gone(&claims, "busy").await;
-    await_gone(&env.cluster_api::<PersistentVolume>(), volume.as_str()).await;
+    env.await_gone(&claims, "busy").await;
+    env.await_gone(&env.cluster_api::<PersistentVolume>(), volume.as_str()).await;
     assert!(env.driver.volume(&volume).await.unwrap().is_none());
     env.assert_no_leaks().await;
 }

@@ -29,7 +29,7 @@ async fn volume_ids(env: &Env) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn work_interrupted_between_any_two_steps_is_finished_without_duplicates() {
-    let Some(mut env) = Env::start().await else { return };
+    let Some(mut env) = crate::harness::start().await else { return };
     env.bound_pvc("snapped", "4Mi").await;
     let snapped = env.volume_of("snapped").await.id;
     env.stop_controllers().await;
@@ -80,9 +80,7 @@ async fn work_interrupted_between_any_two_steps_is_finished_without_duplicates()
     for name in ["engine-only", "with-pv", "untouched"] {
         env.await_bound(name).await;
     }
-    let ready =
-        crate::harness::await_some(&snapshots, "cut", |s| s.status.as_ref()?.ready_to_use.filter(|r| *r))
-            .await;
+    let ready = env.await_some(&snapshots, "cut", |s| s.status.as_ref()?.ready_to_use.filter(|r| *r)).await;
     assert!(ready);
     let untouched = claims.get("untouched").await.unwrap().uid().unwrap();
     let expected: BTreeSet<String> = [
@@ -106,7 +104,7 @@ async fn work_interrupted_between_any_two_steps_is_finished_without_duplicates()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_stopped_mid_way_converge_when_started_again() {
-    let Some(mut env) = Env::start().await else { return };
+    let Some(mut env) = crate::harness::start().await else { return };
     let mut manifest = String::new();
     for i in 0..6 {
         manifest.push_str(&format!(
@@ -134,7 +132,7 @@ async fn controllers_stopped_mid_way_converge_when_started_again() {
     }
     let dvs: Api<vmsnap_api::cdi::DataVolume> = env.api();
     for i in 0..2 {
-        crate::harness::await_some(&dvs, &format!("dv-{i}"), |dv| {
+        env.await_some(&dvs, &format!("dv-{i}"), |dv| {
             (dv.status.as_ref()?.phase.as_deref() == Some("Succeeded")).then_some(())
         })
         .await;

@@ -16,7 +16,7 @@ use vmsnap_storage::{SnapshotId, VolumeDriver};
 use vmsnap_storage_controllers::PROVISIONER;
 use vmsnap_testing::images::DiskModel;
 
-use crate::harness::{Env, MIB, await_gone, await_some};
+use crate::harness::{Env, MIB};
 
 fn volume_snapshot(name: &str, claim: &str) -> String {
     format!(
@@ -32,12 +32,13 @@ fn restore_claim(name: &str, kind_and_group: &str, source: &str, size: &str) -> 
 
 async fn await_ready(env: &Env, name: &str) -> VolumeSnapshot {
     let snapshots: Api<VolumeSnapshot> = env.api();
-    await_some(&snapshots, name, |s| (s.status.as_ref()?.ready_to_use == Some(true)).then(|| s.clone())).await
+    env.await_some(&snapshots, name, |s| (s.status.as_ref()?.ready_to_use == Some(true)).then(|| s.clone()))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_restores_bit_exact_as_of_its_point_in_time_and_a_clone_copies_now() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("disk", "16Mi").await;
     let mut model = DiskModel::blank(16 * MIB);
     env.write("disk", &mut model, 0, 2 * MIB, 0x5a).await;
@@ -53,7 +54,7 @@ async fn a_snapshot_restores_bit_exact_as_of_its_point_in_time_and_a_clone_copie
     assert!(status.creation_time.is_some() && status.error.is_none());
     // The finalizer comes after the cut, so as not to delay `creationTime`.
     let snapshots: Api<VolumeSnapshot> = env.api();
-    await_some(&snapshots, "snap", |s| {
+    env.await_some(&snapshots, "snap", |s| {
         s.finalizers()
             .iter()
             .any(|f| f == "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection")
@@ -102,7 +103,7 @@ async fn a_snapshot_restores_bit_exact_as_of_its_point_in_time_and_a_clone_copie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_outlives_its_source_and_deleting_it_frees_every_layer() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("origin", "8Mi").await;
     let mut model = DiskModel::blank(8 * MIB);
     env.write("origin", &mut model, 2 * MIB, MIB, 0x42).await;
@@ -112,8 +113,8 @@ async fn a_snapshot_outlives_its_source_and_deleting_it_frees_every_layer() {
 
     let claims: Api<PersistentVolumeClaim> = env.api();
     claims.delete("origin", &DeleteParams::default()).await.unwrap();
-    await_gone(&claims, "origin").await;
-    await_gone(&env.cluster_api::<PersistentVolume>(), origin.as_str()).await;
+    env.await_gone(&claims, "origin").await;
+    env.await_gone(&env.cluster_api::<PersistentVolume>(), origin.as_str()).await;
     assert!(env.driver.volume(&origin).await.unwrap().is_none());
 
     env.apply(&restore_claim(
@@ -127,9 +128,9 @@ async fn a_snapshot_outlives_its_source_and_deleting_it_frees_every_layer() {
     claims.delete("again", &DeleteParams::default()).await.unwrap();
     let snapshots: Api<VolumeSnapshot> = env.api();
     snapshots.delete("keep", &DeleteParams::default()).await.unwrap();
-    await_gone(&snapshots, "keep").await;
-    await_gone(&env.cluster_api::<VolumeSnapshotContent>(), &format!("snapcontent-{uid}")).await;
-    await_gone(&claims, "again").await;
+    env.await_gone(&snapshots, "keep").await;
+    env.await_gone(&env.cluster_api::<VolumeSnapshotContent>(), &format!("snapcontent-{uid}")).await;
+    env.await_gone(&claims, "again").await;
     vmsnap_testing::eventually("every volume and layer to be freed", crate::harness::WAIT, || async {
         let audit = env.driver.audit().await.unwrap();
         (audit.volumes == 0 && audit.snapshots == 0 && audit.files_on_disk.is_empty()).then_some(())
@@ -143,7 +144,7 @@ async fn a_snapshot_outlives_its_source_and_deleting_it_frees_every_layer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retained_content_keeps_its_snapshot_after_the_volume_snapshot_goes() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&format!(
         "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshotClass\nmetadata: {{name: retained}}\ndriver: {PROVISIONER}\ndeletionPolicy: Retain\n"
     ))
@@ -156,7 +157,7 @@ async fn a_retained_content_keeps_its_snapshot_after_the_volume_snapshot_goes() 
     let uid = await_ready(&env, "held").await.uid().unwrap();
     let snapshots: Api<VolumeSnapshot> = env.api();
     snapshots.delete("held", &DeleteParams::default()).await.unwrap();
-    await_gone(&snapshots, "held").await;
+    env.await_gone(&snapshots, "held").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let content: VolumeSnapshotContent = env.cluster_api().get(&format!("snapcontent-{uid}")).await.unwrap();
     assert_eq!(content.spec.deletion_policy, "Retain");
@@ -181,11 +182,11 @@ async fn a_retained_content_keeps_its_snapshot_after_the_volume_snapshot_goes() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_of_a_missing_claim_reports_the_error_then_succeeds_once_it_exists() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.apply(&volume_snapshot("early", "not-yet")).await;
     let snapshots: Api<VolumeSnapshot> = env.api();
     let message =
-        await_some(&snapshots, "early", |s| s.status.as_ref()?.error.as_ref()?.message.clone()).await;
+        env.await_some(&snapshots, "early", |s| s.status.as_ref()?.error.as_ref()?.message.clone()).await;
     assert!(
         message.contains("PersistentVolumeClaim default/not-yet") && message.contains("does not exist"),
         "{message}"
@@ -201,7 +202,7 @@ async fn a_snapshot_of_a_missing_claim_reports_the_error_then_succeeds_once_it_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_snapshots_of_one_vm_are_cut_with_one_engine_call() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("disk-a", "4Mi").await;
     env.bound_pvc("disk-b", "4Mi").await;
     env.bound_pvc("alone", "4Mi").await;
@@ -258,7 +259,7 @@ async fn the_snapshots_of_one_vm_are_cut_with_one_engine_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn creation_time_appears_within_milliseconds_of_the_volume_snapshot() {
-    let Some(env) = Env::start().await else { return };
+    let Some(env) = crate::harness::start().await else { return };
     env.bound_pvc("timed", "1Gi").await;
     let snapshots: Api<VolumeSnapshot> = env.api();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();

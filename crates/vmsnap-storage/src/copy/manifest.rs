@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::driver::VolumeFormat;
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::manifest_file::FORMAT_VERSION;
-use crate::store::{DriverManifest, SnapshotRecord};
+use crate::store::{DriverManifest, SnapshotRecord, VolumeRecord};
 
 /// The `driver` member of this driver's manifest.
 pub(crate) const DRIVER: &str = "copy";
@@ -34,6 +35,12 @@ pub(crate) struct Entry {
     pub file: LayerId,
     /// The virtual size (the file's length), in bytes.
     pub size_bytes: u64,
+}
+
+impl VolumeRecord for Entry {
+    fn active(&self) -> (&LayerId, u64) {
+        (&self.file, self.size_bytes)
+    }
 }
 
 /// A snapshot: a full copy of its volume's file.
@@ -67,6 +74,7 @@ impl DriverManifest for Manifest {
     type Volume = Entry;
     type Snapshot = SnapshotEntry;
     const DATA_DIR: &'static str = "files";
+    const FORMAT: VolumeFormat = VolumeFormat::Raw;
 
     fn empty() -> Self {
         Self {

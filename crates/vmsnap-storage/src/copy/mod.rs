@@ -27,14 +27,13 @@ mod ops;
 use std::path::{Path, PathBuf};
 
 use self::manifest::{DRIVER, Entry, Manifest};
-use crate::driver::{VolumeFormat, VolumeInfo};
+use crate::driver::VolumeInfo;
 use crate::error::StorageError;
 use crate::fsutil;
 use crate::id::{LayerId, VolumeId};
 use crate::inuse::ensure_not_written_by_qemu;
 use crate::live::{LiveBlockOps, reported_active_file};
 use crate::options::StorageOptions;
-use crate::steps::Steps;
 use crate::store::Store;
 
 /// The whole-file copy driver (`copy`): the O(size) baseline.
@@ -47,34 +46,12 @@ impl CopyDriver {
     /// Opens (or initialises) the store under `root`. Call
     /// [`VolumeDriver::recover`](crate::VolumeDriver::recover) next, before serving requests.
     pub async fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<Self, StorageError> {
-        Ok(Self { store: Store::open(root.into(), &options, Steps::default()).await? })
-    }
-
-    /// [`CopyDriver::open`] with a hook called at every named step of every
-    /// operation, for fault-injection tests.
-    #[cfg(feature = "fault-injection")]
-    pub async fn open_with_step_hook(
-        root: impl Into<PathBuf>,
-        options: StorageOptions,
-        hook: crate::steps::StepHook,
-    ) -> Result<Self, StorageError> {
-        Ok(Self { store: Store::open(root.into(), &options, Steps::new(hook)).await? })
+        Ok(Self { store: Store::open(root.into(), &options).await? })
     }
 
     /// The root directory (absolute).
     pub fn root(&self) -> &Path {
         &self.store.root
-    }
-
-    fn volume_info(&self, manifest: &Manifest, id: &VolumeId) -> Option<VolumeInfo> {
-        let entry = manifest.volumes.get(id)?;
-        Some(VolumeInfo {
-            id: id.clone(),
-            size_bytes: entry.size_bytes,
-            path: self.store.path(&entry.file),
-            format: VolumeFormat::Raw,
-            chain_depth: 1,
-        })
     }
 
     /// Copies `source` to a new file of at least `size` bytes and makes it durable.
@@ -84,28 +61,19 @@ impl CopyDriver {
         size: u64,
         action: &'static str,
     ) -> Result<LayerId, StorageError> {
-        let file = LayerId::generate();
-        let (source, target, dir) = (source.to_owned(), self.store.path(&file), self.store.data_dir.clone());
-        let copied = fsutil::blocking(move || {
-            ops::copy_and_sync(&source, &target, size).and_then(|()| fsutil::sync_dir(&dir))
-        });
-        self.finish_new_file(&file, copied.await, action).await?;
+        let (source, dir) = (source.to_owned(), self.store.data_dir.clone());
+        let (file, ()) = self
+            .store
+            .make_file(|target| async move {
+                let path = target.clone();
+                fsutil::blocking(move || {
+                    ops::copy_and_sync(&source, &target, size).and_then(|()| fsutil::sync_dir(&dir))
+                })
+                .await
+                .map_err(StorageError::io(action, path))
+            })
+            .await?;
         Ok(file)
-    }
-
-    /// Turns the result of writing a new file into the operation's result,
-    /// removing the file on failure.
-    async fn finish_new_file(
-        &self,
-        file: &LayerId,
-        result: std::io::Result<()>,
-        action: &'static str,
-    ) -> Result<(), StorageError> {
-        if let Err(error) = result {
-            self.store.discard_created(std::slice::from_ref(file)).await;
-            return Err(StorageError::io(action, self.store.path(file))(error));
-        }
-        Ok(())
     }
 
     /// Commits volume `id` over its new, durable `file`; removes the file if the commit fails.
@@ -116,16 +84,14 @@ impl CopyDriver {
         size: u64,
         step: &'static str,
     ) -> Result<VolumeInfo, StorageError> {
-        let mut state = self.store.state.lock().await;
-        let mut next: Manifest = state.clone();
-        next.volumes.insert(id.clone(), Entry { file: file.clone(), size_bytes: size });
-        if let Err(error) = self.store.commit(&mut state, next).await {
-            drop(state);
-            self.store.discard_created(&[file]).await;
-            return Err(error);
-        }
-        self.store.steps.reach(step);
-        Ok(self.volume_info(&state, id).expect("just committed"))
+        let entry = Entry { file: file.clone(), size_bytes: size };
+        let state = self
+            .store
+            .commit_created(&[file], step, |next| {
+                next.volumes.insert(id.clone(), entry);
+            })
+            .await?;
+        Ok(self.store.volume_info(&state, id).expect("just committed"))
     }
 
     async fn volume_entry(&self, id: &VolumeId) -> Result<Entry, StorageError> {

@@ -34,16 +34,21 @@ impl VolumeDriver for CopyDriver {
     async fn create_volume(&self, id: &VolumeId, size_bytes: u64) -> Result<VolumeInfo, StorageError> {
         let size = nonzero_size(size_bytes)?;
         let _locks = self.store.lock_new_volume(id).await?;
-        let file = LayerId::generate();
-        let path = self.store.path(&file);
         let dir = self.store.data_dir.clone();
-        let created = fsutil::blocking(move || {
-            let handle = OpenOptions::new().write(true).create_new(true).open(&path)?;
-            handle.set_len(size)?;
-            handle.sync_all()?;
-            fsutil::sync_dir(&dir)
-        });
-        self.finish_new_file(&file, created.await, "create").await?;
+        let (file, ()) = self
+            .store
+            .make_file(|path| async move {
+                let target = path.clone();
+                fsutil::blocking(move || {
+                    let handle = OpenOptions::new().write(true).create_new(true).open(&target)?;
+                    handle.set_len(size)?;
+                    handle.sync_all()?;
+                    fsutil::sync_dir(&dir)
+                })
+                .await
+                .map_err(StorageError::io("create", path))
+            })
+            .await?;
         self.store.steps.reach("create.file-created");
         self.commit_volume(id, file, size, "create.committed").await
     }
@@ -52,18 +57,17 @@ impl VolumeDriver for CopyDriver {
         let Import { source, size_bytes, progress } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
         let _locks = self.store.lock_new_volume(id).await?;
-        let file = LayerId::generate();
-        let path = self.store.path(&file);
         let size = round_to_sector(size_bytes.unwrap_or(0).max(info.virtual_size));
-        let converted =
-            self.store.qemu_img.convert((source, &info.format), (&path, "raw"), None, progress).await;
-        if let Err(error) = converted {
-            self.store.discard_created(std::slice::from_ref(&file)).await;
-            return Err(error.into());
-        }
-        let dir = self.store.data_dir.clone();
-        let grown = fsutil::blocking(move || grow_and_sync(&path, size, &dir));
-        self.finish_new_file(&file, grown.await, "import").await?;
+        let (file, ()) = self
+            .store
+            .make_file(|path| async {
+                self.store.qemu_img.convert((source, &info.format), (&path, "raw"), None, progress).await?;
+                let (target, dir) = (path.clone(), self.store.data_dir.clone());
+                fsutil::blocking(move || grow_and_sync(&target, size, &dir))
+                    .await
+                    .map_err(StorageError::io("import", path))
+            })
+            .await?;
         self.store.steps.reach("import.file-created");
         self.commit_volume(id, file, size, "import.committed").await
     }
@@ -97,7 +101,7 @@ impl VolumeDriver for CopyDriver {
             self.store.steps.reach("resize.committed");
         }
         let state = self.store.state.lock().await;
-        Ok(self.volume_info(&state, id).expect("locked volume"))
+        Ok(self.store.volume_info(&state, id).expect("locked volume"))
     }
 
     async fn delete_volume(&self, id: &VolumeId) -> Result<(), StorageError> {
@@ -175,18 +179,16 @@ impl VolumeDriver for CopyDriver {
         }
         self.store.steps.reach("snapshot.files-copied");
         let created_at = Utc::now();
-        let mut state = self.store.state.lock().await;
-        let mut next = state.clone();
-        for ((volume, snapshot), (_, file, size)) in group.iter().zip(copies) {
-            let entry = SnapshotEntry { file, source_volume: volume.clone(), size_bytes: size, created_at };
-            next.snapshots.insert(snapshot.clone(), entry);
-        }
-        if let Err(error) = self.store.commit(&mut state, next).await {
-            drop(state);
-            self.store.discard_created(&created).await;
-            return Err(error);
-        }
-        self.store.steps.reach("snapshot.committed");
+        let state = self
+            .store
+            .commit_created(&created, "snapshot.committed", |next| {
+                for ((volume, snapshot), (_, file, size)) in group.iter().zip(copies) {
+                    let entry =
+                        SnapshotEntry { file, source_volume: volume.clone(), size_bytes: size, created_at };
+                    next.snapshots.insert(snapshot.clone(), entry);
+                }
+            })
+            .await?;
         Ok(group.iter().map(|(_, id)| state.snapshot(id).expect("just committed").0).collect())
     }
 
@@ -273,12 +275,11 @@ impl VolumeDriver for CopyDriver {
     }
 
     async fn volume(&self, id: &VolumeId) -> Result<Option<VolumeInfo>, StorageError> {
-        Ok(self.volume_info(&*self.store.state.lock().await, id))
+        Ok(self.store.volume(id).await)
     }
 
     async fn volumes(&self) -> Result<Vec<VolumeInfo>, StorageError> {
-        let state = self.store.state.lock().await;
-        Ok(state.volumes.keys().filter_map(|id| self.volume_info(&state, id)).collect())
+        Ok(self.store.volumes().await)
     }
 
     async fn snapshot(&self, id: &SnapshotId) -> Result<Option<SnapshotInfo>, StorageError> {

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::driver::VolumeFormat;
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::manifest_file::FORMAT_VERSION;
-use crate::store::{DriverManifest, SnapshotRecord};
+use crate::store::{DriverManifest, SnapshotRecord, VolumeRecord};
 
 /// The `driver` member of this driver's manifest.
 pub(crate) const DRIVER: &str = "qcow2-layers";
@@ -55,6 +56,12 @@ pub(crate) struct Volume {
     pub active_layer: LayerId,
     /// The virtual size in bytes (the active layer's).
     pub size_bytes: u64,
+}
+
+impl VolumeRecord for Volume {
+    fn active(&self) -> (&LayerId, u64) {
+        (&self.active_layer, self.size_bytes)
+    }
 }
 
 /// A snapshot: a sealed layer, whose chain is the content at the point in time.
@@ -123,6 +130,7 @@ impl DriverManifest for Manifest {
     type Volume = Volume;
     type Snapshot = Snapshot;
     const DATA_DIR: &'static str = "layers";
+    const FORMAT: VolumeFormat = VolumeFormat::Qcow2;
 
     fn empty() -> Self {
         Self {
@@ -141,6 +149,10 @@ impl DriverManifest for Manifest {
 
     fn file_name(id: &LayerId) -> String {
         layer_file_name(id)
+    }
+
+    fn chain_depth(&self, top: &LayerId) -> usize {
+        self.chain(top).len()
     }
 
     /// Every layer: `validate` checks that each layer's file is named after its id.

@@ -22,12 +22,10 @@ mod volumes;
 use std::path::{Path, PathBuf};
 
 use self::manifest::Manifest;
-use crate::driver::{VolumeFormat, VolumeInfo};
 use crate::error::StorageError;
 use crate::fsutil;
-use crate::id::{LayerId, VolumeId};
+use crate::id::LayerId;
 use crate::options::StorageOptions;
-use crate::steps::Steps;
 use crate::store::Store;
 
 /// The qcow2 layer-chain driver (`qcow2-layers`): constant-time snapshot,
@@ -43,32 +41,13 @@ impl LayeredDriver {
     /// Opens (or initialises) the store under `root`. Call
     /// [`VolumeDriver::recover`](crate::VolumeDriver::recover) next, before serving requests.
     pub async fn open(root: impl Into<PathBuf>, options: StorageOptions) -> Result<Self, StorageError> {
-        Self::open_with_steps(root.into(), options, Steps::default()).await
-    }
-
-    /// [`LayeredDriver::open`] with a hook called at every named step of every
-    /// operation, for fault-injection tests.
-    #[cfg(feature = "fault-injection")]
-    pub async fn open_with_step_hook(
-        root: impl Into<PathBuf>,
-        options: StorageOptions,
-        hook: crate::steps::StepHook,
-    ) -> Result<Self, StorageError> {
-        Self::open_with_steps(root.into(), options, Steps::new(hook)).await
-    }
-
-    async fn open_with_steps(
-        root: PathBuf,
-        options: StorageOptions,
-        steps: Steps,
-    ) -> Result<Self, StorageError> {
         if options.max_chain_depth < 2 {
             return Err(StorageError::invalid(format!(
                 "max_chain_depth is {}, but a volume with snapshots needs at least 2",
                 options.max_chain_depth
             )));
         }
-        Ok(Self { store: Store::open(root, &options, steps).await?, options })
+        Ok(Self { store: Store::open(root.into(), &options).await?, options })
     }
 
     /// The root directory (absolute).
@@ -78,17 +57,6 @@ impl LayeredDriver {
 
     fn layer_path(&self, id: &LayerId) -> PathBuf {
         self.store.path(id)
-    }
-
-    fn volume_info(&self, manifest: &Manifest, id: &VolumeId) -> Option<VolumeInfo> {
-        let volume = manifest.volumes.get(id)?;
-        Some(VolumeInfo {
-            id: id.clone(),
-            size_bytes: volume.size_bytes,
-            path: self.layer_path(&volume.active_layer),
-            format: VolumeFormat::Qcow2,
-            chain_depth: manifest.chain(&volume.active_layer).len(),
-        })
     }
 
     /// Makes newly created layer files durable before a manifest refers to them.

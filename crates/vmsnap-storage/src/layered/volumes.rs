@@ -3,6 +3,8 @@
 //! commit and then remove files. Snapshot and clone seal layers (`seal.rs`),
 //! recovery is in `recover.rs` and compaction in `compact.rs`.
 
+use std::path::PathBuf;
+
 use async_trait::async_trait;
 
 use super::LayeredDriver;
@@ -30,16 +32,7 @@ impl VolumeDriver for LayeredDriver {
     async fn create_volume(&self, id: &VolumeId, size_bytes: u64) -> Result<VolumeInfo, StorageError> {
         let size = nonzero_size(size_bytes)?;
         let _locks = self.store.lock_new_volume(id).await?;
-        let layer = LayerId::generate();
-        let path = self.layer_path(&layer);
-        let created = async {
-            self.store.qemu_img.create_qcow2(&path, size, self.options.cluster_size, None).await?;
-            self.sync_new_files(vec![path.clone()]).await
-        };
-        if let Err(error) = created.await {
-            self.store.discard_created(std::slice::from_ref(&layer)).await;
-            return Err(error);
-        }
+        let (layer, ()) = self.store.make_file(|path| self.create_layer(path, size, None)).await?;
         self.store.steps.reach("create.file-created");
         self.commit_new_volume(id, layer, None, size, "create.committed").await
     }
@@ -48,28 +41,22 @@ impl VolumeDriver for LayeredDriver {
         let Import { source, size_bytes, progress } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
         let _locks = self.store.lock_new_volume(id).await?;
-        let layer = LayerId::generate();
-        let path = self.layer_path(&layer);
-        let imported = async {
-            let target = (path.as_path(), "qcow2");
-            let cluster_size = Some(self.options.cluster_size);
-            self.store.qemu_img.convert((source, &info.format), target, cluster_size, progress).await?;
-            // The qcow2 file's size is the image's, rounded up to a sector.
-            let converted = self.store.qemu_img.info(&path, Some("qcow2"), false).await?.virtual_size;
-            let size = round_to_sector(size_bytes.unwrap_or(0).max(converted));
-            if size > converted {
-                self.store.qemu_img.resize(&path, "qcow2", size).await?;
-            }
-            self.sync_new_files(vec![path.clone()]).await?;
-            Ok::<_, StorageError>(size)
-        };
-        let size = match imported.await {
-            Ok(size) => size,
-            Err(error) => {
-                self.store.discard_created(std::slice::from_ref(&layer)).await;
-                return Err(error);
-            }
-        };
+        let (layer, size) = self
+            .store
+            .make_file(|path| async move {
+                let target = (path.as_path(), "qcow2");
+                let cluster_size = Some(self.options.cluster_size);
+                self.store.qemu_img.convert((source, &info.format), target, cluster_size, progress).await?;
+                // The qcow2 file's size is the image's, rounded up to a sector.
+                let converted = self.store.qemu_img.info(&path, Some("qcow2"), false).await?.virtual_size;
+                let size = round_to_sector(size_bytes.unwrap_or(0).max(converted));
+                if size > converted {
+                    self.store.qemu_img.resize(&path, "qcow2", size).await?;
+                }
+                self.sync_new_files(vec![path]).await?;
+                Ok(size)
+            })
+            .await?;
         self.store.steps.reach("import.file-created");
         self.commit_new_volume(id, layer, None, size, "import.committed").await
     }
@@ -81,17 +68,8 @@ impl VolumeDriver for LayeredDriver {
         size_bytes: u64,
     ) -> Result<VolumeInfo, StorageError> {
         let (_locks, base, size) = self.store.lock_restore(from, to, size_bytes).await?;
-        let layer = LayerId::generate();
-        let path = self.layer_path(&layer);
-        let created = async {
-            let backing = layer_file_name(&base);
-            self.store.qemu_img.create_qcow2(&path, size, self.options.cluster_size, Some(&backing)).await?;
-            self.sync_new_files(vec![path.clone()]).await
-        };
-        if let Err(error) = created.await {
-            self.store.discard_created(std::slice::from_ref(&layer)).await;
-            return Err(error);
-        }
+        let backing = layer_file_name(&base);
+        let (layer, ()) = self.store.make_file(|path| self.create_layer(path, size, Some(&backing))).await?;
         self.store.steps.reach("restore.overlay-created");
         self.commit_new_volume(to, layer, Some(base), size, "restore.committed").await
     }
@@ -134,7 +112,7 @@ impl VolumeDriver for LayeredDriver {
         next.intents.retain(|intent| intent.volume() != id);
         self.store.commit(&mut state, next).await?;
         self.store.steps.reach("resize.committed");
-        Ok(self.volume_info(&state, id).expect("the volume was just resized"))
+        Ok(self.store.volume_info(&state, id).expect("the volume was just resized"))
     }
 
     async fn delete_volume(&self, id: &VolumeId) -> Result<(), StorageError> {
@@ -166,12 +144,11 @@ impl VolumeDriver for LayeredDriver {
     }
 
     async fn volume(&self, id: &VolumeId) -> Result<Option<VolumeInfo>, StorageError> {
-        Ok(self.volume_info(&*self.store.state.lock().await, id))
+        Ok(self.store.volume(id).await)
     }
 
     async fn volumes(&self) -> Result<Vec<VolumeInfo>, StorageError> {
-        let state = self.store.state.lock().await;
-        Ok(state.volumes.keys().filter_map(|id| self.volume_info(&state, id)).collect())
+        Ok(self.store.volumes().await)
     }
 
     async fn snapshot_volumes(
@@ -207,7 +184,7 @@ impl VolumeDriver for LayeredDriver {
         ensure_distinct(from, to)?;
         self.seal(vec![SealRequest::clone_of(from, to, size_bytes)], live).await?;
         let state = self.store.state.lock().await;
-        Ok(self.volume_info(&state, to).expect("just committed"))
+        Ok(self.store.volume_info(&state, to).expect("just committed"))
     }
 
     async fn recover(&self, live: Option<&dyn LiveBlockOps>) -> Result<RecoveryReport, StorageError> {
@@ -254,18 +231,28 @@ impl LayeredDriver {
         size: u64,
         step: &'static str,
     ) -> Result<VolumeInfo, StorageError> {
-        let mut state = self.store.state.lock().await;
-        let mut next = state.clone();
         let file = layer_file_name(&layer);
-        next.layers.insert(layer.clone(), Layer { file, backing, size_bytes: size, sealed: false });
-        next.volumes.insert(id.clone(), Volume { active_layer: layer.clone(), size_bytes: size });
-        if let Err(error) = self.store.commit(&mut state, next).await {
-            drop(state);
-            self.store.discard_created(&[layer]).await;
-            return Err(error);
-        }
-        self.store.steps.reach(step);
-        Ok(self.volume_info(&state, id).expect("the volume was just committed"))
+        let new_layer = Layer { file, backing, size_bytes: size, sealed: false };
+        let volume = Volume { active_layer: layer.clone(), size_bytes: size };
+        let state = self
+            .store
+            .commit_created(std::slice::from_ref(&layer), step, |next| {
+                next.layers.insert(layer.clone(), new_layer);
+                next.volumes.insert(id.clone(), volume);
+            })
+            .await?;
+        Ok(self.store.volume_info(&state, id).expect("the volume was just committed"))
+    }
+
+    /// Creates a durable qcow2 file at `path` of `size` bytes, over `backing` (a file name in `layers/`).
+    async fn create_layer(
+        &self,
+        path: PathBuf,
+        size: u64,
+        backing: Option<&str>,
+    ) -> Result<(), StorageError> {
+        self.store.qemu_img.create_qcow2(&path, size, self.options.cluster_size, backing).await?;
+        self.sync_new_files(vec![path]).await
     }
 
     async fn record_intent(&self, intent: Intent) -> Result<(), StorageError> {
@@ -277,7 +264,7 @@ impl LayeredDriver {
 
     async fn info_of(&self, id: &VolumeId) -> Result<VolumeInfo, StorageError> {
         let state = self.store.state.lock().await;
-        self.volume_info(&state, id).ok_or_else(|| StorageError::VolumeNotFound { volume: id.clone() })
+        self.store.volume_info(&state, id).ok_or_else(|| StorageError::VolumeNotFound { volume: id.clone() })
     }
 }
 

@@ -49,13 +49,10 @@ impl Kind {
         options: StorageOptions,
         hook: Option<StepHook>,
     ) -> Result<Arc<dyn VolumeDriver>, StorageError> {
-        Ok(match (self, hook) {
-            (Kind::Layered, None) => Arc::new(LayeredDriver::open(root, options).await?),
-            (Kind::Layered, Some(hook)) => {
-                Arc::new(LayeredDriver::open_with_step_hook(root, options, hook).await?)
-            }
-            (Kind::Copy, None) => Arc::new(CopyDriver::open(root, options).await?),
-            (Kind::Copy, Some(hook)) => Arc::new(CopyDriver::open_with_step_hook(root, options, hook).await?),
+        let options = StorageOptions { step_hook: hook, ..options };
+        Ok(match self {
+            Kind::Layered => Arc::new(LayeredDriver::open(root, options).await?),
+            Kind::Copy => Arc::new(CopyDriver::open(root, options).await?),
         })
     }
 }

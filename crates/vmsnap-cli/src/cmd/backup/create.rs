@@ -11,7 +11,7 @@ use vmsnap_api::backup::{
     VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, backup_type, label,
 };
 use vmsnap_api::kubevirt::VirtualMachine;
-use vmsnap_api::snapshot::VirtualMachineSnapshot;
+use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot};
 
 use crate::cmd::client::ConnectionArgs;
 use crate::cmd::errors::{CliError, CliResult, Exit, Kind};
@@ -101,7 +101,7 @@ async fn check(args: &CreateArgs, session: &crate::cmd::client::Session) -> CliR
             ));
         }
         let st = snapshot.status.clone().unwrap_or_default();
-        if st.phase.as_deref() == Some("Failed") {
+        if st.phase == Some(SnapshotPhase::Failed) {
             return Err(CliError::new(
                 Exit::Conflict,
                 format!("snapshot \"{name}\" failed: back up the VM itself, or take another snapshot"),

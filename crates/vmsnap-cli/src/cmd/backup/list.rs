@@ -79,7 +79,7 @@ fn table(backups: &[VirtualMachineRepositoryBackup]) -> Table {
             dash(st.type_),
             dash(st.size),
             timestamp(st.point_in_time.as_ref()),
-            dash(st.phase),
+            dash(st.phase.map(String::from)),
         ]);
     }
     table
@@ -101,7 +101,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     outln!("VM:              {}", dash(vm_of(&b)));
     outln!("Repository:      {}", b.spec.repository);
     outln!("Source:          {source}");
-    outln!("Phase:           {}", dash(st.phase.clone()));
+    outln!("Phase:           {}", dash(st.phase.clone().map(String::from)));
     outln!("Type:            {}", dash(st.type_.clone()));
     if let Some(reason) = &st.full_reason {
         outln!("Full because:    {reason}");

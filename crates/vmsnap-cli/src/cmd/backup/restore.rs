@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use serde_json::json;
-use vmsnap_api::backup::{VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore, phase};
+use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
 
 use super::list::vm_of;
@@ -44,7 +44,7 @@ pub struct RestoreArgs {
 async fn target(args: &RestoreArgs, session: &Session) -> CliResult<String> {
     let backup: VirtualMachineRepositoryBackup = session.get(Kind::Backup, &args.backup).await?;
     let st = backup.status.clone().unwrap_or_default();
-    if st.phase.as_deref() != Some(phase::SUCCEEDED) {
+    if st.phase != Some(BackupPhase::Succeeded) {
         return Err(CliError::new(
             Exit::Conflict,
             format!(

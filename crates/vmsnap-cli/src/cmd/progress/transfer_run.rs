@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use vmsnap_api::backup::{
-    TransferCounters, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore, phase,
+    BackupPhase, RestorePhase, TransferCounters, VirtualMachineRepositoryBackup,
+    VirtualMachineRepositoryRestore,
 };
 use vmsnap_api::snapshot::{Condition, SnapshotError, condition_type, find_condition};
 
@@ -52,8 +53,8 @@ impl Transfer for VirtualMachineRepositoryBackup {
     fn state(&self) -> TransferState {
         let st = self.status.clone().unwrap_or_default();
         TransferState {
-            failed: st.phase.as_deref() == Some(phase::FAILED),
-            done: st.phase.as_deref() == Some(phase::SUCCEEDED),
+            failed: st.phase == Some(BackupPhase::Failed),
+            done: st.phase == Some(BackupPhase::Succeeded),
             conditions: st.conditions,
             progress: st.progress,
             error: st.error,
@@ -69,8 +70,8 @@ impl Transfer for VirtualMachineRepositoryRestore {
     fn state(&self) -> TransferState {
         let st = self.status.clone().unwrap_or_default();
         TransferState {
-            failed: st.phase.as_deref() == Some(phase::FAILED),
-            done: st.complete == Some(true) || st.phase.as_deref() == Some(phase::SUCCEEDED),
+            failed: st.phase == Some(RestorePhase::Failed),
+            done: st.complete == Some(true) || st.phase == Some(RestorePhase::Succeeded),
             conditions: st.conditions,
             progress: st.progress,
             error: st.error,
