@@ -162,21 +162,8 @@ impl Seaweed {
     /// The keys of the objects in `bucket` under `prefix` (S3 ListObjectsV2 signed by curl's
     /// `--aws-sigv4`, at most the first 1000), sorted.
     pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
-        let out = Command::new("curl")
-            .args([
-                "-sS",
-                "--fail",
-                "--max-time",
-                "10",
-                "--aws-sigv4",
-                "aws:amz:us-east-1:s3",
-                "--user",
-                &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-                // Encoded as SigV4's canonical query wants it (a literal `/` fails the signature).
-                &format!("{}/{bucket}?list-type=2&prefix={}", self.endpoint, prefix.replace('/', "%2F")),
-            ])
-            .output()
-            .expect("curl");
+        // Encoded as SigV4's canonical query wants it (a literal `/` fails the signature).
+        let out = self.signed_get(&format!("{bucket}?list-type=2&prefix={}", prefix.replace('/', "%2F")));
         assert!(out.status.success(), "listing {bucket}/{prefix}: {}", String::from_utf8_lossy(&out.stderr));
         let body = String::from_utf8_lossy(&out.stdout);
         let mut keys: Vec<String> = body
@@ -190,7 +177,18 @@ impl Seaweed {
 
     /// The content of object `key` in `bucket` (S3 GetObject signed by curl), or why not.
     pub fn read(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
-        let out = Command::new("curl")
+        let out = self.signed_get(&format!("{bucket}/{key}"));
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// An S3 GET of `path` (after the endpoint) signed with the test credentials by curl's
+    /// `--aws-sigv4` (at most 10 s): a client that is not the one under test.
+    fn signed_get(&self, path: &str) -> std::process::Output {
+        Command::new("curl")
             .args([
                 "-sS",
                 "--fail",
@@ -200,15 +198,10 @@ impl Seaweed {
                 "aws:amz:us-east-1:s3",
                 "--user",
                 &format!("{ACCESS_KEY}:{SECRET_KEY}"),
-                &format!("{}/{bucket}/{key}", self.endpoint),
+                &format!("{}/{path}", self.endpoint),
             ])
             .output()
-            .expect("curl");
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+            .expect("curl")
     }
 
     /// Creates a bucket (through `weed shell`, SeaweedFS's own admin tool).

@@ -10,13 +10,7 @@ use crate::support::{Env, MIB, PASSPHRASE, await_gone, await_some};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_that_cannot_upload_fails_leaving_nothing_in_the_repository() {
-    let Some(env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    let path = env.dir.path().join("repo");
-    env.local_repository("main", &path, "pass").await;
-    env.await_repository_ready("main").await;
-    env.bound_pvc("disk", "16Mi").await;
-    env.vm_with_disk("vm", "disk").await;
+    let Some((env, path)) = Env::with_vm_and_local_repository().await else { return };
     let mut model = DiskModel::blank(16 * MIB);
     env.write("disk", &mut model, 0, 6 * MIB, 0x77).await;
 

@@ -29,13 +29,7 @@ async fn await_progressing(env: &Env, name: &str, reason: &str) -> (String, Stri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
-    let Some(mut env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    let path = env.dir.path().join("repo");
-    env.local_repository("main", &path, "pass").await;
-    env.await_repository_ready("main").await;
-    env.bound_pvc("disk", "16Mi").await;
-    env.vm_with_disk("vm", "disk").await;
+    let Some((mut env, path)) = Env::with_vm_and_local_repository().await else { return };
     let mut model = DiskModel::blank(16 * MIB);
     env.write("disk", &mut model, 0, 3 * MIB, 0x61).await;
 
@@ -176,13 +170,7 @@ async fn a_cut_short_run_starts_again_and_full_backups_say_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_committed_before_the_stop_is_adopted_not_repeated() {
-    let Some(mut env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    let path = env.dir.path().join("repo");
-    env.local_repository("main", &path, "pass").await;
-    env.await_repository_ready("main").await;
-    env.bound_pvc("disk", "16Mi").await;
-    env.vm_with_disk("vm", "disk").await;
+    let Some((mut env, path)) = Env::with_vm_and_local_repository().await else { return };
 
     // The server stopped after b1's run committed and before its status said so.
     env.backups = None;

@@ -77,6 +77,20 @@ impl Env {
             Some(vmsnap_backup_controllers::start(self.client.clone(), self.driver.clone(), config));
     }
 
+    /// Everything running, with repository `main` (Ready) in directory `<dir>/repo` opened with
+    /// Secret `pass`, and VM `vm` with a blank 16 MiB disk `disk`: what most backup tests start
+    /// from. Returns the repository's directory too.
+    pub async fn with_vm_and_local_repository() -> Option<(Env, PathBuf)> {
+        let env = Env::start().await?;
+        env.passphrase_secret("pass", PASSPHRASE).await;
+        let path = env.dir.path().join("repo");
+        env.local_repository("main", &path, "pass").await;
+        env.await_repository_ready("main").await;
+        env.bound_pvc("disk", "16Mi").await;
+        env.vm_with_disk("vm", "disk").await;
+        Some((env, path))
+    }
+
     /// A Secret holding `passphrase` under key `passphrase`.
     pub async fn passphrase_secret(&self, name: &str, passphrase: &str) {
         self.apply(&format!(

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vmsnap_testing::seaweedfs::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
-use crate::backups::{compare, data_volume_layer, export_raw, snapshot_layer};
+use crate::backups::{
+    await_repository_restore, compare, create_restore, data_volume_layer, export_raw, snapshot_layer,
+};
 use crate::support::*;
 
 const BUCKET: &str = "vmsnap-crash";
@@ -103,36 +105,6 @@ async fn await_uploading(vmsnap: &Vmsnap, name: &str) -> Value {
 
 fn count(value: &Value) -> i64 {
     value.as_i64().unwrap_or_else(|| panic!("{value} is not a count"))
-}
-
-async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) -> String {
-    create(
-        vmsnap,
-        serde_json::json!({
-            "apiVersion": "backup.vmsnap.io/v1alpha1",
-            "kind": "VirtualMachineRepositoryRestore",
-            "metadata": {"name": name},
-            "spec": {"backupName": backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target}},
-        }),
-    )
-    .await;
-    get_json(vmsnap, "vmrrestore", name).await.unwrap()["metadata"]["uid"].as_str().unwrap().to_owned()
-}
-
-async fn await_restore_done(vmsnap: &Vmsnap, name: &str) -> Value {
-    let out = vmsnap
-        .kubectl_run(&[
-            "wait",
-            "vmrrestore",
-            name,
-            "--for=jsonpath={.status.complete}=true",
-            "--timeout=150s",
-        ])
-        .await;
-    let restore = get_json(vmsnap, "vmrrestore", name).await.unwrap_or_default();
-    assert_eq!(out.code, 0, "{name} did not complete: {}\n{restore:#}\n{}", out.stderr, tail(&vmsnap.log()));
-    assert_eq!(restore["status"]["phase"], "Succeeded", "{restore:#}");
-    restore
 }
 
 /// Sets annotation `key` of the repository (a verify or prune request) to `token`.
@@ -294,7 +266,7 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
     until("restore-1 to stage", Duration::from_secs(60), async || staging.exists()).await;
     vmsnap.stop();
     vmsnap.restart().expect("vmsnap serve starts again");
-    await_restore_done(&vmsnap, "restore-1").await;
+    await_repository_restore(&vmsnap, "restore-1").await;
     create_restore(&vmsnap, "restore-2", "crash-2", "copy-2").await;
     until("restore-2's DataVolume", Duration::from_secs(120), async || {
         get_json(&vmsnap, "vmrrestore", "restore-2").await.unwrap_or_default()["status"]["disks"][0]
@@ -304,7 +276,7 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
     .await;
     vmsnap.stop();
     vmsnap.restart().expect("vmsnap serve starts again");
-    await_restore_done(&vmsnap, "restore-2").await;
+    await_repository_restore(&vmsnap, "restore-2").await;
     for (vm, raw) in [("copy-1", &raw_1), ("copy-2", &raw_2)] {
         compare(raw, &data_volume_layer(&vmsnap, &format!("{vm}-data")).await)
             .unwrap_or_else(|diff| panic!("{vm} differs from its backup's snapshot: {diff}"));

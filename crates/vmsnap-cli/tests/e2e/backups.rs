@@ -97,8 +97,8 @@ pub(crate) async fn back_up(vmsnap: &Vmsnap, name: &str, vm: &str) -> Value {
     object
 }
 
-/// Restores backup `backup` to VM `target` as `name`.
-pub(crate) async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) {
+/// Restores backup `backup` to VM `target` as `name`; returns the restore's uid.
+pub(crate) async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, target: &str) -> String {
     let restore = serde_json::json!({
         "apiVersion": "backup.vmsnap.io/v1alpha1",
         "kind": "VirtualMachineRepositoryRestore",
@@ -106,9 +106,17 @@ pub(crate) async fn create_restore(vmsnap: &Vmsnap, name: &str, backup: &str, ta
         "spec": {"backupName": backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target}},
     });
     vmsnap.kubectl().run_stdin_async(&["create", "-f", "-"], &restore.to_string()).await.ok();
+    let created = get_json(vmsnap, "vmrrestore", name).await.expect("the restore was created");
+    created["metadata"]["uid"].as_str().expect("a uid").to_owned()
 }
 
-/// Waits until restore `name` completed (`kubectl wait`) and returns it.
+/// Sets VM `vm`'s `spec.runStrategy` (`Halted` stops it, `Always` starts it).
+async fn set_run_strategy(vmsnap: &Vmsnap, vm: &str, strategy: &str) {
+    let patch = serde_json::json!({"spec": {"runStrategy": strategy}}).to_string();
+    kubectl(vmsnap, &["patch", "vm", vm, "--type=merge", "-p", &patch]).await;
+}
+
+/// Waits until restore `name` completed (`kubectl wait`) and succeeded, and returns it.
 pub(crate) async fn await_repository_restore(vmsnap: &Vmsnap, name: &str) -> Value {
     let out = vmsnap
         .kubectl_run(&[
@@ -116,11 +124,12 @@ pub(crate) async fn await_repository_restore(vmsnap: &Vmsnap, name: &str) -> Val
             "vmrrestore",
             name,
             "--for=jsonpath={.status.complete}=true",
-            "--timeout=120s",
+            "--timeout=150s",
         ])
         .await;
     let restore = get_json(vmsnap, "vmrrestore", name).await.unwrap_or_default();
     assert_eq!(out.code, 0, "{name} did not complete: {}\n{restore:#}\n{}", out.stderr, tail(&vmsnap.log()));
+    assert_eq!(restore["status"]["phase"], "Succeeded", "{restore:#}");
     restore
 }
 
@@ -280,11 +289,7 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
             },
         )
         .await;
-        kubectl(
-            &vmsnap,
-            &["patch", "vm", "demo", "--type=merge", "-p", r#"{"spec":{"runStrategy":"Halted"}}"#],
-        )
-        .await;
+        set_run_strategy(&vmsnap, "demo", "Halted").await;
         await_stopped(&vmsnap, "demo").await;
         let restore = await_repository_restore(&vmsnap, "demo-back-to-1").await;
         let dv = restore["status"]["disks"][0]["dataVolumeName"].as_str().unwrap().to_owned();
@@ -297,11 +302,7 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
             !exists(&vmsnap, "dv", "demo-data").await
         })
         .await;
-        kubectl(
-            &vmsnap,
-            &["patch", "vm", "demo", "--type=merge", "-p", r#"{"spec":{"runStrategy":"Always"}}"#],
-        )
-        .await;
+        set_run_strategy(&vmsnap, "demo", "Always").await;
         await_running_with_agent(&vmsnap, "demo").await;
         assert_eq!(
             checksums(&vmsnap, "demo").await,
@@ -367,18 +368,7 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
 
     // Both copies started: each guest sees exactly the files of its point in time.
     for (backup, _, _) in &points {
-        kubectl(
-            &other,
-            &[
-                "patch",
-                "vm",
-                &format!("at-{backup}"),
-                "--type=merge",
-                "-p",
-                r#"{"spec":{"runStrategy":"Always"}}"#,
-            ],
-        )
-        .await;
+        set_run_strategy(&other, &format!("at-{backup}"), "Always").await;
     }
     for (backup, files, _) in &points {
         let vm = format!("at-{backup}");
