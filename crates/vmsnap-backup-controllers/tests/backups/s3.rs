@@ -11,13 +11,13 @@ use vmsnap_testing::images::DiskModel;
 use crate::seaweed::{ACCESS_KEY, SECRET_KEY, Seaweed, SeaweedRepository};
 use crate::support::{CHUNK, Env, MIB, PASSPHRASE, await_some, chunks_touched};
 
-fn s3_repository(name: &str, endpoint: &str, credentials: &str) -> String {
+pub(crate) fn s3_repository(name: &str, endpoint: &str, credentials: &str) -> String {
     format!(
         "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineBackupRepository\nmetadata: {{name: {name}}}\nspec:\n  s3: {{endpoint: {endpoint:?}, bucket: vms, prefix: team-a, credentialsSecretRef: {{name: {credentials}}}}}\n  passphraseSecretRef: {{name: pass}}\n"
     )
 }
 
-fn credentials(name: &str, secret_key: &str) -> String {
+pub(crate) fn credentials(name: &str, secret_key: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}}}\nstringData: {{accessKeyId: {ACCESS_KEY:?}, secretAccessKey: {secret_key:?}}}\n"
     )
