@@ -57,9 +57,10 @@ async fn progress_is_written_while_a_backup_runs() {
             let status = backup.unwrap().status.unwrap_or_default();
             match status.phase {
                 Some(BackupPhase::InProgress) => {
-                    let moving = status.progress.as_ref().is_some_and(|p| {
-                        p.bytes_read.unwrap_or(0) > 0 && p.percent.unwrap_or(100) < 100
-                    });
+                    let moving = status
+                        .progress
+                        .as_ref()
+                        .is_some_and(|p| p.bytes_read.unwrap_or(0) > 0 && p.percent.unwrap_or(100) < 100);
                     seen.extend(status.progress);
                     if moving && !resumed {
                         seaweed.resume();
