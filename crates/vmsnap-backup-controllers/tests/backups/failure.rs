@@ -6,7 +6,7 @@ use vmsnap_api::backup::VirtualMachineRepositoryBackup;
 use vmsnap_api::snapshot::{VirtualMachineSnapshot, find_condition};
 use vmsnap_testing::images::DiskModel;
 
-use crate::support::{Env, MIB, PASSPHRASE, await_gone, await_some};
+use crate::support::{Env, MIB, await_gone, await_some};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_that_cannot_upload_fails_leaving_nothing_in_the_repository() {

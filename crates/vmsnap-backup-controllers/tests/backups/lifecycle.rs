@@ -9,7 +9,7 @@ use vmsnap_api::snapshot::{VirtualMachineSnapshot, find_condition};
 use vmsnap_storage::VolumeDriver as _;
 use vmsnap_testing::images::DiskModel;
 
-use crate::support::{Env, MIB, PASSPHRASE, await_gone, await_some};
+use crate::support::{Env, MIB, await_gone, await_some};
 
 /// The backup's Progressing condition once its reason is `reason`, as (phase, message).
 async fn await_progressing(env: &Env, name: &str, reason: &str) -> (String, String) {
