@@ -506,7 +506,7 @@ async fn read_chunk(
     let source = disk.source.clone();
     let repo = repo.clone();
     let name = disk.name.clone();
-    tokio::task::spawn_blocking(move || {
+    crate::workers::run(move || {
         let mut buf = vec![0u8; len as usize];
         for (from, n) in ranges {
             let at = (from - offset) as usize;
@@ -528,7 +528,6 @@ async fn read_chunk(
         Ok(ReadChunk { data: Some((id, sha256, buf)), linear })
     })
     .await
-    .expect("reading a chunk does not panic")
 }
 
 fn count_stored(stored: Stored, stats: &mut BackupStats, state: &mut Progress) {
@@ -563,9 +562,7 @@ async fn upload(
     }
     let sealer = repo.clone();
     let sealed =
-        tokio::task::spawn_blocking(move || sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data))
-            .await
-            .expect("sealing does not panic");
+        crate::workers::run(move || sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data)).await;
     let len = sealed.len() as u64;
     repo.put(&id.object_path(), sealed).await?;
     Ok(Stored::Uploaded(len))

@@ -39,6 +39,7 @@ mod prune;
 mod repository;
 mod restore;
 mod verify;
+mod workers;
 
 pub use backend::{Backend, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
 pub use backup::{

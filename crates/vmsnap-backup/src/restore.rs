@@ -138,9 +138,7 @@ impl Repository {
         };
         let repo = self.clone();
         let chunk = chunk.clone();
-        tokio::task::spawn_blocking(move || check_chunk(&repo, &chunk, &sealed, len))
-            .await
-            .expect("checking a chunk does not panic")
+        crate::workers::run(move || check_chunk(&repo, &chunk, &sealed, len)).await
     }
 }
 
