@@ -66,6 +66,28 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Cargo for a one-shot build of every target, as CI does: no incremental state, which would
+/// only add gigabytes beside the hundred test binaries on a disk the tests' own images need
+/// (a CI run once ran out of space compiling the tests).
+fn one_shot_cargo() -> Command {
+    let mut cargo = cargo();
+    cargo.env("CARGO_INCREMENTAL", "0");
+    cargo
+}
+
+/// Prints the free space where the build goes, so that a run that fills the disk says how much
+/// it started with.
+fn report_free_space() {
+    let target = target_dir();
+    let dir = if target.exists() { target } else { root() };
+    match Command::new("df").arg("-h").arg(&dir).output() {
+        Ok(out) => {
+            eprint!("xtask: free space for {}:\n{}", dir.display(), String::from_utf8_lossy(&out.stdout))
+        }
+        Err(error) => eprintln!("xtask: could not run df: {error}"),
+    }
+}
+
 /// Builds vmsnap in release mode, prepares the guest image, and runs `vmsnap serve` in the foreground.
 fn up(serve_args: &[String]) -> Result<()> {
     run(cargo().args(["build", "--release", "--package", "vmsnap-cli", "--bin", "vmsnap"]))?;
@@ -83,18 +105,20 @@ fn exec(cmd: &mut Command) -> std::io::Error {
 
 /// Runs exactly what CI runs.
 fn test() -> Result<()> {
+    report_free_space();
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(one_shot_cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     // The benchmark is linked into `vmsnap` only with this feature; check that build too.
-    run(cargo().args(["clippy", "--package", "vmsnap-cli", "--features", "bench", "--", "-D", "warnings"]))?;
-    run(cargo().args(["build", "--workspace", "--bins"]))?;
+    let bench_clippy = ["clippy", "--package", "vmsnap-cli", "--features", "bench", "--", "-D", "warnings"];
+    run(one_shot_cargo().args(bench_clippy))?;
+    run(one_shot_cargo().args(["build", "--workspace", "--bins"]))?;
     let guest_cache = target_dir().join("guest-cache");
     run(Command::new(target_dir().join("debug/vmsnap"))
         .arg("guest-image")
         .arg("build")
         .arg("--cache-dir")
         .arg(&guest_cache))?;
-    run(cargo()
+    run(one_shot_cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
         // Every prerequisite is required (tests fail when one is missing); make sure a
         // developer's opt-out does not leak into CI.

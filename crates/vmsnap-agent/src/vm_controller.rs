@@ -23,6 +23,7 @@ use vmsnap_api::cdi::{DataVolume, dv_phase};
 use vmsnap_api::kubevirt::{
     Firmware, VirtualMachine, VirtualMachineInstance, VirtualMachineStateChangeRequest, run_strategy,
 };
+use vmsnap_api::snapshot::VirtualMachineRestore;
 
 use crate::agent::Agent;
 use crate::domain;
@@ -33,7 +34,7 @@ use crate::kubevirt::{
 use crate::running::patch_params;
 use crate::runstrategy::{self, StartFailure, VmAction, VmView, first_request_served};
 use crate::vm_status::{self, StatusInput, SyncError, VolumeFacts, vmi_view};
-use crate::vm_upkeep;
+use crate::vm_upkeep::{self, Deletion};
 use crate::volumes::{self, claim_of};
 use vmsnap_contracts::owner::controller_reference;
 
@@ -237,8 +238,14 @@ async fn reconcile(vm: Arc<VirtualMachine>, agent: Arc<Agent>) -> Result<Action,
         requests: &status.state_change_requests,
         backoff_left: runstrategy::backoff_left(start_failure.as_ref(), now.0),
     };
+    let mut requeue = None;
     let action = if vm.metadata.deletion_timestamp.is_some() {
-        vm_upkeep::finish_deletion(&vms, &vmis, &vm, vmi.as_ref()).await?;
+        let restores: Api<VirtualMachineRestore> = Api::namespaced(agent.client.clone(), &namespace);
+        if let Deletion::AwaitingRestoreRecords(again) =
+            vm_upkeep::finish_deletion(&vms, &vmis, &restores, &vm, vmi.as_ref()).await?
+        {
+            requeue = Some(again);
+        }
         VmAction::Nothing
     } else {
         runstrategy::decide(view, vmi.as_ref().map(vmi_view)).unwrap_or_else(|error| {
@@ -248,7 +255,6 @@ async fn reconcile(vm: Arc<VirtualMachine>, agent: Arc<Agent>) -> Result<Action,
         })
     };
     let mut start_expected = false;
-    let mut requeue = None;
     match action {
         VmAction::Nothing => {}
         VmAction::Start { paused } => {

@@ -9,7 +9,10 @@ use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use std::time::Duration;
+
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::snapshot::VirtualMachineRestore;
 
 use crate::kubevirt::firmware_uuid;
 use crate::running::patch_params;
@@ -61,17 +64,36 @@ pub async fn apply_upkeep(
     }
 }
 
-/// A VM being deleted: its VMI is stopped first, then the finalizer goes (KubeVirt's order).
-/// Returns whether the VM still waits for its VMI.
+/// How long a deleted VM waits for the restore controller to take its owner reference off the
+/// restores that target the VM (beyond KubeVirt, kubevirt#13956), so that the garbage collector
+/// keeps their records; past it the VM goes anyway, so that a stopped restore controller cannot
+/// hold a deletion for ever.
+pub const RESTORE_RECORD_GRACE: Duration = Duration::from_secs(30);
+
+/// Where the deletion of a VM stands, once [`finish_deletion`] has done what it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The finalizer is gone (or never was): the API server lets the VM go.
+    Released,
+    /// The VMI is being stopped; its watch event brings the VM back.
+    AwaitingVmi,
+    /// Restores still name the VM as their owner; no watch event says when the restore controller
+    /// has dropped it, so look again after this long.
+    AwaitingRestoreRecords(Duration),
+}
+
+/// A VM being deleted: its VMI is stopped first, then the restores it owns let go of it, then the
+/// finalizer goes (KubeVirt's order, with the restores' step beyond KubeVirt).
 pub async fn finish_deletion(
     vms: &Api<VirtualMachine>,
     vmis: &Api<VirtualMachineInstance>,
+    restores: &Api<VirtualMachineRestore>,
     vm: &VirtualMachine,
     vmi: Option<&VirtualMachineInstance>,
-) -> Result<bool, kube::Error> {
+) -> Result<Deletion, kube::Error> {
     let finalizers = vm.finalizers();
     if !finalizers.iter().any(|f| f == VM_CONTROLLER_FINALIZER) {
-        return Ok(false);
+        return Ok(Deletion::Released);
     }
     if let Some(vmi) = vmi
         && !finalizers.iter().any(|f| f == ORPHAN_FINALIZER)
@@ -83,7 +105,10 @@ pub async fn finish_deletion(
                 Err(error) => return Err(error),
             }
         }
-        return Ok(true);
+        return Ok(Deletion::AwaitingVmi);
+    }
+    if within_restore_record_grace(vm) && owns_a_restore(restores, vm).await? {
+        return Ok(Deletion::AwaitingRestoreRecords(Duration::from_millis(500)));
     }
     let index = finalizers.iter().position(|f| f == VM_CONTROLLER_FINALIZER).expect("checked above");
     let patch = json!([
@@ -91,7 +116,23 @@ pub async fn finish_deletion(
         {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
     ]);
     apply_upkeep(vms, vm, patch).await?;
-    Ok(false)
+    Ok(Deletion::Released)
+}
+
+fn within_restore_record_grace(vm: &VirtualMachine) -> bool {
+    let Some(deleted) = &vm.metadata.deletion_timestamp else { return false };
+    let waited = crate::time::now().duration_since(deleted.0);
+    waited.is_negative() || waited.unsigned_abs() < RESTORE_RECORD_GRACE
+}
+
+/// Whether a restore in the VM's namespace still has the VM (this very VM: by uid) as an owner.
+async fn owns_a_restore(
+    restores: &Api<VirtualMachineRestore>,
+    vm: &VirtualMachine,
+) -> Result<bool, kube::Error> {
+    let Some(uid) = vm.uid() else { return Ok(false) };
+    let listed = restores.list(&ListParams::default()).await?;
+    Ok(listed.items.iter().any(|restore| restore.owner_references().iter().any(|owner| owner.uid == uid)))
 }
 
 /// `revision-start-vm-<uid>-<generation>`, KubeVirt's name of the revision a VMI starts from.

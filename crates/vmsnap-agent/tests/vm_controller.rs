@@ -278,3 +278,48 @@ async fn an_orphan_data_volume_of_a_template_is_adopted_by_its_vm() -> Result<()
     );
     Ok(())
 }
+
+/// Beyond KubeVirt (kubevirt#13956): a deleted VM stays while a restore still has it as owner, so
+/// that the restore controller can take the owner reference off and the garbage collector keeps
+/// the restore's record; once no restore names it, the VM goes. (No restore controller runs
+/// here: the test takes the owner reference off itself.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_vm_waits_for_the_restores_it_owns_to_let_go() -> Result<()> {
+    use kube::ResourceExt;
+    use vmsnap_api::snapshot::VirtualMachineRestore;
+    let cluster = Cluster::start_without_guests().await?;
+    cluster.apply(&manual_yaml()).await?;
+    let uid = await_value(&cluster.vms(), "manual", SHORT, |vm| {
+        vm.finalizers()
+            .iter()
+            .any(|f| f == "kubevirt.io/virtualMachineControllerFinalizer")
+            .then(|| vm.uid())?
+    })
+    .await?;
+    let restores: Api<VirtualMachineRestore> = Api::namespaced(cluster.client.clone(), NS);
+    let restore: VirtualMachineRestore = serde_json::from_value(json!({
+        "apiVersion": "snapshot.kubevirt.io/v1beta1", "kind": "VirtualMachineRestore",
+        "metadata": {"name": "manual-restore", "ownerReferences": [{
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "name": "manual", "uid": uid,
+            "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": "manual"},
+                 "virtualMachineSnapshotName": "manual-snapshot"},
+    }))?;
+    restores.create(&PostParams::default(), &restore).await?;
+
+    cluster.vms().delete("manual", &Default::default()).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = cluster.vms().get_opt("manual").await?.context("the VM went while a restore owned it")?;
+    assert!(held.metadata.deletion_timestamp.is_some());
+
+    let release = json!({"metadata": {"ownerReferences": null}});
+    restores.patch("manual-restore", &PatchParams::default(), &Patch::Merge(&release)).await?;
+    for _ in 0..50 {
+        if cluster.vms().get_opt("manual").await?.is_none() {
+            assert!(restores.get_opt("manual-restore").await?.is_some(), "the restore's record is kept");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the VM outlived its deletion after no restore owned it any more")
+}

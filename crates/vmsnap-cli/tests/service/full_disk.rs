@@ -10,19 +10,27 @@ use vmsnap_testing::tmpfs::Tmpfs;
 
 use crate::support::*;
 
-/// Writes `path` until the file system has no byte left.
+/// Writes `path` until the file system has no byte left, or until it has written as many bytes
+/// as were free when it began: a running vmsnap that gives back its space reserve meanwhile keeps
+/// that room, which a filler writing on until the disk is full again would take.
 fn fill(path: &Path) {
+    let stats = nix::sys::statvfs::statvfs(path.parent().unwrap()).unwrap();
+    let mut left = stats.blocks_available() * stats.fragment_size();
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
     for chunk in [1 << 20, 4096, 1] {
         let block = vec![0x5au8; chunk];
-        loop {
-            match file.write_all(&block).and_then(|()| file.flush()) {
-                Ok(()) => {}
+        while left > 0 {
+            let len = block.len().min(usize::try_from(left).unwrap());
+            match file.write_all(&block[..len]).and_then(|()| file.flush()) {
+                Ok(()) => left -= len as u64,
                 Err(e) if e.kind() == std::io::ErrorKind::StorageFull => break,
                 Err(e) => panic!("filling {}: {e}", path.display()),
             }
         }
     }
+}
+
+fn assert_full(path: &Path) {
     let stats = nix::sys::statvfs::statvfs(path).unwrap();
     assert_eq!(stats.blocks_available(), 0, "the disk is not full");
 }
@@ -81,6 +89,7 @@ fn a_full_data_disk_starts_and_lets_the_user_delete_to_free_space() {
     // The disk fills up while vmsnap is stopped; it starts anyway.
     let kubeconfig_written = std::fs::metadata(serve.kubeconfig()).unwrap().modified().unwrap();
     fill(&filler);
+    assert_full(&filler);
     serve.restart();
     let log = serve.run_log();
     assert!(log.contains("the data disk is full: gave back the 8 MiB space reserve"), "{log}");
