@@ -44,7 +44,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Store log retention (number of changes kept for watch resumption).
     pub log_retention: u64,
-    /// Run the snapshot and restore controllers in-process (off for `--no-controllers`).
+    /// Run the snapshot, restore and schedule controllers in-process (off for `--no-controllers`);
+    /// the backup controllers always run beside the node's storage driver.
     pub controllers: bool,
     /// The accelerator of new VMs: `auto` probes KVM once, then falls back to TCG.
     pub accel: AccelSetting,
@@ -210,7 +211,10 @@ impl EmbeddedServer {
             api.add_metrics(Arc::new(move || metrics.render()));
             c
         });
-        let backups = config.controllers.then(|| {
+        // The backup controllers read and write this node's disks through its storage driver, so
+        // they run here beside it even when the snapshot and restore controllers run elsewhere
+        // (`--no-controllers` and elected `vmsnap controller` processes).
+        let backups = {
             let backup_config = vmsnap_backup_controllers::BackupConfig {
                 local_root: paths.backups(),
                 staging_dir: paths.restore_staging(),
@@ -218,8 +222,8 @@ impl EmbeddedServer {
             let b = vmsnap_backup_controllers::start(client.clone(), driver.clone(), backup_config);
             let metrics = b.metrics.clone();
             api.add_metrics(Arc::new(move || metrics.render()));
-            b
-        });
+            Some(b)
+        };
         let reserve_watch = watch_reserve(reserve, config.reserve_check_interval);
         Ok(EmbeddedServer {
             api,

@@ -25,7 +25,7 @@ pub struct ServeArgs {
     /// Number of changes kept for resuming watches (older resumptions get 410 Expired).
     #[arg(long, default_value_t = 100_000)]
     log_retention: u64,
-    /// Do not run the snapshot and restore controllers in-process (run `vmsnap controller` instead).
+    /// Do not run the snapshot, restore and schedule controllers in-process (run `vmsnap controller` instead); the backup controllers stay, beside this node's disks
     #[arg(long)]
     no_controllers: bool,
     /// The accelerator of VMs: `auto` (try KVM with a short probe boot, else TCG), `kvm` or `tcg`.

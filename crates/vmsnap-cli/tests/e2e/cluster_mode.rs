@@ -126,3 +126,30 @@ async fn leader_after(vmsnap: &Vmsnap, controllers: &ControllerProcesses, previo
     .await;
     found
 }
+
+/// Backups in cluster mode: the elected controller takes the VM's snapshot, and `vmsnap serve
+/// --no-controllers` (whose backup controllers run beside the node's disks) uploads it and
+/// restores it as a new VM.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_taken_with_the_controllers_elsewhere_restores_as_a_new_vm() {
+    let Some((vmsnap, _controllers)) = start_cluster() else { return };
+    kubectl(&vmsnap, &["apply", "-f", &example("vm.yaml")]).await;
+    await_running_with_agent(&vmsnap, "demo").await;
+    vmsnap.sh("demo", "echo backed-up > /mnt/data/f && sync").await.unwrap();
+    let passphrase = vmsnap.data_dir().join("../passphrase");
+    std::fs::write(&passphrase, "a passphrase for the cluster test\n").unwrap();
+    vmsnap.cli(&["repo", "add", "local", "--passphrase-file", passphrase.to_str().unwrap()]).await.ok();
+
+    let out = vmsnap.cli(&["backup", "create", "demo", "--repo", "local", "--name", "demo-1"]).await;
+    assert!(out.ok().contains("Full"), "{}", out.stdout);
+    let backup = get_json(&vmsnap, "vmrbackup", "demo-1").await.unwrap();
+    let snapshot = backup["status"]["snapshotName"].as_str().unwrap_or_default().to_owned();
+    let taken = get_json(&vmsnap, "vmsnapshot", &snapshot).await.unwrap();
+    assert_eq!(taken["status"]["readyToUse"], true, "the elected controller took the snapshot: {taken:#}");
+
+    vmsnap.cli(&["backup", "restore", "demo-1", "--to", "demo-copy"]).await.ok();
+    vmsnap.cli(&["vm", "start", "demo-copy"]).await.ok();
+    await_running_with_agent(&vmsnap, "demo-copy").await;
+    assert_eq!(vmsnap.sh("demo-copy", "cat /mnt/data/f").await.unwrap().trim(), "backed-up");
+    vmsnap.cli(&["vm", "stop", "demo-copy"]).await.ok();
+}
