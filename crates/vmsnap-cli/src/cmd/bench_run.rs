@@ -62,7 +62,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let report = tokio::select! {
         report = vmsnap_bench::run(&options) => report,
         _ = tokio::signal::ctrl_c() => {
-            eprintln!("vmsnap bench: interrupted; cleaned up");
+            errln!("vmsnap bench: interrupted; cleaned up");
             return Ok(ExitCode::from(130));
         }
     };

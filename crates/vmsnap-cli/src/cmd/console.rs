@@ -40,11 +40,11 @@ pub async fn run(args: ConsoleArgs, conn: &ConnectionArgs) -> CliResult<ExitCode
     let session = conn.connect().await?;
     session.get::<VirtualMachine>(Kind::Vm, &args.vm).await?;
     let ws = connect(&session, &args.vm).await?;
-    eprintln!("Connected to the console of VM \"{}\". Press Ctrl-] to leave.", args.vm);
+    errln!("Connected to the console of VM \"{}\". Press Ctrl-] to leave.", args.vm);
     let raw = RawMode::enable();
     let result = bridge(ws).await;
     drop(raw);
-    eprintln!();
+    err!("\n");
     result.map(|()| ExitCode::SUCCESS)
 }
 
@@ -122,7 +122,7 @@ async fn bridge(ws: Socket) -> CliResult<()> {
                 Some(Ok(Message::Binary(bytes))) => write_out(&mut stdout, &bytes),
                 Some(Ok(Message::Text(text))) => write_out(&mut stdout, text.as_bytes()),
                 Some(Ok(Message::Close(_))) | None => {
-                    eprint!("\r\nThe console was closed by the server.");
+                    err!("\r\nThe console was closed by the server.");
                     return Ok(());
                 }
                 Some(Ok(_)) => {}

@@ -39,7 +39,7 @@ pub async fn run(args: GuestImageArgs) -> anyhow::Result<ExitCode> {
             let cache =
                 cache_dir.unwrap_or_else(|| image_cache(&data_dir.unwrap_or_else(super::default_data_dir)));
             let image = tokio::task::spawn_blocking(move || {
-                vmsnap_guestimage::ensure_built(&cache, &mut |step| eprintln!("guest-image: {step}"))
+                vmsnap_guestimage::ensure_built(&cache, &mut |step| errln!("guest-image: {step}"))
             })
             .await?
             .context("cannot build the test guest image")?;

@@ -14,7 +14,7 @@ mod deploy_args;
 mod errors;
 mod exec;
 mod guest_image;
-mod output;
+pub(crate) mod output;
 mod progress;
 pub mod repo;
 mod restore;
@@ -133,7 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Console(args) => console::run(args, conn).await,
     };
     Ok(result.unwrap_or_else(|e| {
-        eprintln!("error: {e}");
+        errln!("error: {e}");
         e.exit.into()
     }))
 }

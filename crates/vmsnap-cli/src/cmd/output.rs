@@ -43,10 +43,18 @@ pub fn write_stdout(text: std::fmt::Arguments<'_>) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => {
-            eprintln!("error: cannot write the output: {e}");
+            errln!("error: cannot write the output: {e}");
             std::process::exit(1);
         }
     }
+}
+
+/// Writes a message of the binary to stderr (through `errln!`/`err!`). A stderr that cannot take
+/// it (closed, or its reader gone) loses the message: there is nowhere left to report that, and
+/// the command's exit code still says how it ended.
+pub fn write_stderr(text: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(text);
 }
 
 /// `kind.group/name`, as `kubectl -o name` prints it.

@@ -48,7 +48,7 @@ pub fn print_list<K: ApiObject>(
     if let Some(format) = output.output {
         print_objects(objects, format, false)?;
     } else if objects.is_empty() {
-        eprintln!("{}", nothing());
+        errln!("{}", nothing());
     } else {
         out!("{}", table(objects).render());
     }

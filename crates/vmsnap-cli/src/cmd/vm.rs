@@ -144,7 +144,7 @@ async fn list(session: &Session, output: OutputArgs) -> CliResult<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if vms.is_empty() {
-        eprintln!("No VMs in namespace \"{}\".", session.namespace);
+        errln!("No VMs in namespace \"{}\".", session.namespace);
         return Ok(ExitCode::SUCCESS);
     }
     let vmis: BTreeMap<String, VirtualMachineInstance> = session

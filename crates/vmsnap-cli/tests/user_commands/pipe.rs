@@ -39,3 +39,13 @@ async fn a_table_printed_to_a_closed_pipe_ends_the_command_quietly() {
     ends_quietly(env.spawn(&["schedule", "describe", "db-hourly"]), "vmsnap schedule describe").await;
     ends_quietly(env.spawn(&["schedule", "list", "-o", "yaml"]), "vmsnap schedule list -o yaml").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_written_to_a_closed_stderr_still_ends_with_its_exit_code() {
+    let env = Env::start().await;
+    // A missing VM: exit code 3, and its one line goes to stderr, whose reader is gone.
+    let mut child = env.spawn(&["vm", "start", "missing"]);
+    drop(child.stderr.take());
+    let out = child.wait_with_output().await.expect("vmsnap runs");
+    assert_eq!(out.status.code(), Some(3), "stdout: {}", String::from_utf8_lossy(&out.stdout));
+}

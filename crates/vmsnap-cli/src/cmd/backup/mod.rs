@@ -102,7 +102,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
                 outln!("backup \"{name}\" deleted: {data}");
             }
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 first_error.get_or_insert(e);
             }
         }

@@ -175,7 +175,7 @@ pub struct Progress {
 impl Progress {
     /// Prints `title` and starts showing progress.
     pub fn start(title: &str) -> Progress {
-        eprintln!("{title}");
+        errln!("{title}");
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new_spinner();
             if let Ok(style) = ProgressStyle::with_template("  {spinner} {msg} ({elapsed})") {
@@ -193,7 +193,7 @@ impl Progress {
         for report in reports {
             match &self.bar {
                 Some(bar) => bar.println(report.line()),
-                None => eprintln!("{}", report.line()),
+                None => errln!("{}", report.line()),
             }
         }
     }

@@ -62,7 +62,7 @@ impl<K: ApiObject> ObjectWatch<K> {
                 Ok(Some(Change::Deleted(_))) => return Next::Deleted,
                 Ok(Some(Change::Failed(e))) => {
                     if !self.warned {
-                        eprintln!("  watch interrupted, retrying: {}", watch::watch_error(&e, &self.session));
+                        errln!("  watch interrupted, retrying: {}", watch::watch_error(&e, &self.session));
                         self.warned = true;
                     }
                 }

@@ -118,7 +118,7 @@ pub struct TransferBar {
 impl TransferBar {
     /// Prints `title` and starts showing progress.
     pub fn start(title: &str, direction: Direction) -> TransferBar {
-        eprintln!("{title}");
+        errln!("{title}");
         let bar = std::io::stderr().is_terminal().then(|| {
             // Length 1 until the total is known: an empty bar (a length of 0 draws a full one).
             let bar = ProgressBar::new(1);
@@ -142,7 +142,7 @@ impl TransferBar {
                 bar.println(format!("  {note}"));
                 bar.set_message(note.clone());
             }
-            None => eprintln!("  {note}"),
+            None => errln!("  {note}"),
         }
         self.last_note = Some(note);
     }
@@ -162,7 +162,7 @@ impl TransferBar {
                 let line = counters_line(self.direction, c);
                 let tenth = c.percent.unwrap_or(0) / 10;
                 if self.last_tenth.is_none_or(|t| tenth > t) {
-                    eprintln!("  {line}");
+                    errln!("  {line}");
                     self.last_tenth = Some(tenth);
                 }
             }

@@ -53,7 +53,7 @@ pub async fn run(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode>
             match api.delete(&secret, &DeleteParams::default()).await {
                 Ok(_) => removed.push(secret),
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => eprintln!("warning: {}", session.error(e, "delete", Kind::Secret, &secret)),
+                Err(e) => errln!("warning: {}", session.error(e, "delete", Kind::Secret, &secret)),
             }
         }
     }

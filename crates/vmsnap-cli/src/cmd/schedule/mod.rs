@@ -94,7 +94,7 @@ async fn each(args: NamesArgs, conn: &ConnectionArgs, action: Action) -> CliResu
             Ok(()) => outln!("schedule \"{name}\" {done}"),
             Err(e) => {
                 let e = session.error(e, verb, Kind::Schedule, name);
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 first_error.get_or_insert(e);
             }
         }

@@ -44,7 +44,7 @@ pub async fn run(args: ListArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
     }
     if snapshots.is_empty() {
         let of = args.vm.as_ref().map(|vm| format!(" of VM \"{vm}\"")).unwrap_or_default();
-        eprintln!("No snapshots{of} in namespace \"{}\".", session.namespace);
+        errln!("No snapshots{of} in namespace \"{}\".", session.namespace);
         return Ok(ExitCode::SUCCESS);
     }
     let catalog = Catalog::load(&session).await;

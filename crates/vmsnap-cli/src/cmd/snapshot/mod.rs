@@ -93,7 +93,7 @@ async fn delete(args: DeleteArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> 
         match result {
             Ok(()) => outln!("snapshot \"{name}\" deleted"),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 first_error.get_or_insert(e);
             }
         }
