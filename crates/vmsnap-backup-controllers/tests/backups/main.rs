@@ -7,6 +7,7 @@
 mod backup;
 mod bad_input;
 mod failure;
+mod hang;
 mod lifecycle;
 mod multi_disk;
 mod progress;
