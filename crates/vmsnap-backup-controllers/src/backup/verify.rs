@@ -83,8 +83,11 @@ async fn run(
         .as_ref()
         .and_then(|s| s.backup_id.as_deref())
         .and_then(|id| id.parse::<BackupId>().ok());
+    let names =
+        maintenance::backup_names(&ctx.client, &backup.namespace().unwrap_or_default(), repository_name)
+            .await?;
     Ok(match id {
-        Some(id) => maintenance::verify(&repository, VerifyScope::Backup(id), token).await,
+        Some(id) => maintenance::verify(&repository, VerifyScope::Backup(id), token, &names).await,
         None => {
             maintenance::verify_not_run(token, "the verify could not run: status.backupId is not set".into())
         }

@@ -1,10 +1,34 @@
 //! Verifies and prunes asked for with the `verify-request` / `prune-request` annotations: each
 //! runs once per token, with `Progressing` saying so, and its result carries the token.
 
-use vmsnap_api::backup::{BadChunkStatus, PruneResult, VerifyResult};
+use std::collections::HashMap;
+
+use kube::api::{Api, ListParams};
+use kube::{Client, ResourceExt as _};
+use vmsnap_api::backup::{BadChunkStatus, PruneResult, VerifyResult, VirtualMachineRepositoryBackup};
 use vmsnap_backup::{ChunkProblem, PruneOptions, PruneReport, Repository, VerifyReport, VerifyScope};
 
 use crate::status::now;
+
+/// The names of the backup objects of one repository, by backup id: a verify names the backups a
+/// bad chunk breaks as the user knows them (`kubectl get vmrbackup NAME`), with their ids.
+pub(crate) type BackupNames = HashMap<String, String>;
+
+/// The [`BackupNames`] of repository `repository` in `namespace`.
+pub(crate) async fn backup_names(
+    client: &Client,
+    namespace: &str,
+    repository: &str,
+) -> Result<BackupNames, kube::Error> {
+    let backups: Api<VirtualMachineRepositoryBackup> = Api::namespaced(client.clone(), namespace);
+    let listed = backups.list(&ListParams::default()).await?;
+    Ok(listed
+        .items
+        .iter()
+        .filter(|b| b.spec.repository == repository)
+        .filter_map(|b| Some((b.status.as_ref()?.backup_id.clone()?, b.name_any())))
+        .collect())
+}
 
 /// Bad chunks listed in a status at most (the count is in the message).
 const MAX_BAD_CHUNKS: usize = 100;
@@ -12,9 +36,14 @@ const MAX_BAD_CHUNKS: usize = 100;
 const MAX_BREAKS: usize = 20;
 
 /// Runs a verify of `scope` (every backup, for a repository); the result for `status.lastVerify`.
-pub(crate) async fn verify(repository: &Repository, scope: VerifyScope, token: &str) -> VerifyResult {
+pub(crate) async fn verify(
+    repository: &Repository,
+    scope: VerifyScope,
+    token: &str,
+    names: &BackupNames,
+) -> VerifyResult {
     match repository.verify(scope).await {
-        Ok(report) => verify_result(&report, token),
+        Ok(report) => verify_result(&report, token, names),
         Err(error) => VerifyResult {
             request: Some(token.to_owned()),
             time: Some(now()),
@@ -36,8 +65,9 @@ pub(crate) fn verify_not_run(token: &str, why: String) -> VerifyResult {
     }
 }
 
-/// A verify report as a status.
-pub(crate) fn verify_result(report: &VerifyReport, token: &str) -> VerifyResult {
+/// A verify report as a status: each use of a bad chunk as `NAME (ID) DISK @ OFFSET`, or
+/// `ID DISK @ OFFSET` for a backup that no object names.
+pub(crate) fn verify_result(report: &VerifyReport, token: &str, names: &BackupNames) -> VerifyResult {
     VerifyResult {
         request: Some(token.to_owned()),
         time: Some(now()),
@@ -53,7 +83,13 @@ pub(crate) fn verify_result(report: &VerifyReport, token: &str) -> VerifyResult 
                     .used_by
                     .iter()
                     .take(MAX_BREAKS)
-                    .map(|u| format!("{} {} @ {}", u.backup, u.disk, u.offset))
+                    .map(|u| {
+                        let id = u.backup.to_string();
+                        match names.get(&id) {
+                            Some(name) => format!("{name} ({id}) {} @ {}", u.disk, u.offset),
+                            None => format!("{id} {} @ {}", u.disk, u.offset),
+                        }
+                    })
                     .collect();
                 if bad.used_by.len() > MAX_BREAKS {
                     breaks.push(format!("and {} more", bad.used_by.len() - MAX_BREAKS));

@@ -230,7 +230,9 @@ async fn run_requests(
             ),
         );
         patch_status(api, &name, json!({"conditions": conditions})).await?;
-        let result = maintenance::verify(repository, vmsnap_backup::VerifyScope::All, &token).await;
+        let names =
+            maintenance::backup_names(&ctx.client, &repo.namespace().unwrap_or_default(), &name).await?;
+        let result = maintenance::verify(repository, vmsnap_backup::VerifyScope::All, &token, &names).await;
         let summary = maintenance::verify_summary(&result);
         let failed = !result.ok;
         conditions =

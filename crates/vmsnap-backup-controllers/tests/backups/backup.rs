@@ -205,9 +205,11 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(verify.backups_checked, 1);
     assert_eq!(verify.bad_chunks.len(), 1, "{verify:?}");
     assert_eq!(verify.bad_chunks[0].chunk, chunk.id.to_string());
-    // Every chunk of b1's first 8 MiB held only 0x11: one stored chunk, so all of them break.
+    // Every chunk of b1's first 8 MiB held only 0x11: one stored chunk, so all of them break. The
+    // backup is named as the mirror's object for it, the one made when the mirror found it.
+    let b1_copy = format!("vm-{}", &b1_id[..8]);
     let breaks: Vec<String> =
-        (0..8 * MIB / CHUNK).map(|i| format!("{b1_id} rootdisk @ {}", i * CHUNK)).collect();
+        (0..8 * MIB / CHUNK).map(|i| format!("{b1_copy} ({b1_id}) rootdisk @ {}", i * CHUNK)).collect();
     assert_eq!(verify.bad_chunks[0].breaks, breaks);
     env.await_event("mirror", "VerifyFailed:").await;
     // The mirror's view of b2, deleted through main, says it is gone.

@@ -277,7 +277,7 @@ async fn backups_upload_what_changed_deduplicate_across_vms_store_no_plaintext_a
     let middle = sealed.len() / 2;
     sealed[middle] ^= 0x01;
     bucket.write(&object, sealed).await;
-    let broken = format!("{} {} @ {offset}", third.id, disk.name);
+    let broken = format!("first-3 ({}) {} @ {offset}", third.id, disk.name);
 
     let verify = vmsnap.cli(&["repo", "verify", "offsite"]).await;
     assert_ne!(verify.code, 0, "verify fails on a bad chunk: {verify:?}");
