@@ -22,6 +22,7 @@ use serde_json::Value;
 use vmsnap_api::kubevirt::{
     GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, VmiPhase,
 };
+use vmsnap_api::refusal::{Refusal, RefusalCause};
 use vmsnap_api::registry::registry;
 use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
 
@@ -101,10 +102,14 @@ pub fn api_error(error: kube::Error) -> ApiError {
 
 /// The error of a JSON patch with `test` operations that this agent made: the API server refuses a
 /// failed `test` as 422 Invalid, which for such a patch (well formed, on fields that exist) can
-/// only mean that someone changed the object meanwhile, virt-api's Conflict.
+/// only mean that someone changed the object meanwhile, virt-api's Conflict. An admission
+/// rule's refusal is a 422 too: its causes (a snapshot or restore lock) are passed on.
 pub fn tested_patch_error(error: kube::Error) -> ApiError {
     match error {
-        kube::Error::Api(status) if status.code == 422 => ApiError::conflict(status.message),
+        kube::Error::Api(status) if status.code == 422 => {
+            let details = status.details.as_ref().and_then(|d| serde_json::to_value(d).ok());
+            ApiError { details, ..ApiError::conflict(status.message.clone()) }
+        }
         other => api_error(other),
     }
 }
@@ -114,6 +119,11 @@ fn not_found(kind: &str, name: &str) -> ApiError {
         Some(rt) => ApiError::not_found(&rt.qualified_plural(), name),
         None => ApiError::bad_request(format!("{kind} {name} not found")),
     }
+}
+
+/// 409 with virt-api's `message` and the [`Refusal`] clients read instead of it.
+pub(crate) fn refused(refusal: Refusal, message: &str) -> ApiError {
+    ApiError::refused(message, &RefusalCause::new(refusal))
 }
 
 /// The VM, or 404.
@@ -133,7 +143,7 @@ pub(crate) async fn get_vmi(
 }
 
 /// The running VMI `namespace/name`: 404 if there is no such VMI, 409
-/// `not_running` if it exists but does not run on this agent.
+/// `not_running` ([`Refusal::NotRunning`]) if it exists but does not run on this agent.
 pub(crate) async fn running_vmi(
     agent: &Agent,
     namespace: &str,
@@ -147,7 +157,7 @@ pub(crate) async fn running_vmi(
     }
     match get_vmi(agent, namespace, name).await? {
         None => Err(not_found("VirtualMachineInstance", name)),
-        Some(_) => Err(ApiError::conflict(not_running)),
+        Some(_) => Err(refused(Refusal::NotRunning, not_running)),
     }
 }
 
