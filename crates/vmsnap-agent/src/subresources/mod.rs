@@ -165,3 +165,34 @@ pub(crate) async fn running_vmi(
 pub(crate) fn is_dry_run(dry_run: &[String]) -> bool {
     dry_run.iter().any(|d| d == "All")
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_admission_refusal_of_a_tested_patch_is_a_conflict_that_keeps_its_causes() {
+        let causes = json!({"causes": [
+            {"reason": "FieldValueNotSupported", "field": "spec", "message": "Cannot update vm running state until snapshot \"s1\" completes"},
+            {"reason": "vmsnap.io/SnapshotLock", "field": "status.snapshotInProgress", "message": "s1"},
+        ]});
+        let status = Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "admission webhook \"virtualmachine-validator.kubevirt.io\" denied the request: Cannot update vm running state until snapshot \"s1\" completes".into(),
+            details: Some(serde_json::from_value(causes.clone()).unwrap()),
+            ..Default::default()
+        };
+        let error = tested_patch_error(kube::Error::Api(status.clone().into()));
+        assert_eq!(
+            (error.code, error.reason, error.message.as_str()),
+            (409, "Conflict", status.message.as_str())
+        );
+        assert_eq!(error.details, Some(causes));
+        let refusal = RefusalCause::find(&status.details.unwrap().causes);
+        assert_eq!(refusal, Some(RefusalCause::blocked_by(Refusal::SnapshotLock, "s1")));
+    }
+}
