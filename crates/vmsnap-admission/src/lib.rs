@@ -17,6 +17,9 @@ pub use schedule::validate_schedule;
 pub use snapshot::validate_snapshot;
 pub use vm::{validate_vm_run_strategy, validate_vm_update};
 
+use serde_json::{Value, json};
+use vmsnap_api::refusal::RefusalCause;
+
 /// Name of KubeVirt's snapshot webhook.
 pub const SNAPSHOT_WEBHOOK: &str = "virtualmachinesnapshot-validator.snapshot.kubevirt.io";
 /// Name of KubeVirt's restore webhook.
@@ -55,12 +58,21 @@ pub struct Cause {
     /// message ([`Cause::summary`]): vmsnap's own rules do, because kubectl shows a webhook's
     /// message and not its causes' fields; KubeVirt's messages do not.
     pub field_in_summary: bool,
+    /// What a client can act on (a snapshot or restore holds the object), sent as a cause of its
+    /// own after KubeVirt's ([`Denial::status_causes`]): KubeVirt's causes and messages stay as
+    /// they are.
+    pub refusal: Option<RefusalCause>,
 }
 
 impl Cause {
     /// A cause with KubeVirt's `reason`, for `field`, saying `message` (the field not in the summary).
     pub fn new(reason: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
-        Cause { reason, field: field.into(), message: message.into(), field_in_summary: false }
+        Cause { reason, field: field.into(), message: message.into(), field_in_summary: false, refusal: None }
+    }
+
+    /// This cause, telling clients that `refusal` is why.
+    pub(crate) fn refused(self, refusal: RefusalCause) -> Self {
+        Cause { refusal: Some(refusal), ..self }
     }
 
     /// This cause, its field named before its message in the `Status` message (vmsnap's rules).
@@ -115,6 +127,16 @@ impl Denial {
         }
     }
 
+    /// The `details.causes` of the denial's `Status`, as JSON: each cause's `reason`, `field` and
+    /// `message` (KubeVirt's), then vmsnap's [`RefusalCause`]s, which the `Status` message leaves
+    /// out. Empty for an error answer, which KubeVirt sends without causes.
+    pub fn status_causes(&self) -> Vec<Value> {
+        let kubevirts =
+            self.causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}));
+        let refusals = self.causes.iter().filter_map(|c| c.refusal.as_ref()).map(RefusalCause::to_json);
+        kubevirts.chain(refusals).collect()
+    }
+
     pub(crate) fn check(webhook: &'static str, causes: Vec<Cause>) -> Result<(), Denial> {
         if causes.is_empty() { Ok(()) } else { Err(Denial { webhook, causes, error: None }) }
     }
@@ -133,5 +155,21 @@ mod tests {
         assert_eq!(kubevirts.summary(), "invalid kind");
         let denial = Denial { webhook: SCHEDULE_WEBHOOK, causes: vec![ours, kubevirts], error: None };
         assert_eq!(denial.status_message(), "spec.cron: Required value: set cron or every, invalid kind");
+    }
+
+    #[test]
+    fn a_refusal_is_a_cause_of_its_own_after_kubevirts_and_stays_out_of_the_message() {
+        use vmsnap_api::refusal::Refusal;
+        let locked = Cause::new("FieldValueNotSupported", "spec", "Cannot update vm running state")
+            .refused(RefusalCause::blocked_by(Refusal::SnapshotLock, "s1"));
+        let denial = Denial { webhook: VM_WEBHOOK, causes: vec![locked], error: None };
+        assert_eq!(denial.status_message(), "Cannot update vm running state");
+        assert_eq!(
+            denial.status_causes(),
+            vec![
+                json!({"reason": "FieldValueNotSupported", "field": "spec", "message": "Cannot update vm running state"}),
+                json!({"reason": "vmsnap.io/SnapshotLock", "field": "status.snapshotInProgress", "message": "s1"}),
+            ]
+        );
     }
 }

@@ -6,6 +6,8 @@ use vmsnap_api::snapshot::{
     volume_restore_policy,
 };
 
+use vmsnap_api::refusal::{Refusal, RefusalCause};
+
 use crate::{Cause, Denial, Operation, RESTORE_WEBHOOK};
 
 /// The objects a restore create is checked against, looked up by the caller.
@@ -163,6 +165,7 @@ fn restores_in_progress(new: &VirtualMachineRestore, ctx: &RestoreContext) -> Ve
         .map(|other| {
             let name = other.metadata.name.as_deref().unwrap_or_default();
             Cause::invalid("spec.target", format!("VirtualMachineRestore {name:?} in progress"))
+                .refused(RefusalCause::blocked_by(Refusal::RestoreInProgress, name))
         })
         .collect()
 }
@@ -327,6 +330,11 @@ mod tests {
         assert_eq!(
             messages(validate_restore(Operation::Create, None, &r, &ctx)),
             vec!["VirtualMachineRestore \"r1\" in progress"]
+        );
+        let denial = validate_restore(Operation::Create, None, &r, &ctx).unwrap_err();
+        assert_eq!(
+            denial.causes[0].refusal,
+            Some(RefusalCause::blocked_by(Refusal::RestoreInProgress, "r1"))
         );
     }
 

@@ -2,6 +2,8 @@
 
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineSpec, VirtualMachineStatus};
 
+use vmsnap_api::refusal::{Refusal, RefusalCause};
+
 use crate::{Cause, Denial, VM_WEBHOOK};
 
 /// While a snapshot holds the VM, its volumes and running state cannot change; while a restore
@@ -38,25 +40,21 @@ fn snapshot_lock(old: &VirtualMachine, new: &VirtualMachine) -> Option<Cause> {
     let snapshot = status(old, new)?.snapshot_in_progress.as_ref()?;
     // Only the volumes are compared, not the disks: KubeVirt lets a disk's bus or boot order
     // change under a snapshot, since the volume behind it stays the same.
-    if old.spec.template.spec.volumes != new.spec.template.spec.volumes {
-        return Some(not_supported(format!(
-            "Cannot update vm disks or volumes until snapshot {snapshot:?} completes"
-        )));
-    }
-    if !same_running_spec(&old.spec, &new.spec) {
-        return Some(not_supported(format!(
-            "Cannot update vm running state until snapshot {snapshot:?} completes"
-        )));
-    }
-    None
+    let message = if old.spec.template.spec.volumes != new.spec.template.spec.volumes {
+        format!("Cannot update vm disks or volumes until snapshot {snapshot:?} completes")
+    } else if !same_running_spec(&old.spec, &new.spec) {
+        format!("Cannot update vm running state until snapshot {snapshot:?} completes")
+    } else {
+        return None;
+    };
+    Some(not_supported(message).refused(RefusalCause::blocked_by(Refusal::SnapshotLock, snapshot)))
 }
 
 fn restore_lock(old: &VirtualMachine, new: &VirtualMachine) -> Option<Cause> {
     let restore = status(old, new)?.restore_in_progress.as_ref()?;
     if old.spec != new.spec && run_strategy(&old.spec) != run_strategy(&new.spec) {
-        return Some(not_supported(format!(
-            "Cannot update VM runStrategy until restore {restore:?} completes"
-        )));
+        let message = format!("Cannot update VM runStrategy until restore {restore:?} completes");
+        return Some(not_supported(message).refused(RefusalCause::blocked_by(Refusal::RestoreLock, restore)));
     }
     None
 }
@@ -122,6 +120,7 @@ mod tests {
         let denial = validate_vm_update(&old, &new).unwrap_err();
         let msgs: Vec<_> = denial.causes.iter().map(|c| c.message.as_str()).collect();
         assert_eq!(msgs, vec!["Cannot update vm disks or volumes until snapshot \"snap\" completes"]);
+        assert_eq!(denial.causes[0].refusal, Some(RefusalCause::blocked_by(Refusal::SnapshotLock, "snap")));
     }
 
     #[test]
@@ -179,6 +178,8 @@ mod tests {
                 .message()
                 .ends_with("Cannot update VM runStrategy until restore \"r\" completes")
         );
+        let denial = validate_vm_update(&old, &started).unwrap_err();
+        assert_eq!(denial.causes[0].refusal, Some(RefusalCause::blocked_by(Refusal::RestoreLock, "r")));
         let mut relabelled = old.clone();
         relabelled.metadata.labels = Some([("a".to_string(), "b".to_string())].into());
         assert!(validate_vm_update(&old, &relabelled).is_ok());

@@ -17,6 +17,7 @@ pub mod duration;
 pub mod kubevirt;
 pub mod label_selector;
 pub mod quantity;
+pub mod refusal;
 pub mod registry;
 pub mod schedule;
 pub mod schema;

@@ -307,6 +307,9 @@ impl UnkeyedStore {
                 Err(Error::LocationMissing { location: self.backend.location.clone() })
             }
             // `object_store` reports a listing's 404 as a generic error: S3's error code says it.
+            // No typed way (object_store 0.14): the `RetryError` in that error's source chain has
+            // `status()`, but its module is `pub(crate)`, so it cannot be downcast to; its private
+            // `aws::client::Error::ListRequest` neither. The code is S3's contract, not prose.
             Err(e) if e.to_string().contains("<Code>NoSuchBucket</Code>") => {
                 Err(Error::LocationMissing { location: self.backend.location.clone() })
             }

@@ -9,6 +9,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use serde_json::Value;
 use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult};
+use vmsnap_api::refusal::RefusalCause;
 
 /// An action on a VirtualMachineInstance: `PUT .../virtualmachineinstances/{name}/{action}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +152,14 @@ impl SubresourceError {
         Self::new(409, "Conflict", message)
     }
 
+    /// 409 for a refusal a client acts on: virt-api's `message`, and vmsnap's cause saying what
+    /// the refusal is ([`RefusalCause`]), so that clients never read the message.
+    pub fn refused(message: impl Into<String>, cause: &RefusalCause) -> Self {
+        let mut error = Self::conflict(message);
+        error.details = Some(serde_json::json!({ "causes": [cause.to_json()] }));
+        error
+    }
+
     /// 422 with the causes (`[{reason, message, field}]`): the request is refused as invalid, as
     /// virt-api refuses a hotplug it cannot do.
     pub fn invalid(message: impl Into<String>, causes: Value) -> Self {
@@ -263,5 +272,16 @@ mod tests {
         let error = SubresourceError::not_found("virtualmachines.kubevirt.io", "demo");
         assert_eq!((error.code, error.reason), (404, "NotFound"));
         assert_eq!(error.message, "virtualmachines.kubevirt.io \"demo\" not found");
+    }
+
+    #[test]
+    fn a_refusal_keeps_the_message_and_carries_its_cause() {
+        use vmsnap_api::refusal::Refusal;
+        let error = SubresourceError::refused("VMI is not paused", &RefusalCause::new(Refusal::NotPaused));
+        assert_eq!(
+            (error.code, error.reason, error.message.as_str()),
+            (409, "Conflict", "VMI is not paused")
+        );
+        assert_eq!(error.details, Some(serde_json::json!({"causes": [{"reason": "vmsnap.io/NotPaused"}]})));
     }
 }

@@ -87,9 +87,9 @@ pub enum ReconcileError {
     /// A restored PVC that a DataVolume should adopt is gone.
     #[error("pvc {0} does not exist and should")]
     RestoredPvcMissing(String),
-    /// A schedule's label selector that cannot be written as a list query.
+    /// A schedule's label selector with an operator a list query has no form for.
     #[error("{0}")]
-    BadSelector(String),
+    BadSelector(vmsnap_api::label_selector::SelectorError),
     /// A failure already reported on the object (its conditions and a Warning event): the
     /// reconcile is retried with backoff.
     #[error("{0}")]

@@ -14,9 +14,16 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use vmsnap_api::kubevirt::{VirtualMachine, VirtualMachineInstance};
+use vmsnap_api::refusal::{Refusal, RefusalCause};
 use vmsnap_api::volumesnapshot::VolumeSnapshot;
 use vmsnap_contracts::owner::controller_reference;
 use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
+
+/// virt-api's 409 with its `message`, and the cause that tells clients which refusal it is, as the
+/// node agent answers.
+fn refused(refusal: Refusal, message: &str) -> ApiError {
+    ApiError::refused(message, &RefusalCause::new(refusal))
+}
 
 /// A node agent that records subresource calls and keeps `fsFreezeStatus` like the real one.
 pub struct FakeAgent {
@@ -145,9 +152,11 @@ mod lifecycle {
     use kube::api::{Api, DeleteParams, Patch, PatchParams};
     use serde_json::json;
     use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance};
+    use vmsnap_api::refusal::Refusal;
     use vmsnap_api::registry::registry;
     use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
+    use super::refused;
     use crate::fixtures::{VmiState, create_running_vmi};
 
     fn not_found(kind: &str, name: &str) -> ApiError {
@@ -204,8 +213,8 @@ mod lifecycle {
     async fn set_running(client: &Client, ns: &str, name: &str, running: bool) -> Result<(), ApiError> {
         vm(client, ns, name).await?;
         match (running, running_vmi(client, ns, name).await.is_ok()) {
-            (true, true) => return Err(ApiError::conflict("VM is already running")),
-            (false, false) => return Err(ApiError::conflict("VM is not running")),
+            (true, true) => return Err(refused(Refusal::AlreadyRunning, "VM is already running")),
+            (false, false) => return Err(refused(Refusal::NotRunning, "VM is not running")),
             _ => {}
         }
         let (strategy, printable) = if running { ("Always", "Running") } else { ("Halted", "Stopped") };
@@ -236,8 +245,8 @@ mod lifecycle {
         let mut conditions = vmi.status.clone().unwrap_or_default().conditions;
         let paused = conditions.iter().any(|c| c.type_ == "Paused" && c.status == "True");
         match (pause, paused) {
-            (true, true) => return Err(ApiError::conflict("VMI is already paused")),
-            (false, false) => return Err(ApiError::conflict("VMI is not paused")),
+            (true, true) => return Err(refused(Refusal::AlreadyPaused, "VMI is already paused")),
+            (false, false) => return Err(refused(Refusal::NotPaused, "VMI is not paused")),
             _ => {}
         }
         conditions.retain(|c| c.type_ != "Paused");
@@ -473,9 +482,11 @@ impl VmSubresources for FakeVmRunner {
         let vmis: Api<VirtualMachineInstance> = Api::namespaced(self.client.clone(), namespace);
         let running = vmis.get_opt(name).await.map_err(to_api_error)?.is_some();
         let strategy = match action {
-            VmAction::Start if running => return Err(ApiError::conflict("VM is already running")),
+            VmAction::Start if running => {
+                return Err(refused(Refusal::AlreadyRunning, "VM is already running"));
+            }
             VmAction::Stop | VmAction::Restart if !running => {
-                return Err(ApiError::conflict("VM is not running"));
+                return Err(refused(Refusal::NotRunning, "VM is not running"));
             }
             VmAction::Start => vmsnap_api::kubevirt::run_strategy::ALWAYS,
             VmAction::Stop => vmsnap_api::kubevirt::run_strategy::HALTED,

@@ -56,11 +56,7 @@ fn response(uid: &Value, result: Result<(), Denial>) -> Value {
         // KubeVirt answers a rule it could not evaluate with an error, not with causes.
         Err(Denial { error: Some(error), .. }) => return error_response(uid, error),
         Err(denial) => {
-            let causes: Vec<Value> = denial
-                .causes
-                .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                .collect();
+            let causes = denial.status_causes();
             let message = denial.status_message();
             json!({"uid": uid, "allowed": false, "status": {"status": "Failure", "message": message, "reason": "Invalid", "code": 422, "details": {"causes": causes}}})
         }

@@ -15,7 +15,8 @@ use vmsnap_contracts::subresources::SubresourceError as ApiError;
 use crate::agent::Agent;
 use crate::hotplug;
 use crate::running::patch_params;
-use crate::subresources::{api_error, get_vm, get_vmi, is_dry_run, message, running_vmi};
+use crate::subresources::{api_error, get_vm, get_vmi, is_dry_run, message, refused, running_vmi};
+use vmsnap_api::refusal::Refusal;
 
 /// How often a spec update is retried when the object changed meanwhile.
 const ATTEMPTS: usize = 5;
@@ -150,7 +151,7 @@ async fn update_vmi(
     let api: Api<VirtualMachineInstance> = Api::namespaced(agent.client.clone(), namespace);
     for _ in 0..ATTEMPTS {
         let Some(vmi) = get_vmi(agent, namespace, name).await? else {
-            return Err(ApiError::conflict(message::VMI_NOT_RUNNING));
+            return Err(refused(Refusal::NotRunning, message::VMI_NOT_RUNNING));
         };
         let mut spec = vmi.spec.clone();
         change(&mut spec)?;

@@ -8,9 +8,10 @@ use std::time::Duration;
 use vmsnap_api::kubevirt::{GuestExecRequest, GuestExecResult};
 use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
-use super::{message, running_vmi};
+use super::{message, refused, running_vmi};
 use crate::agent::Agent;
 use crate::error::{ExecError, error_chain};
+use vmsnap_api::refusal::Refusal;
 
 /// How long a command may run when the request does not say.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,7 +45,7 @@ pub async fn guest_exec(
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         }),
-        Err(ExecError::NotRunning { .. }) => Err(ApiError::conflict(message::VM_NOT_RUNNING)),
+        Err(ExecError::NotRunning { .. }) => Err(refused(Refusal::NotRunning, message::VM_NOT_RUNNING)),
         Err(ExecError::NoCommand) => Err(ApiError::bad_request("no command given")),
         Err(ExecError::Agent(error)) if error.is_timeout() => Err(ApiError::timeout(format!(
             "the command did not finish within {}s in the guest (it may still run there): {}",
@@ -58,5 +59,5 @@ pub async fn guest_exec(
 /// The serial console socket of a running VMI.
 pub async fn console_socket(agent: &Agent, namespace: &str, name: &str) -> Result<PathBuf, ApiError> {
     running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
-    agent.console_socket(namespace, name).map_err(|_| ApiError::conflict(message::VM_NOT_RUNNING))
+    agent.console_socket(namespace, name).map_err(|_| refused(Refusal::NotRunning, message::VM_NOT_RUNNING))
 }

@@ -6,11 +6,12 @@ use kube::runtime::events::EventType;
 use serde_json::Value;
 use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
-use super::{is_dry_run, message, running_vmi};
+use super::{is_dry_run, message, refused, running_vmi};
 use crate::agent::Agent;
 use crate::error::error_chain;
 use crate::running::FreezeFailure;
 use crate::running::pause::PauseError;
+use vmsnap_api::refusal::Refusal;
 
 /// The `unfreezeTimeout` of a freeze body (required; `0s` disables the auto-thaw).
 pub fn unfreeze_timeout(body: &Value) -> Result<Duration, ApiError> {
@@ -72,7 +73,7 @@ fn dry_run(body: &Value) -> bool {
 pub async fn pause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VM_NOT_RUNNING).await?;
     if vmi.facts().pause.is_paused() {
-        return Err(ApiError::conflict(message::VMI_ALREADY_PAUSED));
+        return Err(refused(Refusal::AlreadyPaused, message::VMI_ALREADY_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
@@ -85,7 +86,7 @@ pub async fn pause(agent: &Agent, namespace: &str, name: &str, body: Value) -> R
 pub async fn unpause(agent: &Agent, namespace: &str, name: &str, body: Value) -> Result<(), ApiError> {
     let vmi = running_vmi(agent, namespace, name, message::VMI_NOT_RUNNING).await?;
     if !vmi.facts().pause.is_paused() {
-        return Err(ApiError::conflict(message::VMI_NOT_PAUSED));
+        return Err(refused(Refusal::NotPaused, message::VMI_NOT_PAUSED));
     }
     if dry_run(&body) {
         return Ok(());
@@ -95,8 +96,8 @@ pub async fn unpause(agent: &Agent, namespace: &str, name: &str, body: Value) ->
 
 fn pause_error(action: &str, error: PauseError) -> ApiError {
     match error {
-        PauseError::AlreadyPaused => ApiError::conflict(message::VMI_ALREADY_PAUSED),
-        PauseError::NotPaused => ApiError::conflict(message::VMI_NOT_PAUSED),
+        PauseError::AlreadyPaused => refused(Refusal::AlreadyPaused, message::VMI_ALREADY_PAUSED),
+        PauseError::NotPaused => refused(Refusal::NotPaused, message::VMI_NOT_PAUSED),
         PauseError::Qemu(error) => {
             ApiError::internal(format!("Failed to {action} VMI: {}", error_chain(&error)))
         }

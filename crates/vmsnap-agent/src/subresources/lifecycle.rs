@@ -11,9 +11,10 @@ use vmsnap_api::kubevirt::{
 };
 use vmsnap_contracts::subresources::SubresourceError as ApiError;
 
-use super::{get_vm, get_vmi, is_dry_run, message, tested_patch_error};
+use super::{get_vm, get_vmi, is_dry_run, message, refused, tested_patch_error};
 use crate::agent::Agent;
 use crate::kubevirt::{FIELD_MANAGER, START_PAUSED_KEY, START_PAUSED_TRUE, START_STRATEGY_PAUSED, request};
+use vmsnap_api::refusal::Refusal;
 
 fn params(dry_run: bool) -> PatchParams {
     PatchParams { dry_run, field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() }
@@ -112,7 +113,7 @@ pub async fn start(
         && !is_final(vmi)
         && !matches!(phase(vmi), None | Some(VmiPhase::Unset | VmiPhase::Unknown))
     {
-        return Err(ApiError::conflict(message::VM_ALREADY_RUNNING));
+        return Err(refused(Refusal::AlreadyRunning, message::VM_ALREADY_RUNNING));
     }
     let paused = options.paused == Some(true);
     let mut start = VirtualMachineStateChangeRequest { action: request::START.into(), ..Default::default() };
@@ -182,7 +183,9 @@ pub async fn stop(agent: &Agent, namespace: &str, name: &str, options: StopOptio
     }
     match vm.spec.effective_run_strategy() {
         run_strategy::HALTED => {
-            let Some(vmi) = running else { return Err(ApiError::conflict(message::VM_NOT_RUNNING)) };
+            let Some(vmi) = running else {
+                return Err(refused(Refusal::NotRunning, message::VM_NOT_RUNNING));
+            };
             let shorter = match (options.grace_period, old_grace) {
                 (None, _) => false,
                 (Some(grace), Some(old)) => grace < old,
@@ -196,7 +199,9 @@ pub async fn stop(agent: &Agent, namespace: &str, name: &str, options: StopOptio
             patch_vm(agent, &vm, change_request_patch(&vm, vec![stop_request(vmi)])?, true, dry_run).await
         }
         run_strategy::RERUN_ON_FAILURE | run_strategy::MANUAL => {
-            let Some(vmi) = running else { return Err(ApiError::conflict(message::VM_NOT_RUNNING)) };
+            let Some(vmi) = running else {
+                return Err(refused(Refusal::NotRunning, message::VM_NOT_RUNNING));
+            };
             patch_vm(agent, &vm, change_request_patch(&vm, vec![stop_request(vmi)])?, true, dry_run).await
         }
         _ => patch_vm(agent, &vm, running_patch(&vm, false), false, dry_run).await,
@@ -228,7 +233,7 @@ pub async fn restart(
         )));
     }
     let Some(vmi) = get_vmi(agent, namespace, name).await? else {
-        return Err(ApiError::conflict(message::VM_NOT_RUNNING));
+        return Err(refused(Refusal::NotRunning, message::VM_NOT_RUNNING));
     };
     let dry_run = is_dry_run(&options.dry_run);
     let start = VirtualMachineStateChangeRequest { action: request::START.into(), ..Default::default() };

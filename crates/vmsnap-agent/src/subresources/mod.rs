@@ -22,6 +22,7 @@ use serde_json::Value;
 use vmsnap_api::kubevirt::{
     GuestExecRequest, GuestExecResult, VirtualMachine, VirtualMachineInstance, VmiPhase,
 };
+use vmsnap_api::refusal::{Refusal, RefusalCause};
 use vmsnap_api::registry::registry;
 use vmsnap_contracts::subresources::{SubresourceError as ApiError, VmAction, VmSubresources, VmiAction};
 
@@ -101,10 +102,14 @@ pub fn api_error(error: kube::Error) -> ApiError {
 
 /// The error of a JSON patch with `test` operations that this agent made: the API server refuses a
 /// failed `test` as 422 Invalid, which for such a patch (well formed, on fields that exist) can
-/// only mean that someone changed the object meanwhile, virt-api's Conflict.
+/// only mean that someone changed the object meanwhile, virt-api's Conflict. An admission
+/// rule's refusal is a 422 too: its causes (a snapshot or restore lock) are passed on.
 pub fn tested_patch_error(error: kube::Error) -> ApiError {
     match error {
-        kube::Error::Api(status) if status.code == 422 => ApiError::conflict(status.message),
+        kube::Error::Api(status) if status.code == 422 => {
+            let details = status.details.as_ref().and_then(|d| serde_json::to_value(d).ok());
+            ApiError { details, ..ApiError::conflict(status.message.clone()) }
+        }
         other => api_error(other),
     }
 }
@@ -114,6 +119,11 @@ fn not_found(kind: &str, name: &str) -> ApiError {
         Some(rt) => ApiError::not_found(&rt.qualified_plural(), name),
         None => ApiError::bad_request(format!("{kind} {name} not found")),
     }
+}
+
+/// 409 with virt-api's `message` and the [`Refusal`] clients read instead of it.
+pub(crate) fn refused(refusal: Refusal, message: &str) -> ApiError {
+    ApiError::refused(message, &RefusalCause::new(refusal))
 }
 
 /// The VM, or 404.
@@ -133,7 +143,7 @@ pub(crate) async fn get_vmi(
 }
 
 /// The running VMI `namespace/name`: 404 if there is no such VMI, 409
-/// `not_running` if it exists but does not run on this agent.
+/// `not_running` ([`Refusal::NotRunning`]) if it exists but does not run on this agent.
 pub(crate) async fn running_vmi(
     agent: &Agent,
     namespace: &str,
@@ -147,11 +157,42 @@ pub(crate) async fn running_vmi(
     }
     match get_vmi(agent, namespace, name).await? {
         None => Err(not_found("VirtualMachineInstance", name)),
-        Some(_) => Err(ApiError::conflict(not_running)),
+        Some(_) => Err(refused(Refusal::NotRunning, not_running)),
     }
 }
 
 /// Whether a body's `dryRun` asks only for validation.
 pub(crate) fn is_dry_run(dry_run: &[String]) -> bool {
     dry_run.iter().any(|d| d == "All")
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_admission_refusal_of_a_tested_patch_is_a_conflict_that_keeps_its_causes() {
+        let causes = json!({"causes": [
+            {"reason": "FieldValueNotSupported", "field": "spec", "message": "Cannot update vm running state until snapshot \"s1\" completes"},
+            {"reason": "vmsnap.io/SnapshotLock", "field": "status.snapshotInProgress", "message": "s1"},
+        ]});
+        let status = Status {
+            code: 422,
+            reason: "Invalid".into(),
+            message: "admission webhook \"virtualmachine-validator.kubevirt.io\" denied the request: Cannot update vm running state until snapshot \"s1\" completes".into(),
+            details: Some(serde_json::from_value(causes.clone()).unwrap()),
+            ..Default::default()
+        };
+        let error = tested_patch_error(kube::Error::Api(status.clone().into()));
+        assert_eq!(
+            (error.code, error.reason, error.message.as_str()),
+            (409, "Conflict", status.message.as_str())
+        );
+        assert_eq!(error.details, Some(causes));
+        let refusal = RefusalCause::find(&status.details.unwrap().causes);
+        assert_eq!(refusal, Some(RefusalCause::blocked_by(Refusal::SnapshotLock, "s1")));
+    }
 }

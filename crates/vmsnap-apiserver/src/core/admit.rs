@@ -19,12 +19,7 @@ fn denied(denial: Denial) -> ApiError {
     if denial.error.is_some() {
         return ApiError::bad_request(denial.message());
     }
-    let causes: Vec<Value> = denial
-        .causes
-        .iter()
-        .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-        .collect();
-    ApiError::denied(denial.message(), json!(causes))
+    ApiError::denied(denial.message(), json!(denial.status_causes()))
 }
 
 impl Core {

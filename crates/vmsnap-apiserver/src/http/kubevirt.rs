@@ -4,6 +4,7 @@
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
+use vmsnap_api::refusal::{Refusal, RefusalCause};
 use vmsnap_api::registry::registry;
 
 use super::{AppState, body};
@@ -56,9 +57,13 @@ pub async fn handle(
             let vm_rt =
                 registry().by_kind("kubevirt.io/v1", "VirtualMachine").expect("VirtualMachine is registered");
             if let Some(vm) = state.core.get_stored(vm_rt, Some(ns), name).await?
-                && vm.pointer("/status/snapshotInProgress").is_some_and(|v| !v.is_null())
+                && let Some(snapshot) = vm.pointer("/status/snapshotInProgress").and_then(Value::as_str)
             {
-                return Err(ApiError::conflict_message("VM snapshot is in progress"));
+                // virt-api's message; the cause names the snapshot for clients.
+                let mut refused = ApiError::conflict_message("VM snapshot is in progress");
+                let cause = RefusalCause::blocked_by(Refusal::UnpauseDuringSnapshot, snapshot);
+                refused.details = Some(json!({"causes": [cause.to_json()]}));
+                return Err(refused);
             }
         }
         handler.vmi(ns, name, action, body).await?;

@@ -1,12 +1,16 @@
 //! One-line errors for the user commands, and the exit codes scripts can rely on.
 //!
 //! API errors arrive as Kubernetes `Status` objects; [`api_error`] turns each into a sentence that
-//! names the object and says what to do, and picks the exit code from the `Status` reason.
+//! names the object and says what to do, and picks the exit code from the `Status` code and reason.
+//! A refusal the user can act on (the VM runs, a snapshot holds it) is told by vmsnap's cause in
+//! the `Status` ([`RefusalCause`]); the message texts are KubeVirt's and are never matched.
 
 use std::fmt;
 use std::process::ExitCode;
 
 use kube::core::Status;
+use kube::core::response::StatusCause;
+use vmsnap_api::refusal::{Refusal, RefusalCause};
 
 /// The exit codes of the user commands (documented in `vmsnap --help` and `docs/cli.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,10 +183,14 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     current.to_string()
 }
 
-/// Maps a `Status` to a one-line error.
+/// Maps a `Status` to a one-line error: from its code and reason, and, for the refusals a user can
+/// act on, from vmsnap's cause in `details.causes` ([`RefusalCause`]); never from its message text.
 pub fn status_error(status: &Status, action: &str, target: &Target<'_>, server: &str) -> CliError {
+    if let Some(refusal) = RefusalCause::find(causes(status)) {
+        return refused(&refusal, status, action, target);
+    }
     let label = target.label();
-    let message = strip_webhook(&status.message);
+    let message = server_says(status);
     let about_other_object =
         status.details.as_ref().is_some_and(|d| !d.name.is_empty() && d.name != target.name);
     match (status.code, status.reason.as_str()) {
@@ -198,12 +206,86 @@ pub fn status_error(status: &Status, action: &str, target: &Target<'_>, server: 
         (403, _) | (_, "Forbidden") => {
             CliError::new(Exit::Connection, format!("not allowed to {action} {label}: {message}"))
         }
-        (409, _) | (422, _) | (_, "Conflict") | (_, "Invalid") => conflict(message, action, target),
+        (409, _) | (422, _) | (_, "Conflict") | (_, "Invalid") => {
+            CliError::new(Exit::Conflict, format!("cannot {action} {label}: {message}"))
+        }
         (504, _) | (_, "Timeout") => {
             CliError::new(Exit::Timeout, format!("cannot {action} {label}: {message}: try again"))
         }
         _ => CliError::new(Exit::Error, format!("cannot {action} {label}: {message}")),
     }
+}
+
+fn causes(status: &Status) -> &[StatusCause] {
+    status.details.as_ref().map_or(&[], |details| &details.causes)
+}
+
+/// What the server says. An admission rule's refusal (causes, and no object named in the details)
+/// is told by its causes, each `field: message` as kubectl lists them: the `Status` message around
+/// them is the API server's (`admission webhook "NAME" denied the request: `, and a newer
+/// kube-apiserver puts `<resource> "<name>" is forbidden: ` before that), which helps nobody here.
+/// Anything else is its message.
+fn server_says(status: &Status) -> String {
+    let names_an_object = status.details.as_ref().is_some_and(|d| !d.kind.is_empty() || !d.name.is_empty());
+    let told: Vec<String> = causes(status)
+        .iter()
+        .filter(|cause| !cause.message.is_empty() && !RefusalCause::is_refusal(cause))
+        .map(|cause| match cause.field.as_str() {
+            "" => cause.message.clone(),
+            field => format!("{field}: {}", cause.message),
+        })
+        .collect();
+    if names_an_object || told.is_empty() || !matches!(status.code, 400 | 409 | 422) {
+        return status.message.clone();
+    }
+    told.join(", ")
+}
+
+/// KubeVirt's refusal: its causes' messages, which KubeVirt joins into its `Status` message (the
+/// API server's wrapping left out, see [`server_says`]).
+fn kubevirts_message(status: &Status) -> String {
+    let messages: Vec<&str> = causes(status)
+        .iter()
+        .filter(|cause| !cause.message.is_empty() && !RefusalCause::is_refusal(cause))
+        .map(|cause| cause.message.as_str())
+        .collect();
+    if messages.is_empty() { status.message.clone() } else { messages.join(", ") }
+}
+
+/// A refusal because of the current state, as a sentence about the VM and what to do.
+fn refused(cause: &RefusalCause, status: &Status, action: &str, target: &Target<'_>) -> CliError {
+    let vm = target.name;
+    let blocker = cause.blocker.as_deref();
+    let line = match cause.refusal {
+        Refusal::AlreadyRunning => format!("VM \"{vm}\" is already running"),
+        Refusal::NotRunning => return not_running(vm),
+        Refusal::AlreadyPaused => format!("VM \"{vm}\" is already paused"),
+        Refusal::NotPaused => format!("VM \"{vm}\" is not paused: pause it with: vmsnap vm pause {vm}"),
+        Refusal::UnpauseDuringSnapshot => match blocker {
+            Some(snapshot) => format!(
+                "VM \"{vm}\" cannot be unpaused while its snapshot \"{snapshot}\" is in progress: wait for it with: vmsnap snapshot describe {snapshot}"
+            ),
+            None => format!(
+                "VM \"{vm}\" cannot be unpaused while a snapshot of it is in progress: wait for it (vmsnap snapshot list {vm})"
+            ),
+        },
+        Refusal::SnapshotLock | Refusal::RestoreLock | Refusal::RestoreInProgress => {
+            let hint = match (cause.refusal, blocker) {
+                (Refusal::SnapshotLock, Some(snapshot)) => {
+                    format!(": wait for it with: vmsnap snapshot describe {snapshot}")
+                }
+                (Refusal::RestoreLock, Some(restore)) => {
+                    format!(": wait for it (kubectl get vmrestore {restore})")
+                }
+                (Refusal::RestoreInProgress, Some(restore)) => {
+                    format!(": wait for it, or delete it with: kubectl delete vmrestore {restore}")
+                }
+                _ => String::new(),
+            };
+            format!("cannot {action} {}: {}{hint}", target.label(), kubevirts_message(status))
+        }
+    };
+    CliError::new(Exit::Conflict, line)
 }
 
 /// The name is taken: how to pick another or remove the old object.
@@ -224,51 +306,6 @@ pub fn already_exists(target: &Target<'_>) -> CliError {
         Kind::Vm | Kind::Vmi => "pick another name".to_owned(),
     };
     CliError::new(Exit::Conflict, format!("{label} already exists: {todo}"))
-}
-
-/// A refusal because of the current state: KubeVirt's messages, made into sentences about the VM.
-fn conflict(message: &str, action: &str, target: &Target<'_>) -> CliError {
-    let vm = target.name;
-    let known = match message {
-        "VM is already running" => Some(format!("VM \"{vm}\" is already running")),
-        "VM is not running" | "VMI is not running" => return not_running(vm),
-        "VMI is already paused" => Some(format!("VM \"{vm}\" is already paused")),
-        "VMI is not paused" => {
-            Some(format!("VM \"{vm}\" is not paused: pause it with: vmsnap vm pause {vm}"))
-        }
-        "VM snapshot is in progress" => Some(format!(
-            "VM \"{vm}\" cannot be unpaused while a snapshot of it is in progress: wait for it (vmsnap snapshot list {vm})"
-        )),
-        _ => None,
-    };
-    if let Some(line) = known {
-        return CliError::new(Exit::Conflict, line);
-    }
-    let hint = match quoted_after(message, "until snapshot ") {
-        Some(snapshot) => format!(": wait for it with: vmsnap snapshot describe {snapshot}"),
-        None => match quoted_after(message, "VirtualMachineRestore ") {
-            Some(restore) if message.ends_with("in progress") => {
-                format!(": wait for it, or delete it with: kubectl delete vmrestore {restore}")
-            }
-            _ => String::new(),
-        },
-    };
-    CliError::new(Exit::Conflict, format!("cannot {action} {}: {message}{hint}", target.label()))
-}
-
-/// Removes `admission webhook "NAME" denied the request: ` (the webhook's name helps nobody here).
-pub fn strip_webhook(message: &str) -> &str {
-    match message.find("denied the request: ") {
-        Some(i) if message.starts_with("admission webhook") => &message[i + "denied the request: ".len()..],
-        _ => message,
-    }
-}
-
-/// The first `"quoted"` word after `prefix` in `message`.
-fn quoted_after<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = &message[message.find(prefix)? + prefix.len()..];
-    let rest = rest.strip_prefix('"')?;
-    Some(&rest[..rest.find('"')?])
 }
 
 #[cfg(test)]
@@ -317,34 +354,159 @@ mod tests {
         );
     }
 
+    /// A `Status` with `details.causes`, as the servers send them.
+    fn with_causes(mut status: Status, causes: Vec<StatusCause>) -> Status {
+        status.details = Some(serde_json::from_value(serde_json::json!({"causes": causes})).unwrap());
+        status
+    }
+
+    fn cause(reason: &str, field: &str, message: &str) -> StatusCause {
+        StatusCause { reason: reason.into(), field: field.into(), message: message.into() }
+    }
+
+    /// KubeVirt's lock refusal of a VM update, and vmsnap's cause naming the snapshot.
+    fn snapshot_lock(status_message: &str) -> Status {
+        with_causes(
+            status(422, "Invalid", status_message),
+            vec![
+                cause("FieldValueNotSupported", "spec", SNAPSHOT_LOCK),
+                RefusalCause::blocked_by(Refusal::SnapshotLock, "s1").to_status_cause(),
+            ],
+        )
+    }
+
+    const SNAPSHOT_LOCK: &str = "Cannot update vm running state until snapshot \"s1\" completes";
+
     #[test]
     fn an_admission_denial_loses_the_webhook_name_and_gains_a_hint() {
-        let e = status_error(
-            &status(
-                422,
-                "Invalid",
-                "admission webhook \"virtualmachine-validator.kubevirt.io\" denied the request: Cannot update vm running state until snapshot \"s1\" completes",
-            ),
-            "stop",
-            &target(Kind::Vm, "db"),
-            SERVER,
+        let relayed = format!(
+            "admission webhook \"virtualmachine-validator.kubevirt.io\" denied the request: {SNAPSHOT_LOCK}"
         );
+        // A newer kube-apiserver puts the object before the webhook; the causes are what it relays.
+        let newer = format!("virtualmachines.kubevirt.io \"db\" is forbidden: {relayed}");
+        for message in [relayed, newer] {
+            let e = status_error(&snapshot_lock(&message), "stop", &target(Kind::Vm, "db"), SERVER);
+            assert_eq!(e.exit, Exit::Conflict);
+            assert_eq!(
+                e.message,
+                "cannot stop VM \"db\": Cannot update vm running state until snapshot \"s1\" completes: wait for it with: vmsnap snapshot describe s1"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lock_passed_on_by_the_node_agent_as_a_conflict_reads_the_same() {
+        let mut locked =
+            snapshot_lock(&format!("admission webhook \"x\" denied the request: {SNAPSHOT_LOCK}"));
+        (locked.code, locked.reason) = (409, "Conflict".into());
+        let e = status_error(&locked, "stop", &target(Kind::Vm, "db"), SERVER);
         assert_eq!(e.exit, Exit::Conflict);
+        assert!(
+            e.message.ends_with("completes: wait for it with: vmsnap snapshot describe s1"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_restore_in_progress_says_which_and_how_to_remove_it() {
+        let message = "VirtualMachineRestore \"r1\" in progress";
+        let s = with_causes(
+            status(422, "Invalid", &format!("admission webhook \"w\" denied the request: {message}")),
+            vec![
+                cause("FieldValueInvalid", "spec.target", message),
+                RefusalCause::blocked_by(Refusal::RestoreInProgress, "r1").to_status_cause(),
+            ],
+        );
+        let e = status_error(&s, "create", &target(Kind::Restore, "r2"), SERVER);
         assert_eq!(
-            e.message,
-            "cannot stop VM \"db\": Cannot update vm running state until snapshot \"s1\" completes: wait for it with: vmsnap snapshot describe s1"
+            (e.exit, e.message.as_str()),
+            (
+                Exit::Conflict,
+                "cannot create restore \"r2\": VirtualMachineRestore \"r1\" in progress: wait for it, or delete it with: kubectl delete vmrestore r1"
+            )
         );
     }
 
     #[test]
     fn kubevirt_conflicts_become_sentences_about_the_vm() {
+        let refusal = |message: &str, refusal| {
+            with_causes(status(409, "Conflict", message), vec![RefusalCause::new(refusal).to_status_cause()])
+        };
+        let cases = [
+            (refusal("VM is already running", Refusal::AlreadyRunning), "VM \"db\" is already running"),
+            (refusal("VMI is already paused", Refusal::AlreadyPaused), "VM \"db\" is already paused"),
+            (
+                refusal("VMI is not paused", Refusal::NotPaused),
+                "VM \"db\" is not paused: pause it with: vmsnap vm pause db",
+            ),
+            (
+                refusal("VMI is not running", Refusal::NotRunning),
+                "VM \"db\" is not running: start it with: vmsnap vm start db",
+            ),
+            (
+                with_causes(
+                    status(409, "Conflict", "VM snapshot is in progress"),
+                    vec![RefusalCause::blocked_by(Refusal::UnpauseDuringSnapshot, "s1").to_status_cause()],
+                ),
+                "VM \"db\" cannot be unpaused while its snapshot \"s1\" is in progress: wait for it with: vmsnap snapshot describe s1",
+            ),
+        ];
+        for (refused, line) in cases {
+            let e = status_error(&refused, "act on", &target(Kind::Vm, "db"), SERVER);
+            assert_eq!((e.exit, e.message.as_str()), (Exit::Conflict, line));
+        }
+    }
+
+    #[test]
+    fn a_status_without_causes_from_an_older_or_foreign_server_is_told_as_it_came() {
         let e = status_error(
             &status(409, "Conflict", "VM is already running"),
             "start",
             &target(Kind::Vm, "db"),
             SERVER,
         );
-        assert_eq!((e.exit, e.message.as_str()), (Exit::Conflict, "VM \"db\" is already running"));
+        assert_eq!(
+            (e.exit, e.message.as_str()),
+            (Exit::Conflict, "cannot start VM \"db\": VM is already running")
+        );
+        let relayed = format!(
+            "admission webhook \"virtualmachine-validator.kubevirt.io\" denied the request: {SNAPSHOT_LOCK}"
+        );
+        let e = status_error(&status(422, "Invalid", &relayed), "stop", &target(Kind::Vm, "db"), SERVER);
+        assert_eq!((e.exit, e.message), (Exit::Conflict, format!("cannot stop VM \"db\": {relayed}")));
+    }
+
+    #[test]
+    fn a_denial_without_a_refusal_lists_its_causes_with_their_fields() {
+        let s = with_causes(
+            status(
+                422,
+                "Invalid",
+                "admission webhook \"w\" denied the request: spec.cron: bad, invalid kind",
+            ),
+            vec![
+                cause("FieldValueInvalid", "spec.cron", "bad"),
+                cause("FieldValueInvalid", "", "invalid kind"),
+            ],
+        );
+        let e = status_error(&s, "create", &target(Kind::Schedule, "s"), SERVER);
+        assert_eq!(
+            (e.exit, e.message.as_str()),
+            (Exit::Conflict, "cannot create schedule \"s\": spec.cron: bad, invalid kind")
+        );
+        // The API server's own validation names the object: its message is kept as it is.
+        let mut invalid = with_causes(
+            status(
+                422,
+                "Invalid",
+                "VirtualMachineSnapshot.snapshot.kubevirt.io \"s1\" is invalid: spec: Required value",
+            ),
+            vec![cause("FieldValueRequired", "spec", "Required value")],
+        );
+        invalid.details.as_mut().unwrap().name = "s1".into();
+        let e = status_error(&invalid, "create", &target(Kind::Snapshot, "s1"), SERVER);
+        assert_eq!(e.message, format!("cannot create snapshot \"s1\": {}", invalid.message));
     }
 
     #[test]

@@ -134,3 +134,24 @@ async fn stopping_a_vm_during_a_snapshot_reports_the_lock_with_exit_4() {
     );
     assert!(out.stderr.contains("vmsnap snapshot describe s1"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpausing_a_vm_during_a_snapshot_names_the_snapshot_with_exit_4() {
+    let env = Env::start().await;
+    env.running_vm("db").await;
+    env.run(&["vm", "pause", "db"]).await.expect(0);
+    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent busy".into());
+    env.create_snapshot("s1", "db").await;
+    vmsnap_testing::eventually("the VM to be locked", crate::support::WAIT, || async {
+        let vm = env.vms().get("db").await.ok()?;
+        (vm.status?.snapshot_in_progress.as_deref() == Some("s1")).then_some(())
+    })
+    .await
+    .unwrap();
+    let out = env.run(&["vm", "unpause", "db"]).await;
+    out.expect(4);
+    assert_eq!(
+        out.stderr,
+        "error: VM \"db\" cannot be unpaused while its snapshot \"s1\" is in progress: wait for it with: vmsnap snapshot describe s1\n"
+    );
+}

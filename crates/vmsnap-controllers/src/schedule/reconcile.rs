@@ -13,6 +13,7 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::kubevirt::{self, VirtualMachine};
+use vmsnap_api::label_selector::Selector;
 use vmsnap_api::schedule::{
     VirtualMachineSnapshotSchedule, VirtualMachineSnapshotScheduleSpec, annotations, concurrency_policy,
     labels,
@@ -22,7 +23,7 @@ use vmsnap_schedule::{Interval, KeepPolicy, KeepWithin, Schedule, When};
 
 use super::ScheduleContext;
 use super::backups::BackupPass;
-use super::names::{NAME_LIMIT, selector_query};
+use super::names::NAME_LIMIT;
 use super::observed::{ScheduledSnapshot, SnapshotState};
 use super::plan::{self, Tick, VmRun};
 use super::status::{self, Observation};
@@ -307,7 +308,8 @@ async fn targets(
             _ => targets.missing.push((vm.clone(), format!("VM {vm} does not exist in namespace {ns}"))),
         }
     } else if let Some(selector) = &spec.selector {
-        let query = selector_query(selector).map_err(ReconcileError::BadSelector)?;
+        // The one renderer of selectors (kubectl's text form, as `?labelSelector=` takes it).
+        let query = Selector::try_from(selector).map_err(ReconcileError::BadSelector)?.to_string();
         for vm in vms.list(&ListParams::default().labels(&query)).await?.items {
             if vm.metadata.deletion_timestamp.is_none() {
                 targets.found.insert(vm.name_any());
