@@ -17,6 +17,18 @@ use crate::error::{Error, Result};
 pub struct Backend {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) location: String,
+    pub(crate) kind: BackendKind,
+}
+
+/// Where a repository lives: what an error about it asks the user to check differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// A directory on this machine (or an NFS mount).
+    Directory,
+    /// An S3 bucket: its server may be down or unreachable.
+    S3,
+    /// Another `object_store` implementation ([`Backend::from_object_store`]).
+    Other,
 }
 
 impl std::fmt::Debug for Backend {
@@ -82,11 +94,16 @@ impl Backend {
         })?;
         let store = LocalFileSystem::new_with_prefix(dir).map_err(|source| Error::Backend {
             location: dir.display().to_string(),
+            kind: BackendKind::Directory,
             operation: "open",
             path: String::new(),
             source,
         })?;
-        Ok(Backend { store: Arc::new(store), location: dir.display().to_string() })
+        Ok(Backend {
+            store: Arc::new(store),
+            location: dir.display().to_string(),
+            kind: BackendKind::Directory,
+        })
     }
 
     /// An S3 bucket (any S3-compatible server).
@@ -126,6 +143,7 @@ impl Backend {
         }
         let store = builder.build().map_err(|source| Error::Backend {
             location: location.clone(),
+            kind: BackendKind::S3,
             operation: "configure",
             path: String::new(),
             source,
@@ -133,12 +151,12 @@ impl Backend {
         let prefix = config.prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> =
             if prefix.is_empty() { Arc::new(store) } else { Arc::new(PrefixStore::new(store, prefix)) };
-        Ok(Backend { store, location })
+        Ok(Backend { store, location, kind: BackendKind::S3 })
     }
 
     /// Any other `object_store` implementation (tests, other clouds).
     pub fn from_object_store(store: Arc<dyn ObjectStore>, location: impl Into<String>) -> Self {
-        Backend { store, location: location.into() }
+        Backend { store, location: location.into(), kind: BackendKind::Other }
     }
 
     /// The underlying object store (for tools that inspect or repair objects).
@@ -149,5 +167,10 @@ impl Backend {
     /// The description used in messages.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// A directory or an S3 bucket.
+    pub fn kind(&self) -> BackendKind {
+        self.kind
     }
 }

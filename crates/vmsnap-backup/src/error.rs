@@ -1,6 +1,6 @@
 //! The typed errors of the repository engine.
 
-use crate::{BackupId, ChunkId};
+use crate::{BackendKind, BackupId, ChunkId};
 
 /// Why an operation on a backup repository failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +63,8 @@ pub enum Error {
     Backend {
         /// The backend's description.
         location: String,
+        /// A directory or an S3 bucket.
+        kind: BackendKind,
         /// What was being done (get, put, list, delete, ...).
         operation: &'static str,
         /// The object path.

@@ -41,7 +41,7 @@ mod restore;
 mod verify;
 mod workers;
 
-pub use backend::{Backend, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
+pub use backend::{Backend, BackendKind, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
 pub use backup::{
     BackupMetadata, BackupOptions, BackupSession, DiskBackup, DiskSource, Extent, Progress, manifest_json,
 };

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{
     BackupManifest, DEFAULT_CHUNK_SIZE, FORMAT_NAME, FORMAT_VERSION, RepositoryConfig, validate_chunk_size,
 };
-use crate::{BackupId, layout};
+use crate::{BackendKind, BackupId, layout};
 
 /// The largest manifest accepted when opening one (~14 million chunk entries: a fully allocated
 /// 7 TiB disk in the default 512 KiB chunks, 56 TiB in 4 MiB ones; a bound on what a corrupt
@@ -154,6 +154,11 @@ impl Repository {
         &self.inner.backend.location
     }
 
+    /// Whether it lives in a directory or an S3 bucket.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.inner.backend.kind
+    }
+
     /// Every committed backup, oldest first (by start time, then id). A fresh machine finds them
     /// all: this lists `manifests/` and opens each.
     pub async fn list_backups(&self) -> Result<Vec<BackupManifest>> {
@@ -272,7 +277,13 @@ struct UnkeyedStore {
 
 impl UnkeyedStore {
     fn error(&self, operation: &'static str, path: &str, source: object_store::Error) -> Error {
-        Error::Backend { location: self.backend.location.clone(), operation, path: path.to_string(), source }
+        Error::Backend {
+            location: self.backend.location.clone(),
+            kind: self.backend.kind,
+            operation,
+            path: path.to_string(),
+            source,
+        }
     }
 
     async fn get(&self, path: &str) -> Result<Option<Bytes>> {

@@ -14,8 +14,8 @@ use vmsnap_api::backup::{
 use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::{
-    BackupId, BackupManifest, BackupMetadata, BackupSession, DiskBackup, DiskManifest, DiskSource, Extent,
-    Progress, Repository, VmRef,
+    BackendKind, BackupId, BackupManifest, BackupMetadata, BackupSession, DiskBackup, DiskManifest,
+    DiskSource, Extent, Progress, Repository, VmRef,
 };
 
 use super::base::{self, BaseChoice, DiskBase};
@@ -66,13 +66,11 @@ impl Failure {
     /// `doing: error`, with what to do when the storage did not answer.
     fn of_storage(doing: &str, error: &vmsnap_backup::Error) -> Self {
         match error {
-            vmsnap_backup::Error::Backend { location, .. } if location.starts_with("s3 ") => {
-                Failure(format!(
-                    "{doing}: {error} (retried for up to {} s); check that {location} is running and reachable from this host, then create the backup again",
-                    vmsnap_backup::S3_RETRY_TIMEOUT.as_secs()
-                ))
-            }
-            vmsnap_backup::Error::Backend { location, .. } => Failure(format!(
+            vmsnap_backup::Error::Backend { location, kind: BackendKind::S3, .. } => Failure(format!(
+                "{doing}: {error} (retried for up to {} s); check that {location} is running and reachable from this host, then create the backup again",
+                vmsnap_backup::S3_RETRY_TIMEOUT.as_secs()
+            )),
+            vmsnap_backup::Error::Backend { location, kind: BackendKind::Directory, .. } => Failure(format!(
                 "{doing}: {error}; check that directory {location} is mounted and writable, then create the backup again"
             )),
             _ => Failure(format!("{doing}: {error}")),

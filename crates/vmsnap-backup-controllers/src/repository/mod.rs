@@ -147,6 +147,7 @@ async fn reconcile(
     let usage = usage::usage(&backend, &manifests).await.map_err(|e| {
         ReconcileError::Repository(vmsnap_backup::Error::Backend {
             location: repository.location().to_owned(),
+            kind: repository.backend_kind(),
             operation: "list",
             path: vmsnap_backup::layout::CHUNKS.to_owned(),
             source: e,
