@@ -7,7 +7,8 @@
 //! policy, and what a restore writes (a `VirtualMachine`). A backup's or restore's spec does not
 //! change after creation (KubeVirt's rule for snapshots and restores), except a backup's
 //! `deletionPolicy`, which is read only when the object is deleted (as a VolumeSnapshotContent's).
-//! A repository's location does not change either: its backups' objects were found there.
+//! A repository's location does not change either (its backups' objects were found there), nor
+//! its chunk size (a power of two the backup engine accepts, read when the repository is made).
 //!
 //! Each message starts with the field it is about, because `kubectl` shows a webhook's messages,
 //! not its causes' fields.
@@ -15,8 +16,8 @@
 use std::net::IpAddr;
 
 use vmsnap_api::backup::{
-    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore,
-    deletion_policy, label,
+    ChunkSizeError, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
+    VirtualMachineRepositoryRestore, allowed_chunk_sizes, deletion_policy, label, parse_chunk_size,
 };
 use vmsnap_api::k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use vmsnap_api::kubevirt;
@@ -82,6 +83,9 @@ pub fn validate_repository(
     if spec.passphrase_secret_ref.name.is_empty() {
         causes.required("spec.passphraseSecretRef.name", "the Secret holding the repository's passphrase");
     }
+    if let Some(chunk_size) = spec.chunk_size.as_deref() {
+        chunk_size_problems(&mut causes, chunk_size);
+    }
     if let (Operation::Update, Some(old)) = (op, old) {
         let location = |r: &VirtualMachineBackupRepository| {
             (
@@ -95,8 +99,25 @@ pub fn validate_repository(
                 "the location (local, s3 endpoint, bucket, prefix) cannot change: the backups listed here were found there; add another repository instead",
             );
         }
+        if old.spec.chunk_size != new.spec.chunk_size {
+            causes.forbidden(
+                "spec.chunkSize",
+                "the chunk size cannot change: it is chosen when the repository is created, and its backups are cut in it; add another repository instead",
+            );
+        }
     }
     Denial::check(REPOSITORY_WEBHOOK, causes.0)
+}
+
+/// A quantity naming a power of two within the backup engine's chunk sizes.
+fn chunk_size_problems(causes: &mut Causes, chunk_size: &str) {
+    match parse_chunk_size(chunk_size) {
+        Ok(_) => {}
+        Err(error @ ChunkSizeError::OutOfRange { .. }) => causes.invalid("spec.chunkSize", error),
+        Err(error @ ChunkSizeError::Quantity(_)) => {
+            causes.invalid("spec.chunkSize", format!("{error}; a chunk size is {}", allowed_chunk_sizes()))
+        }
+    }
 }
 
 /// An absolute path without `.` or `..` segments.
@@ -308,6 +329,7 @@ mod tests {
                 local: Some(LocalRepository { path: path.map(Into::into) }),
                 s3: None,
                 passphrase_secret_ref: passphrase(),
+                chunk_size: None,
             },
         )
     }
@@ -325,6 +347,7 @@ mod tests {
                     credentials_secret_ref: SecretName { name: "off-site-s3-credentials".into() },
                 }),
                 passphrase_secret_ref: passphrase(),
+                chunk_size: None,
             },
         )
     }
@@ -433,6 +456,67 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, "spec");
         assert!(got[0].1.starts_with("spec: Forbidden: the location"), "{got:?}");
+    }
+
+    fn with_chunk_size(chunk_size: &str) -> VirtualMachineBackupRepository {
+        let mut r = local(None);
+        r.spec.chunk_size = Some(chunk_size.into());
+        r
+    }
+
+    #[test]
+    fn a_chunk_size_is_a_power_of_two_quantity_within_the_engines_bounds() {
+        for good in ["64Ki", "512Ki", "4Mi", "64Mi", "1048576"] {
+            assert_eq!(repo(&with_chunk_size(good)), vec![], "{good}");
+        }
+        let allowed = "a power of two from 64Ki to 64Mi (64Ki, 128Ki, 256Ki, ... 64Mi)";
+        for (bad, bytes) in [("3Mi", 3145728), ("4M", 4000000), ("32Ki", 32768), ("128Mi", 134217728)] {
+            assert_eq!(
+                repo(&with_chunk_size(bad)),
+                vec![(
+                    "spec.chunkSize".into(),
+                    format!("spec.chunkSize: \"{bad}\" ({bytes} bytes) is not {allowed}")
+                )],
+            );
+        }
+        // apimachinery's own message for text that is not a quantity, then what is allowed.
+        assert_eq!(
+            repo(&with_chunk_size("4MB")),
+            vec![(
+                "spec.chunkSize".into(),
+                format!(
+                    "spec.chunkSize: quantities must match the regular expression \
+                     '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$', got \"4MB\"; a chunk size is {allowed}"
+                )
+            )],
+        );
+        let negative = repo(&with_chunk_size("-4Mi"));
+        assert_eq!(negative.len(), 1);
+        assert!(negative[0].1.starts_with("spec.chunkSize: \"-4Mi\" is negative"), "{negative:?}");
+    }
+
+    #[test]
+    fn a_repository_keeps_its_chunk_size() {
+        let old = with_chunk_size("4Mi");
+        let mut new = old.clone();
+        new.spec.passphrase_secret_ref.key = Some("new".into());
+        assert!(validate_repository(Operation::Update, Some(&old), &new).is_ok());
+        for changed in [Some("8Mi"), None] {
+            new.spec.chunk_size = changed.map(Into::into);
+            let got = fields(validate_repository(Operation::Update, Some(&old), &new), REPOSITORY_WEBHOOK);
+            assert_eq!(got.len(), 1, "{got:?}");
+            assert_eq!(got[0].0, "spec.chunkSize");
+            assert!(
+                got[0].1.starts_with("spec.chunkSize: Forbidden: the chunk size cannot change"),
+                "{got:?}"
+            );
+        }
+        // Setting one where there was none is a change too: the repository was made in 512Ki.
+        let got = fields(
+            validate_repository(Operation::Update, Some(&local(None)), &with_chunk_size("512Ki")),
+            REPOSITORY_WEBHOOK,
+        );
+        assert_eq!(got.len(), 1, "{got:?}");
     }
 
     fn source(group: Option<&str>, kind: &str, name: &str) -> TypedLocalObjectReference {

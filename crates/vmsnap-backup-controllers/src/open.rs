@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use vmsnap_api::backup::{
-    PASSPHRASE_KEY, S3Repository, VirtualMachineBackupRepository, reason, s3_secret_key,
+    self, PASSPHRASE_KEY, S3Repository, VirtualMachineBackupRepository, reason, s3_secret_key,
 };
-use vmsnap_backup::{Backend, Repository, S3Config};
+use vmsnap_backup::{Backend, InitOptions, Repository, S3Config};
 
 /// Why a repository could not be opened; each names what to fix.
 #[derive(Debug, thiserror::Error)]
@@ -108,10 +108,12 @@ impl RepositoryCache {
         {
             return Ok((repository.clone(), backend.clone()));
         }
+        let chunk_size = chunk_size(object)?;
         let repository = match Repository::open(backend.clone(), &passphrase).await {
             Ok(repository) => repository,
             Err(vmsnap_backup::Error::NotARepository { .. }) => {
-                Repository::init(backend.clone(), &passphrase).await.map_err(classify)?
+                let options = InitOptions { chunk_size, ..InitOptions::default() };
+                Repository::init_with(backend.clone(), &passphrase, options).await.map_err(classify)?
             }
             Err(error) => return Err(classify(error)),
         };
@@ -122,6 +124,27 @@ impl RepositoryCache {
     /// Forgets a repository (deleted, or its spec changed).
     pub fn forget(&self, namespace: &str, name: &str) {
         self.open.lock().expect("not poisoned").remove(&format!("{namespace}/{name}"));
+    }
+}
+
+// The API's chunk size bounds (what admission and the CLI accept) are the engine's.
+const _: () = assert!(
+    backup::MIN_CHUNK_SIZE == vmsnap_backup::CLUSTER_SIZE
+        && backup::MAX_CHUNK_SIZE == vmsnap_backup::MAX_CHUNK_SIZE
+        && backup::DEFAULT_CHUNK_SIZE == vmsnap_backup::DEFAULT_CHUNK_SIZE
+);
+
+/// The chunk size a new repository for `object` is made with: `spec.chunkSize`, else the default.
+/// Admission refuses a bad one; an object written around it is an invalid spec, not a default.
+pub fn chunk_size(object: &VirtualMachineBackupRepository) -> Result<u32, OpenError> {
+    match object.spec.chunk_size.as_deref() {
+        None => Ok(backup::DEFAULT_CHUNK_SIZE),
+        Some(text) => backup::parse_chunk_size(text).map_err(|error| {
+            OpenError::InvalidSpec(format!(
+                "spec.chunkSize: {error}; a chunk size is {}",
+                backup::allowed_chunk_sizes()
+            ))
+        }),
     }
 }
 

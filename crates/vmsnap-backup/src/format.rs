@@ -20,6 +20,8 @@ pub const CLUSTER_SIZE: u32 = 64 * 1024;
 pub const DEFAULT_CHUNK_SIZE: u32 = 512 * 1024;
 /// The largest chunk size accepted (a chunk is held in memory several times over while in flight).
 pub const MAX_CHUNK_SIZE: u32 = 64 * 1024 * 1024;
+// `vmsnap_api::backup` repeats these bounds for admission and the CLI (this crate depends on no
+// workspace crate); `vmsnap-backup-controllers` does not compile if the two ever differ.
 
 /// The repository configuration, the plain JSON object `config`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

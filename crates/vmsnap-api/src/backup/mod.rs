@@ -9,11 +9,13 @@
 //! - [`VirtualMachineRepositoryBackup`] (`vmrbackup`): one backup of one VM, at one point in time;
 //! - [`VirtualMachineRepositoryRestore`] (`vmrrestore`): a restore of a backup, to a new VM or in place.
 
+mod chunk_size;
 mod constants;
 mod repository;
 mod restore;
 mod vmbackup;
 
+pub use chunk_size::*;
 pub use constants::*;
 pub use repository::*;
 pub use restore::*;

@@ -47,6 +47,14 @@ pub struct VirtualMachineBackupRepositorySpec {
     /// The passphrase that unlocks the repository's key (key `passphrase` by default). Losing it
     /// loses every backup in the repository: nobody can decrypt them.
     pub passphrase_secret_ref: SecretKeySelector,
+    /// The size of the chunks disks are cut into, as a quantity: a power of two from `64Ki` to
+    /// `64Mi` (default `512Ki`). Read only when the repository is created (an existing repository
+    /// keeps the chunk size it was made with: see `status.chunkSize`), and it cannot change.
+    /// Larger chunks mean fewer objects and smaller manifests (a fully allocated disk may be up to
+    /// about 7 TiB with `512Ki`, 55 TiB with `4Mi`); smaller ones upload less after small
+    /// scattered writes (a write uploads every chunk it touches, whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<String>,
 }
 
 /// A repository in a local directory.
@@ -110,6 +118,10 @@ pub struct VirtualMachineBackupRepositoryStatus {
     /// The repository format version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format_version: Option<i64>,
+    /// The repository's chunk size, as a quantity (`512Ki`, `4Mi`): the one it was created with,
+    /// which may differ from `spec.chunkSize` when the repository existed before the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<String>,
     /// Backups committed in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<i64>,

@@ -21,13 +21,13 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::backup::{
     BackupPhase, VirtualMachineBackupRepository, VirtualMachineBackupRepositoryStatus,
-    VirtualMachineRepositoryBackup, annotation, reason,
+    VirtualMachineRepositoryBackup, annotation, format_chunk_size, reason,
 };
 use vmsnap_api::quantity::short_bytes;
 use vmsnap_api::snapshot::{Condition, condition_type};
 use vmsnap_backup::Repository;
 
-use crate::open::default_local_path;
+use crate::open::{self, default_local_path};
 use crate::status::{condition, patch_status, publish, with_condition};
 use crate::{Context, OpenError, ReconcileError};
 
@@ -153,23 +153,25 @@ async fn reconcile(
             source: e,
         })
     })?;
+    let config = repository.config();
     let ready = condition(
         condition_type::READY,
         true,
         reason::REPOSITORY_READY,
         format!(
-            "opened: {} backup(s) in {} chunk(s), {}",
+            "opened: {} backup(s) in {} chunk(s), {}{}",
             usage.backups,
             usage.chunks,
-            short_bytes(usage.stored_bytes)
+            short_bytes(usage.stored_bytes),
+            chunk_size_note(&repo, config.chunk_size)
         ),
     );
     let conditions = with_condition(&conditions, ready);
-    let config = repository.config();
     let desired = VirtualMachineBackupRepositoryStatus {
         location,
         repository_id: Some(config.id.clone()),
         format_version: Some(i64::from(config.version)),
+        chunk_size: Some(format_chunk_size(config.chunk_size)),
         backups: Some(usage.backups as i64),
         chunks: Some(usage.chunks as i64),
         stored_bytes: Some(usage.stored_bytes as i64),
@@ -183,6 +185,19 @@ async fn reconcile(
     import::import_missing(&ctx, &repo, &manifests).await?;
     run_requests(&ctx, &api, &repo, &repository, conditions).await?;
     Ok(Action::requeue(RESYNC))
+}
+
+/// What the Ready message adds when `spec.chunkSize` is not the chunk size of the repository
+/// found at the location (made before, by another object or with another size): not an error,
+/// the repository works in its own chunk size, but the spec's is not what is used.
+fn chunk_size_note(repo: &VirtualMachineBackupRepository, actual: u32) -> String {
+    match repo.spec.chunk_size.as_deref() {
+        Some(wanted) if open::chunk_size(repo).ok() != Some(actual) => format!(
+            "; its chunk size is {} (it was made so), not spec.chunkSize {wanted}: a chunk size is chosen only when a repository is created",
+            format_chunk_size(actual)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// Writes `desired` when it differs from the object's status (an unchanged status is not

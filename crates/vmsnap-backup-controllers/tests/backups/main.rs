@@ -6,6 +6,7 @@
 
 mod backup;
 mod bad_input;
+mod chunk_size;
 mod failure;
 mod hang;
 mod lifecycle;

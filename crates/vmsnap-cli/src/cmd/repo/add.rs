@@ -1,4 +1,4 @@
-//! `vmsnap repo add NAME (--dir PATH | --s3 URL --bucket B ...) --passphrase-file F`: the Secrets
+//! `vmsnap repo add NAME (--dir PATH | --s3 URL --bucket B ...) --passphrase-file F [--chunk-size Q]`: the Secrets
 //! and the repository object, then (unless `--no-wait`) the controller's answer: ready with the
 //! backups it found, or why not.
 //!
@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use clap::{ArgGroup, Args};
 use kube::api::{DeleteParams, PostParams};
 use vmsnap_api::backup::{
-    LocalRepository, PASSPHRASE_KEY, S3Repository, SecretKeySelector, SecretName,
-    VirtualMachineBackupRepository, VirtualMachineBackupRepositorySpec, s3_secret_key,
+    ChunkSizeError, LocalRepository, PASSPHRASE_KEY, S3Repository, SecretKeySelector, SecretName,
+    VirtualMachineBackupRepository, VirtualMachineBackupRepositorySpec, allowed_chunk_sizes,
+    parse_chunk_size, s3_secret_key,
 };
 use vmsnap_api::k8s_openapi::ByteString;
 use vmsnap_api::k8s_openapi::api::core::v1::Secret;
@@ -33,6 +34,7 @@ use crate::cmd::progress::object::{Next, ObjectWatch};
 pub const EXAMPLES: &str = "Examples:
   vmsnap repo add main --passphrase-file ~/.vmsnap-passphrase       # <data dir>/backups/NAMESPACE/main
   vmsnap repo add nas --dir /mnt/nas/vm-backups --passphrase-file pass.txt
+  vmsnap repo add big --dir /srv/vm-backups --chunk-size 4Mi --passphrase-file pass.txt   # for multi-TiB disks
   vmsnap repo add off-site --s3 http://127.0.0.1:8333 --bucket vm-backups --prefix lab \\
       --access-key-id-file key-id.txt --secret-access-key-file secret.txt --passphrase-file pass.txt";
 
@@ -67,6 +69,12 @@ pub struct AddArgs {
     /// Keep a copy: without it nobody can read the backups.
     #[arg(long, value_name = "FILE")]
     passphrase_file: PathBuf,
+    /// The size of the chunks disks are cut into, a power of two from 64Ki to 64Mi, fixed for the
+    /// repository's life; read only when the location holds no repository yet. Larger: fewer objects
+    /// and smaller manifests (for big disks, or S3 per-request costs); smaller: less uploaded after
+    /// small scattered writes [default: 512Ki]
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_chunk_size_arg)]
+    chunk_size: Option<String>,
     /// Wait until the repository is open (the default).
     #[arg(long, conflicts_with = "no_wait")]
     wait: bool,
@@ -78,6 +86,15 @@ pub struct AddArgs {
     timeout: Duration,
     #[command(flatten)]
     output: OutputArgs,
+}
+
+/// Checks `--chunk-size` here, with the server's rule, so that a typo is refused before anything is
+/// made; the text goes to the server as written.
+fn parse_chunk_size_arg(text: &str) -> Result<String, String> {
+    parse_chunk_size(text).map(|_| text.to_owned()).map_err(|error| match error {
+        ChunkSizeError::OutOfRange { .. } => error.to_string(),
+        ChunkSizeError::Quantity(_) => format!("{error}; a chunk size is {}", allowed_chunk_sizes()),
+    })
 }
 
 /// The passphrase Secret of repository `name`.
@@ -170,6 +187,7 @@ fn plan(args: &AddArgs) -> CliResult<(VirtualMachineBackupRepository, Vec<Secret
         local,
         s3,
         passphrase_secret_ref: SecretKeySelector { name: passphrase_secret(&args.name), key: None },
+        chunk_size: args.chunk_size.clone(),
     };
     Ok((VirtualMachineBackupRepository::new(&args.name, spec), secrets))
 }

@@ -134,6 +134,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     outln!("Ready:           {}", ready_column(&r));
     outln!("Repository id:   {}", dash(status.repository_id.clone()));
     outln!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
+    outln!("Chunk size:      {}", dash(status.chunk_size.clone()));
     outln!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
     outln!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
     outln!("Stored:          {}", dash(status.stored_size.clone()));

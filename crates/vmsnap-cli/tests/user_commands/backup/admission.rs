@@ -49,4 +49,26 @@ async fn the_api_server_runs_the_backup_admission_rules_on_create_and_update() {
     let (_, message) =
         refusal(repos(&env).patch("main", &PatchParams::default(), &Patch::Merge(&moved)).await);
     assert!(message.contains("spec: Forbidden: the location"), "{message}");
+
+    // A chunk size is a power of two the engine accepts, and stays what it was made with.
+    let sized = |name: &str, chunk_size: &str| -> VirtualMachineBackupRepository {
+        serde_json::from_value(json!({
+            "apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineBackupRepository",
+            "metadata": {"name": name},
+            "spec": {"local": {}, "passphraseSecretRef": {"name": "p"}, "chunkSize": chunk_size}
+        }))
+        .unwrap()
+    };
+    let (code, message) = refusal(repos(&env).create(&PostParams::default(), &sized("odd", "3Mi")).await);
+    assert_eq!(code, 422);
+    assert!(
+        message.ends_with("spec.chunkSize: \"3Mi\" (3145728 bytes) is not a power of two from 64Ki to 64Mi (64Ki, 128Ki, 256Ki, ... 64Mi)"),
+        "{message}"
+    );
+    repos(&env).create(&PostParams::default(), &sized("big", "4Mi")).await.unwrap();
+    let resized = json!({"spec": {"chunkSize": "8Mi"}});
+    let (code, message) =
+        refusal(repos(&env).patch("big", &PatchParams::default(), &Patch::Merge(&resized)).await);
+    assert_eq!(code, 422);
+    assert!(message.contains("spec.chunkSize: Forbidden: the chunk size cannot change"), "{message}");
 }

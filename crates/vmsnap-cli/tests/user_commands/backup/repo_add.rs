@@ -214,3 +214,67 @@ async fn a_kept_secret_is_reused_when_equal_and_refused_when_different() {
     assert!(out.stdout.starts_with("repository \"main\" deleted.\n"), "{}", out.stdout);
     assert!(secret_names(&env).await.contains(&"main-passphrase".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_size_is_checked_sent_as_written_and_described() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pass = file(dir.path(), "pass", "pw\n");
+    let before = secret_names(&env).await;
+
+    // Not a power of two, or not a quantity: a usage error naming what is allowed, nothing made.
+    let add = |chunk_size: &'static str| {
+        let pass = pass.clone();
+        let env = &env;
+        async move {
+            env.run(&[
+                "repo",
+                "add",
+                "big",
+                "--dir",
+                "/srv/big",
+                "--chunk-size",
+                chunk_size,
+                "--passphrase-file",
+                &pass,
+                "--no-wait",
+            ])
+            .await
+        }
+    };
+    let out = add("3Mi").await;
+    out.expect(2);
+    assert!(
+        out.stderr.contains(
+            "invalid value '3Mi' for '--chunk-size <QUANTITY>': \"3Mi\" (3145728 bytes) is not a power of two from 64Ki to 64Mi (64Ki, 128Ki, 256Ki, ... 64Mi)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = add("4MB").await;
+    out.expect(2);
+    assert!(
+        out.stderr.contains("got \"4MB\"; a chunk size is a power of two from 64Ki to 64Mi"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(secret_names(&env).await, before);
+    assert!(repos(&env).get_opt("big").await.unwrap().is_none());
+
+    // A good one goes into the spec as written.
+    add("4Mi").await.expect(0);
+    let big = repos(&env).get("big").await.unwrap();
+    assert_eq!(
+        serde_json::to_value(&big.spec).unwrap(),
+        json!({"local": {"path": "/srv/big"}, "passphraseSecretRef": {"name": "big-passphrase"}, "chunkSize": "4Mi"})
+    );
+
+    // describe shows the repository's own chunk size, from the status.
+    let out = env.run(&["repo", "describe", "big"]).await;
+    out.expect(0);
+    assert!(out.stdout.contains("Chunk size:      -\n"), "{}", out.stdout);
+    set_status(&repos(&env), "big", json!({"chunkSize": "4Mi"})).await;
+    let out = env.run(&["repo", "describe", "big"]).await;
+    out.expect(0);
+    assert!(out.stdout.contains("Chunk size:      4Mi\n"), "{}", out.stdout);
+}
