@@ -112,6 +112,7 @@ await s.run(async () => {
       location: '/var/lib/vmsnap/backups/default/main',
       repositoryId: '5d1c0f0e6a2b4c1d',
       formatVersion: 1,
+      chunkSize: '512Ki',
       backups: 0,
       chunks: 0,
       storedBytes: 0,
@@ -133,7 +134,7 @@ await s.run(async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Repositories' }).click();
     await expectText(page.getByRole('heading', { level: 1 }), /^Repositories$/);
     check((await page.getByRole('link', { name: 'Repositories' }).getAttribute('aria-current')) === 'page', 'the masthead marks the current page');
-    await expectText(repoRow('main'), new RegExp(`main\\s+${ns}\\s+/var/lib/vmsnap/backups/default/main\\s+Ready\\s+0\\s+0 B\\s+—\\s+never\\s+never`));
+    await expectText(repoRow('main'), new RegExp(`main\\s+${ns}\\s+/var/lib/vmsnap/backups/default/main\\s+512Ki chunks\\s+Ready\\s+0\\s+0 B\\s+—\\s+never\\s+never`));
     await expectText(repoRow('offsite'), /s3:\/\/vm-backups\/lab at http:\/\/127\.0\.0\.1:8333\s+Not ready\s+the passphrase in Secret backup-passphrase \(key passphrase\) does not open the repository/);
     check(await repoRow('offsite').getByRole('button', { name: 'Verify repository offsite' }).isDisabled(), 'a repository that does not open cannot be verified');
     await expectText(page.locator('.add-repository'), /vmsnap repo add NAME --dir \/path\/to\/backups --passphrase-file FILE/);

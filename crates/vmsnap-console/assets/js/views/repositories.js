@@ -194,7 +194,12 @@ export function repositoriesView() {
           { dataset: { name, namespace: r.metadata.namespace, ready: String(state.text === 'Ready') } },
           h('th', { scope: 'row', 'data-label': 'Name' }, name),
           h('td', { 'data-label': 'Namespace' }, r.metadata.namespace),
-          h('td', { 'data-label': 'Location', class: 'cell-location' }, status.location || h('span', { class: 'muted' }, r.spec?.s3 ? `s3://${r.spec.s3.bucket}/${r.spec.s3.prefix || ''}` : r.spec?.local?.path || 'default directory')),
+          h(
+            'td',
+            { 'data-label': 'Location', class: 'cell-location' },
+            status.location || h('span', { class: 'muted' }, r.spec?.s3 ? `s3://${r.spec.s3.bucket}/${r.spec.s3.prefix || ''}` : r.spec?.local?.path || 'default directory'),
+            status.chunkSize ? h('span', { class: 'activity' }, `${status.chunkSize} chunks`) : null,
+          ),
           h('td', { 'data-label': 'Status', class: 'cell-status' }, statusBadge(state, { dataset: { repositoryState: state.text } }), state.detail ? h('span', { class: state.tone === 'danger' ? 'activity text-danger' : 'activity' }, state.detail) : null),
           h('td', { 'data-label': 'Backups', class: 'cell-number' }, status.backups ?? '—'),
           h('td', { 'data-label': 'Stored', class: 'cell-number' }, quantity(status.storedSize)),
