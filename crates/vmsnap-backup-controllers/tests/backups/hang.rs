@@ -2,7 +2,6 @@
 //! hang, as behind a network that drops packets) fails within a bound, naming the endpoint, instead
 //! of hanging; once the server answers again the next backup succeeds.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::api::Api;
@@ -10,9 +9,7 @@ use vmsnap_api::backup::VirtualMachineRepositoryBackup;
 use vmsnap_api::snapshot::find_condition;
 use vmsnap_testing::await_value;
 
-use crate::s3::{credentials, s3_repository};
-use crate::seaweed::{SECRET_KEY, Seaweed};
-use crate::support::{CHUNK, Env, PASSPHRASE};
+use crate::s3::{backup_held_mid_upload, s3_repository_and_vm_with_distinct_chunks};
 
 /// Distinct chunks written, so that the upload is still going when the server is suspended.
 const WRITTEN_CHUNKS: u64 = 64;
@@ -24,32 +21,10 @@ const GIVE_UP_BOUND: Duration = Duration::from_secs(200);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_whose_s3_server_hangs_fails_in_bounded_time_naming_the_endpoint() {
-    let Some(seaweed) = Seaweed::start() else { return };
-    seaweed.create_bucket("vms");
-    let Some(env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    env.apply(&credentials("s3", SECRET_KEY)).await;
-    env.apply(&s3_repository("main", &seaweed.endpoint, "s3")).await;
-    env.await_repository_ready("main").await;
-    env.bound_pvc("disk", "1Gi").await;
-    env.vm_with_disk("vm", "disk").await;
-    let volume = env.volume_of("disk").await;
-    let mut qemu_io = Command::new(&env.qemu_io);
-    qemu_io.args(["-f", volume.format.as_str()]);
-    for chunk in 0..WRITTEN_CHUNKS {
-        qemu_io.arg("-c").arg(format!("write -P {} {} {CHUNK}", chunk % 251 + 1, chunk * CHUNK));
-    }
-    let output = qemu_io.arg(&volume.path).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-
-    let chunks_before = seaweed.keys("vms", "team-a/chunks/").len();
-    env.backup("b1", "main", "VirtualMachine/vm").await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seaweed.keys("vms", "team-a/chunks/").len() == chunks_before {
-        assert!(Instant::now() < deadline, "the backup stored no chunk");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    seaweed.pause();
+    let Some((seaweed, env)) = s3_repository_and_vm_with_distinct_chunks(WRITTEN_CHUNKS).await else {
+        return;
+    };
+    backup_held_mid_upload(&env, &seaweed, "b1").await;
     let hung = Instant::now();
     let api: Api<VirtualMachineRepositoryBackup> = env.api();
     let failed = await_value(&api, "b1", GIVE_UP_BOUND, |b| {

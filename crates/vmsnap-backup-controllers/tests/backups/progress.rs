@@ -2,54 +2,31 @@
 //! holds the totals. The repository is a SeaweedFS bucket whose server is suspended once the first
 //! chunk is stored, so the backup is seen in progress however fast the machine reads and seals.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use vmsnap_api::backup::{BackupPhase, TransferCounters, VirtualMachineRepositoryBackup};
 
-use crate::s3::{credentials, s3_repository};
-use crate::seaweed::{SECRET_KEY, Seaweed};
-use crate::support::{CHUNK, Env, PASSPHRASE};
+use crate::s3::{backup_held_mid_upload, s3_repository_and_vm_with_distinct_chunks};
+use crate::support::CHUNK;
 
 /// Distinct chunks written (each has its own byte pattern, so nothing deduplicates).
 const WRITTEN_CHUNKS: u64 = 192;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_written_while_a_backup_runs() {
-    let Some(seaweed) = Seaweed::start() else { return };
-    seaweed.create_bucket("vms");
-    let Some(env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    env.apply(&credentials("s3", SECRET_KEY)).await;
-    env.apply(&s3_repository("main", &seaweed.endpoint, "s3")).await;
-    env.await_repository_ready("main").await;
-    env.bound_pvc("disk", "1Gi").await;
-    env.vm_with_disk("vm", "disk").await;
-    let volume = env.volume_of("disk").await;
-    let mut qemu_io = Command::new(&env.qemu_io);
-    qemu_io.args(["-f", volume.format.as_str()]);
-    for chunk in 0..WRITTEN_CHUNKS {
-        qemu_io.arg("-c").arg(format!("write -P {} {} {CHUNK}", chunk % 251 + 1, chunk * CHUNK));
-    }
-    let output = qemu_io.arg(&volume.path).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let Some((seaweed, env)) = s3_repository_and_vm_with_distinct_chunks(WRITTEN_CHUNKS).await else {
+        return;
+    };
     let written = (WRITTEN_CHUNKS * CHUNK) as i64;
 
     let api: Api<VirtualMachineRepositoryBackup> = env.api();
     let config = watcher::Config::default().fields("metadata.name=b1");
     let mut events = watcher(api.clone(), config).applied_objects().boxed();
-    let chunks_before = seaweed.keys("vms", "team-a/chunks/").len();
-    env.backup("b1", "main", "VirtualMachine/vm").await;
     // Held: the S3 server suspended as soon as the backup stored a chunk.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while seaweed.keys("vms", "team-a/chunks/").len() == chunks_before {
-        assert!(Instant::now() < deadline, "the backup stored no chunk");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    seaweed.pause();
+    backup_held_mid_upload(&env, &seaweed, "b1").await;
     let mut seen: Vec<TransferCounters> = Vec::new();
     let mut resumed = false;
     let done = tokio::time::timeout(Duration::from_secs(300), async {

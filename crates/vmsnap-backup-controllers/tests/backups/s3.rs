@@ -23,6 +23,42 @@ pub(crate) fn credentials(name: &str, secret_key: &str) -> String {
     )
 }
 
+/// A fresh SeaweedFS with the bucket `vms`, a Ready repository `main` in it, and a VM `vm` whose
+/// 1 GiB disk holds `chunks` written chunks, each of its own byte pattern (nothing deduplicates).
+pub(crate) async fn s3_repository_and_vm_with_distinct_chunks(chunks: u64) -> Option<(Seaweed, Env)> {
+    let seaweed = Seaweed::start()?;
+    seaweed.create_bucket("vms");
+    let env = Env::start().await?;
+    env.passphrase_secret("pass", PASSPHRASE).await;
+    env.apply(&credentials("s3", SECRET_KEY)).await;
+    env.apply(&s3_repository("main", &seaweed.endpoint, "s3")).await;
+    env.await_repository_ready("main").await;
+    env.bound_pvc("disk", "1Gi").await;
+    env.vm_with_disk("vm", "disk").await;
+    let volume = env.volume_of("disk").await;
+    let mut qemu_io = std::process::Command::new(&env.qemu_io);
+    qemu_io.args(["-f", volume.format.as_str()]);
+    for chunk in 0..chunks {
+        qemu_io.arg("-c").arg(format!("write -P {} {} {CHUNK}", chunk % 251 + 1, chunk * CHUNK));
+    }
+    let output = qemu_io.arg(&volume.path).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    Some((seaweed, env))
+}
+
+/// Starts backup `name` of `vm` into `main` and suspends SeaweedFS as soon as the backup has
+/// stored a chunk: the backup is held mid-upload however fast the machine reads and seals.
+pub(crate) async fn backup_held_mid_upload(env: &Env, seaweed: &Seaweed, name: &str) {
+    let chunks_before = seaweed.keys("vms", "team-a/chunks/").len();
+    env.backup(name, "main", "VirtualMachine/vm").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while seaweed.keys("vms", "team-a/chunks/").len() == chunks_before {
+        assert!(std::time::Instant::now() < deadline, "the backup stored no chunk");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    seaweed.pause();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_of_snapshots_to_an_s3_bucket_restore_bit_exact_and_verify() {
     let Some(seaweed) = Seaweed::start() else { return };

@@ -113,18 +113,23 @@ async fn vm_list_prints_the_objects_with_o_name_and_json() {
     assert_eq!(list["items"][0]["metadata"]["name"], "db");
 }
 
+/// Takes snapshot `snapshot` of `vm` whose freeze keeps failing, so that it holds the VM's lock.
+async fn hold_with_a_snapshot(env: &Env, snapshot: &str, vm: &str) {
+    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent busy".into());
+    env.create_snapshot(snapshot, vm).await;
+    vmsnap_testing::eventually("the VM to be locked", crate::support::WAIT, || async {
+        let locked = env.vms().get(vm).await.ok()?;
+        (locked.status?.snapshot_in_progress.as_deref() == Some(snapshot)).then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_vm_during_a_snapshot_reports_the_lock_with_exit_4() {
     let env = Env::start().await;
     env.running_vm("db").await;
-    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent busy".into());
-    env.create_snapshot("s1", "db").await;
-    vmsnap_testing::eventually("the VM to be locked", crate::support::WAIT, || async {
-        let vm = env.vms().get("db").await.ok()?;
-        (vm.status?.snapshot_in_progress.as_deref() == Some("s1")).then_some(())
-    })
-    .await
-    .unwrap();
+    hold_with_a_snapshot(&env, "s1", "db").await;
     let out = env.run(&["vm", "stop", "db"]).await;
     out.expect(4);
     assert!(
@@ -140,14 +145,7 @@ async fn unpausing_a_vm_during_a_snapshot_names_the_snapshot_with_exit_4() {
     let env = Env::start().await;
     env.running_vm("db").await;
     env.run(&["vm", "pause", "db"]).await.expect(0);
-    *env.agent.fail_freeze.lock().unwrap() = Some("command Freeze failed: guest agent busy".into());
-    env.create_snapshot("s1", "db").await;
-    vmsnap_testing::eventually("the VM to be locked", crate::support::WAIT, || async {
-        let vm = env.vms().get("db").await.ok()?;
-        (vm.status?.snapshot_in_progress.as_deref() == Some("s1")).then_some(())
-    })
-    .await
-    .unwrap();
+    hold_with_a_snapshot(&env, "s1", "db").await;
     let out = env.run(&["vm", "unpause", "db"]).await;
     out.expect(4);
     assert_eq!(
