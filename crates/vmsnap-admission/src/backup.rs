@@ -16,8 +16,8 @@
 use std::net::IpAddr;
 
 use vmsnap_api::backup::{
-    ChunkSizeError, VirtualMachineBackupRepository, VirtualMachineRepositoryBackup,
-    VirtualMachineRepositoryRestore, allowed_chunk_sizes, deletion_policy, label, parse_chunk_size,
+    VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore,
+    deletion_policy, label, parse_chunk_size,
 };
 use vmsnap_api::k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use vmsnap_api::kubevirt;
@@ -111,12 +111,8 @@ pub fn validate_repository(
 
 /// A quantity naming a power of two within the backup engine's chunk sizes.
 fn chunk_size_problems(causes: &mut Causes, chunk_size: &str) {
-    match parse_chunk_size(chunk_size) {
-        Ok(_) => {}
-        Err(error @ ChunkSizeError::OutOfRange { .. }) => causes.invalid("spec.chunkSize", error),
-        Err(error @ ChunkSizeError::Quantity(_)) => {
-            causes.invalid("spec.chunkSize", format!("{error}; a chunk size is {}", allowed_chunk_sizes()))
-        }
+    if let Err(error) = parse_chunk_size(chunk_size) {
+        causes.invalid("spec.chunkSize", error);
     }
 }
 

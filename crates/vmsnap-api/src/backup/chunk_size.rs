@@ -14,7 +14,7 @@ pub const MAX_CHUNK_SIZE: u32 = 64 * 1024 * 1024;
 /// The chunk size of a repository created without `spec.chunkSize`, 512 KiB.
 pub const DEFAULT_CHUNK_SIZE: u32 = 512 * 1024;
 
-/// Why a `chunkSize` was refused.
+/// Why a `chunkSize` was refused; each message says what a chunk size may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkSizeError {
     /// Not a quantity, or a negative one, or too large for 64 bits.
@@ -31,7 +31,9 @@ pub enum ChunkSizeError {
 impl std::fmt::Display for ChunkSizeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ChunkSizeError::Quantity(error) => write!(f, "{error}"),
+            ChunkSizeError::Quantity(error) => {
+                write!(f, "{error}; a chunk size is {}", allowed_chunk_sizes())
+            }
             ChunkSizeError::OutOfRange { text, bytes } => {
                 write!(f, "{text:?} ({bytes} bytes) is not {}", allowed_chunk_sizes())
             }
@@ -42,7 +44,7 @@ impl std::fmt::Display for ChunkSizeError {
 impl std::error::Error for ChunkSizeError {}
 
 /// What a chunk size may be, for messages: `a power of two from 64Ki to 64Mi (64Ki, 128Ki, ...)`.
-pub fn allowed_chunk_sizes() -> String {
+fn allowed_chunk_sizes() -> String {
     format!(
         "a power of two from {} to {} ({}, {}, {}, ... {})",
         quantity::format_bytes(u64::from(MIN_CHUNK_SIZE)),

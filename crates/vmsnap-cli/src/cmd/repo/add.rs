@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use clap::{ArgGroup, Args};
 use kube::api::{DeleteParams, PostParams};
 use vmsnap_api::backup::{
-    ChunkSizeError, LocalRepository, PASSPHRASE_KEY, S3Repository, SecretKeySelector, SecretName,
-    VirtualMachineBackupRepository, VirtualMachineBackupRepositorySpec, allowed_chunk_sizes,
-    parse_chunk_size, s3_secret_key,
+    LocalRepository, PASSPHRASE_KEY, S3Repository, SecretKeySelector, SecretName,
+    VirtualMachineBackupRepository, VirtualMachineBackupRepositorySpec, parse_chunk_size, s3_secret_key,
 };
 use vmsnap_api::k8s_openapi::ByteString;
 use vmsnap_api::k8s_openapi::api::core::v1::Secret;
@@ -91,10 +90,7 @@ pub struct AddArgs {
 /// Checks `--chunk-size` here, with the server's rule, so that a typo is refused before anything is
 /// made; the text goes to the server as written.
 fn parse_chunk_size_arg(text: &str) -> Result<String, String> {
-    parse_chunk_size(text).map(|_| text.to_owned()).map_err(|error| match error {
-        ChunkSizeError::OutOfRange { .. } => error.to_string(),
-        ChunkSizeError::Quantity(_) => format!("{error}; a chunk size is {}", allowed_chunk_sizes()),
-    })
+    parse_chunk_size(text).map(|_| text.to_owned()).map_err(|error| error.to_string())
 }
 
 /// The passphrase Secret of repository `name`.
