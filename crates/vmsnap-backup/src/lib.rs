@@ -55,5 +55,5 @@ pub use ids::{BackupId, ChunkId};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use prune::{PruneOptions, PruneReport};
 pub use repository::{InitOptions, Repository};
-pub use restore::RestoreReport;
+pub use restore::{RestoreReport, RestoreTarget};
 pub use verify::{BadChunk, ChunkProblem, ChunkUse, VerifyReport, VerifyScope};

@@ -30,17 +30,50 @@ pub struct RestoreReport {
     pub sha256_tree: String,
 }
 
+/// Where [`Repository::restore_disk`] writes a disk: a sparse file, or any other image that can be
+/// written by disk offset.
+pub trait RestoreTarget: Sync {
+    /// Makes the target read as `size` bytes of zeros, or says why it cannot.
+    fn prepare(&self, size: u64) -> std::io::Result<()>;
+    /// Writes `data` at disk offset `offset`.
+    fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()>;
+    /// Makes what was written durable.
+    fn sync(&self) -> std::io::Result<()>;
+    /// After a failure: leaves nothing that a reader could take for the disk.
+    fn discard(&self) -> std::io::Result<()>;
+}
+
+/// A plain file: truncated, then written sparse; emptied after a failure.
+impl RestoreTarget for std::fs::File {
+    fn prepare(&self, size: u64) -> std::io::Result<()> {
+        self.set_len(0)?;
+        self.set_len(size)
+    }
+
+    fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        self.write_all_at(data, offset)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.sync_all()
+    }
+
+    fn discard(&self) -> std::io::Result<()> {
+        self.set_len(0)
+    }
+}
+
 impl Repository {
-    /// Restores disk `disk` of `backup` into `target`, which is truncated and written sparse (holes
-    /// and 64 KiB blocks of zeros are not written). Every chunk is authenticated and checked against
+    /// Restores disk `disk` of `backup` into `target`, written sparse (holes and 64 KiB blocks of
+    /// zeros are not written). Every chunk is authenticated and checked against
     /// its name and digest, and the disk against its tree digest and, when recorded, its plain
-    /// SHA-256. On any failure the file is truncated to zero bytes, so it never holds a half
-    /// or wrong disk, and the error names the backup, disk and offset.
+    /// SHA-256. On any failure the target is discarded, so it never holds a half or wrong disk,
+    /// and the error names the backup, disk and offset.
     pub async fn restore_disk(
         &self,
         backup: &BackupManifest,
         disk: &str,
-        target: &std::fs::File,
+        target: &impl RestoreTarget,
     ) -> Result<RestoreReport> {
         let manifest = backup
             .disk(disk)
@@ -48,7 +81,7 @@ impl Repository {
         let result = self.restore_into(backup, manifest, target).await;
         if result.is_err() {
             // Best effort: the error that matters is the restore's.
-            let _ = target.set_len(0);
+            let _ = target.discard();
         }
         result
     }
@@ -57,11 +90,12 @@ impl Repository {
         &self,
         backup: &BackupManifest,
         disk: &DiskManifest,
-        target: &std::fs::File,
+        target: &impl RestoreTarget,
     ) -> Result<RestoreReport> {
         let io = |context: String| move |source| Error::Io { context, source };
-        target.set_len(0).map_err(io("truncating the restore target".to_string()))?;
-        target.set_len(disk.size).map_err(io("sizing the restore target".to_string()))?;
+        target
+            .prepare(disk.size)
+            .map_err(io(format!("preparing the restore target for {} bytes", disk.size)))?;
         let mut linear = Sha256::new();
         let zeros = vec![0u8; disk.chunk_size as usize];
         let mut bytes_written = 0;
@@ -98,7 +132,7 @@ impl Repository {
                         if block != &zeros[..block.len()] {
                             let at = offset + (i * SPARSE_BLOCK) as u64;
                             target
-                                .write_all_at(block, at)
+                                .write_at(block, at)
                                 .map_err(io(format!("writing the restore target at {at}")))?;
                             bytes_written += block.len() as u64;
                         }
@@ -106,7 +140,7 @@ impl Repository {
                 }
             }
         }
-        target.sync_all().map_err(io("syncing the restore target".to_string()))?;
+        target.sync().map_err(io("syncing the restore target".to_string()))?;
         let sha256 = hex::encode(linear.finalize());
         let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks)
             .map_err(|reason| Error::CorruptObject { path: crate::layout::manifest(&backup.id), reason })?;

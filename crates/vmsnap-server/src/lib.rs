@@ -189,6 +189,8 @@ impl EmbeddedServer {
         storage_config.instance = node_name();
         storage_config.file_import_roots = config.file_import_roots.clone();
         storage_config.file_import_roots.push(paths.restore_staging());
+        // Restores write their disks there in the driver's own format for the import to take.
+        storage_config.handed_over_import_roots.push(paths.restore_staging());
         for root in &storage_config.file_import_roots {
             if let Err(error) = std::fs::create_dir_all(root) {
                 tracing::warn!(root = %root.display(), %error, "cannot create the file import directory");

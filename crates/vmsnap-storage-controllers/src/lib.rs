@@ -112,6 +112,12 @@ pub struct ControllerConfig {
     /// Empty: `file://` sources are refused, since a tenant could otherwise
     /// read any file of the host into a volume.
     pub file_import_roots: Vec<PathBuf>,
+    /// Directories among `file_import_roots` that hold the server's own files made for import
+    /// (a restore's staging files, written by `VolumeDriver::create_import_image`): a `file://`
+    /// source under one is handed over ([`vmsnap_storage::Import::handed_over`]), so the driver
+    /// takes it without a copy, and the importer removes it once imported. Never a directory
+    /// that users put files in: their files are read, not taken.
+    pub handed_over_import_roots: Vec<PathBuf>,
     /// Time allowed to connect to an `http` source.
     pub import_connect_timeout: Duration,
     /// Longest silence allowed while an `http` source is downloaded.
@@ -135,6 +141,7 @@ impl ControllerConfig {
             instance: "vmsnap".to_owned(),
             scratch_dir: scratch_dir.into(),
             file_import_roots: Vec::new(),
+            handed_over_import_roots: Vec::new(),
             import_connect_timeout: Duration::from_secs(10),
             import_idle_timeout: Duration::from_secs(30),
             group_wait: Duration::from_secs(2),

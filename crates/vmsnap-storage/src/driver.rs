@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::error::StorageError;
 use crate::id::{SnapshotId, VolumeId};
 use crate::image::SnapshotImage;
+use crate::import_image::ImportImage;
 use crate::live::LiveBlockOps;
 
 /// A percent-progress callback (0 to 100), called from the importing task.
@@ -24,6 +25,11 @@ pub struct Import<'a> {
     pub size_bytes: Option<u64>,
     /// Percentages as the copy proceeds, ending at 100.
     pub progress: Progress<'a>,
+    /// The caller hands `source` over: it writes the file no more and removes its name after the
+    /// import. A file already in the driver's own format (one made by
+    /// [`VolumeDriver::create_import_image`]) is then taken as it is, with a hard link, instead of
+    /// copied. Anything else is copied as without it.
+    pub handed_over: bool,
 }
 
 /// A store of volumes and snapshots on the local file system.
@@ -45,6 +51,12 @@ pub trait VolumeDriver: Send + Sync {
 
     /// Creates a volume from an image file ([`Import`]).
     async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError>;
+
+    /// Creates at `path` (replacing any file there; on the store's file system for the import to
+    /// take it without a copy) a file of a disk of `size_bytes` (a multiple of 512) in this
+    /// driver's own format, to be written by guest offset and then imported with
+    /// [`Import::handed_over`]: the disk is then written once.
+    async fn create_import_image(&self, path: &Path, size_bytes: u64) -> Result<ImportImage, StorageError>;
 
     /// Grows a detached volume to `new_size` bytes (rounded up to 512); asking for its current size is a no-op.
     async fn resize_volume(&self, id: &VolumeId, new_size: u64) -> Result<VolumeInfo, StorageError>;

@@ -30,3 +30,17 @@ pub(crate) async fn inspect_source(qemu_img: &QemuImg, source: &Path) -> Result<
     }
     Ok(info)
 }
+
+/// Takes the handed-over file `source` as the new file `target`, a hard link (no data copied);
+/// `false` if it cannot (another file system, say), and the caller copies instead.
+pub(crate) async fn take_handed_over(source: &Path, target: &Path) -> bool {
+    let (source, target) = (source.to_owned(), target.to_owned());
+    crate::fsutil::blocking(move || match std::fs::hard_link(&source, &target) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::info!(source = %source.display(), %error, "copying a handed-over image: it cannot be linked");
+            false
+        }
+    })
+    .await
+}

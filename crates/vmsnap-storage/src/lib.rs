@@ -57,6 +57,7 @@ mod fsutil;
 mod id;
 mod image;
 mod import;
+mod import_image;
 mod inuse;
 mod layered;
 mod live;
@@ -78,6 +79,7 @@ pub use id::{InvalidIdError, MAX_ID_LEN, SnapshotId, VolumeId};
 pub use image::{
     ChainFile, ChangePoint, ChangedExtents, ExtentSource, IncrementalImpossible, MappedExtent, SnapshotImage,
 };
+pub use import_image::ImportImage;
 pub use layered::LayeredDriver;
 pub use live::{LiveBlockOps, LiveError, LiveSwitch, StreamRequest};
 pub use manifest_file::FORMAT_VERSION;

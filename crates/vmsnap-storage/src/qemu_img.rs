@@ -63,6 +63,9 @@ pub(crate) struct ImageInfo {
     /// The backing file name as written in the header.
     #[serde(default)]
     pub backing_filename: Option<String>,
+    /// The qcow2 cluster size (absent for raw images).
+    #[serde(default)]
+    pub cluster_size: Option<u64>,
     /// Format-specific details (for qcow2: an external `data-file`, if any).
     #[serde(default)]
     pub format_specific: Option<serde_json::Value>,
@@ -137,6 +140,22 @@ impl QemuImg {
         if let Some(backing) = backing {
             args.extend(["-F", "qcow2", "-u", "-b", backing].map(OsString::from));
         }
+        args.push(path.into());
+        args.push(size.to_string().into());
+        self.run(args).await.map(drop)
+    }
+
+    /// Creates a qcow2 file of `size` bytes whose every cluster is allocated, in guest order, over
+    /// a sparse file (`preallocation=metadata`): its data can then be written with plain file writes
+    /// at the offsets [`QemuImg::map`] gives, and what is not written reads as zeros.
+    pub async fn create_qcow2_mapped(
+        &self,
+        path: &Path,
+        size: u64,
+        cluster_size: u64,
+    ) -> Result<(), QemuImgError> {
+        let mut args = args(["create", "-q", "-f", "qcow2", "-o"]);
+        args.push(format!("cluster_size={cluster_size},preallocation=metadata").into());
         args.push(path.into());
         args.push(size.to_string().into());
         self.run(args).await.map(drop)

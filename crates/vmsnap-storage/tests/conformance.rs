@@ -24,6 +24,7 @@ macro_rules! conformance_tests {
                 a_volume_grows_and_never_shrinks,
                 restored_and_cloned_volumes_are_at_least_as_large_as_their_source,
                 raw_and_qcow2_files_import_with_progress_and_unsafe_images_are_refused,
+                a_handed_over_import_image_becomes_the_volume_without_a_copy,
                 a_group_snapshot_records_every_volume_or_none,
                 the_store_survives_a_restart,
                 recovery_removes_stray_files_and_reports_missing_ones,
@@ -246,7 +247,12 @@ mod cases {
             .driver
             .import_volume(
                 &vid("from-raw"),
-                vmsnap_storage::Import { source: &raw, size_bytes: None, progress: &progress },
+                vmsnap_storage::Import {
+                    source: &raw,
+                    size_bytes: None,
+                    progress: &progress,
+                    handed_over: false,
+                },
             )
             .await
             .unwrap();
@@ -260,7 +266,12 @@ mod cases {
             .driver
             .import_volume(
                 &vid("from-qcow2"),
-                vmsnap_storage::Import { source: &qcow2, size_bytes: Some(16 * MIB), progress: &progress },
+                vmsnap_storage::Import {
+                    source: &qcow2,
+                    size_bytes: Some(16 * MIB),
+                    progress: &progress,
+                    handed_over: false,
+                },
             )
             .await
             .unwrap();
@@ -275,7 +286,12 @@ mod cases {
             .driver
             .import_volume(
                 &vid("bad"),
-                vmsnap_storage::Import { source: &overlay, size_bytes: None, progress: &progress },
+                vmsnap_storage::Import {
+                    source: &overlay,
+                    size_bytes: None,
+                    progress: &progress,
+                    handed_over: true,
+                },
             )
             .await
             .unwrap_err();
@@ -286,12 +302,69 @@ mod cases {
             .driver
             .import_volume(
                 &vid("bad"),
-                vmsnap_storage::Import { source: &missing, size_bytes: None, progress: &progress },
+                vmsnap_storage::Import {
+                    source: &missing,
+                    size_bytes: None,
+                    progress: &progress,
+                    handed_over: true,
+                },
             )
             .await
             .unwrap_err();
         assert!(error.to_string().contains("is not a regular file"), "{error}");
         assert_eq!(store.driver.volume(&vid("bad")).await.unwrap(), None);
+        store.assert_no_leaks().await;
+    }
+
+    pub async fn a_handed_over_import_image_becomes_the_volume_without_a_copy(store: Store) {
+        use std::os::unix::fs::MetadataExt as _;
+        let sources = tempfile::tempdir_in(store.root()).unwrap();
+        let path = sources.path().join("disk.img");
+        let image = store.driver.create_import_image(&path, 8 * MIB).await.unwrap();
+        assert_eq!(image.size(), 8 * MIB);
+        let mut model = DiskModel::blank(8 * MIB);
+        // Unaligned, across the middle, and the very end; the rest is never written.
+        for (offset, len, pattern) in
+            [(MIB + 100, 2 * MIB, 0x5a), (4 * MIB - 7, 3000, 0x11), (8 * MIB - 512, 512, 0xe1)]
+        {
+            image.write_at(&vec![pattern; len as usize], offset).unwrap();
+            model.push_write(offset, len, pattern);
+        }
+        image.sync().unwrap();
+        let error = image.write_at(&[1; 2], 8 * MIB - 1).unwrap_err();
+        assert!(error.to_string().contains("beyond the disk's"), "{error}");
+        let mode = std::fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a disk's data is private to the service user");
+
+        let handed_over = |source| vmsnap_storage::Import {
+            source,
+            size_bytes: Some(12 * MIB),
+            progress: &|_| {},
+            handed_over: true,
+        };
+        store.driver.import_volume(&vid("taken"), handed_over(&path)).await.unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().nlink(), 2, "taken as it is: a link, not a copy");
+        std::fs::remove_file(&path).unwrap();
+        store.assert_volume("taken", &model.resized(12 * MIB)).await;
+
+        // Not handed over, the same kind of file is copied.
+        let copied = sources.path().join("copied.img");
+        let image = store.driver.create_import_image(&copied, 4 * MIB).await.unwrap();
+        image.write_at(&[0x77; 4096], 0).unwrap();
+        let import = vmsnap_storage::Import { handed_over: false, ..handed_over(&copied) };
+        store.driver.import_volume(&vid("copied"), import).await.unwrap();
+        assert_eq!(std::fs::metadata(&copied).unwrap().nlink(), 1);
+        let mut copied_model = DiskModel::blank(12 * MIB);
+        copied_model.push_write(0, 4096, 0x77);
+        store.assert_volume("copied", &copied_model).await;
+
+        // A handed-over file in another format is copied (converted), not taken.
+        let foreign = sources.path().join("foreign.qcow2");
+        run(&store, &["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096"], &[&foreign]);
+        store.driver.import_volume(&vid("foreign"), handed_over(&foreign)).await.unwrap();
+        assert_eq!(std::fs::metadata(&foreign).unwrap().nlink(), 1, "another format is converted");
+        store.assert_volume("foreign", &DiskModel::blank(12 * MIB)).await;
+        drop(sources);
         store.assert_no_leaks().await;
     }
 

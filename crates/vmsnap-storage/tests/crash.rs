@@ -104,7 +104,10 @@ async fn run_op(driver: &dyn VolumeDriver, op: Op, source: &Path) -> Result<(), 
     match op {
         Op::Create => driver.create_volume(&vid("n"), MIB).await.map(drop),
         Op::Import => driver
-            .import_volume(&vid("i"), vmsnap_storage::Import { source, size_bytes: None, progress: &|_| {} })
+            .import_volume(
+                &vid("i"),
+                vmsnap_storage::Import { source, size_bytes: None, progress: &|_| {}, handed_over: false },
+            )
             .await
             .map(drop),
         Op::Snapshot => driver.snapshot_volumes(&[(vid("v"), sid("s-new"))], None).await.map(drop),

@@ -352,6 +352,14 @@ impl VolumeDriver for RecordingDriver {
         self.count("import_volume");
         self.inner.import_volume(id, import).await
     }
+    async fn create_import_image(
+        &self,
+        path: &std::path::Path,
+        size_bytes: u64,
+    ) -> Result<vmsnap_storage::ImportImage, StorageError> {
+        self.count("create_import_image");
+        self.inner.create_import_image(path, size_bytes).await
+    }
     async fn resize_volume(&self, id: &VolumeId, new_size: u64) -> Result<VolumeInfo, StorageError> {
         self.count("resize_volume");
         self.inner.resize_volume(id, new_size).await

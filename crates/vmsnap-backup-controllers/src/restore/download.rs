@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use vmsnap_backup::{BackupManifest, Repository, RestoreReport};
+use vmsnap_backup::{BackupManifest, Repository, RestoreReport, RestoreTarget};
+use vmsnap_storage::{ImportImage, VolumeDriver};
 
 use super::staging::Staging;
 
@@ -45,10 +46,12 @@ impl Downloads {
         Some((state, download.started.elapsed().as_secs()))
     }
 
-    /// Starts writing `disks` of `manifest` into `staging` (unless a download of `uid` exists).
+    /// Starts writing `disks` of `manifest` into `staging`, in `driver`'s own format (unless a
+    /// download of `uid` exists).
     pub fn start(
         &self,
         uid: &str,
+        driver: Arc<dyn VolumeDriver>,
         repository: Repository,
         manifest: BackupManifest,
         disks: Vec<String>,
@@ -69,7 +72,7 @@ impl Downloads {
         let task = tokio::task::spawn_blocking(move || {
             let result = runtime.block_on(async {
                 tokio::select! {
-                    result = write_disks(&repository, &manifest, &disks, &staging) => Some(result),
+                    result = write_disks(&*driver, &repository, &manifest, &disks, &staging) => Some(result),
                     () = cancelled.notified() => None,
                 }
             });
@@ -105,6 +108,7 @@ impl Downloads {
 }
 
 async fn write_disks(
+    driver: &dyn VolumeDriver,
     repository: &Repository,
     manifest: &BackupManifest,
     disks: &[String],
@@ -112,11 +116,45 @@ async fn write_disks(
 ) -> Result<Vec<RestoreReport>, String> {
     let mut reports = Vec::with_capacity(disks.len());
     for disk in disks {
-        let file = staging
-            .create(disk)
-            .map_err(|e| format!("creating the staging file {}: {e}", staging.file(disk).display()))?;
-        let report = repository.restore_disk(manifest, disk, &file).await.map_err(|e| e.to_string())?;
+        let size = manifest.disk(disk).map_or(0, |d| d.size);
+        let path = staging.prepare(disk).map_err(|e| {
+            format!("creating the staging directory for {}: {e}", staging.file(disk).display())
+        })?;
+        let image = driver
+            .create_import_image(&path, size)
+            .await
+            .map_err(|e| format!("creating the staging image {}: {e}", path.display()))?;
+        let report =
+            repository.restore_disk(manifest, disk, &Staged(image)).await.map_err(|e| e.to_string())?;
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// A staging image as the engine's restore target: made all zeros by the driver, of the disk's
+/// size; emptied after a failure, so that no import can take it.
+struct Staged(ImportImage);
+
+impl RestoreTarget for Staged {
+    fn prepare(&self, size: u64) -> std::io::Result<()> {
+        if size > self.0.size() {
+            return Err(std::io::Error::other(format!(
+                "the staging image holds {} bytes, the disk {size}",
+                self.0.size()
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        self.0.write_at(data, offset)
+    }
+
+    fn sync(&self) -> std::io::Result<()> {
+        self.0.sync()
+    }
+
+    fn discard(&self) -> std::io::Result<()> {
+        self.0.discard()
+    }
 }

@@ -220,7 +220,15 @@ impl<'a> Restore<'a> {
             None => {
                 let disks: Vec<String> = manifest.disks.iter().map(|d| d.name.clone()).collect();
                 let names = disks.join(", ");
-                self.rc.downloads.start(&self.uid, repository, manifest.clone(), disks, self.staging.clone());
+                let driver = self.rc.ctx.driver.clone();
+                self.rc.downloads.start(
+                    &self.uid,
+                    driver,
+                    repository,
+                    manifest.clone(),
+                    disks,
+                    self.staging.clone(),
+                );
                 self.st.progress = Some(TransferCounters {
                     bytes_to_read: Some(bytes_to_write(&manifest) as i64),
                     bytes_written: Some(0),

@@ -1,8 +1,10 @@
-//! The staging files of a restore: `<staging dir>/<restore uid>/<disk>.raw`, raw sparse images
-//! readable by this user only, which the DataVolumes import with `file://` URLs.
+//! The staging files of a restore: `<staging dir>/<restore uid>/<disk>.img`, images in the storage
+//! driver's own format (`VolumeDriver::create_import_image`) readable by this user only, which the
+//! DataVolumes import with `file://` URLs. The staging directory is one of the importer's
+//! handed-over roots, so the import takes each file without a copy: a disk is written once.
 
-use std::fs::{DirBuilder, File, OpenOptions};
-use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::fs::DirBuilder;
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
 
 /// The staging directory of one restore.
@@ -21,7 +23,7 @@ impl Staging {
 
     /// The staging file of `disk`.
     pub fn file(&self, disk: &str) -> PathBuf {
-        self.dir.join(format!("{disk}.raw"))
+        self.dir.join(format!("{disk}.img"))
     }
 
     /// The `file://` URL of the staging file of `disk`.
@@ -29,17 +31,11 @@ impl Staging {
         format!("file://{}", percent_encode_path(&self.file(disk).to_string_lossy()))
     }
 
-    /// Creates (truncates) the staging file of `disk`, mode 0600 in a 0700 directory: it holds a
-    /// decrypted disk.
-    pub fn create(&self, disk: &str) -> std::io::Result<File> {
+    /// Makes the directory (mode 0700: its files hold decrypted disks) and returns the path of
+    /// the staging file of `disk`, for the storage driver to create (mode 0600).
+    pub fn prepare(&self, disk: &str) -> std::io::Result<PathBuf> {
         DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(self.file(disk))
+        Ok(self.file(disk))
     }
 
     /// Bytes allocated on disk by the files so far (a restore's progress while it writes).
@@ -77,15 +73,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn staging_files_are_private_and_removed_with_their_directory() {
+    fn the_staging_directory_is_private_and_removed_with_its_files() {
         let root = tempfile::tempdir().unwrap();
         let staging = Staging::new(root.path(), "uid-1");
-        let file = staging.create("root").unwrap();
-        file.set_len(1 << 30).unwrap();
-        let mode = std::fs::metadata(staging.file("root")).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        let path = staging.prepare("root").unwrap();
+        std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
+        let mode = std::fs::metadata(root.path().join("uid-1")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
         assert!(staging.allocated_bytes() < 1 << 20, "a sized file stays sparse");
-        assert!(staging.url("root").ends_with("/uid-1/root.raw"));
+        assert!(staging.url("root").ends_with("/uid-1/root.img"));
         let relative = Staging::new(Path::new("staging"), "uid-2");
         assert!(relative.url("root").starts_with("file:///"), "{}", relative.url("root"));
         staging.remove().unwrap();

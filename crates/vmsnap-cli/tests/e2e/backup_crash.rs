@@ -262,7 +262,7 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
 
     // 3. A restore killed while it stages, another while its DataVolume imports.
     let uid = create_restore(&vmsnap, "restore-1", "crash-1", "copy-1").await;
-    let staging = vmsnap.data_dir().join("restore-staging").join(&uid).join("data.raw");
+    let staging = vmsnap.data_dir().join("restore-staging").join(&uid).join("data.img");
     until("restore-1 to stage", Duration::from_secs(60), async || staging.exists()).await;
     vmsnap.stop();
     vmsnap.restart().expect("vmsnap serve starts again");

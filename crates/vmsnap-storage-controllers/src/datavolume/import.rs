@@ -232,6 +232,7 @@ async fn transfer(
             (scratch.clone(), Some(scratch), 50.0)
         }
     };
+    let handed_over = matches!(&job.source, Source::File(path) if is_handed_over(path, &ctx.config.handed_over_import_roots));
     let weight = 100.0 - import_base;
     let on_progress = |percent: u8| {
         progress.send_replace(import_base + f64::from(percent) * weight / 100.0);
@@ -244,17 +245,29 @@ async fn transfer(
                 source: &path,
                 size_bytes: Some(job.size_bytes),
                 progress: &on_progress,
+                handed_over,
             },
         )
         .await;
     if let Some(scratch) = scratch {
         let _ = tokio::fs::remove_file(&scratch).await;
     }
+    if handed_over && imported.is_ok() {
+        // Taken: the file's other name goes, so that nothing else imports or writes it.
+        if let Err(error) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(file = %path.display(), %error, "could not remove an imported handed-over file");
+        }
+    }
     imported.map_err(|error| {
         ImportFailure::Failed(
             ReconcileError::storage(format!("import into volume {}", job.volume))(error).message(),
         )
     })
+}
+
+/// Whether the (canonical) `path` is under one of the handed-over `roots`.
+fn is_handed_over(path: &Path, roots: &[PathBuf]) -> bool {
+    roots.iter().filter_map(|root| root.canonicalize().ok()).any(|root| path.starts_with(root))
 }
 
 /// Writes `progress` (at most every 200 ms) while the transfer runs.

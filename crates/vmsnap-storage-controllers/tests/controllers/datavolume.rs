@@ -202,6 +202,46 @@ async fn file_sources_import_from_the_allowed_directories_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_file_becomes_the_volume_without_a_copy_and_a_users_file_stays() {
+    use std::os::unix::fs::MetadataExt as _;
+    use vmsnap_storage::VolumeDriver as _;
+    let mut env = crate::harness::without_controllers().await.unwrap();
+    let staging = env.dir.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    env.config.file_import_roots.push(staging.clone());
+    env.config.handed_over_import_roots.push(staging.clone());
+    env.start_controllers().await;
+    // A restore's staging file: the driver's own format, written in place.
+    let (raw, model) = image();
+    let staged = staging.join("disk.img");
+    let image = env.layered.create_import_image(&staged, 8 * MIB).await.unwrap();
+    image.write_at(&raw, 0).unwrap();
+    image.sync().unwrap();
+    let inode = std::fs::metadata(&staged).unwrap().ino();
+    // A user's file in an import directory, in the same format.
+    let users = env.dir.path().join("images/users.img");
+    env.layered.create_import_image(&users, 8 * MIB).await.unwrap().write_at(&raw, 0).unwrap();
+    for (name, path) in [("handed-over", &staged), ("users", &users)] {
+        env.apply(&data_volume(name, &format!("{{http: {{url: \"file://{}\"}}}}", path.display()), "8Mi"))
+            .await;
+    }
+    await_succeeded(&env, "handed-over").await;
+    await_succeeded(&env, "users").await;
+    env.assert_data("handed-over", &model).await;
+    env.assert_data("users", &model).await;
+    let taken = env.volume_of("handed-over").await;
+    assert_eq!(
+        std::fs::metadata(&taken.path).unwrap().ino(),
+        inode,
+        "the staging file is the volume's layer"
+    );
+    assert!(!staged.exists(), "its staging name is removed once imported");
+    assert_eq!(std::fs::metadata(&users).unwrap().nlink(), 1, "a user's file is copied, not taken");
+    let copied = env.volume_of("users").await;
+    assert_ne!(std::fs::metadata(&copied.path).unwrap().ino(), std::fs::metadata(&users).unwrap().ino());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_import_is_reported_and_retried_until_it_succeeds() {
     let Some(env) = crate::harness::start().await else { return };
     let server = HttpServer::start().await;

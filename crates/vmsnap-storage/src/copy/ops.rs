@@ -18,7 +18,8 @@ use crate::error::StorageError;
 use crate::fsutil;
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::image::{Lineage, SnapshotImage};
-use crate::import::inspect_source;
+use crate::import::{inspect_source, take_handed_over};
+use crate::import_image::ImportImage;
 use crate::inuse::ensure_not_written_by_qemu;
 use crate::live::LiveBlockOps;
 use crate::locks::{self, LockKey};
@@ -54,14 +55,22 @@ impl VolumeDriver for CopyDriver {
     }
 
     async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError> {
-        let Import { source, size_bytes, progress } = import;
+        let Import { source, size_bytes, progress, handed_over } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
         let _locks = self.store.lock_new_volume(id).await?;
         let size = round_to_sector(size_bytes.unwrap_or(0).max(info.virtual_size));
         let (file, ()) = self
             .store
             .make_file(|path| async {
-                self.store.qemu_img.convert((source, &info.format), (&path, "raw"), None, progress).await?;
+                // A handed-over raw file is this store's format already: taken as it is.
+                if handed_over && info.format == "raw" && take_handed_over(source, &path).await {
+                    progress(100);
+                } else {
+                    self.store
+                        .qemu_img
+                        .convert((source, &info.format), (&path, "raw"), None, progress)
+                        .await?;
+                }
                 let (target, dir) = (path.clone(), self.store.data_dir.clone());
                 fsutil::blocking(move || grow_and_sync(&target, size, &dir))
                     .await
@@ -190,6 +199,12 @@ impl VolumeDriver for CopyDriver {
             })
             .await?;
         Ok(group.iter().map(|(_, id)| state.snapshot(id).expect("just committed").0).collect())
+    }
+
+    async fn create_import_image(&self, path: &Path, size_bytes: u64) -> Result<ImportImage, StorageError> {
+        let size = nonzero_size(size_bytes)?;
+        let path = path.to_owned();
+        fsutil::blocking(move || ImportImage::raw(&path, size)).await
     }
 
     async fn restore_volume(

@@ -3,7 +3,7 @@
 //! commit and then remove files. Snapshot and clone seal layers (`seal.rs`),
 //! recovery is in `recover.rs` and compaction in `compact.rs`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
@@ -16,7 +16,8 @@ use crate::driver::{
 use crate::error::StorageError;
 use crate::id::{LayerId, SnapshotId, VolumeId};
 use crate::image::SnapshotImage;
-use crate::import::inspect_source;
+use crate::import::{inspect_source, take_handed_over};
+use crate::import_image::ImportImage;
 use crate::inuse::ensure_not_written_by_qemu;
 use crate::live::LiveBlockOps;
 use crate::locks;
@@ -38,15 +39,24 @@ impl VolumeDriver for LayeredDriver {
     }
 
     async fn import_volume(&self, id: &VolumeId, import: Import<'_>) -> Result<VolumeInfo, StorageError> {
-        let Import { source, size_bytes, progress } = import;
+        let Import { source, size_bytes, progress, handed_over } = import;
         let info = inspect_source(&self.store.qemu_img, source).await?;
+        // A handed-over layer in this store's format (`create_import_image`) is taken as it is.
+        let own_format = info.format == "qcow2" && info.cluster_size == Some(self.options.cluster_size);
         let _locks = self.store.lock_new_volume(id).await?;
         let (layer, size) = self
             .store
             .make_file(|path| async move {
-                let target = (path.as_path(), "qcow2");
-                let cluster_size = Some(self.options.cluster_size);
-                self.store.qemu_img.convert((source, &info.format), target, cluster_size, progress).await?;
+                if handed_over && own_format && take_handed_over(source, &path).await {
+                    progress(100);
+                } else {
+                    let target = (path.as_path(), "qcow2");
+                    let cluster_size = Some(self.options.cluster_size);
+                    self.store
+                        .qemu_img
+                        .convert((source, &info.format), target, cluster_size, progress)
+                        .await?;
+                }
                 // The qcow2 file's size is the image's, rounded up to a sector.
                 let converted = self.store.qemu_img.info(&path, Some("qcow2"), false).await?.virtual_size;
                 let size = round_to_sector(size_bytes.unwrap_or(0).max(converted));
@@ -59,6 +69,11 @@ impl VolumeDriver for LayeredDriver {
             .await?;
         self.store.steps.reach("import.file-created");
         self.commit_new_volume(id, layer, None, size, "import.committed").await
+    }
+
+    async fn create_import_image(&self, path: &Path, size_bytes: u64) -> Result<ImportImage, StorageError> {
+        let size = nonzero_size(size_bytes)?;
+        ImportImage::qcow2(&self.store.qemu_img, path, size, self.options.cluster_size).await
     }
 
     async fn restore_volume(
