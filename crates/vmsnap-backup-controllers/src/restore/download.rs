@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use vmsnap_backup::{BackupManifest, Repository, RestoreReport, RestoreTarget};
 use vmsnap_storage::{ImportImage, VolumeDriver};
@@ -24,7 +24,7 @@ pub enum DownloadState {
 }
 
 struct Download {
-    state: Arc<Mutex<DownloadState>>,
+    state: watch::Receiver<DownloadState>,
     started: Instant,
     cancel: Arc<Notify>,
     _task: JoinHandle<()>,
@@ -42,8 +42,20 @@ impl Downloads {
     pub fn state(&self, uid: &str) -> Option<(DownloadState, u64)> {
         let map = self.by_uid.lock().expect("not poisoned");
         let download = map.get(uid)?;
-        let state = download.state.lock().expect("not poisoned").clone();
+        let state = download.state.borrow().clone();
         Some((state, download.started.elapsed().as_secs()))
+    }
+
+    /// Waits until the download of `uid` ends, at most `within` (none running: at once), so that
+    /// the restore goes on the moment its disks are written rather than at its next look.
+    pub async fn settle(&self, uid: &str, within: Duration) {
+        let Some(mut state) = self.by_uid.lock().expect("not poisoned").get(uid).map(|d| d.state.clone())
+        else {
+            return;
+        };
+        let ended = state.wait_for(|state| !matches!(state, DownloadState::Running));
+        // A timeout, or a download forgotten meanwhile (its sender gone): look again either way.
+        let _ = tokio::time::timeout(within, ended).await;
     }
 
     /// Starts writing `disks` of `manifest` into `staging`, in `driver`'s own format (unless a
@@ -61,8 +73,7 @@ impl Downloads {
         if map.contains_key(uid) {
             return;
         }
-        let state = Arc::new(Mutex::new(DownloadState::Running));
-        let shared = state.clone();
+        let (shared, state) = watch::channel(DownloadState::Running);
         let cancel = Arc::new(Notify::new());
         let cancelled = cancel.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -93,7 +104,7 @@ impl Downloads {
                     DownloadState::Failed(message)
                 }
             };
-            *shared.lock().expect("not poisoned") = end;
+            shared.send_replace(end);
         });
         map.insert(uid.to_owned(), Download { state, started: Instant::now(), cancel, _task: task });
     }

@@ -216,6 +216,9 @@ impl<'a> Restore<'a> {
                     .await;
             }
         }
+        if let Some((DownloadState::Running, _)) = self.rc.downloads.state(&self.uid) {
+            self.rc.downloads.settle(&self.uid, PROGRESS_INTERVAL).await;
+        }
         match self.rc.downloads.state(&self.uid) {
             None => {
                 let disks: Vec<String> = manifest.disks.iter().map(|d| d.name.clone()).collect();
@@ -252,7 +255,8 @@ impl<'a> Restore<'a> {
                 let written = self.staging.allocated_bytes().min(total);
                 self.st.progress = Some(progress(total, written, elapsed, 99));
                 self.save().await?;
-                Ok(Action::requeue(PROGRESS_INTERVAL))
+                // The next look waits for the end (`settle`) for up to an interval itself.
+                Ok(Action::requeue(Duration::ZERO))
             }
             Some((DownloadState::Failed(message), _)) => self.fail(reason::FAILED, message).await,
             Some((DownloadState::Done(reports), elapsed)) => {

@@ -332,7 +332,12 @@ impl<'a> SizeBench<'a> {
     /// latest snapshot plus the boot of a new VM importing the restored image.
     async fn restore(&self, last: &str, report: &mut Report) -> anyhow::Result<()> {
         let gib = self.gib;
-        let took = vmsnap::restore_and_boot(self.lab, last, &self.vm("r")).await?;
+        let (restored_here, took) = vmsnap::restore_and_boot(self.lab, last, &self.vm("r")).await?;
+        println!(
+            "  (vmsnap: restore complete {:.1} s, then start and boot {:.1} s)",
+            restored_here.as_secs_f64(),
+            (took - restored_here).as_secs_f64()
+        );
         self.lab.stop_vm(&self.vm("r")).await?;
         let target = self.lab.import_dir()?.join("restic-restore");
         let (restored, file) = self.restic.restore(&target, "disk.raw").await?;

@@ -134,8 +134,12 @@ fn phase(backup: Option<&VirtualMachineRepositoryBackup>) -> Option<&str> {
 }
 
 /// Restores backup `backup` to the new VM `target`, starts it and waits for its guest agent;
-/// returns the time from the restore's create.
-pub(crate) async fn restore_and_boot(lab: &Lab, backup: &str, target: &str) -> anyhow::Result<Duration> {
+/// returns the time from the restore's create to its completion and to the guest agent.
+pub(crate) async fn restore_and_boot(
+    lab: &Lab,
+    backup: &str,
+    target: &str,
+) -> anyhow::Result<(Duration, Duration)> {
     let name = format!("{target}-restore");
     let restore: VirtualMachineRepositoryRestore = serde_json::from_value(json!({
         "apiVersion": "backup.vmsnap.io/v1alpha1", "kind": "VirtualMachineRepositoryRestore",
@@ -154,10 +158,11 @@ pub(crate) async fn restore_and_boot(lab: &Lab, backup: &str, target: &str) -> a
     if status.complete != Some(true) {
         bail!("restore {name} failed: {:?}", status.error.map(|e| e.message));
     }
+    let restored = started.elapsed();
     // A restored VM is created stopped, as KubeVirt's: the user starts it.
     lab.set_run_strategy(target, "Always").await?;
     lab.await_agent(target).await?;
-    Ok(started.elapsed())
+    Ok((restored, started.elapsed()))
 }
 
 /// Exports the disk of VirtualMachineSnapshot `snapshot` (one volume) to the raw image `raw` with
