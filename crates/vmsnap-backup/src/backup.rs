@@ -406,6 +406,7 @@ impl BackupSession {
         };
         self.lease.renew(&self.repo).await?;
         self.repo.put(&layout::manifest(&manifest.id), self.repo.seal_manifest(&manifest)).await?;
+        self.repo.inner.manifests.insert(std::sync::Arc::new(manifest.clone()));
         self.lease.release(&self.repo).await?;
         Ok(manifest)
     }

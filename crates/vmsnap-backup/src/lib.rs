@@ -35,6 +35,7 @@ mod format;
 mod ids;
 pub mod layout;
 mod lease;
+mod manifest_cache;
 mod prune;
 mod repository;
 mod restore;

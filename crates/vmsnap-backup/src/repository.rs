@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
-use futures::TryStreamExt as _;
+use futures::{StreamExt as _, TryStreamExt as _};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt as _, PutPayload};
 
@@ -14,12 +14,15 @@ use crate::error::{Error, Result};
 use crate::format::{
     BackupManifest, DEFAULT_CHUNK_SIZE, FORMAT_NAME, FORMAT_VERSION, RepositoryConfig, validate_chunk_size,
 };
+use crate::manifest_cache::ManifestCache;
 use crate::{BackendKind, BackupId, layout};
 
 /// The largest manifest accepted when opening one (~14 million chunk entries: a fully allocated
 /// 7 TiB disk in the default 512 KiB chunks, 56 TiB in 4 MiB ones; a bound on what a corrupt
 /// object can make us allocate).
 const MAX_MANIFEST_LEN: usize = 1 << 31;
+/// Manifests read at once by a listing.
+const MANIFEST_READS: usize = 8;
 
 /// How a new repository is made.
 #[derive(Debug, Clone)]
@@ -46,6 +49,14 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     pub(crate) config: RepositoryConfig,
     pub(crate) keys: Keys,
+    /// The committed manifests read so far.
+    pub(crate) manifests: ManifestCache,
+}
+
+impl Inner {
+    fn new(backend: Backend, config: RepositoryConfig, keys: Keys) -> Arc<Self> {
+        Arc::new(Inner { backend, config, keys, manifests: ManifestCache::default() })
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -98,7 +109,7 @@ impl Repository {
         probe.put(&key_path, to_json(&key_file)).await?;
         // The config is written last: its presence is what makes the location a repository.
         probe.put(layout::CONFIG, to_json(&config)).await?;
-        Ok(Repository { inner: Arc::new(Inner { backend, config, keys: master.keys() }) })
+        Ok(Repository { inner: Inner::new(backend, config, master.keys()) })
     }
 
     /// Opens the repository at `backend` with the passphrase. A fresh machine needs nothing else:
@@ -133,7 +144,7 @@ impl Repository {
                 .expect("key derivation does not panic")
                 .map_err(|reason| Error::CorruptObject { path: path.clone(), reason })?;
             if let Some(master) = opened {
-                return Ok(Repository { inner: Arc::new(Inner { backend, config, keys: master.keys() }) });
+                return Ok(Repository { inner: Inner::new(backend, config, master.keys()) });
             }
         }
         Err(Error::WrongPassphrase { location, keys: key_objects.len() })
@@ -160,16 +171,45 @@ impl Repository {
     }
 
     /// Every committed backup, oldest first (by start time, then id). A fresh machine finds them
-    /// all: this lists `manifests/` and opens each.
+    /// all: this lists `manifests/` and opens each, or takes it from the manifests this handle
+    /// read before (a committed manifest never changes: see `manifest_cache.rs`).
     pub async fn list_backups(&self) -> Result<Vec<BackupManifest>> {
-        let mut backups = Vec::new();
+        self.committed_manifests(true).await
+    }
+
+    /// [`Repository::list_backups`], from the stored objects only (what a verification checks).
+    pub(crate) async fn list_backups_stored(&self) -> Result<Vec<BackupManifest>> {
+        self.committed_manifests(false).await
+    }
+
+    async fn committed_manifests(&self, cached: bool) -> Result<Vec<BackupManifest>> {
+        let mut listed = Vec::new();
         for meta in self.list(layout::MANIFESTS).await? {
             let path = meta.location.to_string();
-            let id = backup_id_of(&path, layout::MANIFESTS)?;
-            // A manifest deleted between the listing and the read is simply gone.
-            if let Some(manifest) = self.read_manifest_at(&path, &id).await? {
-                backups.push(manifest);
+            listed.push((backup_id_of(&path, layout::MANIFESTS)?, path));
+        }
+        let ids: Vec<BackupId> = listed.iter().map(|(id, _)| id.clone()).collect();
+        let known = if cached { self.inner.manifests.retain_listed(&ids) } else { Default::default() };
+        let mut backups: Vec<BackupManifest> = Vec::with_capacity(listed.len());
+        let to_read = listed.into_iter().filter(|(id, _)| match known.get(id) {
+            Some(manifest) => {
+                backups.push(BackupManifest::clone(manifest));
+                false
             }
+            None => true,
+        });
+        let to_read: Vec<(BackupId, String)> = to_read.collect();
+        let read: Vec<Option<BackupManifest>> = futures::stream::iter(to_read)
+            .map(|(id, path)| async move { self.read_manifest_at(&path, &id).await })
+            .buffer_unordered(MANIFEST_READS)
+            .try_collect()
+            .await?;
+        // A manifest deleted between the listing and the read is simply gone.
+        for manifest in read.into_iter().flatten() {
+            if cached {
+                self.inner.manifests.insert(Arc::new(manifest.clone()));
+            }
+            backups.push(manifest);
         }
         backups.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
         Ok(backups)
@@ -193,7 +233,9 @@ impl Repository {
         // Authenticate before moving, so that deleting never makes a bad object look deleted.
         self.open_manifest(&path, id, &sealed)?;
         self.put(&layout::deleted(id), sealed.to_vec()).await?;
-        self.delete(&path).await
+        self.delete(&path).await?;
+        self.inner.manifests.remove(id);
+        Ok(())
     }
 
     pub(crate) async fn read_manifest_at(&self, path: &str, id: &BackupId) -> Result<Option<BackupManifest>> {

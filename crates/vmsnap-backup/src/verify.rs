@@ -81,7 +81,7 @@ impl Repository {
     /// Re-reads and checks every chunk of one backup or of all of them (each distinct chunk once).
     pub async fn verify(&self, scope: VerifyScope) -> Result<VerifyReport> {
         let backups = match scope {
-            VerifyScope::All => self.list_backups().await?,
+            VerifyScope::All => self.list_backups_stored().await?,
             VerifyScope::Backup(id) => vec![self.backup(&id).await?],
         };
         let mut uses: BTreeMap<ChunkId, (ChunkRef, u64, Vec<ChunkUse>)> = BTreeMap::new();
