@@ -15,7 +15,8 @@ use sha2::{Digest as _, Sha256};
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{
-    BackupManifest, BackupStats, ChunkRef, DiskManifest, FORMAT_VERSION, VmRef, chunk_range, tree_digest,
+    BackupManifest, BackupStats, ChunkRef, DiskManifest, FORMAT_VERSION, VmRef, chunk_range,
+    chunks_in_flight, tree_digest,
 };
 use crate::lease::{DEFAULT_LEASE_TTL, Lease};
 use crate::repository::{Repository, to_json};
@@ -96,13 +97,14 @@ pub struct Progress {
 pub struct BackupOptions {
     /// The lease's time to live (default 6 h; renewed every quarter of it).
     pub lease_ttl: Duration,
-    /// Chunks sealed and uploaded at once.
+    /// Chunks sealed and uploaded at once (fewer for chunks over 8 MiB: 64 MiB of data in flight
+    /// at most, but 2 chunks).
     pub upload_concurrency: usize,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 4 }
+        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 8 }
     }
 }
 
@@ -268,6 +270,7 @@ impl BackupSession {
     ) -> Result<DiskManifest> {
         let begun = Instant::now();
         let chunk_size = self.repo.chunk_size();
+        let in_flight = chunks_in_flight(self.options.upload_concurrency, chunk_size);
         let plans = plan(&disk, chunk_size, &self.known)?;
         let mut linear = plans.iter().all(|p| !matches!(p, Plan::Reuse(_))).then(Sha256::new);
         let mut state = Progress {
@@ -329,7 +332,7 @@ impl BackupSession {
                                     data,
                                     self.resumed_since,
                                 )));
-                                while uploads.len() >= self.options.upload_concurrency {
+                                while uploads.len() >= in_flight {
                                     let stored = uploads.next().await.expect("non-empty")?;
                                     count_stored(stored, &mut stats, &mut state);
                                 }

@@ -20,6 +20,14 @@ pub const CLUSTER_SIZE: u32 = 64 * 1024;
 pub const DEFAULT_CHUNK_SIZE: u32 = 512 * 1024;
 /// The largest chunk size accepted (a chunk is held in memory several times over while in flight).
 pub const MAX_CHUNK_SIZE: u32 = 64 * 1024 * 1024;
+/// The plaintext bytes a backup or a restore keeps in flight at most, whatever the chunk size.
+const IN_FLIGHT_BYTES: u32 = 64 * 1024 * 1024;
+
+/// How many chunks of `chunk_size` to upload or fetch at once: `wanted`, fewer for big chunks
+/// (64 MiB of plaintext in flight, but 2 chunks, so that transfers still overlap).
+pub(crate) fn chunks_in_flight(wanted: usize, chunk_size: u32) -> usize {
+    wanted.min(((IN_FLIGHT_BYTES / chunk_size.max(1)) as usize).max(2))
+}
 // `vmsnap_api::backup` repeats these bounds for admission and the CLI (this crate depends on no
 // workspace crate); `vmsnap-backup-controllers` does not compile if the two ever differ.
 
@@ -221,4 +229,17 @@ pub fn tree_digest(size: u64, chunk_size: u32, chunks: &[Option<ChunkRef>]) -> R
         }
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_chunks_are_fewer_in_flight_but_still_two() {
+        assert_eq!(chunks_in_flight(8, DEFAULT_CHUNK_SIZE), 8);
+        assert_eq!(chunks_in_flight(8, 16 << 20), 4);
+        assert_eq!(chunks_in_flight(8, MAX_CHUNK_SIZE), 2);
+        assert_eq!(chunks_in_flight(1, MAX_CHUNK_SIZE), 1, "never more than asked");
+    }
 }

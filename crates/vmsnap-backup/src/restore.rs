@@ -7,15 +7,15 @@ use sha2::{Digest as _, Sha256};
 
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
-use crate::format::{BackupManifest, ChunkRef, DiskManifest, tree_digest};
+use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
 use crate::{ChunkId, ChunkProblem};
 
 /// Blocks of zeros this long inside a chunk are skipped too, so the output stays sparse at the
 /// granularity of a qcow2 cluster.
 const SPARSE_BLOCK: usize = 64 * 1024;
-/// Chunks fetched at once.
-const FETCH_CONCURRENCY: usize = 4;
+/// Chunks fetched at once (fewer for big chunks, see [`chunks_in_flight`]).
+const FETCH_CONCURRENCY: usize = 8;
 
 /// What a restore wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl Repository {
                     }
                 }
             })
-            .buffered(FETCH_CONCURRENCY);
+            .buffered(chunks_in_flight(FETCH_CONCURRENCY, disk.chunk_size));
         while let Some(item) = fetched.next().await {
             let (offset, len, data) = item?;
             match data {
