@@ -33,7 +33,7 @@ pub enum OpenError {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// SQLite failed.
-    #[error("store database error")]
+    #[error("store database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// A stored value is not valid JSON (the file was damaged).
     #[error("stored object is not valid JSON")]

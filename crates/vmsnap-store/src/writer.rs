@@ -9,7 +9,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -147,7 +147,10 @@ impl Writer {
         let mut replies: Vec<Reply> = Vec::new();
         let mut pending = batch.into_iter();
         let result = (|| -> Result<(), StoreError> {
-            let tx = self.conn.transaction()?;
+            // Immediate: the write lock is taken (waiting up to the busy timeout) before the first
+            // read, so a batch never fails upgrading its read transaction to a write one, which
+            // SQLite refuses at once, without the busy timeout, when the snapshot it read is stale.
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for request in pending.by_ref() {
                 match request {
                     Request::Mutate { key, decide, reply } => {
