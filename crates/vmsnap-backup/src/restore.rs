@@ -1,7 +1,6 @@
 //! Restoring a disk to a sparse file, checking every chunk and the disk's digests.
 
 use std::os::unix::fs::FileExt as _;
-use std::sync::Arc;
 
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
@@ -17,54 +16,6 @@ use crate::{ChunkId, ChunkProblem};
 const SPARSE_BLOCK: usize = 64 * 1024;
 /// Chunks fetched at once (fewer for big chunks, see [`chunks_in_flight`]).
 const FETCH_CONCURRENCY: usize = 8;
-
-/// A piece of the disk, in order, for [`LinearDigest`].
-enum Piece {
-    /// A stored chunk's data.
-    Data(Arc<Vec<u8>>),
-    /// This many bytes of zeros (a hole).
-    Zeros(usize),
-}
-
-/// The plain SHA-256 of a restored disk, computed on a thread of its own as the chunks come in
-/// order, so that hashing the whole disk (holes included) does not hold up fetching and writing.
-struct LinearDigest {
-    pieces: tokio::sync::mpsc::Sender<Piece>,
-    digest: tokio::sync::oneshot::Receiver<String>,
-}
-
-impl LinearDigest {
-    fn start(chunk_size: usize) -> Self {
-        let (pieces, mut received) = tokio::sync::mpsc::channel::<Piece>(2 * FETCH_CONCURRENCY);
-        let (send_digest, digest) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("restore-digest".to_string())
-            .spawn(move || {
-                let zeros = vec![0u8; chunk_size];
-                let mut linear = Sha256::new();
-                while let Some(piece) = received.blocking_recv() {
-                    match piece {
-                        Piece::Data(data) => linear.update(&*data),
-                        Piece::Zeros(len) => linear.update(&zeros[..len]),
-                    }
-                }
-                let _ = send_digest.send(hex::encode(linear.finalize()));
-            })
-            .expect("start a restore digest thread");
-        LinearDigest { pieces, digest }
-    }
-
-    async fn feed(&self, piece: Piece) {
-        // The thread ends only when `pieces` is dropped, so the send cannot fail.
-        let _ = self.pieces.send(piece).await;
-    }
-
-    /// The digest of everything fed.
-    async fn finish(self) -> String {
-        drop(self.pieces);
-        self.digest.await.expect("the restore digest thread does not panic")
-    }
-}
 
 /// What a restore wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +96,7 @@ impl Repository {
         target
             .prepare(disk.size)
             .map_err(io(format!("preparing the restore target for {} bytes", disk.size)))?;
-        let linear = LinearDigest::start(disk.chunk_size as usize);
+        let mut linear = Sha256::new();
         let zeros = vec![0u8; disk.chunk_size as usize];
         let mut bytes_written = 0;
         let mut fetched = futures::stream::iter(disk.chunks.iter().enumerate())
@@ -174,10 +125,9 @@ impl Repository {
         while let Some(item) = fetched.next().await {
             let (offset, len, data) = item?;
             match data {
-                None => linear.feed(Piece::Zeros(len as usize)).await,
+                None => linear.update(&zeros[..len as usize]),
                 Some(data) => {
-                    let data = Arc::new(data);
-                    linear.feed(Piece::Data(data.clone())).await;
+                    linear.update(&data);
                     for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
                         if block != &zeros[..block.len()] {
                             let at = offset + (i * SPARSE_BLOCK) as u64;
@@ -191,7 +141,7 @@ impl Repository {
             }
         }
         target.sync().map_err(io("syncing the restore target".to_string()))?;
-        let sha256 = linear.finish().await;
+        let sha256 = hex::encode(linear.finalize());
         let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks)
             .map_err(|reason| Error::CorruptObject { path: crate::layout::manifest(&backup.id), reason })?;
         let mismatch = |algorithm, expected: &str, actual: &str| Error::ChecksumMismatch {
