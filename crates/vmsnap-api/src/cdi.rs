@@ -2,10 +2,11 @@
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::custom_resource::custom_resource;
 
 /// The API group of DataVolume and StorageProfile.
 pub const GROUP: &str = "cdi.kubevirt.io";
@@ -28,67 +29,58 @@ pub mod annotations {
     pub const CLONE_OF: &str = "k8s.io/CloneOf";
 }
 
-/// The desired DataVolume.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "cdi.kubevirt.io",
-    version = "v1beta1",
-    kind = "DataVolume",
-    namespaced,
-    status = "DataVolumeStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "dv",
-    shortname = "dvs",
-    category = "all",
-    doc = "DataVolume is an abstraction on top of PersistentVolumeClaims to allow easy population of those PersistentVolumeClaims with relation to VirtualMachines",
-    printcolumn(
+custom_resource! {
+    /// The desired DataVolume.
+    #[kube(group = "cdi.kubevirt.io", version = "v1beta1", kind = "DataVolume")]
+    #[kube(namespaced, status = "DataVolumeStatus")]
+    #[kube(shortname = "dv", shortname = "dvs", category = "all")]
+    #[kube(doc = "DataVolume is an abstraction on top of PersistentVolumeClaims to allow easy population of those PersistentVolumeClaims with relation to VirtualMachines")]
+    #[kube(printcolumn(
         name = "Phase",
         type_ = "string",
         description = "The phase the data volume is in",
         json_path = ".status.phase"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "Progress",
         type_ = "string",
         description = "Transfer progress in percentage if known, N/A otherwise",
         json_path = ".status.progress"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "Restarts",
         type_ = "integer",
         description = "The number of times the transfer has been restarted.",
         json_path = ".status.restartCount"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct DataVolumeSpec {
-    /// Where the data comes from.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<DataVolumeSource>,
-    /// A DataSource to take the source from (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub source_ref: Option<Value>,
-    /// The PVC to create, as given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::pvc_spec")]
-    pub pvc: Option<PersistentVolumeClaimSpec>,
-    /// The PVC to create, with defaults from the StorageProfile.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::pvc_spec")]
-    pub storage: Option<PersistentVolumeClaimSpec>,
-    /// `kubevirt` (a disk image) or `archive`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
-    /// Preallocate the disk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preallocation: Option<bool>,
-    /// Priority class of the importer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_class_name: Option<String>,
+    ))]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct DataVolumeSpec {
+        /// Where the data comes from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub source: Option<DataVolumeSource>,
+        /// A DataSource to take the source from (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub source_ref: Option<Value>,
+        /// The PVC to create, as given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::pvc_spec")]
+        pub pvc: Option<PersistentVolumeClaimSpec>,
+        /// The PVC to create, with defaults from the StorageProfile.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::pvc_spec")]
+        pub storage: Option<PersistentVolumeClaimSpec>,
+        /// `kubevirt` (a disk image) or `archive`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub content_type: Option<String>,
+        /// Preallocate the disk.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub preallocation: Option<bool>,
+        /// Priority class of the importer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub priority_class_name: Option<String>,
+    }
 }
 
 impl DataVolumeSpec {
@@ -225,30 +217,24 @@ pub struct DataVolumeCondition {
     pub message: Option<String>,
 }
 
-/// StorageProfile: CDI's per-StorageClass defaults, including the VolumeSnapshotClass to use.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "cdi.kubevirt.io",
-    version = "v1beta1",
-    kind = "StorageProfile",
-    status = "StorageProfileStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    doc = "StorageProfile provides a CDI specific recommendation for storage parameters"
-)]
-#[serde(rename_all = "camelCase")]
-pub struct StorageProfileSpec {
-    /// Clone strategy override (`copy`, `snapshot`, `csi-clone`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clone_strategy: Option<String>,
-    /// Access and volume modes override (free-form).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
-    pub claim_property_sets: Vec<Value>,
-    /// VolumeSnapshotClass override.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot_class: Option<String>,
+custom_resource! {
+    /// StorageProfile: CDI's per-StorageClass defaults, including the VolumeSnapshotClass to use.
+    #[kube(group = "cdi.kubevirt.io", version = "v1beta1", kind = "StorageProfile")]
+    #[kube(status = "StorageProfileStatus")]
+    #[kube(doc = "StorageProfile provides a CDI specific recommendation for storage parameters")]
+    #[serde(rename_all = "camelCase")]
+    pub struct StorageProfileSpec {
+        /// Clone strategy override (`copy`, `snapshot`, `csi-clone`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub clone_strategy: Option<String>,
+        /// Access and volume modes override (free-form).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
+        pub claim_property_sets: Vec<Value>,
+        /// VolumeSnapshotClass override.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub snapshot_class: Option<String>,
+    }
 }
 
 /// The observed StorageProfile.

@@ -13,6 +13,7 @@
 pub mod backup;
 mod builtin_columns;
 pub mod cdi;
+mod custom_resource;
 pub mod duration;
 pub mod kubevirt;
 pub mod label_selector;

@@ -4,74 +4,66 @@
 //! `vmsnap-schedule` crate (when it runs, missed runs, retention).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::custom_resource::custom_resource;
+
 use crate::snapshot::Condition;
 
-/// The desired schedule. Exactly one of `vmName` and `selector`, and exactly one of `cron` and
-/// `every`, must be set (checked at admission).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "schedule.vmsnap.io",
-    version = "v1alpha1",
-    kind = "VirtualMachineSnapshotSchedule",
-    namespaced,
-    status = "VirtualMachineSnapshotScheduleStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmschedule",
-    shortname = "vmschedules",
-    category = "all",
-    doc = "VirtualMachineSnapshotSchedule takes snapshots of VMs on a schedule and prunes them by a keep policy",
-    printcolumn(name = "Cron", type_ = "string", json_path = ".spec.cron"),
-    printcolumn(name = "Every", type_ = "string", json_path = ".spec.every"),
-    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
-    printcolumn(name = "LastSuccess", type_ = "date", json_path = ".status.lastSuccessTime"),
-    printcolumn(name = "NextRun", type_ = "string", json_path = ".status.nextRunTime")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineSnapshotScheduleSpec {
-    /// The one VM (in the schedule's namespace) to snapshot.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vm_name: Option<String>,
-    /// The VMs to snapshot: those of the namespace matching this selector at each run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<LabelSelector>,
-    /// A five-field cron expression (`30 2 * * *`, `@daily`), minute granularity, in `timeZone`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
-    /// A fixed interval of elapsed time (`15m`, `1h`, `1d`; whole minutes, at least `1m`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub every: Option<String>,
-    /// The IANA time zone of `cron` (`Europe/Berlin`); UTC when unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time_zone: Option<String>,
-    /// How many seconds late a run may still start after downtime; unset means no limit. Runs
-    /// missed during downtime are taken once (the latest), as Kubernetes CronJobs do.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub starting_deadline_seconds: Option<i64>,
-    /// No new runs while true; runs in progress go on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suspend: Option<bool>,
-    /// `Forbid` (default): skip a VM's run while its previous run is still going; `Allow`: start
-    /// it anyway.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency_policy: Option<String>,
-    /// What happens after repeated failures.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_policy: Option<FailurePolicy>,
-    /// Which snapshots made by this schedule to keep (per VM); unset or empty keeps all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub keep: Option<KeepPolicy>,
-    /// The backup repository to back each new snapshot up to; unset takes snapshots only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_to: Option<String>,
-    /// Which backups made by this schedule to keep (per VM), separately from `keep`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup_keep: Option<KeepPolicy>,
+custom_resource! {
+    /// The desired schedule. Exactly one of `vmName` and `selector`, and exactly one of `cron` and
+    /// `every`, must be set (checked at admission).
+    #[kube(group = "schedule.vmsnap.io", version = "v1alpha1", kind = "VirtualMachineSnapshotSchedule")]
+    #[kube(namespaced, status = "VirtualMachineSnapshotScheduleStatus")]
+    #[kube(shortname = "vmschedule", shortname = "vmschedules", category = "all")]
+    #[kube(doc = "VirtualMachineSnapshotSchedule takes snapshots of VMs on a schedule and prunes them by a keep policy")]
+    #[kube(printcolumn(name = "Cron", type_ = "string", json_path = ".spec.cron"))]
+    #[kube(printcolumn(name = "Every", type_ = "string", json_path = ".spec.every"))]
+    #[kube(printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"))]
+    #[kube(printcolumn(name = "LastSuccess", type_ = "date", json_path = ".status.lastSuccessTime"))]
+    #[kube(printcolumn(name = "NextRun", type_ = "string", json_path = ".status.nextRunTime"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineSnapshotScheduleSpec {
+        /// The one VM (in the schedule's namespace) to snapshot.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub vm_name: Option<String>,
+        /// The VMs to snapshot: those of the namespace matching this selector at each run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub selector: Option<LabelSelector>,
+        /// A five-field cron expression (`30 2 * * *`, `@daily`), minute granularity, in `timeZone`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub cron: Option<String>,
+        /// A fixed interval of elapsed time (`15m`, `1h`, `1d`; whole minutes, at least `1m`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub every: Option<String>,
+        /// The IANA time zone of `cron` (`Europe/Berlin`); UTC when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub time_zone: Option<String>,
+        /// How many seconds late a run may still start after downtime; unset means no limit. Runs
+        /// missed during downtime are taken once (the latest), as Kubernetes CronJobs do.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub starting_deadline_seconds: Option<i64>,
+        /// No new runs while true; runs in progress go on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub suspend: Option<bool>,
+        /// `Forbid` (default): skip a VM's run while its previous run is still going; `Allow`: start
+        /// it anyway.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub concurrency_policy: Option<String>,
+        /// What happens after repeated failures.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub failure_policy: Option<FailurePolicy>,
+        /// Which snapshots made by this schedule to keep (per VM); unset or empty keeps all.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub keep: Option<KeepPolicy>,
+        /// The backup repository to back each new snapshot up to; unset takes snapshots only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub backup_to: Option<String>,
+        /// Which backups made by this schedule to keep (per VM), separately from `keep`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub backup_keep: Option<KeepPolicy>,
+    }
 }
 
 /// Concurrency policies.

@@ -5,79 +5,73 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::custom_resource::custom_resource;
 
 /// The API group of the CSI snapshot kinds.
 pub const GROUP: &str = "snapshot.storage.k8s.io";
 /// Annotation marking the default VolumeSnapshotClass (its presence counts, not its value).
 pub const IS_DEFAULT_CLASS_ANNOTATION: &str = "snapshot.storage.kubernetes.io/is-default-class";
 
-/// A request for a point-in-time copy of a PVC.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.storage.k8s.io",
-    version = "v1",
-    kind = "VolumeSnapshot",
-    namespaced,
-    status = "VolumeSnapshotStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vs",
-    doc = "VolumeSnapshot is a user's request for either creating a point-in-time snapshot of a persistent volume, or binding to a pre-existing snapshot.",
-    printcolumn(
+custom_resource! {
+    /// A request for a point-in-time copy of a PVC.
+    #[kube(group = "snapshot.storage.k8s.io", version = "v1", kind = "VolumeSnapshot")]
+    #[kube(namespaced, status = "VolumeSnapshotStatus")]
+    #[kube(shortname = "vs")]
+    #[kube(doc = "VolumeSnapshot is a user's request for either creating a point-in-time snapshot of a persistent volume, or binding to a pre-existing snapshot.")]
+    #[kube(printcolumn(
         name = "ReadyToUse",
         type_ = "boolean",
         description = "Indicates if the snapshot is ready to be used to restore a volume.",
         json_path = ".status.readyToUse"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "SourcePVC",
         type_ = "string",
         description = "If a new snapshot needs to be created, this contains the name of the source PVC from which this snapshot was (or will be) created.",
         json_path = ".spec.source.persistentVolumeClaimName"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "SourceSnapshotContent",
         type_ = "string",
         description = "If a snapshot already exists, this contains the name of the existing VolumeSnapshotContent object representing the existing snapshot.",
         json_path = ".spec.source.volumeSnapshotContentName"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "RestoreSize",
         type_ = "string",
         description = "Represents the minimum size of volume required to rehydrate from this snapshot.",
         json_path = ".status.restoreSize"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "SnapshotClass",
         type_ = "string",
         description = "The name of the VolumeSnapshotClass requested by the VolumeSnapshot.",
         json_path = ".spec.volumeSnapshotClassName"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "SnapshotContent",
         type_ = "string",
         description = "Name of the VolumeSnapshotContent object to which the VolumeSnapshot object intends to bind to. Please note that verification of binding actually requires checking both VolumeSnapshot and VolumeSnapshotContent to ensure both are pointing at each other. Binding MUST be verified prior to usage of this object.",
         json_path = ".status.boundVolumeSnapshotContentName"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "CreationTime",
         type_ = "date",
         description = "Timestamp when the point-in-time snapshot was taken by the underlying storage system.",
         json_path = ".status.creationTime"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeSnapshotSpec {
-    /// What to snapshot, or which existing snapshot to bind.
-    pub source: VolumeSnapshotSource,
-    /// The class to use; the default class of the PVC's driver when empty.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_snapshot_class_name: Option<String>,
+    ))]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeSnapshotSpec {
+        /// What to snapshot, or which existing snapshot to bind.
+        pub source: VolumeSnapshotSource,
+        /// The class to use; the default class of the PVC's driver when empty.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub volume_snapshot_class_name: Option<String>,
+    }
 }
 
 /// `spec.source`: exactly one field is set.
@@ -128,83 +122,77 @@ pub struct VolumeSnapshotError {
     pub message: Option<String>,
 }
 
-/// How to take snapshots for one CSI driver (cluster-scoped; fields at the top level).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.storage.k8s.io",
-    version = "v1",
-    kind = "VolumeSnapshotClass",
-    no_spec,
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vsclass",
-    shortname = "vsclasses",
-    doc = "VolumeSnapshotClass specifies parameters that a underlying storage system uses when creating a volume snapshot.",
-    printcolumn(name = "Driver", type_ = "string", json_path = ".driver"),
-    printcolumn(
+custom_resource! {
+    /// How to take snapshots for one CSI driver (cluster-scoped; fields at the top level).
+    #[kube(group = "snapshot.storage.k8s.io", version = "v1", kind = "VolumeSnapshotClass")]
+    #[kube(no_spec)]
+    #[kube(shortname = "vsclass", shortname = "vsclasses")]
+    #[kube(doc = "VolumeSnapshotClass specifies parameters that a underlying storage system uses when creating a volume snapshot.")]
+    #[kube(printcolumn(name = "Driver", type_ = "string", json_path = ".driver"))]
+    #[kube(printcolumn(
         name = "DeletionPolicy",
         type_ = "string",
         description = "Determines whether a VolumeSnapshotContent created through the VolumeSnapshotClass should be deleted when its bound VolumeSnapshot is deleted.",
         json_path = ".deletionPolicy"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeSnapshotClassFields {
-    /// The CSI driver (the StorageClass provisioner it serves).
-    pub driver: String,
-    /// Driver parameters.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub parameters: BTreeMap<String, String>,
-    /// `Delete` or `Retain`: what happens to the content when its VolumeSnapshot is deleted.
-    #[schemars(schema_with = "crate::schema::deletion_policy")]
-    pub deletion_policy: String,
+    ))]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeSnapshotClassFields {
+        /// The CSI driver (the StorageClass provisioner it serves).
+        pub driver: String,
+        /// Driver parameters.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub parameters: BTreeMap<String, String>,
+        /// `Delete` or `Retain`: what happens to the content when its VolumeSnapshot is deleted.
+        #[schemars(schema_with = "crate::schema::deletion_policy")]
+        pub deletion_policy: String,
+    }
 }
 
-/// The actual snapshot on the storage system (cluster-scoped).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.storage.k8s.io",
-    version = "v1",
-    kind = "VolumeSnapshotContent",
-    status = "VolumeSnapshotContentStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vsc",
-    shortname = "vscs",
-    doc = "VolumeSnapshotContent represents the actual \"on-disk\" snapshot object in the underlying storage system",
-    printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"),
-    printcolumn(name = "RestoreSize", type_ = "integer", json_path = ".status.restoreSize"),
-    printcolumn(name = "DeletionPolicy", type_ = "string", json_path = ".spec.deletionPolicy"),
-    printcolumn(name = "Driver", type_ = "string", json_path = ".spec.driver"),
-    printcolumn(name = "VolumeSnapshotClass", type_ = "string", json_path = ".spec.volumeSnapshotClassName"),
-    printcolumn(name = "VolumeSnapshot", type_ = "string", json_path = ".spec.volumeSnapshotRef.name"),
-    printcolumn(
+custom_resource! {
+    /// The actual snapshot on the storage system (cluster-scoped).
+    #[kube(group = "snapshot.storage.k8s.io", version = "v1", kind = "VolumeSnapshotContent")]
+    #[kube(status = "VolumeSnapshotContentStatus")]
+    #[kube(shortname = "vsc", shortname = "vscs")]
+    #[kube(doc = "VolumeSnapshotContent represents the actual \"on-disk\" snapshot object in the underlying storage system")]
+    #[kube(printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"))]
+    #[kube(printcolumn(name = "RestoreSize", type_ = "integer", json_path = ".status.restoreSize"))]
+    #[kube(printcolumn(name = "DeletionPolicy", type_ = "string", json_path = ".spec.deletionPolicy"))]
+    #[kube(printcolumn(name = "Driver", type_ = "string", json_path = ".spec.driver"))]
+    #[kube(printcolumn(
+        name = "VolumeSnapshotClass",
+        type_ = "string",
+        json_path = ".spec.volumeSnapshotClassName"
+    ))]
+    #[kube(printcolumn(
+        name = "VolumeSnapshot",
+        type_ = "string",
+        json_path = ".spec.volumeSnapshotRef.name"
+    ))]
+    #[kube(printcolumn(
         name = "VolumeSnapshotNamespace",
         type_ = "string",
         json_path = ".spec.volumeSnapshotRef.namespace"
-    ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VolumeSnapshotContentSpec {
-    /// The VolumeSnapshot bound to this content.
-    pub volume_snapshot_ref: ObjectReference,
-    /// `Delete` or `Retain`.
-    #[schemars(schema_with = "crate::schema::deletion_policy")]
-    pub deletion_policy: String,
-    /// The CSI driver.
-    pub driver: String,
-    /// The class it was created with.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_snapshot_class_name: Option<String>,
-    /// The volume or the existing snapshot handle.
-    pub source: VolumeSnapshotContentSource,
-    /// Volume mode of the source.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source_volume_mode: Option<String>,
+    ))]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeSnapshotContentSpec {
+        /// The VolumeSnapshot bound to this content.
+        pub volume_snapshot_ref: ObjectReference,
+        /// `Delete` or `Retain`.
+        #[schemars(schema_with = "crate::schema::deletion_policy")]
+        pub deletion_policy: String,
+        /// The CSI driver.
+        pub driver: String,
+        /// The class it was created with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub volume_snapshot_class_name: Option<String>,
+        /// The volume or the existing snapshot handle.
+        pub source: VolumeSnapshotContentSource,
+        /// Volume mode of the source.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub source_volume_mode: Option<String>,
+    }
 }
 
 /// `spec.source` of a content: exactly one field is set.

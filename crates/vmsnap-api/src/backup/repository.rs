@@ -2,59 +2,51 @@
 //! Secrets that open it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::custom_resource::custom_resource;
 
 use super::SecretKeySelector;
 use crate::snapshot::Condition;
 
-/// A backup repository. Exactly one of `local` and `s3` is set (checked at admission). A
-/// location that holds no repository yet gets one, sealed with the passphrase; one that does is
-/// opened, and the backups already in it appear as `VirtualMachineRepositoryBackup` objects.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "backup.vmsnap.io",
-    version = "v1alpha1",
-    kind = "VirtualMachineBackupRepository",
-    namespaced,
-    status = "VirtualMachineBackupRepositoryStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmrepo",
-    shortname = "vmrepos",
-    category = "all",
-    doc = "VirtualMachineBackupRepository is a place (a directory or an S3 bucket) holding encrypted, deduplicated VM backups",
-    printcolumn(name = "Location", type_ = "string", json_path = ".status.location"),
-    printcolumn(
+custom_resource! {
+    /// A backup repository. Exactly one of `local` and `s3` is set (checked at admission). A
+    /// location that holds no repository yet gets one, sealed with the passphrase; one that does is
+    /// opened, and the backups already in it appear as `VirtualMachineRepositoryBackup` objects.
+    #[kube(group = "backup.vmsnap.io", version = "v1alpha1", kind = "VirtualMachineBackupRepository")]
+    #[kube(namespaced, status = "VirtualMachineBackupRepositoryStatus")]
+    #[kube(shortname = "vmrepo", shortname = "vmrepos", category = "all")]
+    #[kube(doc = "VirtualMachineBackupRepository is a place (a directory or an S3 bucket) holding encrypted, deduplicated VM backups")]
+    #[kube(printcolumn(name = "Location", type_ = "string", json_path = ".status.location"))]
+    #[kube(printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='Ready')].status"
-    ),
-    printcolumn(name = "Backups", type_ = "integer", json_path = ".status.backups"),
-    printcolumn(name = "Stored", type_ = "string", json_path = ".status.storedSize"),
-    printcolumn(name = "Dedup", type_ = "string", json_path = ".status.deduplicationRatio")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineBackupRepositorySpec {
-    /// A directory on this machine (an NFS mount works the same).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<LocalRepository>,
-    /// A bucket of an S3-compatible object store.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub s3: Option<S3Repository>,
-    /// The passphrase that unlocks the repository's key (key `passphrase` by default). Losing it
-    /// loses every backup in the repository: nobody can decrypt them.
-    pub passphrase_secret_ref: SecretKeySelector,
-    /// The size of the chunks disks are cut into, as a quantity: a power of two from `64Ki` to
-    /// `64Mi` (default `512Ki`). Read only when the repository is created (an existing repository
-    /// keeps the chunk size it was made with: see `status.chunkSize`), and it cannot change.
-    /// Larger chunks mean fewer objects and smaller manifests (a fully allocated disk may be up to
-    /// about 7 TiB with `512Ki`, 55 TiB with `4Mi`); smaller ones upload less after small
-    /// scattered writes (a write uploads every chunk it touches, whole).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chunk_size: Option<String>,
+    ))]
+    #[kube(printcolumn(name = "Backups", type_ = "integer", json_path = ".status.backups"))]
+    #[kube(printcolumn(name = "Stored", type_ = "string", json_path = ".status.storedSize"))]
+    #[kube(printcolumn(name = "Dedup", type_ = "string", json_path = ".status.deduplicationRatio"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineBackupRepositorySpec {
+        /// A directory on this machine (an NFS mount works the same).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub local: Option<LocalRepository>,
+        /// A bucket of an S3-compatible object store.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub s3: Option<S3Repository>,
+        /// The passphrase that unlocks the repository's key (key `passphrase` by default). Losing it
+        /// loses every backup in the repository: nobody can decrypt them.
+        pub passphrase_secret_ref: SecretKeySelector,
+        /// The size of the chunks disks are cut into, as a quantity: a power of two from `64Ki` to
+        /// `64Mi` (default `512Ki`). Read only when the repository is created (an existing repository
+        /// keeps the chunk size it was made with: see `status.chunkSize`), and it cannot change.
+        /// Larger chunks mean fewer objects and smaller manifests (a fully allocated disk may be up to
+        /// about 7 TiB with `512Ki`, 55 TiB with `4Mi`); smaller ones upload less after small
+        /// scattered writes (a write uploads every chunk it touches, whole).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub chunk_size: Option<String>,
+    }
 }
 
 /// A repository in a local directory.

@@ -2,43 +2,35 @@
 
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::custom_resource::custom_resource;
 
 use super::{RestorePhase, TransferCounters};
 use crate::snapshot::{Condition, SnapshotError};
 
-/// A restore of a backup. A `target` VM that does not exist is created from the backup's VM
-/// spec with new disks (a new VM: firmware UUID and MAC addresses are not copied); a target that
-/// is the backed-up VM itself must be stopped, and gets new disks with the backup's content
-/// (in place, as a `VirtualMachineRestore` of a snapshot does).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "backup.vmsnap.io",
-    version = "v1alpha1",
-    kind = "VirtualMachineRepositoryRestore",
-    namespaced,
-    status = "VirtualMachineRepositoryRestoreStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmrrestore",
-    shortname = "vmrrestores",
-    category = "all",
-    doc = "VirtualMachineRepositoryRestore restores a VirtualMachineRepositoryBackup to a new VM or in place",
-    printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"),
-    printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"),
-    printcolumn(name = "Complete", type_ = "boolean", json_path = ".status.complete"),
-    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
-    printcolumn(name = "RestoreTime", type_ = "date", json_path = ".status.restoreTime")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineRepositoryRestoreSpec {
-    /// The `VirtualMachineRepositoryBackup` (in this namespace) to restore.
-    pub backup_name: String,
-    /// The VM to restore to (`kubevirt.io`, `VirtualMachine`).
-    pub target: TypedLocalObjectReference,
+custom_resource! {
+    /// A restore of a backup. A `target` VM that does not exist is created from the backup's VM
+    /// spec with new disks (a new VM: firmware UUID and MAC addresses are not copied); a target that
+    /// is the backed-up VM itself must be stopped, and gets new disks with the backup's content
+    /// (in place, as a `VirtualMachineRestore` of a snapshot does).
+    #[kube(group = "backup.vmsnap.io", version = "v1alpha1", kind = "VirtualMachineRepositoryRestore")]
+    #[kube(namespaced, status = "VirtualMachineRepositoryRestoreStatus")]
+    #[kube(shortname = "vmrrestore", shortname = "vmrrestores", category = "all")]
+    #[kube(doc = "VirtualMachineRepositoryRestore restores a VirtualMachineRepositoryBackup to a new VM or in place")]
+    #[kube(printcolumn(name = "Backup", type_ = "string", json_path = ".spec.backupName"))]
+    #[kube(printcolumn(name = "Target", type_ = "string", json_path = ".spec.target.name"))]
+    #[kube(printcolumn(name = "Complete", type_ = "boolean", json_path = ".status.complete"))]
+    #[kube(printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"))]
+    #[kube(printcolumn(name = "RestoreTime", type_ = "date", json_path = ".status.restoreTime"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineRepositoryRestoreSpec {
+        /// The `VirtualMachineRepositoryBackup` (in this namespace) to restore.
+        pub backup_name: String,
+        /// The VM to restore to (`kubevirt.io`, `VirtualMachine`).
+        pub target: TypedLocalObjectReference,
+    }
 }
 
 /// The observed restore.

@@ -2,53 +2,45 @@
 
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::custom_resource::custom_resource;
 
 use super::{BackupPhase, TransferCounters, VerifyResult};
 use crate::snapshot::{Condition, SnapshotError};
 
-/// A backup of a VM to a repository. Its source is a `VirtualMachineSnapshot` that is (or will
-/// be) ready, or a `VirtualMachine`: a snapshot is then taken, labelled with the backup, and kept
-/// as the base of the VM's next incremental backup.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "backup.vmsnap.io",
-    version = "v1alpha1",
-    kind = "VirtualMachineRepositoryBackup",
-    namespaced,
-    status = "VirtualMachineRepositoryBackupStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmrbackup",
-    shortname = "vmrbackups",
-    category = "all",
-    doc = "VirtualMachineRepositoryBackup is a backup of a VM, at one point in time, in a VirtualMachineBackupRepository",
-    printcolumn(name = "VM", type_ = "string", json_path = ".status.vmName"),
-    printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Type", type_ = "string", json_path = ".status.type"),
-    printcolumn(name = "Size", type_ = "string", json_path = ".status.size"),
-    printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"),
-    printcolumn(name = "Point In Time", type_ = "date", json_path = ".status.pointInTime")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineRepositoryBackupSpec {
-    /// The `VirtualMachineBackupRepository` (in this namespace) to back up to.
-    pub repository: String,
-    /// What to back up: a `VirtualMachine` (`kubevirt.io`) or a `VirtualMachineSnapshot`
-    /// (`snapshot.kubevirt.io`). Unset on backups found in a repository.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<TypedLocalObjectReference>,
-    /// Read every allocated byte even when an incremental is possible.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub force_full: Option<bool>,
-    /// `Delete` (default): deleting this object deletes the backup from the repository;
-    /// `Retain`: it stays there (and reappears if the repository is added again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deletion_policy: Option<String>,
+custom_resource! {
+    /// A backup of a VM to a repository. Its source is a `VirtualMachineSnapshot` that is (or will
+    /// be) ready, or a `VirtualMachine`: a snapshot is then taken, labelled with the backup, and kept
+    /// as the base of the VM's next incremental backup.
+    #[kube(group = "backup.vmsnap.io", version = "v1alpha1", kind = "VirtualMachineRepositoryBackup")]
+    #[kube(namespaced, status = "VirtualMachineRepositoryBackupStatus")]
+    #[kube(shortname = "vmrbackup", shortname = "vmrbackups", category = "all")]
+    #[kube(doc = "VirtualMachineRepositoryBackup is a backup of a VM, at one point in time, in a VirtualMachineBackupRepository")]
+    #[kube(printcolumn(name = "VM", type_ = "string", json_path = ".status.vmName"))]
+    #[kube(printcolumn(name = "Repository", type_ = "string", json_path = ".spec.repository"))]
+    #[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+    #[kube(printcolumn(name = "Type", type_ = "string", json_path = ".status.type"))]
+    #[kube(printcolumn(name = "Size", type_ = "string", json_path = ".status.size"))]
+    #[kube(printcolumn(name = "Progress", type_ = "string", json_path = ".status.progress.percent"))]
+    #[kube(printcolumn(name = "Point In Time", type_ = "date", json_path = ".status.pointInTime"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineRepositoryBackupSpec {
+        /// The `VirtualMachineBackupRepository` (in this namespace) to back up to.
+        pub repository: String,
+        /// What to back up: a `VirtualMachine` (`kubevirt.io`) or a `VirtualMachineSnapshot`
+        /// (`snapshot.kubevirt.io`). Unset on backups found in a repository.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub source: Option<TypedLocalObjectReference>,
+        /// Read every allocated byte even when an incremental is possible.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub force_full: Option<bool>,
+        /// `Delete` (default): deleting this object deletes the backup from the repository;
+        /// `Retain`: it stays there (and reappears if the repository is added again).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub deletion_policy: Option<String>,
+    }
 }
 
 /// The observed backup.

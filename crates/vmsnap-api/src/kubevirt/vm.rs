@@ -1,64 +1,56 @@
 //! `VirtualMachine`: the desired VM, whether it runs, and the volumes it owns.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::custom_resource::custom_resource;
+
 use super::{AddVolumeOptions, RemoveVolumeOptions, VirtualMachineInstanceSpec};
 use crate::cdi::DataVolumeSpec;
 
-/// The desired state of a VirtualMachine.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "kubevirt.io",
-    version = "v1",
-    kind = "VirtualMachine",
-    namespaced,
-    status = "VirtualMachineStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vm",
-    shortname = "vms",
-    category = "all",
-    doc = "VirtualMachine handles the VirtualMachines that are not running or are in a stopped state.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(
+custom_resource! {
+    /// The desired state of a VirtualMachine.
+    #[kube(group = "kubevirt.io", version = "v1", kind = "VirtualMachine")]
+    #[kube(namespaced, status = "VirtualMachineStatus")]
+    #[kube(shortname = "vm", shortname = "vms", category = "all")]
+    #[kube(doc = "VirtualMachine handles the VirtualMachines that are not running or are in a stopped state.")]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[kube(printcolumn(
         name = "Status",
         type_ = "string",
         description = "Human Readable Status",
         json_path = ".status.printableStatus"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='Ready')].status"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineSpec {
-    /// Deprecated in favour of `runStrategy`: whether the VM should run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub running: Option<bool>,
-    /// `Always`, `Halted`, `Manual`, `RerunOnFailure`, `Once`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_strategy: Option<String>,
-    /// Instance type matcher (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub instancetype: Option<Value>,
-    /// Preference matcher (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub preference: Option<Value>,
-    /// The instance to create when the VM starts.
-    #[serde(default)]
-    pub template: VirtualMachineInstanceTemplateSpec,
-    /// DataVolumes created for, and owned by, this VM.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub data_volume_templates: Vec<DataVolumeTemplateSpec>,
+    ))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineSpec {
+        /// Deprecated in favour of `runStrategy`: whether the VM should run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub running: Option<bool>,
+        /// `Always`, `Halted`, `Manual`, `RerunOnFailure`, `Once`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub run_strategy: Option<String>,
+        /// Instance type matcher (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub instancetype: Option<Value>,
+        /// Preference matcher (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub preference: Option<Value>,
+        /// The instance to create when the VM starts.
+        #[serde(default)]
+        pub template: VirtualMachineInstanceTemplateSpec,
+        /// DataVolumes created for, and owned by, this VM.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub data_volume_templates: Vec<DataVolumeTemplateSpec>,
+    }
 }
 
 /// The run strategies KubeVirt defines.

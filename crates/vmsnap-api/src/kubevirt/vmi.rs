@@ -3,108 +3,100 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::custom_resource::custom_resource;
+
 use super::{DomainSpec, Network, Volume};
 
-/// The spec of a running VM.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "kubevirt.io",
-    version = "v1",
-    kind = "VirtualMachineInstance",
-    namespaced,
-    status = "VirtualMachineInstanceStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmi",
-    shortname = "vmis",
-    category = "all",
-    doc = "VirtualMachineInstance is *the* VirtualMachineInstance Definition. It represents a virtual machine in the runtime environment of kubernetes.",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "IP", type_ = "string", json_path = ".status.interfaces[0].ipAddress"),
-    printcolumn(name = "NodeName", type_ = "string", json_path = ".status.nodeName"),
-    printcolumn(
+custom_resource! {
+    /// The spec of a running VM.
+    #[kube(group = "kubevirt.io", version = "v1", kind = "VirtualMachineInstance")]
+    #[kube(namespaced, status = "VirtualMachineInstanceStatus")]
+    #[kube(shortname = "vmi", shortname = "vmis", category = "all")]
+    #[kube(doc = "VirtualMachineInstance is *the* VirtualMachineInstance Definition. It represents a virtual machine in the runtime environment of kubernetes.")]
+    #[kube(printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"))]
+    #[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+    #[kube(printcolumn(name = "IP", type_ = "string", json_path = ".status.interfaces[0].ipAddress"))]
+    #[kube(printcolumn(name = "NodeName", type_ = "string", json_path = ".status.nodeName"))]
+    #[kube(printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='Ready')].status"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "Live-Migratable",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='LiveMigratable')].status",
         priority = "1"
-    ),
-    printcolumn(
+    ))]
+    #[kube(printcolumn(
         name = "Paused",
         type_ = "string",
         json_path = ".status.conditions[?(@.type=='Paused')].status",
         priority = "1"
-    )
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineInstanceSpec {
-    /// The domain: CPU, memory, firmware and devices.
-    #[serde(default)]
-    pub domain: DomainSpec,
-    /// Volumes backing the disks.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volumes: Vec<Volume>,
-    /// Networks backing the interfaces.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub networks: Vec<Network>,
-    /// Seconds to wait for a clean guest shutdown before forcing it off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub termination_grace_period_seconds: Option<i64>,
-    /// Start paused (`Paused`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_strategy: Option<String>,
-    /// Eviction strategy.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eviction_strategy: Option<String>,
-    /// Node selector.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub node_selector: BTreeMap<String, String>,
-    /// Guest hostname.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-    /// Guest subdomain.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subdomain: Option<String>,
-    /// Priority class.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub priority_class_name: Option<String>,
-    /// Scheduler name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduler_name: Option<String>,
-    /// Affinity (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub affinity: Option<Value>,
-    /// Tolerations (free-form).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
-    pub tolerations: Vec<Value>,
-    /// Liveness probe (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub liveness_probe: Option<Value>,
-    /// Readiness probe (free-form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
-    pub readiness_probe: Option<Value>,
-    /// Access credentials (free-form).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
-    pub access_credentials: Vec<Value>,
-    /// CPU architecture.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub architecture: Option<String>,
+    ))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineInstanceSpec {
+        /// The domain: CPU, memory, firmware and devices.
+        #[serde(default)]
+        pub domain: DomainSpec,
+        /// Volumes backing the disks.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub volumes: Vec<Volume>,
+        /// Networks backing the interfaces.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub networks: Vec<Network>,
+        /// Seconds to wait for a clean guest shutdown before forcing it off.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub termination_grace_period_seconds: Option<i64>,
+        /// Start paused (`Paused`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub start_strategy: Option<String>,
+        /// Eviction strategy.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub eviction_strategy: Option<String>,
+        /// Node selector.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        pub node_selector: BTreeMap<String, String>,
+        /// Guest hostname.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub hostname: Option<String>,
+        /// Guest subdomain.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub subdomain: Option<String>,
+        /// Priority class.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub priority_class_name: Option<String>,
+        /// Scheduler name.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scheduler_name: Option<String>,
+        /// Affinity (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub affinity: Option<Value>,
+        /// Tolerations (free-form).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
+        pub tolerations: Vec<Value>,
+        /// Liveness probe (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub liveness_probe: Option<Value>,
+        /// Readiness probe (free-form).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_object")]
+        pub readiness_probe: Option<Value>,
+        /// Access credentials (free-form).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[schemars(schema_with = "crate::schema::preserve_unknown_list")]
+        pub access_credentials: Vec<Value>,
+        /// CPU architecture.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub architecture: Option<String>,
+    }
 }
 
 crate::wire_enum::wire_enum! {

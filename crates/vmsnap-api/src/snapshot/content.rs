@@ -2,42 +2,34 @@
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::custom_resource::custom_resource;
 
 use super::SnapshotError;
 use crate::kubevirt::{VirtualMachineSpec, VirtualMachineStatus};
 
-/// What a snapshot holds.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.kubevirt.io",
-    version = "v1beta1",
-    kind = "VirtualMachineSnapshotContent",
-    namespaced,
-    status = "VirtualMachineSnapshotContentStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmsnapshotcontent",
-    shortname = "vmsnapshotcontents",
-    category = "all",
-    doc = "VirtualMachineSnapshotContent contains the snapshot data",
-    printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"),
-    printcolumn(name = "CreationTime", type_ = "date", json_path = ".status.creationTime"),
-    printcolumn(name = "Error", type_ = "string", json_path = ".status.error.message")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineSnapshotContentSpec {
-    /// The VirtualMachineSnapshot this content belongs to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub virtual_machine_snapshot_name: Option<String>,
-    /// The VM as it was.
-    pub source: SourceSpec,
-    /// One backup per snapshotted volume.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volume_backups: Vec<VolumeBackup>,
+custom_resource! {
+    /// What a snapshot holds.
+    #[kube(group = "snapshot.kubevirt.io", version = "v1beta1", kind = "VirtualMachineSnapshotContent")]
+    #[kube(namespaced, status = "VirtualMachineSnapshotContentStatus")]
+    #[kube(shortname = "vmsnapshotcontent", shortname = "vmsnapshotcontents", category = "all")]
+    #[kube(doc = "VirtualMachineSnapshotContent contains the snapshot data")]
+    #[kube(printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"))]
+    #[kube(printcolumn(name = "CreationTime", type_ = "date", json_path = ".status.creationTime"))]
+    #[kube(printcolumn(name = "Error", type_ = "string", json_path = ".status.error.message"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineSnapshotContentSpec {
+        /// The VirtualMachineSnapshot this content belongs to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub virtual_machine_snapshot_name: Option<String>,
+        /// The VM as it was.
+        pub source: SourceSpec,
+        /// One backup per snapshotted volume.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub volume_backups: Vec<VolumeBackup>,
+    }
 }
 
 /// `spec.source`.

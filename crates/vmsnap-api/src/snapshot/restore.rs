@@ -4,56 +4,48 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+use crate::custom_resource::custom_resource;
+
 use super::Condition;
 
-/// The desired restore.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.kubevirt.io",
-    version = "v1beta1",
-    kind = "VirtualMachineRestore",
-    namespaced,
-    status = "VirtualMachineRestoreStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmrestore",
-    shortname = "vmrestores",
-    category = "all",
-    doc = "VirtualMachineRestore defines the operation of restoring a VM",
-    printcolumn(name = "TargetKind", type_ = "string", json_path = ".spec.target.kind"),
-    printcolumn(name = "TargetName", type_ = "string", json_path = ".spec.target.name"),
-    printcolumn(name = "Complete", type_ = "boolean", json_path = ".status.complete"),
-    printcolumn(name = "RestoreTime", type_ = "date", json_path = ".status.restoreTime")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineRestoreSpec {
-    /// The VM to restore into (existing: in place; absent: created).
-    pub target: TypedLocalObjectReference,
-    /// The snapshot to restore from.
-    pub virtual_machine_snapshot_name: String,
-    /// What to do when the target VM is running: StopTarget, WaitGracePeriod (default), FailImmediate, WaitEventually.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "target_readiness_policy_schema")]
-    pub target_readiness_policy: Option<String>,
-    /// How restored PVCs are named: RandomizeNames (default), InPlace, PrefixTargetName.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::volume_restore_policy")]
-    pub volume_restore_policy: Option<String>,
-    /// Whether restored PVCs are owned by the VM: Vm (default) or None.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::volume_ownership_policy")]
-    pub volume_ownership_policy: Option<String>,
-    /// Per-volume name, label and annotation overrides.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub volume_restore_overrides: Vec<VolumeRestoreOverride>,
-    /// JSON patches (one operation per string) applied when the target VM is created.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub patches: Vec<String>,
+custom_resource! {
+    /// The desired restore.
+    #[kube(group = "snapshot.kubevirt.io", version = "v1beta1", kind = "VirtualMachineRestore")]
+    #[kube(namespaced, status = "VirtualMachineRestoreStatus")]
+    #[kube(shortname = "vmrestore", shortname = "vmrestores", category = "all")]
+    #[kube(doc = "VirtualMachineRestore defines the operation of restoring a VM")]
+    #[kube(printcolumn(name = "TargetKind", type_ = "string", json_path = ".spec.target.kind"))]
+    #[kube(printcolumn(name = "TargetName", type_ = "string", json_path = ".spec.target.name"))]
+    #[kube(printcolumn(name = "Complete", type_ = "boolean", json_path = ".status.complete"))]
+    #[kube(printcolumn(name = "RestoreTime", type_ = "date", json_path = ".status.restoreTime"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineRestoreSpec {
+        /// The VM to restore into (existing: in place; absent: created).
+        pub target: TypedLocalObjectReference,
+        /// The snapshot to restore from.
+        pub virtual_machine_snapshot_name: String,
+        /// What to do when the target VM is running: StopTarget, WaitGracePeriod (default), FailImmediate, WaitEventually.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "target_readiness_policy_schema")]
+        pub target_readiness_policy: Option<String>,
+        /// How restored PVCs are named: RandomizeNames (default), InPlace, PrefixTargetName.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::volume_restore_policy")]
+        pub volume_restore_policy: Option<String>,
+        /// Whether restored PVCs are owned by the VM: Vm (default) or None.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::volume_ownership_policy")]
+        pub volume_ownership_policy: Option<String>,
+        /// Per-volume name, label and annotation overrides.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub volume_restore_overrides: Vec<VolumeRestoreOverride>,
+        /// JSON patches (one operation per string) applied when the target VM is created.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pub patches: Vec<String>,
+    }
 }
 
 fn target_readiness_policy_schema(_: &mut SchemaGenerator) -> Schema {

@@ -2,47 +2,39 @@
 
 use k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube_derive::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::custom_resource::custom_resource;
+
 use super::{Condition, SnapshotError, SnapshotPhase};
 
-/// The desired snapshot.
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[kube(
-    crates(kube_core = "::kube_core"),
-    group = "snapshot.kubevirt.io",
-    version = "v1beta1",
-    kind = "VirtualMachineSnapshot",
-    namespaced,
-    status = "VirtualMachineSnapshotStatus",
-    derive = "PartialEq",
-    derive = "Default",
-    shortname = "vmsnapshot",
-    shortname = "vmsnapshots",
-    category = "all",
-    doc = "VirtualMachineSnapshot defines the operation of snapshotting a VM",
-    printcolumn(name = "SourceKind", type_ = "string", json_path = ".spec.source.kind"),
-    printcolumn(name = "SourceName", type_ = "string", json_path = ".spec.source.name"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"),
-    printcolumn(name = "CreationTime", type_ = "date", json_path = ".status.creationTime"),
-    printcolumn(name = "Error", type_ = "string", json_path = ".status.error.message")
-)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineSnapshotSpec {
-    /// The VM to snapshot (`apiGroup: kubevirt.io`, `kind: VirtualMachine`).
-    pub source: TypedLocalObjectReference,
-    /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::deletion_policy")]
-    pub deletion_policy: Option<DeletionPolicy>,
-    /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no
-    /// limit): a Go duration, or a number of seconds (`20`; read as the string `"20"`).
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_number")]
-    #[schemars(schema_with = "crate::schema::duration_or_seconds")]
-    pub failure_deadline: Option<String>,
+custom_resource! {
+    /// The desired snapshot.
+    #[kube(group = "snapshot.kubevirt.io", version = "v1beta1", kind = "VirtualMachineSnapshot")]
+    #[kube(namespaced, status = "VirtualMachineSnapshotStatus")]
+    #[kube(shortname = "vmsnapshot", shortname = "vmsnapshots", category = "all")]
+    #[kube(doc = "VirtualMachineSnapshot defines the operation of snapshotting a VM")]
+    #[kube(printcolumn(name = "SourceKind", type_ = "string", json_path = ".spec.source.kind"))]
+    #[kube(printcolumn(name = "SourceName", type_ = "string", json_path = ".spec.source.name"))]
+    #[kube(printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"))]
+    #[kube(printcolumn(name = "ReadyToUse", type_ = "boolean", json_path = ".status.readyToUse"))]
+    #[kube(printcolumn(name = "CreationTime", type_ = "date", json_path = ".status.creationTime"))]
+    #[kube(printcolumn(name = "Error", type_ = "string", json_path = ".status.error.message"))]
+    #[serde(rename_all = "camelCase")]
+    pub struct VirtualMachineSnapshotSpec {
+        /// The VM to snapshot (`apiGroup: kubevirt.io`, `kind: VirtualMachine`).
+        pub source: TypedLocalObjectReference,
+        /// `Delete` (default) or `Retain`: what happens to the content when the snapshot is deleted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schemars(schema_with = "crate::schema::deletion_policy")]
+        pub deletion_policy: Option<DeletionPolicy>,
+        /// How long the snapshot may take, counted from its creation (`5m0s` by default; `0s` means no
+        /// limit): a Go duration, or a number of seconds (`20`; read as the string `"20"`).
+        #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "string_or_number")]
+        #[schemars(schema_with = "crate::schema::duration_or_seconds")]
+        pub failure_deadline: Option<String>,
+    }
 }
 
 /// Reads a string, or a JSON number as its decimal text.
