@@ -23,7 +23,7 @@
 //! let metadata = BackupMetadata { vm, vm_spec: serde_json::json!({}), base: None, labels: Default::default() };
 //! let backup = session.commit_backup(metadata, vec![disk]).await?;
 //! let target = std::fs::File::create("restored.raw").map_err(|source| Error::Io { context: "create".into(), source })?;
-//! repo.restore_disk(&backup, "root", &target).await?;
+//! repo.restore_disk(&backup, "root", target).await?;
 //! # Ok(()) }
 //! ```
 

@@ -1,6 +1,8 @@
 //! Restoring a disk to a sparse file, checking every chunk and the disk's digests.
 
 use std::os::unix::fs::FileExt as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 use sha2::{Digest as _, Sha256};
@@ -32,7 +34,7 @@ pub struct RestoreReport {
 
 /// Where [`Repository::restore_disk`] writes a disk: a sparse file, or any other image that can be
 /// written by disk offset.
-pub trait RestoreTarget: Sync {
+pub trait RestoreTarget: Send + Sync {
     /// Makes the target read as `size` bytes of zeros, or says why it cannot.
     fn prepare(&self, size: u64) -> std::io::Result<()>;
     /// Writes `data` at disk offset `offset`.
@@ -65,20 +67,23 @@ impl RestoreTarget for std::fs::File {
 
 impl Repository {
     /// Restores disk `disk` of `backup` into `target`, written sparse (holes and 64 KiB blocks of
-    /// zeros are not written). Every chunk is authenticated and checked against
-    /// its name and digest, and the disk against its tree digest and, when recorded, its plain
-    /// SHA-256. On any failure the target is discarded, so it never holds a half or wrong disk,
-    /// and the error names the backup, disk and offset.
-    pub async fn restore_disk(
+    /// zeros are not written). Every chunk is authenticated and checked against its name (the
+    /// keyed hash of its content) before a byte of it is written, and the disk against its tree
+    /// digest and, when recorded, its plain SHA-256. Chunks are checked and written on the
+    /// engine's workers, several at once, each at its own offset. On any failure the target is
+    /// discarded, so it never holds a half or wrong disk, and the error names the backup, disk
+    /// and offset.
+    pub async fn restore_disk<T: RestoreTarget + 'static>(
         &self,
         backup: &BackupManifest,
         disk: &str,
-        target: &impl RestoreTarget,
+        target: T,
     ) -> Result<RestoreReport> {
         let manifest = backup
             .disk(disk)
             .ok_or_else(|| Error::DiskNotFound { backup: backup.id.clone(), disk: disk.to_string() })?;
-        let result = self.restore_into(backup, manifest, target).await;
+        let target = Arc::new(target);
+        let result = self.restore_into(backup, manifest, target.clone()).await;
         if result.is_err() {
             // Best effort: the error that matters is the restore's.
             let _ = target.discard();
@@ -86,57 +91,64 @@ impl Repository {
         result
     }
 
-    async fn restore_into(
+    async fn restore_into<T: RestoreTarget + 'static>(
         &self,
         backup: &BackupManifest,
         disk: &DiskManifest,
-        target: &impl RestoreTarget,
+        target: Arc<T>,
     ) -> Result<RestoreReport> {
-        let io = |context: String| move |source| Error::Io { context, source };
         target
             .prepare(disk.size)
             .map_err(io(format!("preparing the restore target for {} bytes", disk.size)))?;
         let mut linear = Sha256::new();
         let zeros = vec![0u8; disk.chunk_size as usize];
         let mut bytes_written = 0;
-        let mut fetched = futures::stream::iter(disk.chunks.iter().enumerate())
+        // Set at the first failure: the chunks not yet started are skipped, so the ones in flight
+        // can be awaited (their writes must land before the target is discarded, not after).
+        let stopped = AtomicBool::new(false);
+        let mut restored = futures::stream::iter(disk.chunks.iter().enumerate())
             .map(|(index, chunk)| {
-                let repo = self.clone();
                 let (offset, len) = disk.chunk_range(index);
-                let chunk = chunk.clone();
+                let (repo, target, chunk) = (self.clone(), target.clone(), chunk.clone());
+                let stopped = &stopped;
                 async move {
-                    match chunk {
-                        None => Ok((offset, len, None)),
-                        Some(c) => {
-                            repo.fetch_chunk(&c, len).await.map(|data| (offset, len, Some(data))).map_err(
-                                |problem| Error::BadChunk {
-                                    backup: backup.id.clone(),
-                                    disk: disk.name.clone(),
-                                    offset,
-                                    chunk: c.id,
-                                    problem,
-                                },
-                            )
-                        }
-                    }
+                    let Some(chunk) = chunk.filter(|_| !stopped.load(Ordering::Relaxed)) else {
+                        return Ok((len, None));
+                    };
+                    let id = chunk.id;
+                    let bad_chunk = |problem| Error::BadChunk {
+                        backup: backup.id.clone(),
+                        disk: disk.name.clone(),
+                        offset,
+                        chunk: id,
+                        problem,
+                    };
+                    let sealed = repo.get_chunk(&chunk).await.map_err(bad_chunk)?;
+                    // The chunk is checked before any of it is written; a write's own error is
+                    // the inner result.
+                    let written = crate::workers::run(move || {
+                        let data = open_chunk(&repo, &chunk, &sealed, len)?;
+                        Ok(write_sparse(&*target, &data, offset).map(|written| (data, written)))
+                    })
+                    .await
+                    .map_err(bad_chunk)??;
+                    Ok((len, Some(written)))
                 }
             })
             .buffered(chunks_in_flight(FETCH_CONCURRENCY, disk.chunk_size));
-        while let Some(item) = fetched.next().await {
-            let (offset, len, data) = item?;
-            match data {
-                None => linear.update(&zeros[..len as usize]),
-                Some(data) => {
+        // The plain SHA-256 needs the chunks in order: `buffered` yields them so, while the
+        // workers check and write the ones after.
+        while let Some(item) = restored.next().await {
+            match item {
+                Ok((len, None)) => linear.update(&zeros[..len as usize]),
+                Ok((_, Some((data, written)))) => {
                     linear.update(&data);
-                    for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
-                        if block != &zeros[..block.len()] {
-                            let at = offset + (i * SPARSE_BLOCK) as u64;
-                            target
-                                .write_at(block, at)
-                                .map_err(io(format!("writing the restore target at {at}")))?;
-                            bytes_written += block.len() as u64;
-                        }
-                    }
+                    bytes_written += written;
+                }
+                Err(error) => {
+                    stopped.store(true, Ordering::Relaxed);
+                    while restored.next().await.is_some() {}
+                    return Err(error);
                 }
             }
         }
@@ -162,26 +174,41 @@ impl Repository {
         Ok(RestoreReport { size: disk.size, bytes_written, sha256, sha256_tree })
     }
 
-    /// Fetches one chunk and checks it: authentic, the right length, named by its content, and
-    /// with the digest the manifest records.
+    /// Fetches one chunk and checks it fully: authentic, the right length, named by its content,
+    /// and with the SHA-256 the manifest records (what verify does for every chunk).
     pub(crate) async fn fetch_chunk(&self, chunk: &ChunkRef, len: u64) -> Result<Vec<u8>, ChunkProblem> {
-        let sealed = match self.get(&chunk.id.object_path()).await {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => return Err(ChunkProblem::Missing),
-            Err(e) => return Err(ChunkProblem::Unreadable(e.to_string())),
-        };
+        let sealed = self.get_chunk(chunk).await?;
         let repo = self.clone();
         let chunk = chunk.clone();
-        crate::workers::run(move || check_chunk(&repo, &chunk, &sealed, len)).await
+        crate::workers::run(move || {
+            let data = open_chunk(&repo, &chunk, &sealed, len)?;
+            let sha256 = hex::encode(Sha256::digest(&data));
+            if sha256 != chunk.sha256 {
+                return Err(ChunkProblem::Corrupt(format!(
+                    "its SHA-256 is {sha256}, the manifest says {}",
+                    chunk.sha256
+                )));
+            }
+            Ok(data)
+        })
+        .await
+    }
+
+    /// The sealed object of a chunk.
+    async fn get_chunk(&self, chunk: &ChunkRef) -> Result<bytes::Bytes, ChunkProblem> {
+        match self.get(&chunk.id.object_path()).await {
+            Ok(Some(bytes)) => Ok(bytes),
+            Ok(None) => Err(ChunkProblem::Missing),
+            Err(e) => Err(ChunkProblem::Unreadable(e.to_string())),
+        }
     }
 }
 
-fn check_chunk(
-    repo: &Repository,
-    chunk: &ChunkRef,
-    sealed: &[u8],
-    len: u64,
-) -> Result<Vec<u8>, ChunkProblem> {
+/// Opens a sealed chunk: authentic (its tag, under the repository's key and the chunk's name),
+/// the right length, and named by its content. The name is the keyed BLAKE3 hash of the
+/// plaintext, so a chunk that passes holds exactly the bytes that were backed up; the SHA-256
+/// the manifest also records adds nothing a restore needs (verify still compares it).
+fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> Result<Vec<u8>, ChunkProblem> {
     let data = repo
         .keys()
         .open(ObjectKind::Chunk, &chunk.id.to_string(), sealed, len as usize)
@@ -193,12 +220,24 @@ fn check_chunk(
     if id != chunk.id {
         return Err(ChunkProblem::Corrupt(format!("its content is named {id}")));
     }
-    let sha256 = hex::encode(Sha256::digest(&data));
-    if sha256 != chunk.sha256 {
-        return Err(ChunkProblem::Corrupt(format!(
-            "its SHA-256 is {sha256}, the manifest says {}",
-            chunk.sha256
-        )));
-    }
     Ok(data)
+}
+
+/// Writes `data` at disk offset `offset`, skipping its 64 KiB blocks of zeros; returns the bytes
+/// written.
+fn write_sparse(target: &impl RestoreTarget, data: &[u8], offset: u64) -> Result<u64> {
+    let mut written = 0;
+    for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
+        if block.iter().any(|&b| b != 0) {
+            let at = offset + (i * SPARSE_BLOCK) as u64;
+            target.write_at(block, at).map_err(io(format!("writing the restore target at {at}")))?;
+            written += block.len() as u64;
+        }
+    }
+    Ok(written)
+}
+
+/// Maps an I/O error to the engine's, with what was being done.
+fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
+    move |source| Error::Io { context, source }
 }

@@ -114,7 +114,7 @@ async fn race(backend: impl Fn() -> Backend + Send + Sync + 'static) {
     let out = work.path().join("restored.raw");
     let file =
         std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&out).unwrap();
-    repo.restore_disk(last, "d", &file).await.unwrap();
+    repo.restore_disk(last, "d", file).await.unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), image(ROUNDS - 1));
     let report = repo.verify(VerifyScope::All).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.bad_chunks);

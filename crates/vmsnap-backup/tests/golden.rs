@@ -97,7 +97,8 @@ async fn the_golden_repository_opens_lists_and_restores() {
     assert_eq!(disk.stats.chunks_uploaded, 3);
 
     let target = tempfile::NamedTempFile::new().unwrap();
-    let report = repo.restore_disk(&backups[0], "rootdisk", target.as_file()).await.unwrap();
+    let report =
+        repo.restore_disk(&backups[0], "rootdisk", target.as_file().try_clone().unwrap()).await.unwrap();
     assert_eq!(std::fs::read(target.path()).unwrap(), golden_disk());
     assert_eq!(Some(report.sha256), disk.sha256.clone());
     assert!(repo.verify(VerifyScope::All).await.unwrap().is_ok());

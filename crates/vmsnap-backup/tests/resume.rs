@@ -78,7 +78,7 @@ async fn a_killed_backup_resumes_with_what_it_uploaded_and_commits_under_its_id(
     let verify = repo.verify(VerifyScope::All).await.unwrap();
     assert!(verify.is_ok() && verify.backups == 1, "{verify:?}");
     let restored = work.path().join("restored.raw");
-    repo.restore_disk(&manifest, "root", &std::fs::File::create(&restored).unwrap()).await.unwrap();
+    repo.restore_disk(&manifest, "root", std::fs::File::create(&restored).unwrap()).await.unwrap();
     assert_eq!(std::fs::read(&restored).unwrap(), std::fs::read(&image).unwrap());
 
     // Committed: it cannot be resumed again.

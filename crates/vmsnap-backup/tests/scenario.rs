@@ -68,7 +68,7 @@ async fn backup(
 async fn restore(repo: &Repository, backup: &BackupManifest, out: &Path) -> Result<RestoreReport> {
     let file =
         std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(out).unwrap();
-    repo.restore_disk(backup, "root", &file).await
+    repo.restore_disk(backup, "root", file).await
 }
 
 /// Bytes the repository stores under `chunks/`.

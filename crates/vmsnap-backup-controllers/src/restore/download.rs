@@ -136,7 +136,7 @@ async fn write_disks(
             .await
             .map_err(|e| format!("creating the staging image {}: {e}", path.display()))?;
         let report =
-            repository.restore_disk(manifest, disk, &Staged(image)).await.map_err(|e| e.to_string())?;
+            repository.restore_disk(manifest, disk, Staged(image)).await.map_err(|e| e.to_string())?;
         reports.push(report);
     }
     Ok(reports)

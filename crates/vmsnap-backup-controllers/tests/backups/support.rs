@@ -172,7 +172,7 @@ impl Env {
     pub async fn restore(&self, repository: &Repository, backup: &BackupManifest, disk: &str) -> PathBuf {
         let path = self.dir.path().join(format!("restored-{}-{disk}.raw", backup.id));
         let file = std::fs::File::create(&path).unwrap();
-        repository.restore_disk(backup, disk, &file).await.unwrap();
+        repository.restore_disk(backup, disk, file).await.unwrap();
         path
     }
 
