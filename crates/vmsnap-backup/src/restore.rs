@@ -223,15 +223,26 @@ fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> R
     Ok(data)
 }
 
-/// Writes `data` at disk offset `offset`, skipping its 64 KiB blocks of zeros; returns the bytes
-/// written.
+/// Writes `data` at disk offset `offset`, skipping its 64 KiB blocks of zeros, each run of other
+/// blocks in one write; returns the bytes written.
 fn write_sparse(target: &impl RestoreTarget, data: &[u8], offset: u64) -> Result<u64> {
     let mut written = 0;
-    for (i, block) in data.chunks(SPARSE_BLOCK).enumerate() {
-        if block.iter().any(|&b| b != 0) {
-            let at = offset + (i * SPARSE_BLOCK) as u64;
-            target.write_at(block, at).map_err(io(format!("writing the restore target at {at}")))?;
-            written += block.len() as u64;
+    let mut run_start = None;
+    let blocks = data.len().div_ceil(SPARSE_BLOCK);
+    for index in 0..=blocks {
+        let block = data.get(index * SPARSE_BLOCK..((index + 1) * SPARSE_BLOCK).min(data.len()));
+        match (block.is_some_and(|b| b.iter().any(|&x| x != 0)), run_start) {
+            (true, None) => run_start = Some(index * SPARSE_BLOCK),
+            (false, Some(start)) => {
+                let end = (index * SPARSE_BLOCK).min(data.len());
+                let at = offset + start as u64;
+                target
+                    .write_at(&data[start..end], at)
+                    .map_err(io(format!("writing the restore target at {at}")))?;
+                written += (end - start) as u64;
+                run_start = None;
+            }
+            _ => {}
         }
     }
     Ok(written)
@@ -240,4 +251,56 @@ fn write_sparse(target: &impl RestoreTarget, data: &[u8], offset: u64) -> Result
 /// Maps an I/O error to the engine's, with what was being done.
 fn io(context: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { context, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Records each write as (offset, length, first byte).
+    #[derive(Default)]
+    struct Writes(Mutex<Vec<(u64, usize, u8)>>);
+
+    impl RestoreTarget for Writes {
+        fn prepare(&self, _: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_at(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+            self.0.lock().unwrap().push((offset, data.len(), data[0]));
+            Ok(())
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn discard(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn runs_of_data_blocks_are_written_whole_and_blocks_of_zeros_skipped() {
+        const B: usize = SPARSE_BLOCK;
+        // Blocks: data, data, zeros, data, zeros, and a short last block of data.
+        let mut chunk = vec![0u8; 5 * B + 100];
+        chunk[..2 * B].fill(1);
+        chunk[3 * B + 7] = 2;
+        chunk[5 * B..].fill(3);
+        let target = Writes::default();
+        let written = write_sparse(&target, &chunk, 1 << 20).unwrap();
+        let writes = target.0.into_inner().unwrap();
+        assert_eq!(
+            writes,
+            [(1 << 20, 2 * B, 1), ((1 << 20) + 3 * B as u64, B, 0), ((1 << 20) + 5 * B as u64, 100, 3)]
+        );
+        assert_eq!(written, (3 * B + 100) as u64);
+
+        let target = Writes::default();
+        assert_eq!(write_sparse(&target, &vec![0u8; 2 * B], 0).unwrap(), 0);
+        assert!(target.0.into_inner().unwrap().is_empty(), "a chunk of zeros writes nothing");
+        let target = Writes::default();
+        assert_eq!(write_sparse(&target, &vec![9u8; 3 * B], 0).unwrap(), 3 * B as u64);
+        assert_eq!(target.0.into_inner().unwrap(), [(0, 3 * B, 9)], "a full chunk is one write");
+    }
 }

@@ -9,13 +9,21 @@
 //!   `qemu-img map` says where each run of the disk lives in the file. Plain writes at those
 //!   offsets fill it; what is never written stays a hole and reads as zeros (`qemu-img map`
 //!   reports it `zero`, so a backup of the imported volume skips it).
+//!
+//! Writes go around the page cache (`O_DIRECT`) when the file system allows it and the write is
+//! aligned: a restore writes many GiB once and reads none of it back, so copying it into the page
+//! cache would cost CPU and evict what the running VMs read. Other writes are buffered.
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::StorageError;
 use crate::qemu_img::QemuImg;
+
+/// The alignment of a write around the page cache: its memory, file offset and length.
+const DIRECT_ALIGN: usize = 4096;
 
 /// Where a run of the disk lives in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +45,8 @@ pub struct ImportImage {
     size: u64,
     /// Sorted by `start`, covering `0..size` without gaps.
     placements: Vec<Placement>,
+    /// The same file opened with `O_DIRECT`, unless its file system refuses that.
+    direct: Option<File>,
 }
 
 impl ImportImage {
@@ -45,7 +55,7 @@ impl ImportImage {
         let file = create_private(path)?;
         file.set_len(size).map_err(StorageError::io("size", path))?;
         let placements = vec![Placement { start: 0, length: size, file_offset: 0 }];
-        Ok(Self { path: path.to_owned(), file, size, placements })
+        Ok(Self { path: path.to_owned(), file, size, placements, direct: open_direct(path) })
     }
 
     /// A qcow2 file of `size` bytes at `path` with every cluster mapped (see the module's comment).
@@ -80,7 +90,7 @@ impl ImportImage {
         }
         let file =
             OpenOptions::new().read(true).write(true).open(path).map_err(StorageError::io("open", path))?;
-        Ok(Self { path: path.to_owned(), file, size, placements })
+        Ok(Self { path: path.to_owned(), file, size, placements, direct: open_direct(path) })
     }
 
     /// The file.
@@ -107,12 +117,31 @@ impl ImportImage {
             let placement = self.placements[index];
             let n = (placement.start + placement.length).min(end) - at;
             let from = (at - offset) as usize;
-            self.file
-                .write_all_at(&data[from..from + n as usize], placement.file_offset + at - placement.start)?;
+            self.write_file_at(&data[from..from + n as usize], placement.file_offset + at - placement.start)?;
             at += n;
             index += 1;
         }
         Ok(())
+    }
+
+    /// Writes `data` at file offset `at`: around the page cache when aligned and allowed, through
+    /// a buffer of this thread aligned for it; else (or if the file system refuses) buffered.
+    fn write_file_at(&self, data: &[u8], at: u64) -> std::io::Result<()> {
+        if let Some(direct) = &self.direct
+            && data.len().is_multiple_of(DIRECT_ALIGN)
+            && at.is_multiple_of(DIRECT_ALIGN as u64)
+        {
+            let written = BOUNCE.with_borrow_mut(|bounce| {
+                let aligned = aligned_slice(bounce, data.len());
+                aligned.copy_from_slice(data);
+                direct.write_all_at(aligned, at)
+            });
+            match written {
+                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
+                other => return other,
+            }
+        }
+        self.file.write_all_at(data, at)
     }
 
     /// Makes what was written durable.
@@ -125,6 +154,26 @@ impl ImportImage {
     pub fn discard(&self) -> std::io::Result<()> {
         self.file.set_len(0)
     }
+}
+
+thread_local! {
+    /// Each writing thread's buffer for writes around the page cache.
+    static BOUNCE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `len` bytes of `buffer` starting at an address aligned to [`DIRECT_ALIGN`] (grown if need be).
+fn aligned_slice(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
+    if buffer.len() < len + DIRECT_ALIGN {
+        *buffer = vec![0; len + DIRECT_ALIGN];
+    }
+    let skew = buffer.as_ptr().align_offset(DIRECT_ALIGN);
+    &mut buffer[skew..skew + len]
+}
+
+/// `path` opened for writes around the page cache, or `None` where its file system does not do
+/// them.
+fn open_direct(path: &Path) -> Option<File> {
+    OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path).ok()
 }
 
 fn create_private(path: &Path) -> Result<File, StorageError> {
@@ -150,7 +199,7 @@ mod tests {
             .iter()
             .map(|&(start, length, file_offset)| Placement { start, length, file_offset })
             .collect();
-        ImportImage { path: PathBuf::new(), file, size: 300, placements }
+        ImportImage { path: PathBuf::new(), file, size: 300, placements, direct: None }
     }
 
     #[test]
@@ -169,5 +218,34 @@ mod tests {
         assert!(error.to_string().contains("beyond the disk's 300 bytes"), "{error}");
         let mode = std::fs::metadata(dir.path().join("f")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn aligned_writes_go_around_the_page_cache_and_others_are_buffered_with_the_same_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("raw");
+        let size = 1 << 20;
+        let image = ImportImage::raw(&path, size).unwrap();
+        assert!(image.direct.is_some(), "the test directory's file system takes O_DIRECT writes");
+        let mut expected = vec![0u8; size as usize];
+        // Aligned (around the page cache), then unaligned in offset and in length (buffered),
+        // then aligned again over bytes written buffered.
+        for (offset, len, byte) in [(65536, 131072, 1u8), (4097, 5000, 2), (8192, 4095, 3), (0, 16384, 4)] {
+            let data = vec![byte; len];
+            image.write_at(&data, offset).unwrap();
+            expected[offset as usize..offset as usize + len].copy_from_slice(&data);
+        }
+        image.sync().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), expected);
+    }
+
+    #[test]
+    fn an_aligned_slice_is_aligned_and_of_the_length_asked() {
+        let mut buffer = Vec::new();
+        for len in [4096, 65536, 4096, 524288] {
+            let slice = aligned_slice(&mut buffer, len);
+            assert_eq!(slice.len(), len);
+            assert_eq!(slice.as_ptr() as usize % DIRECT_ALIGN, 0);
+        }
     }
 }
