@@ -10,8 +10,9 @@
 //! - rounds of: the guest writes 1 % of the disk, an incremental; time (target: >= 10x faster
 //!   than restic) and the bucket's growth (target: <= 1.05x the bytes written + 1 MiB);
 //! - rounds of an incremental with nothing changed (target: <= 2 s, and the large/small ratio);
-//! - the guest's write throughput while a full backup of its disk runs, the median of up to the
-//!   runs' count of writes during it, as idle is (target: >= 90 % of idle);
+//! - the guest's write throughput right after a snapshot (no target: what the new layer alone
+//!   costs), and while a full backup of its disk runs, the median of up to the runs' count of
+//!   writes during it, as idle is (target: >= 90 % of idle);
 //! - the last unchanged backup restored to a new VM, create -> guest agent (target: <= restic
 //!   restore + boot of the restored image, imported into a new VM the same way).
 
@@ -307,6 +308,27 @@ impl<'a> SizeBench<'a> {
             idle.push(image::write_throughput(guest_a).await?);
         }
         let idle = median(&idle);
+        // What a snapshot alone costs the guest's writes (no backup running): its disk's writes
+        // then go to a new, empty layer, so each allocates clusters, as after any external
+        // snapshot. The backup below takes a snapshot of its own first.
+        let fresh = format!("{a}-fresh");
+        self.lab.snapshot(&a, &fresh).await?;
+        let mut after_snapshot = Vec::new();
+        for _ in 0..self.runs {
+            after_snapshot.push(image::write_throughput(guest_a).await?);
+        }
+        self.lab.delete_snapshot(&fresh).await?;
+        report.add(
+            Row::new(
+                SECTION,
+                format!(
+                    "guest write throughput right after a snapshot, no backup, {gib} GiB (baseline: idle)"
+                ),
+                median(&after_snapshot),
+                "MiB/s",
+            )
+            .baseline(idle),
+        );
         let name = format!("{a}-busy");
         let started = vmsnap::start_backup(self.lab, &name, &a, true).await?;
         vmsnap::await_in_progress(self.lab, &name).await?;
