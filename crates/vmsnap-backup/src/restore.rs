@@ -223,27 +223,33 @@ fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> R
     Ok(data)
 }
 
+/// A block of zeros, to compare blocks with (a memcmp, not a loop over bytes).
+static ZERO_BLOCK: [u8; SPARSE_BLOCK] = [0; SPARSE_BLOCK];
+
 /// Writes `data` at disk offset `offset`, skipping its 64 KiB blocks of zeros, each run of other
 /// blocks in one write; returns the bytes written.
 fn write_sparse(target: &impl RestoreTarget, data: &[u8], offset: u64) -> Result<u64> {
+    let write = |start: usize, end: usize| {
+        let at = offset + start as u64;
+        target.write_at(&data[start..end], at).map_err(io(format!("writing the restore target at {at}")))?;
+        Ok::<_, Error>((end - start) as u64)
+    };
     let mut written = 0;
-    let mut run_start = None;
-    let blocks = data.len().div_ceil(SPARSE_BLOCK);
-    for index in 0..=blocks {
-        let block = data.get(index * SPARSE_BLOCK..((index + 1) * SPARSE_BLOCK).min(data.len()));
-        match (block.is_some_and(|b| b.iter().any(|&x| x != 0)), run_start) {
-            (true, None) => run_start = Some(index * SPARSE_BLOCK),
-            (false, Some(start)) => {
-                let end = (index * SPARSE_BLOCK).min(data.len());
-                let at = offset + start as u64;
-                target
-                    .write_at(&data[start..end], at)
-                    .map_err(io(format!("writing the restore target at {at}")))?;
-                written += (end - start) as u64;
-                run_start = None;
+    // Where the current run of blocks that are not all zeros began.
+    let mut run = None;
+    for (index, block) in data.chunks(SPARSE_BLOCK).enumerate() {
+        let at = index * SPARSE_BLOCK;
+        match (block == &ZERO_BLOCK[..block.len()], run) {
+            (false, None) => run = Some(at),
+            (true, Some(start)) => {
+                written += write(start, at)?;
+                run = None;
             }
             _ => {}
         }
+    }
+    if let Some(start) = run {
+        written += write(start, data.len())?;
     }
     Ok(written)
 }
