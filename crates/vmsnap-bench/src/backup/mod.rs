@@ -308,9 +308,9 @@ impl<'a> SizeBench<'a> {
             idle.push(image::write_throughput(guest_a).await?);
         }
         let idle = median(&idle);
-        // What a snapshot alone costs the guest's writes (no backup running): its disk's writes
-        // then go to a new, empty layer, so each allocates clusters, as after any external
-        // snapshot. The backup below takes a snapshot of its own first.
+        // The guest's writes right after a snapshot, no backup running: the backup below takes a
+        // snapshot of its own first, after which the disk's writes go to a new, empty layer.
+        // This row tells that layer's share of any slow-down from the backup's.
         let fresh = format!("{a}-fresh");
         self.lab.snapshot(&a, &fresh).await?;
         let mut after_snapshot = Vec::new();
