@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
@@ -188,6 +189,26 @@ impl Lab {
         wait(self.vms(), name, BOOT_TIMEOUT, stopped).await.with_context(|| format!("VM {name} did not stop"))
     }
 
+    /// Deletes the VM and waits until it and the claims of its `disks` DataVolumes are gone: their
+    /// disk space is free then.
+    pub async fn delete_vm(&self, name: &str, disks: usize) -> anyhow::Result<()> {
+        self.vms()
+            .delete(name, &DeleteParams::foreground())
+            .await
+            .with_context(|| format!("delete VM {name}"))?;
+        wait(self.vms(), name, OPERATION_TIMEOUT, |vm: Option<&VirtualMachine>| vm.is_none())
+            .await
+            .with_context(|| format!("VM {name} was not deleted"))?;
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), NS);
+        for i in 0..disks {
+            let claim = format!("{name}-d{i}");
+            wait(claims.clone(), &claim, OPERATION_TIMEOUT, |c: Option<&PersistentVolumeClaim>| c.is_none())
+                .await
+                .with_context(|| format!("PersistentVolumeClaim {claim} of VM {name} was not deleted"))?;
+        }
+        Ok(())
+    }
+
     /// Creates a snapshot of `vm` and waits until it is `readyToUse`; returns that time.
     pub async fn snapshot(&self, vm: &str, name: &str) -> anyhow::Result<Duration> {
         self.take_snapshot(serde_json::from_value(snapshot_manifest(vm, name))?).await
@@ -220,6 +241,16 @@ impl Lab {
         let api: Api<VirtualMachineSnapshot> = Api::namespaced(self.client.clone(), NS);
         api.delete(name, &DeleteParams::default()).await?;
         Ok(())
+    }
+
+    /// Deletes a snapshot and waits until it is gone (its content and volume snapshots, and so
+    /// the layers only it kept, go with it).
+    pub async fn remove_snapshot(&self, name: &str) -> anyhow::Result<()> {
+        self.delete_snapshot(name).await?;
+        let api: Api<VirtualMachineSnapshot> = Api::namespaced(self.client.clone(), NS);
+        wait(api, name, OPERATION_TIMEOUT, |s: Option<&VirtualMachineSnapshot>| s.is_none())
+            .await
+            .with_context(|| format!("snapshot {name} was not deleted"))
     }
 
     /// Restores the stopped `vm` in place from `snapshot` and waits until the restore is
