@@ -85,8 +85,9 @@ async fn a_restore_waits_for_its_backup_and_a_bad_chunk_fails_it_naming_disk_and
     assert_eq!((failure.status.as_str(), failure.message.as_deref()), ("True", Some(message.as_str())));
     assert_eq!(status.complete, Some(false));
     let uid = broken.metadata.uid.unwrap();
+    let namespace = broken.metadata.namespace.unwrap();
     assert!(
-        !env.dir.path().join("staging").join(&uid).exists(),
+        !env.dir.path().join("staging").join(namespace).join(&uid).exists(),
         "the failed restore's staging files are gone"
     );
     let vms: Api<VirtualMachine> = env.api();
@@ -100,6 +101,8 @@ async fn a_restore_waits_for_its_backup_and_a_bad_chunk_fails_it_naming_disk_and
         api.delete(name, &DeleteParams::default()).await.unwrap();
         await_gone(&api, name).await;
     }
-    let staged = std::fs::read_dir(env.dir.path().join("staging")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(staged, 0, "nothing staged is left");
+    let namespaces = std::fs::read_dir(env.dir.path().join("staging")).into_iter().flatten().flatten();
+    let staged: Vec<_> =
+        namespaces.flat_map(|ns| std::fs::read_dir(ns.path()).into_iter().flatten().flatten()).collect();
+    assert!(staged.is_empty(), "nothing staged is left: {staged:?}");
 }

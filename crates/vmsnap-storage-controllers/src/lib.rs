@@ -116,7 +116,9 @@ pub struct ControllerConfig {
     /// (a restore's staging files, written by `VolumeDriver::create_import_image`): a `file://`
     /// source under one is handed over ([`vmsnap_storage::Import::handed_over`]), so the driver
     /// takes it without a copy, and the importer removes it once imported. Never a directory
-    /// that users put files in: their files are read, not taken.
+    /// that users put files in: their files are read, not taken. Its files are in a directory
+    /// per namespace (`<root>/<namespace>/...`), and only DataVolumes of that namespace may
+    /// import them.
     pub handed_over_import_roots: Vec<PathBuf>,
     /// Time allowed to connect to an `http` source.
     pub import_connect_timeout: Duration,

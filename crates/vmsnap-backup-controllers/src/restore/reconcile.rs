@@ -72,11 +72,12 @@ struct Restore<'a> {
 impl<'a> Restore<'a> {
     fn new(rc: &'a RestoreContext, r: &'a VirtualMachineRepositoryRestore) -> Self {
         let uid = r.uid().unwrap_or_default();
+        let ns = r.namespace().unwrap_or_default();
         Restore {
             rc,
             r,
-            ns: r.namespace().unwrap_or_default(),
-            staging: Staging::new(&rc.ctx.config.staging_dir, &uid),
+            staging: Staging::new(&rc.ctx.config.staging_dir, &ns, &uid),
+            ns,
             uid,
             st: r.status.clone().unwrap_or_default(),
         }

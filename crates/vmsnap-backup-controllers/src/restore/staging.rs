@@ -1,7 +1,8 @@
-//! The staging files of a restore: `<staging dir>/<restore uid>/<disk>.img`, images in the storage
+//! The staging files of a restore: `<staging dir>/<namespace>/<restore uid>/<disk>.img`, images in the storage
 //! driver's own format (`VolumeDriver::create_import_image`) readable by this user only, which the
 //! DataVolumes import with `file://` URLs. The staging directory is one of the importer's
-//! handed-over roots, so the import takes each file without a copy: a disk is written once.
+//! handed-over roots, so the import takes each file without a copy: a disk is written once; the
+//! importer lets only DataVolumes of the restore's namespace take them.
 
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
@@ -14,11 +15,11 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// The directory of the restore with `uid` under `root` (made absolute: a `file://` URL
-    /// needs an absolute path).
-    pub fn new(root: &Path, uid: &str) -> Self {
+    /// The directory of the restore with `uid` in `namespace` under `root` (made absolute: a
+    /// `file://` URL needs an absolute path).
+    pub fn new(root: &Path, namespace: &str, uid: &str) -> Self {
         let root = std::path::absolute(root).unwrap_or_else(|_| root.to_owned());
-        Staging { dir: root.join(uid) }
+        Staging { dir: root.join(namespace).join(uid) }
     }
 
     /// The staging file of `disk`.
@@ -31,8 +32,8 @@ impl Staging {
         format!("file://{}", percent_encode_path(&self.file(disk).to_string_lossy()))
     }
 
-    /// Makes the directory (mode 0700: its files hold decrypted disks) and returns the path of
-    /// the staging file of `disk`, for the storage driver to create (mode 0600).
+    /// Makes the directory and its namespace's (mode 0700: its files hold decrypted disks) and
+    /// returns the path of the staging file of `disk`, for the storage driver to create (mode 0600).
     pub fn prepare(&self, disk: &str) -> std::io::Result<PathBuf> {
         DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
         Ok(self.file(disk))
@@ -75,17 +76,19 @@ mod tests {
     #[test]
     fn the_staging_directory_is_private_and_removed_with_its_files() {
         let root = tempfile::tempdir().unwrap();
-        let staging = Staging::new(root.path(), "uid-1");
+        let staging = Staging::new(root.path(), "ns", "uid-1");
         let path = staging.prepare("root").unwrap();
         std::fs::File::create(&path).unwrap().set_len(1 << 30).unwrap();
-        let mode = std::fs::metadata(root.path().join("uid-1")).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
+        for dir in ["ns", "ns/uid-1"] {
+            let mode = std::fs::metadata(root.path().join(dir)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{dir}");
+        }
         assert!(staging.allocated_bytes() < 1 << 20, "a sized file stays sparse");
-        assert!(staging.url("root").ends_with("/uid-1/root.img"));
-        let relative = Staging::new(Path::new("staging"), "uid-2");
+        assert!(staging.url("root").ends_with("/ns/uid-1/root.img"));
+        let relative = Staging::new(Path::new("staging"), "ns", "uid-2");
         assert!(relative.url("root").starts_with("file:///"), "{}", relative.url("root"));
         staging.remove().unwrap();
-        assert!(!root.path().join("uid-1").exists());
+        assert!(!root.path().join("ns/uid-1").exists());
         staging.remove().unwrap();
     }
 

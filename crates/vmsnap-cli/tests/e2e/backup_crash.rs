@@ -6,7 +6,6 @@
 //! keeps answering, and the next backup succeeds once the server is back. Each kill waits for an
 //! observable state (a status value, an object in the bucket, a staging file), never a sleep.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,6 +13,7 @@ use vmsnap_testing::seaweedfs::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
 use crate::backups::{
     await_repository_restore, compare, create_restore, data_volume_layer, export_raw, snapshot_layer,
+    staged_files,
 };
 use crate::support::*;
 
@@ -176,11 +176,6 @@ fn seen_in_bucket(within: Duration, mut probe: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn staged(vmsnap: &Vmsnap) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(vmsnap.data_dir().join("restore-staging")) else { return Vec::new() };
-    entries.flatten().map(|e| e.path()).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() {
     let started = Instant::now();
@@ -262,7 +257,7 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
 
     // 3. A restore killed while it stages, another while its DataVolume imports.
     let uid = create_restore(&vmsnap, "restore-1", "crash-1", "copy-1").await;
-    let staging = vmsnap.data_dir().join("restore-staging").join(&uid).join("data.img");
+    let staging = vmsnap.data_dir().join("restore-staging/default").join(&uid).join("data.img");
     until("restore-1 to stage", Duration::from_secs(60), async || staging.exists()).await;
     vmsnap.stop();
     vmsnap.restart().expect("vmsnap serve starts again");
@@ -281,7 +276,8 @@ async fn backups_restores_and_prunes_survive_a_killed_server_and_an_s3_outage() 
         compare(raw, &data_volume_layer(&vmsnap, &format!("{vm}-data")).await)
             .unwrap_or_else(|diff| panic!("{vm} differs from its backup's snapshot: {diff}"));
     }
-    assert!(staged(&vmsnap).is_empty(), "nothing stays staged: {:?}", staged(&vmsnap));
+    let staged = staged_files(&vmsnap);
+    assert!(staged.is_empty(), "nothing stays staged: {staged:?}");
 
     // 4. A prune killed while it runs (its marker is in the bucket), then a verify of everything.
     watch_for_pruning(&vmsnap, "prune-1").await;

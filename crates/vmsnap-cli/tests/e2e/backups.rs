@@ -172,10 +172,21 @@ pub(crate) async fn data_volume_layer(vmsnap: &Vmsnap, dv: &str) -> PathBuf {
     layer_file(vmsnap, &storage_manifest(vmsnap)["volumes"][handle]["activeLayer"])
 }
 
-/// The files in the restore controller's staging directory.
+/// The files under the restore controller's staging directory (`<namespace>/<restore uid>/`);
+/// none when it was never made.
 pub(crate) fn staged_files(vmsnap: &Vmsnap) -> Vec<PathBuf> {
-    let staging = vmsnap.data_dir().join("restore-staging");
-    std::fs::read_dir(staging).unwrap().flatten().map(|e| e.path()).collect()
+    fn walk(dir: &std::path::Path, files: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&entry.path(), files);
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&vmsnap.data_dir().join("restore-staging"), &mut files);
+    files
 }
 
 fn qemu_img(args: &[&str]) -> std::process::Output {

@@ -270,6 +270,37 @@ fn is_handed_over(path: &Path, roots: &[PathBuf]) -> bool {
     roots.iter().filter_map(|root| root.canonicalize().ok()).any(|root| path.starts_with(root))
 }
 
+/// Refuses a (canonical) `path` under a handed-over root to a DataVolume of another namespace
+/// than the one it was made for. The server's files there are in a directory per namespace
+/// (`<root>/<namespace>/...`): a restore's staging file holds a decrypted disk, which only its
+/// own namespace may take.
+pub(crate) fn check_handed_over_namespace(
+    path: &Path,
+    roots: &[PathBuf],
+    namespace: &str,
+) -> Result<(), String> {
+    for root in roots.iter().filter_map(|root| root.canonicalize().ok()) {
+        let Ok(relative) = path.strip_prefix(&root) else { continue };
+        let mut components = relative.components();
+        let owner = components.next().map(|c| c.as_os_str().to_string_lossy().into_owned());
+        let is_directory = components.next().is_some();
+        return match owner {
+            Some(owner) if is_directory && owner == namespace => Ok(()),
+            Some(owner) if is_directory => Err(format!(
+                "{} was made by the server for namespace {owner}; a DataVolume in namespace {namespace} may not import it",
+                path.display()
+            )),
+            _ => Err(format!(
+                "{} is in {}, which holds the server's own files for import, a directory per namespace; name a file under {}/{namespace}",
+                path.display(),
+                root.display(),
+                root.display()
+            )),
+        };
+    }
+    Ok(())
+}
+
 /// Writes `progress` (at most every 200 ms) while the transfer runs.
 async fn report_progress(ctx: &Context, job: &ImportJob, mut progress: tokio::sync::watch::Receiver<f64>) {
     let mut written: Option<String> = None;

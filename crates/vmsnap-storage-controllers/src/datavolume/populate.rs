@@ -153,6 +153,15 @@ pub async fn populate(
                     return super::fail(ctx, dv, Some(claim), "ImportFailed", error.to_string()).await;
                 }
             };
+            if let fetch::Source::File(path) = &source
+                && let Err(message) = import::check_handed_over_namespace(
+                    path,
+                    &ctx.config.handed_over_import_roots,
+                    &dv.namespace().unwrap_or_default(),
+                )
+            {
+                return super::fail(ctx, dv, Some(claim), "ImportFailed", message).await;
+            }
             set_status(ctx, dv, Some(claim), &Desired::idle(dv_phase::IMPORT_SCHEDULED, None)).await?;
             let job = ImportJob {
                 dv: dv.clone(),

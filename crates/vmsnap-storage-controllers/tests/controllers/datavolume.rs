@@ -211,9 +211,11 @@ async fn a_handed_over_file_becomes_the_volume_without_a_copy_and_a_users_file_s
     env.config.file_import_roots.push(staging.clone());
     env.config.handed_over_import_roots.push(staging.clone());
     env.start_controllers().await;
-    // A restore's staging file: the driver's own format, written in place.
+    // A restore's staging file: the driver's own format, written in place, in the directory of
+    // its namespace.
     let (raw, model) = image();
-    let staged = staging.join("disk.img");
+    std::fs::create_dir_all(staging.join("default/uid-1")).unwrap();
+    let staged = staging.join("default/uid-1/disk.img");
     let image = env.layered.create_import_image(&staged, 8 * MIB).await.unwrap();
     image.write_at(&raw, 0).unwrap();
     image.sync().unwrap();
@@ -239,6 +241,50 @@ async fn a_handed_over_file_becomes_the_volume_without_a_copy_and_a_users_file_s
     assert_eq!(std::fs::metadata(&users).unwrap().nlink(), 1, "a user's file is copied, not taken");
     let copied = env.volume_of("users").await;
     assert_ne!(std::fs::metadata(&copied.path).unwrap().ino(), std::fs::metadata(&users).unwrap().ino());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_over_file_is_refused_to_another_namespace_and_stays() {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut env = crate::harness::without_controllers().await.unwrap();
+    let staging = env.dir.path().join("staging");
+    env.config.file_import_roots.push(staging.clone());
+    env.config.handed_over_import_roots.push(staging.clone());
+    env.start_controllers().await;
+    let (raw, _) = image();
+    // Another namespace's staging file, and one outside any namespace's directory.
+    std::fs::create_dir_all(staging.join("other/uid-2")).unwrap();
+    let others = staging.join("other/uid-2/disk.img");
+    let loose = staging.join("loose.img");
+    for path in [&others, &loose] {
+        env.layered.create_import_image(path, 8 * MIB).await.unwrap().write_at(&raw, 0).unwrap();
+    }
+    for (name, path) in [("others", &others), ("loose", &loose)] {
+        env.apply(&data_volume(name, &format!("{{http: {{url: \"file://{}\"}}}}", path.display()), "8Mi"))
+            .await;
+    }
+    let dvs: Api<DataVolume> = env.api();
+    for (name, path, expected) in [
+        (
+            "others",
+            &others,
+            "made by the server for namespace other; a DataVolume in namespace default may not import it",
+        ),
+        ("loose", &loose, "a directory per namespace; name a file under"),
+    ] {
+        let failed = env
+            .await_some(&dvs, name, |dv| {
+                (dv.status.as_ref()?.phase.as_deref() == Some("Failed")).then(|| dv.clone())
+            })
+            .await;
+        let message = condition(&failed, "Running").2.unwrap();
+        assert!(message.contains(expected), "{name}: {message}");
+        assert_eq!(
+            std::fs::metadata(path).unwrap().nlink(),
+            1,
+            "{name}: the file is neither taken nor removed"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
