@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use sha2::{Digest as _, Sha256};
 
+use crate::chunk_list::ChunkListId;
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -133,6 +134,8 @@ pub struct BackupSession {
     /// it started (read after the lease was taken, see `docs/backup-repository.md` "Prune"), and
     /// those it uploaded itself.
     known: HashSet<ChunkId>,
+    /// The chunk lists this session may name without storing them, by the same rule as `known`.
+    known_lists: HashSet<ChunkListId>,
     /// For a session resumed after its process died ([`Repository::resume_backup`]): the start of
     /// its lease. A chunk not in `known` that is stored with a store time at or after it was
     /// uploaded under this lease (or another live one) and is not uploaded again.
@@ -155,8 +158,17 @@ impl Repository {
         // The lease comes first: a prune that starts later keeps everything this session uploads,
         // and the manifests read below cannot lose their chunks to a prune while it lives.
         let lease = Lease::acquire(self, id.clone(), options.lease_ttl).await?;
-        let known = self.committed_chunks().await?;
-        Ok(BackupSession { repo: self.clone(), id, started, lease, options, known, resumed_since: None })
+        let (known, known_lists) = self.committed_chunks().await?;
+        Ok(BackupSession {
+            repo: self.clone(),
+            id,
+            started,
+            lease,
+            options,
+            known,
+            known_lists,
+            resumed_since: None,
+        })
     }
 
     /// Resumes backup `id`, begun by a process that died before committing it (its lease is still
@@ -184,7 +196,7 @@ impl Repository {
         }
         let Some((lease, start)) = Lease::adopt(self, id).await? else { return Ok(None) };
         // Read after the lease was renewed, as for a new session.
-        let known = self.committed_chunks().await?;
+        let (known, known_lists) = self.committed_chunks().await?;
         Ok(Some(BackupSession {
             repo: self.clone(),
             id: id.clone(),
@@ -192,6 +204,7 @@ impl Repository {
             lease,
             options,
             known,
+            known_lists,
             resumed_since: Some(start),
         }))
     }
@@ -220,15 +233,16 @@ impl Repository {
         crate::lease::remove(self, id).await
     }
 
-    /// The chunks of the committed backups.
-    async fn committed_chunks(&self) -> Result<HashSet<ChunkId>> {
-        let mut known = HashSet::new();
+    /// The chunks and the chunk lists of the committed backups.
+    async fn committed_chunks(&self) -> Result<(HashSet<ChunkId>, HashSet<ChunkListId>)> {
+        let (mut known, mut lists) = (HashSet::new(), HashSet::new());
         for manifest in self.list_backups().await? {
             for disk in &manifest.disks {
                 known.extend(disk.chunks.iter().flatten().map(|c| c.id));
+                lists.extend(disk.chunk_lists.iter().copied());
             }
         }
-        Ok(known)
+        Ok((known, lists))
     }
 }
 
@@ -351,12 +365,34 @@ impl BackupSession {
         }
         let sha256_tree = tree_digest(disk.size, chunk_size, &chunks)
             .map_err(|reason| Error::InvalidInput { what: "previous disk manifest", reason })?;
+        // The lists go before the manifest that names them, as the chunks do (and, for a resumed
+        // session, one its earlier run stored under its lease is found, not written again).
+        let lists = self.repo.encode_chunk_lists(&chunks);
+        for list in &lists {
+            if self.known_lists.contains(&list.id) {
+                continue;
+            }
+            let found = match self.resumed_since {
+                Some(since) => {
+                    self.repo.head(&list.id.object_path()).await?.is_some_and(|m| m.last_modified >= since)
+                }
+                None => false,
+            };
+            if !found {
+                let sealed = self.repo.put_chunk_list(list).await?;
+                stats.bytes_uploaded += sealed;
+                state.bytes_uploaded += sealed;
+                progress(&state);
+            }
+            self.known_lists.insert(list.id);
+        }
         stats.duration_ms = begun.elapsed().as_millis() as u64;
         Ok(DiskManifest {
             name: disk.name,
             size: disk.size,
             chunk_size,
             chunks,
+            chunk_lists: lists.into_iter().map(|list| list.id).collect(),
             sha256_tree,
             sha256: linear.map(|h| hex::encode(h.finalize())),
             stats,

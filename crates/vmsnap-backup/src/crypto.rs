@@ -34,6 +34,7 @@ const CONTEXT_SEAL: &str = "vmsnap-backup v1 2026-12 object sealing key";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ObjectKind {
     Chunk,
+    ChunkList,
     Manifest,
     Lease,
     MasterKey,
@@ -43,6 +44,7 @@ impl ObjectKind {
     fn label(self) -> &'static str {
         match self {
             ObjectKind::Chunk => "chunk",
+            ObjectKind::ChunkList => "chunk-list",
             ObjectKind::Manifest => "manifest",
             ObjectKind::Lease => "lease",
             ObjectKind::MasterKey => "master-key",

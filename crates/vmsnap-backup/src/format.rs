@@ -5,12 +5,14 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::chunk_list::ChunkListId;
 use crate::{BackupId, ChunkId};
 
 /// The format's name, in `config`.
 pub const FORMAT_NAME: &str = "vmsnap-backup";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes and reads (2: chunk entries in lists of their own,
+/// see `chunk_list.rs`; version 1 held them in the manifest).
+pub const FORMAT_VERSION: u32 = 2;
 /// qcow2's default cluster size: chunk sizes are multiples of it, so that a run of changed
 /// clusters maps onto whole chunks.
 pub const CLUSTER_SIZE: u32 = 64 * 1024;
@@ -111,8 +113,14 @@ pub struct DiskManifest {
     pub size: u64,
     /// The chunk size it was cut into.
     pub chunk_size: u32,
-    /// One entry per chunk, in order: the chunk, or `null` for a chunk of zeros (a hole).
+    /// One entry per chunk, in order: the chunk, or `None` for a chunk of zeros (a hole). Not
+    /// in the manifest object, which names the lists that hold them (`chunk_lists`): the engine
+    /// reads those with the manifest.
+    #[serde(skip)]
     pub chunks: Vec<Option<ChunkRef>>,
+    /// The lists holding `chunks` in order, [`crate::CHUNK_LIST_LEN`] entries each (the last
+    /// one up to that).
+    pub chunk_lists: Vec<ChunkListId>,
     /// The tree digest of the disk (see [`tree_digest`]): always present, checked by a restore.
     pub sha256_tree: String,
     /// The plain SHA-256 of the whole disk, when the backup saw every byte (a full backup);

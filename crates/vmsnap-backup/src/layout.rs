@@ -7,6 +7,8 @@ pub const CONFIG: &str = "config";
 pub const KEYS: &str = "keys/";
 /// Sealed chunks: `chunks/<xx>/<64 hex>`.
 pub const CHUNKS: &str = "chunks/";
+/// Sealed chunk lists (a disk's chunk entries, 1,024 to a list): `lists/<64 hex>`.
+pub const CHUNK_LISTS: &str = "lists/";
 /// Sealed manifests of committed backups: `manifests/<backup id>`.
 pub const MANIFESTS: &str = "manifests/";
 /// Manifests of deleted backups, kept while an in-flight backup may still rely on their chunks:

@@ -6,8 +6,11 @@
 //! - `chunks/<xx>/<name>`: fixed-size chunks of disk images (512 KiB by default), each compressed
 //!   with zstd and sealed with XChaCha20-Poly1305, named by the keyed BLAKE3 hash of the plaintext,
 //!   so identical chunks are stored once across disks and VMs and names reveal nothing;
-//! - `manifests/<backup id>`: one sealed JSON manifest per backup (VM, spec, disks, chunk lists,
-//!   digests, stats), written after every chunk it names. Listing `manifests/` is the index.
+//! - `lists/<name>`: the chunk entries of disks, 1,024 to a sealed list named like a chunk, so
+//!   that backups sharing a stretch of chunks share its list;
+//! - `manifests/<backup id>`: one sealed JSON manifest per backup (VM, spec, disks and the names
+//!   of their lists, digests, stats), written after every chunk and list it names. Listing
+//!   `manifests/` is the index.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), vmsnap_backup::Error> {
@@ -29,6 +32,7 @@
 
 mod backend;
 mod backup;
+mod chunk_list;
 mod crypto;
 mod error;
 mod format;
@@ -46,6 +50,7 @@ pub use backend::{Backend, BackendKind, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
 pub use backup::{
     BackupMetadata, BackupOptions, BackupSession, DiskBackup, DiskSource, Extent, Progress, manifest_json,
 };
+pub use chunk_list::{CHUNK_LIST_LEN, ChunkListId};
 pub use crypto::{EnvelopeError, KdfParams, KeyFile};
 pub use error::{Error, Result};
 pub use format::{

@@ -5,7 +5,8 @@
 //! 2. read the leases; `C = min(T0, start of the oldest live lease) - safety margin`;
 //! 3. mark the chunks of every manifest in `manifests/`, then of every manifest in `deleted/`
 //!    whose store time is `>= C` (an in-flight backup may have read it before its deletion);
-//! 4. sweep: delete each unmarked chunk whose store time is `< C`.
+//! 4. sweep: delete each unmarked chunk whose store time is `< C`, and each unmarked chunk list
+//!    (lists are marked with the chunks, from the same manifests).
 //!
 //! Why nothing an in-flight backup needs is swept: it took its lease before reading the index, so
 //! the lease's start `S >= C`; every chunk it uploads is newer than `S`, and every chunk it reuses
@@ -19,7 +20,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::ChunkId;
+use crate::chunk_list::ChunkListId;
 use crate::error::{Error, Result};
+use crate::format::BackupManifest;
 use crate::lease;
 use crate::repository::{Repository, backup_id_of};
 use crate::{crypto, layout};
@@ -50,7 +53,11 @@ pub struct PruneReport {
     pub chunks_kept_recent: usize,
     /// Chunks deleted (or that would be, in a dry run).
     pub chunks_deleted: usize,
-    /// Their stored bytes.
+    /// Chunk lists named by a backup (committed, or deleted after the cutoff).
+    pub chunk_lists_referenced: usize,
+    /// Chunk lists deleted (or that would be): those no such backup names, older than the cutoff.
+    pub chunk_lists_deleted: usize,
+    /// The stored bytes of the chunks and chunk lists deleted.
     pub bytes_deleted: u64,
     /// Manifests of deleted backups removed for good.
     pub deleted_manifests_removed: usize,
@@ -94,12 +101,18 @@ impl Repository {
 
         // Mark. Any manifest that does not open stops the prune: never sweep on partial knowledge.
         let mut referenced: HashSet<ChunkId> = HashSet::new();
+        let mut lists: HashSet<ChunkListId> = HashSet::new();
+        let mut mark = |manifest: &BackupManifest| {
+            for disk in &manifest.disks {
+                referenced.extend(disk.chunks.iter().flatten().map(|c| c.id));
+                lists.extend(disk.chunk_lists.iter().copied());
+            }
+        };
         for meta in self.list(layout::MANIFESTS).await? {
             let path = meta.location.to_string();
             let id = backup_id_of(&path, layout::MANIFESTS)?;
             if let Some(manifest) = self.read_manifest_at(&path, &id).await? {
-                referenced
-                    .extend(manifest.disks.iter().flat_map(|d| d.chunks.iter().flatten().map(|c| c.id)));
+                mark(&manifest);
             }
         }
         let mut expired_deleted = Vec::new();
@@ -111,11 +124,11 @@ impl Repository {
             }
             let id = backup_id_of(&path, layout::DELETED)?;
             if let Some(manifest) = self.read_manifest_at(&path, &id).await? {
-                referenced
-                    .extend(manifest.disks.iter().flat_map(|d| d.chunks.iter().flatten().map(|c| c.id)));
+                mark(&manifest);
             }
         }
         report.chunks_referenced = referenced.len();
+        report.chunk_lists_referenced = lists.len();
 
         // Sweep.
         for meta in self.list(layout::CHUNKS).await? {
@@ -131,6 +144,21 @@ impl Repository {
                 continue;
             }
             report.chunks_deleted += 1;
+            report.bytes_deleted += meta.size;
+            if !options.dry_run {
+                self.delete(&path).await?;
+            }
+        }
+        // The chunk lists, by the same rule.
+        for meta in self.list(layout::CHUNK_LISTS).await? {
+            let path = meta.location.to_string();
+            let name = path.rsplit('/').next().unwrap_or_default();
+            let id: ChunkListId =
+                name.parse().map_err(|reason| Error::CorruptObject { path: path.clone(), reason })?;
+            if lists.contains(&id) || meta.last_modified >= cutoff {
+                continue;
+            }
+            report.chunk_lists_deleted += 1;
             report.bytes_deleted += meta.size;
             if !options.dry_run {
                 self.delete(&path).await?;

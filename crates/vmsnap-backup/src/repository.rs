@@ -238,11 +238,16 @@ impl Repository {
         Ok(())
     }
 
+    /// The manifest at `path` with its disks' chunk entries (read from their lists).
     pub(crate) async fn read_manifest_at(&self, path: &str, id: &BackupId) -> Result<Option<BackupManifest>> {
         let Some(sealed) = self.get(path).await? else { return Ok(None) };
-        self.open_manifest(path, id, &sealed).map(Some)
+        let mut manifest = self.open_manifest(path, id, &sealed)?;
+        self.read_chunk_lists(path, &mut manifest).await?;
+        Ok(Some(manifest))
     }
 
+    /// Authenticates and parses a manifest object; its disks' `chunks` are left empty (see
+    /// [`Repository::read_manifest_at`]).
     pub(crate) fn open_manifest(&self, path: &str, id: &BackupId, sealed: &[u8]) -> Result<BackupManifest> {
         let plain = self
             .inner

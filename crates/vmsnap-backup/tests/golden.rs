@@ -1,10 +1,11 @@
-//! Format v1 pinned by golden files: `tests/golden/repository-v1/` is a repository written once
+//! Format v2 pinned by golden files: `tests/golden/repository-v2/` is a repository written once
 //! by this build's format (regenerate only for a new format version, with
 //! `VMSNAP_REGENERATE_GOLDEN=1 cargo test -p vmsnap-backup --test golden`, which rewrites it and
 //! then checks it like every run). Every later build must open it with
 //! its passphrase (Argon2id at the recommended costs), list its backup with exactly the manifest
-//! in `tests/golden/manifest-v1.json`, restore the disk's known content, and re-encode the plain
-//! documents (`config`, the key file) byte for byte.
+//! in `tests/golden/manifest-v2.json`, restore the disk's known content, and re-encode the plain
+//! documents (`config`, the key file) byte for byte. `tests/golden/repository-v1/`, written by
+//! format 1, is what a repository of another version looks like: refused, by name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,7 +41,7 @@ fn golden_disk() -> Vec<u8> {
 
 /// Writes the golden repository (only for a new format version, see the module doc).
 async fn regenerate_golden_repository() {
-    let dir = golden_dir().join("repository-v1");
+    let dir = golden_dir().join("repository-v2");
     let _ = std::fs::remove_dir_all(&dir);
     let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::recommended() };
     let repo = Repository::init_with(Backend::local(&dir).unwrap(), PASSPHRASE, options).await.unwrap();
@@ -68,7 +69,7 @@ async fn regenerate_golden_repository() {
         labels: [("snapshot".to_string(), "golden-snap".to_string())].into(),
     };
     let backup = session.commit_backup(metadata, vec![manifest]).await.unwrap();
-    std::fs::write(golden_dir().join("manifest-v1.json"), manifest_json(&backup)).unwrap();
+    std::fs::write(golden_dir().join("manifest-v2.json"), manifest_json(&backup)).unwrap();
 }
 
 #[tokio::test]
@@ -78,22 +79,25 @@ async fn the_golden_repository_opens_lists_and_restores() {
     }
     // A copy: opening never writes, but a restore test must not risk the golden files.
     let work = tempfile::tempdir().unwrap();
-    vmsnap_testing::copy_dir(&golden_dir().join("repository-v1"), &work.path().join("repo"));
+    vmsnap_testing::copy_dir(&golden_dir().join("repository-v2"), &work.path().join("repo"));
     let backend = Backend::local(work.path().join("repo")).unwrap();
     let repo = Repository::open(backend.clone(), PASSPHRASE).await.unwrap();
     assert_eq!(repo.config().format, "vmsnap-backup");
-    assert_eq!(repo.config().version, 1);
+    assert_eq!(repo.config().version, 2);
     assert_eq!(repo.config().chunk_size, 64 * 1024);
 
     let backups = repo.list_backups().await.unwrap();
     assert_eq!(backups.len(), 1);
-    let golden_manifest = std::fs::read(golden_dir().join("manifest-v1.json")).unwrap();
+    let golden_manifest = std::fs::read(golden_dir().join("manifest-v2.json")).unwrap();
     assert_eq!(
         String::from_utf8(manifest_json(&backups[0])).unwrap(),
         String::from_utf8(golden_manifest).unwrap()
     );
     let disk = &backups[0].disks[0];
     assert_eq!(disk.chunks.iter().map(Option::is_some).collect::<Vec<_>>(), [true, false, true, true]);
+    assert_eq!(disk.chunk_lists.len(), 1, "four entries fit one list");
+    let list = work.path().join("repo").join(disk.chunk_lists[0].object_path());
+    assert!(list.is_file(), "{} is stored", list.display());
     assert_eq!(disk.stats.chunks_uploaded, 3);
 
     let target = tempfile::NamedTempFile::new().unwrap();
@@ -111,7 +115,7 @@ async fn the_golden_repository_opens_lists_and_restores() {
 
 #[test]
 fn the_plain_documents_re_encode_byte_for_byte() {
-    let dir = golden_dir().join("repository-v1");
+    let dir = golden_dir().join("repository-v2");
     let config_bytes = std::fs::read(dir.join("config")).unwrap();
     let config: RepositoryConfig = serde_json::from_slice(&config_bytes).unwrap();
     assert_eq!(
@@ -130,12 +134,10 @@ fn the_plain_documents_re_encode_byte_for_byte() {
 async fn a_repository_of_another_format_version_is_refused_by_name() {
     let work = tempfile::tempdir().unwrap();
     vmsnap_testing::copy_dir(&golden_dir().join("repository-v1"), work.path());
-    let config = std::fs::read_to_string(work.path().join("config"))
-        .unwrap()
-        .replace("\"version\": 1", "\"version\": 2");
-    std::fs::write(work.path().join("config"), config).unwrap();
     let err = Repository::open(Backend::local(work.path()).unwrap(), PASSPHRASE).await.unwrap_err();
-    assert!(matches!(err, Error::UnsupportedFormat { version: 2, supported: 1, .. }), "{err:?}");
+    assert!(matches!(err, Error::UnsupportedFormat { version: 1, supported: 2, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("version 1") && message.contains('2'), "{message}");
     let empty = tempfile::tempdir().unwrap();
     let err = Repository::open(Backend::local(empty.path()).unwrap(), PASSPHRASE).await.unwrap_err();
     assert!(matches!(err, Error::NotARepository { .. }), "{err:?}");

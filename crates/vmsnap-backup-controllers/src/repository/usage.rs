@@ -12,7 +12,7 @@ pub(crate) struct Usage {
     pub backups: u64,
     /// Chunk objects stored.
     pub chunks: u64,
-    /// Their bytes in the store (compressed and sealed).
+    /// Their bytes in the store (compressed and sealed), with the chunk lists naming them.
     pub stored_bytes: u64,
     /// Bytes of disk data the backups hold (chunks that are not holes, each backup counted).
     pub logical_bytes: u64,
@@ -32,15 +32,19 @@ pub(crate) async fn usage(
     manifests: &[BackupManifest],
 ) -> Result<Usage, object_store::Error> {
     let store = backend.object_store();
-    let prefix = Path::from(layout::CHUNKS.trim_end_matches('/'));
-    let (chunks, stored_bytes) = store
-        .list(Some(&prefix))
-        .try_fold((0u64, 0u64), |(n, bytes), meta| async move { Ok((n + 1, bytes + meta.size)) })
-        .await?;
+    let objects = async |prefix: &str| {
+        let prefix = Path::from(prefix.trim_end_matches('/'));
+        store
+            .list(Some(&prefix))
+            .try_fold((0u64, 0u64), |(n, bytes), meta| async move { Ok((n + 1, bytes + meta.size)) })
+            .await
+    };
+    let (chunks, chunk_bytes) = objects(layout::CHUNKS).await?;
+    let (_, list_bytes) = objects(layout::CHUNK_LISTS).await?;
     Ok(Usage {
         backups: manifests.len() as u64,
         chunks,
-        stored_bytes,
+        stored_bytes: chunk_bytes + list_bytes,
         logical_bytes: logical_bytes(manifests),
     })
 }

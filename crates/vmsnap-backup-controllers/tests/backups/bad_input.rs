@@ -86,7 +86,9 @@ async fn bad_repositories_and_an_unready_snapshot_are_named_and_nothing_is_half_
             .unwrap();
     drop(repository);
     let config = future.join("config");
-    let text = std::fs::read_to_string(&config).unwrap().replace("\"version\": 1", "\"version\": 99");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("\"version\": {}", vmsnap_backup::FORMAT_VERSION), "\"version\": 99");
     std::fs::write(&config, &text).unwrap();
     env.local_repository("future", &future, "pass").await;
     let ready = not_ready(&env, "future").await;

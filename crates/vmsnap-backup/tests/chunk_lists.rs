@@ -1,0 +1,165 @@
+//! Chunk lists (format 2), on a disk that spans several: a second VM from the same image and a
+//! backup with nothing changed store no list; a change stores the one list of its stretch; a
+//! prune frees exactly the list only a deleted backup named; a missing or corrupt list is an
+//! error naming it and the manifest, never a backup with a hole in its chunk entries.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::disk;
+use vmsnap_backup::*;
+
+const CHUNK: u64 = 64 * 1024;
+/// 3.5 lists' worth of chunks: three full lists and a short last one.
+const SIZE: u64 = CHUNK * (CHUNK_LIST_LEN as u64 * 7 / 2);
+const LIST_SPAN: u64 = CHUNK * CHUNK_LIST_LEN as u64;
+
+fn options() -> InitOptions {
+    InitOptions { chunk_size: CHUNK as u32, kdf: KdfParams::with_cost(8 * 1024, 1, 1) }
+}
+
+fn metadata(vm: &str, base: Option<&BackupManifest>) -> BackupMetadata {
+    BackupMetadata {
+        vm: VmRef { namespace: "default".into(), name: vm.into() },
+        vm_spec: serde_json::json!({}),
+        base: base.map(|b| b.id.clone()),
+        labels: Default::default(),
+    }
+}
+
+async fn backup(
+    repo: &Repository,
+    image: &Path,
+    vm: &str,
+    previous: Option<&BackupManifest>,
+    extents: Option<&[Extent]>,
+) -> BackupManifest {
+    let mut session = repo.begin_backup().await.unwrap();
+    let disk = session
+        .backup_disk(
+            DiskBackup {
+                name: "root".into(),
+                source: Arc::new(std::fs::File::open(image).unwrap()),
+                size: SIZE,
+                extents,
+                previous: previous.map(|p| p.disk("root").unwrap()),
+            },
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+    session.commit_backup(metadata(vm, previous), vec![disk]).await.unwrap()
+}
+
+fn objects(root: &Path, prefix: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut dirs = vec![root.join(prefix)];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.insert(entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    found
+}
+
+fn lists_of(backup: &BackupManifest) -> Vec<String> {
+    backup.disks[0].chunk_lists.iter().map(ChunkListId::object_path).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let repo = Repository::init_with(Backend::local(&root).unwrap(), "lists", options()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("disk.raw");
+    disk::sparse(&image, SIZE);
+    for list in 0..4 {
+        disk::write_at(&image, list * LIST_SPAN + CHUNK, &disk::noise(list, 3 * CHUNK as usize));
+    }
+
+    // A's full backup: four lists, the last one short.
+    let full = backup(&repo, &image, "vm-a", None, None).await;
+    assert_eq!(full.disks[0].chunk_lists.len(), 4);
+    assert_eq!(full.disks[0].chunks.len(), SIZE.div_ceil(CHUNK) as usize);
+    let stored: BTreeSet<String> = lists_of(&full).into_iter().collect();
+    assert_eq!(objects(&root, "lists"), stored, "exactly the full backup's lists are stored");
+
+    // B, made from the same image: every chunk and every list is A's; nothing is stored.
+    let twin = backup(&repo, &image, "vm-b", None, None).await;
+    assert_eq!(twin.stats.bytes_uploaded, 0, "{:?}", twin.stats);
+    assert_eq!(twin.disks[0].chunk_lists, full.disks[0].chunk_lists);
+
+    // A change in the third list's stretch: its chunk and that one list are stored.
+    let at = 2 * LIST_SPAN + 200 * CHUNK;
+    disk::write_at(&image, at, &disk::noise(99, CHUNK as usize));
+    let change = [Extent::new(at, CHUNK)];
+    let changed = backup(&repo, &image, "vm-a", Some(&full), Some(&change)).await;
+    let (old, new) = (lists_of(&full), lists_of(&changed));
+    assert_eq!(old[0..2], new[0..2], "the other lists are shared");
+    assert_eq!(old[3..], new[3..], "the other lists are shared");
+    assert_ne!(old[2], new[2]);
+    assert_eq!(objects(&root, "lists").len(), 5);
+    assert!(changed.stats.bytes_uploaded < 2 * CHUNK, "the chunk and one list: {:?}", changed.stats);
+
+    // Nothing changed: no chunk, no list, and a manifest of a few KiB.
+    let same = backup(&repo, &image, "vm-a", Some(&changed), Some(&[])).await;
+    assert_eq!(same.stats.bytes_uploaded, 0, "{:?}", same.stats);
+    let manifest = root.join(layout::manifest(&same.id));
+    assert!(
+        std::fs::metadata(&manifest).unwrap().len() < 4096,
+        "{} bytes",
+        std::fs::metadata(&manifest).unwrap().len()
+    );
+
+    // A fresh handle reads the entries back from the lists, and restores what was backed up.
+    let reopened = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
+    assert_eq!(
+        reopened.list_backups().await.unwrap(),
+        vec![full.clone(), twin.clone(), changed.clone(), same.clone()]
+    );
+    let restored = work.path().join("restored.raw");
+    let target = std::fs::File::create(&restored).unwrap();
+    reopened.restore_disk(&same, "root", target).await.unwrap();
+    assert_eq!(disk::sha256sum(&restored), disk::sha256sum(&image));
+
+    // Deleting A's full backup and B's leaves the third list of the old content unnamed: the
+    // prune frees it and keeps the rest.
+    reopened.delete_backup(&full.id).await.unwrap();
+    reopened.delete_backup(&twin.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let report =
+        reopened.prune(PruneOptions { safety_margin: Duration::ZERO, dry_run: false }).await.unwrap();
+    assert_eq!((report.chunk_lists_referenced, report.chunk_lists_deleted), (4, 1), "{report:?}");
+    assert_eq!(objects(&root, "lists"), new.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(reopened.verify(VerifyScope::All).await.unwrap().is_ok());
+
+    // A corrupt list, then a missing one: opening the backups fails, naming the list and the
+    // manifest that names it.
+    let list = root.join(&new[1]);
+    let original = std::fs::read(&list).unwrap();
+    let mut damaged = original.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 1;
+    std::fs::write(&list, &damaged).unwrap();
+    let fresh = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
+    let error = fresh.list_backups().await.unwrap_err().to_string();
+    assert!(error.contains(&new[1]), "{error}");
+    std::fs::remove_file(&list).unwrap();
+    let fresh = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
+    let error = fresh.backup(&same.id).await.unwrap_err().to_string();
+    assert!(
+        error.contains(&new[1]) && error.contains("is missing") && error.contains(same.id.as_str()),
+        "{error}"
+    );
+    std::fs::write(&list, &original).unwrap();
+    assert!(fresh.verify(VerifyScope::All).await.unwrap().is_ok());
+}
