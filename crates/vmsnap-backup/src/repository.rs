@@ -17,9 +17,9 @@ use crate::format::{
 use crate::manifest_cache::ManifestCache;
 use crate::{BackendKind, BackupId, layout};
 
-/// The largest manifest accepted when opening one (~14 million chunk entries: a fully allocated
-/// 7 TiB disk in the default 512 KiB chunks, 56 TiB in 4 MiB ones; a bound on what a corrupt
-/// object can make us allocate).
+/// The largest manifest accepted when opening one (a bound on what a corrupt object can make us
+/// allocate; a manifest names its disks' chunk lists, ~70 bytes per 512 MiB of disk in the
+/// default chunks, so it is far from any real manifest).
 const MAX_MANIFEST_LEN: usize = 1 << 31;
 /// Manifests read at once by a listing.
 const MANIFEST_READS: usize = 8;
