@@ -81,9 +81,9 @@ fn s3_config(seaweed: &Seaweed) -> S3Config {
 struct Upload {
     /// `status.progress.bytesUploaded`.
     reported: u64,
-    /// Bytes of the chunk objects that appeared.
+    /// Bytes of the chunk and chunk-list objects that appeared.
     chunk_objects: u64,
-    /// Bytes of every object that appeared (chunks and the manifest).
+    /// Bytes of every object that appeared (chunks, chunk lists and the manifest).
     all_objects: u64,
 }
 
@@ -97,7 +97,7 @@ async fn measured_backup(vmsnap: &Vmsnap, bucket: &Bucket, name: &str, vm: &str)
     };
     let upload = Upload {
         reported: int(&backup["status"]["progress"]["bytesUploaded"]),
-        chunk_objects: added("chunks/"),
+        chunk_objects: added("chunks/") + added("lists/"),
         all_objects: added(""),
     };
     println!(
@@ -106,7 +106,7 @@ async fn measured_backup(vmsnap: &Vmsnap, bucket: &Bucket, name: &str, vm: &str)
     );
     assert_eq!(
         upload.reported, upload.chunk_objects,
-        "{name}: bytesUploaded is what the bucket gained in chunk objects"
+        "{name}: bytesUploaded is what the bucket gained in chunk and chunk-list objects"
     );
     (backup, upload)
 }
