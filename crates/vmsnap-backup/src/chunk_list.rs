@@ -8,8 +8,10 @@
 //! Lists are written before the manifest that names them, as chunks are, and a prune marks and
 //! sweeps them by the same rule (`docs/backup-repository.md` "Prune").
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest};
 use crate::repository::Repository;
+use crate::verify::ChunkProblem;
 use crate::{ChunkId, layout};
 
 /// Entries per chunk list: 512 MiB of disk in the default 512 KiB chunks, ~65 KiB sealed when
@@ -59,6 +62,31 @@ impl FromStr for ChunkListId {
     }
 }
 
+/// The entries of one list, as read.
+type Entries = Arc<Vec<Option<ChunkRef>>>;
+
+/// The lists read during one pass over many manifests (a listing, a prune), so that a list that
+/// several backups share (every unchanged stretch of an incremental, every VM made from the same
+/// image) is fetched and checked once per pass, not once per manifest.
+#[derive(Default)]
+pub(crate) struct ListsRead(Mutex<HashMap<ChunkListId, Entries>>);
+
+impl ListsRead {
+    fn get(&self, id: &ChunkListId) -> Option<Entries> {
+        self.0.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    fn insert(&self, id: ChunkListId, entries: Entries) {
+        self.0.lock().expect("not poisoned").insert(id, entries);
+    }
+
+    /// How many distinct lists were read.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().expect("not poisoned").len()
+    }
+}
+
 /// A list to store: its name and plaintext.
 pub(crate) struct EncodedList {
     pub id: ChunkListId,
@@ -85,15 +113,28 @@ impl Repository {
         Ok(size)
     }
 
-    /// Reads the entries of every disk of `manifest` (read from `path`) from the lists it names.
-    pub(crate) async fn read_chunk_lists(&self, path: &str, manifest: &mut BackupManifest) -> Result<()> {
+    /// Reads the entries of every disk of `manifest` (read from `path`) from the lists it names,
+    /// taking those already in `read` from there.
+    pub(crate) async fn read_chunk_lists(
+        &self,
+        path: &str,
+        manifest: &mut BackupManifest,
+        read: &ListsRead,
+    ) -> Result<()> {
         for disk in &mut manifest.disks {
-            let lists: Vec<Vec<Option<ChunkRef>>> = futures::stream::iter(disk.chunk_lists.clone())
-                .map(|id| self.read_chunk_list(path, id))
+            let lists: Vec<Entries> = futures::stream::iter(disk.chunk_lists.clone())
+                .map(|id| async move {
+                    if let Some(entries) = read.get(&id) {
+                        return Ok(entries);
+                    }
+                    let entries = Arc::new(self.read_chunk_list(path, id).await?);
+                    read.insert(id, entries.clone());
+                    Ok::<_, Error>(entries)
+                })
                 .buffered(LIST_READS)
                 .try_collect()
                 .await?;
-            disk.chunks = check_entries(path, disk, lists)?;
+            disk.chunks = check_entries(path, disk, &lists)?;
         }
         Ok(())
     }
@@ -101,56 +142,138 @@ impl Repository {
     /// One list, authenticated and checked against its name.
     async fn read_chunk_list(&self, manifest_path: &str, id: ChunkListId) -> Result<Vec<Option<ChunkRef>>> {
         let path = id.object_path();
-        let corrupt = |reason: String| Error::CorruptObject { path: path.clone(), reason };
         let Some(sealed) = self.get(&path).await? else {
-            return Err(corrupt(format!("it is missing, and {manifest_path} names it")));
+            return Err(Error::CorruptObject {
+                path,
+                reason: format!("it is missing, and {manifest_path} names it"),
+            });
         };
+        self.open_chunk_list(id, &sealed).map_err(|reason| Error::CorruptObject { path, reason })
+    }
+
+    /// One list as a verify sees it: fetched, authenticated and checked against its name, or
+    /// what is wrong with it.
+    pub(crate) async fn fetch_chunk_list(
+        &self,
+        id: ChunkListId,
+    ) -> std::result::Result<Vec<Option<ChunkRef>>, ChunkProblem> {
+        match self.get(&id.object_path()).await {
+            Ok(Some(sealed)) => self.open_chunk_list(id, &sealed).map_err(ChunkProblem::Corrupt),
+            Ok(None) => Err(ChunkProblem::Missing),
+            Err(error) => Err(ChunkProblem::Unreadable(error.to_string())),
+        }
+    }
+
+    /// The entries of a sealed list, or why they cannot be trusted.
+    fn open_chunk_list(
+        &self,
+        id: ChunkListId,
+        sealed: &[u8],
+    ) -> std::result::Result<Vec<Option<ChunkRef>>, String> {
         let plaintext = self
             .keys()
-            .open(ObjectKind::ChunkList, &id.to_string(), &sealed, MAX_LIST_LEN)
-            .map_err(|e| corrupt(e.to_string()))?;
+            .open(ObjectKind::ChunkList, &id.to_string(), sealed, MAX_LIST_LEN)
+            .map_err(|e| e.to_string())?;
         if self.keys().chunk_id(&plaintext) != id.0 {
-            return Err(corrupt("its content does not hash to its name".to_string()));
+            return Err("its content does not hash to its name".to_string());
         }
-        serde_json::from_slice(&plaintext).map_err(|e| corrupt(e.to_string()))
+        serde_json::from_slice(&plaintext).map_err(|e| e.to_string())
     }
 }
 
-/// The entries of `disk` from its lists: every list full but the last, as many entries in all
-/// as the disk has chunks.
-fn check_entries(
-    path: &str,
-    disk: &DiskManifest,
-    lists: Vec<Vec<Option<ChunkRef>>>,
-) -> Result<Vec<Option<ChunkRef>>> {
-    let expected = DiskManifest::chunk_count(disk.size, disk.chunk_size);
-    let count = lists.len();
-    let mut entries = Vec::with_capacity(expected);
-    for (index, list) in lists.into_iter().enumerate() {
-        let last = index + 1 == count;
-        if list.is_empty() || list.len() > CHUNK_LIST_LEN || (!last && list.len() != CHUNK_LIST_LEN) {
-            return Err(Error::CorruptObject {
-                path: path.to_string(),
-                reason: format!(
-                    "list {index} of disk {:?} holds {} entries; a list holds {CHUNK_LIST_LEN}, the last one up to that",
-                    disk.name,
-                    list.len()
-                ),
-            });
-        }
-        entries.extend(list);
-    }
-    if entries.len() != expected {
-        return Err(Error::CorruptObject {
-            path: path.to_string(),
-            reason: format!(
-                "disk {:?} lists {} chunks; a disk of {} bytes in chunks of {} has {expected}",
-                disk.name,
-                entries.len(),
-                disk.size,
-                disk.chunk_size
-            ),
-        });
+/// The entries of `disk` from its lists (see [`check_list_count`] and [`check_list_len`]).
+fn check_entries(path: &str, disk: &DiskManifest, lists: &[Entries]) -> Result<Vec<Option<ChunkRef>>> {
+    check_list_count(path, disk)?;
+    let mut entries = Vec::with_capacity(DiskManifest::chunk_count(disk.size, disk.chunk_size));
+    for (index, list) in lists.iter().enumerate() {
+        check_list_len(path, disk, index, list.len())?;
+        entries.extend(list.iter().cloned());
     }
     Ok(entries)
+}
+
+/// Checks that `disk` (of the manifest at `path`) names as many lists as its chunks fill.
+pub(crate) fn check_list_count(path: &str, disk: &DiskManifest) -> Result<()> {
+    let chunks = DiskManifest::chunk_count(disk.size, disk.chunk_size);
+    let expected = chunks.div_ceil(CHUNK_LIST_LEN);
+    if disk.chunk_lists.len() == expected {
+        return Ok(());
+    }
+    Err(Error::CorruptObject {
+        path: path.to_string(),
+        reason: format!(
+            "disk {:?} names {} chunk lists; a disk of {} bytes in chunks of {} has {chunks} chunks, in {expected} lists of up to {CHUNK_LIST_LEN}",
+            disk.name,
+            disk.chunk_lists.len(),
+            disk.size,
+            disk.chunk_size
+        ),
+    })
+}
+
+/// Checks that list `index` of `disk` (of the manifest at `path`) holds `len` entries, as its
+/// place needs: [`CHUNK_LIST_LEN`], the last list the rest.
+pub(crate) fn check_list_len(path: &str, disk: &DiskManifest, index: usize, len: usize) -> Result<()> {
+    let chunks = DiskManifest::chunk_count(disk.size, disk.chunk_size);
+    let expected = chunks.saturating_sub(index * CHUNK_LIST_LEN).min(CHUNK_LIST_LEN);
+    if len == expected {
+        return Ok(());
+    }
+    Err(Error::CorruptObject {
+        path: path.to_string(),
+        reason: format!(
+            "list {index} of disk {:?} holds {len} chunk entries; at its place it must hold {expected}",
+            disk.name
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::ListsRead;
+    use crate::*;
+
+    async fn back_up(repo: &Repository, image: &std::path::Path, vm: &str) -> BackupManifest {
+        let mut session = repo.begin_backup().await.unwrap();
+        let source = Arc::new(std::fs::File::open(image).unwrap());
+        let request =
+            DiskBackup { name: "root".into(), source, size: 1 << 20, extents: None, previous: None };
+        let disk = session.backup_disk(request, &mut |_| {}).await.unwrap();
+        let metadata = BackupMetadata {
+            vm: VmRef { namespace: "default".into(), name: vm.into() },
+            vm_spec: serde_json::json!({}),
+            base: None,
+            labels: Default::default(),
+        };
+        session.commit_backup(metadata, vec![disk]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_list_two_manifests_share_is_read_once_per_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::with_cost(8 * 1024, 1, 1) };
+        let repo = Repository::init_with(Backend::local(&root).unwrap(), "memo", options).await.unwrap();
+        let image = dir.path().join("disk.raw");
+        std::fs::write(&image, (0..1u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
+        let a = back_up(&repo, &image, "vm-a").await;
+        let b = back_up(&repo, &image, "vm-b").await;
+        assert_eq!(a.disks[0].chunk_lists, b.disks[0].chunk_lists, "the same image, the same list");
+
+        let read = ListsRead::default();
+        let path_a = layout::manifest(&a.id);
+        let read_a = repo.read_manifest_at(&path_a, &a.id, &read).await.unwrap().unwrap();
+        assert_eq!(read_a.disks[0].chunks, a.disks[0].chunks);
+        assert_eq!(read.len(), 1);
+        // With the list gone from the store, B's manifest still reads in the same pass, from
+        // what A's read; a new pass fetches it, and finds it missing.
+        std::fs::remove_dir_all(root.join("lists")).unwrap();
+        let path_b = layout::manifest(&b.id);
+        let read_b = repo.read_manifest_at(&path_b, &b.id, &read).await.unwrap().unwrap();
+        assert_eq!(read_b.disks[0].chunks, b.disks[0].chunks);
+        let error = repo.read_manifest_at(&path_b, &b.id, &ListsRead::default()).await.unwrap_err();
+        assert!(error.to_string().contains("is missing"), "{error}");
+    }
 }

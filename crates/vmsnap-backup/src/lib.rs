@@ -62,4 +62,4 @@ pub use lease::DEFAULT_LEASE_TTL;
 pub use prune::{PruneOptions, PruneReport};
 pub use repository::{InitOptions, Repository};
 pub use restore::{RestoreReport, RestoreTarget};
-pub use verify::{BadChunk, ChunkProblem, ChunkUse, VerifyReport, VerifyScope};
+pub use verify::{BadChunk, BadChunkList, ChunkProblem, ChunkUse, VerifyReport, VerifyScope};

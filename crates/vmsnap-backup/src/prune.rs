@@ -20,7 +20,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::ChunkId;
-use crate::chunk_list::ChunkListId;
+use crate::chunk_list::{ChunkListId, ListsRead};
 use crate::error::{Error, Result};
 use crate::format::BackupManifest;
 use crate::lease;
@@ -108,10 +108,11 @@ impl Repository {
                 lists.extend(disk.chunk_lists.iter().copied());
             }
         };
+        let lists_read = ListsRead::default();
         for meta in self.list(layout::MANIFESTS).await? {
             let path = meta.location.to_string();
             let id = backup_id_of(&path, layout::MANIFESTS)?;
-            if let Some(manifest) = self.read_manifest_at(&path, &id).await? {
+            if let Some(manifest) = self.read_manifest_at(&path, &id, &lists_read).await? {
                 mark(&manifest);
             }
         }
@@ -123,7 +124,7 @@ impl Repository {
                 continue;
             }
             let id = backup_id_of(&path, layout::DELETED)?;
-            if let Some(manifest) = self.read_manifest_at(&path, &id).await? {
+            if let Some(manifest) = self.read_manifest_at(&path, &id, &lists_read).await? {
                 mark(&manifest);
             }
         }

@@ -9,6 +9,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt as _, PutPayload};
 
 use crate::backend::Backend;
+use crate::chunk_list::ListsRead;
 use crate::crypto::{KdfParams, KeyFile, Keys, MasterKey, ObjectKind};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -174,22 +175,39 @@ impl Repository {
     /// all: this lists `manifests/` and opens each, or takes it from the manifests this handle
     /// read before (a committed manifest never changes: see `manifest_cache.rs`).
     pub async fn list_backups(&self) -> Result<Vec<BackupManifest>> {
-        self.committed_manifests(true).await
+        self.committed_manifests().await
     }
 
-    /// [`Repository::list_backups`], from the stored objects only (what a verification checks).
-    pub(crate) async fn list_backups_stored(&self) -> Result<Vec<BackupManifest>> {
-        self.committed_manifests(false).await
+    /// Every committed manifest as stored (not from the cache), with its path, oldest first, its
+    /// disks' chunk entries not read: a verify reads the lists itself, to report a bad one with
+    /// what it breaks rather than stop on it.
+    pub(crate) async fn stored_manifests(&self) -> Result<Vec<(String, BackupManifest)>> {
+        let mut listed = Vec::new();
+        for meta in self.list(layout::MANIFESTS).await? {
+            let path = meta.location.to_string();
+            listed.push((backup_id_of(&path, layout::MANIFESTS)?, path));
+        }
+        let read: Vec<Option<(String, BackupManifest)>> = futures::stream::iter(listed)
+            .map(|(id, path)| async move {
+                let manifest = self.read_manifest_unexpanded(&path, &id).await?;
+                Ok::<_, Error>(manifest.map(|m| (path, m)))
+            })
+            .buffer_unordered(MANIFEST_READS)
+            .try_collect()
+            .await?;
+        let mut manifests: Vec<(String, BackupManifest)> = read.into_iter().flatten().collect();
+        manifests.sort_by(|(_, a), (_, b)| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
+        Ok(manifests)
     }
 
-    async fn committed_manifests(&self, cached: bool) -> Result<Vec<BackupManifest>> {
+    async fn committed_manifests(&self) -> Result<Vec<BackupManifest>> {
         let mut listed = Vec::new();
         for meta in self.list(layout::MANIFESTS).await? {
             let path = meta.location.to_string();
             listed.push((backup_id_of(&path, layout::MANIFESTS)?, path));
         }
         let ids: Vec<BackupId> = listed.iter().map(|(id, _)| id.clone()).collect();
-        let known = if cached { self.inner.manifests.retain_listed(&ids) } else { Default::default() };
+        let known = self.inner.manifests.retain_listed(&ids);
         let mut backups: Vec<BackupManifest> = Vec::with_capacity(listed.len());
         let to_read = listed.into_iter().filter(|(id, _)| match known.get(id) {
             Some(manifest) => {
@@ -199,16 +217,16 @@ impl Repository {
             None => true,
         });
         let to_read: Vec<(BackupId, String)> = to_read.collect();
+        let lists = ListsRead::default();
+        let lists = &lists;
         let read: Vec<Option<BackupManifest>> = futures::stream::iter(to_read)
-            .map(|(id, path)| async move { self.read_manifest_at(&path, &id).await })
+            .map(|(id, path)| async move { self.read_manifest_at(&path, &id, lists).await })
             .buffer_unordered(MANIFEST_READS)
             .try_collect()
             .await?;
         // A manifest deleted between the listing and the read is simply gone.
         for manifest in read.into_iter().flatten() {
-            if cached {
-                self.inner.manifests.insert(Arc::new(manifest.clone()));
-            }
+            self.inner.manifests.insert(Arc::new(manifest.clone()));
             backups.push(manifest);
         }
         backups.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));
@@ -217,7 +235,7 @@ impl Repository {
 
     /// The manifest of one committed backup.
     pub async fn backup(&self, id: &BackupId) -> Result<BackupManifest> {
-        self.read_manifest_at(&layout::manifest(id), id)
+        self.read_manifest_at(&layout::manifest(id), id, &ListsRead::default())
             .await?
             .ok_or_else(|| Error::BackupNotFound(id.clone()))
     }
@@ -238,12 +256,27 @@ impl Repository {
         Ok(())
     }
 
-    /// The manifest at `path` with its disks' chunk entries (read from their lists).
-    pub(crate) async fn read_manifest_at(&self, path: &str, id: &BackupId) -> Result<Option<BackupManifest>> {
-        let Some(sealed) = self.get(path).await? else { return Ok(None) };
-        let mut manifest = self.open_manifest(path, id, &sealed)?;
-        self.read_chunk_lists(path, &mut manifest).await?;
+    /// The manifest at `path` with its disks' chunk entries (read from their lists, or taken from
+    /// `lists` when this pass read them for another manifest).
+    pub(crate) async fn read_manifest_at(
+        &self,
+        path: &str,
+        id: &BackupId,
+        lists: &ListsRead,
+    ) -> Result<Option<BackupManifest>> {
+        let Some(mut manifest) = self.read_manifest_unexpanded(path, id).await? else { return Ok(None) };
+        self.read_chunk_lists(path, &mut manifest, lists).await?;
         Ok(Some(manifest))
+    }
+
+    /// The manifest at `path`, its disks' `chunks` left empty (their lists not read).
+    pub(crate) async fn read_manifest_unexpanded(
+        &self,
+        path: &str,
+        id: &BackupId,
+    ) -> Result<Option<BackupManifest>> {
+        let Some(sealed) = self.get(path).await? else { return Ok(None) };
+        self.open_manifest(path, id, &sealed).map(Some)
     }
 
     /// Authenticates and parses a manifest object; its disks' `chunks` are left empty (see

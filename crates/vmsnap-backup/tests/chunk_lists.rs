@@ -1,7 +1,8 @@
 //! Chunk lists (format 2), on a disk that spans several: a second VM from the same image and a
 //! backup with nothing changed store no list; a change stores the one list of its stretch; a
 //! prune frees exactly the list only a deleted backup named; a missing or corrupt list is an
-//! error naming it and the manifest, never a backup with a hole in its chunk entries.
+//! error naming it and the manifest, never a backup with a hole in its chunk entries, and a
+//! verify reports it with the stretches it breaks.
 
 mod support;
 
@@ -153,6 +154,23 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
     let fresh = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
     let error = fresh.list_backups().await.unwrap_err().to_string();
     assert!(error.contains(&new[1]), "{error}");
+    // A verify reports it with the stretch of each backup's disk it breaks, and still checks
+    // the chunks of the other lists.
+    let report = fresh.verify(VerifyScope::All).await.unwrap();
+    assert_eq!(report.chunk_lists_checked, 4);
+    assert!(report.bad_chunks.is_empty() && report.chunks_checked > 0, "{report:?}");
+    let breaks = |backup: &BackupManifest| ChunkUse {
+        backup: backup.id.clone(),
+        disk: "root".into(),
+        offset: LIST_SPAN,
+    };
+    let [bad] = &report.bad_chunk_lists[..] else { panic!("one bad list: {report:?}") };
+    assert_eq!(bad.list, changed.disks[0].chunk_lists[1]);
+    assert!(matches!(bad.problem, ChunkProblem::Corrupt(_)), "{bad:?}");
+    let mut both = vec![breaks(&changed), breaks(&same)];
+    both.sort();
+    assert_eq!(bad.used_by, both, "in (backup id, disk, offset) order");
+    assert!(!report.is_ok());
     std::fs::remove_file(&list).unwrap();
     let fresh = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
     let error = fresh.backup(&same.id).await.unwrap_err().to_string();
@@ -160,6 +178,9 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
         error.contains(&new[1]) && error.contains("is missing") && error.contains(same.id.as_str()),
         "{error}"
     );
+    let report = fresh.verify(VerifyScope::Backup(same.id.clone())).await.unwrap();
+    let [bad] = &report.bad_chunk_lists[..] else { panic!("one bad list: {report:?}") };
+    assert_eq!((&bad.problem, &bad.used_by), (&ChunkProblem::Missing, &vec![breaks(&same)]));
     std::fs::write(&list, &original).unwrap();
     assert!(fresh.verify(VerifyScope::All).await.unwrap().is_ok());
 }

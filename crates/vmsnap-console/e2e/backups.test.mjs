@@ -180,10 +180,15 @@ await s.run(async () => {
         chunksChecked: 42,
         backupsChecked: 2,
         time: now(),
+        chunkListsChecked: 3,
+        badChunkLists: [{ chunk: '7c21e4', problem: 'Missing', breaks: ['b-0002 rootdisk @ 536870912'] }],
         badChunks: [{ chunk: '3f9a0c', problem: 'Corrupt', breaks: ['b-0001 rootdisk @ 1048576'] }],
       },
     });
-    await expectText(repoRow('main').locator('.cell-verify'), /1 bad chunk.*Corrupt chunk 3f9a0c: breaks b-0001 rootdisk @ 1048576/);
+    await expectText(
+      repoRow('main').locator('.cell-verify'),
+      /1 bad chunk list, 1 bad chunk.*Missing chunk list 7c21e4 \(its 1,024 chunks are unknown\): breaks b-0002 rootdisk @ 536870912.*Corrupt chunk 3f9a0c: breaks b-0001 rootdisk @ 1048576/,
+    );
   });
 
   await s.step('Prune: the same round trip, showing what was freed', async () => {
@@ -198,8 +203,8 @@ await s.run(async () => {
     await page.keyboard.press('Enter');
     await page.waitForTimeout(300);
     check(getObject('vmrepo', 'main').metadata.annotations['backup.vmsnap.io/prune-request'] === token, 'pressing it again while it waits asks nothing more');
-    patchStatus('vmrepo', 'main', { lastPrune: { request: token, chunksDeleted: 7, bytesFreed: 3 * MiB, time: now() } });
-    await expectText(repoRow('main').locator('.cell-prune'), /Freed 3\.0 MiB\s+\d+s ago\s+7 chunks deleted/);
+    patchStatus('vmrepo', 'main', { lastPrune: { request: token, chunksDeleted: 7, chunkListsDeleted: 2, bytesFreed: 3 * MiB, time: now() } });
+    await expectText(repoRow('main').locator('.cell-prune'), /Freed 3\.0 MiB\s+\d+s ago\s+7 chunks and 2 chunk lists deleted/);
     check(await prune().evaluate((el) => el === document.activeElement), 'the focus is still on Prune');
     check(await prune().isEnabled(), 'Prune can be asked for again');
     await s.screenshot('repository-verified-pruned');

@@ -156,14 +156,21 @@ pub struct VerifyResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::timestamp")]
     pub time: Option<Time>,
-    /// Every chunk read back, decrypted and matched its name.
+    /// Every chunk list and chunk read back, decrypted and matched its name.
     pub ok: bool,
     /// Chunks checked.
     #[serde(default)]
     pub chunks_checked: i64,
+    /// Chunk lists checked (each names up to 1,024 chunks of a disk).
+    #[serde(default)]
+    pub chunk_lists_checked: i64,
     /// Backups checked.
     #[serde(default)]
     pub backups_checked: i64,
+    /// The chunk lists that failed and what they break (at most 100 listed): each use is the
+    /// stretch of 1,024 chunks from that offset, whose chunks are then unknown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_chunk_lists: Vec<BadChunkStatus>,
     /// The chunks that failed and what they break (at most 100 listed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bad_chunks: Vec<BadChunkStatus>,
@@ -172,13 +179,14 @@ pub struct VerifyResult {
     pub error: Option<String>,
 }
 
-/// One bad chunk.
+/// One bad chunk, or chunk list.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BadChunkStatus {
-    /// The chunk's name in the repository.
+    /// The chunk's (or chunk list's) name in the repository.
     pub chunk: String,
-    /// `Missing`, `Corrupt` (fails authentication) or `Mismatch` (content does not match its name).
+    /// `Missing`, `Unreadable` (the storage did not return it) or `Corrupt` (it fails
+    /// authentication, or does not match its name or the manifest).
     pub problem: String,
     /// What it breaks: `backup-id disk @ offset` for each use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -199,7 +207,10 @@ pub struct PruneResult {
     /// Chunks deleted.
     #[serde(default)]
     pub chunks_deleted: i64,
-    /// Bytes freed in the repository.
+    /// Chunk lists deleted.
+    #[serde(default)]
+    pub chunk_lists_deleted: i64,
+    /// Bytes freed in the repository (chunks and chunk lists).
     #[serde(default)]
     pub bytes_freed: i64,
     /// A prune that could not run says why here.

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt as _};
 use vmsnap_api::backup::{BadChunkStatus, PruneResult, VerifyResult, VirtualMachineRepositoryBackup};
-use vmsnap_backup::{ChunkProblem, PruneOptions, PruneReport, Repository, VerifyReport, VerifyScope};
+use vmsnap_backup::{
+    ChunkProblem, ChunkUse, PruneOptions, PruneReport, Repository, VerifyReport, VerifyScope,
+};
 
 use crate::status::now;
 
@@ -65,44 +67,48 @@ pub(crate) fn verify_not_run(token: &str, why: String) -> VerifyResult {
     }
 }
 
-/// A verify report as a status: each use of a bad chunk as `NAME (ID) DISK @ OFFSET`, or
-/// `ID DISK @ OFFSET` for a backup that no object names.
+/// A verify report as a status: each use of a bad chunk (or chunk list) as
+/// `NAME (ID) DISK @ OFFSET`, or `ID DISK @ OFFSET` for a backup that no object names.
 pub(crate) fn verify_result(report: &VerifyReport, token: &str, names: &BackupNames) -> VerifyResult {
+    let chunks = report.bad_chunks.iter().map(|bad| (bad.chunk.to_string(), &bad.problem, &bad.used_by));
+    let lists = report.bad_chunk_lists.iter().map(|bad| (bad.list.to_string(), &bad.problem, &bad.used_by));
     VerifyResult {
         request: Some(token.to_owned()),
         time: Some(now()),
         ok: report.is_ok(),
         chunks_checked: report.chunks_checked as i64,
+        chunk_lists_checked: report.chunk_lists_checked as i64,
         backups_checked: report.backups as i64,
-        bad_chunks: report
-            .bad_chunks
-            .iter()
-            .take(MAX_BAD_CHUNKS)
-            .map(|bad| {
-                let mut breaks: Vec<String> = bad
-                    .used_by
-                    .iter()
-                    .take(MAX_BREAKS)
-                    .map(|u| {
-                        let id = u.backup.to_string();
-                        match names.get(&id) {
-                            Some(name) => format!("{name} ({id}) {} @ {}", u.disk, u.offset),
-                            None => format!("{id} {} @ {}", u.disk, u.offset),
-                        }
-                    })
-                    .collect();
-                if bad.used_by.len() > MAX_BREAKS {
-                    breaks.push(format!("and {} more", bad.used_by.len() - MAX_BREAKS));
-                }
-                BadChunkStatus {
-                    chunk: bad.chunk.to_string(),
-                    problem: problem_name(&bad.problem).into(),
-                    breaks,
-                }
-            })
-            .collect(),
+        bad_chunk_lists: bad_statuses(lists, names),
+        bad_chunks: bad_statuses(chunks, names),
         error: None,
     }
+}
+
+/// The first [`MAX_BAD_CHUNKS`] bad objects `(name, problem, uses)` as statuses.
+fn bad_statuses<'a>(
+    bad: impl Iterator<Item = (String, &'a ChunkProblem, &'a Vec<ChunkUse>)>,
+    names: &BackupNames,
+) -> Vec<BadChunkStatus> {
+    bad.take(MAX_BAD_CHUNKS)
+        .map(|(name, problem, used_by)| {
+            let mut breaks: Vec<String> = used_by
+                .iter()
+                .take(MAX_BREAKS)
+                .map(|u| {
+                    let id = u.backup.to_string();
+                    match names.get(&id) {
+                        Some(name) => format!("{name} ({id}) {} @ {}", u.disk, u.offset),
+                        None => format!("{id} {} @ {}", u.disk, u.offset),
+                    }
+                })
+                .collect();
+            if used_by.len() > MAX_BREAKS {
+                breaks.push(format!("and {} more", used_by.len() - MAX_BREAKS));
+            }
+            BadChunkStatus { chunk: name, problem: problem_name(problem).into(), breaks }
+        })
+        .collect()
 }
 
 fn problem_name(problem: &ChunkProblem) -> &'static str {
@@ -131,6 +137,7 @@ fn prune_result(report: &PruneReport, token: &str) -> PruneResult {
         request: Some(token.to_owned()),
         time: Some(now()),
         chunks_deleted: report.chunks_deleted as i64,
+        chunk_lists_deleted: report.chunk_lists_deleted as i64,
         bytes_freed: report.bytes_deleted as i64,
         error: None,
     }
@@ -147,10 +154,19 @@ pub(crate) fn verify_summary(result: &VerifyResult) -> String {
             result.backups_checked, result.chunks_checked
         );
     }
-    let broken: std::collections::BTreeSet<&str> =
-        result.bad_chunks.iter().flat_map(|b| &b.breaks).filter_map(|b| b.split(' ').next()).collect();
+    let broken: std::collections::BTreeSet<&str> = result
+        .bad_chunks
+        .iter()
+        .chain(&result.bad_chunk_lists)
+        .flat_map(|b| &b.breaks)
+        .filter_map(|b| b.split(' ').next())
+        .collect();
+    let lists = match result.bad_chunk_lists.len() {
+        0 => String::new(),
+        bad => format!("{bad} bad chunk list(s) of {} checked and ", result.chunk_lists_checked),
+    };
     format!(
-        "verify found {} bad chunk(s) of {} checked, breaking backup(s) {}",
+        "verify found {lists}{} bad chunk(s) of {} checked, breaking backup(s) {}",
         result.bad_chunks.len(),
         result.chunks_checked,
         broken.into_iter().collect::<Vec<_>>().join(", ")

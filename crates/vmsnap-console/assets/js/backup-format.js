@@ -181,11 +181,16 @@ export function verifySummary(result) {
   if (result.error) return { text: 'Could not verify', tone: 'danger', details: [result.error] };
   const checked = `${result.chunksChecked ?? 0} chunks of ${result.backupsChecked ?? 0} backups checked`;
   if (result.ok) return { text: 'OK', tone: 'success', details: [checked] };
+  const lists = result.badChunkLists || [];
   const bad = result.badChunks || [];
+  const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`;
+  const line = (kind, note = '') => (c) => `${c.problem} ${kind} ${c.chunk}${note}${c.breaks?.length ? `: breaks ${c.breaks.join('; ')}` : ''}`;
   return {
-    text: `${bad.length} bad chunk${bad.length === 1 ? '' : 's'}`,
+    text: [lists.length ? plural(lists.length, 'bad chunk list') : null, bad.length || !lists.length ? plural(bad.length, 'bad chunk') : null]
+      .filter(Boolean)
+      .join(', '),
     tone: 'danger',
-    details: [checked, ...bad.map((c) => `${c.problem} chunk ${c.chunk}${c.breaks?.length ? `: breaks ${c.breaks.join('; ')}` : ''}`)],
+    details: [checked, ...lists.map(line('chunk list', ' (its 1,024 chunks are unknown)')), ...bad.map(line('chunk'))],
   };
 }
 
@@ -193,7 +198,8 @@ export function verifySummary(result) {
 export function pruneSummary(result) {
   if (!result) return null;
   if (result.error) return { text: 'Could not prune', tone: 'danger', details: [result.error] };
-  return { text: `Freed ${bytes(result.bytesFreed ?? 0)}`, tone: 'success', details: [`${result.chunksDeleted ?? 0} chunks deleted`] };
+  const lists = result.chunkListsDeleted ? ` and ${result.chunkListsDeleted} chunk lists` : '';
+  return { text: `Freed ${bytes(result.bytesFreed ?? 0)}`, tone: 'success', details: [`${result.chunksDeleted ?? 0} chunks${lists} deleted`] };
 }
 
 /// A result (of verify or prune) with its time, for a table cell.

@@ -85,13 +85,14 @@ where
     }
 }
 
-/// `ok, 1234 chunks of 5 backups` or `3 bad chunks`.
+/// `ok, 1234 chunks of 5 backups` or `3 bad chunks of 1234 checked (5 backups)`.
 pub fn verify_summary(v: &VerifyResult) -> String {
     match (&v.error, v.ok) {
         (Some(e), _) => format!("could not run: {e}"),
         (None, true) => format!("ok, {} chunks of {} backups", v.chunks_checked, v.backups_checked),
         (None, false) => format!(
-            "{} bad chunks of {} checked ({} backups)",
+            "{}{} bad chunks of {} checked ({} backups)",
+            bad_lists(v),
             v.bad_chunks.len(),
             v.chunks_checked,
             v.backups_checked
@@ -99,12 +100,24 @@ pub fn verify_summary(v: &VerifyResult) -> String {
     }
 }
 
-/// `42 chunks deleted, 12Mi freed`.
+/// `2 bad chunk lists, ` when a verify found any.
+fn bad_lists(v: &VerifyResult) -> String {
+    match v.bad_chunk_lists.len() {
+        0 => String::new(),
+        bad => format!("{bad} bad chunk lists, "),
+    }
+}
+
+/// `42 chunks deleted, 12Mi freed`, or `42 chunks and 3 chunk lists deleted, ...`.
 pub fn prune_summary(p: &PruneResult) -> String {
+    let lists = match p.chunk_lists_deleted {
+        0 => String::new(),
+        lists => format!(" and {lists} chunk lists"),
+    };
     match &p.error {
         Some(e) => format!("could not run: {e}"),
         None => format!(
-            "{} chunks deleted, {} freed",
+            "{} chunks{lists} deleted, {} freed",
             p.chunks_deleted,
             display_size(p.bytes_freed.max(0) as u64)
         ),
@@ -127,20 +140,31 @@ fn report_verify(what: &str, v: &VerifyResult) -> CliResult<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut table = Table::new(&["CHUNK", "PROBLEM", "BREAKS"]);
-    for bad in &v.bad_chunks {
+    let lists = v.bad_chunk_lists.iter().map(|bad| (format!("list {}", bad.chunk), bad));
+    for (name, bad) in lists.chain(v.bad_chunks.iter().map(|bad| (bad.chunk.clone(), bad))) {
         let breaks = if bad.breaks.is_empty() { "-".to_owned() } else { bad.breaks.join("; ") };
-        table.row(vec![bad.chunk.clone(), bad.problem.clone(), breaks]);
+        table.row(vec![name, bad.problem.clone(), breaks]);
     }
     out!("{}", table.render());
-    let listed = if v.bad_chunks.len() >= 100 { " (the first 100 are listed)" } else { "" };
-    Err(CliError::new(
-        Exit::Failed,
-        format!(
+    let listed = if v.bad_chunks.len() >= 100 || v.bad_chunk_lists.len() >= 100 {
+        " (the first 100 are listed)"
+    } else {
+        ""
+    };
+    let message = match v.bad_chunk_lists.len() {
+        0 => format!(
             "{what} has bad chunks{listed}: {} of {} checked; the backups they break cannot be restored whole",
             v.bad_chunks.len(),
             v.chunks_checked
         ),
-    ))
+        lists => format!(
+            "{what} has bad chunk lists{listed}: {lists} of {} checked (the chunks of the 1,024-chunk stretch each holds are unknown), and {} bad chunks of {} checked; the backups they break cannot be restored whole",
+            v.chunk_lists_checked,
+            v.bad_chunks.len(),
+            v.chunks_checked
+        ),
+    };
+    Err(CliError::new(Exit::Failed, message))
 }
 
 fn capitalized(text: &str) -> String {
@@ -237,5 +261,43 @@ mod tests {
             e.message
         );
         assert_eq!(verify_summary(&v), "1 bad chunks of 10 checked (2 backups)");
+    }
+
+    #[test]
+    fn bad_chunk_lists_are_listed_first_and_said_with_what_they_leave_unknown() {
+        let bad = |name: &str| BadChunkStatus {
+            chunk: name.into(),
+            problem: "Missing".into(),
+            breaks: vec!["b1 data @ 0".into()],
+        };
+        let v = VerifyResult {
+            ok: false,
+            chunks_checked: 10,
+            chunk_lists_checked: 3,
+            backups_checked: 2,
+            bad_chunk_lists: vec![bad("cd34")],
+            bad_chunks: vec![bad("ab12")],
+            ..Default::default()
+        };
+        let e = report_verify("repository \"main\"", &v).unwrap_err();
+        assert!(
+            e.message.starts_with(
+                "repository \"main\" has bad chunk lists: 1 of 3 checked (the chunks of the 1,024-chunk stretch each holds are unknown), and 1 bad chunks of 10 checked"
+            ),
+            "{}",
+            e.message
+        );
+        assert_eq!(verify_summary(&v), "1 bad chunk lists, 1 bad chunks of 10 checked (2 backups)");
+        let pruned = PruneResult {
+            chunks_deleted: 4,
+            chunk_lists_deleted: 2,
+            bytes_freed: 2048,
+            ..Default::default()
+        };
+        assert!(
+            prune_summary(&pruned).starts_with("4 chunks and 2 chunk lists deleted, "),
+            "{}",
+            prune_summary(&pruned)
+        );
     }
 }
