@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use sha2::{Digest as _, Sha256};
 
-use crate::chunk_list::ChunkListId;
+use crate::chunk_list::{CHUNK_LIST_LEN, ChunkListId, unchanged_list};
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -21,7 +21,7 @@ use crate::format::{
 };
 use crate::lease::{DEFAULT_LEASE_TTL, Lease};
 use crate::repository::{Repository, to_json};
-use crate::{BackupId, ChunkId, layout};
+use crate::{BackupId, ChunkId, ChunkSha256, layout};
 
 /// A byte range of a disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -265,7 +265,7 @@ enum Plan {
 }
 
 struct ReadChunk {
-    data: Option<(ChunkId, String, Vec<u8>)>,
+    data: Option<(ChunkId, ChunkSha256, Vec<u8>)>,
     linear: Option<Sha256>,
 }
 
@@ -363,12 +363,20 @@ impl BackupSession {
             count_stored(stored?, &mut stats, &mut state);
             progress(&state);
         }
-        let sha256_tree = tree_digest(disk.size, chunk_size, &chunks)
-            .map_err(|reason| Error::InvalidInput { what: "previous disk manifest", reason })?;
+        let sha256_tree = tree_digest(disk.size, chunk_size, &chunks);
         // The lists go before the manifest that names them, as the chunks do (and, for a resumed
-        // session, one its earlier run stored under its lease is found, not written again).
-        let lists = self.repo.encode_chunk_lists(&chunks);
-        for list in &lists {
+        // session, one its earlier run stored under its lease is found, not written again). A
+        // stretch that did not change keeps the previous backup's list, unencoded.
+        let mut lists = Vec::with_capacity(chunks.len().div_ceil(CHUNK_LIST_LEN));
+        for (index, entries) in chunks.chunks(CHUNK_LIST_LEN).enumerate() {
+            if let Some(id) = unchanged_list(disk.previous, index, entries)
+                && self.known_lists.contains(&id)
+            {
+                lists.push(id);
+                continue;
+            }
+            let list = self.repo.encode_chunk_list(entries);
+            lists.push(list.id);
             if self.known_lists.contains(&list.id) {
                 continue;
             }
@@ -379,7 +387,7 @@ impl BackupSession {
                 None => false,
             };
             if !found {
-                let sealed = self.repo.put_chunk_list(list).await?;
+                let sealed = self.repo.put_chunk_list(&list).await?;
                 stats.bytes_uploaded += sealed;
                 state.bytes_uploaded += sealed;
                 progress(&state);
@@ -392,7 +400,7 @@ impl BackupSession {
             size: disk.size,
             chunk_size,
             chunks,
-            chunk_lists: lists.into_iter().map(|list| list.id).collect(),
+            chunk_lists: lists,
             sha256_tree,
             sha256: linear.map(|h| hex::encode(h.finalize())),
             stats,
@@ -564,7 +572,7 @@ async fn read_chunk(
             return Ok(ReadChunk { data: None, linear });
         }
         let id = repo.keys().chunk_id(&buf);
-        let sha256 = hex::encode(Sha256::digest(&buf));
+        let sha256 = ChunkSha256::from_bytes(Sha256::digest(&buf).into());
         Ok(ReadChunk { data: Some((id, sha256, buf)), linear })
     })
     .await

@@ -94,15 +94,11 @@ pub(crate) struct EncodedList {
 }
 
 impl Repository {
-    /// Cuts a disk's entries into lists, named under this repository's key.
-    pub(crate) fn encode_chunk_lists(&self, chunks: &[Option<ChunkRef>]) -> Vec<EncodedList> {
-        chunks
-            .chunks(CHUNK_LIST_LEN)
-            .map(|entries| {
-                let plaintext = serde_json::to_vec(entries).expect("chunk entries serialize");
-                EncodedList { id: ChunkListId(self.keys().chunk_id(&plaintext)), plaintext }
-            })
-            .collect()
+    /// One list of a disk's entries (at most [`CHUNK_LIST_LEN`]), named under this repository's
+    /// key.
+    pub(crate) fn encode_chunk_list(&self, entries: &[Option<ChunkRef>]) -> EncodedList {
+        let plaintext = serde_json::to_vec(entries).expect("chunk entries serialize");
+        EncodedList { id: ChunkListId(self.keys().chunk_id(&plaintext)), plaintext }
     }
 
     /// Seals and stores one list; returns its sealed size.
@@ -181,6 +177,20 @@ impl Repository {
     }
 }
 
+/// The name of list `index` of `previous` when it holds exactly `entries` (that stretch of the
+/// disk did not change), so that it need not be encoded again.
+pub(crate) fn unchanged_list(
+    previous: Option<&DiskManifest>,
+    index: usize,
+    entries: &[Option<ChunkRef>],
+) -> Option<ChunkListId> {
+    let previous = previous?;
+    let id = *previous.chunk_lists.get(index)?;
+    let start = index * CHUNK_LIST_LEN;
+    let held = previous.chunks.len().saturating_sub(start).min(CHUNK_LIST_LEN);
+    (held == entries.len() && previous.chunks[start..start + held] == *entries).then_some(id)
+}
+
 /// The entries of `disk` from its lists (see [`check_list_count`] and [`check_list_len`]).
 fn check_entries(path: &str, disk: &DiskManifest, lists: &[Entries]) -> Result<Vec<Option<ChunkRef>>> {
     check_list_count(path, disk)?;
@@ -232,7 +242,8 @@ pub(crate) fn check_list_len(path: &str, disk: &DiskManifest, index: usize, len:
 mod tests {
     use std::sync::Arc;
 
-    use super::ListsRead;
+    use super::{ChunkListId, ListsRead};
+    use crate::format::{BackupStats, ChunkRef};
     use crate::*;
 
     async fn back_up(repo: &Repository, image: &std::path::Path, vm: &str) -> BackupManifest {
@@ -248,6 +259,36 @@ mod tests {
             labels: Default::default(),
         };
         session.commit_backup(metadata, vec![disk]).await.unwrap()
+    }
+
+    #[test]
+    fn a_list_is_reused_only_for_exactly_its_entries() {
+        let chunk = |n: u8| {
+            Some(ChunkRef { id: ChunkId::from_bytes([n; 32]), sha256: ChunkSha256::from_bytes([n; 32]) })
+        };
+        let entries: Vec<Option<ChunkRef>> = (0..CHUNK_LIST_LEN + 10).map(|i| chunk((i % 7) as u8)).collect();
+        let list = |n: u8| ChunkListId(ChunkId::from_bytes([n; 32]));
+        let previous = DiskManifest {
+            name: "root".into(),
+            size: (entries.len() * 4096) as u64,
+            chunk_size: 4096,
+            chunks: entries.clone(),
+            chunk_lists: vec![list(1), list(2)],
+            sha256_tree: String::new(),
+            sha256: None,
+            stats: BackupStats::default(),
+        };
+        let p = Some(&previous);
+        assert_eq!(super::unchanged_list(p, 0, &entries[..CHUNK_LIST_LEN]), Some(list(1)));
+        assert_eq!(super::unchanged_list(p, 1, &entries[CHUNK_LIST_LEN..]), Some(list(2)));
+        assert_eq!(super::unchanged_list(None, 0, &entries[..CHUNK_LIST_LEN]), None);
+        let mut changed = entries[..CHUNK_LIST_LEN].to_vec();
+        changed[5] = None;
+        assert_eq!(super::unchanged_list(p, 0, &changed), None, "a changed entry");
+        // The disk shrank: its last list holds only the first entries of the previous one's.
+        assert_eq!(super::unchanged_list(p, 0, &entries[..100]), None, "a shorter list is another list");
+        assert_eq!(super::unchanged_list(p, 1, &entries[CHUNK_LIST_LEN..CHUNK_LIST_LEN + 5]), None);
+        assert_eq!(super::unchanged_list(p, 2, &entries[..1]), None, "no such list before");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::chunk_list::ChunkListId;
-use crate::{BackupId, ChunkId};
+use crate::{BackupId, ChunkId, ChunkSha256};
 
 /// The format's name, in `config`.
 pub const FORMAT_NAME: &str = "vmsnap-backup";
@@ -155,7 +155,7 @@ pub struct ChunkRef {
     /// The chunk's name (keyed hash of its plaintext).
     pub id: ChunkId,
     /// The plain SHA-256 of its plaintext (for the tree digest, which needs no key).
-    pub sha256: String,
+    pub sha256: ChunkSha256,
 }
 
 /// What a backup read and wrote.
@@ -215,17 +215,12 @@ pub(crate) fn zeros_sha256(len: u64) -> [u8; 32] {
 /// zeros). It needs no key, so anyone can recompute it from a disk image (512 KiB chunks here):
 /// `split -b 512K disk.raw c. && sha256sum c.* | cut -d' ' -f1 | xxd -r -p | sha256sum`. Unlike the
 /// plain SHA-256, an incremental backup can compute it from the chunks it did not read.
-pub fn tree_digest(size: u64, chunk_size: u32, chunks: &[Option<ChunkRef>]) -> Result<String, String> {
+pub fn tree_digest(size: u64, chunk_size: u32, chunks: &[Option<ChunkRef>]) -> String {
     let mut hasher = Sha256::new();
     let full_hole = zeros_sha256(u64::from(chunk_size).min(size));
     for (index, chunk) in chunks.iter().enumerate() {
         match chunk {
-            Some(c) => {
-                let mut digest = [0u8; 32];
-                hex::decode_to_slice(&c.sha256, &mut digest)
-                    .map_err(|e| format!("chunk {index} has a bad sha256 {:?}: {e}", c.sha256))?;
-                hasher.update(digest);
-            }
+            Some(c) => hasher.update(c.sha256.as_bytes()),
             None => {
                 let (_, len) = chunk_range(size, chunk_size, index);
                 if len == u64::from(chunk_size).min(size) {
@@ -236,7 +231,7 @@ pub fn tree_digest(size: u64, chunk_size: u32, chunks: &[Option<ChunkRef>]) -> R
             }
         }
     }
-    Ok(hex::encode(hasher.finalize()))
+    hex::encode(hasher.finalize())
 }
 
 #[cfg(test)]

@@ -5,6 +5,48 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Display, Debug, FromStr and serde as 64 lowercase hex digits, for a newtype over `[u8; 32]`
+/// (`what` names it in a parse error).
+macro_rules! hex_digest {
+    ($name:ident, $what:literal) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&hex::encode(self.0))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({self})", stringify!($name))
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                let mut bytes = [0u8; 32];
+                if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    return Err(format!("{} {s:?} is not 64 lowercase hex digits", $what));
+                }
+                hex::decode_to_slice(s, &mut bytes).map_err(|e| format!("{} {s:?}: {e}", $what))?;
+                Ok($name(bytes))
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 /// A chunk's name: the keyed BLAKE3 hash of its plaintext, 64 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChunkId([u8; 32]);
@@ -23,41 +65,26 @@ impl ChunkId {
     }
 }
 
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+hex_digest!(ChunkId, "chunk name");
+
+/// The plain SHA-256 of a chunk's plaintext, as a manifest records it (64 lowercase hex digits):
+/// the tree digest of a disk is made of these, and needs no key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChunkSha256([u8; 32]);
+
+impl ChunkSha256 {
+    /// Wraps the 32 digest bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        ChunkSha256(bytes)
+    }
+
+    /// The 32 digest bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
     }
 }
 
-impl fmt::Debug for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChunkId({self})")
-    }
-}
-
-impl FromStr for ChunkId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut bytes = [0u8; 32];
-        if s.len() != 64 || s.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(format!("chunk name {s:?} is not 64 lowercase hex digits"));
-        }
-        hex::decode_to_slice(s, &mut bytes).map_err(|e| format!("chunk name {s:?}: {e}"))?;
-        Ok(ChunkId(bytes))
-    }
-}
-
-impl Serialize for ChunkId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ChunkId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
-    }
-}
+hex_digest!(ChunkSha256, "chunk SHA-256");
 
 /// A backup's id: 32 lowercase hex digits, random (the object name says nothing of the VM or the
 /// time; both are inside the encrypted manifest).

@@ -57,7 +57,7 @@ pub use format::{
     BackupManifest, BackupStats, CLUSTER_SIZE, ChunkRef, DEFAULT_CHUNK_SIZE, DiskManifest, FORMAT_NAME,
     FORMAT_VERSION, MAX_CHUNK_SIZE, RepositoryConfig, VmRef, tree_digest,
 };
-pub use ids::{BackupId, ChunkId};
+pub use ids::{BackupId, ChunkId, ChunkSha256};
 pub use lease::DEFAULT_LEASE_TTL;
 pub use prune::{PruneOptions, PruneReport};
 pub use repository::{InitOptions, Repository};

@@ -174,7 +174,8 @@ impl Repository {
     /// Every committed backup, oldest first (by start time, then id). A fresh machine finds them
     /// all: this lists `manifests/` and opens each, or takes it from the manifests this handle
     /// read before (a committed manifest never changes: see `manifest_cache.rs`).
-    pub async fn list_backups(&self) -> Result<Vec<BackupManifest>> {
+    /// Shared, not copied: a manifest holds an entry per chunk (32,768 for a 16 GiB disk).
+    pub async fn list_backups(&self) -> Result<Vec<Arc<BackupManifest>>> {
         self.committed_manifests().await
     }
 
@@ -200,7 +201,7 @@ impl Repository {
         Ok(manifests)
     }
 
-    async fn committed_manifests(&self) -> Result<Vec<BackupManifest>> {
+    async fn committed_manifests(&self) -> Result<Vec<Arc<BackupManifest>>> {
         let mut listed = Vec::new();
         for meta in self.list(layout::MANIFESTS).await? {
             let path = meta.location.to_string();
@@ -208,10 +209,10 @@ impl Repository {
         }
         let ids: Vec<BackupId> = listed.iter().map(|(id, _)| id.clone()).collect();
         let known = self.inner.manifests.retain_listed(&ids);
-        let mut backups: Vec<BackupManifest> = Vec::with_capacity(listed.len());
+        let mut backups: Vec<Arc<BackupManifest>> = Vec::with_capacity(listed.len());
         let to_read = listed.into_iter().filter(|(id, _)| match known.get(id) {
             Some(manifest) => {
-                backups.push(BackupManifest::clone(manifest));
+                backups.push(manifest.clone());
                 false
             }
             None => true,
@@ -226,7 +227,8 @@ impl Repository {
             .await?;
         // A manifest deleted between the listing and the read is simply gone.
         for manifest in read.into_iter().flatten() {
-            self.inner.manifests.insert(Arc::new(manifest.clone()));
+            let manifest = Arc::new(manifest);
+            self.inner.manifests.insert(manifest.clone());
             backups.push(manifest);
         }
         backups.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.id.cmp(&b.id)));

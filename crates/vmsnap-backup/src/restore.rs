@@ -11,7 +11,7 @@ use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
-use crate::{ChunkId, ChunkProblem};
+use crate::{ChunkId, ChunkProblem, ChunkSha256};
 
 /// Blocks of zeros this long inside a chunk are skipped too, so the output stays sparse at the
 /// granularity of a qcow2 cluster.
@@ -154,8 +154,7 @@ impl Repository {
         }
         target.sync().map_err(io("syncing the restore target".to_string()))?;
         let sha256 = hex::encode(linear.finalize());
-        let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks)
-            .map_err(|reason| Error::CorruptObject { path: crate::layout::manifest(&backup.id), reason })?;
+        let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks);
         let mismatch = |algorithm, expected: &str, actual: &str| Error::ChecksumMismatch {
             backup: backup.id.clone(),
             disk: disk.name.clone(),
@@ -182,7 +181,7 @@ impl Repository {
         let chunk = chunk.clone();
         crate::workers::run(move || {
             let data = open_chunk(&repo, &chunk, &sealed, len)?;
-            let sha256 = hex::encode(Sha256::digest(&data));
+            let sha256 = ChunkSha256::from_bytes(Sha256::digest(&data).into());
             if sha256 != chunk.sha256 {
                 return Err(ChunkProblem::Corrupt(format!(
                     "its SHA-256 is {sha256}, the manifest says {}",

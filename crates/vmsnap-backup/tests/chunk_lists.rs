@@ -125,7 +125,7 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
     let reopened = Repository::open(Backend::local(&root).unwrap(), "lists").await.unwrap();
     assert_eq!(
         reopened.list_backups().await.unwrap(),
-        vec![full.clone(), twin.clone(), changed.clone(), same.clone()]
+        [&full, &twin, &changed, &same].map(|b| Arc::new(b.clone())).to_vec()
     );
     let restored = work.path().join("restored.raw");
     let target = std::fs::File::create(&restored).unwrap();

@@ -127,7 +127,7 @@ async fn race(backend: impl Fn() -> Backend + Send + Sync + 'static) {
     let report = repo.prune(PruneOptions { safety_margin: Duration::ZERO, dry_run: false }).await.unwrap();
     deleted_chunks += report.chunks_deleted;
     let fresh = Repository::open(backend(), "race").await.unwrap();
-    assert_eq!(fresh.list_backups().await.unwrap(), vec![last.clone()]);
+    assert_eq!(fresh.list_backups().await.unwrap(), vec![Arc::new(last.clone())]);
     assert!(fresh.verify(VerifyScope::All).await.unwrap().is_ok());
     assert_eq!(report.chunks_referenced, CHUNKS as usize);
     assert_eq!(report.chunks_kept_recent, 0);

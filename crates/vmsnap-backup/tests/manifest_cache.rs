@@ -36,7 +36,8 @@ async fn manifests_are_read_once_per_handle_and_verify_reads_the_stored_ones() {
     let first = commit(&repo, &disk, "a").await;
     std::fs::write(&disk, vec![0xa5; 256 << 10]).unwrap();
     let second = commit(&repo, &disk, "b").await;
-    let ids = |list: Vec<BackupManifest>| list.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let ids =
+        |list: Vec<std::sync::Arc<BackupManifest>>| list.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
     assert_eq!(ids(repo.list_backups().await.unwrap()), [first.id.clone(), second.id.clone()]);
 
     // One byte of the first manifest changes in the store.

@@ -196,7 +196,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
     // A fresh open (new backend object, nothing cached) lists both; a wrong passphrase is refused.
     let reopened = Repository::open(fresh_backend(), passphrase).await.unwrap();
     let listed = reopened.list_backups().await.unwrap();
-    assert_eq!(listed, vec![full.clone(), incremental.clone()]);
+    assert_eq!(listed, vec![Arc::new(full.clone()), Arc::new(incremental.clone())]);
     match Repository::open(fresh_backend(), "wrong passphrase").await {
         Err(e @ Error::WrongPassphrase { .. }) => assert!(e.to_string().contains("wrong passphrase"), "{e}"),
         other => panic!("a wrong passphrase opened the repository: {other:?}"),
@@ -268,7 +268,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
     assert_eq!(only_full.len(), 2, "chunks only the full backup has");
     let (chunks_before, _) = stored_chunk_bytes(&fresh_backend()).await;
     reopened.delete_backup(&full.id).await.unwrap();
-    assert_eq!(reopened.list_backups().await.unwrap(), vec![incremental.clone()]);
+    assert_eq!(reopened.list_backups().await.unwrap(), vec![Arc::new(incremental.clone())]);
     let no_margin = PruneOptions { safety_margin: Duration::ZERO, dry_run: false };
     let first = reopened.prune(no_margin.clone()).await.unwrap();
     eprintln!("{label}: prune with a backup in flight: {first:?}");

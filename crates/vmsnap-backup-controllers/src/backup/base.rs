@@ -5,6 +5,7 @@
 
 use kube::ResourceExt;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use kube::api::{Api, ListParams};
 use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup, label};
@@ -31,7 +32,7 @@ pub(crate) struct Base {
     /// Its object's name.
     pub name: String,
     /// Its manifest (the previous disk manifests).
-    pub manifest: BackupManifest,
+    pub manifest: Arc<BackupManifest>,
     /// What each of its disks is diffed against, by disk name.
     pub disks: BTreeMap<String, DiskBase>,
 }
@@ -96,17 +97,21 @@ pub(crate) async fn choose(
     }
     // Points in time are whole seconds in the API: backups within one second are ordered by
     // when the repository committed them.
-    let mut manifests: HashMap<String, BackupManifest> =
+    let mut manifests: HashMap<String, Arc<BackupManifest>> =
         repository.list_backups().await?.into_iter().map(|m| (m.id.to_string(), m)).collect();
     let mut first_reason = None;
-    let mut ordered: Vec<(Option<i64>, Option<BackupManifest>, VirtualMachineRepositoryBackup)> = candidates
-        .into_iter()
-        .map(|other| {
-            let manifest =
-                other.status.as_ref().and_then(|s| s.backup_id.as_ref()).and_then(|id| manifests.remove(id));
-            (pit(&other), manifest, other)
-        })
-        .collect();
+    let mut ordered: Vec<(Option<i64>, Option<Arc<BackupManifest>>, VirtualMachineRepositoryBackup)> =
+        candidates
+            .into_iter()
+            .map(|other| {
+                let manifest = other
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.backup_id.as_ref())
+                    .and_then(|id| manifests.remove(id));
+                (pit(&other), manifest, other)
+            })
+            .collect();
     ordered.sort_by(|a, b| {
         (b.0, b.1.as_ref().map(|m| m.completed)).cmp(&(a.0, a.1.as_ref().map(|m| m.completed)))
     });
@@ -114,7 +119,7 @@ pub(crate) async fn choose(
     for (_, manifest, candidate) in ordered {
         let status = candidate.status.clone().unwrap_or_default();
         let name = candidate.name_any();
-        if let Some(disks) = manifest.as_ref().and_then(recorded_points) {
+        if let Some(disks) = manifest.as_deref().and_then(recorded_points) {
             let manifest = manifest.expect("points come from the manifest");
             return Ok(BaseChoice::Base(Box::new(Base { name, manifest, disks })));
         }

@@ -307,7 +307,7 @@ impl Job {
         if let Err(error) = self.repository.release_committed_lease(&manifest.id).await {
             tracing::warn!(backup = %self.backup.name_any(), %error, "could not remove the earlier run's lease; it lapses");
         }
-        Ok(Some(Committed { manifest, type_, full_reason, base }))
+        Ok(Some(Committed { manifest: BackupManifest::clone(&manifest), type_, full_reason, base }))
     }
 
     /// Opens each disk and decides how to read it; also the reasons disks are read in full.

@@ -3,6 +3,7 @@
 //! lists what it holds and can restore it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -42,7 +43,7 @@ pub(crate) fn imported_through(repo: &VirtualMachineBackupRepository) -> Option<
 pub(crate) async fn import_missing(
     ctx: &Context,
     repo: &VirtualMachineBackupRepository,
-    manifests: &[BackupManifest],
+    manifests: &[Arc<BackupManifest>],
 ) -> Result<Vec<String>, ReconcileError> {
     let namespace = repo.namespace().unwrap_or_default();
     let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -101,7 +102,7 @@ async fn mark_missing(
     api: &Api<VirtualMachineRepositoryBackup>,
     repo: &VirtualMachineBackupRepository,
     existing: &[VirtualMachineRepositoryBackup],
-    manifests: &[BackupManifest],
+    manifests: &[Arc<BackupManifest>],
 ) -> Result<(), ReconcileError> {
     let ids: std::collections::HashSet<&str> = manifests.iter().map(|m| m.id.as_str()).collect();
     for object in existing

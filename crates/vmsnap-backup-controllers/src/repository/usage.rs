@@ -1,6 +1,8 @@
 //! What a repository holds: backups, chunks stored and their bytes, and how much disk data they
 //! stand for.
 
+use std::sync::Arc;
+
 use futures::TryStreamExt as _;
 use object_store::path::Path;
 use vmsnap_backup::{Backend, BackupManifest, layout};
@@ -29,7 +31,7 @@ impl Usage {
 /// Lists the chunk objects of the repository on `backend` and sums what `manifests` hold.
 pub(crate) async fn usage(
     backend: &Backend,
-    manifests: &[BackupManifest],
+    manifests: &[Arc<BackupManifest>],
 ) -> Result<Usage, object_store::Error> {
     let store = backend.object_store();
     let objects = async |prefix: &str| {
@@ -50,7 +52,7 @@ pub(crate) async fn usage(
 }
 
 /// The bytes of the non-hole chunks of every disk of every backup.
-pub(crate) fn logical_bytes(manifests: &[BackupManifest]) -> u64 {
+pub(crate) fn logical_bytes(manifests: &[Arc<BackupManifest>]) -> u64 {
     manifests
         .iter()
         .flat_map(|m| &m.disks)

@@ -69,7 +69,7 @@ async fn a_repository_made_with_a_chunk_size_cuts_its_backups_in_it() {
     let bytes = model.bytes();
     let plain_sha256 = |from: u64| sha256_of(&env, &bytes[from as usize..(from + FOUR_MIB) as usize]);
     let chunks: Vec<Option<String>> =
-        disk.chunks.iter().map(|c| c.as_ref().map(|c| c.sha256.clone())).collect();
+        disk.chunks.iter().map(|c| c.as_ref().map(|c| c.sha256.to_string())).collect();
     assert_eq!(chunks, vec![Some(plain_sha256(0)), None, Some(plain_sha256(2 * FOUR_MIB)), None]);
     let restored = env.restore(&repository, &manifest, "rootdisk").await;
     env.assert_same_as_model(&restored, &model);
