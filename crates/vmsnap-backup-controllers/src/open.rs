@@ -97,7 +97,7 @@ impl RepositoryCache {
         let passphrase_ref = &object.spec.passphrase_secret_ref;
         let (passphrase, passphrase_version) =
             secrets.value(&passphrase_ref.name, passphrase_ref.key_or(PASSPHRASE_KEY)).await?;
-        let (backend, credentials_version) = backend(object, &secrets, local_root).await?;
+        let (location, credentials_version) = location(object, &secrets, local_root).await?;
         let version = format!(
             "{}/{}/{passphrase_version}/{credentials_version}",
             object.metadata.uid.clone().unwrap_or_default(),
@@ -108,6 +108,9 @@ impl RepositoryCache {
         {
             return Ok((repository.clone(), backend.clone()));
         }
+        // Built only on a miss: a client is some milliseconds to make, and every reconcile of a
+        // backup opens its repository.
+        let backend = location.backend()?;
         let chunk_size = chunk_size(object)?;
         let repository = match Repository::open(backend.clone(), &passphrase).await {
             Ok(repository) => repository,
@@ -158,12 +161,29 @@ pub fn default_local_path(local_root: &Path, namespace: &str, name: &str) -> Pat
     local_root.join(namespace).join(name)
 }
 
-/// The backend of `object`, and the resourceVersion of the credentials Secret read (if any).
-async fn backend(
+/// Where a repository's objects are, with what a client there needs.
+enum Location {
+    Local(PathBuf),
+    S3(Box<S3Config>),
+}
+
+impl Location {
+    /// A client of the location.
+    fn backend(&self) -> Result<Backend, OpenError> {
+        match self {
+            Location::Local(path) => Backend::local(path),
+            Location::S3(config) => Backend::s3(config),
+        }
+        .map_err(OpenError::Unreachable)
+    }
+}
+
+/// The location of `object`, and the resourceVersion of the credentials Secret read (if any).
+async fn location(
     object: &VirtualMachineBackupRepository,
     secrets: &Secrets,
     local_root: &Path,
-) -> Result<(Backend, String), OpenError> {
+) -> Result<(Location, String), OpenError> {
     match (&object.spec.local, &object.spec.s3) {
         (Some(local), None) => {
             let path = match local.path.as_deref().filter(|p| !p.is_empty()) {
@@ -179,11 +199,11 @@ async fn backend(
                     &object.name_any(),
                 ),
             };
-            Ok((Backend::local(&path).map_err(OpenError::Unreachable)?, String::new()))
+            Ok((Location::Local(path), String::new()))
         }
         (None, Some(s3)) => {
             let (config, version) = s3_config(s3, secrets).await?;
-            Ok((Backend::s3(&config).map_err(OpenError::Unreachable)?, version))
+            Ok((Location::S3(Box::new(config)), version))
         }
         _ => Err(OpenError::InvalidSpec("exactly one of spec.local and spec.s3 must be set".into())),
     }

@@ -105,7 +105,7 @@ pub struct BackupOptions {
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 8 }
+        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 16 }
     }
 }
 

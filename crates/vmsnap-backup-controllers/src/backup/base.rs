@@ -10,7 +10,7 @@ use std::sync::Arc;
 use kube::api::{Api, ListParams};
 use vmsnap_api::backup::{BackupPhase, VirtualMachineRepositoryBackup, label};
 use vmsnap_api::snapshot::VirtualMachineSnapshot;
-use vmsnap_backup::{BackupManifest, Repository};
+use vmsnap_backup::BackupManifest;
 
 use vmsnap_storage::{ChangePoint, SnapshotId};
 
@@ -57,13 +57,14 @@ pub(crate) enum BaseChoice {
     Full(String),
 }
 
-/// Chooses the base of `backup` of VM `vm`, whose point in time is `point_in_time` (seconds).
+/// Chooses the base of `backup` of VM `vm`, whose point in time is `point_in_time` (seconds),
+/// among `committed`, the repository's backups.
 pub(crate) async fn choose(
     ctx: &Context,
     backup: &VirtualMachineRepositoryBackup,
     vm: &str,
     point_in_time: Option<i64>,
-    repository: &Repository,
+    committed: &[Arc<BackupManifest>],
 ) -> Result<BaseChoice, ReconcileError> {
     if backup.spec.force_full == Some(true) {
         return Ok(BaseChoice::Full("spec.forceFull is set".into()));
@@ -98,7 +99,7 @@ pub(crate) async fn choose(
     // Points in time are whole seconds in the API: backups within one second are ordered by
     // when the repository committed them.
     let mut manifests: HashMap<String, Arc<BackupManifest>> =
-        repository.list_backups().await?.into_iter().map(|m| (m.id.to_string(), m)).collect();
+        committed.iter().map(|m| (m.id.to_string(), m.clone())).collect();
     let mut first_reason = None;
     let mut ordered: Vec<(Option<i64>, Option<Arc<BackupManifest>>, VirtualMachineRepositoryBackup)> =
         candidates

@@ -219,13 +219,14 @@ impl Job {
     ) -> Result<(Committed, ResolvedSnapshot), Failure> {
         let namespace = self.backup.namespace().unwrap_or_default();
         let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
-        if let Some(committed) = self.committed_earlier().await? {
+        // One listing serves both questions below.
+        let manifests = self.repository.list_backups().await?;
+        if let Some(committed) = self.committed_earlier(&manifests).await {
             // An earlier run committed, then stopped before writing so: that is the backup.
             return Ok((committed, resolved));
         }
         let point_in_time = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
-        let choice =
-            base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &self.repository).await?;
+        let choice = base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &manifests).await?;
         let (plans, full_reasons) = self.plan(&resolved, &choice).await?;
         let incremental = plans.iter().any(|p| p.previous.is_some());
         let type_ = if incremental { backup_type::INCREMENTAL } else { backup_type::FULL };
@@ -283,31 +284,27 @@ impl Job {
         Ok((Committed { manifest, type_, full_reason, base: base.map(|b| b.name.clone()) }, resolved))
     }
 
-    /// The backup an earlier run of this object committed, if any (found by the uid the manifest
-    /// records).
-    async fn committed_earlier(&self) -> Result<Option<Committed>, Failure> {
-        let Some(uid) = self.backup.uid() else { return Ok(None) };
-        let manifests = self.repository.list_backups().await?;
-        let Some(manifest) = manifests
-            .into_iter()
-            .find(|m| manifest_labels::get(m, manifest_labels::OBJECT_UID) == Some(uid.as_str()))
-        else {
-            return Ok(None);
-        };
-        let type_ = match manifest_labels::get(&manifest, manifest_labels::TYPE) {
+    /// The backup an earlier run of this object committed, if any, among the repository's
+    /// `manifests` (found by the uid the manifest records).
+    async fn committed_earlier(&self, manifests: &[Arc<BackupManifest>]) -> Option<Committed> {
+        let uid = self.backup.uid()?;
+        let manifest = manifests
+            .iter()
+            .find(|m| manifest_labels::get(m, manifest_labels::OBJECT_UID) == Some(uid.as_str()))?;
+        let type_ = match manifest_labels::get(manifest, manifest_labels::TYPE) {
             Some(backup_type::INCREMENTAL) => backup_type::INCREMENTAL,
             Some(_) => backup_type::FULL,
             None if manifest.base.is_some() => backup_type::INCREMENTAL,
             None => backup_type::FULL,
         };
-        let full_reason = manifest_labels::get(&manifest, manifest_labels::FULL_REASON).map(str::to_owned);
-        let base = manifest_labels::get(&manifest, manifest_labels::BASE_NAME).map(str::to_owned);
+        let full_reason = manifest_labels::get(manifest, manifest_labels::FULL_REASON).map(str::to_owned);
+        let base = manifest_labels::get(manifest, manifest_labels::BASE_NAME).map(str::to_owned);
         tracing::info!(backup = %self.backup.name_any(), id = %manifest.id, "adopting the backup an earlier run committed");
         // The earlier run may have died before dropping its lease, which would hold prunes back.
         if let Err(error) = self.repository.release_committed_lease(&manifest.id).await {
             tracing::warn!(backup = %self.backup.name_any(), %error, "could not remove the earlier run's lease; it lapses");
         }
-        Ok(Some(Committed { manifest: BackupManifest::clone(&manifest), type_, full_reason, base }))
+        Some(Committed { manifest: BackupManifest::clone(manifest), type_, full_reason, base })
     }
 
     /// Opens each disk and decides how to read it; also the reasons disks are read in full.
