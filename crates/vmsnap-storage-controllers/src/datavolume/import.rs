@@ -185,12 +185,16 @@ enum ImportFailure {
 
 async fn run(ctx: &Arc<Context>, job: &ImportJob, cancel: &AtomicBool) -> Result<(), ImportFailure> {
     let (tx, rx) = tokio::sync::watch::channel(0.0f64);
-    let transfer = transfer(ctx, job, cancel, &tx);
-    let report = report_progress(ctx, job, rx);
-    let info = tokio::select! {
-        result = transfer => result?,
-        () = report => unreachable!("the progress reporter runs until the transfer ends"),
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let transfer = async {
+        let result = transfer(ctx, job, cancel, &tx).await;
+        let _ = stop.send(true);
+        result
     };
+    // The reporter is stopped and awaited, not dropped: a progress write in flight must land
+    // before the outcome's, or it could overwrite it.
+    let (info, ()) = tokio::join!(transfer, report_progress(ctx, job, rx, stopped));
+    let info = info?;
     if cancel.load(Ordering::Relaxed) {
         // The PVC is going away: do not leave a volume nothing will bind.
         if let Err(error) = ctx.driver.delete_volume(&job.volume).await {
@@ -301,8 +305,13 @@ pub(crate) fn check_handed_over_namespace(
     Ok(())
 }
 
-/// Writes `progress` (at most every 200 ms) while the transfer runs.
-async fn report_progress(ctx: &Context, job: &ImportJob, mut progress: tokio::sync::watch::Receiver<f64>) {
+/// Writes `progress` (at most every 200 ms) until told to stop.
+async fn report_progress(
+    ctx: &Context,
+    job: &ImportJob,
+    mut progress: tokio::sync::watch::Receiver<f64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut written: Option<String> = None;
     loop {
         let percent = format!("{:.2}%", *progress.borrow_and_update());
@@ -318,9 +327,17 @@ async fn report_progress(ctx: &Context, job: &ImportJob, mut progress: tokio::sy
                 Err(error) => tracing::debug!(error = %error.message(), "could not report import progress"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if progress.changed().await.is_err() {
-            std::future::pending::<()>().await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = stop.changed() => return,
+        }
+        tokio::select! {
+            changed = progress.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = stop.changed() => return,
         }
     }
 }

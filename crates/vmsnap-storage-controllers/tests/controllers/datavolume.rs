@@ -143,6 +143,18 @@ async fn http_sources_import_raw_and_qcow2_images_with_progress() {
     .await;
     await_succeeded(&env, "from-raw").await;
     await_succeeded(&env, "from-qcow2").await;
+    // The recorder sees the events on a watch of its own, which may trail the one that saw
+    // Succeeded: give it until the final write has reached it.
+    let recorded_final = || {
+        let seen = progress.lock().unwrap();
+        ["from-raw", "from-qcow2"]
+            .iter()
+            .all(|name| seen.get(*name).and_then(|v| v.last()).map(String::as_str) == Some("100.0%"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !recorded_final() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     watch.abort();
 
     assert_eq!(env.volume_of("from-raw").await.size_bytes, 16 * MIB);
