@@ -187,8 +187,14 @@ pub(crate) fn unchanged_list(
     let previous = previous?;
     let id = *previous.chunk_lists.get(index)?;
     let start = index * CHUNK_LIST_LEN;
-    let held = previous.chunks.len().saturating_sub(start).min(CHUNK_LIST_LEN);
+    let held = list_len(previous.chunks.len(), index);
     (held == entries.len() && previous.chunks[start..start + held] == *entries).then_some(id)
+}
+
+/// How many entries list `index` of a disk of `chunks` chunks holds: [`CHUNK_LIST_LEN`], the
+/// last list the rest (0 past the end).
+fn list_len(chunks: usize, index: usize) -> usize {
+    chunks.saturating_sub(index * CHUNK_LIST_LEN).min(CHUNK_LIST_LEN)
 }
 
 /// The entries of `disk` from its lists (see [`check_list_count`] and [`check_list_len`]).
@@ -224,8 +230,7 @@ pub(crate) fn check_list_count(path: &str, disk: &DiskManifest) -> Result<()> {
 /// Checks that list `index` of `disk` (of the manifest at `path`) holds `len` entries, as its
 /// place needs: [`CHUNK_LIST_LEN`], the last list the rest.
 pub(crate) fn check_list_len(path: &str, disk: &DiskManifest, index: usize, len: usize) -> Result<()> {
-    let chunks = DiskManifest::chunk_count(disk.size, disk.chunk_size);
-    let expected = chunks.saturating_sub(index * CHUNK_LIST_LEN).min(CHUNK_LIST_LEN);
+    let expected = list_len(DiskManifest::chunk_count(disk.size, disk.chunk_size), index);
     if len == expected {
         return Ok(());
     }
