@@ -72,7 +72,8 @@ pub struct DiskBackup<'a> {
     pub previous: Option<&'a DiskManifest>,
 }
 
-/// Where a disk's backup stands; passed to the progress callback after each chunk.
+/// Where a disk's backup stands; passed to the progress callback after each chunk read or
+/// uploaded, every [`PROGRESS_STRIDE`] chunks taken unread (reused or holes), and at the end.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Progress {
     /// The disk being backed up.
@@ -92,6 +93,10 @@ pub struct Progress {
     /// Chunks of the disk.
     pub chunks_total: u64,
 }
+
+/// How many chunks taken unread (reused from the previous backup, or holes) go between two
+/// progress calls: they cost nothing to back up, and a 16 GiB disk has 32,768 of them.
+const PROGRESS_STRIDE: u64 = 1024;
 
 /// How a backup session runs.
 #[derive(Debug, Clone)]
@@ -133,8 +138,9 @@ pub struct BackupSession {
     /// Chunks this session may reference without uploading: those of the backups committed when
     /// it started (read after the lease was taken, see `docs/backup-repository.md` "Prune"), and
     /// those it uploaded itself.
-    known: HashSet<ChunkId>,
+    known: KnownChunks,
     /// The chunk lists this session may name without storing them, by the same rule as `known`.
+    /// A chunk of a known list is known: the committed manifest that names the list names it.
     known_lists: HashSet<ChunkListId>,
     /// For a session resumed after its process died ([`Repository::resume_backup`]): the start of
     /// its lease. A chunk not in `known` that is stored with a store time at or after it was
@@ -234,15 +240,42 @@ impl Repository {
     }
 
     /// The chunks and the chunk lists of the committed backups.
-    async fn committed_chunks(&self) -> Result<(HashSet<ChunkId>, HashSet<ChunkListId>)> {
-        let (mut known, mut lists) = (HashSet::new(), HashSet::new());
-        for manifest in self.list_backups().await? {
-            for disk in &manifest.disks {
-                known.extend(disk.chunks.iter().flatten().map(|c| c.id));
-                lists.extend(disk.chunk_lists.iter().copied());
-            }
-        }
-        Ok((known, lists))
+    async fn committed_chunks(&self) -> Result<(KnownChunks, HashSet<ChunkListId>)> {
+        let committed = self.list_backups().await?;
+        let lists = committed
+            .iter()
+            .flat_map(|manifest| &manifest.disks)
+            .flat_map(|disk| disk.chunk_lists.iter().copied())
+            .collect();
+        Ok((KnownChunks { committed, set: None }, lists))
+    }
+}
+
+/// The chunks of the backups committed when a session began, and those it uploaded since. The
+/// set of chunk ids is built on first use: a backup that reads nothing (no change since the
+/// previous one) never needs it, and it has an entry per chunk of every backup.
+struct KnownChunks {
+    /// The manifests listed when the session began (emptied once the set is built).
+    committed: Vec<Arc<BackupManifest>>,
+    set: Option<HashSet<ChunkId>>,
+}
+
+impl KnownChunks {
+    fn set(&mut self) -> &mut HashSet<ChunkId> {
+        let committed = &mut self.committed;
+        self.set.get_or_insert_with(|| {
+            std::mem::take(committed)
+                .iter()
+                .flat_map(|manifest| &manifest.disks)
+                .flat_map(|disk| disk.chunks.iter().flatten().map(|c| c.id))
+                .collect()
+        })
+    }
+
+    /// Whether chunk `id` is stored; else it is counted as stored from now on (the caller
+    /// uploads it).
+    fn check_and_add(&mut self, id: ChunkId) -> bool {
+        !self.set().insert(id)
     }
 }
 
@@ -285,7 +318,7 @@ impl BackupSession {
         let begun = Instant::now();
         let chunk_size = self.repo.chunk_size();
         let in_flight = chunks_in_flight(self.options.upload_concurrency, chunk_size);
-        let plans = plan(&disk, chunk_size, &self.known)?;
+        let plans = plan(&disk, chunk_size, &self.known_lists)?;
         let mut linear = plans.iter().all(|p| !matches!(p, Plan::Reuse(_))).then(Sha256::new);
         let mut state = Progress {
             disk: disk.name.clone(),
@@ -304,7 +337,11 @@ impl BackupSession {
         let mut uploads: FuturesUnordered<BoxFuture<'static, Result<Stored>>> = FuturesUnordered::new();
         let zeros: Arc<Vec<u8>> = Arc::new(vec![0u8; chunk_size as usize]);
         for (index, chunk_plan) in plans.into_iter().enumerate() {
-            self.lease.renew_if_due(&self.repo).await?;
+            let unread = matches!(chunk_plan, Plan::Hole | Plan::Reuse(_));
+            let stride_done = (index as u64 + 1).is_multiple_of(PROGRESS_STRIDE);
+            if !unread || stride_done {
+                self.lease.renew_if_due(&self.repo).await?;
+            }
             let (offset, len) = chunk_range(disk.size, chunk_size, index);
             match chunk_plan {
                 Plan::Hole => {
@@ -334,12 +371,11 @@ impl BackupSession {
                             chunks.push(None);
                         }
                         Some((id, sha256, data)) => {
-                            if self.known.contains(&id) {
+                            if self.known.check_and_add(id) {
                                 stats.chunks_deduplicated += 1;
                                 stats.bytes_deduplicated += len;
                                 state.bytes_deduplicated += len;
                             } else {
-                                self.known.insert(id);
                                 uploads.push(Box::pin(upload(
                                     self.repo.clone(),
                                     id,
@@ -357,12 +393,15 @@ impl BackupSession {
                 }
             }
             state.chunks_done += 1;
-            progress(&state);
+            if !unread || stride_done {
+                progress(&state);
+            }
         }
         while let Some(stored) = uploads.next().await {
             count_stored(stored?, &mut stats, &mut state);
             progress(&state);
         }
+        progress(&state);
         let sha256_tree = tree_digest(disk.size, chunk_size, &chunks);
         // The lists go before the manifest that names them, as the chunks do (and, for a resumed
         // session, one its earlier run stored under its lease is found, not written again). A
@@ -465,7 +504,10 @@ impl BackupSession {
     }
 }
 
-fn plan(disk: &DiskBackup<'_>, chunk_size: u32, known: &HashSet<ChunkId>) -> Result<Vec<Plan>> {
+/// The plan of each chunk of `disk`. A chunk of the previous backup is reused only when a
+/// backup committed before the session began names its list (`known_lists`): the previous
+/// manifest's chunks are those of its lists, as the repository returned it.
+fn plan(disk: &DiskBackup<'_>, chunk_size: u32, known_lists: &HashSet<ChunkListId>) -> Result<Vec<Plan>> {
     let extents = disk.extents.map(|e| normalize(e, disk.size)).transpose()?;
     if let Some(previous) = disk.previous
         && previous.chunks.len() != DiskManifest::chunk_count(previous.size, previous.chunk_size)
@@ -475,6 +517,11 @@ fn plan(disk: &DiskBackup<'_>, chunk_size: u32, known: &HashSet<ChunkId>) -> Res
             reason: format!("{} chunks for a size of {}", previous.chunks.len(), previous.size),
         });
     }
+    let known_list_indexes: Vec<bool> = disk
+        .previous
+        .map(|p| p.chunk_lists.iter().map(|list| known_lists.contains(list)).collect())
+        .unwrap_or_default();
+    let list_known = |index: usize| known_list_indexes.get(index / CHUNK_LIST_LEN) == Some(&true);
     let count = DiskManifest::chunk_count(disk.size, chunk_size);
     let mut plans = Vec::with_capacity(count);
     let mut next_extent = 0;
@@ -507,7 +554,7 @@ fn plan(disk: &DiskBackup<'_>, chunk_size: u32, known: &HashSet<ChunkId>) -> Res
                 None => Plan::Hole,
                 // Only chunks of backups that were committed when the session began are safe to
                 // reference (a deleted base's chunks may be pruned): others are read again.
-                Some(chunk) if known.contains(&chunk.id) => Plan::Reuse(chunk.clone()),
+                Some(chunk) if list_known(index) => Plan::Reuse(chunk.clone()),
                 Some(_) => Plan::Read(vec![(offset, len)]),
             },
             // Changed, or not in the previous backup (a grown disk): read it whole, since the

@@ -184,3 +184,41 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
     std::fs::write(&list, &original).unwrap();
     assert!(fresh.verify(VerifyScope::All).await.unwrap().is_ok());
 }
+
+/// An incremental takes a chunk of its previous backup unread only when a backup committed
+/// before its session began names the chunk's list: once the previous backup is deleted (its
+/// chunks may be pruned), every chunk it would have reused is read and stored again, and the
+/// new backup restores whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_are_reused_only_from_the_lists_of_committed_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("repo");
+    let repo = Repository::init_with(Backend::local(&root).unwrap(), "lists", options()).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("disk.raw");
+    disk::sparse(&image, SIZE);
+    for list in 0..4 {
+        disk::write_at(&image, list * LIST_SPAN + CHUNK, &disk::noise(list + 40, 2 * CHUNK as usize));
+    }
+    let data_chunks = 8;
+    let full = backup(&repo, &image, "vm-a", None, None).await;
+
+    // Nothing changed, the previous backup committed: its 8 data chunks are reused, none read.
+    let same = backup(&repo, &image, "vm-a", Some(&full), Some(&[])).await;
+    assert_eq!((same.stats.chunks_reused, same.stats.bytes_read), (data_chunks, 0), "{:?}", same.stats);
+    assert_eq!(same.disks[0].chunks, full.disks[0].chunks);
+
+    // Both deleted and pruned: a backup naming the deleted one as its previous reads its chunks.
+    repo.delete_backup(&same.id).await.unwrap();
+    repo.delete_backup(&full.id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let pruned = repo.prune(PruneOptions { safety_margin: Duration::ZERO, dry_run: false }).await.unwrap();
+    assert_eq!(pruned.chunks_deleted, data_chunks as usize, "{pruned:?}");
+    let again = backup(&repo, &image, "vm-a", Some(&full), Some(&[])).await;
+    assert_eq!(again.stats.chunks_reused, 0, "{:?}", again.stats);
+    assert_eq!(again.stats.chunks_uploaded, data_chunks, "{:?}", again.stats);
+    assert_eq!(again.disks[0].chunks, full.disks[0].chunks, "the same content, stored again");
+    let restored = work.path().join("restored.raw");
+    repo.restore_disk(&again, "root", std::fs::File::create(&restored).unwrap()).await.unwrap();
+    assert_eq!(disk::sha256sum(&restored), disk::sha256sum(&image));
+}

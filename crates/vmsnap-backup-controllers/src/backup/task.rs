@@ -79,12 +79,12 @@ impl Failure {
 }
 
 /// How one disk is read.
-struct DiskPlan {
+struct DiskPlan<'a> {
     name: String,
     disk: Arc<SnapshotDisk>,
     extents: Vec<Extent>,
     /// The base's manifest of the disk, for an incremental.
-    previous: Option<DiskManifest>,
+    previous: Option<&'a DiskManifest>,
 }
 
 /// What a committed run did.
@@ -219,15 +219,21 @@ impl Job {
     ) -> Result<(Committed, ResolvedSnapshot), Failure> {
         let namespace = self.backup.namespace().unwrap_or_default();
         let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
-        // One listing serves both questions below.
-        let manifests = self.repository.list_backups().await?;
-        if let Some(committed) = self.committed_earlier(&manifests).await {
-            // An earlier run committed, then stopped before writing so: that is the backup.
-            return Ok((committed, resolved));
-        }
-        let point_in_time = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
-        let choice = base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &manifests).await?;
-        let (plans, full_reasons) = self.plan(&resolved, &choice).await?;
+        // The disks are opened (the storage engine maps their chains) while the repository is
+        // listed and the session begins: neither waits on the other.
+        let (disks, prepared) = tokio::join!(self.open_disks(&resolved), self.prepare(&resolved));
+        let (choice, session) = match prepared? {
+            Prepared::Adopted(committed) => return Ok((*committed, resolved)),
+            Prepared::Run(choice, session) => (choice, session),
+        };
+        let disks = match disks {
+            Ok(disks) => disks,
+            Err(failure) => {
+                abort(session).await;
+                return Err(failure);
+            }
+        };
+        let (plans, full_reasons) = plan(disks, &choice);
         let incremental = plans.iter().any(|p| p.previous.is_some());
         let type_ = if incremental { backup_type::INCREMENTAL } else { backup_type::FULL };
         let full_reason = (!incremental).then(|| full_reasons.join("; "));
@@ -249,7 +255,7 @@ impl Job {
             &self.conditions(),
             condition(condition_type::PROGRESSING, true, reason::BACKUP_IN_PROGRESS, doing),
         );
-        patch_status(
+        let patched = patch_status(
             &self.api(),
             &self.backup.name_any(),
             json!({
@@ -264,7 +270,11 @@ impl Job {
                 "conditions": conditions,
             }),
         )
-        .await?;
+        .await;
+        if let Err(error) = patched {
+            abort(session).await;
+            return Err(error.into());
+        }
 
         counters.lock().expect("not poisoned").to_read_later =
             plans.iter().map(|p| p.extents.iter().map(|e| e.length).sum::<u64>()).sum();
@@ -276,7 +286,8 @@ impl Job {
             started,
             stopped,
         ));
-        let committed = self.read_and_commit(&plans, &resolved, base, full_reason.as_deref(), counters).await;
+        let committed =
+            self.read_and_commit(session, &plans, &resolved, base, full_reason.as_deref(), counters).await;
         // Stopped and awaited (not aborted): a write in flight must land before the outcome's.
         let _ = stop.send(true);
         let _ = writer.await;
@@ -307,14 +318,27 @@ impl Job {
         Some(Committed { manifest: BackupManifest::clone(manifest), type_, full_reason, base })
     }
 
-    /// Opens each disk and decides how to read it; also the reasons disks are read in full.
-    async fn plan(
+    /// The backup an earlier run of this object committed, if there is one; else the base and a
+    /// session begun (its lease taken) for this run.
+    async fn prepare(&self, resolved: &ResolvedSnapshot) -> Result<Prepared, Failure> {
+        // One listing serves both questions.
+        let manifests = self.repository.list_backups().await?;
+        if let Some(committed) = self.committed_earlier(&manifests).await {
+            // An earlier run committed, then stopped before writing so: that is the backup.
+            return Ok(Prepared::Adopted(Box::new(committed)));
+        }
+        let point_in_time = resolved.point_in_time.as_ref().map(|t| t.0.as_second());
+        let choice = base::choose(&self.ctx, &self.backup, &resolved.vm, point_in_time, &manifests).await?;
+        let session = self.open_session().await?;
+        Ok(Prepared::Run(choice, session))
+    }
+
+    /// Opens the disk of each volume of the snapshot.
+    async fn open_disks(
         &self,
         resolved: &ResolvedSnapshot,
-        choice: &BaseChoice,
-    ) -> Result<(Vec<DiskPlan>, Vec<String>), Failure> {
-        let mut plans = Vec::new();
-        let mut full_reasons = Vec::new();
+    ) -> Result<Vec<(String, Arc<SnapshotDisk>)>, Failure> {
+        let mut disks = Vec::with_capacity(resolved.volumes.len());
         for volume in &resolved.volumes {
             let disk = SnapshotDisk::open(self.ctx.driver.as_ref(), &volume.snapshot_id).await?.ok_or_else(
                 || {
@@ -324,53 +348,20 @@ impl Job {
                     ))
                 },
             )?;
-            let (extents, previous) = match choice {
-                BaseChoice::Full(reason) => {
-                    if !full_reasons.contains(reason) {
-                        full_reasons.push(reason.clone());
-                    }
-                    (disk.allocated(), None)
-                }
-                BaseChoice::Base(base) => {
-                    let previous = base.manifest.disk(&volume.name);
-                    match (previous, base.disks.get(&volume.name)) {
-                        (Some(previous), Some(from)) => {
-                            let changed = match from {
-                                DiskBase::Point(point) => disk.changed_since_point(point),
-                                DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot),
-                            };
-                            match changed {
-                                Ok(changed) => (changed, Some(previous.clone())),
-                                Err(why) => {
-                                    full_reasons.push(format!("disk {}: {why}", volume.name));
-                                    (disk.allocated(), None)
-                                }
-                            }
-                        }
-                        _ => {
-                            full_reasons.push(format!(
-                                "disk {} is not in the previous backup {}",
-                                volume.name, base.name
-                            ));
-                            (disk.allocated(), None)
-                        }
-                    }
-                }
-            };
-            plans.push(DiskPlan { name: volume.name.clone(), disk, extents, previous });
+            disks.push((volume.name.clone(), disk));
         }
-        Ok((plans, full_reasons))
+        Ok(disks)
     }
 
     async fn read_and_commit(
         &self,
-        plans: &[DiskPlan],
+        mut session: BackupSession,
+        plans: &[DiskPlan<'_>],
         resolved: &ResolvedSnapshot,
         base: Option<&base::Base>,
         full_reason: Option<&str>,
         counters: &Arc<Mutex<Counters>>,
     ) -> Result<BackupManifest, Failure> {
-        let mut session = self.open_session().await?;
         let mut manifests = Vec::new();
         for plan in plans {
             {
@@ -388,20 +379,14 @@ impl Job {
                 source,
                 size: plan.disk.size(),
                 extents: Some(&plan.extents),
-                previous: plan.previous.as_ref(),
+                previous: plan.previous,
             };
             let shared = counters.clone();
             let mut progress = move |p: &Progress| shared.lock().expect("not poisoned").current = p.clone();
             match session.backup_disk(request, &mut progress).await {
                 Ok(manifest) => manifests.push(manifest),
                 Err(error) => {
-                    match tokio::time::timeout(ABORT_TIMEOUT, session.abort()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(abort)) => {
-                            tracing::warn!(%abort, "could not release the failed backup's lease; it expires")
-                        }
-                        Err(_) => tracing::warn!("releasing the failed backup's lease timed out; it expires"),
-                    }
+                    abort(session).await;
                     return Err(Failure::of_storage(&format!("backing up disk {}", plan.name), &error));
                 }
             }
@@ -570,6 +555,60 @@ impl Job {
             super::snapshots::delete_made_by(&self.ctx, &self.backup).await?;
         }
         Ok(())
+    }
+}
+
+/// What [`Job::prepare`] found.
+enum Prepared {
+    /// An earlier run of the object committed the backup.
+    Adopted(Box<Committed>),
+    /// Run the backup against this base, in this session.
+    Run(BaseChoice, BackupSession),
+}
+
+/// Decides how to read each disk; also the reasons disks are read in full.
+fn plan(disks: Vec<(String, Arc<SnapshotDisk>)>, choice: &BaseChoice) -> (Vec<DiskPlan<'_>>, Vec<String>) {
+    let mut plans = Vec::new();
+    let mut full_reasons = Vec::new();
+    for (name, disk) in disks {
+        let (extents, previous) = match choice {
+            BaseChoice::Full(reason) => {
+                if !full_reasons.contains(reason) {
+                    full_reasons.push(reason.clone());
+                }
+                (disk.allocated(), None)
+            }
+            BaseChoice::Base(base) => match (base.manifest.disk(&name), base.disks.get(&name)) {
+                (Some(previous), Some(from)) => {
+                    let changed = match from {
+                        DiskBase::Point(point) => disk.changed_since_point(point),
+                        DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot),
+                    };
+                    match changed {
+                        Ok(changed) => (changed, Some(previous)),
+                        Err(why) => {
+                            full_reasons.push(format!("disk {name}: {why}"));
+                            (disk.allocated(), None)
+                        }
+                    }
+                }
+                _ => {
+                    full_reasons.push(format!("disk {name} is not in the previous backup {}", base.name));
+                    (disk.allocated(), None)
+                }
+            },
+        };
+        plans.push(DiskPlan { name, disk, extents, previous });
+    }
+    (plans, full_reasons)
+}
+
+/// Gives up a session that will not commit: releases its lease (an unreleased one lapses).
+async fn abort(session: BackupSession) {
+    match tokio::time::timeout(ABORT_TIMEOUT, session.abort()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(abort)) => tracing::warn!(%abort, "could not release the failed backup's lease; it expires"),
+        Err(_) => tracing::warn!("releasing the failed backup's lease timed out; it expires"),
     }
 }
 
