@@ -21,8 +21,6 @@ pub struct Seaweed {
     filer: String,
     _dir: tempfile::TempDir,
     log: PathBuf,
-    /// Its nice value, when it runs at a lower priority than the processes around it.
-    nice: Option<i32>,
     /// The `weed` command line, to start it again on the same directory and ports.
     args: Vec<String>,
 }
@@ -39,17 +37,6 @@ impl Seaweed {
     /// missing and skips are allowed (`VMSNAP_ALLOW_SKIP=1`); a missing `weed` otherwise panics
     /// naming how to install it.
     pub fn start() -> Option<Seaweed> {
-        Self::start_with_nice(None)
-    }
-
-    /// [`Seaweed::start`], the server at nice value `nice` (every thread of it): for a benchmark
-    /// that measures a guest's speed beside a backup, where the server stands in for a store on
-    /// another machine, whose work takes none of this machine's CPU.
-    pub fn start_niced(nice: i32) -> Option<Seaweed> {
-        Self::start_with_nice(Some(nice))
-    }
-
-    fn start_with_nice(nice: Option<i32>) -> Option<Seaweed> {
         if Command::new("weed").arg("version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
             if crate::skips_allowed() {
                 eprintln!(
@@ -99,7 +86,7 @@ impl Seaweed {
             "-volume.max=0".to_owned(),
             format!("-s3.config={}", config.display()),
         ];
-        let child = spawn(nice, &args, &log);
+        let child = spawn(&args, &log);
         let server = Seaweed {
             child,
             endpoint: format!("http://127.0.0.1:{}", p[0]),
@@ -108,7 +95,6 @@ impl Seaweed {
             filer: format!("127.0.0.1:{}.{}", p[6], p[7]),
             _dir: dir,
             log,
-            nice,
             args,
         };
         server.wait_until_serving();
@@ -142,7 +128,7 @@ impl Seaweed {
     /// waits until it serves S3.
     pub fn start_again(&mut self) {
         self.stop();
-        self.child = spawn(self.nice, &self.args, &self.log);
+        self.child = spawn(&self.args, &self.log);
         self.wait_until_serving();
     }
 
@@ -270,19 +256,9 @@ fn parse_du(text: &str) -> Option<u64> {
     after.split_whitespace().next()?.parse().ok()
 }
 
-fn spawn(nice: Option<i32>, args: &[String], log: &std::path::Path) -> Child {
+fn spawn(args: &[String], log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("the weed log");
-    // `nice` execs weed in its own process (the pid stays weed's), and every thread weed starts
-    // inherits the value.
-    let mut command = match nice {
-        Some(nice) => {
-            let mut command = Command::new("nice");
-            command.args(["-n", &nice.to_string(), "weed"]);
-            command
-        }
-        None => Command::new("weed"),
-    };
-    command.args(args).stdout(Stdio::null()).stderr(log).spawn().expect("start weed server")
+    Command::new("weed").args(args).stdout(Stdio::null()).stderr(log).spawn().expect("start weed server")
 }
 
 impl Drop for Seaweed {
