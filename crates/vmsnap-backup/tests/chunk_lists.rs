@@ -71,12 +71,19 @@ fn objects(root: &Path, prefix: &str) -> BTreeSet<String> {
     found
 }
 
-fn lists_of(backup: &BackupManifest) -> Vec<String> {
-    backup.disks[0].chunk_lists.iter().map(ChunkListId::object_path).collect()
+/// A new repository in a directory of its own, and a sparse disk image of [`SIZE`].
+struct Setup {
+    _dir: tempfile::TempDir,
+    /// The repository's directory.
+    root: std::path::PathBuf,
+    repo: Repository,
+    work: tempfile::TempDir,
+    image: std::path::PathBuf,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
+/// [`Setup`], the image holding `chunks` chunks of noise (seeded `seed` + the list's index) one
+/// chunk into each of the four lists' stretches.
+async fn setup(seed: u64, chunks: u64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("repo");
     let repo = Repository::init_with(Backend::local(&root).unwrap(), "lists", options()).await.unwrap();
@@ -84,8 +91,19 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
     let image = work.path().join("disk.raw");
     disk::sparse(&image, SIZE);
     for list in 0..4 {
-        disk::write_at(&image, list * LIST_SPAN + CHUNK, &disk::noise(list, 3 * CHUNK as usize));
+        let noise = disk::noise(seed + list, (chunks * CHUNK) as usize);
+        disk::write_at(&image, list * LIST_SPAN + CHUNK, &noise);
     }
+    Setup { _dir: dir, root, repo, work, image }
+}
+
+fn lists_of(backup: &BackupManifest) -> Vec<String> {
+    backup.disks[0].chunk_lists.iter().map(ChunkListId::object_path).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
+    let Setup { _dir, root, repo, work, image } = setup(0, 3).await;
 
     // A's full backup: four lists, the last one short.
     let full = backup(&repo, &image, "vm-a", None, None).await;
@@ -191,15 +209,7 @@ async fn backups_share_chunk_lists_and_a_prune_frees_only_the_unnamed_ones() {
 /// new backup restores whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_are_reused_only_from_the_lists_of_committed_backups() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("repo");
-    let repo = Repository::init_with(Backend::local(&root).unwrap(), "lists", options()).await.unwrap();
-    let work = tempfile::tempdir().unwrap();
-    let image = work.path().join("disk.raw");
-    disk::sparse(&image, SIZE);
-    for list in 0..4 {
-        disk::write_at(&image, list * LIST_SPAN + CHUNK, &disk::noise(list + 40, 2 * CHUNK as usize));
-    }
+    let Setup { _dir, repo, work, image, .. } = setup(40, 2).await;
     let data_chunks = 8;
     let full = backup(&repo, &image, "vm-a", None, None).await;
 
