@@ -117,10 +117,10 @@ async fn measure(
     result
 }
 
-/// Writes out what the machine holds buffered before a timed run: the raw export of the previous
-/// round (as large as the disk's data) is otherwise still being written back during the next
-/// measurement, whichever tool's it is (at 16 GiB it doubled the guest's freeze and the API
-/// server's commits).
+/// Writes out what the machine holds buffered; every timed backup and restore of either tool
+/// starts with it. The raw export of the previous round (as large as the disk's data) is
+/// otherwise still being written back during the next measurement (at 16 GiB it more than
+/// doubled the guest's freeze and slowed the API server's commits).
 async fn settle() -> anyhow::Result<()> {
     tokio::task::spawn_blocking(nix::unistd::sync).await?;
     Ok(())
@@ -185,7 +185,6 @@ impl<'a> SizeBench<'a> {
             backup.snapshot,
             export.as_secs_f64()
         );
-        settle().await?;
         let backed_up = self.restic.backup(&raw).await;
         std::fs::remove_file(&raw)?;
         backed_up
@@ -213,7 +212,6 @@ impl<'a> SizeBench<'a> {
         std::fs::remove_file(&disk.path)?;
 
         // Full backups of A, then B.
-        settle().await?;
         let full = vmsnap::backup(self.lab, &format!("{a}-full"), &a, false).await?;
         let restic_full = self.restic_backup(&full, "a").await?;
         let (vt, rt) = (full.took.as_secs_f64(), restic_full.took.as_secs_f64());
@@ -222,7 +220,6 @@ impl<'a> SizeBench<'a> {
                 .baseline(rt)
                 .target("<= restic", vt <= rt),
         );
-        settle().await?;
         let full_b = vmsnap::backup(self.lab, &format!("{b}-full"), &b, false).await?;
         self.restic_backup(&full_b, "b").await?;
         let (vb, rb) = self.buckets().await?;
@@ -264,7 +261,6 @@ impl<'a> SizeBench<'a> {
         for round in 0..self.runs {
             image::change(guest_a, mib, round).await?;
             let before = self.buckets().await?;
-            settle().await?;
             let backup = vmsnap::backup(self.lab, &format!("{a}-inc{round}"), &a, false).await?;
             if backup.kind != "Incremental" {
                 report
@@ -312,7 +308,6 @@ impl<'a> SizeBench<'a> {
         let mut last = String::new();
         for round in 0..self.runs {
             last = format!("{a}-same{round}");
-            settle().await?;
             let backup = vmsnap::backup(self.lab, &last, &a, false).await?;
             let restic = self.restic_backup(&backup, "a").await?;
             vmsnap_times.push(backup.took.as_secs_f64());
@@ -401,7 +396,6 @@ impl<'a> SizeBench<'a> {
     /// latest snapshot plus the boot of a new VM importing the restored image.
     async fn restore(&self, last: &str, report: &mut Report) -> anyhow::Result<()> {
         let gib = self.gib;
-        settle().await?;
         let (restored_here, took) = vmsnap::restore_and_boot(self.lab, last, &self.vm("r")).await?;
         println!(
             "  (vmsnap: restore complete {:.1} s, then start and boot {:.1} s)",
@@ -411,7 +405,6 @@ impl<'a> SizeBench<'a> {
         // Its disk's space goes back before restic's restore writes another copy of the data.
         self.lab.delete_vm(&self.vm("r"), 1).await?;
         let target = self.lab.import_dir()?.join("restic-restore");
-        settle().await?;
         let (restored, file) = self.restic.restore(&target, "disk.raw").await?;
         let booted = std::time::Instant::now();
         let q = self.vm("q");

@@ -52,6 +52,7 @@ impl Restic {
     /// metadata it saw before), run in the file's directory so that the snapshot holds its name.
     pub async fn backup(&self, file: &Path) -> anyhow::Result<ResticBackup> {
         let name = file.file_name().context("a file name")?.to_string_lossy().into_owned();
+        super::settle().await?;
         let started = Instant::now();
         let out = self.run(&["backup", "--force", "--json", &name], file.parent()).await?;
         let took = started.elapsed();
@@ -66,6 +67,7 @@ impl Restic {
 
     /// `restic restore latest` into `target`; returns the time and the restored file named `name`.
     pub async fn restore(&self, target: &Path, name: &str) -> anyhow::Result<(Duration, PathBuf)> {
+        super::settle().await?;
         let started = Instant::now();
         self.run(&["restore", "latest", "--target", &target.to_string_lossy()], None).await?;
         let took = started.elapsed();

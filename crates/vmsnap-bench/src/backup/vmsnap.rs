@@ -77,6 +77,7 @@ pub(crate) async fn start_backup(
         "spec": {"repository": REPOSITORY, "forceFull": force_full,
                  "source": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": vm}}
     }))?;
+    super::settle().await?;
     let started = Instant::now();
     backups(lab)
         .create(&PostParams::default(), &backup)
@@ -147,6 +148,7 @@ pub(crate) async fn restore_and_boot(
         "spec": {"backupName": backup, "target": {"apiGroup": "kubevirt.io", "kind": "VirtualMachine", "name": target}}
     }))?;
     let api: Api<VirtualMachineRepositoryRestore> = Api::namespaced(lab.client.clone(), NS);
+    super::settle().await?;
     let started = Instant::now();
     api.create(&PostParams::default(), &restore).await.with_context(|| format!("create restore {name}"))?;
     let over = |r: Option<&VirtualMachineRepositoryRestore>| {
