@@ -19,3 +19,41 @@ pub enum ReconcileError {
     #[error(transparent)]
     Open(#[from] super::OpenError),
 }
+
+impl ReconcileError {
+    /// Whether the API refused a write because the object changed since the pass read it (409
+    /// Conflict, see [`crate::status::StatusWrites`]): the pass runs again on the newer copy.
+    pub fn is_conflict(&self) -> bool {
+        use kube::runtime::finalizer::Error as Finalizer;
+        match self {
+            ReconcileError::Api(kube::Error::Api(status)) => status.code == 409,
+            ReconcileError::Finalizer(error) => match error.as_ref() {
+                Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.is_conflict(),
+                Finalizer::AddFinalizer(kube::Error::Api(status))
+                | Finalizer::RemoveFinalizer(kube::Error::Api(status)) => status.code == 409,
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// When a failed pass over `object` runs again: a conflict soon and quietly (the object changed
+/// meanwhile; its newer copy decides), any other failure after `backoff`, logged.
+pub(crate) fn retry_after(
+    kind: &str,
+    object: &str,
+    error: &ReconcileError,
+    backoff: std::time::Duration,
+) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    if error.is_conflict() {
+        tracing::debug!(kind, object, %error, "changed since read; reconciling the newer copy");
+        return Action::requeue(CONFLICT_RETRY);
+    }
+    tracing::warn!(kind, object, %error, "reconcile failed; retrying");
+    Action::requeue(backoff)
+}
+
+/// How soon a pass that met a conflict runs again (the watch usually wakes it sooner).
+const CONFLICT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -32,7 +32,8 @@ use vmsnap_api::backup::{
 use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::BackupId;
 
-use crate::status::{condition, now, patch_status, publish, with_condition};
+use crate::error::retry_after;
+use crate::status::{StatusWrites, condition, now, publish, with_condition};
 use crate::{Context, ReconcileError};
 
 /// How often a backup waiting for its repository looks again.
@@ -91,8 +92,7 @@ fn error_policy(
     error: &ReconcileError,
     _state: Arc<Backups>,
 ) -> Action {
-    tracing::warn!(backup = %backup.name_any(), %error, "backup reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    retry_after("VirtualMachineRepositoryBackup", &backup.name_any(), error, Duration::from_secs(5))
 }
 
 async fn reconcile(
@@ -282,7 +282,7 @@ async fn wait(
     }
     let api: Api<VirtualMachineRepositoryBackup> =
         Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    patch_status(&api, &backup.name_any(), json!({"phase": phase_now, "conditions": conditions})).await?;
+    StatusWrites::of(&api, backup).patch(json!({"phase": phase_now, "conditions": conditions})).await?;
     Ok(())
 }
 
@@ -302,12 +302,9 @@ async fn fail(
     .fold(status.conditions, |all, c| with_condition(&all, c));
     let api: Api<VirtualMachineRepositoryBackup> =
         Api::namespaced(ctx.client.clone(), &backup.namespace().unwrap_or_default());
-    patch_status(
-        &api,
-        &backup.name_any(),
-        json!({"phase": phase::FAILED, "error": {"time": now(), "message": message}, "conditions": conditions}),
-    )
-    .await?;
+    StatusWrites::of(&api, backup)
+        .patch(json!({"phase": phase::FAILED, "error": {"time": now(), "message": message}, "conditions": conditions}))
+        .await?;
     publish(ctx, &backup.object_ref(&()), true, reason::FAILED, message.to_owned()).await;
     Ok(Action::await_change())
 }

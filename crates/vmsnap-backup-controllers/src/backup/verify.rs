@@ -11,7 +11,7 @@ use vmsnap_api::snapshot::condition_type;
 use vmsnap_backup::{BackupId, VerifyScope};
 
 use crate::repository::maintenance;
-use crate::status::{condition, patch_status, publish, with_condition};
+use crate::status::{StatusWrites, condition, publish, with_condition};
 use crate::{Context, ReconcileError};
 
 /// The verify token of `backup` not answered yet.
@@ -33,7 +33,6 @@ pub(crate) async fn verify(
 ) -> Result<(), ReconcileError> {
     let namespace = backup.namespace().unwrap_or_default();
     let api: Api<VirtualMachineRepositoryBackup> = Api::namespaced(ctx.client.clone(), &namespace);
-    let name = backup.name_any();
     let conditions = backup.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
     let conditions = with_condition(
         &conditions,
@@ -44,13 +43,14 @@ pub(crate) async fn verify(
             format!("verifying the backup's chunks (request {token})"),
         ),
     );
-    patch_status(&api, &name, json!({"conditions": conditions})).await?;
+    let mut writes = StatusWrites::of(&api, backup);
+    writes.patch(json!({"conditions": conditions})).await?;
     let result = run(ctx, backup, token).await?;
     let summary = maintenance::verify_summary(&result);
     let failed = !result.ok;
     let conditions =
         with_condition(&conditions, condition(condition_type::PROGRESSING, false, "Verified", &summary));
-    patch_status(&api, &name, json!({"lastVerify": result, "conditions": conditions})).await?;
+    writes.patch_outcome(json!({"lastVerify": result, "conditions": conditions})).await?;
     publish(ctx, &backup.object_ref(&()), failed, if failed { "VerifyFailed" } else { "Verified" }, summary)
         .await;
     Ok(())

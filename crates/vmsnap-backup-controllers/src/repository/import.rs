@@ -20,7 +20,7 @@ use vmsnap_backup::BackupManifest;
 
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::status::{
-    committed_counters, condition, disk_statuses, patch_status, publish, time_of, with_condition,
+    StatusWrites, committed_counters, condition, disk_statuses, publish, time_of, with_condition,
 };
 use crate::{Context, ReconcileError};
 
@@ -69,7 +69,7 @@ pub(crate) async fn import_missing(
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(error) => return Err(error.into()),
         };
-        patch_status(&api, &name, imported_status(repo, manifest)).await?;
+        StatusWrites::of(&api, &created).patch(imported_status(repo, manifest)).await?;
         publish(
             ctx,
             &repo.object_ref(&()),
@@ -133,7 +133,7 @@ async fn mark_missing(
             _ => continue,
         };
         let conditions = with_condition(&status.conditions, update);
-        patch_status(api, &object.name_any(), json!({"conditions": conditions})).await?;
+        StatusWrites::of(api, object).patch(json!({"conditions": conditions})).await?;
     }
     Ok(())
 }

@@ -27,8 +27,9 @@ use vmsnap_api::quantity::short_bytes;
 use vmsnap_api::snapshot::{Condition, condition_type};
 use vmsnap_backup::Repository;
 
+use crate::error::retry_after;
 use crate::open::{self, default_local_path};
-use crate::status::{condition, patch_status, publish, with_condition};
+use crate::status::{StatusWrites, condition, publish, with_condition};
 use crate::{Context, OpenError, ReconcileError};
 
 /// How often a repository is looked at again (backups written by others, space used).
@@ -91,8 +92,7 @@ fn error_policy(
     error: &ReconcileError,
     _ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(repository = %repo.name_any(), %error, "repository reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    retry_after("VirtualMachineBackupRepository", &repo.name_any(), error, Duration::from_secs(5))
 }
 
 async fn reconcile(
@@ -106,6 +106,7 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let api: Api<VirtualMachineBackupRepository> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut writes = StatusWrites::of(&api, repo.as_ref());
     let current = repo.status.clone().unwrap_or_default();
     let conditions = current.conditions.clone();
     let location = location_of(&repo, &ctx);
@@ -125,7 +126,7 @@ async fn reconcile(
                 observed_generation: repo.meta().generation,
                 ..current.clone()
             };
-            write_status(&api, &repo, desired).await?;
+            write_status(&mut writes, &repo, desired).await?;
             if was_ready || repo.status.is_none() {
                 publish(&ctx, &repo.object_ref(&()), true, error.reason(), message).await;
             }
@@ -140,7 +141,7 @@ async fn reconcile(
                 &conditions,
                 condition(condition_type::READY, false, reason::REPOSITORY_UNREACHABLE, message),
             );
-            patch_status(&api, &name, json!({"conditions": conditions})).await?;
+            writes.patch(json!({"conditions": conditions})).await?;
             return Ok(Action::requeue(RESYNC));
         }
     };
@@ -181,9 +182,9 @@ async fn reconcile(
         observed_generation: repo.meta().generation,
         ..current.clone()
     };
-    write_status(&api, &repo, desired).await?;
+    write_status(&mut writes, &repo, desired).await?;
     import::import_missing(&ctx, &repo, &manifests).await?;
-    run_requests(&ctx, &api, &repo, &repository, conditions).await?;
+    run_requests(&ctx, &mut writes, &repo, &repository, conditions).await?;
     Ok(Action::requeue(RESYNC))
 }
 
@@ -203,13 +204,12 @@ fn chunk_size_note(repo: &VirtualMachineBackupRepository, actual: u32) -> String
 /// Writes `desired` when it differs from the object's status (an unchanged status is not
 /// written: every write wakes the controller again).
 async fn write_status(
-    api: &Api<VirtualMachineBackupRepository>,
+    writes: &mut StatusWrites<VirtualMachineBackupRepository>,
     repo: &VirtualMachineBackupRepository,
     desired: VirtualMachineBackupRepositoryStatus,
 ) -> Result<(), ReconcileError> {
     if repo.status.as_ref() != Some(&desired) {
-        patch_status(api, &repo.name_any(), serde_json::to_value(&desired).expect("a status serializes"))
-            .await?;
+        writes.patch(serde_json::to_value(&desired).expect("a status serializes")).await?;
     }
     Ok(())
 }
@@ -217,7 +217,7 @@ async fn write_status(
 /// Runs the verify and prune asked for and not yet answered.
 async fn run_requests(
     ctx: &Context,
-    api: &Api<VirtualMachineBackupRepository>,
+    writes: &mut StatusWrites<VirtualMachineBackupRepository>,
     repo: &VirtualMachineBackupRepository,
     repository: &Repository,
     mut conditions: Vec<Condition>,
@@ -245,7 +245,7 @@ async fn run_requests(
                 format!("verifying every chunk (request {token})"),
             ),
         );
-        patch_status(api, &name, json!({"conditions": conditions})).await?;
+        writes.patch(json!({"conditions": conditions})).await?;
         let names =
             maintenance::backup_names(&ctx.client, &repo.namespace().unwrap_or_default(), &name).await?;
         let result = maintenance::verify(repository, vmsnap_backup::VerifyScope::All, &token, &names).await;
@@ -253,7 +253,7 @@ async fn run_requests(
         let failed = !result.ok;
         conditions =
             with_condition(&conditions, condition(condition_type::PROGRESSING, false, "Verified", &summary));
-        patch_status(api, &name, json!({"lastVerify": result, "conditions": conditions})).await?;
+        writes.patch_outcome(json!({"lastVerify": result, "conditions": conditions})).await?;
         publish(
             ctx,
             &repo.object_ref(&()),
@@ -273,7 +273,7 @@ async fn run_requests(
                 format!("deleting unreferenced chunks (request {token})"),
             ),
         );
-        patch_status(api, &name, json!({"conditions": conditions})).await?;
+        writes.patch(json!({"conditions": conditions})).await?;
         let result = maintenance::prune(repository, &token).await;
         let summary = match &result.error {
             Some(error) => error.clone(),
@@ -285,7 +285,7 @@ async fn run_requests(
         };
         conditions =
             with_condition(&conditions, condition(condition_type::PROGRESSING, false, "Pruned", &summary));
-        patch_status(api, &name, json!({"lastPrune": result, "conditions": conditions})).await?;
+        writes.patch_outcome(json!({"lastPrune": result, "conditions": conditions})).await?;
         publish(ctx, &repo.object_ref(&()), result.error.is_some(), "Pruned", summary).await;
     }
     Ok(())

@@ -32,6 +32,7 @@ use vmsnap_api::backup::{VirtualMachineRepositoryBackup, VirtualMachineRepositor
 use vmsnap_api::cdi::DataVolume;
 use vmsnap_api::kubevirt::VirtualMachine;
 
+use crate::error::retry_after;
 use crate::{Context, ReconcileError};
 
 /// On a VM a restore created or restored in place: the restore's UID (as KubeVirt's
@@ -96,9 +97,8 @@ fn restores_of<K: ResourceExt>(
 
 fn error_policy(
     restore: Arc<VirtualMachineRepositoryRestore>,
-    error: &kube::runtime::finalizer::Error<ReconcileError>,
+    error: &ReconcileError,
     _ctx: Arc<RestoreContext>,
 ) -> Action {
-    tracing::info!(restore = %restore.name_any(), %error, "VirtualMachineRepositoryRestore: retrying");
-    Action::requeue(Duration::from_secs(2))
+    retry_after("VirtualMachineRepositoryRestore", &restore.name_any(), error, Duration::from_secs(2))
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Resource, ResourceExt};
@@ -24,6 +24,7 @@ use super::status::{failed, finished, in_progress, succeeded, waiting};
 use super::vmspec::{Identity, RestoredDisk, recorded_metadata, restored_vm_spec};
 use super::{RESTORE_UID_ANNOTATION, RestoreContext};
 use crate::ReconcileError;
+use crate::status::StatusWrites;
 
 /// How often a running download's progress is written.
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -40,7 +41,7 @@ const REPOSITORY_RETRY: Duration = Duration::from_secs(10);
 pub(crate) async fn reconcile(
     restore: Arc<VirtualMachineRepositoryRestore>,
     rc: Arc<RestoreContext>,
-) -> Result<Action, kube::runtime::finalizer::Error<ReconcileError>> {
+) -> Result<Action, ReconcileError> {
     let api: Api<VirtualMachineRepositoryRestore> =
         Api::namespaced(rc.ctx.client.clone(), &restore.namespace().unwrap_or_default());
     finalizer(&api, fin::RESTORE, restore, |event| async {
@@ -50,6 +51,7 @@ pub(crate) async fn reconcile(
         }
     })
     .await
+    .map_err(|error| ReconcileError::Finalizer(Box::new(error)))
 }
 
 /// How the target VM is restored.
@@ -66,6 +68,8 @@ struct Restore<'a> {
     ns: String,
     uid: String,
     st: VirtualMachineRepositoryRestoreStatus,
+    /// Writes `st`, each on the condition that nothing else wrote the restore since.
+    writes: StatusWrites<VirtualMachineRepositoryRestore>,
     staging: Staging,
 }
 
@@ -73,7 +77,9 @@ impl<'a> Restore<'a> {
     fn new(rc: &'a RestoreContext, r: &'a VirtualMachineRepositoryRestore) -> Self {
         let uid = r.uid().unwrap_or_default();
         let ns = r.namespace().unwrap_or_default();
+        let writes = StatusWrites::of(&Api::namespaced(rc.ctx.client.clone(), &ns), r);
         Restore {
+            writes,
             rc,
             r,
             staging: Staging::new(&rc.ctx.config.staging_dir, &ns, &uid),
@@ -91,15 +97,13 @@ impl<'a> Restore<'a> {
         Api::namespaced_with(self.rc.ctx.client.clone(), &self.ns, &ApiResource::erase::<VirtualMachine>(&()))
     }
 
-    /// Writes the status (a merge patch of the whole status) when it changed.
-    async fn save(&self) -> Result<(), ReconcileError> {
+    /// Writes the status (a merge patch of the whole status) when it changed, unless the restore
+    /// changed since this pass read it (a 409 then: the pass runs again on the newer copy).
+    async fn save(&mut self) -> Result<(), ReconcileError> {
         if self.r.status.as_ref() == Some(&self.st) {
             return Ok(());
         }
-        let patch = json!({"status": self.st});
-        self.api::<VirtualMachineRepositoryRestore>()
-            .patch_status(&self.r.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        self.writes.patch(serde_json::to_value(&self.st).expect("a status serializes")).await?;
         Ok(())
     }
 
