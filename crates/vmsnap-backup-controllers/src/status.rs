@@ -96,7 +96,8 @@ where
 
 /// Merge-patches the status subresource of `name` with `status` (a JSON object: only the fields it
 /// names change; `null` removes one), whatever its version: for writes that do not come from a
-/// cached copy (a running backup's progress). A reconcile's writes go through [`StatusWrites`].
+/// cached copy (a running backup's progress, the first status of an object just created). A
+/// reconcile's writes go through [`StatusWrites`].
 pub(crate) async fn patch_status<K>(
     api: &Api<K>,
     name: &str,

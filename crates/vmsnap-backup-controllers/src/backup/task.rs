@@ -219,9 +219,11 @@ impl Job {
     ) -> Result<(Committed, ResolvedSnapshot), Failure> {
         let namespace = self.backup.namespace().unwrap_or_default();
         let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
+        let resolve_took = started.elapsed();
         // The disks are opened (the storage engine maps their chains) while the repository is
         // listed and the session begins: neither waits on the other.
-        let (disks, prepared) = tokio::join!(self.open_disks(&resolved), self.prepare(&resolved));
+        let ((disks, open_took), (prepared, prepare_took)) =
+            tokio::join!(timed(self.open_disks(&resolved)), timed(self.prepare(&resolved)));
         let (choice, session) = match prepared? {
             Prepared::Adopted(committed) => return Ok((*committed, resolved)),
             Prepared::Run(choice, session) => (choice, session),
@@ -278,6 +280,7 @@ impl Job {
 
         counters.lock().expect("not poisoned").to_read_later =
             plans.iter().map(|p| p.extents.iter().map(|e| e.length).sum::<u64>()).sum();
+        let planned_after = started.elapsed();
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let writer = tokio::spawn(write_progress(
             self.api(),
@@ -286,8 +289,18 @@ impl Job {
             started,
             stopped,
         ));
-        let committed =
-            self.read_and_commit(session, &plans, &resolved, base, full_reason.as_deref(), counters).await;
+        let (committed, read_and_commit_took) =
+            timed(self.read_and_commit(session, &plans, &resolved, base, full_reason.as_deref(), counters))
+                .await;
+        tracing::info!(
+            backup = %self.backup.name_any(),
+            resolve_ms = resolve_took.as_millis(),
+            open_disks_ms = open_took.as_millis(),
+            prepare_ms = prepare_took.as_millis(),
+            planned_after_ms = planned_after.as_millis(),
+            read_and_commit_ms = read_and_commit_took.as_millis(),
+            "backup run: where its time went"
+        );
         // Stopped and awaited (not aborted): a write in flight must land before the outcome's.
         let _ = stop.send(true);
         let _ = writer.await;
@@ -419,10 +432,9 @@ impl Job {
             base: base.map(|b| b.manifest.id.clone()),
             labels,
         };
-        session
-            .commit_backup(metadata, manifests)
-            .await
-            .map_err(|error| Failure::of_storage("committing the backup", &error))
+        let (committed, took) = timed(session.commit_backup(metadata, manifests)).await;
+        tracing::debug!(backup = %self.backup.name_any(), commit_ms = took.as_millis(), "commit");
+        committed.map_err(|error| Failure::of_storage("committing the backup", &error))
     }
 
     /// The repository session of this run: the one an earlier run of this object began, resumed
@@ -601,6 +613,13 @@ fn plan(disks: Vec<(String, Arc<SnapshotDisk>)>, choice: &BaseChoice) -> (Vec<Di
         plans.push(DiskPlan { name, disk, extents, previous });
     }
     (plans, full_reasons)
+}
+
+/// `future`'s output, and how long it took.
+async fn timed<T>(future: impl Future<Output = T>) -> (T, Duration) {
+    let start = Instant::now();
+    let output = future.await;
+    (output, start.elapsed())
 }
 
 /// Gives up a session that will not commit: releases its lease (an unreleased one lapses).

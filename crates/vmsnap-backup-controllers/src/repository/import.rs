@@ -20,7 +20,8 @@ use vmsnap_backup::BackupManifest;
 
 use crate::manifest_labels::{self, BACKUP_ID_LABEL};
 use crate::status::{
-    StatusWrites, committed_counters, condition, disk_statuses, publish, time_of, with_condition,
+    StatusWrites, committed_counters, condition, disk_statuses, patch_status, publish, time_of,
+    with_condition,
 };
 use crate::{Context, ReconcileError};
 
@@ -69,7 +70,9 @@ pub(crate) async fn import_missing(
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(error) => return Err(error.into()),
         };
-        StatusWrites::of(&api, &created).patch(imported_status(repo, manifest)).await?;
+        // Unconditional: the object is new, and the backup controller may already have added its
+        // finalizer (a conflict would leave an imported backup with no status).
+        patch_status(&api, &name, imported_status(repo, manifest)).await?;
         publish(
             ctx,
             &repo.object_ref(&()),
