@@ -2,7 +2,7 @@
 //! when it knows what changed), uploads the chunks the repository does not have, and commits the
 //! manifest last.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -247,35 +247,44 @@ impl Repository {
             .flat_map(|manifest| &manifest.disks)
             .flat_map(|disk| disk.chunk_lists.iter().copied())
             .collect();
-        Ok((KnownChunks { committed, set: None }, lists))
+        Ok((KnownChunks { committed, committed_chunks: None, added: HashSet::new() }, lists))
     }
 }
 
 /// The chunks of the backups committed when a session began, and those it uploaded since. The
-/// set of chunk ids is built on first use: a backup that reads nothing (no change since the
-/// previous one) never needs it, and it has an entry per chunk of every backup.
+/// committed ones are gathered on first use: a backup that reads nothing (no change since the
+/// previous one) never needs them, and they have an entry per chunk of every backup.
 struct KnownChunks {
-    /// The manifests listed when the session began (emptied once the set is built).
+    /// The manifests listed when the session began (emptied once `committed_chunks` is built).
     committed: Vec<Arc<BackupManifest>>,
-    set: Option<HashSet<ChunkId>>,
+    /// Each chunk of those manifests, with its SHA-256 (a chunk read again whose name is here
+    /// takes its SHA-256 from here instead of hashing its bytes a second time).
+    committed_chunks: Option<Arc<HashMap<ChunkId, ChunkSha256>>>,
+    /// The chunks this session uploaded.
+    added: HashSet<ChunkId>,
 }
 
 impl KnownChunks {
-    fn set(&mut self) -> &mut HashSet<ChunkId> {
+    /// The committed chunks with their SHA-256, gathered on the first call.
+    fn committed(&mut self) -> Arc<HashMap<ChunkId, ChunkSha256>> {
         let committed = &mut self.committed;
-        self.set.get_or_insert_with(|| {
-            std::mem::take(committed)
-                .iter()
-                .flat_map(|manifest| &manifest.disks)
-                .flat_map(|disk| disk.chunks.iter().flatten().map(|c| c.id))
-                .collect()
-        })
+        self.committed_chunks
+            .get_or_insert_with(|| {
+                Arc::new(
+                    std::mem::take(committed)
+                        .iter()
+                        .flat_map(|manifest| &manifest.disks)
+                        .flat_map(|disk| disk.chunks.iter().flatten().map(|c| (c.id, c.sha256)))
+                        .collect(),
+                )
+            })
+            .clone()
     }
 
     /// Whether chunk `id` is stored; else it is counted as stored from now on (the caller
     /// uploads it).
     fn check_and_add(&mut self, id: ChunkId) -> bool {
-        !self.set().insert(id)
+        self.committed().contains_key(&id) || !self.added.insert(id)
     }
 }
 
@@ -334,6 +343,7 @@ impl BackupSession {
         };
         let mut stats = BackupStats::default();
         let mut chunks = Vec::with_capacity(plans.len());
+        let committed = plans.iter().any(|p| matches!(p, Plan::Read(_))).then(|| self.known.committed());
         let mut uploads: FuturesUnordered<BoxFuture<'static, Result<Stored>>> = FuturesUnordered::new();
         let zeros: Arc<Vec<u8>> = Arc::new(vec![0u8; chunk_size as usize]);
         for (index, chunk_plan) in plans.into_iter().enumerate() {
@@ -359,9 +369,15 @@ impl BackupSession {
                 }
                 Plan::Read(ranges) => {
                     let read_bytes: u64 = ranges.iter().map(|r| r.1).sum();
-                    let read =
-                        read_chunk(&self.repo, &disk, offset, len, ranges, linear.take(), zeros.clone())
-                            .await?;
+                    let read = read_chunk(
+                        &self.repo,
+                        &disk,
+                        ChunkToRead { offset, len, ranges },
+                        linear.take(),
+                        zeros.clone(),
+                        committed.clone().unwrap_or_default(),
+                    )
+                    .await?;
                     linear = read.linear;
                     stats.bytes_read += read_bytes;
                     state.bytes_read += read_bytes;
@@ -589,18 +605,28 @@ fn normalize(extents: &[Extent], size: u64) -> Result<Vec<Extent>> {
     Ok(merged)
 }
 
-async fn read_chunk(
-    repo: &Repository,
-    disk: &DiskBackup<'_>,
+/// One chunk's bytes to read: the chunk at `offset`, `len` bytes, of which `ranges` (absolute) are
+/// read and the rest is zeros.
+struct ChunkToRead {
     offset: u64,
     len: u64,
     ranges: Vec<(u64, u64)>,
+}
+
+/// Reads a chunk on a worker and names it. Its SHA-256 is taken from `committed` when a committed
+/// backup has a chunk of that name (the keyed name stands for the bytes), else computed.
+async fn read_chunk(
+    repo: &Repository,
+    disk: &DiskBackup<'_>,
+    chunk: ChunkToRead,
     linear: Option<Sha256>,
     zeros: Arc<Vec<u8>>,
+    committed: Arc<HashMap<ChunkId, ChunkSha256>>,
 ) -> Result<ReadChunk> {
     let source = disk.source.clone();
     let repo = repo.clone();
     let name = disk.name.clone();
+    let ChunkToRead { offset, len, ranges } = chunk;
     crate::workers::run(move || {
         let mut buf = vec![0u8; len as usize];
         for (from, n) in ranges {
@@ -619,7 +645,10 @@ async fn read_chunk(
             return Ok(ReadChunk { data: None, linear });
         }
         let id = repo.keys().chunk_id(&buf);
-        let sha256 = ChunkSha256::from_bytes(Sha256::digest(&buf).into());
+        let sha256 = match committed.get(&id) {
+            Some(sha256) => *sha256,
+            None => ChunkSha256::from_bytes(Sha256::digest(&buf).into()),
+        };
         Ok(ReadChunk { data: Some((id, sha256, buf)), linear })
     })
     .await
