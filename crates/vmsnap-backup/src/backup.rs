@@ -299,10 +299,8 @@ enum Stored {
     Found(u64),
 }
 
-struct ReadChunk {
-    data: Option<(ChunkId, ChunkSha256, Vec<u8>)>,
-    linear: Option<Sha256>,
-}
+/// A chunk read: `None` when it is all zeros (a hole), else its name, SHA-256 and bytes.
+type ReadChunk = Option<(ChunkId, ChunkSha256, Vec<u8>)>;
 
 impl BackupSession {
     /// The id the backup will have.
@@ -321,7 +319,6 @@ impl BackupSession {
         let chunk_size = self.repo.chunk_size();
         let in_flight = chunks_in_flight(self.options.upload_concurrency, chunk_size);
         let plans = plan(&disk, chunk_size, &self.known_lists)?;
-        let mut linear = plans.iter().all(|p| !matches!(p, Plan::Reuse(_))).then(Sha256::new);
         let mut state = Progress {
             disk: disk.name.clone(),
             bytes_to_read: plans
@@ -348,9 +345,6 @@ impl BackupSession {
             let (offset, len) = chunk_range(disk.size, chunk_size, index);
             match chunk_plan {
                 Plan::Hole => {
-                    if let Some(h) = linear.as_mut() {
-                        h.update(&zeros[..len as usize]);
-                    }
                     stats.holes += 1;
                     chunks.push(None);
                 }
@@ -362,19 +356,20 @@ impl BackupSession {
                 }
                 Plan::Read(ranges) => {
                     let read_bytes: u64 = ranges.iter().map(|r| r.1).sum();
+                    // One chunk is read at a time: the reading and hashing of a backup take one
+                    // CPU at most from the guests beside it (the sealing of the chunks to upload
+                    // overlaps it on the other workers).
                     let read = read_chunk(
                         &self.repo,
                         &disk,
                         ChunkToRead { offset, len, ranges },
-                        linear.take(),
                         zeros.clone(),
                         committed.clone().unwrap_or_default(),
                     )
                     .await?;
-                    linear = read.linear;
                     stats.bytes_read += read_bytes;
                     state.bytes_read += read_bytes;
-                    match read.data {
+                    match read {
                         None => {
                             stats.holes += 1;
                             chunks.push(None);
@@ -450,7 +445,7 @@ impl BackupSession {
             chunks,
             chunk_lists: lists,
             sha256_tree,
-            sha256: linear.map(|h| hex::encode(h.finalize())),
+            sha256: None,
             stats,
         })
     }
@@ -527,7 +522,6 @@ async fn read_chunk(
     repo: &Repository,
     disk: &DiskBackup<'_>,
     chunk: ChunkToRead,
-    linear: Option<Sha256>,
     zeros: Arc<Vec<u8>>,
     committed: Arc<HashMap<ChunkId, ChunkSha256>>,
 ) -> Result<ReadChunk> {
@@ -544,20 +538,16 @@ async fn read_chunk(
                 source,
             })?;
         }
-        let mut linear = linear;
-        if let Some(h) = linear.as_mut() {
-            h.update(&buf);
-        }
         // Compared with a buffer of zeros (memcmp) rather than byte by byte.
         if buf[..] == zeros[..buf.len()] {
-            return Ok(ReadChunk { data: None, linear });
+            return Ok(None);
         }
         let id = repo.keys().chunk_id(&buf);
         let sha256 = match committed.get(&id) {
             Some(sha256) => *sha256,
             None => ChunkSha256::from_bytes(Sha256::digest(&buf).into()),
         };
-        Ok(ReadChunk { data: Some((id, sha256, buf)), linear })
+        Ok(Some((id, sha256, buf)))
     })
     .await
 }

@@ -123,8 +123,10 @@ pub struct DiskManifest {
     pub chunk_lists: Vec<ChunkListId>,
     /// The tree digest of the disk (see [`tree_digest`]): always present, checked by a restore.
     pub sha256_tree: String,
-    /// The plain SHA-256 of the whole disk, when the backup saw every byte (a full backup);
-    /// an incremental reads only what changed, so it cannot know it.
+    /// The plain SHA-256 of the whole disk: written by the builds before 2026-12-07 for a full
+    /// backup, and checked by a restore when present. A backup no longer computes it: the tree
+    /// digest checks the same bytes, and this one was a second serial pass over every byte of
+    /// the disk, holes included, on the CPUs the guests use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     /// What the backup of this disk read and wrote.

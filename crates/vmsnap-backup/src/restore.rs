@@ -29,8 +29,8 @@ pub struct RestoreReport {
     /// Bytes written (the rest are holes).
     pub bytes_written: u64,
     /// The plain SHA-256 of the restored disk, when the backup recorded one to check it against
-    /// (a full backup); an incremental's restore is checked by its tree digest alone, and does
-    /// not hash the whole disk (holes included) a second time.
+    /// (a full backup written before 2026-12-07); any other restore is checked by its tree digest
+    /// alone, and does not hash the whole disk (holes included) a second time.
     pub sha256: Option<String>,
     /// Its tree digest (equal to the manifest's).
     pub sha256_tree: String,

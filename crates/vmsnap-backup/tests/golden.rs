@@ -105,7 +105,10 @@ async fn the_golden_repository_opens_lists_and_restores() {
         repo.restore_disk(&backups[0], "rootdisk", target.as_file().try_clone().unwrap()).await.unwrap();
     assert_eq!(std::fs::read(target.path()).unwrap(), golden_disk());
     assert_eq!(report.sha256, disk.sha256.clone());
-    assert!(report.sha256.is_some(), "a full backup's restore checks the whole-disk SHA-256");
+    assert!(
+        report.sha256.is_some(),
+        "the golden full backup (written before 2026-12-07) records a whole-disk SHA-256, which its restore checks"
+    );
     assert!(repo.verify(VerifyScope::All).await.unwrap().is_ok());
 
     assert!(matches!(

@@ -108,7 +108,13 @@ pub struct BackupDiskStatus {
     pub name: String,
     /// Its virtual size in bytes.
     pub size_bytes: i64,
-    /// The SHA-256 of the whole disk, when the backup read all of it.
+    /// The disk's tree digest: the SHA-256 of its chunks' SHA-256 digests in order, for every
+    /// backup, full or incremental (`docs/backup-repository.md` shows how to compute it from an
+    /// image with coreutils).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256_tree: Option<String>,
+    /// The plain SHA-256 of the whole disk, recorded only by full backups written before
+    /// 2026-12-07.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }

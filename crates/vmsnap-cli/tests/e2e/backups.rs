@@ -208,6 +208,38 @@ pub(crate) fn export_raw(qcow2: &Path, raw: &Path) {
     assert!(out.status.success(), "qemu-img convert: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The tree digest of a raw image (`docs/backup-repository.md`) computed with coreutils, not with
+/// vmsnap: `split` cuts it into `chunk_size` pieces, `sha256sum` digests each, and `sha256sum` digests
+/// those digests' bytes in order.
+pub(crate) fn tree_digest_with_coreutils(raw: &Path, chunk_size: u64) -> String {
+    let out = Command::new("split")
+        .arg("-b")
+        .arg(chunk_size.to_string())
+        .arg("--filter=sha256sum")
+        .arg(raw)
+        .output()
+        .expect("run split");
+    assert!(out.status.success(), "split: {}", String::from_utf8_lossy(&out.stderr));
+    let digests: Vec<u8> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .flat_map(|line| {
+            let hex = &line[..64];
+            (0..32)
+                .map(move |i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("sha256sum prints hex"))
+        })
+        .collect();
+    let mut sha256sum = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    use std::io::Write as _;
+    sha256sum.stdin.take().unwrap().write_all(&digests).unwrap();
+    let out = sha256sum.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
 /// `qemu-img compare` of a raw image and a qcow2 chain: `Ok` when their contents are identical.
 pub(crate) fn compare(raw: &Path, qcow2: &Path) -> Result<(), String> {
     let out = qemu_img(&[
@@ -338,9 +370,19 @@ async fn backups_in_s3_restore_in_another_vmsnap_bit_identical_with_each_point_i
             ]
     })
     .await;
-    for (backup, _, _) in &points {
+    let repository = get_json(&other, "vmrepo", "offsite").await.unwrap();
+    let chunk_size = repository["status"]["chunkSize"].as_str().expect("the repository shows its chunk size");
+    let chunk_size = u64::from(vmsnap_api::backup::parse_chunk_size(chunk_size).unwrap());
+    for (backup, _, raw) in &points {
         let imported = get_json(&other, "vmrbackup", backup).await.unwrap();
         assert_eq!(imported["status"]["phase"], "Succeeded", "{imported:#}");
+        // Each backup, full or incremental, shows its disk's checksum, which anyone can check
+        // against an image of the snapshot it was taken from.
+        assert_eq!(
+            imported["status"]["disks"][0]["sha256Tree"].as_str(),
+            Some(tree_digest_with_coreutils(raw, chunk_size).as_str()),
+            "{imported:#}"
+        );
         create_restore(&other, &format!("restore-{backup}"), backup, &format!("at-{backup}")).await;
     }
     for (backup, _, raw) in &points {

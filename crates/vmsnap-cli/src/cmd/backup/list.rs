@@ -129,9 +129,13 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     }
     if !st.disks.is_empty() {
         outln!("Disks:");
-        let mut table = Table::new(&["NAME", "SIZE", "SHA256"]);
+        let mut table = Table::new(&["NAME", "SIZE", "SHA256-TREE"]);
         for d in &st.disks {
-            table.row(vec![d.name.clone(), display_size(d.size_bytes.max(0) as u64), dash(d.sha256.clone())]);
+            table.row(vec![
+                d.name.clone(),
+                display_size(d.size_bytes.max(0) as u64),
+                dash(d.sha256_tree.clone()),
+            ]);
         }
         for line in table.render().lines() {
             outln!("  {line}");
