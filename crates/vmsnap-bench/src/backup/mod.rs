@@ -11,8 +11,8 @@
 //!   than restic) and the bucket's growth (target: <= 1.05x the bytes written + 1 MiB);
 //! - rounds of an incremental with nothing changed (target: <= 2 s, and the large/small ratio);
 //! - the guest's write throughput right after a snapshot (no target: what the new layer alone
-//!   costs), and while a full backup of its disk runs, the median of up to the runs' count of
-//!   writes during it, as idle is (target: >= 90 % of idle);
+//!   costs), and while full backups of its disk run, the median of the runs' count of writes
+//!   begun during them, as idle is (target: >= 90 % of idle);
 //! - the last unchanged backup restored to a new VM, create -> guest agent (target: <= restic
 //!   restore + boot of the restored image, imported into a new VM the same way).
 //!
@@ -355,29 +355,37 @@ impl<'a> SizeBench<'a> {
             )
             .baseline(idle),
         );
-        let name = format!("{a}-busy");
-        let started = vmsnap::start_backup(self.lab, &name, &a, true).await?;
-        vmsnap::await_in_progress(self.lab, &name).await?;
-        // Measured as the idle figure is, the median of up to `runs` writes, each begun while the
-        // backup runs (the first always is; a write that ends after the backup is not counted
-        // unless it is the only one).
+        // Measured as the idle figure is, the median of `runs` writes, each begun while a full
+        // backup of the disk runs. A backup gives the writes that end before it does (a write
+        // that ends after it is not counted unless it is the only one it gives), and backups are
+        // taken until there are `runs` writes: at 1 GiB a full backup is shorter than one write.
         let mut busy = Vec::new();
         let mut overlapped = false;
-        loop {
-            let throughput = image::write_throughput(guest_a).await?;
-            let running = vmsnap::in_progress(self.lab, &name).await?;
-            if running || busy.is_empty() {
-                busy.push(throughput);
+        for round in 0..self.runs {
+            let name = format!("{a}-busy{round}");
+            let started = vmsnap::start_backup(self.lab, &name, &a, true).await?;
+            vmsnap::await_in_progress(self.lab, &name).await?;
+            let mut given = 0;
+            while busy.len() < self.runs {
+                let throughput = image::write_throughput(guest_a).await?;
+                let running = vmsnap::in_progress(self.lab, &name).await?;
+                if running || given == 0 {
+                    busy.push(throughput);
+                    given += 1;
+                }
+                overlapped |= running;
+                if !running {
+                    break;
+                }
             }
-            overlapped |= running;
-            if !running || busy.len() == self.runs {
+            vmsnap::finish_backup(self.lab, &name, started).await?;
+            if busy.len() == self.runs {
                 break;
             }
         }
         let busy = median(&busy);
-        vmsnap::finish_backup(self.lab, &name, started).await?;
         if !overlapped {
-            report.note(SECTION, format!("{gib} GiB: the full backup ended before the guest's write did"));
+            report.note(SECTION, format!("{gib} GiB: each full backup ended before the guest's write did"));
         }
         report.add(
             Row::new(
