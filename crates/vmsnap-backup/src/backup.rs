@@ -2,6 +2,7 @@
 //! when it knows what changed), uploads the chunks the repository does not have, and commits the
 //! manifest last.
 
+mod pace;
 mod plan;
 
 use std::collections::{HashMap, HashSet};
@@ -9,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::StreamExt as _;
-use futures::future::BoxFuture;
-use futures::stream::FuturesUnordered;
 use sha2::{Digest as _, Sha256};
+use tokio::task::JoinSet;
 
+pub use self::pace::ReadLimit;
+use self::pace::ReadPace;
 use self::plan::{Plan, plan};
 use crate::chunk_list::{CHUNK_LIST_LEN, ChunkListId, unchanged_list};
 use crate::crypto::ObjectKind;
@@ -109,11 +110,18 @@ pub struct BackupOptions {
     /// Chunks sealed and uploaded at once (fewer for chunks over 8 MiB: 64 MiB of data in flight
     /// at most, but 2 chunks).
     pub upload_concurrency: usize,
+    /// How fast the disks are read, sustained (`None`: as fast as the CPUs go); see
+    /// [`ReadLimit`].
+    pub read_limit: Option<ReadLimit>,
 }
 
 impl Default for BackupOptions {
     fn default() -> Self {
-        BackupOptions { lease_ttl: DEFAULT_LEASE_TTL, upload_concurrency: 16 }
+        BackupOptions {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            upload_concurrency: 16,
+            read_limit: Some(ReadLimit::DEFAULT),
+        }
     }
 }
 
@@ -334,7 +342,9 @@ impl BackupSession {
         let mut stats = BackupStats::default();
         let mut chunks = Vec::with_capacity(plans.len());
         let committed = plans.iter().any(|p| matches!(p, Plan::Read(_))).then(|| self.known.committed());
-        let mut uploads: FuturesUnordered<BoxFuture<'static, Result<Stored>>> = FuturesUnordered::new();
+        // Each upload is a task of its own, so that it goes on while the next chunks are read.
+        let mut uploads: JoinSet<Result<Stored>> = JoinSet::new();
+        let mut pace = self.options.read_limit.map(ReadPace::new);
         let zeros: Arc<Vec<u8>> = Arc::new(vec![0u8; chunk_size as usize]);
         for (index, chunk_plan) in plans.into_iter().enumerate() {
             let unread = matches!(chunk_plan, Plan::Hole | Plan::Reuse(_));
@@ -356,6 +366,9 @@ impl BackupSession {
                 }
                 Plan::Read(ranges) => {
                     let read_bytes: u64 = ranges.iter().map(|r| r.1).sum();
+                    if let Some(pace) = pace.as_mut() {
+                        pace.take(read_bytes).await;
+                    }
                     // One chunk is read at a time: the reading and hashing of a backup take one
                     // CPU at most from the guests beside it (the sealing of the chunks to upload
                     // overlaps it on the other workers).
@@ -380,14 +393,9 @@ impl BackupSession {
                                 stats.bytes_deduplicated += len;
                                 state.bytes_deduplicated += len;
                             } else {
-                                uploads.push(Box::pin(upload(
-                                    self.repo.clone(),
-                                    id,
-                                    data,
-                                    self.resumed_since,
-                                )));
+                                uploads.spawn(upload(self.repo.clone(), id, data, self.resumed_since));
                                 while uploads.len() >= in_flight {
-                                    let stored = uploads.next().await.expect("non-empty")?;
+                                    let stored = next_upload(&mut uploads).await.expect("non-empty")?;
                                     count_stored(stored, &mut stats, &mut state);
                                 }
                             }
@@ -401,7 +409,7 @@ impl BackupSession {
                 progress(&state);
             }
         }
-        while let Some(stored) = uploads.next().await {
+        while let Some(stored) = next_upload(&mut uploads).await {
             count_stored(stored?, &mut stats, &mut state);
             progress(&state);
         }
@@ -550,6 +558,20 @@ async fn read_chunk(
         Ok(Some((id, sha256, buf)))
     })
     .await
+}
+
+/// The result of the next upload to finish, `None` when none is left. A panic in one is resumed
+/// here; an error returned from the session drops the set, which cancels the others.
+async fn next_upload(uploads: &mut JoinSet<Result<Stored>>) -> Option<Result<Stored>> {
+    match uploads.join_next().await? {
+        Ok(stored) => Some(stored),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Only the runtime's shutdown cancels an upload task while the session waits for it.
+        Err(error) => Some(Err(Error::Io {
+            context: "uploading a chunk".to_string(),
+            source: std::io::Error::other(error),
+        })),
+    }
 }
 
 fn count_stored(stored: Stored, stats: &mut BackupStats, state: &mut Progress) {

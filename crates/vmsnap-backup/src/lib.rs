@@ -48,7 +48,8 @@ mod workers;
 
 pub use backend::{Backend, BackendKind, S3_RETRY_TIMEOUT, S3_TIMEOUT, S3Config};
 pub use backup::{
-    BackupMetadata, BackupOptions, BackupSession, DiskBackup, DiskSource, Extent, Progress, manifest_json,
+    BackupMetadata, BackupOptions, BackupSession, DiskBackup, DiskSource, Extent, Progress, ReadLimit,
+    manifest_json,
 };
 pub use chunk_list::{CHUNK_LIST_LEN, ChunkListId};
 pub use crypto::{EnvelopeError, KdfParams, KeyFile};
