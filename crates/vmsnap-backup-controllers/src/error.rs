@@ -22,16 +22,15 @@ pub enum ReconcileError {
 
 impl ReconcileError {
     /// Whether the API refused a write because the object changed since the pass read it (409
-    /// Conflict, see [`crate::status::StatusWrites`]): the pass runs again on the newer copy.
+    /// Conflict, see [`crate::status::StatusWrites`], or a finalizer patch's failed `test`): the
+    /// pass runs again on the newer copy.
     pub fn is_conflict(&self) -> bool {
         use kube::runtime::finalizer::Error as Finalizer;
         match self {
-            ReconcileError::Api(kube::Error::Api(status)) => status.code == 409,
+            ReconcileError::Api(error) => vmsnap_contracts::controller::is_conflict(error),
             ReconcileError::Finalizer(error) => match error.as_ref() {
                 Finalizer::ApplyFailed(inner) | Finalizer::CleanupFailed(inner) => inner.is_conflict(),
-                Finalizer::AddFinalizer(kube::Error::Api(status))
-                | Finalizer::RemoveFinalizer(kube::Error::Api(status)) => status.code == 409,
-                _ => false,
+                stale => vmsnap_contracts::controller::finalizer_patch_was_stale(stale),
             },
             _ => false,
         }

@@ -12,6 +12,27 @@ pub fn controller_config() -> Config {
     Config::default().concurrency(CONCURRENT_RECONCILES)
 }
 
+/// Whether a write was refused only because the object changed since the copy it was based on was
+/// read (409 Conflict: a stale `resourceVersion`). The watch brings the newer copy, and with it
+/// another reconcile: a short, quiet retry is enough.
+pub fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
+}
+
+/// Whether kube-runtime's finalizer helper failed only because the object changed meanwhile: its
+/// finalizer patch got 409, or 422 from the patch's `test` of the finalizer list (as from
+/// Kubernetes' API server).
+pub fn finalizer_patch_was_stale<E: std::error::Error + 'static>(
+    error: &kube::runtime::finalizer::Error<E>,
+) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    matches!(
+        error,
+        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status))
+            if matches!(status.code, 409 | 422)
+    )
+}
+
 /// An event of a controller: Warning or Normal, its reason (also its action) and note.
 pub fn event(warning: bool, reason: &str, note: String) -> Event {
     Event {
@@ -20,5 +41,29 @@ pub fn event(warning: bool, reason: &str, note: String) -> Event {
         note: Some(note),
         action: reason.into(),
         secondary: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::finalizer::Error as F;
+
+    fn api(code: u16) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": "refused"})).unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn only_a_stale_copy_is_a_conflict() {
+        assert!(is_conflict(&api(409)));
+        assert!(!is_conflict(&api(422)), "422 is invalid input, except from a finalizer patch's test");
+        assert!(!is_conflict(&api(500)));
+        let stale = |error: F<std::io::Error>| finalizer_patch_was_stale(&error);
+        assert!(stale(F::AddFinalizer(api(422))));
+        assert!(stale(F::RemoveFinalizer(api(409))));
+        assert!(!stale(F::AddFinalizer(api(403))));
+        assert!(!stale(F::ApplyFailed(std::io::Error::other("the work failed"))));
     }
 }

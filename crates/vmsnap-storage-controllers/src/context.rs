@@ -138,7 +138,15 @@ impl Context {
                 backoff(self.config.retry_min, self.config.retry_max, *count)
             }
         };
-        tracing::warn!(object = key, error = %error.message(), retry_in = ?delay, "reconcile failed");
+        match error.retry_kind() {
+            // Waiting for a VM to stop, another object, or a newer copy: expected, not a failure.
+            RetryKind::InUse | RetryKind::Soon => {
+                tracing::debug!(object = key, reason = %error.message(), retry_in = ?delay, "waiting")
+            }
+            RetryKind::Backoff => {
+                tracing::warn!(object = key, error = %error.message(), retry_in = ?delay, "reconcile failed")
+            }
+        }
         Action::requeue(delay)
     }
 }

@@ -68,11 +68,24 @@ impl ReconcileError {
 
     /// How this error is retried.
     pub fn retry_kind(&self) -> RetryKind {
+        if self.is_conflict() {
+            return RetryKind::Soon;
+        }
         match self.innermost() {
             Self::InUse(_) => RetryKind::InUse,
             Self::Waiting(_) => RetryKind::Soon,
             Self::Storage { source: StorageError::InUse { .. }, .. } => RetryKind::InUse,
             _ => RetryKind::Backoff,
+        }
+    }
+
+    /// Whether a write was refused only because the object changed since the pass read it (409,
+    /// or a finalizer patch's failed `test`): the newer copy is reconciled next, nothing is wrong.
+    pub fn is_conflict(&self) -> bool {
+        match self.innermost() {
+            Self::Api(error) => vmsnap_contracts::controller::is_conflict(error),
+            Self::Finalizer(error) => vmsnap_contracts::controller::finalizer_patch_was_stale(error),
+            _ => false,
         }
     }
 
@@ -124,5 +137,23 @@ mod tests {
         let wrapped = ReconcileError::from(finalizer::Error::CleanupFailed(inner));
         assert_eq!(wrapped.retry_kind(), RetryKind::InUse);
         assert_eq!(wrapped.message(), "volume pvc-1 is attached to a running VM");
+    }
+
+    fn api(code: u16) -> kube::Error {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": "refused"})).unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_write_on_a_stale_copy_is_retried_soon_and_a_refused_one_backs_off() {
+        let finalizer = |error| ReconcileError::from(finalizer::Error::<ReconcileError>::AddFinalizer(error));
+        // The finalizer patch's `test` failed: the finalizer list changed since the copy was read.
+        assert_eq!(finalizer(api(422)).retry_kind(), RetryKind::Soon);
+        assert!(ReconcileError::Api(api(409)).is_conflict());
+        let inside = ReconcileError::from(finalizer::Error::ApplyFailed(ReconcileError::Api(api(409))));
+        assert_eq!(inside.retry_kind(), RetryKind::Soon);
+        assert_eq!(finalizer(api(403)).retry_kind(), RetryKind::Backoff);
+        assert_eq!(ReconcileError::Api(api(422)).retry_kind(), RetryKind::Backoff, "invalid, not stale");
     }
 }
