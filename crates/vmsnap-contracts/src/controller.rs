@@ -20,8 +20,8 @@ pub fn is_conflict(error: &kube::Error) -> bool {
 }
 
 /// Whether kube-runtime's finalizer helper failed only because the object changed meanwhile: its
-/// finalizer patch got 409, or 422 from the patch's `test` of the finalizer list (as from
-/// Kubernetes' API server).
+/// finalizer patch got 409, or 422 from the patch's `test` of the finalizer list (the finalizer
+/// list changed since the copy was read).
 pub fn finalizer_patch_was_stale<E: std::error::Error + 'static>(
     error: &kube::runtime::finalizer::Error<E>,
 ) -> bool {

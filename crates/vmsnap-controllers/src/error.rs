@@ -108,12 +108,13 @@ pub fn quiet_finalizer_outcome(
     use kube::runtime::controller::Action;
     use kube::runtime::finalizer::Error as F;
     match error {
-        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status)) => {
-            match status.code {
-                404 => Some(Action::await_change()),
-                409 | 422 => Some(Action::requeue(STALE_RETRY)),
-                _ => None,
-            }
+        stale if vmsnap_contracts::controller::finalizer_patch_was_stale(stale) => {
+            Some(Action::requeue(STALE_RETRY))
+        }
+        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status))
+            if status.code == 404 =>
+        {
+            Some(Action::await_change())
         }
         F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_stale() => Some(Action::requeue(STALE_RETRY)),
         _ => None,
@@ -124,7 +125,7 @@ impl ReconcileError {
     /// A write was refused because the reconcile worked on a stale copy: the watch brings the
     /// newer one and with it another reconcile, so a short retry is enough and nothing is wrong.
     pub fn is_stale(&self) -> bool {
-        matches!(self, ReconcileError::Kube(e) if crate::kube_util::is_conflict(e))
+        matches!(self, ReconcileError::Kube(e) if vmsnap_contracts::controller::is_conflict(e))
     }
 }
 

@@ -77,11 +77,6 @@ where
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await.map(Some)
 }
 
-/// Whether the API refused a write because the object changed since it was read (409).
-pub fn is_conflict(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 409)
-}
-
 /// Adds `finalizer` with KubeVirt's JSON patch (`test` the old list, `replace` with the new one).
 pub async fn add_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
 where

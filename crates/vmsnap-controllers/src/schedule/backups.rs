@@ -120,7 +120,7 @@ impl BackupPass {
                 let object = new_backup(schedule, repository, &snapshot);
                 match api.create(&PostParams::default(), &object).await {
                     Ok(_) => pass.made.push((snapshot.vm.clone(), snapshot.name.clone())),
-                    Err(e) if crate::kube_util::is_conflict(&e) => {}
+                    Err(e) if vmsnap_contracts::controller::is_conflict(&e) => {}
                     Err(e) => tracing::warn!(
                         backup = %snapshot.name,
                         error = %error_message(&e),

@@ -145,7 +145,7 @@ pub async fn reconcile(
                         let object = new_snapshot(name, &vm, &snapshot, scheduled, next);
                         match snapshots_api.create(&PostParams::default(), &object).await {
                             Ok(_) => VmRun::Create { vm, name: snapshot },
-                            Err(e) if crate::kube_util::is_conflict(&e) => {
+                            Err(e) if vmsnap_contracts::controller::is_conflict(&e) => {
                                 VmRun::AlreadyMade { vm, name: snapshot }
                             }
                             Err(e) => VmRun::Refused {
