@@ -92,7 +92,8 @@ pub trait VolumeDriver: Send + Sync {
     async fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StorageError>;
 
     /// Opens snapshot `id` for reading outside QEMU (a backup): every file of
-    /// its chain is held open and mapped once, so reads need no process, and
+    /// its chain is held open and mapped once on first need, so reads need no
+    /// process, and
     /// deleting or compacting the snapshot meanwhile does not take the data
     /// away. `None` if the snapshot does not exist. See [`SnapshotImage`] for
     /// reads and [`SnapshotImage::changed_since`] for incrementals.

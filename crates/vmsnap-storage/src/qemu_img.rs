@@ -188,6 +188,19 @@ impl QemuImg {
     pub async fn map(&self, path: &Path, format: &str) -> Result<Vec<MapEntry>, QemuImgError> {
         let mut args = args(["map", "--output=json", "-U", "-f", format]);
         args.push(path.into());
+        self.map_args(args).await
+    }
+
+    /// [`QemuImg::map`] of the image that the `json:` block-graph `spec`
+    /// describes (files named by open descriptors, a chain cut short by
+    /// `"backing": null`).
+    pub async fn map_spec(&self, spec: &serde_json::Value) -> Result<Vec<MapEntry>, QemuImgError> {
+        let mut args = args(["map", "--output=json", "-U"]);
+        args.push(format!("json:{spec}").into());
+        self.map_args(args).await
+    }
+
+    async fn map_args(&self, args: Vec<OsString>) -> Result<Vec<MapEntry>, QemuImgError> {
         let command = render(&args);
         let stdout = self.run(args).await?;
         serde_json::from_str(&stdout).map_err(|source| QemuImgError::Output { command, source })

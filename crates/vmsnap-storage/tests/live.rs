@@ -285,12 +285,13 @@ async fn snapshots_of_an_attached_volume_read_and_diff_while_qemu_holds_their_la
     // QEMU holds both sealed layers as the backing chain of the disk it writes.
     for (name, model) in [("a-1", &first), ("a-2", &second)] {
         let image = store.driver.snapshot_image(&sid(name)).await.unwrap().unwrap();
+        image.allocated().await.unwrap();
         let mut bytes = vec![0xee; image.size_bytes() as usize];
         image.read_at(0, &mut bytes).unwrap();
         vmsnap_testing::images::assert_bytes(name, &bytes, &model.bytes());
     }
     let image = store.driver.snapshot_image(&sid("a-2")).await.unwrap().unwrap();
-    let changed = image.changed_since(&sid("a-1"));
+    let changed = image.changed_since(&sid("a-1")).await.unwrap();
     // The 64 KiB clusters the two writes touched, whatever runs `qemu-img map` merged them into.
     let clusters: Vec<u64> = changed
         .extents()

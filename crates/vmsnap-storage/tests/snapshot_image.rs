@@ -11,7 +11,8 @@ use std::process::Command;
 
 use common::{DiskModel, Kind, MIB, Store, sid, vid};
 use vmsnap_storage::{
-    ChangedExtents, ExtentSource, IncrementalImpossible, MappedExtent, SnapshotImage, StorageOptions,
+    ChangedExtents, ExtentSource, IncrementalImpossible, MappedExtent, SnapshotImage, StorageError,
+    StorageOptions,
 };
 use vmsnap_testing::images::{assert_bytes, read_image};
 
@@ -127,7 +128,15 @@ fn assert_reads_as(store: &Store, image: &SnapshotImage, model: &DiskModel) {
     assert_bytes(&format!("snapshot {}", image.snapshot().id), &bytes, &model.bytes());
 }
 
+/// Opens snapshot `name` and maps its chain.
 async fn open(store: &Store, name: &str) -> SnapshotImage {
+    let image = open_unmapped(store, name).await;
+    image.allocated().await.unwrap();
+    image
+}
+
+/// Opens snapshot `name`: its files only.
+async fn open_unmapped(store: &Store, name: &str) -> SnapshotImage {
     store.driver.snapshot_image(&sid(name)).await.unwrap().expect("the snapshot exists")
 }
 
@@ -135,15 +144,15 @@ async fn snapshot(store: &Store, name: &str) {
     store.driver.snapshot_volumes(&[(vid("disk"), sid(name))], None).await.unwrap();
 }
 
-fn changes(answer: ChangedExtents) -> Vec<MappedExtent> {
-    match answer {
+fn changes(answer: Result<ChangedExtents, StorageError>) -> Vec<MappedExtent> {
+    match answer.expect("the question is answered") {
         ChangedExtents::Since { extents } => extents,
         ChangedExtents::Impossible(reason) => panic!("an incremental should be possible: {reason}"),
     }
 }
 
-fn impossible(answer: ChangedExtents) -> IncrementalImpossible {
-    match answer {
+fn impossible(answer: Result<ChangedExtents, StorageError>) -> IncrementalImpossible {
+    match answer.expect("the question is answered") {
         ChangedExtents::Impossible(reason) => reason,
         ChangedExtents::Since { extents } => panic!("no incremental should be possible, got {extents:?}"),
     }
@@ -186,13 +195,23 @@ async fn layered_snapshots_read_bit_exact_and_diff_to_exactly_the_clusters_writt
     assert_reads_as(&store, &second, &second_model);
 
     // The first snapshot allocates exactly the clusters written before it.
-    assert_well_formed(first.allocated(), SIZE);
-    assert_eq!(clusters(extent_ranges(first.allocated())), clusters(first_writes.iter().copied()));
-    assert!(first.allocated().iter().all(|e| matches!(e.source, ExtentSource::Data { depth: 0, .. })));
+    assert_well_formed(first.allocated().await.unwrap(), SIZE);
+    assert_eq!(
+        clusters(extent_ranges(first.allocated().await.unwrap())),
+        clusters(first_writes.iter().copied())
+    );
+    assert!(
+        first
+            .allocated()
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| matches!(e.source, ExtentSource::Data { depth: 0, .. }))
+    );
 
     // Changes since the first: exactly the clusters written between, the
     // zeroed cluster as a zero extent of the second's own layer.
-    let changed = changes(second.changed_since(&sid("first")));
+    let changed = changes(second.changed_since(&sid("first")).await);
     assert_well_formed(&changed, SIZE);
     assert_eq!(clusters(extent_ranges(&changed)), clusters(second_writes.iter().copied()));
     assert!(changed.iter().all(|extent| extent.source.depth() == 0), "{changed:?}");
@@ -212,12 +231,12 @@ async fn layered_snapshots_read_bit_exact_and_diff_to_exactly_the_clusters_writt
 
     // The same through the first's change point, nothing since itself, and typed refusals.
     let point = first.change_point().expect("layered snapshots have change points");
-    assert_eq!(second.changed_since_point(&point), ChangedExtents::Since { extents: changed });
-    assert_eq!(second.changed_since(&sid("second")), ChangedExtents::Since { extents: vec![] });
-    let newer = impossible(first.changed_since(&sid("second")));
+    assert_eq!(changes(second.changed_since_point(&point).await), changed);
+    assert!(changes(second.changed_since(&sid("second")).await).is_empty());
+    let newer = impossible(first.changed_since(&sid("second")).await);
     assert_eq!(newer, IncrementalImpossible::BaseIsNewer { base: sid("second"), snapshot: sid("first") });
     assert_eq!(newer.reason(), "BaseIsNewer");
-    let missing = impossible(second.changed_since(&sid("never-taken")));
+    let missing = impossible(second.changed_since(&sid("never-taken")).await);
     assert_eq!(missing, IncrementalImpossible::BaseMissing { base: sid("never-taken") });
     assert!(first.read_at(SIZE - 10, &mut [0; 11]).is_err(), "a read past the end must fail");
 }
@@ -238,10 +257,10 @@ async fn a_restored_volume_diffs_against_its_origin_and_an_unrelated_volume_does
 
     let image = open(&store, "of-restored").await;
     assert_reads_as(&store, &image, &restored_model);
-    let changed = changes(image.changed_since(&sid("origin")));
+    let changed = changes(image.changed_since(&sid("origin")).await);
     assert_eq!(clusters(extent_ranges(&changed)), clusters([(3 * MIB, 4096)]));
     assert_eq!(
-        impossible(image.changed_since(&sid("of-other"))),
+        impossible(image.changed_since(&sid("of-other")).await),
         IncrementalImpossible::DifferentVolume {
             base: sid("of-other"),
             base_volume: vid("other"),
@@ -274,17 +293,17 @@ async fn compaction_keeps_the_bottom_layer_diffable_and_makes_later_points_impos
     assert_reads_as(&store, &image, &model);
     // s1 sealed the bottom layer, which compaction keeps: still diffable.
     let mut rebuilt = s1_model.resized(SIZE).bytes();
-    for extent in changes(image.changed_since(&sid("s1"))) {
+    for extent in changes(image.changed_since(&sid("s1")).await) {
         let range = extent.offset as usize..extent.end() as usize;
         image.read_at(extent.offset, &mut rebuilt[range]).unwrap();
     }
     assert_bytes("s1 plus the changes since", &rebuilt, &model.bytes());
     // s2's layer was merged into the rebased one: no incremental, and why.
-    let not_in_chain = impossible(image.changed_since(&sid("s2")));
+    let not_in_chain = impossible(image.changed_since(&sid("s2")).await);
     assert_eq!(not_in_chain, IncrementalImpossible::BaseNotInChain { base: sid("s2"), snapshot: sid("s4") });
     assert_eq!(not_in_chain.reason(), "BaseNotInChain");
     assert!(matches!(
-        impossible(image.changed_since_point(&s2_point)),
+        impossible(image.changed_since_point(&s2_point).await),
         IncrementalImpossible::PointNotInChain { .. }
     ));
 }
@@ -302,37 +321,74 @@ async fn the_copy_driver_reads_its_files_and_says_it_cannot_diff() {
     let (first, second) = (open(&store, "first").await, open(&store, "second").await);
     assert_eq!(first.chain().len(), 1);
     assert_reads_as(&store, &second, &model);
-    assert_well_formed(first.allocated(), SIZE);
+    assert_well_formed(first.allocated().await.unwrap(), SIZE);
     // A raw file's data extents come from SEEK_DATA: they cover every write
     // (and, where the copy wrote holes out, more).
-    let allocated = clusters(extent_ranges(first.allocated()));
+    let allocated = clusters(extent_ranges(first.allocated().await.unwrap()));
     assert!(clusters(writes.iter().copied()).is_subset(&allocated));
     let expected = IncrementalImpossible::StandaloneSnapshots { driver: "copy" };
-    assert_eq!(impossible(second.changed_since(&sid("first"))), expected);
+    assert_eq!(impossible(second.changed_since(&sid("first")).await), expected);
     assert_eq!(second.change_point(), None);
     assert_eq!(expected.reason(), "StandaloneSnapshots");
 }
 
+/// The image is opened, its snapshots and volume deleted, and only then is it
+/// mapped and read: `qemu-img` maps the files it holds open, not their paths.
 #[tokio::test]
-async fn a_snapshot_deleted_while_its_image_is_open_still_reads_correctly() {
+async fn a_snapshot_deleted_while_its_image_is_open_still_maps_and_reads_correctly() {
     for kind in [Kind::Layered, Kind::Copy] {
         let Some(store) = Store::new(kind).await else { return };
         let mut random = Random::new();
         let (_, mut model) = store.create("disk", SIZE).await;
         write_random(&store, &mut model, &mut random, 16).await;
+        snapshot(&store, "first").await;
+        write_random(&store, &mut model, &mut random, 8).await;
         snapshot(&store, "snap").await;
-        let image = open(&store, "snap").await;
+        let image = open_unmapped(&store, "snap").await;
         let top = image.chain()[0].path().to_owned();
         let oracle = read_image(&store.options.qemu_img, &top, image.chain()[0].format().as_str());
+        let error = image.read_at(0, &mut [0; 512]).unwrap_err();
+        assert!(error.to_string().contains("before its chain was mapped"), "{error}");
 
-        store.driver.delete_snapshot(&sid("snap")).await.unwrap();
+        for name in ["first", "snap"] {
+            store.driver.delete_snapshot(&sid(name)).await.unwrap();
+        }
         store.driver.delete_volume(&vid("disk")).await.unwrap();
         assert!(store.driver.snapshot_image(&sid("snap")).await.unwrap().is_none());
         for file in image.chain() {
             assert!(!file.path().exists(), "{}: {} was not removed", kind.name(), file.path().display());
         }
         store.assert_no_leaks().await;
+        assert!(!image.is_mapped());
+        assert_well_formed(image.allocated().await.unwrap(), SIZE);
         assert_bytes(&format!("{} image after deletion", kind.name()), &reassemble(&image), &oracle);
         assert_bytes("the model", &oracle, &model.bytes());
     }
+}
+
+/// A question about changes maps the layers above the base alone: with
+/// nothing written since, the whole chain is never mapped (its cost grows with
+/// the disk's data); with changes, it is, so they can be read.
+#[tokio::test]
+async fn nothing_changed_is_known_from_the_layers_above_the_base_alone() {
+    let Some(store) = Store::new(Kind::Layered).await else { return };
+    let mut random = Random::new();
+    let (_, mut model) = store.create("disk", SIZE).await;
+    write_random(&store, &mut model, &mut random, 16).await;
+    snapshot(&store, "base").await;
+    snapshot(&store, "same").await;
+    let written = write_random(&store, &mut model, &mut random, 4).await;
+    snapshot(&store, "changed").await;
+
+    let same = open_unmapped(&store, "same").await;
+    assert!(changes(same.changed_since(&sid("base")).await).is_empty());
+    assert!(!same.is_mapped(), "nothing changed: the whole chain was mapped all the same");
+
+    let changed = open_unmapped(&store, "changed").await;
+    let extents = changes(changed.changed_since(&sid("same")).await);
+    assert_eq!(clusters(extent_ranges(&extents)), clusters(written.iter().copied()));
+    assert!(changed.is_mapped(), "changes to read, but the chain is not mapped");
+    let since_base = changes(changed.changed_since(&sid("base")).await);
+    assert_eq!(since_base, extents, "the empty layer between adds nothing");
+    assert_reads_as(&store, &changed, &model);
 }

@@ -27,6 +27,7 @@ use crate::metrics::BackupFigures;
 use crate::status::{
     committed_counters, condition, disk_statuses, now, patch_status, publish, time_of, with_condition,
 };
+use vmsnap_storage::StorageError;
 
 /// How often `status.progress` is written while a backup runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -220,8 +221,8 @@ impl Job {
         let namespace = self.backup.namespace().unwrap_or_default();
         let resolved = source::resolve(&self.ctx.client, &namespace, &self.snapshot).await?;
         let resolve_took = started.elapsed();
-        // The disks are opened (the storage engine maps their chains) while the repository is
-        // listed and the session begins: neither waits on the other.
+        // The disks are opened (and the storage engine begins to map their chains) while the
+        // repository is listed and the session begins: neither waits on the other.
         let ((disks, open_took), (prepared, prepare_took)) =
             tokio::join!(timed(self.open_disks(&resolved)), timed(self.prepare(&resolved)));
         let (choice, session) = match prepared? {
@@ -235,7 +236,14 @@ impl Job {
                 return Err(failure);
             }
         };
-        let (plans, full_reasons) = plan(disks, &choice);
+        let (planned, plan_took) = timed(plan(disks, &choice)).await;
+        let (plans, full_reasons) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                abort(session).await;
+                return Err(Failure(format!("mapping the snapshot's disks: {error}")));
+            }
+        };
         let incremental = plans.iter().any(|p| p.previous.is_some());
         let type_ = if incremental { backup_type::INCREMENTAL } else { backup_type::FULL };
         let full_reason = (!incremental).then(|| full_reasons.join("; "));
@@ -297,6 +305,7 @@ impl Job {
             resolve_ms = resolve_took.as_millis(),
             open_disks_ms = open_took.as_millis(),
             prepare_ms = prepare_took.as_millis(),
+            plan_ms = plan_took.as_millis(),
             planned_after_ms = planned_after.as_millis(),
             read_and_commit_ms = read_and_commit_took.as_millis(),
             "backup run: where its time went"
@@ -361,6 +370,7 @@ impl Job {
                     ))
                 },
             )?;
+            disk.begin_mapping();
             disks.push((volume.name.clone(), disk));
         }
         Ok(disks)
@@ -579,7 +589,10 @@ enum Prepared {
 }
 
 /// Decides how to read each disk; also the reasons disks are read in full.
-fn plan(disks: Vec<(String, Arc<SnapshotDisk>)>, choice: &BaseChoice) -> (Vec<DiskPlan<'_>>, Vec<String>) {
+async fn plan(
+    disks: Vec<(String, Arc<SnapshotDisk>)>,
+    choice: &BaseChoice,
+) -> Result<(Vec<DiskPlan<'_>>, Vec<String>), StorageError> {
     let mut plans = Vec::new();
     let mut full_reasons = Vec::new();
     for (name, disk) in disks {
@@ -588,31 +601,31 @@ fn plan(disks: Vec<(String, Arc<SnapshotDisk>)>, choice: &BaseChoice) -> (Vec<Di
                 if !full_reasons.contains(reason) {
                     full_reasons.push(reason.clone());
                 }
-                (disk.allocated(), None)
+                (disk.allocated().await?, None)
             }
             BaseChoice::Base(base) => match (base.manifest.disk(&name), base.disks.get(&name)) {
                 (Some(previous), Some(from)) => {
                     let changed = match from {
-                        DiskBase::Point(point) => disk.changed_since_point(point),
-                        DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot),
+                        DiskBase::Point(point) => disk.changed_since_point(point).await?,
+                        DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot).await?,
                     };
                     match changed {
                         Ok(changed) => (changed, Some(previous)),
                         Err(why) => {
                             full_reasons.push(format!("disk {name}: {why}"));
-                            (disk.allocated(), None)
+                            (disk.allocated().await?, None)
                         }
                     }
                 }
                 _ => {
                     full_reasons.push(format!("disk {name} is not in the previous backup {}", base.name));
-                    (disk.allocated(), None)
+                    (disk.allocated().await?, None)
                 }
             },
         };
         plans.push(DiskPlan { name, disk, extents, previous });
     }
-    (plans, full_reasons)
+    Ok((plans, full_reasons))
 }
 
 /// `future`'s output, and how long it took.

@@ -306,7 +306,7 @@ impl VolumeDriver for CopyDriver {
     }
 
     async fn snapshot_image(&self, id: &SnapshotId) -> Result<Option<SnapshotImage>, StorageError> {
-        // Under the snapshot's lock, `delete_snapshot` waits until the file is open and mapped.
+        // Under the snapshot's lock, `delete_snapshot` waits until the file is open.
         let _locks = self.store.locks.lock(locks::snapshots([id])).await;
         let (info, path) = {
             let state = self.store.state.lock().await;

@@ -1,8 +1,13 @@
-//! Opening a [`SnapshotImage`]: the chain's files, then one `qemu-img map`
-//! turned into sorted data and zero extents.
+//! Opening a [`SnapshotImage`] (the chain's files), and mapping the chain, or
+//! its top files alone, with `qemu-img map`, turned into sorted data and zero
+//! extents.
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::{Value, json};
 
 use super::{ChainFile, ExtentSource, Lineage, MappedExtent, SnapshotImage};
 use crate::driver::{SnapshotInfo, VolumeFormat};
@@ -12,14 +17,15 @@ use crate::qemu_img::{MapEntry, QemuImg};
 
 impl SnapshotImage {
     /// Opens every file of `chain` (top first: the order `qemu-img map`
-    /// numbers depths in), then maps the top file. The caller holds the
-    /// snapshot's lock, so no file can be removed before it is open.
+    /// numbers depths in). The caller holds the snapshot's lock, so no file
+    /// can be removed before it is open; the map, later, reads the open files.
     pub(crate) async fn open(
         qemu_img: &QemuImg,
         snapshot: SnapshotInfo,
         chain: Vec<(PathBuf, VolumeFormat)>,
         lineage: Lineage,
     ) -> Result<Self, StorageError> {
+        assert!(!chain.is_empty(), "a snapshot has at least one file");
         let chain = fsutil::blocking(move || {
             chain
                 .into_iter()
@@ -30,27 +36,77 @@ impl SnapshotImage {
                 .collect::<Result<Vec<_>, _>>()
         })
         .await?;
-        let top = chain.first().expect("a snapshot has at least one file");
-        let entries = qemu_img.map(&top.path, top.format.as_str()).await?;
-        let Mapped { data, zeros, end } = classify(&snapshot, &entries, chain.len())?;
-        if end != snapshot.size_bytes {
+        Ok(Self {
+            size_bytes: snapshot.size_bytes,
+            snapshot,
+            chain,
+            qemu_img: qemu_img.clone(),
+            mapped: tokio::sync::OnceCell::new(),
+            map_begun: AtomicBool::new(false),
+            lineage,
+        })
+    }
+
+    /// The whole chain's map, made on the first call; concurrent callers wait
+    /// for that one map, and a caller that gives up (drops the future) stops
+    /// its `qemu-img`, leaving the map to the next call.
+    pub(super) async fn mapped(&self) -> Result<&Mapped, StorageError> {
+        self.map_begun.store(true, Ordering::Release);
+        self.mapped.get_or_try_init(|| self.map_top(self.chain.len())).await
+    }
+
+    /// The map of the top `files` files of the chain alone: what the files
+    /// below them hold reads as unallocated. Every file is given to `qemu-img`
+    /// by its open descriptor.
+    pub(super) async fn map_top(&self, files: usize) -> Result<Mapped, StorageError> {
+        let entries = self.qemu_img.map_spec(&chain_spec(&self.chain[..files])).await?;
+        let mapped = classify(&self.snapshot, &entries, files)?;
+        if mapped.end != self.size_bytes {
             return Err(unmappable(
-                &snapshot,
-                end.min(snapshot.size_bytes),
-                end.abs_diff(snapshot.size_bytes),
-                format!("mapped up to byte {end}, but the snapshot has {} bytes", snapshot.size_bytes),
+                &self.snapshot,
+                mapped.end.min(self.size_bytes),
+                mapped.end.abs_diff(self.size_bytes),
+                format!("mapped up to byte {}, but the snapshot has {} bytes", mapped.end, self.size_bytes),
             ));
         }
-        Ok(Self { size_bytes: end, snapshot, chain, data, zeros, lineage })
+        Ok(mapped)
     }
+}
+
+/// The `json:` block graph of `files` (top first), each opened through this
+/// process's descriptor (`/proc/<pid>/fd/<n>`: the file even if it has been
+/// unlinked since), each qcow2 file backed by the next, the last by nothing.
+fn chain_spec(files: &[ChainFile]) -> Value {
+    let pid = std::process::id();
+    let mut below = Value::Null;
+    for file in files.iter().rev() {
+        let mut node = json!({
+            "driver": file.format.as_str(),
+            "file": {"driver": "file", "filename": format!("/proc/{pid}/fd/{}", file.file.as_raw_fd())},
+        });
+        if file.format == VolumeFormat::Qcow2 {
+            node["backing"] = below;
+        }
+        below = node;
+    }
+    below
 }
 
 /// A map sorted into data and zero extents, and where it ends.
 #[derive(Debug, PartialEq, Eq)]
-struct Mapped {
-    data: Vec<MappedExtent>,
-    zeros: Vec<MappedExtent>,
+pub(super) struct Mapped {
+    /// The extents that hold data, sorted by offset, disjoint.
+    pub data: Vec<MappedExtent>,
+    /// The zero clusters some file records, sorted, disjoint.
+    pub zeros: Vec<MappedExtent>,
     end: u64,
+}
+
+impl Mapped {
+    /// Whether no file allocates anything: no data and no zero clusters.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty() && self.zeros.is_empty()
+    }
 }
 
 /// Sorts `qemu-img map` entries into data and zero extents. Entries no file

@@ -7,7 +7,9 @@
 //! sealed layer hold exactly the clusters written after that snapshot (data,
 //! and zero clusters that hide older data). `qemu-img map` reports, for each
 //! extent, the topmost file that allocates it: the extents whose depth is
-//! above the base layer's depth are the changes.
+//! above the base layer's depth are the changes. Those files are mapped alone
+//! first (with no backing below them), which is quick whatever the disk's
+//! size; only when they hold changes is the whole chain mapped, for the reads.
 //!
 //! Compaction rebases a volume's active layer onto the bottom of its chain,
 //! copying in the layers between; a snapshot taken after that has a chain
@@ -18,10 +20,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use super::build::Mapped;
 use super::{MappedExtent, SnapshotImage};
+use crate::error::StorageError;
 use crate::id::{InvalidIdError, LayerId, SnapshotId, VolumeId};
 
 /// A snapshot's point in its volume's history: its sealed top layer. Record
@@ -191,22 +196,23 @@ impl SnapshotImage {
     /// What changed since snapshot `base`, as the store was when this image was
     /// opened: the extents of the layers above `base`'s sealed layer when that
     /// layer is in this chain (same volume, or a volume restored from `base`,
-    /// with no compaction in between), or why not. Pure: no I/O.
-    pub fn changed_since(&self, base: &SnapshotId) -> ChangedExtents {
+    /// with no compaction in between), or why not. When there are changes,
+    /// the whole chain is mapped too, so they can be read.
+    pub async fn changed_since(&self, base: &SnapshotId) -> Result<ChangedExtents, StorageError> {
         let snapshot = &self.snapshot;
         let (chain, snapshots) = match &self.lineage {
             Lineage::Standalone { driver } => {
-                return impossible(IncrementalImpossible::StandaloneSnapshots { driver });
+                return Ok(impossible(IncrementalImpossible::StandaloneSnapshots { driver }));
             }
             Lineage::Layers { chain, snapshots } => (chain, snapshots),
         };
         let Some(record) = snapshots.get(base) else {
-            return impossible(IncrementalImpossible::BaseMissing { base: base.clone() });
+            return Ok(impossible(IncrementalImpossible::BaseMissing { base: base.clone() }));
         };
         if let Some(depth) = chain.iter().position(|layer| *layer == record.layer) {
-            return self.changes_above(depth);
+            return self.changes_above(depth).await;
         }
-        impossible(if record.is_newer {
+        Ok(impossible(if record.is_newer {
             IncrementalImpossible::BaseIsNewer { base: base.clone(), snapshot: snapshot.id.clone() }
         } else if record.source_volume != snapshot.source_volume {
             IncrementalImpossible::DifferentVolume {
@@ -216,38 +222,67 @@ impl SnapshotImage {
             }
         } else {
             IncrementalImpossible::BaseNotInChain { base: base.clone(), snapshot: snapshot.id.clone() }
-        })
+        }))
     }
 
     /// What changed since the snapshot whose [`ChangePoint`] is `point`
-    /// (which may since have been deleted), or why that cannot be known.
-    pub fn changed_since_point(&self, point: &ChangePoint) -> ChangedExtents {
+    /// (which may since have been deleted), or why that cannot be known; as
+    /// [`SnapshotImage::changed_since`].
+    pub async fn changed_since_point(&self, point: &ChangePoint) -> Result<ChangedExtents, StorageError> {
         match &self.lineage {
             Lineage::Standalone { driver } => {
-                impossible(IncrementalImpossible::StandaloneSnapshots { driver })
+                Ok(impossible(IncrementalImpossible::StandaloneSnapshots { driver }))
             }
             Lineage::Layers { chain, .. } => match chain.iter().position(|layer| *layer == point.0) {
-                Some(depth) => self.changes_above(depth),
-                None => impossible(IncrementalImpossible::PointNotInChain {
+                Some(depth) => self.changes_above(depth).await,
+                None => Ok(impossible(IncrementalImpossible::PointNotInChain {
                     point: point.clone(),
                     snapshot: self.snapshot.id.clone(),
-                }),
+                })),
             },
         }
     }
 
-    /// The data and zero extents that files above `depth` answer for, by offset.
-    fn changes_above(&self, depth: usize) -> ChangedExtents {
-        let mut extents: Vec<MappedExtent> = self
-            .data
-            .iter()
-            .chain(&self.zeros)
-            .filter(|extent| extent.source.depth() < depth)
-            .copied()
-            .collect();
-        extents.sort_by_key(|extent| extent.offset);
-        ChangedExtents::Since { extents }
+    /// The data and zero extents that files above `depth` answer for, by
+    /// offset. Unless the whole chain is mapped already, the files above
+    /// `depth` are mapped alone first: when they hold nothing, the whole map is
+    /// not needed. A whole map that another caller began races that first map,
+    /// and the first to finish answers.
+    async fn changes_above(&self, depth: usize) -> Result<ChangedExtents, StorageError> {
+        if depth == 0 {
+            // The base is this very snapshot.
+            return Ok(ChangedExtents::Since { extents: Vec::new() });
+        }
+        if !self.is_mapped() {
+            let above = self.map_top(depth);
+            let nothing_changed = if self.map_begun.load(Ordering::Acquire) {
+                tokio::select! {
+                    biased;
+                    mapped = self.mapped() => return Ok(changes_in(mapped?, depth)),
+                    above = above => above?.is_empty(),
+                }
+            } else {
+                above.await?.is_empty()
+            };
+            if nothing_changed {
+                return Ok(ChangedExtents::Since { extents: Vec::new() });
+            }
+        }
+        Ok(changes_in(self.mapped().await?, depth))
     }
+}
+
+/// The extents of `mapped` that files above `depth` answer for, by offset.
+fn changes_in(mapped: &Mapped, depth: usize) -> ChangedExtents {
+    let mut extents: Vec<MappedExtent> = mapped
+        .data
+        .iter()
+        .chain(&mapped.zeros)
+        .filter(|extent| extent.source.depth() < depth)
+        .copied()
+        .collect();
+    extents.sort_by_key(|extent| extent.offset);
+    ChangedExtents::Since { extents }
 }
 
 fn impossible(reason: IncrementalImpossible) -> ChangedExtents {

@@ -1,14 +1,21 @@
 //! [`SnapshotImage`]: an opened, immutable view of a snapshot's content, for
 //! readers outside QEMU (backups), without a process per read.
 //!
-//! Opening a snapshot opens every file of its chain at once, then asks
-//! `qemu-img map` once where each extent of the virtual disk lives (which
-//! file, at which host offset). Reads are then `pread`s on those open files,
-//! found by binary search. Because the files are held open, a later
-//! `delete_snapshot` or compaction that removes them cannot take the data away
-//! from a reader: an unlinked file stays readable through an open descriptor
-//! (its space is freed when the image is dropped), and the engine never
-//! writes a sealed layer or a snapshot's file.
+//! Opening a snapshot opens every file of its chain at once. The first question
+//! that needs it asks `qemu-img map` once where each extent of the virtual
+//! disk lives (which file, at which host offset); reads are then `pread`s on
+//! the open files, found by binary search. Because the files are held open, a
+//! later `delete_snapshot` or compaction that removes them cannot take the
+//! data away from a reader: an unlinked file stays readable through an open
+//! descriptor (its space is freed when the image is dropped), `qemu-img` is
+//! given the files as `/proc/<pid>/fd/<n>` (never their paths, which may be
+//! gone by then), and the engine never writes a sealed layer or a snapshot's
+//! file.
+//!
+//! Mapping the whole chain costs time in proportion to the data it holds (its
+//! qcow2 tables, read from disk when cold). A question about what changed
+//! since a base maps only the files above the base, which hold just the
+//! changes, and needs the whole map only when there are some.
 
 mod build;
 mod changes;
@@ -17,10 +24,14 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
+use self::build::Mapped;
 pub(crate) use self::changes::{BaseRecord, Lineage};
 pub use self::changes::{ChangePoint, ChangedExtents, IncrementalImpossible};
 use crate::driver::{SnapshotInfo, VolumeFormat};
+use crate::error::StorageError;
+use crate::qemu_img::QemuImg;
 
 /// One file of a snapshot's chain, held open.
 #[derive(Debug)]
@@ -95,10 +106,11 @@ pub struct SnapshotImage {
     snapshot: SnapshotInfo,
     size_bytes: u64,
     chain: Vec<ChainFile>,
-    /// The extents that hold data, sorted by offset, disjoint.
-    data: Vec<MappedExtent>,
-    /// The zero clusters some file of the chain records, sorted, disjoint.
-    zeros: Vec<MappedExtent>,
+    qemu_img: QemuImg,
+    /// The whole chain's map, made on first need.
+    mapped: tokio::sync::OnceCell<Mapped>,
+    /// Whether a whole map was ever begun (it may be under way).
+    map_begun: AtomicBool,
     lineage: Lineage,
 }
 
@@ -129,15 +141,30 @@ impl SnapshotImage {
     /// disjoint, each [`ExtentSource::Data`]. Every byte outside them reads as
     /// zeros: unallocated ranges and zero clusters are not listed. (A raw
     /// file's data extents come from `SEEK_DATA`, so they may include zeros
-    /// that were written out.)
-    pub fn allocated(&self) -> &[MappedExtent] {
-        &self.data
+    /// that were written out.) Maps the whole chain on the first call (once:
+    /// concurrent callers wait for the same map).
+    pub async fn allocated(&self) -> Result<&[MappedExtent], StorageError> {
+        Ok(&self.mapped().await?.data)
+    }
+
+    /// Whether the whole chain is mapped: by [`SnapshotImage::allocated`], or
+    /// by a `changed_since` that found changes. Reads need it.
+    pub fn is_mapped(&self) -> bool {
+        self.mapped.initialized()
     }
 
     /// Fills `buf` with the virtual disk's bytes at `offset`: data extents are
     /// read with `pread` from the open files, everything else is zeros. A
-    /// range past the end of the disk is an `InvalidInput` error.
+    /// range past the end of the disk is an `InvalidInput` error; a read
+    /// before the chain is mapped ([`SnapshotImage::is_mapped`]) is an error
+    /// too (reads are synchronous; the map is not).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let Some(mapped) = self.mapped.get() else {
+            return Err(io::Error::other(format!(
+                "snapshot {} was read before its chain was mapped (ask for its allocated extents first)",
+                self.snapshot.id
+            )));
+        };
         let end =
             offset.checked_add(buf.len() as u64).filter(|&end| end <= self.size_bytes).ok_or_else(|| {
                 io::Error::new(
@@ -151,10 +178,10 @@ impl SnapshotImage {
                 )
             })?;
         let mut position = offset;
-        let mut next = self.data.partition_point(|extent| extent.end() <= offset);
+        let mut next = mapped.data.partition_point(|extent| extent.end() <= offset);
         while position < end {
             let slice = |from: u64, to: u64| (from - offset) as usize..(to - offset) as usize;
-            let Some(extent) = self.data.get(next).filter(|extent| extent.offset < end) else {
+            let Some(extent) = mapped.data.get(next).filter(|extent| extent.offset < end) else {
                 buf[slice(position, end)].fill(0);
                 break;
             };

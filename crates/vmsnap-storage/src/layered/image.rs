@@ -15,7 +15,8 @@ use crate::store::DriverManifest;
 impl LayeredDriver {
     /// Opens snapshot `id` under its lock: while it is held, `delete_snapshot`
     /// waits, so every layer of the chain stays reachable (and on disk) until
-    /// it is open and mapped. Compaction never touches sealed layers.
+    /// it is open; the image maps the open files, not their paths. Compaction
+    /// never touches sealed layers.
     pub(super) async fn open_snapshot_image(
         &self,
         id: &SnapshotId,
