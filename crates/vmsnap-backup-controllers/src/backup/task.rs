@@ -407,7 +407,10 @@ impl Job {
             let shared = counters.clone();
             let mut progress = move |p: &Progress| shared.lock().expect("not poisoned").current = p.clone();
             match session.backup_disk(request, &mut progress).await {
-                Ok(manifest) => manifests.push(manifest),
+                Ok(manifest) => {
+                    tracing::debug!(backup = %self.backup.name_any(), disk = %plan.name, disk_ms = manifest.stats.duration_ms, "disk backed up");
+                    manifests.push(manifest)
+                }
                 Err(error) => {
                     abort(session).await;
                     return Err(Failure::of_storage(&format!("backing up disk {}", plan.name), &error));
