@@ -8,7 +8,8 @@
 //! change after creation (KubeVirt's rule for snapshots and restores), except a backup's
 //! `deletionPolicy`, which is read only when the object is deleted (as a VolumeSnapshotContent's).
 //! A repository's location does not change either (its backups' objects were found there), nor
-//! its chunk size (a power of two the backup engine accepts, read when the repository is made).
+//! its chunk size (a power of two the backup engine accepts, read when the repository is made);
+//! its read limit (a quantity of bytes per second, at least `1Mi`) may change.
 //!
 //! Each message starts with the field it is about, because `kubectl` shows a webhook's messages,
 //! not its causes' fields.
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 
 use vmsnap_api::backup::{
     VirtualMachineBackupRepository, VirtualMachineRepositoryBackup, VirtualMachineRepositoryRestore,
-    deletion_policy, label, parse_chunk_size,
+    deletion_policy, label, parse_chunk_size, parse_read_limit,
 };
 use vmsnap_api::k8s_openapi::api::core::v1::TypedLocalObjectReference;
 use vmsnap_api::kubevirt;
@@ -85,6 +86,11 @@ pub fn validate_repository(
     }
     if let Some(chunk_size) = spec.chunk_size.as_deref() {
         chunk_size_problems(&mut causes, chunk_size);
+    }
+    if let Some(read_limit) = spec.read_limit.as_deref()
+        && let Err(error) = parse_read_limit(read_limit)
+    {
+        causes.invalid("spec.readLimit", error);
     }
     if let (Operation::Update, Some(old)) = (op, old) {
         let location = |r: &VirtualMachineBackupRepository| {
@@ -326,6 +332,7 @@ mod tests {
                 s3: None,
                 passphrase_secret_ref: passphrase(),
                 chunk_size: None,
+                read_limit: None,
             },
         )
     }
@@ -344,6 +351,7 @@ mod tests {
                 }),
                 passphrase_secret_ref: passphrase(),
                 chunk_size: None,
+                read_limit: None,
             },
         )
     }
@@ -489,6 +497,35 @@ mod tests {
         let negative = repo(&with_chunk_size("-4Mi"));
         assert_eq!(negative.len(), 1);
         assert!(negative[0].1.starts_with("spec.chunkSize: \"-4Mi\" is negative"), "{negative:?}");
+    }
+
+    #[test]
+    fn a_read_limit_is_a_quantity_of_at_least_a_mebibyte_per_second_and_may_change() {
+        let with_read_limit = |limit: &str| {
+            let mut r = local(None);
+            r.spec.read_limit = Some(limit.into());
+            r
+        };
+        for good in ["1Mi", "64Mi", "1Gi", "100M"] {
+            assert_eq!(repo(&with_read_limit(good)), vec![], "{good}");
+        }
+        assert_eq!(
+            repo(&with_read_limit("100Ki")),
+            vec![(
+                "spec.readLimit".into(),
+                "spec.readLimit: \"100Ki\" (102400 bytes per second) is too low; a read limit is bytes per second as a quantity, at least 1Mi (the default is 256Mi)".into()
+            )],
+        );
+        let not_a_quantity = repo(&with_read_limit("100MB/s"));
+        assert_eq!(not_a_quantity.len(), 1);
+        assert!(
+            not_a_quantity[0].1.starts_with("spec.readLimit: quantities must match"),
+            "{not_a_quantity:?}"
+        );
+        let old = with_read_limit("64Mi");
+        for new in [with_read_limit("32Mi"), local(None)] {
+            assert!(validate_repository(Operation::Update, Some(&old), &new).is_ok());
+        }
     }
 
     #[test]

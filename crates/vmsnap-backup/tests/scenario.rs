@@ -15,6 +15,7 @@ use object_store::ObjectStoreExt as _;
 use object_store::path::Path as ObjectPath;
 use support::disk::{self, GIB, MIB};
 use vmsnap_backup::*;
+use vmsnap_testing::images::tree_digest_with_coreutils;
 
 /// The scenario's disks are laid out in 4 MiB chunks (which chunks a change touches, which are
 /// twins); the default chunk size is what the controllers' and end-to-end tests use.
@@ -123,7 +124,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
     assert!(allocated_bytes < 40 * MIB, "the image is sparse: {allocated_bytes}");
     assert_eq!(full.stats.chunks_deduplicated, 1, "the twin chunk is stored once");
     assert_eq!(full.disks[0].sha256, None, "the tree digest is the whole-disk checksum");
-    assert_eq!(full.disks[0].sha256_tree, disk::tree_digest_with_coreutils(&v1, chunk));
+    assert_eq!(full.disks[0].sha256_tree, tree_digest_with_coreutils(&v1, chunk));
 
     // 1 % of the disk changes: two whole chunks, 2 MiB inside one chunk, 512 KiB across a boundary.
     assert!(
@@ -163,7 +164,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
     );
     assert_eq!(incremental.base.as_ref(), Some(&full.id));
     assert_eq!(incremental.disks[0].sha256, None, "an incremental does not see every byte");
-    assert_eq!(incremental.disks[0].sha256_tree, disk::tree_digest_with_coreutils(&v2, chunk));
+    assert_eq!(incremental.disks[0].sha256_tree, tree_digest_with_coreutils(&v2, chunk));
 
     // Both restore bit-identical, sparse, checked by sha256sum and qemu-img compare.
     for (backup, original) in [(&full, &v1), (&incremental, &v2)] {
@@ -180,7 +181,7 @@ async fn scenario(label: &str, fresh_backend: &dyn Fn() -> Backend) {
         // A backup records no plain whole-disk SHA-256 (`golden.rs` restores one that does): the
         // restore is checked by the tree digest, not by a second pass over every byte.
         assert_eq!(report.sha256, None);
-        assert_eq!(report.sha256_tree, disk::tree_digest_with_coreutils(original, chunk));
+        assert_eq!(report.sha256_tree, tree_digest_with_coreutils(original, chunk));
         assert!(disk::qemu_img_identical(&out, original));
         assert!(
             disk::allocated_bytes(&out) < 64 * MIB,

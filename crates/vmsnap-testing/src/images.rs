@@ -64,6 +64,27 @@ pub fn read_image(qemu_img: &Path, path: &Path, format: &str) -> Vec<u8> {
     std::fs::read(out.path()).unwrap()
 }
 
+/// The tree digest of the raw image at `path` in chunks of `chunk_size` bytes
+/// (`docs/backup-repository.md`), computed with coreutils rather than by the
+/// backup engine: `split` cuts the image into chunks and runs `sha256sum` on
+/// each, and `sha256sum` digests those digests' bytes, in order.
+pub fn tree_digest_with_coreutils(path: &Path, chunk_size: u64) -> String {
+    let script = format!(
+        "set -e -o pipefail; split -b {chunk_size} --filter=sha256sum \"$1\" | cut -c1-64 \
+         | perl -ne 'chomp; print pack(\"H*\", $_)' | sha256sum | cut -c1-64"
+    );
+    let out = Command::new("bash").args(["-c", &script, "bash"]).arg(path).output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "the tree digest of {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let digest = String::from_utf8(out.stdout).expect("hex").trim().to_owned();
+    assert_eq!(digest.len(), 64, "sha256sum printed {digest:?}");
+    digest
+}
+
 /// Equal bytes, or a failure naming the first differing offset (not 16 MiB of hex).
 pub fn assert_bytes(what: &str, actual: &[u8], expected: &[u8]) {
     assert_eq!(actual.len(), expected.len(), "length of {what}");

@@ -11,12 +11,14 @@
 
 mod chunk_size;
 mod constants;
+mod read_limit;
 mod repository;
 mod restore;
 mod vmbackup;
 
 pub use chunk_size::*;
 pub use constants::*;
+pub use read_limit::*;
 pub use repository::*;
 pub use restore::*;
 pub use vmbackup::*;

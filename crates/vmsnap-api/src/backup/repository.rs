@@ -46,6 +46,15 @@ custom_resource! {
         /// scattered writes (a write uploads every chunk it touches, whole).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub chunk_size: Option<String>,
+        /// How fast a backup to this repository reads a VM's disks, sustained, in bytes per
+        /// second as a quantity: at least `1Mi`, default `256Mi`. The first 64 MiB of each disk
+        /// are read at full speed. Reading less per second leaves the guests more of the CPUs,
+        /// memory bandwidth and disk they share with the backup; in practice it slows the reading
+        /// of data the repository already has (new data waits for its uploads). Restores and
+        /// verifies are not limited. May change at any time; a backup reads the value when it
+        /// starts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub read_limit: Option<String>,
     }
 }
 

@@ -30,7 +30,7 @@ use vmsnap_api::backup::{
     finalizer as finalizers, label, phase, reason,
 };
 use vmsnap_api::snapshot::{SnapshotPhase, VirtualMachineSnapshot, condition_type};
-use vmsnap_backup::BackupId;
+use vmsnap_backup::{BackupId, BackupOptions, ReadLimit};
 
 use crate::error::retry_after;
 use crate::status::{StatusWrites, condition, now, publish, with_condition};
@@ -166,6 +166,13 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
             return Ok(Action::requeue(REPOSITORY_RETRY));
         }
     };
+    let options = match backup_options(&repo) {
+        Ok(options) => options,
+        Err(message) => {
+            wait(ctx, backup, BackupPhase::Pending, reason::WAITING, &message).await?;
+            return Ok(Action::requeue(REPOSITORY_RETRY));
+        }
+    };
     let snapshots: Api<VirtualMachineSnapshot> = Api::namespaced(ctx.client.clone(), &namespace);
     let group = source.api_group.as_deref().unwrap_or_default();
     let (snapshot, made_snapshot) = match (group, source.kind.as_str()) {
@@ -222,10 +229,24 @@ async fn apply(backup: &VirtualMachineRepositoryBackup, state: &Backups) -> Resu
     let message = format!("backing up VirtualMachineSnapshot {}", snapshot.name_any());
     wait(ctx, &fresh, BackupPhase::InProgress, reason::BACKUP_IN_PROGRESS, &message).await?;
     let fresh = api.get(&backup.name_any()).await?;
-    let job = task::Job { ctx: ctx.clone(), backup: fresh, repository, snapshot, made_snapshot };
+    let job = task::Job { ctx: ctx.clone(), backup: fresh, repository, options, snapshot, made_snapshot };
     let mut running = state.running.lock().expect("not poisoned");
     running.entry(uid).or_insert_with(|| tokio::spawn(job.run()));
     Ok(Action::await_change())
+}
+
+// The API's default read limit is the engine's.
+const _: () = assert!(vmsnap_api::backup::DEFAULT_READ_LIMIT == ReadLimit::DEFAULT.bytes_per_second);
+
+/// How a backup to `repo` runs: its `spec.readLimit` (the engine's burst), or why it cannot, as a
+/// sentence (admission refuses a bad value; this meets one written around it).
+fn backup_options(repo: &VirtualMachineBackupRepository) -> Result<BackupOptions, String> {
+    let bytes_per_second = vmsnap_api::backup::read_limit_or_default(repo.spec.read_limit.as_deref())
+        .map_err(|error| {
+            format!("waiting for repository {}'s spec.readLimit to be fixed: {error}", repo.name_any())
+        })?;
+    let read_limit = ReadLimit { bytes_per_second, ..ReadLimit::DEFAULT };
+    Ok(BackupOptions { read_limit: Some(read_limit), ..BackupOptions::default() })
 }
 
 /// Drops the lease of the repository session a run of `backup` began and did not commit (the

@@ -14,8 +14,8 @@ use vmsnap_api::backup::{
 use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::{
-    BackendKind, BackupId, BackupManifest, BackupMetadata, BackupSession, DiskBackup, DiskManifest,
-    DiskSource, Extent, Progress, Repository, VmRef,
+    BackendKind, BackupId, BackupManifest, BackupMetadata, BackupOptions, BackupSession, DiskBackup,
+    DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
 };
 
 use super::base::{self, BaseChoice, DiskBase};
@@ -48,6 +48,8 @@ pub(crate) struct Job {
     pub backup: VirtualMachineRepositoryBackup,
     /// Its repository, open.
     pub repository: Repository,
+    /// How the repository's session runs (its read limit).
+    pub options: BackupOptions,
     /// The ready snapshot to read.
     pub snapshot: VirtualMachineSnapshot,
     /// Whether the controller took the snapshot (then it is deleted if the backup fails).
@@ -458,7 +460,7 @@ impl Job {
         let earlier =
             self.backup.annotations().get(SESSION_ANNOTATION).and_then(|id| id.parse::<BackupId>().ok());
         if let Some(id) = earlier {
-            match self.repository.resume_backup(&id).await {
+            match self.repository.resume_backup_with(&id, self.options.clone()).await {
                 Ok(Some(session)) => {
                     tracing::info!(backup = %self.backup.name_any(), %id, "resuming the repository session an earlier run began");
                     return Ok(session);
@@ -471,7 +473,7 @@ impl Job {
         }
         let session = self
             .repository
-            .begin_backup()
+            .begin_backup_with(self.options.clone())
             .await
             .map_err(|error| Failure::of_storage("starting the backup", &error))?;
         let annotation = json!({"metadata": {"annotations": {SESSION_ANNOTATION: session.id().as_str()}}});

@@ -3,8 +3,6 @@
 //! location imports both; deleting removes a backup from the repository (or keeps it, Retain);
 //! a verify names the backup a corrupt chunk breaks.
 
-use std::process::Command;
-
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
@@ -18,21 +16,11 @@ fn backups_api(env: &Env) -> Api<VirtualMachineRepositoryBackup> {
     env.api()
 }
 
-/// The tree digest of the disk `model` holds (`docs/backup-repository.md`), by coreutils rather
-/// than by the engine: `split` into chunks, `sha256sum` of each, `sha256sum` of the digests.
+/// The tree digest of the disk `model` holds, by coreutils rather than by the engine.
 fn tree_digest_of(env: &Env, model: &DiskModel) -> String {
     let path = env.dir.path().join("model.raw");
     std::fs::write(&path, model.bytes()).unwrap();
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "split -b {CHUNK} --filter=sha256sum '{}' | cut -c1-64 | perl -ne 'chomp; print pack(\"H*\", $_)' | sha256sum",
-            path.display()
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_owned()
+    vmsnap_testing::images::tree_digest_with_coreutils(&path, CHUNK)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,6 +252,33 @@ async fn a_disk_grown_with_nothing_written_is_an_incremental_that_restores_at_it
 
     let repository = env.open_local(&path).await;
     let manifest = repository.backup(&status.backup_id.unwrap().parse().unwrap()).await.unwrap();
+    let restored = env.restore(&repository, &manifest, "rootdisk").await;
+    env.assert_same_as_model(&restored, &model);
+}
+
+/// A repository's read limit paces a backup's reads past the first 64 MiB of each disk: 4 MiB
+/// more at 1 MiB/s take at least 4 s, where the default limit (256 MiB/s) takes milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repositorys_read_limit_paces_a_backup_past_the_first_64_mebibytes_of_a_disk() {
+    let Some(env) = Env::start().await else { return };
+    env.passphrase_secret("pass", PASSPHRASE).await;
+    let path = env.dir.path().join("repo");
+    env.apply(&format!(
+        "apiVersion: backup.vmsnap.io/v1alpha1\nkind: VirtualMachineBackupRepository\nmetadata: {{name: slow}}\nspec:\n  local: {{path: {:?}}}\n  passphraseSecretRef: {{name: pass}}\n  readLimit: 1Mi\n",
+        path.display().to_string()
+    ))
+    .await;
+    env.bound_pvc("disk", "96Mi").await;
+    env.vm_with_disk("vm", "disk").await;
+    let mut model = DiskModel::blank(96 * MIB);
+    env.write("disk", &mut model, 0, 68 * MIB, 0x11).await;
+
+    env.backup("b1", "slow", "VirtualMachine/vm").await;
+    let status = env.await_succeeded("b1").await.status.unwrap();
+    let repository = env.open_local(&path).await;
+    let manifest = repository.backup(&status.backup_id.unwrap().parse().unwrap()).await.unwrap();
+    let took = manifest.disks[0].stats.duration_ms;
+    assert!(took >= 3_900, "68 MiB read in {took} ms: the 4 MiB past the burst were not paced at 1 MiB/s");
     let restored = env.restore(&repository, &manifest, "rootdisk").await;
     env.assert_same_as_model(&restored, &model);
 }

@@ -64,22 +64,6 @@ pub fn sha256sum(path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
 }
 
-/// The tree digest of an image computed with coreutils: split into chunks, `sha256sum` each,
-/// SHA-256 of the concatenated binary digests (the format's definition, from outside).
-pub fn tree_digest_with_coreutils(path: &Path, chunk_size: u64) -> String {
-    let size = std::fs::metadata(path).unwrap().len();
-    let script = format!(
-        "set -e; n={count}; i=0; while [ $i -lt $n ]; do \
-           dd if='{file}' bs={chunk_size} skip=$i count=1 status=none | sha256sum | cut -d' ' -f1; i=$((i+1)); \
-         done | perl -ne 'chomp; print pack(\"H*\", $_)' | sha256sum | cut -d' ' -f1",
-        count = size.div_ceil(chunk_size),
-        file = path.display()
-    );
-    let out = Command::new("sh").args(["-c", &script]).output().expect("sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
 /// `qemu-img compare` of two raw images: true when their contents are identical.
 pub fn qemu_img_identical(a: &Path, b: &Path) -> bool {
     let status = Command::new("qemu-img")

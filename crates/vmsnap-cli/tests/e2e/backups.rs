@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use vmsnap_testing::images::tree_digest_with_coreutils;
 use vmsnap_testing::seaweedfs::{ACCESS_KEY, SECRET_KEY, Seaweed};
 
 use crate::support::*;
@@ -206,38 +207,6 @@ pub(crate) fn export_raw(qcow2: &Path, raw: &Path) {
         &raw.to_string_lossy(),
     ]);
     assert!(out.status.success(), "qemu-img convert: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The tree digest of a raw image (`docs/backup-repository.md`) computed with coreutils, not with
-/// vmsnap: `split` cuts it into `chunk_size` pieces, `sha256sum` digests each, and `sha256sum` digests
-/// those digests' bytes in order.
-pub(crate) fn tree_digest_with_coreutils(raw: &Path, chunk_size: u64) -> String {
-    let out = Command::new("split")
-        .arg("-b")
-        .arg(chunk_size.to_string())
-        .arg("--filter=sha256sum")
-        .arg(raw)
-        .output()
-        .expect("run split");
-    assert!(out.status.success(), "split: {}", String::from_utf8_lossy(&out.stderr));
-    let digests: Vec<u8> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .flat_map(|line| {
-            let hex = &line[..64];
-            (0..32)
-                .map(move |i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("sha256sum prints hex"))
-        })
-        .collect();
-    let mut sha256sum = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sha256sum");
-    use std::io::Write as _;
-    sha256sum.stdin.take().unwrap().write_all(&digests).unwrap();
-    let out = sha256sum.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
 }
 
 /// `qemu-img compare` of a raw image and a qcow2 chain: `Ok` when their contents are identical.

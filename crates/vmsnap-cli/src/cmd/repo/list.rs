@@ -135,6 +135,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     outln!("Repository id:   {}", dash(status.repository_id.clone()));
     outln!("Format version:  {}", dash(status.format_version.map(|v| v.to_string())));
     outln!("Chunk size:      {}", dash(status.chunk_size.clone()));
+    outln!("Read limit:      {}", read_limit(&r));
     outln!("Backups:         {}", dash(status.backups.map(|v| v.to_string())));
     outln!("Chunks:          {}", dash(status.chunks.map(|v| v.to_string())));
     outln!("Stored:          {}", dash(status.stored_size.clone()));
@@ -157,6 +158,17 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
     }
     print_conditions(&status.conditions);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The repository's read limit as `256Mi/s`, marked when it is the default.
+fn read_limit(r: &VirtualMachineBackupRepository) -> String {
+    match r.spec.read_limit.as_deref() {
+        Some(limit) => format!("{limit}/s"),
+        None => format!(
+            "{}/s (default)",
+            vmsnap_api::quantity::format_bytes(vmsnap_api::backup::DEFAULT_READ_LIMIT)
+        ),
+    }
 }
 
 #[cfg(test)]

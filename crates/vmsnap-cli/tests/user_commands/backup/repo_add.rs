@@ -278,3 +278,58 @@ async fn a_chunk_size_is_checked_sent_as_written_and_described() {
     out.expect(0);
     assert!(out.stdout.contains("Chunk size:      4Mi\n"), "{}", out.stdout);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_limit_is_checked_sent_as_written_and_described_with_its_default() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pass = file(dir.path(), "pass", "pw\n");
+    let before = secret_names(&env).await;
+    let add = |name: &'static str, read_limit: &'static str| {
+        let pass = pass.clone();
+        let env = &env;
+        async move {
+            env.run(&[
+                "repo",
+                "add",
+                name,
+                "--dir",
+                &format!("/srv/{name}"),
+                "--read-limit",
+                read_limit,
+                "--passphrase-file",
+                &pass,
+                "--no-wait",
+            ])
+            .await
+        }
+    };
+
+    // Too low, or not a quantity: a usage error naming what is allowed, nothing made.
+    let out = add("slow", "100Ki").await;
+    out.expect(2);
+    assert!(
+        out.stderr.contains(
+            "invalid value '100Ki' for '--read-limit <QUANTITY>': \"100Ki\" (102400 bytes per second) is too low; a read limit is bytes per second as a quantity, at least 1Mi (the default is 256Mi)"
+        ),
+        "{}",
+        out.stderr
+    );
+    add("slow", "64MB/s").await.expect(2);
+    assert_eq!(secret_names(&env).await, before);
+    assert!(repos(&env).get_opt("slow").await.unwrap().is_none());
+
+    // A good one goes into the spec as written, and describe shows it, or the default.
+    add("slow", "64Mi").await.expect(0);
+    let slow = repos(&env).get("slow").await.unwrap();
+    assert_eq!(slow.spec.read_limit.as_deref(), Some("64Mi"));
+    let out = env.run(&["repo", "describe", "slow"]).await;
+    out.expect(0);
+    assert!(out.stdout.contains("Read limit:      64Mi/s\n"), "{}", out.stdout);
+    env.run(&["repo", "add", "plain", "--dir", "/srv/plain", "--passphrase-file", &pass, "--no-wait"])
+        .await
+        .expect(0);
+    let out = env.run(&["repo", "describe", "plain"]).await;
+    out.expect(0);
+    assert!(out.stdout.contains("Read limit:      256Mi/s (default)\n"), "{}", out.stdout);
+}
