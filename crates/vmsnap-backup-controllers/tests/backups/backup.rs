@@ -227,27 +227,22 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
 /// size. The storage engine maps the chain for those reads, although no change asked for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_grown_with_nothing_written_is_an_incremental_that_restores_at_its_new_size() {
-    let Some(env) = Env::start().await else { return };
-    env.passphrase_secret("pass", PASSPHRASE).await;
-    let path = env.dir.path().join("repo");
-    env.local_repository("main", &path, "pass").await;
-    env.bound_pvc("disk", "64Mi").await;
-    env.vm_with_disk("vm", "disk").await;
-    let mut model = DiskModel::blank(64 * MIB);
-    env.write("disk", &mut model, 0, 8 * MIB, 0x11).await;
+    let Some((env, path)) = Env::with_vm_and_local_repository().await else { return };
+    let mut model = DiskModel::blank(16 * MIB);
+    env.write("disk", &mut model, 0, 4 * MIB, 0x11).await;
     env.backup("b1", "main", "VirtualMachine/vm").await;
     env.await_succeeded("b1").await;
 
     let volume = env.volume_of("disk").await.id;
-    vmsnap_storage::VolumeDriver::resize_volume(env.driver.as_ref(), &volume, 96 * MIB).await.unwrap();
-    let model = model.resized(96 * MIB);
+    vmsnap_storage::VolumeDriver::resize_volume(env.driver.as_ref(), &volume, 24 * MIB).await.unwrap();
+    let model = model.resized(24 * MIB);
     env.backup("b2", "main", "VirtualMachine/vm").await;
     let status = env.await_succeeded("b2").await.status.unwrap();
     assert_eq!(status.type_.as_deref(), Some("Incremental"), "{status:?}");
-    assert_eq!(status.disks[0].size_bytes, (96 * MIB) as i64);
+    assert_eq!(status.disks[0].size_bytes, (24 * MIB) as i64);
     let progress = status.progress.clone().unwrap();
-    assert_eq!(progress.bytes_read, Some((32 * MIB) as i64), "the chunks past the old end: {progress:?}");
-    assert_eq!(progress.bytes_reused, Some((8 * MIB) as i64), "{progress:?}");
+    assert_eq!(progress.bytes_read, Some((8 * MIB) as i64), "the chunks past the old end: {progress:?}");
+    assert_eq!(progress.bytes_reused, Some((4 * MIB) as i64), "{progress:?}");
     assert_eq!(status.disks[0].sha256_tree.as_deref(), Some(tree_digest_of(&env, &model).as_str()));
 
     let repository = env.open_local(&path).await;

@@ -215,6 +215,12 @@ async fn a_kept_secret_is_reused_when_equal_and_refused_when_different() {
     assert!(secret_names(&env).await.contains(&"main-passphrase".to_string()));
 }
 
+/// `vmsnap repo add NAME --dir /srv/NAME FLAG VALUE --passphrase-file PASS --no-wait`.
+async fn add_local_with(env: &Env, name: &str, flag: &str, value: &str, pass: &str) -> Out {
+    let dir = format!("/srv/{name}");
+    env.run(&["repo", "add", name, "--dir", &dir, flag, value, "--passphrase-file", pass, "--no-wait"]).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_size_is_checked_sent_as_written_and_described() {
     let env = Env::start().await;
@@ -223,25 +229,7 @@ async fn a_chunk_size_is_checked_sent_as_written_and_described() {
     let before = secret_names(&env).await;
 
     // Not a power of two, or not a quantity: a usage error naming what is allowed, nothing made.
-    let add = |chunk_size: &'static str| {
-        let pass = pass.clone();
-        let env = &env;
-        async move {
-            env.run(&[
-                "repo",
-                "add",
-                "big",
-                "--dir",
-                "/srv/big",
-                "--chunk-size",
-                chunk_size,
-                "--passphrase-file",
-                &pass,
-                "--no-wait",
-            ])
-            .await
-        }
-    };
+    let add = |chunk_size: &'static str| add_local_with(&env, "big", "--chunk-size", chunk_size, &pass);
     let out = add("3Mi").await;
     out.expect(2);
     assert!(
@@ -285,25 +273,8 @@ async fn a_read_limit_is_checked_sent_as_written_and_described_with_its_default(
     let dir = tempfile::tempdir().unwrap();
     let pass = file(dir.path(), "pass", "pw\n");
     let before = secret_names(&env).await;
-    let add = |name: &'static str, read_limit: &'static str| {
-        let pass = pass.clone();
-        let env = &env;
-        async move {
-            env.run(&[
-                "repo",
-                "add",
-                name,
-                "--dir",
-                &format!("/srv/{name}"),
-                "--read-limit",
-                read_limit,
-                "--passphrase-file",
-                &pass,
-                "--no-wait",
-            ])
-            .await
-        }
-    };
+    let add =
+        |name: &'static str, limit: &'static str| add_local_with(&env, name, "--read-limit", limit, &pass);
 
     // Too low, or not a quantity: a usage error naming what is allowed, nothing made.
     let out = add("slow", "100Ki").await;
