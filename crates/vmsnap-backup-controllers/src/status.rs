@@ -139,7 +139,6 @@ pub(crate) fn disk_statuses(manifest: &vmsnap_backup::BackupManifest) -> Vec<Bac
             name: d.name.clone(),
             size_bytes: d.size as i64,
             sha256_tree: Some(d.sha256_tree.clone()),
-            sha256: d.sha256.clone(),
         })
         .collect()
 }

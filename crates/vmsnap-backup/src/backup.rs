@@ -5,12 +5,11 @@
 mod pace;
 mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sha2::{Digest as _, Sha256};
 use tokio::task::JoinSet;
 
 pub use self::pace::ReadLimit;
@@ -25,7 +24,7 @@ use crate::format::{
 };
 use crate::lease::{DEFAULT_LEASE_TTL, Lease};
 use crate::repository::{Repository, to_json};
-use crate::{BackupId, ChunkId, ChunkSha256, layout};
+use crate::{BackupId, ChunkId, layout};
 
 /// A byte range of a disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -268,34 +267,29 @@ impl Repository {
 struct KnownChunks {
     /// The manifests listed when the session began (emptied once `committed_chunks` is built).
     committed: Vec<Arc<BackupManifest>>,
-    /// Each chunk of those manifests, with its SHA-256 (a chunk read again whose name is here
-    /// takes its SHA-256 from here instead of hashing its bytes a second time).
-    committed_chunks: Option<Arc<HashMap<ChunkId, ChunkSha256>>>,
+    /// Each chunk of those manifests.
+    committed_chunks: Option<HashSet<ChunkId>>,
     /// The chunks this session uploaded.
     added: HashSet<ChunkId>,
 }
 
 impl KnownChunks {
-    /// The committed chunks with their SHA-256, gathered on the first call.
-    fn committed(&mut self) -> Arc<HashMap<ChunkId, ChunkSha256>> {
+    /// The committed chunks, gathered on the first call.
+    fn committed(&mut self) -> &HashSet<ChunkId> {
         let committed = &mut self.committed;
-        self.committed_chunks
-            .get_or_insert_with(|| {
-                Arc::new(
-                    std::mem::take(committed)
-                        .iter()
-                        .flat_map(|manifest| &manifest.disks)
-                        .flat_map(|disk| disk.chunks.iter().flatten().map(|c| (c.id, c.sha256)))
-                        .collect(),
-                )
-            })
-            .clone()
+        self.committed_chunks.get_or_insert_with(|| {
+            std::mem::take(committed)
+                .iter()
+                .flat_map(|manifest| &manifest.disks)
+                .flat_map(|disk| disk.chunks.iter().flatten().map(|c| c.id))
+                .collect()
+        })
     }
 
     /// Whether chunk `id` is stored; else it is counted as stored from now on (the caller
     /// uploads it).
     fn check_and_add(&mut self, id: ChunkId) -> bool {
-        self.committed().contains_key(&id) || !self.added.insert(id)
+        self.committed().contains(&id) || !self.added.insert(id)
     }
 }
 
@@ -307,8 +301,8 @@ enum Stored {
     Found(u64),
 }
 
-/// A chunk read: `None` when it is all zeros (a hole), else its name, SHA-256 and bytes.
-type ReadChunk = Option<(ChunkId, ChunkSha256, Vec<u8>)>;
+/// A chunk read: `None` when it is all zeros (a hole), else its name and SHA-256, and its bytes.
+type ReadChunk = Option<(ChunkRef, Vec<u8>)>;
 
 impl BackupSession {
     /// The id the backup will have.
@@ -341,7 +335,6 @@ impl BackupSession {
         };
         let mut stats = BackupStats::default();
         let mut chunks = Vec::with_capacity(plans.len());
-        let committed = plans.iter().any(|p| matches!(p, Plan::Read(_))).then(|| self.known.committed());
         // Each upload is a task of its own, so that it goes on while the next chunks are read.
         let mut uploads: JoinSet<Result<Stored>> = JoinSet::new();
         let mut pace = self.options.read_limit.map(ReadPace::new);
@@ -372,14 +365,9 @@ impl BackupSession {
                     // One chunk is read at a time: the reading and hashing of a backup take one
                     // CPU at most from the guests beside it (the sealing of the chunks to upload
                     // overlaps it on the other workers).
-                    let read = read_chunk(
-                        &self.repo,
-                        &disk,
-                        ChunkToRead { offset, len, ranges },
-                        zeros.clone(),
-                        committed.clone().unwrap_or_default(),
-                    )
-                    .await?;
+                    let read =
+                        read_chunk(&self.repo, &disk, ChunkToRead { offset, len, ranges }, zeros.clone())
+                            .await?;
                     stats.bytes_read += read_bytes;
                     state.bytes_read += read_bytes;
                     match read {
@@ -387,7 +375,8 @@ impl BackupSession {
                             stats.holes += 1;
                             chunks.push(None);
                         }
-                        Some((id, sha256, data)) => {
+                        Some((chunk, data)) => {
+                            let id = chunk.id;
                             if self.known.check_and_add(id) {
                                 stats.chunks_deduplicated += 1;
                                 stats.bytes_deduplicated += len;
@@ -399,7 +388,7 @@ impl BackupSession {
                                     count_stored(stored, &mut stats, &mut state);
                                 }
                             }
-                            chunks.push(Some(ChunkRef { id, sha256 }));
+                            chunks.push(Some(chunk));
                         }
                     }
                 }
@@ -453,7 +442,6 @@ impl BackupSession {
             chunks,
             chunk_lists: lists,
             sha256_tree,
-            sha256: None,
             stats,
         })
     }
@@ -524,14 +512,12 @@ struct ChunkToRead {
     ranges: Vec<(u64, u64)>,
 }
 
-/// Reads a chunk on a worker and names it. Its SHA-256 is taken from `committed` when a committed
-/// backup has a chunk of that name (the keyed name stands for the bytes), else computed.
+/// Reads a chunk on a worker and names it (one SHA-256 of its bytes, see `Keys::chunk_ref`).
 async fn read_chunk(
     repo: &Repository,
     disk: &DiskBackup<'_>,
     chunk: ChunkToRead,
     zeros: Arc<Vec<u8>>,
-    committed: Arc<HashMap<ChunkId, ChunkSha256>>,
 ) -> Result<ReadChunk> {
     let source = disk.source.clone();
     let repo = repo.clone();
@@ -550,12 +536,7 @@ async fn read_chunk(
         if buf[..] == zeros[..buf.len()] {
             return Ok(None);
         }
-        let id = repo.keys().chunk_id(&buf);
-        let sha256 = match committed.get(&id) {
-            Some(sha256) => *sha256,
-            None => ChunkSha256::from_bytes(Sha256::digest(&buf).into()),
-        };
-        Ok(Some((id, sha256, buf)))
+        Ok(Some((repo.keys().chunk_ref(&buf), buf)))
     })
     .await
 }

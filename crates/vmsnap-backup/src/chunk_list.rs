@@ -1,5 +1,7 @@
-//! Chunk lists (format 2): a disk's chunk entries, [`CHUNK_LIST_LEN`] to an object, each object
-//! named like a chunk (the keyed BLAKE3 hash of its plaintext) and stored once. A manifest names
+//! Chunk lists (since format 2): a disk's chunk entries, [`CHUNK_LIST_LEN`] to an object, each
+//! object named like a chunk (the keyed BLAKE3 hash of its plaintext's SHA-256) and stored once.
+//! An entry is a chunk's plain SHA-256 (JSON `null` for a hole): its name is derived from it with
+//! the key (format 3; format 2 stored the name too, 32 bytes more per chunk). A manifest names
 //! its disks' lists instead of holding every entry, so backups that share a run of chunks share
 //! its list: a second VM made from the same image, and every unchanged stretch of an incremental,
 //! add no list at all. A backup with nothing changed writes a manifest of a few KiB whatever the
@@ -21,14 +23,14 @@ use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest};
 use crate::repository::Repository;
 use crate::verify::ChunkProblem;
-use crate::{ChunkId, layout};
+use crate::{ChunkId, ChunkSha256, layout};
 
 /// Entries per chunk list: 512 MiB of disk in the default 512 KiB chunks, ~65 KiB sealed when
 /// fully allocated. A change rewrites the lists of the stretches it touches.
 pub const CHUNK_LIST_LEN: usize = 1024;
 /// Lists read at once when a manifest is opened.
 const LIST_READS: usize = 8;
-/// The largest plaintext of a list accepted (an entry is ~150 bytes of JSON).
+/// The largest plaintext of a list accepted (an entry is 67 bytes of JSON).
 const MAX_LIST_LEN: usize = CHUNK_LIST_LEN * 256;
 
 /// A chunk list's name: the keyed BLAKE3 hash of its plaintext, 64 lowercase hex digits.
@@ -97,7 +99,9 @@ impl Repository {
     /// One list of a disk's entries (at most [`CHUNK_LIST_LEN`]), named under this repository's
     /// key.
     pub(crate) fn encode_chunk_list(&self, entries: &[Option<ChunkRef>]) -> EncodedList {
-        let plaintext = serde_json::to_vec(entries).expect("chunk entries serialize");
+        let digests: Vec<Option<ChunkSha256>> =
+            entries.iter().map(|e| e.as_ref().map(|c| c.sha256)).collect();
+        let plaintext = serde_json::to_vec(&digests).expect("chunk digests serialize");
         EncodedList { id: ChunkListId(self.keys().chunk_id(&plaintext)), plaintext }
     }
 
@@ -173,7 +177,13 @@ impl Repository {
         if self.keys().chunk_id(&plaintext) != id.0 {
             return Err("its content does not hash to its name".to_string());
         }
-        serde_json::from_slice(&plaintext).map_err(|e| e.to_string())
+        let digests: Vec<Option<ChunkSha256>> =
+            serde_json::from_slice(&plaintext).map_err(|e| e.to_string())?;
+        let keys = self.keys();
+        Ok(digests
+            .into_iter()
+            .map(|d| d.map(|sha256| ChunkRef { id: keys.chunk_name(&sha256), sha256 }))
+            .collect())
     }
 }
 
@@ -247,7 +257,8 @@ pub(crate) fn check_list_len(path: &str, disk: &DiskManifest, index: usize, len:
 mod tests {
     use std::sync::Arc;
 
-    use super::{ChunkListId, ListsRead};
+    use super::{ChunkListId, ListsRead, MAX_LIST_LEN};
+    use crate::crypto::ObjectKind;
     use crate::format::{BackupStats, ChunkRef};
     use crate::*;
 
@@ -266,6 +277,15 @@ mod tests {
         session.commit_backup(metadata, vec![disk]).await.unwrap()
     }
 
+    /// A local repository of 64 KiB chunks in a new directory, at `<dir>/repo`.
+    async fn repository_of_64k_chunks() -> (tempfile::TempDir, std::path::PathBuf, Repository) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("repo");
+        let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::with_cost(8 * 1024, 1, 1) };
+        let repo = Repository::init_with(Backend::local(&root).unwrap(), "memo", options).await.unwrap();
+        (dir, root, repo)
+    }
+
     #[test]
     fn a_list_is_reused_only_for_exactly_its_entries() {
         let chunk = |n: u8| {
@@ -280,7 +300,6 @@ mod tests {
             chunks: entries.clone(),
             chunk_lists: vec![list(1), list(2)],
             sha256_tree: String::new(),
-            sha256: None,
             stats: BackupStats::default(),
         };
         let p = Some(&previous);
@@ -297,11 +316,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_list_holds_each_chunks_plain_sha256_and_the_names_follow_from_it() {
+        let (dir, root, repo) = repository_of_64k_chunks().await;
+        let image = dir.path().join("disk.raw");
+        let mut content: Vec<u8> = (0..1u32 << 20).map(|i| (i % 251) as u8).collect();
+        content[128 * 1024..192 * 1024].fill(0);
+        std::fs::write(&image, &content).unwrap();
+        let backup = back_up(&repo, &image, "vm-a").await;
+        let id = backup.disks[0].chunk_lists[0];
+        let sealed = std::fs::read(root.join(id.object_path())).unwrap();
+        let plaintext =
+            repo.keys().open(ObjectKind::ChunkList, &id.to_string(), &sealed, MAX_LIST_LEN).unwrap();
+        let entries: Vec<Option<String>> = serde_json::from_slice(&plaintext).unwrap();
+        // coreutils' digests of the 64 KiB pieces, the third a hole.
+        let out = std::process::Command::new("split")
+            .args(["-b", "65536", "--filter=sha256sum"])
+            .arg(&image)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let expected: Vec<Option<String>> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .enumerate()
+            .map(|(i, line)| (i != 2).then(|| line[..64].to_string()))
+            .collect();
+        assert_eq!(entries, expected);
+        for chunk in backup.disks[0].chunks.iter().flatten() {
+            assert_eq!(chunk.id, repo.keys().chunk_name(&chunk.sha256));
+            assert!(root.join(chunk.id.object_path()).is_file(), "{} is stored under its name", chunk.id);
+        }
+    }
+
+    #[tokio::test]
     async fn a_list_two_manifests_share_is_read_once_per_pass() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("repo");
-        let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::with_cost(8 * 1024, 1, 1) };
-        let repo = Repository::init_with(Backend::local(&root).unwrap(), "memo", options).await.unwrap();
+        let (dir, root, repo) = repository_of_64k_chunks().await;
         let image = dir.path().join("disk.raw");
         std::fs::write(&image, (0..1u32 << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>()).unwrap();
         let a = back_up(&repo, &image, "vm-a").await;

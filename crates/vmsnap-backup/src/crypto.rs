@@ -3,7 +3,7 @@
 //! A random 256-bit master key is made at `init`. It never leaves memory unwrapped: the key file
 //! holds it sealed under a key derived from the passphrase with Argon2id. Two keys are derived from
 //! it with BLAKE3's key derivation mode (distinct contexts, so neither reveals the other): one
-//! names chunks (keyed BLAKE3 of the plaintext), one seals objects (XChaCha20-Poly1305).
+//! names chunks (keyed BLAKE3 of the plaintext's SHA-256), one seals objects (XChaCha20-Poly1305).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -12,7 +12,10 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use crate::ChunkId;
+use sha2::{Digest as _, Sha256};
+
+use crate::format::ChunkRef;
+use crate::{ChunkId, ChunkSha256};
 
 /// The first bytes of every sealed object.
 pub(crate) const ENVELOPE_MAGIC: &[u8; 4] = b"VMSB";
@@ -224,10 +227,23 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    /// The name of a chunk: keyed BLAKE3 of its plaintext. Without the key, a name says nothing
-    /// about the content (no confirmation of a guessed block).
+    /// The name of an object named by its content (a chunk, a chunk list): the keyed BLAKE3 of
+    /// the plain SHA-256 of its plaintext ([`Keys::chunk_name`]).
     pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        ChunkId::from_bytes(*blake3::keyed_hash(&self.chunk_id_key, plaintext).as_bytes())
+        self.chunk_name(&ChunkSha256::from_bytes(Sha256::digest(plaintext).into()))
+    }
+
+    /// A chunk's name and plain SHA-256.
+    pub(crate) fn chunk_ref(&self, plaintext: &[u8]) -> ChunkRef {
+        let sha256 = ChunkSha256::from_bytes(Sha256::digest(plaintext).into());
+        ChunkRef { id: self.chunk_name(&sha256), sha256 }
+    }
+
+    /// The name of the content whose plain SHA-256 is `sha256`: the keyed BLAKE3 of those 32
+    /// bytes. Without the key, a name says nothing about the content (no confirmation of a
+    /// guessed block); with it, a chunk list need hold only each chunk's SHA-256 (format 3).
+    pub(crate) fn chunk_name(&self, sha256: &ChunkSha256) -> ChunkId {
+        ChunkId::from_bytes(*blake3::keyed_hash(&self.chunk_id_key, sha256.as_bytes()).as_bytes())
     }
 
     /// Compresses (when it helps) and seals `plaintext` as an object of `kind` named `name`.

@@ -115,7 +115,7 @@ pub enum Error {
         backup: BackupId,
         /// The disk restored.
         disk: String,
-        /// Which digest (`sha256` or `sha256-tree`).
+        /// Which digest (`sha256-tree`).
         algorithm: &'static str,
         /// The manifest's value.
         expected: String,

@@ -10,9 +10,10 @@ use crate::{BackupId, ChunkId, ChunkSha256};
 
 /// The format's name, in `config`.
 pub const FORMAT_NAME: &str = "vmsnap-backup";
-/// The format version this build writes and reads (2: chunk entries in lists of their own,
-/// see `chunk_list.rs`; version 1 held them in the manifest).
-pub const FORMAT_VERSION: u32 = 2;
+/// The format version this build writes and reads (3: a chunk is named by the keyed hash of its
+/// SHA-256, and a chunk list's entry is that SHA-256 alone, see `chunk_list.rs`; version 2 listed
+/// each chunk's name beside it, and version 1 held the entries in the manifest).
+pub const FORMAT_VERSION: u32 = 3;
 /// qcow2's default cluster size: chunk sizes are multiples of it, so that a run of changed
 /// clusters maps onto whole chunks.
 pub const CLUSTER_SIZE: u32 = 64 * 1024;
@@ -123,12 +124,6 @@ pub struct DiskManifest {
     pub chunk_lists: Vec<ChunkListId>,
     /// The tree digest of the disk (see [`tree_digest`]): always present, checked by a restore.
     pub sha256_tree: String,
-    /// The plain SHA-256 of the whole disk: written by the builds before 2026-12-07 for a full
-    /// backup, and checked by a restore when present. A backup no longer computes it: the tree
-    /// digest checks the same bytes, and this one was a second serial pass over every byte of
-    /// the disk, holes included, on the CPUs the guests use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
     /// What the backup of this disk read and wrote.
     pub stats: BackupStats,
 }
@@ -150,13 +145,12 @@ pub(crate) fn chunk_range(size: u64, chunk_size: u32, index: usize) -> (u64, u64
     (offset, u64::from(chunk_size).min(size - offset))
 }
 
-/// A stored chunk of a disk.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A stored chunk of a disk (a chunk list stores `sha256` alone, see `chunk_list.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkRef {
-    /// The chunk's name (keyed hash of its plaintext).
+    /// The chunk's name (the keyed hash of `sha256`; not stored, derived when a list is read).
     pub id: ChunkId,
-    /// The plain SHA-256 of its plaintext (for the tree digest, which needs no key).
+    /// The plain SHA-256 of its plaintext (a list's entry; the tree digest, which needs no key).
     pub sha256: ChunkSha256,
 }
 

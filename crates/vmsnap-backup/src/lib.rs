@@ -4,10 +4,10 @@
 //! - `config`: plain JSON, the format name and version, a random id, the chunk size;
 //! - `keys/<id>`: the master key sealed under a key derived from a passphrase with Argon2id;
 //! - `chunks/<xx>/<name>`: fixed-size chunks of disk images (512 KiB by default), each compressed
-//!   with zstd and sealed with XChaCha20-Poly1305, named by the keyed BLAKE3 hash of the plaintext,
+//!   with zstd and sealed with XChaCha20-Poly1305, named by the keyed BLAKE3 of their SHA-256,
 //!   so identical chunks are stored once across disks and VMs and names reveal nothing;
-//! - `lists/<name>`: the chunk entries of disks, 1,024 to a sealed list named like a chunk, so
-//!   that backups sharing a stretch of chunks share its list;
+//! - `lists/<name>`: the chunk entries (SHA-256s) of disks, 1,024 to a sealed list named like a
+//!   chunk, so that backups sharing a stretch of chunks share its list;
 //! - `manifests/<backup id>`: one sealed JSON manifest per backup (VM, spec, disks and the names
 //!   of their lists, digests, stats), written after every chunk and list it names. Listing
 //!   `manifests/` is the index.

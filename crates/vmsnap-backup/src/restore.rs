@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
-use sha2::{Digest as _, Sha256};
 
+use crate::ChunkProblem;
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
-use crate::{ChunkId, ChunkProblem, ChunkSha256};
 
 /// Blocks of zeros this long inside a chunk are skipped too, so the output stays sparse at the
 /// granularity of a qcow2 cluster.
@@ -28,10 +27,6 @@ pub struct RestoreReport {
     pub size: u64,
     /// Bytes written (the rest are holes).
     pub bytes_written: u64,
-    /// The plain SHA-256 of the restored disk, when the backup recorded one to check it against
-    /// (a full backup written before 2026-12-07); any other restore is checked by its tree digest
-    /// alone, and does not hash the whole disk (holes included) a second time.
-    pub sha256: Option<String>,
     /// Its tree digest (equal to the manifest's).
     pub sha256_tree: String,
 }
@@ -104,8 +99,6 @@ impl Repository {
         target
             .prepare(disk.size)
             .map_err(io(format!("preparing the restore target for {} bytes", disk.size)))?;
-        let mut linear = disk.sha256.is_some().then(Sha256::new);
-        let zeros = vec![0u8; disk.chunk_size as usize];
         let mut bytes_written = 0;
         // Set at the first failure: the chunks not yet started are skipped, so the ones in flight
         // can be awaited (their writes must land before the target is discarded, not after).
@@ -117,7 +110,7 @@ impl Repository {
                 let stopped = &stopped;
                 async move {
                     let Some(chunk) = chunk.filter(|_| !stopped.load(Ordering::Relaxed)) else {
-                        return Ok((len, None));
+                        return Ok(0);
                     };
                     let id = chunk.id;
                     let bad_chunk = |problem| Error::BadChunk {
@@ -132,29 +125,17 @@ impl Repository {
                     // the inner result.
                     let written = crate::workers::run(move || {
                         let data = open_chunk(&repo, &chunk, &sealed, len)?;
-                        Ok(write_sparse(&*target, &data, offset).map(|written| (data, written)))
+                        Ok(write_sparse(&*target, &data, offset))
                     })
                     .await
                     .map_err(bad_chunk)??;
-                    Ok((len, Some(written)))
+                    Ok(written)
                 }
             })
             .buffered(chunks_in_flight(FETCH_CONCURRENCY, disk.chunk_size));
-        // The plain SHA-256 needs the chunks in order: `buffered` yields them so, while the
-        // workers check and write the ones after.
         while let Some(item) = restored.next().await {
             match item {
-                Ok((len, None)) => {
-                    if let Some(h) = linear.as_mut() {
-                        h.update(&zeros[..len as usize]);
-                    }
-                }
-                Ok((_, Some((data, written)))) => {
-                    if let Some(h) = linear.as_mut() {
-                        h.update(&data);
-                    }
-                    bytes_written += written;
-                }
+                Ok(written) => bytes_written += written,
                 Err(error) => {
                     stopped.store(true, Ordering::Relaxed);
                     while restored.next().await.is_some() {}
@@ -163,7 +144,6 @@ impl Repository {
             }
         }
         target.sync().map_err(io("syncing the restore target".to_string()))?;
-        let sha256 = linear.map(|h| hex::encode(h.finalize()));
         let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks);
         let mismatch = |algorithm, expected: &str, actual: &str| Error::ChecksumMismatch {
             backup: backup.id.clone(),
@@ -175,32 +155,16 @@ impl Repository {
         if sha256_tree != disk.sha256_tree {
             return Err(mismatch("sha256-tree", &disk.sha256_tree, &sha256_tree));
         }
-        if let (Some(expected), Some(actual)) = (&disk.sha256, &sha256)
-            && expected != actual
-        {
-            return Err(mismatch("sha256", expected, actual));
-        }
-        Ok(RestoreReport { size: disk.size, bytes_written, sha256, sha256_tree })
+        Ok(RestoreReport { size: disk.size, bytes_written, sha256_tree })
     }
 
-    /// Fetches one chunk and checks it fully: authentic, the right length, named by its content,
-    /// and with the SHA-256 the manifest records (what verify does for every chunk).
+    /// Fetches one chunk and checks it fully, as a restore does (what verify does for every
+    /// chunk).
     pub(crate) async fn fetch_chunk(&self, chunk: &ChunkRef, len: u64) -> Result<Vec<u8>, ChunkProblem> {
         let sealed = self.get_chunk(chunk).await?;
         let repo = self.clone();
         let chunk = chunk.clone();
-        crate::workers::run(move || {
-            let data = open_chunk(&repo, &chunk, &sealed, len)?;
-            let sha256 = ChunkSha256::from_bytes(Sha256::digest(&data).into());
-            if sha256 != chunk.sha256 {
-                return Err(ChunkProblem::Corrupt(format!(
-                    "its SHA-256 is {sha256}, the manifest says {}",
-                    chunk.sha256
-                )));
-            }
-            Ok(data)
-        })
-        .await
+        crate::workers::run(move || open_chunk(&repo, &chunk, &sealed, len)).await
     }
 
     /// The sealed object of a chunk.
@@ -214,9 +178,9 @@ impl Repository {
 }
 
 /// Opens a sealed chunk: authentic (its tag, under the repository's key and the chunk's name),
-/// the right length, and named by its content. The name is the keyed BLAKE3 hash of the
-/// plaintext, so a chunk that passes holds exactly the bytes that were backed up; the SHA-256
-/// the manifest also records adds nothing a restore needs (verify still compares it).
+/// the right length, and holding the content its list entry names: the plaintext's SHA-256 is the
+/// entry's (and so its keyed name is the chunk's), so a chunk that passes holds exactly the bytes
+/// that were backed up.
 fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> Result<Vec<u8>, ChunkProblem> {
     let data = repo
         .keys()
@@ -225,9 +189,12 @@ fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> R
     if data.len() as u64 != len {
         return Err(ChunkProblem::Corrupt(format!("{} bytes instead of {len}", data.len())));
     }
-    let id: ChunkId = repo.keys().chunk_id(&data);
-    if id != chunk.id {
-        return Err(ChunkProblem::Corrupt(format!("its content is named {id}")));
+    let read = repo.keys().chunk_ref(&data);
+    if read.sha256 != chunk.sha256 {
+        return Err(ChunkProblem::Corrupt(format!(
+            "its SHA-256 is {}, its list says {}",
+            read.sha256, chunk.sha256
+        )));
     }
     Ok(data)
 }

@@ -1,4 +1,4 @@
-//! Chunk lists (format 2), on a disk that spans several: a second VM from the same image and a
+//! Chunk lists (since format 2), on a disk that spans several: a second VM from the same image and a
 //! backup with nothing changed store no list; a change stores the one list of its stretch; a
 //! prune frees exactly the list only a deleted backup named; a missing or corrupt list is an
 //! error naming it and the manifest, never a backup with a hole in its chunk entries, and a

@@ -1,11 +1,12 @@
-//! Format v2 pinned by golden files: `tests/golden/repository-v2/` is a repository written once
+//! Format v3 pinned by golden files: `tests/golden/repository-v3/` is a repository written once
 //! by this build's format (regenerate only for a new format version, with
 //! `VMSNAP_REGENERATE_GOLDEN=1 cargo test -p vmsnap-backup --test golden`, which rewrites it and
 //! then checks it like every run). Every later build must open it with
 //! its passphrase (Argon2id at the recommended costs), list its backup with exactly the manifest
-//! in `tests/golden/manifest-v2.json`, restore the disk's known content, and re-encode the plain
-//! documents (`config`, the key file) byte for byte. `tests/golden/repository-v1/`, written by
-//! format 1, is what a repository of another version looks like: refused, by name.
+//! in `tests/golden/manifest-v3.json`, restore the disk's known content, and re-encode the plain
+//! documents (`config`, the key file) byte for byte. `tests/golden/repository-v1/` and
+//! `repository-v2/`, written by formats 1 and 2, are what repositories of other versions look
+//! like: refused, by name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,7 +42,7 @@ fn golden_disk() -> Vec<u8> {
 
 /// Writes the golden repository (only for a new format version, see the module doc).
 async fn regenerate_golden_repository() {
-    let dir = golden_dir().join("repository-v2");
+    let dir = golden_dir().join("repository-v3");
     let _ = std::fs::remove_dir_all(&dir);
     let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::recommended() };
     let repo = Repository::init_with(Backend::local(&dir).unwrap(), PASSPHRASE, options).await.unwrap();
@@ -69,7 +70,7 @@ async fn regenerate_golden_repository() {
         labels: [("snapshot".to_string(), "golden-snap".to_string())].into(),
     };
     let backup = session.commit_backup(metadata, vec![manifest]).await.unwrap();
-    std::fs::write(golden_dir().join("manifest-v2.json"), manifest_json(&backup)).unwrap();
+    std::fs::write(golden_dir().join("manifest-v3.json"), manifest_json(&backup)).unwrap();
 }
 
 #[tokio::test]
@@ -79,16 +80,16 @@ async fn the_golden_repository_opens_lists_and_restores() {
     }
     // A copy: opening never writes, but a restore test must not risk the golden files.
     let work = tempfile::tempdir().unwrap();
-    vmsnap_testing::copy_dir(&golden_dir().join("repository-v2"), &work.path().join("repo"));
+    vmsnap_testing::copy_dir(&golden_dir().join("repository-v3"), &work.path().join("repo"));
     let backend = Backend::local(work.path().join("repo")).unwrap();
     let repo = Repository::open(backend.clone(), PASSPHRASE).await.unwrap();
     assert_eq!(repo.config().format, "vmsnap-backup");
-    assert_eq!(repo.config().version, 2);
+    assert_eq!(repo.config().version, 3);
     assert_eq!(repo.config().chunk_size, 64 * 1024);
 
     let backups = repo.list_backups().await.unwrap();
     assert_eq!(backups.len(), 1);
-    let golden_manifest = std::fs::read(golden_dir().join("manifest-v2.json")).unwrap();
+    let golden_manifest = std::fs::read(golden_dir().join("manifest-v3.json")).unwrap();
     assert_eq!(
         String::from_utf8(manifest_json(&backups[0])).unwrap(),
         String::from_utf8(golden_manifest).unwrap()
@@ -104,11 +105,12 @@ async fn the_golden_repository_opens_lists_and_restores() {
     let report =
         repo.restore_disk(&backups[0], "rootdisk", target.as_file().try_clone().unwrap()).await.unwrap();
     assert_eq!(std::fs::read(target.path()).unwrap(), golden_disk());
-    assert_eq!(report.sha256, disk.sha256.clone());
-    assert!(
-        report.sha256.is_some(),
-        "the golden full backup (written before 2026-12-07) records a whole-disk SHA-256, which its restore checks"
+    // The list's entries are the chunks' plain SHA-256s: coreutils gets the same tree digest.
+    assert_eq!(
+        disk.sha256_tree,
+        vmsnap_testing::images::tree_digest_with_coreutils(target.path(), 64 * 1024)
     );
+    assert_eq!(report.sha256_tree, disk.sha256_tree);
     assert!(repo.verify(VerifyScope::All).await.unwrap().is_ok());
 
     assert!(matches!(
@@ -119,7 +121,7 @@ async fn the_golden_repository_opens_lists_and_restores() {
 
 #[test]
 fn the_plain_documents_re_encode_byte_for_byte() {
-    let dir = golden_dir().join("repository-v2");
+    let dir = golden_dir().join("repository-v3");
     let config_bytes = std::fs::read(dir.join("config")).unwrap();
     let config: RepositoryConfig = serde_json::from_slice(&config_bytes).unwrap();
     assert_eq!(
@@ -136,12 +138,17 @@ fn the_plain_documents_re_encode_byte_for_byte() {
 
 #[tokio::test]
 async fn a_repository_of_another_format_version_is_refused_by_name() {
-    let work = tempfile::tempdir().unwrap();
-    vmsnap_testing::copy_dir(&golden_dir().join("repository-v1"), work.path());
-    let err = Repository::open(Backend::local(work.path()).unwrap(), PASSPHRASE).await.unwrap_err();
-    assert!(matches!(err, Error::UnsupportedFormat { version: 1, supported: 2, .. }), "{err:?}");
-    let message = err.to_string();
-    assert!(message.contains("version 1") && message.contains('2'), "{message}");
+    for version in [1, 2] {
+        let work = tempfile::tempdir().unwrap();
+        vmsnap_testing::copy_dir(&golden_dir().join(format!("repository-v{version}")), work.path());
+        let err = Repository::open(Backend::local(work.path()).unwrap(), PASSPHRASE).await.unwrap_err();
+        assert!(
+            matches!(err, Error::UnsupportedFormat { version: v, supported: 3, .. } if v == version),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains(&format!("version {version}")) && message.contains('3'), "{message}");
+    }
     let empty = tempfile::tempdir().unwrap();
     let err = Repository::open(Backend::local(empty.path()).unwrap(), PASSPHRASE).await.unwrap_err();
     assert!(matches!(err, Error::NotARepository { .. }), "{err:?}");

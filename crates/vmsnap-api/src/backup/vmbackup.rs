@@ -113,8 +113,4 @@ pub struct BackupDiskStatus {
     /// image with coreutils).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256_tree: Option<String>,
-    /// The plain SHA-256 of the whole disk, recorded only by full backups written before
-    /// 2026-12-07.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
 }

@@ -49,7 +49,6 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(status.disks.len(), 1);
     assert_eq!((status.disks[0].name.as_str(), status.disks[0].size_bytes), ("rootdisk", (64 * MIB) as i64));
     assert_eq!(status.disks[0].sha256_tree.as_deref(), Some(tree_digest_of(&env, &model).as_str()));
-    assert_eq!(status.disks[0].sha256, None, "the tree digest is the disk's checksum");
     assert_eq!(status.size.as_deref(), Some("64Mi"));
     let progress = status.progress.clone().unwrap();
     assert_eq!(
@@ -97,7 +96,6 @@ async fn a_full_then_an_incremental_backup_restore_bit_exact_import_elsewhere_an
     assert_eq!(progress.bytes_read, Some((read * CHUNK) as i64), "{progress:?}");
     let reused = chunks_touched(0, 8 * MIB) - 1 + chunks_touched(20 * MIB, 3 * MIB);
     assert_eq!(progress.bytes_reused, Some((reused * CHUNK) as i64), "{progress:?}");
-    assert_eq!(status.disks[0].sha256, None, "an incremental does not read the whole disk");
     assert_eq!(status.disks[0].sha256_tree.as_deref(), Some(tree_digest_of(&env, &model).as_str()));
     let b2_id = status.backup_id.clone().unwrap();
     // The repository's figures follow without waiting for its resync.
