@@ -7,6 +7,8 @@
 //! run again (the old session's lease lapses, and its chunks are pruned unless reused).
 
 mod base;
+mod plan;
+mod progress;
 mod snapshots;
 mod source;
 mod task;

@@ -1,6 +1,7 @@
 //! One backup run, in its own task (keyed by the object's uid): resolve the snapshot's disks,
-//! choose the base, read (only what changed, for an incremental) and upload, commit, then write
-//! the result. `status.progress` is written about once a second meanwhile.
+//! choose the base, read (only what changed, for an incremental; `plan.rs`) and upload, commit,
+//! then write the result. `status.progress` is written about once a second meanwhile
+//! (`progress.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,10 +16,12 @@ use vmsnap_api::quantity::{format_bytes, human_bytes};
 use vmsnap_api::snapshot::{Condition, VirtualMachineSnapshot, condition_type};
 use vmsnap_backup::{
     BackendKind, BackupId, BackupManifest, BackupMetadata, BackupOptions, BackupSession, DiskBackup,
-    DiskManifest, DiskSource, Extent, Progress, Repository, VmRef,
+    DiskSource, Progress, Repository, VmRef,
 };
 
-use super::base::{self, BaseChoice, DiskBase};
+use super::base::{self, BaseChoice};
+use super::plan::{DiskPlan, plan};
+use super::progress::{Counters, write_progress};
 use super::source::{self, ResolvedSnapshot};
 use crate::Context;
 use crate::disks::SnapshotDisk;
@@ -27,10 +30,7 @@ use crate::metrics::BackupFigures;
 use crate::status::{
     committed_counters, condition, disk_statuses, now, patch_status, publish, time_of, with_condition,
 };
-use vmsnap_storage::StorageError;
 
-/// How often `status.progress` is written while a backup runs.
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How many times the outcome of a run is written before giving up (1 s, 2 s, 4 s ... apart).
 const RECORD_ATTEMPTS: u32 = 6;
 /// On a backup object: the id of the repository session (and lease) its run began. A run that
@@ -81,71 +81,12 @@ impl Failure {
     }
 }
 
-/// How one disk is read.
-struct DiskPlan<'a> {
-    name: String,
-    disk: Arc<SnapshotDisk>,
-    extents: Vec<Extent>,
-    /// The base's manifest of the disk, for an incremental.
-    previous: Option<&'a DiskManifest>,
-}
-
 /// What a committed run did.
 struct Committed {
     manifest: BackupManifest,
     type_: &'static str,
     full_reason: Option<String>,
     base: Option<String>,
-}
-
-/// The counters of a run, shared with the progress writer.
-#[derive(Default)]
-struct Counters {
-    /// Figures of the disks done.
-    done: TransferTotals,
-    /// The disk being read.
-    current: Progress,
-    /// Bytes the disks not started yet will read (their extents).
-    to_read_later: u64,
-}
-
-#[derive(Default, Clone, Copy)]
-struct TransferTotals {
-    to_read: u64,
-    read: u64,
-    uploaded: u64,
-    deduplicated: u64,
-    reused: u64,
-}
-
-impl Counters {
-    /// The counters for `status.progress`; the percent is of the bytes to read (reused chunks
-    /// and holes cost nothing).
-    fn transfer(&self, started: Instant) -> TransferCounters {
-        let c = &self.current;
-        let d = self.done;
-        let to_read = d.to_read + c.bytes_to_read + self.to_read_later;
-        let read = d.read + c.bytes_read;
-        TransferCounters {
-            bytes_to_read: Some(to_read as i64),
-            bytes_read: Some(read as i64),
-            bytes_uploaded: Some((d.uploaded + c.bytes_uploaded) as i64),
-            bytes_deduplicated: Some((d.deduplicated + c.bytes_deduplicated) as i64),
-            bytes_reused: Some((d.reused + c.bytes_reused) as i64),
-            bytes_written: None,
-            percent: Some((read * 100).checked_div(to_read).map_or(100, |percent| percent.min(100)) as i32),
-            elapsed_seconds: Some(started.elapsed().as_secs() as i64),
-        }
-    }
-
-    fn finish_disk(&mut self) {
-        let c = std::mem::take(&mut self.current);
-        self.done.to_read += c.bytes_to_read;
-        self.done.read += c.bytes_read;
-        self.done.uploaded += c.bytes_uploaded;
-        self.done.deduplicated += c.bytes_deduplicated;
-        self.done.reused += c.bytes_reused;
-    }
 }
 
 impl Job {
@@ -593,46 +534,6 @@ enum Prepared {
     Run(BaseChoice, BackupSession),
 }
 
-/// Decides how to read each disk; also the reasons disks are read in full.
-async fn plan(
-    disks: Vec<(String, Arc<SnapshotDisk>)>,
-    choice: &BaseChoice,
-) -> Result<(Vec<DiskPlan<'_>>, Vec<String>), StorageError> {
-    let mut plans = Vec::new();
-    let mut full_reasons = Vec::new();
-    for (name, disk) in disks {
-        let (extents, previous) = match choice {
-            BaseChoice::Full(reason) => {
-                if !full_reasons.contains(reason) {
-                    full_reasons.push(reason.clone());
-                }
-                (disk.allocated().await?, None)
-            }
-            BaseChoice::Base(base) => match (base.manifest.disk(&name), base.disks.get(&name)) {
-                (Some(previous), Some(from)) => {
-                    let changed = match from {
-                        DiskBase::Point(point) => disk.changed_since_point(point).await?,
-                        DiskBase::Snapshot(snapshot) => disk.changed_since(snapshot).await?,
-                    };
-                    match changed {
-                        Ok(changed) => (changed, Some(previous)),
-                        Err(why) => {
-                            full_reasons.push(format!("disk {name}: {why}"));
-                            (disk.allocated().await?, None)
-                        }
-                    }
-                }
-                _ => {
-                    full_reasons.push(format!("disk {name} is not in the previous backup {}", base.name));
-                    (disk.allocated().await?, None)
-                }
-            },
-        };
-        plans.push(DiskPlan { name, disk, extents, previous });
-    }
-    Ok((plans, full_reasons))
-}
-
 /// `future`'s output, and how long it took.
 async fn timed<T>(future: impl Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
@@ -646,56 +547,5 @@ async fn abort(session: BackupSession) {
         Ok(Ok(())) => {}
         Ok(Err(abort)) => tracing::warn!(%abort, "could not release the failed backup's lease; it expires"),
         Err(_) => tracing::warn!("releasing the failed backup's lease timed out; it expires"),
-    }
-}
-
-/// Writes `status.progress` every [`PROGRESS_EVERY`] while it changes, until told to stop.
-async fn write_progress(
-    api: Api<VirtualMachineRepositoryBackup>,
-    name: String,
-    counters: Arc<Mutex<Counters>>,
-    started: Instant,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut last = None;
-    loop {
-        let transfer = counters.lock().expect("not poisoned").transfer(started);
-        if last.as_ref() != Some(&transfer) {
-            if let Err(error) = patch_status(&api, &name, json!({"progress": transfer})).await {
-                tracing::debug!(%error, backup = %name, "could not write progress");
-            }
-            last = Some(transfer);
-        }
-        tokio::select! {
-            () = tokio::time::sleep(PROGRESS_EVERY) => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Instant;
-
-    use vmsnap_backup::Progress;
-
-    use super::Counters;
-
-    #[test]
-    fn progress_adds_the_disks_done_to_the_one_being_read_and_counts_percent_in_bytes_to_read() {
-        let mut counters = Counters { to_read_later: 40, ..Counters::default() };
-        counters.current =
-            Progress { bytes_to_read: 40, bytes_read: 40, bytes_uploaded: 30, ..Progress::default() };
-        counters.to_read_later -= 40;
-        counters.finish_disk();
-        counters.current =
-            Progress { bytes_to_read: 160, bytes_read: 10, bytes_reused: 7, ..Progress::default() };
-        let transfer = counters.transfer(Instant::now());
-        assert_eq!(transfer.bytes_to_read, Some(200));
-        assert_eq!(transfer.bytes_read, Some(50));
-        assert_eq!(transfer.bytes_uploaded, Some(30));
-        assert_eq!(transfer.bytes_reused, Some(7));
-        assert_eq!(transfer.percent, Some(25));
-        assert_eq!(Counters::default().transfer(Instant::now()).percent, Some(100), "nothing to read: done");
     }
 }
