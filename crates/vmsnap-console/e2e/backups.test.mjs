@@ -106,7 +106,7 @@ await s.run(async () => {
       apiVersion: 'backup.vmsnap.io/v1alpha1',
       kind: 'VirtualMachineBackupRepository',
       metadata: { name: 'offsite', namespace: ns },
-      spec: { s3: { endpoint: 'http://127.0.0.1:8333', bucket: 'vm-backups', prefix: 'lab', credentialsSecretRef: { name: 's3-keys' } }, passphraseSecretRef: { name: 'backup-passphrase' } },
+      spec: { s3: { endpoint: 'http://127.0.0.1:8333', bucket: 'vm-backups', prefix: 'lab', credentialsSecretRef: { name: 's3-keys' } }, passphraseSecretRef: { name: 'backup-passphrase' }, readLimit: '64Mi' },
     });
     patchStatus('vmrepo', 'main', {
       location: '/var/lib/vmsnap/backups/default/main',
@@ -134,8 +134,8 @@ await s.run(async () => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Repositories' }).click();
     await expectText(page.getByRole('heading', { level: 1 }), /^Repositories$/);
     check((await page.getByRole('link', { name: 'Repositories' }).getAttribute('aria-current')) === 'page', 'the masthead marks the current page');
-    await expectText(repoRow('main'), new RegExp(`main\\s+${ns}\\s+/var/lib/vmsnap/backups/default/main\\s+512Ki chunks\\s+Ready\\s+0\\s+0 B\\s+—\\s+never\\s+never`));
-    await expectText(repoRow('offsite'), /s3:\/\/vm-backups\/lab at http:\/\/127\.0\.0\.1:8333\s+Not ready\s+the passphrase in Secret backup-passphrase \(key passphrase\) does not open the repository/);
+    await expectText(repoRow('main'), new RegExp(`main\\s+${ns}\\s+/var/lib/vmsnap/backups/default/main\\s+512Ki chunks\\s+reads up to 256Mi/s \\(default\\)\\s+Ready\\s+0\\s+0 B\\s+—\\s+never\\s+never`));
+    await expectText(repoRow('offsite'), /s3:\/\/vm-backups\/lab at http:\/\/127\.0\.0\.1:8333\s+reads up to 64Mi\/s\s+Not ready\s+the passphrase in Secret backup-passphrase \(key passphrase\) does not open the repository/);
     check(await repoRow('offsite').getByRole('button', { name: 'Verify repository offsite' }).isDisabled(), 'a repository that does not open cannot be verified');
     await expectText(page.locator('.add-repository'), /vmsnap repo add NAME --dir \/path\/to\/backups --passphrase-file FILE/);
     await s.screenshot('repositories');

@@ -330,3 +330,20 @@ fn in_process_client(api: &ApiServer) -> Result<kube::Client, ServeError> {
         .service(api.router());
     Ok(kube::Client::new(service, "default"))
 }
+
+#[cfg(test)]
+mod console_defaults {
+    /// The console says what a repository without `spec.readLimit` reads at; it must be the
+    /// engine's default (the console has no workspace dependency to take it from).
+    #[test]
+    fn the_consoles_default_read_limit_is_the_apis() {
+        let asset =
+            vmsnap_console::assets::find("js/backup-format.js").expect("the console has backup-format.js");
+        let source = std::str::from_utf8(asset.body).expect("UTF-8");
+        let default = vmsnap_api::quantity::format_bytes(vmsnap_api::backup::DEFAULT_READ_LIMIT);
+        assert!(
+            source.contains(&format!("export const DEFAULT_READ_LIMIT = '{default}';")),
+            "js/backup-format.js must say DEFAULT_READ_LIMIT = '{default}'"
+        );
+    }
+}

@@ -39,6 +39,7 @@ async fn the_help_of_every_user_command_has_an_example() {
         &["repo", "add"],
         &["repo", "list"],
         &["repo", "describe"],
+        &["repo", "set"],
         &["repo", "verify"],
         &["repo", "prune"],
         &["repo", "delete"],

@@ -152,6 +152,17 @@ export function repositoryState(repo) {
   return { text: 'Not ready', tone: 'danger', detail: ready.message || ready.reason || '', reason: ready.reason || '' };
 }
 
+/// The read limit of a repository without `spec.readLimit` (`vmsnap_api::backup::DEFAULT_READ_LIMIT`;
+/// a test of `vmsnap-server` fails if the two differ).
+export const DEFAULT_READ_LIMIT = '256Mi';
+
+/// "reads up to 64Mi/s", or "reads up to 256Mi/s (default)": how fast a repository's backups read
+/// their disks (`spec.readLimit`), as `vmsnap repo describe` says it.
+export function readLimitText(repo) {
+  const limit = repo.spec?.readLimit;
+  return limit ? `reads up to ${limit}/s` : `reads up to ${DEFAULT_READ_LIMIT}/s (default)`;
+}
+
 const VERIFY_ANNOTATION = 'backup.vmsnap.io/verify-request';
 const PRUNE_ANNOTATION = 'backup.vmsnap.io/prune-request';
 

@@ -77,8 +77,7 @@ pub struct AddArgs {
     chunk_size: Option<String>,
     /// How fast backups read a VM's disks, sustained, in bytes per second (at least 1Mi), after
     /// the first 64 MiB of each disk: lower leaves the running guests more of the machine. Change
-    /// it later with `kubectl patch vmrepo NAME --type merge -p '{"spec":{"readLimit":"64Mi"}}'`
-    /// [default: 256Mi]
+    /// it later with `vmsnap repo set NAME --read-limit 64Mi` [default: 256Mi]
     #[arg(long, value_name = "QUANTITY", value_parser = parse_read_limit_arg)]
     read_limit: Option<String>,
     /// Wait until the repository is open (the default).

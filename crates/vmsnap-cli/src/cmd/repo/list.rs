@@ -161,7 +161,7 @@ pub async fn describe(args: DescribeArgs, conn: &ConnectionArgs) -> CliResult<Ex
 }
 
 /// The repository's read limit as `256Mi/s`, marked when it is the default.
-fn read_limit(r: &VirtualMachineBackupRepository) -> String {
+pub(super) fn read_limit(r: &VirtualMachineBackupRepository) -> String {
     match r.spec.read_limit.as_deref() {
         Some(limit) => format!("{limit}/s"),
         None => format!(

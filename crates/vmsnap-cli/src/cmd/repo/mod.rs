@@ -1,10 +1,11 @@
-//! `vmsnap repo add | list | describe | verify | prune | delete`: backup repositories
+//! `vmsnap repo add | list | describe | set | verify | prune | delete`: backup repositories
 //! (`VirtualMachineBackupRepository`, docs/backups.md).
 
 mod add;
 mod delete;
 pub mod list;
 pub mod request;
+mod set;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -36,6 +37,9 @@ enum RepoCommand {
     /// Show a repository: location, id, counts, last verify and prune, conditions.
     #[command(after_help = "Example:\n  vmsnap repo describe main")]
     Describe(DescribeArgs),
+    /// Change a repository's read limit (the rest of it is fixed when it is added).
+    #[command(after_help = set::EXAMPLES)]
+    Set(set::SetArgs),
     /// Read back every chunk of the repository and check it; lists what bad chunks break.
     #[command(after_help = "Example:\n  vmsnap repo verify main")]
     Verify(RequestArgs),
@@ -63,6 +67,7 @@ pub async fn run(args: RepoArgs, conn: &ConnectionArgs) -> CliResult<ExitCode> {
         RepoCommand::Add(a) => add::run(a, conn).await,
         RepoCommand::List(a) => list::list(a, conn).await,
         RepoCommand::Describe(a) => list::describe(a, conn).await,
+        RepoCommand::Set(a) => set::run(a, conn).await,
         RepoCommand::Verify(a) => request::verify_repository(&a.name, a.timeout, conn).await,
         RepoCommand::Prune(a) => request::prune_repository(&a.name, a.timeout, conn).await,
         RepoCommand::Delete(a) => delete::run(a, conn).await,

@@ -268,7 +268,7 @@ async fn a_chunk_size_is_checked_sent_as_written_and_described() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_limit_is_checked_sent_as_written_and_described_with_its_default() {
+async fn a_read_limit_is_checked_sent_as_written_described_with_its_default_and_changed_by_repo_set() {
     let env = Env::start().await;
     let dir = tempfile::tempdir().unwrap();
     let pass = file(dir.path(), "pass", "pw\n");
@@ -303,4 +303,24 @@ async fn a_read_limit_is_checked_sent_as_written_and_described_with_its_default(
     let out = env.run(&["repo", "describe", "plain"]).await;
     out.expect(0);
     assert!(out.stdout.contains("Read limit:      256Mi/s (default)\n"), "{}", out.stdout);
+
+    // `repo set` changes it, and `default` removes it; a bad value or repository changes nothing.
+    let out = env.run(&["repo", "set", "plain", "--read-limit", "128Mi"]).await;
+    out.expect(0);
+    assert_eq!(
+        out.stdout,
+        "repository \"plain\": read limit 128Mi/s (was 256Mi/s (default)); backups read it when they start.\n"
+    );
+    assert_eq!(repos(&env).get("plain").await.unwrap().spec.read_limit.as_deref(), Some("128Mi"));
+    let out = env.run(&["repo", "set", "slow", "--read-limit", "default"]).await;
+    out.expect(0);
+    assert!(out.stdout.contains("read limit 256Mi/s (default) (was 64Mi/s)"), "{}", out.stdout);
+    assert_eq!(repos(&env).get("slow").await.unwrap().spec.read_limit, None);
+    let out = env.run(&["repo", "set", "plain", "--read-limit", "10Ki"]).await;
+    out.expect(2);
+    assert!(out.stderr.contains("at least 1Mi (the default is 256Mi), or \"default\""), "{}", out.stderr);
+    let out = env.run(&["repo", "set", "nowhere", "--read-limit", "2Mi"]).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("nowhere") && out.stderr.contains("not found"), "{}", out.stderr);
+    assert_eq!(repos(&env).get("plain").await.unwrap().spec.read_limit.as_deref(), Some("128Mi"));
 }

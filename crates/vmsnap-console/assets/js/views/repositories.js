@@ -9,7 +9,7 @@ import { mergePatch, paths } from '../api.js';
 import { h, replace, errorSlot, updateKeyed, announce } from '../dom.js';
 import { describeError } from '../errors.js';
 import { condition, exactTime, statusBadge } from '../format.js';
-import { freshToken, pruneSummary, quantity, repositoryState, requestAnnotation, requestPending, resultElement, verifySummary } from '../backup-format.js';
+import { freshToken, pruneSummary, quantity, readLimitText, repositoryState, requestAnnotation, requestPending, resultElement, verifySummary } from '../backup-format.js';
 import { Scope } from '../live.js';
 
 const OPERATIONS = {
@@ -199,6 +199,7 @@ export function repositoriesView() {
             { 'data-label': 'Location', class: 'cell-location' },
             status.location || h('span', { class: 'muted' }, r.spec?.s3 ? `s3://${r.spec.s3.bucket}/${r.spec.s3.prefix || ''}` : r.spec?.local?.path || 'default directory'),
             status.chunkSize ? h('span', { class: 'activity' }, `${status.chunkSize} chunks`) : null,
+            h('span', { class: 'activity', dataset: { readLimit: r.spec?.readLimit || '' } }, readLimitText(r)),
           ),
           h('td', { 'data-label': 'Status', class: 'cell-status' }, statusBadge(state, { dataset: { repositoryState: state.text } }), state.detail ? h('span', { class: state.tone === 'danger' ? 'activity text-danger' : 'activity' }, state.detail) : null),
           h('td', { 'data-label': 'Backups', class: 'cell-number' }, status.backups ?? '—'),
