@@ -16,8 +16,8 @@ use crate::repository::Repository;
 /// granularity of a qcow2 cluster.
 const SPARSE_BLOCK: usize = 64 * 1024;
 /// Chunks fetched at once (fewer for big chunks, see [`chunks_in_flight`]): an object store
-/// answers each GET after a round trip, and chunks come back in disk order, so a slow one holds
-/// the others back only when the window is small.
+/// answers each GET after a round trip. Each chunk is written at its own offset as soon as it is
+/// checked, in whatever order they come, so a slow GET holds no other back.
 const FETCH_CONCURRENCY: usize = 16;
 
 /// What a restore wrote.
@@ -132,7 +132,7 @@ impl Repository {
                     Ok(written)
                 }
             })
-            .buffered(chunks_in_flight(FETCH_CONCURRENCY, disk.chunk_size));
+            .buffer_unordered(chunks_in_flight(FETCH_CONCURRENCY, disk.chunk_size));
         while let Some(item) = restored.next().await {
             match item {
                 Ok(written) => bytes_written += written,
