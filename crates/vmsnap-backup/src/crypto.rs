@@ -12,8 +12,6 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::format::ChunkRef;
 use crate::{ChunkId, ChunkSha256};
 
@@ -230,12 +228,12 @@ impl Keys {
     /// The name of an object named by its content (a chunk, a chunk list): the keyed BLAKE3 of
     /// the plain SHA-256 of its plaintext ([`Keys::chunk_name`]).
     pub(crate) fn chunk_id(&self, plaintext: &[u8]) -> ChunkId {
-        self.chunk_name(&ChunkSha256::from_bytes(Sha256::digest(plaintext).into()))
+        self.chunk_name(&ChunkSha256::of(plaintext))
     }
 
     /// A chunk's name and plain SHA-256.
     pub(crate) fn chunk_ref(&self, plaintext: &[u8]) -> ChunkRef {
-        let sha256 = ChunkSha256::from_bytes(Sha256::digest(plaintext).into());
+        let sha256 = ChunkSha256::of(plaintext);
         ChunkRef { id: self.chunk_name(&sha256), sha256 }
     }
 

@@ -78,6 +78,12 @@ impl ChunkSha256 {
         ChunkSha256(bytes)
     }
 
+    /// The SHA-256 of `plaintext`.
+    pub fn of(plaintext: &[u8]) -> Self {
+        use sha2::Digest as _;
+        ChunkSha256(sha2::Sha256::digest(plaintext).into())
+    }
+
     /// The 32 digest bytes.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0

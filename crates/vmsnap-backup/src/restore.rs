@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 
-use crate::ChunkProblem;
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
+use crate::{ChunkProblem, ChunkSha256};
 
 /// Blocks of zeros this long inside a chunk are skipped too, so the output stays sparse at the
 /// granularity of a qcow2 cluster.
@@ -145,15 +145,14 @@ impl Repository {
         }
         target.sync().map_err(io("syncing the restore target".to_string()))?;
         let sha256_tree = tree_digest(disk.size, disk.chunk_size, &disk.chunks);
-        let mismatch = |algorithm, expected: &str, actual: &str| Error::ChecksumMismatch {
-            backup: backup.id.clone(),
-            disk: disk.name.clone(),
-            algorithm,
-            expected: expected.to_string(),
-            actual: actual.to_string(),
-        };
         if sha256_tree != disk.sha256_tree {
-            return Err(mismatch("sha256-tree", &disk.sha256_tree, &sha256_tree));
+            return Err(Error::ChecksumMismatch {
+                backup: backup.id.clone(),
+                disk: disk.name.clone(),
+                algorithm: "sha256-tree",
+                expected: disk.sha256_tree.clone(),
+                actual: sha256_tree,
+            });
         }
         Ok(RestoreReport { size: disk.size, bytes_written, sha256_tree })
     }
@@ -189,11 +188,11 @@ fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> R
     if data.len() as u64 != len {
         return Err(ChunkProblem::Corrupt(format!("{} bytes instead of {len}", data.len())));
     }
-    let read = repo.keys().chunk_ref(&data);
-    if read.sha256 != chunk.sha256 {
+    let sha256 = ChunkSha256::of(&data);
+    if sha256 != chunk.sha256 {
         return Err(ChunkProblem::Corrupt(format!(
-            "its SHA-256 is {}, its list says {}",
-            read.sha256, chunk.sha256
+            "its SHA-256 is {sha256}, its list says {}",
+            chunk.sha256
         )));
     }
     Ok(data)
@@ -240,6 +239,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::{Backend, InitOptions, KdfParams};
 
     /// Records each write as (offset, length, first byte).
     #[derive(Default)]
@@ -284,5 +284,25 @@ mod tests {
         let target = Writes::default();
         assert_eq!(write_sparse(&target, &vec![9u8; 3 * B], 0).unwrap(), 3 * B as u64);
         assert_eq!(target.0.into_inner().unwrap(), [(0, 3 * B, 9)], "a full chunk is one write");
+    }
+
+    /// An object that opens under the chunk's name but holds other bytes (a writer's bug, or a
+    /// key holder's forgery) is refused by its SHA-256, naming both digests.
+    #[tokio::test]
+    async fn an_authentic_chunk_with_other_content_is_refused_by_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = InitOptions { chunk_size: 64 * 1024, kdf: KdfParams::with_cost(8 * 1024, 1, 1) };
+        let repo = Repository::init_with(Backend::local(dir.path()).unwrap(), "pw", options).await.unwrap();
+        let chunk = repo.keys().chunk_ref(b"the bytes backed up");
+        let sealed = repo.keys().seal(ObjectKind::Chunk, &chunk.id.to_string(), b"other bytes, same len");
+        let problem = open_chunk(&repo, &chunk, &sealed, 21).unwrap_err();
+        let expected = format!(
+            "its SHA-256 is {}, its list says {}",
+            ChunkSha256::of(b"other bytes, same len"),
+            chunk.sha256
+        );
+        assert_eq!(problem, ChunkProblem::Corrupt(expected));
+        let good = repo.keys().seal(ObjectKind::Chunk, &chunk.id.to_string(), b"the bytes backed up");
+        assert_eq!(open_chunk(&repo, &chunk, &good, 19).unwrap(), b"the bytes backed up");
     }
 }
