@@ -1,12 +1,13 @@
 //! Restoring a disk to a sparse file, checking every chunk and the disk's digests.
 
+use std::cell::RefCell;
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt as _;
 
-use crate::crypto::ObjectKind;
+use crate::crypto::{ObjectKind, OpenBuffers};
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
@@ -124,8 +125,10 @@ impl Repository {
                     // The chunk is checked before any of it is written; a write's own error is
                     // the inner result.
                     let written = crate::workers::run(move || {
-                        let data = open_chunk(&repo, &chunk, &sealed, len)?;
-                        Ok(write_sparse(&*target, &data, offset))
+                        OPEN_BUFFERS.with_borrow_mut(|buffers| {
+                            let data = open_chunk(&repo, &chunk, &sealed, len, buffers)?;
+                            Ok(write_sparse(&*target, data, offset))
+                        })
                     })
                     .await
                     .map_err(bad_chunk)??;
@@ -163,7 +166,12 @@ impl Repository {
         let sealed = self.get_chunk(chunk).await?;
         let repo = self.clone();
         let chunk = chunk.clone();
-        crate::workers::run(move || open_chunk(&repo, &chunk, &sealed, len)).await
+        crate::workers::run(move || {
+            OPEN_BUFFERS.with_borrow_mut(|buffers| {
+                open_chunk(&repo, &chunk, &sealed, len, buffers).map(<[u8]>::to_vec)
+            })
+        })
+        .await
     }
 
     /// The sealed object of a chunk.
@@ -179,16 +187,23 @@ impl Repository {
 /// Opens a sealed chunk: authentic (its tag, under the repository's key and the chunk's name),
 /// the right length, and holding the content its list entry names: the plaintext's SHA-256 is the
 /// entry's (and so its keyed name is the chunk's), so a chunk that passes holds exactly the bytes
-/// that were backed up.
-fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> Result<Vec<u8>, ChunkProblem> {
+/// that were backed up. Opened into the worker's `buffers`, page-aligned (a target writing around
+/// the page cache writes it as it is).
+fn open_chunk<'b>(
+    repo: &Repository,
+    chunk: &ChunkRef,
+    sealed: &[u8],
+    len: u64,
+    buffers: &'b mut OpenBuffers,
+) -> Result<&'b [u8], ChunkProblem> {
     let data = repo
         .keys()
-        .open(ObjectKind::Chunk, &chunk.id.to_string(), sealed, len as usize)
+        .open_aligned(ObjectKind::Chunk, &chunk.id.to_string(), sealed, len as usize, buffers)
         .map_err(|e| ChunkProblem::Corrupt(e.to_string()))?;
     if data.len() as u64 != len {
         return Err(ChunkProblem::Corrupt(format!("{} bytes instead of {len}", data.len())));
     }
-    let sha256 = ChunkSha256::of(&data);
+    let sha256 = ChunkSha256::of(data);
     if sha256 != chunk.sha256 {
         return Err(ChunkProblem::Corrupt(format!(
             "its SHA-256 is {sha256}, its list says {}",
@@ -196,6 +211,12 @@ fn open_chunk(repo: &Repository, chunk: &ChunkRef, sealed: &[u8], len: u64) -> R
         )));
     }
     Ok(data)
+}
+
+thread_local! {
+    /// Each worker's buffers for opening chunks (a restore's chunks are opened and written on the
+    /// engine's workers).
+    static OPEN_BUFFERS: RefCell<OpenBuffers> = RefCell::new(OpenBuffers::default());
 }
 
 /// A block of zeros, to compare blocks with (a memcmp, not a loop over bytes).
@@ -295,7 +316,8 @@ mod tests {
         let repo = Repository::init_with(Backend::local(dir.path()).unwrap(), "pw", options).await.unwrap();
         let chunk = repo.keys().chunk_ref(b"the bytes backed up");
         let sealed = repo.keys().seal(ObjectKind::Chunk, &chunk.id.to_string(), b"other bytes, same len");
-        let problem = open_chunk(&repo, &chunk, &sealed, 21).unwrap_err();
+        let buffers = &mut OpenBuffers::default();
+        let problem = open_chunk(&repo, &chunk, &sealed, 21, buffers).unwrap_err();
         let expected = format!(
             "its SHA-256 is {}, its list says {}",
             ChunkSha256::of(b"other bytes, same len"),
@@ -303,6 +325,6 @@ mod tests {
         );
         assert_eq!(problem, ChunkProblem::Corrupt(expected));
         let good = repo.keys().seal(ObjectKind::Chunk, &chunk.id.to_string(), b"the bytes backed up");
-        assert_eq!(open_chunk(&repo, &chunk, &good, 19).unwrap(), b"the bytes backed up");
+        assert_eq!(open_chunk(&repo, &chunk, &good, 19, buffers).unwrap(), b"the bytes backed up");
     }
 }
