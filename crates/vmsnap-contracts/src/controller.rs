@@ -19,6 +19,13 @@ pub fn is_conflict(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
+/// The error of a request the API server refused with HTTP status `code`, as the client returns
+/// it: what the retry rules above, and each controller's, are decided on (their tests build
+/// refusals with it).
+pub fn refused(code: u16) -> kube::Error {
+    kube::Error::Api(Box::new(kube::core::Status::failure("refused", "").with_code(code)))
+}
+
 /// Whether kube-runtime's finalizer helper failed only because the object changed meanwhile: its
 /// finalizer patch got 409, or 422 from the patch's `test` of the finalizer list (the finalizer
 /// list changed since the copy was read).
@@ -49,21 +56,15 @@ mod tests {
     use super::*;
     use kube::runtime::finalizer::Error as F;
 
-    fn api(code: u16) -> kube::Error {
-        let status: kube::core::Status =
-            serde_json::from_value(serde_json::json!({"code": code, "message": "refused"})).unwrap();
-        kube::Error::Api(Box::new(status))
-    }
-
     #[test]
     fn only_a_stale_copy_is_a_conflict() {
-        assert!(is_conflict(&api(409)));
-        assert!(!is_conflict(&api(422)), "422 is invalid input, except from a finalizer patch's test");
-        assert!(!is_conflict(&api(500)));
+        assert!(is_conflict(&refused(409)));
+        assert!(!is_conflict(&refused(422)), "422 is invalid input, except from a finalizer patch's test");
+        assert!(!is_conflict(&refused(500)));
         let stale = |error: F<std::io::Error>| finalizer_patch_was_stale(&error);
-        assert!(stale(F::AddFinalizer(api(422))));
-        assert!(stale(F::RemoveFinalizer(api(409))));
-        assert!(!stale(F::AddFinalizer(api(403))));
+        assert!(stale(F::AddFinalizer(refused(422))));
+        assert!(stale(F::RemoveFinalizer(refused(409))));
+        assert!(!stale(F::AddFinalizer(refused(403))));
         assert!(!stale(F::ApplyFailed(std::io::Error::other("the work failed"))));
     }
 }

@@ -133,25 +133,20 @@ impl ReconcileError {
 mod tests {
     use kube::runtime::controller::Action;
     use kube::runtime::finalizer::Error as F;
+    use vmsnap_contracts::controller::refused;
 
     use super::*;
-
-    fn api(code: u16) -> kube::Error {
-        let status: kube::core::Status =
-            serde_json::from_value(serde_json::json!({"code": code, "message": "m", "reason": "r"})).unwrap();
-        kube::Error::Api(Box::new(status))
-    }
 
     #[test]
     fn a_gone_object_ends_quietly_a_stale_copy_retries_soon_and_real_failures_are_reported() {
         let outcome = |e: F<ReconcileError>| quiet_finalizer_outcome(&e);
-        assert_eq!(outcome(F::RemoveFinalizer(api(404))), Some(Action::await_change()));
-        assert_eq!(outcome(F::AddFinalizer(api(422))), Some(Action::requeue(STALE_RETRY)));
+        assert_eq!(outcome(F::RemoveFinalizer(refused(404))), Some(Action::await_change()));
+        assert_eq!(outcome(F::AddFinalizer(refused(422))), Some(Action::requeue(STALE_RETRY)));
         assert_eq!(
-            outcome(F::ApplyFailed(ReconcileError::Kube(api(409)))),
+            outcome(F::ApplyFailed(ReconcileError::Kube(refused(409)))),
             Some(Action::requeue(STALE_RETRY))
         );
-        assert_eq!(outcome(F::RemoveFinalizer(api(500))), None);
+        assert_eq!(outcome(F::RemoveFinalizer(refused(500))), None);
         assert_eq!(outcome(F::ApplyFailed(ReconcileError::FreezeUnlocked)), None);
     }
 }

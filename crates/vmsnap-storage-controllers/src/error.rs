@@ -118,6 +118,7 @@ pub fn full_message(error: &(dyn StdError + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmsnap_contracts::controller::refused;
     use vmsnap_storage::VolumeId;
 
     #[test]
@@ -139,21 +140,15 @@ mod tests {
         assert_eq!(wrapped.message(), "volume pvc-1 is attached to a running VM");
     }
 
-    fn api(code: u16) -> kube::Error {
-        let status: kube::core::Status =
-            serde_json::from_value(serde_json::json!({"code": code, "message": "refused"})).unwrap();
-        kube::Error::Api(Box::new(status))
-    }
-
     #[test]
     fn a_write_on_a_stale_copy_is_retried_soon_and_a_refused_one_backs_off() {
         let finalizer = |error| ReconcileError::from(finalizer::Error::<ReconcileError>::AddFinalizer(error));
         // The finalizer patch's `test` failed: the finalizer list changed since the copy was read.
-        assert_eq!(finalizer(api(422)).retry_kind(), RetryKind::Soon);
-        assert!(ReconcileError::Api(api(409)).is_conflict());
-        let inside = ReconcileError::from(finalizer::Error::ApplyFailed(ReconcileError::Api(api(409))));
+        assert_eq!(finalizer(refused(422)).retry_kind(), RetryKind::Soon);
+        assert!(ReconcileError::Api(refused(409)).is_conflict());
+        let inside = ReconcileError::from(finalizer::Error::ApplyFailed(ReconcileError::Api(refused(409))));
         assert_eq!(inside.retry_kind(), RetryKind::Soon);
-        assert_eq!(finalizer(api(403)).retry_kind(), RetryKind::Backoff);
-        assert_eq!(ReconcileError::Api(api(422)).retry_kind(), RetryKind::Backoff, "invalid, not stale");
+        assert_eq!(finalizer(refused(403)).retry_kind(), RetryKind::Backoff);
+        assert_eq!(ReconcileError::Api(refused(422)).retry_kind(), RetryKind::Backoff, "invalid, not stale");
     }
 }
