@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::StreamExt as _;
 use tokio::task::JoinSet;
 
 pub use self::pace::ReadLimit;
 use self::pace::ReadPace;
 use self::plan::{Plan, plan};
-use crate::chunk_list::{CHUNK_LIST_LEN, ChunkListId, unchanged_list};
+use crate::chunk_list::{CHUNK_LIST_LEN, ChunkListId, EncodedList, unchanged_list};
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -406,8 +407,10 @@ impl BackupSession {
         let sha256_tree = tree_digest(disk.size, chunk_size, &chunks);
         // The lists go before the manifest that names them, as the chunks do (and, for a resumed
         // session, one its earlier run stored under its lease is found, not written again). A
-        // stretch that did not change keeps the previous backup's list, unencoded.
+        // stretch that did not change keeps the previous backup's list, unencoded; the new lists
+        // are stored at once (a change scattered over a large disk touches several).
         let mut lists = Vec::with_capacity(chunks.len().div_ceil(CHUNK_LIST_LEN));
+        let mut new_lists: Vec<EncodedList> = Vec::new();
         for (index, entries) in chunks.chunks(CHUNK_LIST_LEN).enumerate() {
             if let Some(id) = unchanged_list(disk.previous, index, entries)
                 && self.known_lists.contains(&id)
@@ -417,23 +420,21 @@ impl BackupSession {
             }
             let list = self.repo.encode_chunk_list(entries);
             lists.push(list.id);
-            if self.known_lists.contains(&list.id) {
-                continue;
+            if !self.known_lists.contains(&list.id) && new_lists.iter().all(|l| l.id != list.id) {
+                new_lists.push(list);
             }
-            let found = match self.resumed_since {
-                Some(since) => {
-                    self.repo.head(&list.id.object_path()).await?.is_some_and(|m| m.last_modified >= since)
-                }
-                None => false,
-            };
-            if !found {
-                let sealed = self.repo.put_chunk_list(&list).await?;
-                stats.bytes_uploaded += sealed;
-                state.bytes_uploaded += sealed;
-                progress(&state);
-            }
-            self.known_lists.insert(list.id);
         }
+        let (repo, resumed_since) = (&self.repo, self.resumed_since);
+        let stores: Vec<_> = new_lists.iter().map(|list| store_list(repo, list, resumed_since)).collect();
+        let mut stores = futures::stream::iter(stores).buffer_unordered(self.options.upload_concurrency);
+        while let Some(sealed) = stores.next().await {
+            let sealed = sealed?;
+            stats.bytes_uploaded += sealed;
+            state.bytes_uploaded += sealed;
+            progress(&state);
+        }
+        drop(stores);
+        self.known_lists.extend(new_lists.iter().map(|list| list.id));
         stats.duration_ms = begun.elapsed().as_millis() as u64;
         Ok(DiskManifest {
             name: disk.name,
@@ -543,6 +544,21 @@ async fn read_chunk(
 
 /// The result of the next upload to finish, `None` when none is left. A panic in one is resumed
 /// here; an error returned from the session drops the set, which cancels the others.
+/// Stores a new chunk list; its sealed size, or 0 when a resumed session's earlier run stored it
+/// under its lease (since `resumed_since`).
+async fn store_list(
+    repo: &Repository,
+    list: &EncodedList,
+    resumed_since: Option<chrono::DateTime<Utc>>,
+) -> Result<u64> {
+    if let Some(since) = resumed_since
+        && repo.head(&list.id.object_path()).await?.is_some_and(|m| m.last_modified >= since)
+    {
+        return Ok(0);
+    }
+    repo.put_chunk_list(list).await
+}
+
 async fn next_upload(uploads: &mut JoinSet<Result<Stored>>) -> Option<Result<Stored>> {
     match uploads.join_next().await? {
         Ok(stored) => Some(stored),
