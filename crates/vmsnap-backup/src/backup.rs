@@ -25,6 +25,7 @@ use crate::format::{
 };
 use crate::lease::{DEFAULT_LEASE_TTL, Lease};
 use crate::repository::{Repository, to_json};
+use crate::workers::Priority;
 use crate::{BackupId, ChunkId, layout};
 
 /// A byte range of a disk.
@@ -524,7 +525,7 @@ async fn read_chunk(
     let repo = repo.clone();
     let name = disk.name.clone();
     let ChunkToRead { offset, len, ranges } = chunk;
-    crate::workers::run(move || {
+    crate::workers::run(Priority::Background, move || {
         let mut buf = vec![0u8; len as usize];
         for (from, n) in ranges {
             let at = (from - offset) as usize;
@@ -602,8 +603,10 @@ async fn upload(
         return Ok(Stored::Found(data.len() as u64));
     }
     let sealer = repo.clone();
-    let sealed =
-        crate::workers::run(move || sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data)).await;
+    let sealed = crate::workers::run(Priority::Background, move || {
+        sealer.keys().seal(ObjectKind::Chunk, &id.to_string(), &data)
+    })
+    .await;
     let len = sealed.len() as u64;
     repo.put(&id.object_path(), sealed).await?;
     Ok(Stored::Uploaded(len))

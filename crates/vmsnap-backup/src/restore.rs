@@ -11,6 +11,7 @@ use crate::crypto::{ObjectKind, OpenBuffers};
 use crate::error::{Error, Result};
 use crate::format::{BackupManifest, ChunkRef, DiskManifest, chunks_in_flight, tree_digest};
 use crate::repository::Repository;
+use crate::workers::Priority;
 use crate::{ChunkProblem, ChunkSha256};
 
 /// Blocks of zeros this long inside a chunk are skipped too, so the output stays sparse at the
@@ -124,7 +125,7 @@ impl Repository {
                     let sealed = repo.get_chunk(&chunk).await.map_err(bad_chunk)?;
                     // The chunk is checked before any of it is written; a write's own error is
                     // the inner result.
-                    let written = crate::workers::run(move || {
+                    let written = crate::workers::run(Priority::Foreground, move || {
                         OPEN_BUFFERS.with_borrow_mut(|buffers| {
                             let data = open_chunk(&repo, &chunk, &sealed, len, buffers)?;
                             Ok(write_sparse(&*target, data, offset))
@@ -161,15 +162,14 @@ impl Repository {
     }
 
     /// Fetches one chunk and checks it fully, as a restore does (what verify does for every
-    /// chunk).
-    pub(crate) async fn fetch_chunk(&self, chunk: &ChunkRef, len: u64) -> Result<Vec<u8>, ChunkProblem> {
+    /// chunk), on the background workers (a verify runs beside running VMs).
+    pub(crate) async fn check_chunk(&self, chunk: &ChunkRef, len: u64) -> Result<(), ChunkProblem> {
         let sealed = self.get_chunk(chunk).await?;
         let repo = self.clone();
         let chunk = chunk.clone();
-        crate::workers::run(move || {
-            OPEN_BUFFERS.with_borrow_mut(|buffers| {
-                open_chunk(&repo, &chunk, &sealed, len, buffers).map(<[u8]>::to_vec)
-            })
+        crate::workers::run(Priority::Background, move || {
+            OPEN_BUFFERS
+                .with_borrow_mut(|buffers| open_chunk(&repo, &chunk, &sealed, len, buffers).map(|_| ()))
         })
         .await
     }

@@ -157,7 +157,7 @@ impl Repository {
         }
         let results: Vec<_> = futures::stream::iter(uses.into_values())
             .map(|(chunk, len, used_by)| async move {
-                let outcome = self.fetch_chunk(&chunk, len).await.map(|_| len);
+                let outcome = self.check_chunk(&chunk, len).await.map(|()| len);
                 (chunk.id, outcome, used_by)
             })
             .buffer_unordered(VERIFY_CONCURRENCY)
