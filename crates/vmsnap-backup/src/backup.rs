@@ -411,7 +411,7 @@ impl BackupSession {
         // stretch that did not change keeps the previous backup's list, unencoded; the new lists
         // are stored at once (a change scattered over a large disk touches several).
         let mut lists = Vec::with_capacity(chunks.len().div_ceil(CHUNK_LIST_LEN));
-        let mut new_lists: Vec<EncodedList> = Vec::new();
+        let (mut new_lists, mut new_ids): (Vec<EncodedList>, HashSet<ChunkListId>) = Default::default();
         for (index, entries) in chunks.chunks(CHUNK_LIST_LEN).enumerate() {
             if let Some(id) = unchanged_list(disk.previous, index, entries)
                 && self.known_lists.contains(&id)
@@ -421,7 +421,7 @@ impl BackupSession {
             }
             let list = self.repo.encode_chunk_list(entries);
             lists.push(list.id);
-            if !self.known_lists.contains(&list.id) && new_lists.iter().all(|l| l.id != list.id) {
+            if !self.known_lists.contains(&list.id) && new_ids.insert(list.id) {
                 new_lists.push(list);
             }
         }
@@ -435,7 +435,7 @@ impl BackupSession {
             progress(&state);
         }
         drop(stores);
-        self.known_lists.extend(new_lists.iter().map(|list| list.id));
+        self.known_lists.extend(new_ids);
         stats.duration_ms = begun.elapsed().as_millis() as u64;
         Ok(DiskManifest {
             name: disk.name,
@@ -543,8 +543,6 @@ async fn read_chunk(
     .await
 }
 
-/// The result of the next upload to finish, `None` when none is left. A panic in one is resumed
-/// here; an error returned from the session drops the set, which cancels the others.
 /// Stores a new chunk list; its sealed size, or 0 when a resumed session's earlier run stored it
 /// under its lease (since `resumed_since`).
 async fn store_list(
@@ -560,6 +558,8 @@ async fn store_list(
     repo.put_chunk_list(list).await
 }
 
+/// The result of the next upload to finish, `None` when none is left. A panic in one is resumed
+/// here; an error returned from the session drops the set, which cancels the others.
 async fn next_upload(uploads: &mut JoinSet<Result<Stored>>) -> Option<Result<Stored>> {
     match uploads.join_next().await? {
         Ok(stored) => Some(stored),

@@ -26,7 +26,7 @@ const HEADER_LEN: usize = ENVELOPE_MAGIC.len() + 1 + NONCE_LEN;
 const TAG_LEN: usize = 16;
 /// Where a plaintext opened with [`Keys::open_aligned`] starts: at a multiple of a page, what a
 /// write around the page cache (`O_DIRECT`) asks of its memory.
-pub const PLAINTEXT_ALIGN: usize = 4096;
+pub(crate) const PLAINTEXT_ALIGN: usize = 4096;
 /// Payload codec bytes (the first byte of an opened envelope).
 const CODEC_NONE: u8 = 0;
 const CODEC_ZSTD: u8 = 1;

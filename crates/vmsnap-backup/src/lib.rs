@@ -52,7 +52,7 @@ pub use backup::{
     manifest_json,
 };
 pub use chunk_list::{CHUNK_LIST_LEN, ChunkListId};
-pub use crypto::{EnvelopeError, KdfParams, KeyFile, PLAINTEXT_ALIGN};
+pub use crypto::{EnvelopeError, KdfParams, KeyFile};
 pub use error::{Error, Result};
 pub use format::{
     BackupManifest, BackupStats, CLUSTER_SIZE, ChunkRef, DEFAULT_CHUNK_SIZE, DiskManifest, FORMAT_NAME,

@@ -240,7 +240,7 @@ mod tests {
             image.write_at(&data, offset).unwrap();
             expected[offset as usize..offset as usize + len].copy_from_slice(&data);
         }
-        // From memory that is aligned itself (written as it is, with no copy).
+        // From memory that is aligned itself (the path that writes it without the bounce buffer).
         let mut memory = Vec::new();
         let aligned = aligned_slice(&mut memory, 8192);
         aligned.fill(5);
