@@ -233,9 +233,14 @@ impl QmpSession {
                     Err(error) => Err(ProtocolError::CapabilitiesRejected(error)),
                 }
             }
-            (QmpState::Ready | QmpState::Negotiating { .. }, QmpMessage::Event(event)) => {
-                Ok(Some(QmpOutput::Event(event)))
-            }
+            // An event may even come before the greeting: QEMU 7.2 decides whether a monitor
+            // gets events without the lock its connection handler takes (fixed upstream in
+            // December 2025), so an event emitted while a client connects (RESUME at start-up)
+            // can overtake the greeting. libvirt's monitor takes events in any phase too.
+            (
+                QmpState::AwaitingGreeting | QmpState::Negotiating { .. } | QmpState::Ready,
+                QmpMessage::Event(event),
+            ) => Ok(Some(QmpOutput::Event(event))),
             (QmpState::Ready, QmpMessage::Reply(reply)) => Ok(self.correlate(reply)),
             (state, message) => {
                 let kind = match message {

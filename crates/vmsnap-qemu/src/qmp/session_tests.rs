@@ -220,6 +220,23 @@ fn garbage_line_when_ready_is_reported_and_the_session_carries_on() {
 }
 
 #[test]
+fn an_event_before_the_greeting_is_surfaced_and_the_handshake_goes_on() {
+    // QEMU 7.2 can write an event emitted while a client connects before the greeting
+    // (the race fixed by "qmp: Fix thread race", December 2025).
+    let mut session = QmpSession::new();
+    session.push_bytes(b"{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": \"RESUME\"}\r\n");
+    let out = outputs(&mut session);
+    let [Ok(QmpOutput::Event(event))] = &out[..] else { panic!("{out:?}") };
+    assert_eq!(event.event, Event::Resume);
+    assert_eq!(session.state(), QmpState::AwaitingGreeting);
+    session.push_bytes(GREETING);
+    assert!(outputs(&mut session).is_empty());
+    assert_eq!(sent(&session.take_transmit()), json!({"execute": "qmp_capabilities", "id": 1}));
+    session.push_bytes(b"{\"return\": {}, \"id\": 1}\r\n");
+    assert!(matches!(outputs(&mut session)[..], [Ok(QmpOutput::Ready(_))]));
+}
+
+#[test]
 fn second_greeting_is_unexpected() {
     let mut session = ready_session();
     session.push_bytes(GREETING);
