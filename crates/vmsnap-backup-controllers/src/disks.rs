@@ -43,6 +43,12 @@ impl SnapshotDisk {
         *self.mapping.lock().expect("not poisoned") = Some(task.abort_handle());
     }
 
+    /// How many files of the chain `qemu-img` mapped (the rest came from the map the store
+    /// kept of an earlier snapshot's chain); `None` when nothing needed the map.
+    pub(crate) fn files_mapped(&self) -> Option<usize> {
+        self.image.files_mapped()
+    }
+
     /// The virtual size in bytes.
     pub(crate) fn size(&self) -> u64 {
         self.image.size_bytes()

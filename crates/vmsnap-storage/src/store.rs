@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -21,6 +22,7 @@ use crate::driver::{SnapshotInfo, StorageAudit, VolumeFormat, VolumeInfo};
 use crate::error::{ManifestError, StorageError};
 use crate::fsutil;
 use crate::id::{LayerId, SnapshotId, VolumeId};
+use crate::image::ChainMaps;
 use crate::locks::{Guards, LockKey, Locks};
 use crate::manifest_file::ManifestFile;
 use crate::options::StorageOptions;
@@ -93,6 +95,8 @@ pub(crate) struct Store<M> {
     pub data_dir: PathBuf,
     /// The `qemu-img` the driver runs.
     pub qemu_img: QemuImg,
+    /// The maps of snapshot chains that images made, for later images to build on.
+    pub chain_maps: Arc<ChainMaps>,
     /// `<root>/manifest.json`.
     pub manifest_file: ManifestFile,
     /// The manifest as last committed; held while an operation commits.
@@ -120,6 +124,7 @@ impl<M: DriverManifest> Store<M> {
             root,
             data_dir,
             qemu_img: QemuImg::new(&options.qemu_img),
+            chain_maps: Arc::default(),
             manifest_file,
             state: Mutex::new(manifest),
             locks: Locks::default(),

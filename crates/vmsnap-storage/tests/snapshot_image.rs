@@ -392,3 +392,82 @@ async fn nothing_changed_is_known_from_the_layers_above_the_base_alone() {
     assert_eq!(since_base, extents, "the empty layer between adds nothing");
     assert_reads_as(&store, &changed, &model);
 }
+
+/// The data clusters of a map: virtual cluster -> (file depth, host offset).
+type DataClusters = std::collections::BTreeMap<u64, (usize, u64)>;
+
+fn data_clusters(extents: &[MappedExtent]) -> DataClusters {
+    let mut clusters = DataClusters::new();
+    for extent in extents {
+        let ExtentSource::Data { depth, host_offset } = extent.source else { panic!("not data: {extent:?}") };
+        for offset in (extent.offset..extent.end()).step_by(CLUSTER as usize) {
+            clusters.insert(offset, (depth, host_offset + (offset - extent.offset)));
+        }
+    }
+    clusters
+}
+
+/// What `qemu-img map` itself says of the data clusters of `top` and its backing chain.
+fn data_clusters_by_qemu_img(qemu_img: &Path, top: &Path) -> DataClusters {
+    let output = Command::new(qemu_img).args(["map", "--output=json", "-U"]).arg(top).output().unwrap();
+    assert!(output.status.success(), "qemu-img map: {}", String::from_utf8_lossy(&output.stderr));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    let mut clusters = DataClusters::new();
+    for entry in entries.iter().filter(|e| e["present"] == true && e["data"] == true && e["zero"] == false) {
+        let (start, length) = (entry["start"].as_u64().unwrap(), entry["length"].as_u64().unwrap());
+        let (depth, host) = (entry["depth"].as_u64().unwrap() as usize, entry["offset"].as_u64().unwrap());
+        for offset in (start..start + length).step_by(CLUSTER as usize) {
+            clusters.insert(offset, (depth, host + (offset - start)));
+        }
+    }
+    clusters
+}
+
+/// A later snapshot's whole map is its new layers' map laid over the map the store kept of the
+/// chain below them: the same map `qemu-img` makes of the whole chain, and the same bytes. A
+/// file of the chain touched since is a miss, and the chain is mapped whole again.
+#[tokio::test]
+async fn a_later_snapshot_maps_only_its_new_layers_over_the_kept_map_of_the_chain_below() {
+    let Some(store) = Store::new(Kind::Layered).await else { return };
+    let mut random = Random::new();
+    let (_, mut model) = store.create("disk", SIZE).await;
+    let first_writes = write_random(&store, &mut model, &mut random, 24).await;
+    snapshot(&store, "s1").await;
+    write_random(&store, &mut model, &mut random, 12).await;
+    snapshot(&store, "s2").await;
+    let s2 = open(&store, "s2").await;
+    assert_eq!(s2.files_mapped(), Some(2), "nothing was kept: the whole chain is mapped");
+
+    // Later: the disk grows, new data, zeros over old data, and two layers above s2's chain.
+    store.driver.resize_volume(&vid("disk"), 2 * SIZE).await.unwrap();
+    model = model.resized(2 * SIZE);
+    let mut later = write_random(&store, &mut model, &mut random, 8).await;
+    snapshot(&store, "s3").await;
+    store.write("disk", &mut model, SIZE + 3 * CLUSTER, 2 * CLUSTER, 0x5a).await;
+    later.push((SIZE + 3 * CLUSTER, 2 * CLUSTER));
+    let zeroed = first_writes[0].0 / CLUSTER * CLUSTER;
+    write_zeros(&store, &mut model, zeroed).await;
+    later.push((zeroed, CLUSTER));
+    snapshot(&store, "s4").await;
+
+    let s4 = open_unmapped(&store, "s4").await;
+    assert_eq!(s4.chain().len(), 4);
+    let changed = changes(s4.changed_since(&sid("s2")).await);
+    assert_eq!(s4.files_mapped(), Some(2), "only the two layers above s2's chain are mapped");
+    assert_eq!(clusters(extent_ranges(&changed)), clusters(later.iter().copied()));
+    let allocated = s4.allocated().await.unwrap();
+    assert_well_formed(allocated, 2 * SIZE);
+    let top = s4.chain()[0].path();
+    assert_eq!(data_clusters(allocated), data_clusters_by_qemu_img(&store.options.qemu_img, top));
+    assert_reads_as(&store, &s4, &model);
+
+    // This very chain again: nothing to map. A file of it touched since: mapped whole.
+    let again = open(&store, "s4").await;
+    assert_eq!(again.files_mapped(), Some(0));
+    assert_eq!(again.allocated().await.unwrap(), allocated);
+    let s1_layer = std::fs::File::options().write(true).open(s4.chain()[3].path()).unwrap();
+    s1_layer.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+    let touched = open(&store, "s4").await;
+    assert_eq!(touched.files_mapped(), Some(4), "a touched file must not be trusted to an old map");
+    assert_eq!(data_clusters(touched.allocated().await.unwrap()), data_clusters(allocated));
+}

@@ -249,6 +249,7 @@ impl Job {
             open_disks_ms = open_took.as_millis(),
             prepare_ms = prepare_took.as_millis(),
             plan_ms = plan_took.as_millis(),
+            files_mapped = ?plans.iter().map(|plan| plan.disk.files_mapped()).collect::<Vec<_>>(),
             planned_after_ms = planned_after.as_millis(),
             read_and_commit_ms = read_and_commit_took.as_millis(),
             "backup run: where its time went"
@@ -351,7 +352,16 @@ impl Job {
             let mut progress = move |p: &Progress| shared.lock().expect("not poisoned").current = p.clone();
             match session.backup_disk(request, &mut progress).await {
                 Ok(manifest) => {
-                    tracing::debug!(backup = %self.backup.name_any(), disk = %plan.name, disk_ms = manifest.stats.duration_ms, "disk backed up");
+                    let stats = &manifest.stats;
+                    tracing::debug!(
+                        backup = %self.backup.name_any(),
+                        disk = %plan.name,
+                        disk_ms = stats.duration_ms,
+                        bytes_read = stats.bytes_read,
+                        chunks_uploaded = stats.chunks_uploaded,
+                        chunks_deduplicated = stats.chunks_deduplicated,
+                        "disk backed up"
+                    );
                     manifests.push(manifest)
                 }
                 Err(error) => {

@@ -315,7 +315,9 @@ impl VolumeDriver for CopyDriver {
         };
         let files = vec![(path, VolumeFormat::Raw)];
         let lineage = Lineage::Standalone { driver: DRIVER };
-        SnapshotImage::open(&self.store.qemu_img, info, files, lineage).await.map(Some)
+        SnapshotImage::open(&self.store.qemu_img, &self.store.chain_maps, info, files, lineage)
+            .await
+            .map(Some)
     }
 
     /// Nothing to do: every file stands alone.

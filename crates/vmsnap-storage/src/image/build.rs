@@ -1,15 +1,18 @@
 //! Opening a [`SnapshotImage`] (the chain's files), and mapping the chain, or
 //! its top files alone, with `qemu-img map`, turned into sorted data and zero
-//! extents.
+//! extents; the top files alone over the kept map of the chain below them
+//! when there is one (see `reuse.rs`).
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde_json::{Value, json};
 
-use super::{ChainFile, ExtentSource, Lineage, MappedExtent, SnapshotImage};
+use super::reuse::{ChainMaps, FileKey};
+use super::{ChainFile, ExtentSource, Lineage, MappedExtent, SnapshotImage, WholeMap};
 use crate::driver::{SnapshotInfo, VolumeFormat};
 use crate::error::StorageError;
 use crate::fsutil;
@@ -19,27 +22,34 @@ impl SnapshotImage {
     /// Opens every file of `chain` (top first: the order `qemu-img map`
     /// numbers depths in). The caller holds the snapshot's lock, so no file
     /// can be removed before it is open; the map, later, reads the open files.
+    /// `maps` are the store's kept maps of chains, which this image uses and adds to.
     pub(crate) async fn open(
         qemu_img: &QemuImg,
+        maps: &Arc<ChainMaps>,
         snapshot: SnapshotInfo,
         chain: Vec<(PathBuf, VolumeFormat)>,
         lineage: Lineage,
     ) -> Result<Self, StorageError> {
         assert!(!chain.is_empty(), "a snapshot has at least one file");
-        let chain = fsutil::blocking(move || {
+        let (chain, keys) = fsutil::blocking(move || {
             chain
                 .into_iter()
-                .map(|(path, format)| match File::open(&path) {
-                    Ok(file) => Ok(ChainFile { path, format, file }),
-                    Err(source) => Err(StorageError::Io { action: "open", path, source }),
+                .map(|(path, format)| {
+                    let opened = File::open(&path).and_then(|file| Ok((FileKey::of(&path, &file)?, file)));
+                    match opened {
+                        Ok((key, file)) => Ok((ChainFile { path, format, file }, key)),
+                        Err(source) => Err(StorageError::Io { action: "open", path, source }),
+                    }
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<(Vec<_>, Vec<_>), _>>()
         })
         .await?;
         Ok(Self {
             size_bytes: snapshot.size_bytes,
             snapshot,
             chain,
+            keys,
+            maps: maps.clone(),
             qemu_img: qemu_img.clone(),
             mapped: tokio::sync::OnceCell::new(),
             map_begun: AtomicBool::new(false),
@@ -52,7 +62,28 @@ impl SnapshotImage {
     /// its `qemu-img`, leaving the map to the next call.
     pub(super) async fn mapped(&self) -> Result<&Mapped, StorageError> {
         self.map_begun.store(true, Ordering::Release);
-        self.mapped.get_or_try_init(|| self.map_top(self.chain.len())).await
+        Ok(&self.mapped.get_or_try_init(|| self.map_whole()).await?.mapped)
+    }
+
+    /// Whether the store keeps the map of some tail of this chain, so that the
+    /// whole map needs `qemu-img` for the files above that tail only.
+    pub(super) fn has_kept_tail(&self) -> bool {
+        self.maps.tail(&self.keys).is_some()
+    }
+
+    /// Maps the whole chain: the files above the longest tail whose map the
+    /// store keeps, laid over that map; or every file. The map is kept for
+    /// later images whose chains end in this one.
+    async fn map_whole(&self) -> Result<WholeMap, StorageError> {
+        let (mapped, files_mapped) = match self.maps.tail(&self.keys) {
+            Some((0, kept)) => (kept, 0),
+            Some((above, kept)) => {
+                (Arc::new(self.map_top(above).await?.over(&kept, above, self.size_bytes)), above)
+            }
+            None => (Arc::new(self.map_top(self.chain.len()).await?), self.chain.len()),
+        };
+        self.maps.keep(self.keys.clone(), mapped.clone());
+        Ok(WholeMap { mapped, files_mapped })
     }
 
     /// The map of the top `files` files of the chain alone: what the files
@@ -99,7 +130,8 @@ pub(super) struct Mapped {
     pub data: Vec<MappedExtent>,
     /// The zero clusters some file records, sorted, disjoint.
     pub zeros: Vec<MappedExtent>,
-    end: u64,
+    /// One past the last byte mapped: the disk's size.
+    pub end: u64,
 }
 
 impl Mapped {

@@ -244,16 +244,17 @@ impl SnapshotImage {
     }
 
     /// The data and zero extents that files above `depth` answer for, by
-    /// offset. Unless the whole chain is mapped already, the files above
-    /// `depth` are mapped alone first: when they hold nothing, the whole map is
-    /// not needed. A whole map that another caller began races that first map,
-    /// and the first to finish answers.
+    /// offset. Unless the whole chain is mapped already, or the store kept the
+    /// map of a tail of it (then the whole map costs about as much as the top
+    /// files' alone), the files above `depth` are mapped alone first: when
+    /// they hold nothing, the whole map is not needed. A whole map that another
+    /// caller began races that first map, and the first to finish answers.
     async fn changes_above(&self, depth: usize) -> Result<ChangedExtents, StorageError> {
         if depth == 0 {
             // The base is this very snapshot.
             return Ok(ChangedExtents::Since { extents: Vec::new() });
         }
-        if !self.is_mapped() {
+        if !self.is_mapped() && !self.has_kept_tail() {
             let above = self.map_top(depth);
             let nothing_changed = if self.map_begun.load(Ordering::Acquire) {
                 tokio::select! {

@@ -15,20 +15,26 @@
 //! Mapping the whole chain costs time in proportion to the data it holds (its
 //! qcow2 tables, read from disk when cold). A question about what changed
 //! since a base maps only the files above the base, which hold just the
-//! changes, and needs the whole map only when there are some.
+//! changes, and needs the whole map only when there are some. And the map of
+//! a snapshot's chain is kept by the store: a later snapshot's chain is new
+//! layers over it, so its whole map needs `qemu-img` for the new layers only.
 
 mod build;
 mod changes;
+mod reuse;
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use self::build::Mapped;
 pub(crate) use self::changes::{BaseRecord, Lineage};
 pub use self::changes::{ChangePoint, ChangedExtents, IncrementalImpossible};
+pub(crate) use self::reuse::ChainMaps;
+use self::reuse::FileKey;
 use crate::driver::{SnapshotInfo, VolumeFormat};
 use crate::error::StorageError;
 use crate::qemu_img::QemuImg;
@@ -106,12 +112,24 @@ pub struct SnapshotImage {
     snapshot: SnapshotInfo,
     size_bytes: u64,
     chain: Vec<ChainFile>,
+    /// What each file of `chain` was when opened: how kept maps are found.
+    keys: Vec<FileKey>,
+    /// The store's kept maps of chains.
+    maps: Arc<ChainMaps>,
     qemu_img: QemuImg,
     /// The whole chain's map, made on first need.
-    mapped: tokio::sync::OnceCell<Mapped>,
+    mapped: tokio::sync::OnceCell<WholeMap>,
     /// Whether a whole map was ever begun (it may be under way).
     map_begun: AtomicBool,
     lineage: Lineage,
+}
+
+/// The whole chain's map, and how it was made.
+#[derive(Debug)]
+struct WholeMap {
+    mapped: Arc<Mapped>,
+    /// How many files of the chain `qemu-img` mapped; the rest came from a kept map.
+    files_mapped: usize,
 }
 
 // Backups read one image from many threads: keep it `Send + Sync`.
@@ -153,13 +171,21 @@ impl SnapshotImage {
         self.mapped.initialized()
     }
 
+    /// How many files of the chain `qemu-img` read for the whole map: all of
+    /// them, or only those above a tail of the chain whose map the store kept
+    /// from an earlier image (0 when it kept this very chain's). `None` until
+    /// the chain is mapped.
+    pub fn files_mapped(&self) -> Option<usize> {
+        self.mapped.get().map(|whole| whole.files_mapped)
+    }
+
     /// Fills `buf` with the virtual disk's bytes at `offset`: data extents are
     /// read with `pread` from the open files, everything else is zeros. A
     /// range past the end of the disk is an `InvalidInput` error; a read
     /// before the chain is mapped ([`SnapshotImage::is_mapped`]) is an error
     /// too (reads are synchronous; the map is not).
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let Some(mapped) = self.mapped.get() else {
+        let Some(WholeMap { mapped, .. }) = self.mapped.get() else {
             return Err(io::Error::other(format!(
                 "snapshot {} was read before its chain was mapped (ask for its allocated extents first)",
                 self.snapshot.id

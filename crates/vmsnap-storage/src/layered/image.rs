@@ -31,7 +31,9 @@ impl LayeredDriver {
         };
         // Every layer is qcow2: imports are converted, never adopted as raw files.
         let files = chain.iter().map(|layer| (self.layer_path(layer), VolumeFormat::Qcow2)).collect();
-        SnapshotImage::open(&self.store.qemu_img, info, files, lineage).await.map(Some)
+        SnapshotImage::open(&self.store.qemu_img, &self.store.chain_maps, info, files, lineage)
+            .await
+            .map(Some)
     }
 }
 
