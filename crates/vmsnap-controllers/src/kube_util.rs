@@ -91,7 +91,8 @@ where
     replace_finalizers(api, &obj.name_any(), &old, &new).await
 }
 
-/// Removes `finalizer` with KubeVirt's JSON patch.
+/// Removes `finalizer` with KubeVirt's JSON patch. An object that is gone meanwhile (another
+/// reconcile removed the last finalizer, and the server the object) has none left: done.
 pub async fn remove_finalizer<K>(api: &Api<K>, obj: &K, finalizer: &str) -> Result<(), kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
@@ -101,7 +102,10 @@ where
         return Ok(());
     }
     let new: Vec<String> = old.iter().filter(|f| *f != finalizer).cloned().collect();
-    replace_finalizers(api, &obj.name_any(), &old, &new).await
+    match replace_finalizers(api, &obj.name_any(), &old, &new).await {
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        done => done,
+    }
 }
 
 async fn replace_finalizers<K>(
@@ -127,8 +131,10 @@ where
     };
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("a valid JSON patch");
     if let Err(e) = api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-        let current = api.get_opt(name).await.ok().flatten().map(|o| o.finalizers().to_vec());
-        tracing::warn!(%name, ?old, ?new, ?current, error = %e, "finalizer patch failed");
+        if !matches!(&e, kube::Error::Api(status) if status.code == 404) {
+            let current = api.get_opt(name).await.ok().flatten().map(|o| o.finalizers().to_vec());
+            tracing::warn!(%name, ?old, ?new, ?current, error = %e, "finalizer patch failed");
+        }
         return Err(e);
     }
     Ok(())
