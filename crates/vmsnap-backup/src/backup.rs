@@ -17,6 +17,7 @@ pub use self::pace::ReadLimit;
 use self::pace::ReadPace;
 use self::plan::{Plan, plan};
 use crate::chunk_list::{CHUNK_LIST_LEN, ChunkListId, EncodedList, unchanged_list};
+use crate::committed_index::CommittedIndex;
 use crate::crypto::ObjectKind;
 use crate::error::{Error, Result};
 use crate::format::{
@@ -264,34 +265,29 @@ impl Repository {
 }
 
 /// The chunks of the backups committed when a session began, and those it uploaded since. The
-/// committed ones are gathered on first use: a backup that reads nothing (no change since the
-/// previous one) never needs them, and they have an entry per chunk of every backup.
+/// committed ones are gathered on first use (a backup that reads nothing never needs them), from
+/// the index the repository kept of the backups an earlier session listed (see
+/// `committed_index.rs`).
 struct KnownChunks {
     /// The manifests listed when the session began (emptied once `committed_chunks` is built).
     committed: Vec<Arc<BackupManifest>>,
     /// Each chunk of those manifests.
-    committed_chunks: Option<HashSet<ChunkId>>,
+    committed_chunks: Option<Arc<HashSet<ChunkId>>>,
     /// The chunks this session uploaded.
     added: HashSet<ChunkId>,
 }
 
 impl KnownChunks {
-    /// The committed chunks, gathered on the first call.
-    fn committed(&mut self) -> &HashSet<ChunkId> {
+    /// The committed chunks, gathered on the first call from the repository's `index`.
+    fn committed(&mut self, index: &CommittedIndex) -> &HashSet<ChunkId> {
         let committed = &mut self.committed;
-        self.committed_chunks.get_or_insert_with(|| {
-            std::mem::take(committed)
-                .iter()
-                .flat_map(|manifest| &manifest.disks)
-                .flat_map(|disk| disk.chunks.iter().flatten().map(|c| c.id))
-                .collect()
-        })
+        self.committed_chunks.get_or_insert_with(|| index.chunks_of(&std::mem::take(committed)))
     }
 
     /// Whether chunk `id` is stored; else it is counted as stored from now on (the caller
     /// uploads it).
-    fn check_and_add(&mut self, id: ChunkId) -> bool {
-        self.committed().contains(&id) || !self.added.insert(id)
+    fn check_and_add(&mut self, id: ChunkId, index: &CommittedIndex) -> bool {
+        self.committed(index).contains(&id) || !self.added.insert(id)
     }
 }
 
@@ -379,7 +375,7 @@ impl BackupSession {
                         }
                         Some((chunk, data)) => {
                             let id = chunk.id;
-                            if self.known.check_and_add(id) {
+                            if self.known.check_and_add(id, &self.repo.inner.committed_index) {
                                 stats.chunks_deduplicated += 1;
                                 stats.bytes_deduplicated += len;
                                 state.bytes_deduplicated += len;

@@ -33,6 +33,7 @@
 mod backend;
 mod backup;
 mod chunk_list;
+mod committed_index;
 mod crypto;
 mod error;
 mod format;

@@ -10,6 +10,7 @@ use object_store::{ObjectMeta, ObjectStoreExt as _, PutPayload};
 
 use crate::backend::Backend;
 use crate::chunk_list::ListsRead;
+use crate::committed_index::CommittedIndex;
 use crate::crypto::{KdfParams, KeyFile, Keys, MasterKey, ObjectKind};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -52,11 +53,19 @@ pub(crate) struct Inner {
     pub(crate) keys: Keys,
     /// The committed manifests read so far.
     pub(crate) manifests: ManifestCache,
+    /// The chunks of the committed backups the last session listed.
+    pub(crate) committed_index: CommittedIndex,
 }
 
 impl Inner {
     fn new(backend: Backend, config: RepositoryConfig, keys: Keys) -> Arc<Self> {
-        Arc::new(Inner { backend, config, keys, manifests: ManifestCache::default() })
+        Arc::new(Inner {
+            backend,
+            config,
+            keys,
+            manifests: ManifestCache::default(),
+            committed_index: CommittedIndex::default(),
+        })
     }
 }
 
