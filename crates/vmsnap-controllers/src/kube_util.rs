@@ -103,7 +103,7 @@ where
     }
     let new: Vec<String> = old.iter().filter(|f| *f != finalizer).cloned().collect();
     match replace_finalizers(api, &obj.name_any(), &old, &new).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) if vmsnap_contracts::controller::is_not_found(&error) => Ok(()),
         done => done,
     }
 }
@@ -131,7 +131,7 @@ where
     };
     let patch: json_patch::Patch = serde_json::from_value(ops).expect("a valid JSON patch");
     if let Err(e) = api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch)).await {
-        if !matches!(&e, kube::Error::Api(status) if status.code == 404) {
+        if !vmsnap_contracts::controller::is_not_found(&e) {
             let current = api.get_opt(name).await.ok().flatten().map(|o| o.finalizers().to_vec());
             tracing::warn!(%name, ?old, ?new, ?current, error = %e, "finalizer patch failed");
         }

@@ -111,7 +111,12 @@ async fn reconcile(vm: Arc<VirtualMachine>, ctx: Arc<Context>) -> Result<Action,
             Api::namespaced(ctx.client.clone(), &vm.namespace().unwrap_or_default());
         let value = if new.is_empty() { serde_json::Value::Null } else { json!(new) };
         let patch = json!({"status": {"volumeSnapshotStatuses": value}});
-        vms.patch_status(&vm.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        match vms.patch_status(&vm.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            // Deleted since this copy was read: it has no status left to keep.
+            Err(error) if vmsnap_contracts::controller::is_gone(&error, vm.as_ref()) => {}
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(Action::await_change())
 }

@@ -17,9 +17,10 @@ use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
 use vmsnap_storage::SnapshotId;
 
 use super::PROVISIONER;
-use super::context::{Context, error_policy, not_found, tracked};
+use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
+use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
@@ -80,7 +81,7 @@ async fn apply(content: &VolumeSnapshotContent, ctx: &Context) -> Result<Action,
             .await
         {
             Ok(_) => {}
-            Err(error) if not_found(&error) => {}
+            Err(error) if is_not_found(&error) => {}
             Err(error) => return Err(error.into()),
         }
     }

@@ -186,17 +186,18 @@ pub fn error_policy<K>(object: Arc<K>, error: &ReconcileError, ctx: Arc<Context>
 where
     K: Resource<DynamicType = ()>,
 {
-    ctx.retry_after(&object_key(object.as_ref()), error)
+    let key = object_key(object.as_ref());
+    if error.is_gone(object.as_ref()) {
+        tracing::debug!(object = key, "deleted while it was reconciled: nothing left to do");
+        ctx.succeeded(&key);
+        return Action::await_change();
+    }
+    ctx.retry_after(&key, error)
 }
 
 /// Whether an API error is `AlreadyExists`.
 pub fn already_exists(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
-}
-
-/// Whether an API error is `NotFound`.
-pub fn not_found(error: &kube::Error) -> bool {
-    matches!(error, kube::Error::Api(status) if status.code == 404)
 }
 
 #[cfg(test)]

@@ -89,6 +89,18 @@ impl ReconcileError {
         }
     }
 
+    /// Whether the API server said `object` itself is gone: deleted while this pass worked on a
+    /// copy of it. Nothing is left to do, and its deletion comes through the watch.
+    pub fn is_gone<K: kube::Resource<DynamicType = ()>>(&self, object: &K) -> bool {
+        match self.innermost() {
+            Self::Api(error) => vmsnap_contracts::controller::is_gone(error, object),
+            Self::Finalizer(error) => {
+                vmsnap_contracts::controller::finalizer_patch_found_it_gone(error, object)
+            }
+            _ => false,
+        }
+    }
+
     /// The whole message with its causes, for statuses and events.
     pub fn message(&self) -> String {
         full_message(self.innermost())

@@ -17,10 +17,11 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::context::{Context, error_policy, not_found, tracked};
+use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::PV_FINALIZER;
 use super::sources::volume_of;
+use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
@@ -73,7 +74,7 @@ async fn apply(pv: &PersistentVolume, ctx: &Context) -> Result<Action, Reconcile
                 match ctx.cluster::<PersistentVolume>().delete(&pv.name_any(), &DeleteParams::default()).await
                 {
                     Ok(_) => {}
-                    Err(error) if not_found(&error) => {}
+                    Err(error) if is_not_found(&error) => {}
                     Err(error) => return Err(error.into()),
                 }
                 return Ok(Action::await_change());

@@ -106,7 +106,7 @@ fn point_in_time(backup: &VirtualMachineRepositoryBackup) -> Option<i64> {
 async fn delete(api: &Api<VirtualMachineSnapshot>, name: &str) -> Result<(), kube::Error> {
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => Ok(()),
         Err(error) => Err(error),
     }
 }

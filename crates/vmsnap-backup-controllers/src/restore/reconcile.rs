@@ -508,7 +508,7 @@ impl<'a> Restore<'a> {
             {
                 match dvs.delete(&dv.name_any(), &DeleteParams::default()).await {
                     Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
                     Err(error) => return Err(error.into()),
                 }
             }

@@ -222,7 +222,7 @@ impl<'a> Restore<'a> {
         for dv in self.st.deleted_data_volumes.clone() {
             match self.api::<DataVolume>().delete(&dv, &DeleteParams::default()).await {
                 Ok(_) => {}
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -466,7 +466,7 @@ impl<'a> Restore<'a> {
                     }
                     match pvcs.delete(&pvc.name_any(), &DeleteParams::default()).await {
                         Ok(_) => {}
-                        Err(kube::Error::Api(e)) if e.code == 404 => {}
+                        Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
                         Err(e) => return Err(e.into()),
                     }
                     busy = true;

@@ -148,7 +148,7 @@ impl BackupPass {
                 for doomed in &plan.delete {
                     match api.delete(doomed, &DeleteParams::default()).await {
                         Ok(_) => *pass.pruned_now.entry(vm.clone()).or_default() += 1,
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
+                        Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
                         Err(e) => tracing::warn!(
                             backup = %doomed,
                             error = %error_message(&e),

@@ -210,7 +210,7 @@ pub async fn reconcile(
         for doomed in &plan.delete {
             match snapshots_api.delete(doomed, &DeleteParams::default()).await {
                 Ok(_) => *pruned_now.entry(vm.clone()).or_default() += 1,
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
                 Err(e) => {
                     tracing::warn!(snapshot = %doomed, error = %error_message(&e), "could not prune a scheduled snapshot")
                 }

@@ -111,7 +111,7 @@ async fn update(
     {
         match contents.delete(&c.name_any(), &DeleteParams::default()).await {
             Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(gone) if vmsnap_contracts::controller::is_not_found(&gone) => {}
             Err(e) => return Err(e.into()),
         }
     }

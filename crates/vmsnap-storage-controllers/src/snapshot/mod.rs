@@ -32,9 +32,10 @@ use self::cut::{Member, Resolution, publish_content, publish_snapshot, publish_s
 pub use self::group::Groups;
 use self::group::group_of;
 use super::PROVISIONER;
-use super::context::{Context, error_policy, not_found, tracked};
+use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::{VOLUME_SNAPSHOT_FINALIZER, content_name_for, snapshot_id_for};
+use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
@@ -282,7 +283,7 @@ async fn cleanup(snapshot: &VolumeSnapshot, ctx: &Context) -> Result<Action, Rec
         {
             match contents.delete(&content_name, &DeleteParams::default()).await {
                 Ok(_) => {}
-                Err(error) if not_found(&error) => {}
+                Err(error) if is_not_found(&error) => {}
                 Err(error) => return Err(error.into()),
             }
         }
