@@ -111,9 +111,7 @@ pub fn quiet_finalizer_outcome(
         stale if vmsnap_contracts::controller::finalizer_patch_was_stale(stale) => {
             Some(Action::requeue(STALE_RETRY))
         }
-        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status))
-            if status.code == 404 =>
-        {
+        F::AddFinalizer(e) | F::RemoveFinalizer(e) if vmsnap_contracts::controller::is_not_found(e) => {
             Some(Action::await_change())
         }
         F::ApplyFailed(e) | F::CleanupFailed(e) if e.is_stale() => Some(Action::requeue(STALE_RETRY)),

@@ -94,7 +94,7 @@ fn error_policy(
     error: &ReconcileError,
     _state: Arc<Backups>,
 ) -> Action {
-    retry_after("VirtualMachineRepositoryBackup", &backup.name_any(), error, Duration::from_secs(5))
+    retry_after(backup.as_ref(), error, Duration::from_secs(5))
 }
 
 async fn reconcile(

@@ -92,7 +92,7 @@ fn error_policy(
     error: &ReconcileError,
     _ctx: Arc<Context>,
 ) -> Action {
-    retry_after("VirtualMachineBackupRepository", &repo.name_any(), error, Duration::from_secs(5))
+    retry_after(repo.as_ref(), error, Duration::from_secs(5))
 }
 
 async fn reconcile(

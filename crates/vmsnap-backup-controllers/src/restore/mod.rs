@@ -100,5 +100,5 @@ fn error_policy(
     error: &ReconcileError,
     _ctx: Arc<RestoreContext>,
 ) -> Action {
-    retry_after("VirtualMachineRepositoryRestore", &restore.name_any(), error, Duration::from_secs(2))
+    retry_after(restore.as_ref(), error, Duration::from_secs(2))
 }
