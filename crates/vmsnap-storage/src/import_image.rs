@@ -14,16 +14,13 @@
 //! aligned: a restore writes many GiB once and reads none of it back, so copying it into the page
 //! cache would cost CPU and evict what the running VMs read. Other writes are buffered.
 
-use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use crate::direct_io;
 use crate::error::StorageError;
 use crate::qemu_img::QemuImg;
-
-/// The alignment of a write around the page cache: its memory, file offset and length.
-const DIRECT_ALIGN: usize = 4096;
 
 /// Where a run of the disk lives in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +52,7 @@ impl ImportImage {
         let file = create_private(path)?;
         file.set_len(size).map_err(StorageError::io("size", path))?;
         let placements = vec![Placement { start: 0, length: size, file_offset: 0 }];
-        Ok(Self { path: path.to_owned(), file, size, placements, direct: open_direct(path) })
+        Ok(Self { path: path.to_owned(), file, size, placements, direct: direct_io::open_for_writes(path) })
     }
 
     /// A qcow2 file of `size` bytes at `path` with every cluster mapped (see the module's comment).
@@ -90,7 +87,7 @@ impl ImportImage {
         }
         let file =
             OpenOptions::new().read(true).write(true).open(path).map_err(StorageError::io("open", path))?;
-        Ok(Self { path: path.to_owned(), file, size, placements, direct: open_direct(path) })
+        Ok(Self { path: path.to_owned(), file, size, placements, direct: direct_io::open_for_writes(path) })
     }
 
     /// The file.
@@ -124,27 +121,13 @@ impl ImportImage {
         Ok(())
     }
 
-    /// Writes `data` at file offset `at`: around the page cache when aligned and allowed (from
-    /// `data` itself when its memory is aligned too, else through a buffer of this thread aligned
-    /// for it); else (or if the file system refuses) buffered.
+    /// Writes `data` at file offset `at`: around the page cache when it may (see
+    /// [`crate::direct_io`]), else buffered.
     fn write_file_at(&self, data: &[u8], at: u64) -> std::io::Result<()> {
         if let Some(direct) = &self.direct
-            && data.len().is_multiple_of(DIRECT_ALIGN)
-            && at.is_multiple_of(DIRECT_ALIGN as u64)
+            && direct_io::write_at(direct, data, at)?
         {
-            let written = if data.as_ptr().addr().is_multiple_of(DIRECT_ALIGN) {
-                direct.write_all_at(data, at)
-            } else {
-                BOUNCE.with_borrow_mut(|bounce| {
-                    let aligned = aligned_slice(bounce, data.len());
-                    aligned.copy_from_slice(data);
-                    direct.write_all_at(aligned, at)
-                })
-            };
-            match written {
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => {}
-                other => return other,
-            }
+            return Ok(());
         }
         self.file.write_all_at(data, at)
     }
@@ -159,26 +142,6 @@ impl ImportImage {
     pub fn discard(&self) -> std::io::Result<()> {
         self.file.set_len(0)
     }
-}
-
-thread_local! {
-    /// Each writing thread's buffer for writes around the page cache.
-    static BOUNCE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `len` bytes of `buffer` starting at an address aligned to [`DIRECT_ALIGN`] (grown if need be).
-fn aligned_slice(buffer: &mut Vec<u8>, len: usize) -> &mut [u8] {
-    if buffer.len() < len + DIRECT_ALIGN {
-        *buffer = vec![0; len + DIRECT_ALIGN];
-    }
-    let skew = buffer.as_ptr().align_offset(DIRECT_ALIGN);
-    &mut buffer[skew..skew + len]
-}
-
-/// `path` opened for writes around the page cache, or `None` where its file system does not do
-/// them.
-fn open_direct(path: &Path) -> Option<File> {
-    OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path).ok()
 }
 
 fn create_private(path: &Path) -> Result<File, StorageError> {
@@ -242,21 +205,11 @@ mod tests {
         }
         // From memory that is aligned itself (the path that writes it without the bounce buffer).
         let mut memory = Vec::new();
-        let aligned = aligned_slice(&mut memory, 8192);
+        let aligned = direct_io::aligned_slice(&mut memory, 8192);
         aligned.fill(5);
         image.write_at(aligned, 262144).unwrap();
         expected[262144..262144 + 8192].fill(5);
         image.sync().unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), expected);
-    }
-
-    #[test]
-    fn an_aligned_slice_is_aligned_and_of_the_length_asked() {
-        let mut buffer = Vec::new();
-        for len in [4096, 65536, 4096, 524288] {
-            let slice = aligned_slice(&mut buffer, len);
-            assert_eq!(slice.len(), len);
-            assert_eq!(slice.as_ptr() as usize % DIRECT_ALIGN, 0);
-        }
     }
 }

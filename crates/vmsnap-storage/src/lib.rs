@@ -51,6 +51,7 @@
 //! ```
 
 mod copy;
+mod direct_io;
 mod driver;
 mod error;
 mod fsutil;

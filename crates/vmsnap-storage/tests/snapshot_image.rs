@@ -471,3 +471,63 @@ async fn a_later_snapshot_maps_only_its_new_layers_over_the_kept_map_of_the_chai
     assert_eq!(touched.files_mapped(), Some(4), "a touched file must not be trusted to an old map");
     assert_eq!(data_clusters(touched.allocated().await.unwrap()), data_clusters(allocated));
 }
+
+/// Bytes of `path` in the page cache, as util-linux's `fincore` counts them.
+fn resident_bytes(path: &Path) -> u64 {
+    let output = Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux) runs");
+    assert!(output.status.success(), "fincore: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().parse().expect("fincore prints a byte count")
+}
+
+/// Writes `path` out and drops it from the page cache.
+fn evict(path: &Path) {
+    let file = std::fs::File::open(path).unwrap();
+    file.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(&file, 0, 0, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED).unwrap();
+}
+
+/// A backup reads a snapshot in aligned chunks, each byte once: those reads go around the page
+/// cache, so a backup of many GiB neither pays the kernel's copy nor evicts what the VMs read,
+/// and they read the same bytes as QEMU does (odd-sized reads, as the other tests make, are
+/// buffered).
+#[tokio::test]
+async fn aligned_reads_of_a_snapshot_leave_the_page_cache_as_it_was_and_read_the_same_bytes() {
+    const CHUNK: usize = 512 << 10;
+    let Some(store) = Store::new(Kind::Layered).await else { return };
+    let mut random = Random::new();
+    let (_, mut model) = store.create("disk", SIZE).await;
+    write_random(&store, &mut model, &mut random, 24).await;
+    snapshot(&store, "first").await;
+    write_random(&store, &mut model, &mut random, 12).await;
+    write_zeros(&store, &mut model, 3 * CLUSTER).await;
+    snapshot(&store, "second").await;
+    let image = open(&store, "second").await;
+    assert_eq!(image.chain().len(), 2);
+    let data: u64 = image.allocated().await.unwrap().iter().map(|e| e.length).sum();
+    assert!(data >= 4 * MIB, "the chain holds data to read: {data} bytes");
+    for file in image.chain() {
+        evict(file.path());
+        assert_eq!(resident_bytes(file.path()), 0, "{} is out of the page cache", file.path().display());
+    }
+
+    let mut bytes = vec![0xee_u8; SIZE as usize];
+    for (index, chunk) in bytes.chunks_mut(CHUNK).enumerate() {
+        image.read_at((index * CHUNK) as u64, chunk).unwrap();
+    }
+    for file in image.chain() {
+        // qcow2 metadata read while mapping may come back in; the data read must not.
+        let resident = resident_bytes(file.path());
+        assert!(
+            resident < MIB,
+            "{} has {resident} bytes in the page cache after the reads",
+            file.path().display()
+        );
+    }
+    let top = &image.chain()[0];
+    assert_same_as(&store.options.qemu_img, &bytes, top.path(), "qcow2");
+    assert_bytes("the model", &bytes, &model.bytes());
+}

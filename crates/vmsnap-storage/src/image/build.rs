@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::reuse::{ChainMaps, FileKey};
 use super::{ChainFile, ExtentSource, Lineage, MappedExtent, SnapshotImage, WholeMap};
+use crate::direct_io;
 use crate::driver::{SnapshotInfo, VolumeFormat};
 use crate::error::StorageError;
 use crate::fsutil;
@@ -37,7 +38,10 @@ impl SnapshotImage {
                 .map(|(path, format)| {
                     let opened = File::open(&path).and_then(|file| Ok((FileKey::of(&path, &file)?, file)));
                     match opened {
-                        Ok((key, file)) => Ok((ChainFile { path, format, file }, key)),
+                        Ok((key, file)) => {
+                            let direct = direct_io::reopen_for_reads(&file);
+                            Ok((ChainFile { path, format, file, direct }, key))
+                        }
                         Err(source) => Err(StorageError::Io { action: "open", path, source }),
                     }
                 })

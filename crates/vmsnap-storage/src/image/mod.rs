@@ -35,6 +35,7 @@ pub(crate) use self::changes::{BaseRecord, Lineage};
 pub use self::changes::{ChangePoint, ChangedExtents, IncrementalImpossible};
 pub(crate) use self::reuse::ChainMaps;
 use self::reuse::FileKey;
+use crate::direct_io;
 use crate::driver::{SnapshotInfo, VolumeFormat};
 use crate::error::StorageError;
 use crate::qemu_img::QemuImg;
@@ -45,6 +46,8 @@ pub struct ChainFile {
     path: PathBuf,
     format: VolumeFormat,
     file: File,
+    /// The same file opened for reads around the page cache, unless its file system refuses them.
+    direct: Option<File>,
 }
 
 impl ChainFile {
@@ -56,6 +59,18 @@ impl ChainFile {
     /// Its format: how its host offsets were computed.
     pub fn format(&self) -> VolumeFormat {
         self.format
+    }
+
+    /// Fills `buf` from `at`: around the page cache when it may ([`crate::direct_io`]: a backup
+    /// reads each byte once, and through the page cache the kernel's copy took more CPU than
+    /// hashing the bytes), else buffered.
+    fn read_at(&self, buf: &mut [u8], at: u64) -> io::Result<()> {
+        if let Some(direct) = &self.direct
+            && direct_io::read_at(direct, buf, at)?
+        {
+            return Ok(());
+        }
+        self.file.read_exact_at(buf, at)
     }
 }
 
@@ -220,9 +235,9 @@ impl SnapshotImage {
             match extent.source {
                 ExtentSource::Data { depth, host_offset } => {
                     let file = &self.chain[depth];
-                    file.file.read_exact_at(target, host_offset + (position - extent.offset)).map_err(
-                        |error| io::Error::new(error.kind(), format!("{}: {error}", file.path.display())),
-                    )?;
+                    file.read_at(target, host_offset + (position - extent.offset)).map_err(|error| {
+                        io::Error::new(error.kind(), format!("{}: {error}", file.path.display()))
+                    })?;
                 }
                 ExtentSource::Zero { .. } => target.fill(0),
             }
