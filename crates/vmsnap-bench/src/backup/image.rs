@@ -99,6 +99,15 @@ pub(crate) async fn change<G: Guest>(guest: &G, mib: u64, round: usize) -> anyho
     Ok(())
 }
 
+/// `count` of the guest's write throughputs ([`write_throughput`]), one after another.
+pub(crate) async fn write_throughputs<G: Guest>(guest: &G, count: usize) -> anyhow::Result<Vec<f64>> {
+    let mut throughputs = Vec::with_capacity(count);
+    for _ in 0..count {
+        throughputs.push(write_throughput(guest).await?);
+    }
+    Ok(throughputs)
+}
+
 /// The guest's write throughput in MiB/s: [`WRITE_MIB`] MiB written with `dd` and fsync'd, timed
 /// by the guest, the file removed after.
 pub(crate) async fn write_throughput<G: Guest>(guest: &G) -> anyhow::Result<f64> {
