@@ -14,13 +14,13 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
+use vmsnap_contracts::controller::is_not_found;
 use vmsnap_storage::SnapshotId;
 
 use super::PROVISIONER;
 use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::{CONTENT_FINALIZER, content_name_for, snapshot_id_for};
-use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {

@@ -16,12 +16,12 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use vmsnap_contracts::controller::is_not_found;
 
 use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::PV_FINALIZER;
 use super::sources::volume_of;
-use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 /// The alignment of a transfer around the page cache: its memory, file offset and length (the
 /// largest logical block size of common disks).
-pub(crate) const DIRECT_ALIGN: usize = 4096;
+const DIRECT_ALIGN: usize = 4096;
 
 thread_local! {
     /// Each thread's buffer for transfers whose own memory is not aligned.

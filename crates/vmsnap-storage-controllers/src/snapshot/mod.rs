@@ -26,6 +26,7 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use vmsnap_api::volumesnapshot::{VolumeSnapshot, VolumeSnapshotContent};
+use vmsnap_contracts::controller::is_not_found;
 use vmsnap_storage::SnapshotId;
 
 use self::cut::{Member, Resolution, publish_content, publish_snapshot, publish_snapshot_error, resolve};
@@ -35,7 +36,6 @@ use super::PROVISIONER;
 use super::context::{Context, error_policy, tracked};
 use super::error::ReconcileError;
 use super::names::{VOLUME_SNAPSHOT_FINALIZER, content_name_for, snapshot_id_for};
-use vmsnap_contracts::controller::is_not_found;
 
 /// Runs the controller until the task is aborted.
 pub async fn run(ctx: Arc<Context>) {
